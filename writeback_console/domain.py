@@ -1,0 +1,184 @@
+"""The writeback domain: kinds, statuses and the rules between them (DESIGN §2), with no I/O."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+#: Attempts a writeback gets before only a person can retry it: the first one and two automatic retries.
+DEFAULT_MAX_ATTEMPTS = 3
+
+#: Characters a reference is made of: Crockford's base 32, which leaves out I, L, O and U so that a
+#: reference read over the phone cannot be mistaken.
+REF_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+REF_PREFIX = "WB-"
+REF_LENGTH = 10
+
+
+class Kind(enum.StrEnum):
+    """The writeback elements Informz sends to Personify360."""
+
+    UNSUBSCRIBE = "unsubscribe"
+    RESUBSCRIBE = "resubscribe"
+    INVALID_EMAIL = "invalid_email"
+    MAILING_ACTIVITY = "mailing_activity"
+    INTERESTS = "interests"
+
+    @property
+    def label(self) -> str:
+        return _KIND_LABELS[self]
+
+    @property
+    def goes_out_automatically(self) -> bool:
+        """Mailing Activity is sent by hand or on a schedule; the others as soon as they are queued."""
+        return self is not Kind.MAILING_ACTIVITY
+
+
+_KIND_LABELS = {
+    Kind.UNSUBSCRIBE: "Unsubscribe",
+    Kind.RESUBSCRIBE: "Resubscribe",
+    Kind.INVALID_EMAIL: "Invalid Email Address",
+    Kind.MAILING_ACTIVITY: "Mailing Activity",
+    Kind.INTERESTS: "Interests (IPM)",
+}
+
+
+class Status(enum.StrEnum):
+    """Where a writeback is in its life."""
+
+    NEW = "new"
+    SCHEDULED = "scheduled"
+    PROCESSING = "processing"
+    SENT = "sent"
+    ERROR = "error"
+    NO_REMOTE_RECIPIENTS = "no_remote_recipients"
+
+    @property
+    def label(self) -> str:
+        return _STATUS_LABELS[self]
+
+    @property
+    def is_final(self) -> bool:
+        """A final row never changes again by itself."""
+        return self in FINAL_STATUSES
+
+
+_STATUS_LABELS = {
+    Status.NEW: "New",
+    Status.SCHEDULED: "Scheduled",
+    Status.PROCESSING: "Processing",
+    Status.SENT: "Sent",
+    Status.ERROR: "Error",
+    Status.NO_REMOTE_RECIPIENTS: "No Remote Recipients",
+}
+
+FINAL_STATUSES = frozenset({Status.SENT, Status.NO_REMOTE_RECIPIENTS})
+#: Statuses the dispatcher may still act on; PostgreSQL keeps a partial index over exactly these.
+OPEN_STATUSES = frozenset(Status) - FINAL_STATUSES
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_ref() -> str:
+    """A fresh writeback reference such as ``WB-7K2M9QX4BD``."""
+    return REF_PREFIX + "".join(secrets.choice(REF_ALPHABET) for _ in range(REF_LENGTH))
+
+
+def normalize_ref(text: str) -> str:
+    """The reference as stored, from what a person typed (``wb-7k2m…`` finds ``WB-7K2M…``)."""
+    return text.strip().upper()
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    """The fields of a writeback that the rules look at."""
+
+    status: Status
+    attempts: int
+    max_attempts: int
+    scheduled_for: datetime | None = None
+    #: When the last failure happened: the row may go again only in a run that started after it.
+    next_attempt_at: datetime | None = None
+
+
+def attempts_left(state: QueueState) -> int:
+    return max(0, state.max_attempts - state.attempts)
+
+
+def retries_exhausted(state: QueueState) -> bool:
+    """Error with no automatic attempt left: only a person can send it again."""
+    return state.status is Status.ERROR and attempts_left(state) == 0
+
+
+def is_eligible(state: QueueState, run_started_at: datetime) -> bool:
+    """Whether a dispatcher run that started at ``run_started_at`` may claim the row.
+
+    New rows go at once, Scheduled ones once their time has passed, and Error rows with attempts left
+    only if they failed before this run began: a row that fails in a run is not retried in that run.
+    """
+    if state.status is Status.NEW:
+        return True
+    if state.status is Status.SCHEDULED:
+        return state.scheduled_for is not None and state.scheduled_for <= run_started_at
+    if state.status is Status.ERROR:
+        failed_before_run = state.next_attempt_at is None or state.next_attempt_at < run_started_at
+        return attempts_left(state) > 0 and failed_before_run
+    return False
+
+
+@dataclass(frozen=True, slots=True)
+class RetryDecision:
+    allowed: bool
+    reason: str
+
+
+def manual_retry_decision(state: QueueState) -> RetryDecision:
+    """Whether a person may retry the row now, and if not, why not in words they understand."""
+    if state.status is not Status.ERROR:
+        return RetryDecision(False, f"status is {state.status.label}, only Error rows can be retried")
+    left = attempts_left(state)
+    if left > 0:
+        plural = "retry is" if left == 1 else "retries are"
+        return RetryDecision(False, f"{left} automatic {plural} still to come")
+    return RetryDecision(True, "automatic retries used up")
+
+
+def after_manual_retry(state: QueueState) -> QueueState:
+    """The state a manual retry leaves: exactly one more attempt, queued for the next run."""
+    decision = manual_retry_decision(state)
+    if not decision.allowed:
+        raise ValueError(decision.reason)
+    return QueueState(
+        status=Status.NEW,
+        attempts=state.attempts,
+        max_attempts=state.attempts + 1,
+        scheduled_for=None,
+        next_attempt_at=None,
+    )
+
+
+def after_failure(state: QueueState, failed_at: datetime) -> QueueState:
+    """The state a failed attempt leaves: Error, retried automatically while attempts remain."""
+    return QueueState(
+        status=Status.ERROR,
+        attempts=state.attempts,
+        max_attempts=state.max_attempts,
+        scheduled_for=state.scheduled_for,
+        next_attempt_at=failed_at,
+    )
+
+
+def mailing_activity_outcome(remote_recipients: int, delivered: int) -> Status:
+    """Final status of a mailing-activity writeback once every recipient has been tried."""
+    if remote_recipients == 0:
+        return Status.NO_REMOTE_RECIPIENTS
+    return Status.SENT if delivered >= remote_recipients else Status.ERROR
+
+
+def mailing_activity_error(remote_recipients: int, delivered: int) -> str:
+    failed = remote_recipients - delivered
+    return f"{failed:,} of {remote_recipients:,} recipients failed"
