@@ -1,0 +1,1 @@
+"""Fixtures for the queue store on SQLite and PostgreSQL."""

@@ -1,0 +1,1 @@
+"""Pytest fixtures that run the Personify360 simulator on a free loopback port."""
