@@ -1,0 +1,556 @@
+"""The `writeback-console` command: everything the GUI does to the queue, scriptable.
+
+Exit codes: 0 done; 1 refused or failed (the message says why); 2 bad input (usage, a bad file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import json
+import sys
+import typing
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from writeback_console import __version__
+from writeback_console.config import redact_url, resolve_db_url
+from writeback_console.domain import Kind, Status, utcnow
+from writeback_console.intake import InputError, parse_time, validate_writeback
+from writeback_console.store import queue
+from writeback_console.store.engine import make_engine, make_session_factory, write_transaction
+from writeback_console.store.migrate import SchemaOutOfDate, ensure_schema, upgrade
+
+EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
+
+LIST_FIELDS = (
+    "id",
+    "ref",
+    "kind",
+    "email",
+    "account",
+    "status",
+    "attempts",
+    "max_attempts",
+    "last_error",
+    "last_http_status",
+    "sent_at",
+    "scheduled_for",
+    "created_at",
+    "occurred_at",
+    "master_customer_id",
+    "sub_customer_id",
+    "mailing_id",
+)
+
+
+class CommandError(Exception):
+    """Ends a command with a message on stderr and the given exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_REFUSED) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _open(args: argparse.Namespace, *, upgrade_schema: bool | None = None) -> sessionmaker[Session]:
+    url = resolve_db_url(args.db)
+    try:
+        engine = make_engine(url)
+        # The embedded SQLite file belongs to this user and follows the program; a shared PostgreSQL
+        # database is upgraded on purpose, with `db upgrade`, by whoever runs the deployment.
+        auto = engine.dialect.name == "sqlite" if upgrade_schema is None else upgrade_schema
+        ensure_schema(engine, upgrade_if_needed=auto)
+    except SchemaOutOfDate as exc:
+        raise CommandError(str(exc)) from None
+    except (OperationalError, ValueError) as exc:
+        raise CommandError(f"cannot open the database {redact_url(url)}: {_first_line(exc)}") from None
+    args.engine = engine
+    return make_session_factory(engine)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _time_arg(text: str) -> datetime:
+    """An ISO-8601 time, or a date (taken as midnight UTC), for --from/--to/--at."""
+    value = text.strip()
+    if len(value) == 10:
+        value += "T00:00:00Z"
+    try:
+        return parse_time(value, "time")
+    except InputError as exc:
+        raise argparse.ArgumentTypeError(exc.problem) from None
+
+
+def _statuses(values: Sequence[str] | None) -> frozenset[Status]:
+    chosen: set[Status] = set()
+    for value in values or ():
+        for part in value.split(","):
+            part = part.strip().lower().replace(" ", "_").replace("-", "_")
+            if not part:
+                continue
+            try:
+                chosen.add(Status(part))
+            except ValueError:
+                raise CommandError(
+                    f"--status: unknown status {part!r}; one of {', '.join(Status)}", EXIT_BAD_INPUT
+                ) from None
+    return frozenset(chosen)
+
+
+def _kinds(values: Sequence[str] | None) -> frozenset[Kind]:
+    chosen: set[Kind] = set()
+    for value in values or ():
+        for part in value.split(","):
+            part = part.strip().lower()
+            if not part:
+                continue
+            try:
+                chosen.add(Kind(part))
+            except ValueError:
+                raise CommandError(
+                    f"--kind: unknown kind {part!r}; one of {', '.join(Kind)}", EXIT_BAD_INPUT
+                ) from None
+    return frozenset(chosen)
+
+
+def _filter(args: argparse.Namespace) -> queue.WritebackFilter:
+    stuck_before = None
+    if args.stuck is not None:
+        stuck_before = utcnow() - timedelta(minutes=args.stuck)
+    return queue.WritebackFilter(
+        statuses=_statuses(args.status),
+        kinds=_kinds(args.kind),
+        accounts=frozenset(args.account or ()),
+        created_from=args.created_from,
+        created_to=args.created_to,
+        text=args.search,
+        retried=args.retried,
+        stuck_before=stuck_before,
+        retry_available=args.retry_available,
+        mailing_id=args.mailing,
+    )
+
+
+def _add_filter_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("filters (all must match)")
+    group.add_argument("--status", action="append", metavar="S", help="status; repeat or comma-separate")
+    group.add_argument("--kind", action="append", metavar="K", help="kind; repeat or comma-separate")
+    group.add_argument("--account", action="append", metavar="NAME", help="Informz account; repeatable")
+    group.add_argument("--search", metavar="TEXT", help="start of email, ref or constituent id; mailing name")
+    group.add_argument(
+        "--from", dest="created_from", type=_time_arg, metavar="WHEN", help="created at or after"
+    )
+    group.add_argument("--to", dest="created_to", type=_time_arg, metavar="WHEN", help="created before")
+    group.add_argument("--retried", action="store_true", help="only rows tried more than once")
+    group.add_argument(
+        "--stuck", type=int, metavar="MINUTES", help="only Processing rows whose lease is older than this"
+    )
+    group.add_argument("--retry-available", action="store_true", help="only rows a person may retry now")
+    group.add_argument("--mailing", type=int, metavar="ID", help="only rows of this mailing")
+
+
+def _iso(value: datetime | None) -> str:
+    return "" if value is None else value.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _short(value: datetime | None) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M")
+
+
+# --- commands ------------------------------------------------------------------------------------
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    url = resolve_db_url(args.db)
+    try:
+        engine = make_engine(url)
+        upgrade(engine)
+    except (SQLAlchemyError, ValueError) as exc:
+        raise CommandError(f"cannot upgrade {redact_url(url)}: {_first_line(exc)}") from None
+    print(f"database {redact_url(url)} is up to date")
+    return EXIT_OK
+
+
+def cmd_enqueue(args: argparse.Namespace) -> int:
+    raw: dict[str, Any] = {"kind": args.kind_name}
+    for name in (
+        "email",
+        "account",
+        "reason",
+        "master_customer_id",
+        "sub_customer_id",
+        "occurred_at",
+        "interest",
+        "mailing_id",
+        "scheduled_for",
+        "ref",
+    ):
+        value = getattr(args, name)
+        if value is not None:
+            raw[name] = value
+    if args.opted_in is not None:
+        raw["opted_in"] = args.opted_in == "in"
+    try:
+        item = validate_writeback(raw)
+    except InputError as exc:
+        raise CommandError(f"--{exc.field.replace('_', '-')}: {exc.problem}", EXIT_BAD_INPUT) from None
+    factory = _open(args)
+    with write_transaction(factory) as session:
+        row = queue.enqueue(session, item)
+        queue.record_audit(
+            session, actor=queue.current_actor(), action="enqueue", rows=[(row.id, row.ref)], now=utcnow()
+        )
+    print(f"queued {row.ref} (id {row.id}, {row.kind.label}, {row.status.label})")
+    return EXIT_OK
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from writeback_console.importer import FileChanged, ImportRefused, import_file
+
+    path = Path(args.file)
+    if not path.is_file():
+        raise CommandError(f"{path}: no such file", EXIT_BAD_INPUT)
+    factory = _open(args)
+    try:
+        report = import_file(path, factory, actor=queue.current_actor())
+    except ImportRefused as exc:
+        print(f"{path}: {exc.total_errors:,} problem(s); nothing was imported", file=sys.stderr)
+        print(str(exc), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except FileChanged as exc:
+        raise CommandError(str(exc)) from None
+    kinds = ", ".join(f"{n:,} {k.label}" for k, n in sorted(report.by_kind.items()))
+    print(f"imported {report.added:,} writebacks from {path} ({kinds})")
+    return EXIT_OK
+
+
+def _table(rows: Iterable[queue.WritebackRow], out: IO[str]) -> int:
+    header = (
+        "REF",
+        "CREATED",
+        "KIND",
+        "STATUS",
+        "TRIES",
+        "EMAIL / MAILING",
+        "ACCOUNT",
+        "SENT/DUE",
+        "LAST ERROR",
+    )
+    widths = (13, 16, 21, 20, 5, 36, 10, 16, 0)
+    out.write("  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)).rstrip() + "\n")
+    count = 0
+    for r in rows:
+        who = r.email or (f"mailing {r.mailing_id}" if r.mailing_id else "")
+        due = r.sent_at or r.scheduled_for
+        cells = (
+            r.ref,
+            _short(r.created_at),
+            r.kind.label,
+            r.status.label,
+            f"{r.attempts}/{r.max_attempts}",
+            who[:36],
+            r.account[:10],
+            _short(due),
+            (r.last_error or "").replace("\n", " ")[:70],
+        )
+        out.write("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip() + "\n")
+        count += 1
+    return count
+
+
+def _json_row(r: queue.WritebackRow) -> dict[str, Any]:
+    data = r.to_json()
+    out = {name: data[name] for name in LIST_FIELDS}
+    out["payload"] = data["payload"]
+    return out
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    flt = _filter(args)
+    factory = _open(args)
+    limit = None if args.all else args.limit
+    out = sys.stdout
+    with factory() as session:
+        rows = queue.iter_rows(session, flt, sort=args.sort, descending=not args.ascending, limit=limit)
+        if args.format == "json":
+            out.write("[")
+            for n, row in enumerate(rows):
+                out.write(",\n" if n else "\n")
+                out.write(json.dumps(_json_row(row), ensure_ascii=False))
+            out.write("\n]\n")
+        elif args.format == "csv":
+            writer = csv.writer(out)
+            writer.writerow(LIST_FIELDS)
+            for row in rows:
+                data = row.to_json()
+                writer.writerow(["" if data[f] is None else data[f] for f in LIST_FIELDS])
+        else:
+            shown = _table(rows, out)
+            if limit is not None and shown == limit:
+                print(f"(first {limit} rows; --limit N or --all for more)", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    factory = _open(args)
+    with factory() as session:
+        try:
+            row = queue.get_writeback(session, args.key)
+        except queue.NotFound as exc:
+            raise CommandError(str(exc)) from None
+        attempts = queue.attempts_of(session, row.id)
+        audit = queue.audit_of(session, row.id)
+    data = row.to_json()
+    if args.format == "json":
+        data["attempt_history"] = [
+            {k: _iso(v) if isinstance(v, datetime) else v for k, v in dataclasses.asdict(a).items()}
+            for a in attempts
+        ]
+        data["audit"] = [
+            {"at": _iso(e.at), "actor": e.actor, "action": e.action, "detail": e.detail, "filter": e.filter}
+            for e in audit
+        ]
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    for name, value in data.items():
+        if name != "payload":
+            print(f"{name:>20}: {'' if value is None else value}")
+    print(f"{'payload':>20}: {json.dumps(data['payload'], ensure_ascii=False)}")
+    print("\nattempts:")
+    for a in attempts:
+        http = f"HTTP {a.http_status}" if a.http_status else "no HTTP answer"
+        print(f"  #{a.number} {_iso(a.started_at)} {a.outcome or 'running'} ({http}) {a.message or ''}")
+        if a.response_excerpt:
+            print(f"      response: {a.response_excerpt[:300]}")
+    if audit:
+        print("\naudit:")
+        for e in audit:
+            print(f"  {_iso(e.at)} {e.actor} {e.action} {json.dumps(e.detail) if e.detail else ''}")
+    return EXIT_OK
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    factory = _open(args)
+    flt = _filter(args)
+    with write_transaction(factory) as session:
+        if args.keys:
+            try:
+                ids = queue.resolve_ids(session, args.keys)
+            except queue.NotFound as exc:
+                raise CommandError(str(exc)) from None
+            used_filter = None
+        elif args.matching:
+            flt = queue.WritebackFilter(**{**flt.__dict__, "retry_available": True})
+            ids = [r.id for r in queue.iter_rows(session, flt, sort="id", descending=False)]
+            used_filter = flt.to_json()
+            if not ids:
+                raise CommandError("no row matching the filter can be retried now")
+        else:
+            raise CommandError("name the rows to retry (ids or refs), or use --matching with filters", 2)
+        try:
+            result = queue.manual_retry(
+                session,
+                ids,
+                actor=queue.current_actor(),
+                filter=used_filter,
+                skip_ineligible=args.skip_ineligible,
+            )
+        except queue.RetryRefused as exc:
+            raise CommandError(f"{exc}\nnothing was changed (--skip-ineligible retries the others)") from None
+    for refusal in result.skipped:
+        print(f"skipped {refusal.ref}: {refusal.reason}", file=sys.stderr)
+    print(f"{len(result.retried):,} writeback(s) will be retried at the next dispatcher run")
+    return EXIT_OK
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from writeback_console.store.seed import seed
+
+    if args.rows < 1:
+        raise CommandError("--rows must be at least 1", EXIT_BAD_INPUT)
+    factory = _open(args)
+    engine: Engine = args.engine
+    del factory
+
+    def progress(done: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\r{done:,} / {args.rows:,}", end="", file=sys.stderr, flush=True)
+
+    summary = seed(engine, args.rows, random_seed=args.random_seed, progress=progress)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(
+        f"seeded {summary.writebacks:,} writebacks, {summary.attempts:,} attempts, "
+        f"{summary.mailings:,} mailings, {summary.recipients:,} recipients in {summary.seconds:.1f} s"
+    )
+    return EXIT_OK
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    factory = _open(args)
+    with factory() as session:
+        counts = queue.count_by_status(session)
+    _print_counts(counts)
+    return EXIT_OK
+
+
+def _print_counts(counts: dict[Status, int]) -> None:
+    width = max(len(s.label) for s in Status)
+    for status, n in counts.items():
+        print(f"  {status.label:<{width}}  {n:>10,}")
+    print(f"  {'Total':<{width}}  {sum(counts.values()):>10,}")
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from writeback_console.config import data_dir
+    from writeback_console.store.seed import seed
+
+    folder = Path(args.folder) if args.folder else data_dir() / "demo"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "writeback-demo.sqlite3"
+    for stale in folder.glob("writeback-demo.sqlite3*"):
+        stale.unlink()
+    engine = make_engine(f"sqlite:///{path}")
+    upgrade(engine)
+    print(f"seeding a demo queue of {args.rows:,} writebacks in {path} …", flush=True)
+    summary = seed(engine, args.rows)
+    with make_session_factory(engine)() as session:
+        counts = queue.count_by_status(session)
+    print(f"done in {summary.seconds:.1f} s; writebacks by status:")
+    _print_counts(counts)
+    print(f"\ntry: writeback-console --db {path} list --status error")
+    return EXIT_OK
+
+
+# --- parser --------------------------------------------------------------------------------------
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="writeback-console",
+        description="The Informz → Personify360 writeback queue, from the command line.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="database URL or SQLite file (default: $WRITEBACK_DB_URL or the embedded file)",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, handler: Handler, help: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help, description=help)
+        p.set_defaults(handler=handler)
+        return p
+
+    db = command("db", lambda a: EXIT_BAD_INPUT, "database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    up = db_sub.add_parser("upgrade", help="create or upgrade the schema to this version")
+    up.set_defaults(handler=cmd_db_upgrade)
+
+    p = command("enqueue", cmd_enqueue, "queue one writeback")
+    p.add_argument("kind_name", metavar="KIND", choices=[k.value for k in Kind])
+    p.add_argument("--email")
+    p.add_argument("--account")
+    p.add_argument("--reason")
+    p.add_argument("--master-customer-id", dest="master_customer_id")
+    p.add_argument("--sub-customer-id", dest="sub_customer_id", type=int)
+    p.add_argument("--occurred-at", dest="occurred_at", metavar="WHEN")
+    p.add_argument("--interest")
+    p.add_argument("--opted", dest="opted_in", choices=("in", "out"))
+    p.add_argument("--mailing-id", dest="mailing_id", type=int)
+    p.add_argument("--scheduled-for", dest="scheduled_for", metavar="WHEN")
+    p.add_argument("--ref")
+
+    p = command("import", cmd_import, "queue every writeback of a JSONL file, or none if any line is bad")
+    p.add_argument("file", metavar="FILE.jsonl")
+
+    p = command("list", cmd_list, "list writebacks, newest first")
+    _add_filter_arguments(p)
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N rows (default 50)")
+    p.add_argument("--all", action="store_true", help="every matching row")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument(
+        "--sort",
+        default="created_at",
+        choices=typing.get_args(queue.SortField),
+    )
+    p.add_argument("--ascending", action="store_true", help="oldest/smallest first")
+
+    p = command("show", cmd_show, "every field of one writeback, its attempts and audit trail")
+    p.add_argument("key", metavar="ID|REF")
+    p.add_argument("--format", choices=("text", "json"), default="text")
+
+    p = command("retry", cmd_retry, "grant one more attempt to rows whose automatic retries are used up")
+    p.add_argument("keys", nargs="*", metavar="ID|REF")
+    p.add_argument("--matching", action="store_true", help="every retryable row matching the filters")
+    p.add_argument("--skip-ineligible", action="store_true", help="retry the eligible rows, skip the others")
+    _add_filter_arguments(p)
+
+    p = command("seed", cmd_seed, "add realistic demo data in every kind and status")
+    p.add_argument("--rows", type=int, default=10_000, metavar="N")
+    p.add_argument("--random-seed", type=int, default=20261127, metavar="S")
+
+    command("summary", cmd_summary, "writebacks per status")
+
+    p = command("demo", cmd_demo, "a fresh seeded demo database")
+    p.add_argument("--rows", type=int, default=200_000, metavar="N")
+    p.add_argument("--folder", metavar="DIR")
+
+    _add_optional_commands(sub)
+    return parser
+
+
+def _add_optional_commands(sub: Any) -> None:
+    """Commands that live in their own packages, wired in when present."""
+    try:
+        from writeback_console.sim import cli as sim_cli
+    except ImportError:
+        return
+    p = sub.add_parser(
+        "sim", help="run the Personify360 simulator", description="run the Personify360 simulator"
+    )
+    sim_cli.add_arguments(p)
+    p.set_defaults(handler=sim_cli.run)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        code: int = args.handler(args)
+    except CommandError as exc:
+        print(f"writeback-console: {exc}", file=sys.stderr)
+        return exc.code
+    except queue.QueueError as exc:
+        print(f"writeback-console: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except BrokenPipeError:
+        # `list … | head` closes the pipe early; that is not an error.
+        sys.stderr.close()
+        return EXIT_OK
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

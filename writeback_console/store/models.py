@@ -1,0 +1,280 @@
+"""SQLAlchemy models of the queue: writebacks, their attempts, mailings, deliveries, audit and settings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator, TypeEngine
+
+from writeback_console.domain import OPEN_STATUSES, Kind, Status
+
+# Integer ids are 64-bit on PostgreSQL; SQLite needs the plain INTEGER PRIMARY KEY to alias its rowid.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def Key(length: int) -> TypeEngine[str]:
+    """Text compared byte by byte on both backends, so prefix ranges and sorting agree and use indexes.
+
+    SQLite compares bytes already; on PostgreSQL the database's locale collation would make a range
+    such as ``>= 'ann' AND < 'ann\U0010ffff'`` differ from "starts with".
+    """
+    return String(length).with_variant(String(length, collation="C"), "postgresql")
+
+
+NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python, whatever the backend stores.
+
+    SQLite has no time zones, so values are stored there as naive UTC and given their zone back on
+    the way out; PostgreSQL stores ``timestamptz``.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r} given where an aware UTC time is required")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _in_list(column: str, values: frozenset[str] | type[Kind] | type[Status]) -> str:
+    return f"{column} IN ({', '.join(repr(str(v)) for v in sorted(values))})"
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING)
+
+
+class Mailing(Base):
+    """A mailing sent from Informz; its mailing activity is written back per recipient."""
+
+    __tablename__ = "mailing"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    account: Mapped[str] = mapped_column(String(100))
+    name: Mapped[str] = mapped_column(String(300))
+    subject: Mapped[str | None] = mapped_column(String(500))
+    informz_mailing_id: Mapped[str | None] = mapped_column(String(64))
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    recipients: Mapped[list[MailingRecipient]] = relationship(back_populates="mailing")
+
+    __table_args__ = (
+        Index("ix_mailing_sent_at", "sent_at"),
+        Index("ix_mailing_account_sent_at", "account", "sent_at"),
+    )
+
+
+class MailingRecipient(Base):
+    """One recipient of a mailing, with what happened to the email and who they are in Personify360."""
+
+    __tablename__ = "mailing_recipient"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    mailing_id: Mapped[int] = mapped_column(ForeignKey("mailing.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(254))
+    # None when the address belongs to nobody in Personify360: such recipients get no activity.
+    master_customer_id: Mapped[str | None] = mapped_column(String(24))
+    sub_customer_id: Mapped[int | None] = mapped_column(Integer)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    clicks: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    bounced_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    bounce_reason: Mapped[str | None] = mapped_column(String(500))
+    blocked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    mailing: Mapped[Mailing] = relationship(back_populates="recipients")
+
+    __table_args__ = (
+        Index("ix_mailing_recipient_mailing_id", "mailing_id", "id"),
+        UniqueConstraint("mailing_id", "email"),
+    )
+
+
+class Writeback(Base):
+    """One thing Informz has to write to Personify360 as an Activity."""
+
+    __tablename__ = "writeback"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ref: Mapped[str] = mapped_column(Key(16), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    account: Mapped[str] = mapped_column(String(100))
+    # Mailing activity rows stand for a whole mailing and have no single email.
+    email: Mapped[str | None] = mapped_column(Key(254))
+    master_customer_id: Mapped[str | None] = mapped_column(Key(24))
+    sub_customer_id: Mapped[int | None] = mapped_column(Integer)
+    mailing_id: Mapped[int | None] = mapped_column(ForeignKey("mailing.id"))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(24))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=3)
+    scheduled_for: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # When the last failure happened; a run may retry the row only if it started after this.
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    locked_by: Mapped[str | None] = mapped_column(String(200))
+    locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # What the row was before a dispatcher claimed it, so an unsent claim can be put back exactly.
+    claimed_from: Mapped[str | None] = mapped_column(String(24))
+    # An earlier attempt may have reached Personify360 (timeout, lost lease): check before resending.
+    delivery_uncertain: Mapped[bool] = mapped_column(Boolean, default=False)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_http_status: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    mailing: Mapped[Mailing | None] = relationship()
+    attempt_rows: Mapped[list[Attempt]] = relationship(
+        back_populates="writeback", order_by="Attempt.number", cascade="all, delete-orphan"
+    )
+
+    __table_args__ = (
+        CheckConstraint(_in_list("kind", Kind), name="kind"),
+        CheckConstraint(_in_list("status", Status), name="status"),
+        CheckConstraint("attempts >= 0 AND attempts <= max_attempts", name="attempts"),
+        CheckConstraint("status <> 'sent' OR sent_at IS NOT NULL", name="sent_has_time"),
+        CheckConstraint("status <> 'scheduled' OR scheduled_for IS NOT NULL", name="scheduled_has_time"),
+        # Screens list by time within a status, and by time overall; id breaks ties for keyset paging.
+        Index("ix_writeback_status_created_at", "status", "created_at", "id"),
+        Index("ix_writeback_created_at", "created_at", "id"),
+        Index("ix_writeback_kind_created_at", "kind", "created_at", "id"),
+        Index("ix_writeback_account_created_at", "account", "created_at", "id"),
+        Index("ix_writeback_email_lower", func.lower(text("email")), "id"),
+        Index("ix_writeback_master_customer_id", "master_customer_id", "id"),
+        Index("ix_writeback_scheduled_for", "scheduled_for", "id"),
+        Index("ix_writeback_mailing_id", "mailing_id"),
+        Index("ix_writeback_sent_at", "sent_at", "id"),
+        Index("ix_writeback_attempts", "attempts", "id"),
+        # The dispatcher's working set: small however large the history grows.
+        Index(
+            "ix_writeback_open",
+            "status",
+            "next_attempt_at",
+            postgresql_where=text(_in_list("status", OPEN_STATUSES)),
+            sqlite_where=text(_in_list("status", OPEN_STATUSES)),
+        ),
+    )
+
+
+class Attempt(Base):
+    """One try at sending a writeback, kept for ever as its error history."""
+
+    __tablename__ = "attempt"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    writeback_id: Mapped[int] = mapped_column(ForeignKey("writeback.id", ondelete="CASCADE"))
+    number: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # None while running; then sent, error, interrupted (lease lost) or released (never sent).
+    outcome: Mapped[str | None] = mapped_column(String(24))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str | None] = mapped_column(Text)
+    response_excerpt: Mapped[str | None] = mapped_column(Text)
+    dispatcher: Mapped[str | None] = mapped_column(String(200))
+    manual: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    writeback: Mapped[Writeback] = relationship(back_populates="attempt_rows")
+
+    __table_args__ = (UniqueConstraint("writeback_id", "number"),)
+
+
+class Delivery(Base):
+    """One recipient's activity for a mailing-activity writeback, so a retry sends only the rest."""
+
+    __tablename__ = "delivery"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    writeback_id: Mapped[int] = mapped_column(ForeignKey("writeback.id", ondelete="CASCADE"))
+    recipient_id: Mapped[int] = mapped_column(ForeignKey("mailing_recipient.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(24))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    activity_id: Mapped[str | None] = mapped_column(String(64))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    uncertain: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        UniqueConstraint("writeback_id", "recipient_id"),
+        Index("ix_delivery_writeback_id_status", "writeback_id", "status"),
+    )
+
+
+class AuditEvent(Base):
+    """Who did what, when, and with which filter: one row per manual action."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    row_count: Mapped[int] = mapped_column(Integer, default=0)
+    filter: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    __table_args__ = (Index("ix_audit_event_at", "at"),)
+
+
+class AuditEventRow(Base):
+    """Which writebacks an audit event touched; no foreign key, so the record outlives a deleted row."""
+
+    __tablename__ = "audit_event_row"
+
+    event_id: Mapped[int] = mapped_column(ForeignKey("audit_event.id", ondelete="CASCADE"), primary_key=True)
+    writeback_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    ref: Mapped[str] = mapped_column(Key(16))
+
+    __table_args__ = (Index("ix_audit_event_row_writeback_id", "writeback_id"),)
+
+
+class Setting(Base):
+    """An account-wide setting (writeback enabled, automatic mailing-activity delay, …) as JSON."""
+
+    __tablename__ = "setting"
+
+    account: Mapped[str] = mapped_column(String(100), primary_key=True)
+    key: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=lambda: datetime.now(UTC))
+    updated_by: Mapped[str | None] = mapped_column(String(200))

@@ -1,0 +1,1236 @@
+"""Every database operation on the writeback queue, as named functions over a caller's session.
+
+The caller owns the unit of work: these functions never commit. Anything that claims or changes rows
+on SQLite must run inside :func:`writeback_console.store.engine.write_transaction`, which takes the
+write lock at BEGIN (SQLite has no ``FOR UPDATE``).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal, cast
+
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
+from sqlalchemy.engine import CursorResult
+from sqlalchemy.orm import Session
+
+from writeback_console.domain import (
+    DEFAULT_MAX_ATTEMPTS,
+    OPEN_STATUSES,
+    Kind,
+    QueueState,
+    Status,
+    manual_retry_decision,
+    new_ref,
+    normalize_ref,
+    utcnow,
+)
+from writeback_console.intake import WritebackInput
+from writeback_console.store.models import (
+    Attempt,
+    AuditEvent,
+    AuditEventRow,
+    Mailing,
+    MailingRecipient,
+    Writeback,
+)
+
+W = Writeback.__table__.c
+#: Ids per statement, well under SQLite's and psycopg's parameter limits.
+CHUNK = 500
+EXCERPT_LIMIT = 2000
+MESSAGE_LIMIT = 4000
+
+
+def current_actor() -> str:
+    """Who is doing a manual action: the operating-system user on this host."""
+    try:
+        user = getpass.getuser()
+    except Exception:  # no login name in some service environments
+        user = f"uid{os.getuid()}" if hasattr(os, "getuid") else "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def dispatcher_identity() -> str:
+    """The lease holder name of this process: host:pid."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class QueueError(Exception):
+    """A queue operation was refused; the message says why in words for the user."""
+
+
+class NotFound(QueueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    id: int
+    ref: str
+    reason: str
+
+
+class RetryRefused(QueueError):
+    """Some of the rows asked for cannot be retried now; nothing was changed."""
+
+    def __init__(self, refusals: Sequence[Refusal]) -> None:
+        lines = [f"{r.ref}: {r.reason}" for r in refusals[:20]]
+        if len(refusals) > 20:
+            lines.append(f"… and {len(refusals) - 20:,} more")
+        super().__init__(f"{len(refusals):,} row(s) cannot be retried:\n  " + "\n  ".join(lines))
+        self.refusals = list(refusals)
+
+
+@dataclass(frozen=True, slots=True)
+class WritebackRow:
+    """A writeback as plain data, safe to hand to another thread or print."""
+
+    id: int
+    ref: str
+    kind: Kind
+    account: str
+    email: str | None
+    master_customer_id: str | None
+    sub_customer_id: int | None
+    mailing_id: int | None
+    status: Status
+    attempts: int
+    max_attempts: int
+    occurred_at: datetime
+    scheduled_for: datetime | None
+    next_attempt_at: datetime | None
+    sent_at: datetime | None
+    last_error: str | None
+    last_http_status: int | None
+    locked_by: str | None
+    locked_at: datetime | None
+    delivery_uncertain: bool
+    created_at: datetime
+    updated_at: datetime
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def state(self) -> QueueState:
+        return QueueState(
+            self.status, self.attempts, self.max_attempts, self.scheduled_for, self.next_attempt_at
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, datetime):
+                data[key] = value.isoformat().replace("+00:00", "Z")
+        data["payload"] = dict(self.payload)
+        return data
+
+
+ROW_COLUMNS = (
+    W.id,
+    W.ref,
+    W.kind,
+    W.account,
+    W.email,
+    W.master_customer_id,
+    W.sub_customer_id,
+    W.mailing_id,
+    W.status,
+    W.attempts,
+    W.max_attempts,
+    W.occurred_at,
+    W.scheduled_for,
+    W.next_attempt_at,
+    W.sent_at,
+    W.last_error,
+    W.last_http_status,
+    W.locked_by,
+    W.locked_at,
+    W.delivery_uncertain,
+    W.created_at,
+    W.updated_at,
+    W.payload,
+)
+
+
+def _row(r: Any) -> WritebackRow:
+    m = r._mapping
+    return WritebackRow(
+        id=m["id"],
+        ref=m["ref"],
+        kind=Kind(m["kind"]),
+        account=m["account"],
+        email=m["email"],
+        master_customer_id=m["master_customer_id"],
+        sub_customer_id=m["sub_customer_id"],
+        mailing_id=m["mailing_id"],
+        status=Status(m["status"]),
+        attempts=m["attempts"],
+        max_attempts=m["max_attempts"],
+        occurred_at=m["occurred_at"],
+        scheduled_for=m["scheduled_for"],
+        next_attempt_at=m["next_attempt_at"],
+        sent_at=m["sent_at"],
+        last_error=m["last_error"],
+        last_http_status=m["last_http_status"],
+        locked_by=m["locked_by"],
+        locked_at=m["locked_at"],
+        delivery_uncertain=bool(m["delivery_uncertain"]),
+        created_at=m["created_at"],
+        updated_at=m["updated_at"],
+        payload=m["payload"] or {},
+    )
+
+
+def _chunks(items: Sequence[int], size: int = CHUNK) -> Iterator[Sequence[int]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _changed(result: Any) -> int:
+    """Rows an UPDATE or DELETE touched (``Session.execute`` is typed as returning a plain Result)."""
+    return int(cast("CursorResult[Any]", result).rowcount)
+
+
+def _cut(text: str | None, limit: int) -> str | None:
+    if text is None or len(text) <= limit:
+        return text
+    return text[: limit - 1] + "…"
+
+
+# --- enqueue -------------------------------------------------------------------------------------
+
+
+def _values(item: WritebackInput, ref: str, now: datetime) -> dict[str, Any]:
+    if item.kind is Kind.MAILING_ACTIVITY and item.scheduled_for is not None:
+        status = Status.SCHEDULED
+    else:
+        status = Status.NEW
+    return {
+        "ref": ref,
+        "kind": item.kind.value,
+        "account": item.account,
+        "email": item.email,
+        "master_customer_id": item.master_customer_id,
+        "sub_customer_id": item.sub_customer_id,
+        "mailing_id": item.mailing_id,
+        "payload": dict(item.payload),
+        "occurred_at": item.occurred_at,
+        "status": status.value,
+        "attempts": 0,
+        "max_attempts": DEFAULT_MAX_ATTEMPTS,
+        "scheduled_for": item.scheduled_for if status is Status.SCHEDULED else None,
+        "delivery_uncertain": False,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def existing_refs(session: Session, refs: Iterable[str]) -> set[str]:
+    found: set[str] = set()
+    ordered = list(refs)
+    for start in range(0, len(ordered), CHUNK):
+        batch = ordered[start : start + CHUNK]
+        found.update(session.scalars(select(W.ref).where(W.ref.in_(batch))))
+    return found
+
+
+def missing_mailings(session: Session, mailing_ids: Iterable[int]) -> set[int]:
+    wanted = sorted(set(mailing_ids))
+    found: set[int] = set()
+    for batch in _chunks(wanted):
+        found.update(session.scalars(select(Mailing.id).where(Mailing.id.in_(batch))))
+    return set(wanted) - found
+
+
+def assign_refs(session: Session, items: Sequence[WritebackInput]) -> list[str]:
+    """A unique reference for each item: its own if given, otherwise a fresh one not yet in use."""
+    refs = [item.ref or new_ref() for item in items]
+    generated = {i for i, item in enumerate(items) if item.ref is None}
+    while True:
+        seen: set[str] = set()
+        clashes: set[int] = set()
+        taken = existing_refs(session, (refs[i] for i in generated))
+        for i, ref in enumerate(refs):
+            if i in generated and (ref in seen or ref in taken):
+                clashes.add(i)
+            seen.add(ref)
+        if not clashes:
+            return refs
+        for i in clashes:
+            refs[i] = new_ref()
+
+
+def enqueue(session: Session, item: WritebackInput, *, now: datetime | None = None) -> WritebackRow:
+    """Queue one validated writeback and return it as stored."""
+    now = now or utcnow()
+    if item.mailing_id is not None and missing_mailings(session, [item.mailing_id]):
+        raise NotFound(f"no mailing with id {item.mailing_id}")
+    if item.ref is not None and existing_refs(session, [item.ref]):
+        raise QueueError(f"reference {item.ref} is already in use")
+    (ref,) = assign_refs(session, [item])
+    new_id = session.execute(insert(Writeback).values(_values(item, ref, now)).returning(W.id)).scalar_one()
+    return get_writeback(session, new_id)
+
+
+def enqueue_many(
+    session: Session, items: Iterable[WritebackInput], *, now: datetime | None = None, batch: int = 2000
+) -> int:
+    """Queue validated writebacks in bulk (no ORM objects); the caller's transaction holds them all."""
+    now = now or utcnow()
+    count = 0
+    pending: list[WritebackInput] = []
+
+    def flush() -> None:
+        refs = assign_refs(session, pending)
+        session.execute(insert(Writeback), [_values(i, r, now) for i, r in zip(pending, refs, strict=True)])
+        pending.clear()
+
+    for item in items:
+        pending.append(item)
+        count += 1
+        if len(pending) >= batch:
+            flush()
+    if pending:
+        flush()
+    return count
+
+
+# --- the dispatcher's side -----------------------------------------------------------------------
+
+
+def eligible_condition(run_started_at: datetime) -> ColumnElement[bool]:
+    """SQL form of :func:`writeback_console.domain.is_eligible`; a test keeps the two in step."""
+    return or_(
+        W.status == Status.NEW.value,
+        and_(W.status == Status.SCHEDULED.value, W.scheduled_for <= run_started_at),
+        and_(
+            W.status == Status.ERROR.value,
+            W.attempts < W.max_attempts,
+            or_(W.next_attempt_at.is_(None), W.next_attempt_at < run_started_at),
+        ),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A row a dispatcher now holds the lease on, with what it needs to send it."""
+
+    id: int
+    ref: str
+    kind: Kind
+    account: str
+    email: str | None
+    master_customer_id: str | None
+    sub_customer_id: int | None
+    mailing_id: int | None
+    payload: Mapping[str, Any]
+    occurred_at: datetime
+    attempt: int
+    max_attempts: int
+    delivery_uncertain: bool
+    claimed_from: Status
+
+
+def claim(
+    session: Session,
+    *,
+    dispatcher: str,
+    run_started_at: datetime,
+    limit: int,
+    now: datetime | None = None,
+    skip_accounts: Iterable[str] = (),
+) -> list[Claimed]:
+    """Claim up to ``limit`` eligible rows for one dispatcher in one atomic statement.
+
+    PostgreSQL locks the chosen rows with ``FOR UPDATE SKIP LOCKED`` so concurrent dispatchers take
+    disjoint sets; SQLite is serialised by the write lock the caller's ``BEGIN IMMEDIATE`` holds.
+    Every claim starts an attempt: the attempt row is written in the same transaction.
+    """
+    now = now or utcnow()
+    skipped = sorted(set(skip_accounts))
+    chosen = (
+        select(W.id)
+        .where(W.status.in_([s.value for s in OPEN_STATUSES]), eligible_condition(run_started_at))
+        .order_by(W.id)
+        .limit(limit)
+    )
+    if skipped:
+        chosen = chosen.where(W.account.not_in(skipped))
+    if session.get_bind().dialect.name == "postgresql":
+        chosen = chosen.with_for_update(skip_locked=True)
+    result = session.execute(
+        update(Writeback)
+        .where(W.id.in_(chosen.scalar_subquery()))
+        .values(
+            status=Status.PROCESSING.value,
+            claimed_from=W.status,
+            attempts=W.attempts + 1,
+            locked_by=dispatcher,
+            locked_at=now,
+            updated_at=now,
+        )
+        .returning(
+            W.id,
+            W.ref,
+            W.kind,
+            W.account,
+            W.email,
+            W.master_customer_id,
+            W.sub_customer_id,
+            W.mailing_id,
+            W.payload,
+            W.occurred_at,
+            W.attempts,
+            W.max_attempts,
+            W.delivery_uncertain,
+            W.claimed_from,
+        )
+    ).all()
+    claimed = sorted(
+        (
+            Claimed(
+                id=r.id,
+                ref=r.ref,
+                kind=Kind(r.kind),
+                account=r.account,
+                email=r.email,
+                master_customer_id=r.master_customer_id,
+                sub_customer_id=r.sub_customer_id,
+                mailing_id=r.mailing_id,
+                payload=r.payload or {},
+                occurred_at=r.occurred_at,
+                attempt=r.attempts,
+                max_attempts=r.max_attempts,
+                delivery_uncertain=bool(r.delivery_uncertain),
+                claimed_from=Status(r.claimed_from),
+            )
+            for r in result
+        ),
+        key=lambda c: c.id,
+    )
+    if claimed:
+        session.execute(
+            insert(Attempt),
+            [
+                {
+                    "writeback_id": c.id,
+                    "number": c.attempt,
+                    "started_at": now,
+                    "dispatcher": dispatcher,
+                    # An attempt beyond the automatic ones exists only because a person granted it.
+                    "manual": c.attempt > DEFAULT_MAX_ATTEMPTS,
+                }
+                for c in claimed
+            ],
+        )
+    return claimed
+
+
+def renew_leases(session: Session, ids: Sequence[int], *, dispatcher: str, now: datetime) -> int:
+    """Extend the lease on rows this dispatcher is still working on; returns how many it still holds."""
+    renewed = 0
+    for batch in _chunks(list(ids)):
+        renewed += _changed(
+            session.execute(
+                update(Writeback)
+                .where(W.id.in_(batch), W.status == Status.PROCESSING.value, W.locked_by == dispatcher)
+                .values(locked_at=now)
+            )
+        )
+    return renewed
+
+
+def _finish_attempt(
+    session: Session,
+    writeback_id: int,
+    *,
+    outcome: str,
+    now: datetime,
+    http_status: int | None = None,
+    message: str | None = None,
+    response_excerpt: str | None = None,
+) -> None:
+    session.execute(
+        update(Attempt)
+        .where(Attempt.writeback_id == writeback_id, Attempt.outcome.is_(None))
+        .values(
+            outcome=outcome,
+            finished_at=now,
+            http_status=http_status,
+            message=_cut(message, MESSAGE_LIMIT),
+            response_excerpt=_cut(response_excerpt, EXCERPT_LIMIT),
+        )
+    )
+
+
+def _held(writeback_id: int, dispatcher: str) -> ColumnElement[bool]:
+    return and_(W.id == writeback_id, W.status == Status.PROCESSING.value, W.locked_by == dispatcher)
+
+
+def mark_sent(
+    session: Session,
+    writeback_id: int,
+    *,
+    dispatcher: str,
+    sent_at: datetime,
+    http_status: int | None = None,
+    message: str | None = None,
+) -> bool:
+    """Record that Personify360 accepted the row. False if this dispatcher no longer holds it."""
+    done = _changed(
+        session.execute(
+            update(Writeback)
+            .where(_held(writeback_id, dispatcher))
+            .values(
+                status=Status.SENT.value,
+                sent_at=sent_at,
+                locked_by=None,
+                locked_at=None,
+                claimed_from=None,
+                delivery_uncertain=False,
+                last_error=None,
+                last_http_status=http_status,
+                updated_at=sent_at,
+            )
+        )
+    )
+    if done:
+        _finish_attempt(
+            session, writeback_id, outcome="sent", now=sent_at, http_status=http_status, message=message
+        )
+    return bool(done)
+
+
+def mark_error(
+    session: Session,
+    writeback_id: int,
+    *,
+    dispatcher: str,
+    failed_at: datetime,
+    message: str,
+    http_status: int | None = None,
+    response_excerpt: str | None = None,
+    may_have_arrived: bool = False,
+) -> bool:
+    """Record a failed attempt; the row is retried automatically in a later run while attempts remain."""
+    done = _changed(
+        session.execute(
+            update(Writeback)
+            .where(_held(writeback_id, dispatcher))
+            .values(
+                status=Status.ERROR.value,
+                next_attempt_at=failed_at,
+                locked_by=None,
+                locked_at=None,
+                claimed_from=None,
+                delivery_uncertain=or_(W.delivery_uncertain, literal(may_have_arrived)),
+                last_error=_cut(message, MESSAGE_LIMIT),
+                last_http_status=http_status,
+                updated_at=failed_at,
+            )
+        )
+    )
+    if done:
+        _finish_attempt(
+            session,
+            writeback_id,
+            outcome="error",
+            now=failed_at,
+            http_status=http_status,
+            message=message,
+            response_excerpt=response_excerpt,
+        )
+    return bool(done)
+
+
+def mark_no_remote_recipients(session: Session, writeback_id: int, *, dispatcher: str, now: datetime) -> bool:
+    """A mailing activity whose mailing reached nobody known to Personify360: final, not an error."""
+    done = _changed(
+        session.execute(
+            update(Writeback)
+            .where(_held(writeback_id, dispatcher), W.kind == Kind.MAILING_ACTIVITY.value)
+            .values(
+                status=Status.NO_REMOTE_RECIPIENTS.value,
+                locked_by=None,
+                locked_at=None,
+                claimed_from=None,
+                last_error=None,
+                updated_at=now,
+            )
+        )
+    )
+    if done:
+        _finish_attempt(
+            session,
+            writeback_id,
+            outcome="no_remote_recipients",
+            now=now,
+            message="the mailing has no recipient that exists in Personify360",
+        )
+    return bool(done)
+
+
+def release(session: Session, ids: Sequence[int], *, dispatcher: str) -> int:
+    """Put claimed rows that were never sent back exactly as they were; no attempt is counted."""
+    released = 0
+    for batch in _chunks(list(ids)):
+        rows = (
+            session.execute(
+                update(Writeback)
+                .where(W.id.in_(batch), W.status == Status.PROCESSING.value, W.locked_by == dispatcher)
+                .values(
+                    status=W.claimed_from,
+                    attempts=W.attempts - 1,
+                    locked_by=None,
+                    locked_at=None,
+                    claimed_from=None,
+                )
+                .returning(W.id)
+            )
+            .scalars()
+            .all()
+        )
+        if rows:
+            session.execute(delete(Attempt).where(Attempt.writeback_id.in_(rows), Attempt.outcome.is_(None)))
+        released += len(rows)
+    return released
+
+
+LEASE_LOST_MESSAGE = (
+    "the dispatcher {holder} stopped while sending (its lease expired); "
+    "Personify360 will be asked whether it arrived before it is sent again"
+)
+
+
+def recover_expired_leases(session: Session, *, now: datetime, lease_seconds: float) -> list[int]:
+    """Turn Processing rows whose dispatcher died into Error rows that may go again at once.
+
+    The interrupted attempt counts (a row that kills its dispatcher must not loop for ever), and the
+    row is marked uncertain because the write may have reached Personify360 before the crash.
+    """
+    cutoff = now - timedelta(seconds=lease_seconds)
+    expired = session.execute(
+        select(W.id, W.locked_by, W.locked_at).where(
+            W.status == Status.PROCESSING.value, W.locked_at < cutoff
+        )
+    ).all()
+    recovered: list[int] = []
+    for row in expired:
+        message = LEASE_LOST_MESSAGE.format(holder=row.locked_by)
+        done = _changed(
+            session.execute(
+                update(Writeback)
+                .where(
+                    W.id == row.id,
+                    W.status == Status.PROCESSING.value,
+                    W.locked_by == row.locked_by,
+                    W.locked_at < cutoff,
+                )
+                .values(
+                    status=Status.ERROR.value,
+                    # The failure belongs to the run that died, so the next run may retry it.
+                    next_attempt_at=row.locked_at,
+                    locked_by=None,
+                    locked_at=None,
+                    claimed_from=None,
+                    delivery_uncertain=True,
+                    last_error=message,
+                    last_http_status=None,
+                    updated_at=now,
+                )
+            )
+        )
+        if done:
+            _finish_attempt(session, row.id, outcome="interrupted", now=now, message=message)
+            recovered.append(row.id)
+    return recovered
+
+
+def clear_uncertainty(session: Session, writeback_id: int) -> None:
+    """Personify360 was asked and the row's earlier write is known not to have arrived."""
+    session.execute(update(Writeback).where(W.id == writeback_id).values(delivery_uncertain=False))
+
+
+# --- manual actions ------------------------------------------------------------------------------
+
+
+def record_audit(
+    session: Session,
+    *,
+    actor: str,
+    action: str,
+    rows: Sequence[tuple[int, str]],
+    now: datetime,
+    filter: Mapping[str, Any] | None = None,
+    detail: Mapping[str, Any] | None = None,
+    row_count: int | None = None,
+) -> int:
+    """Write who did what to which rows; ``row_count`` for bulk actions that link no rows one by one."""
+    event_id = session.execute(
+        insert(AuditEvent)
+        .values(
+            at=now,
+            actor=actor,
+            action=action,
+            row_count=len(rows) if row_count is None else row_count,
+            filter=dict(filter) if filter is not None else None,
+            detail=dict(detail) if detail is not None else None,
+        )
+        .returning(AuditEvent.id)
+    ).scalar_one()
+    if rows:
+        session.execute(
+            insert(AuditEventRow),
+            [{"event_id": event_id, "writeback_id": i, "ref": r} for i, r in rows],
+        )
+    return int(event_id)
+
+
+def _states(session: Session, ids: Sequence[int]) -> dict[int, tuple[str, QueueState]]:
+    found: dict[int, tuple[str, QueueState]] = {}
+    for batch in _chunks(list(ids)):
+        for r in session.execute(
+            select(
+                W.id, W.ref, W.status, W.attempts, W.max_attempts, W.scheduled_for, W.next_attempt_at
+            ).where(W.id.in_(batch))
+        ):
+            found[r.id] = (
+                r.ref,
+                QueueState(Status(r.status), r.attempts, r.max_attempts, r.scheduled_for, r.next_attempt_at),
+            )
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class RetryResult:
+    retried: list[tuple[int, str]]
+    skipped: list[Refusal]
+    audit_event_id: int | None
+
+
+def manual_retry(
+    session: Session,
+    ids: Sequence[int],
+    *,
+    actor: str,
+    now: datetime | None = None,
+    filter: Mapping[str, Any] | None = None,
+    skip_ineligible: bool = False,
+) -> RetryResult:
+    """Grant exactly one more attempt to Error rows whose automatic retries are used up.
+
+    Rows that may not be retried are refused with the reason; unless ``skip_ineligible``, one such row
+    refuses the whole request and nothing changes. The attempt history stays as it was.
+    """
+    now = now or utcnow()
+    wanted = list(dict.fromkeys(ids))
+    states = _states(session, wanted)
+    refusals = [Refusal(i, f"#{i}", "no such writeback") for i in wanted if i not in states]
+    allowed: list[tuple[int, str]] = []
+    for i in wanted:
+        if i not in states:
+            continue
+        ref, state = states[i]
+        decision = manual_retry_decision(state)
+        if decision.allowed:
+            allowed.append((i, ref))
+        else:
+            refusals.append(Refusal(i, ref, decision.reason))
+    if refusals and not skip_ineligible:
+        raise RetryRefused(refusals)
+    changed: list[tuple[int, str]] = []
+    refs = dict(allowed)
+    for batch in _chunks([i for i, _ in allowed]):
+        # The condition is repeated in SQL so that a row a dispatcher changed meanwhile is not touched.
+        changed_ids = (
+            session.execute(
+                update(Writeback)
+                .where(
+                    W.id.in_(batch),
+                    W.status == Status.ERROR.value,
+                    W.attempts >= W.max_attempts,
+                )
+                .values(
+                    status=Status.NEW.value,
+                    max_attempts=W.attempts + 1,
+                    next_attempt_at=None,
+                    updated_at=now,
+                )
+                .returning(W.id)
+            )
+            .scalars()
+            .all()
+        )
+        changed.extend((i, refs[i]) for i in sorted(changed_ids))
+    changed_set = set(changed)
+    lost = [
+        Refusal(i, r, "changed by someone else meanwhile") for i, r in allowed if (i, r) not in changed_set
+    ]
+    if lost and not skip_ineligible:
+        raise RetryRefused(lost)
+    event = None
+    if changed:
+        event = record_audit(
+            session,
+            actor=actor,
+            action="retry",
+            rows=changed,
+            now=now,
+            filter=filter,
+            detail={"granted_attempts": 1},
+        )
+    return RetryResult(changed, refusals + lost, event)
+
+
+def schedule_mailing_activity(
+    session: Session,
+    mailing_id: int,
+    *,
+    at: datetime | None,
+    actor: str,
+    now: datetime | None = None,
+) -> WritebackRow:
+    """Queue the mailing activity of a mailing: at the next run (``at`` None) or at a future time."""
+    now = now or utcnow()
+    mailing = session.get(Mailing, mailing_id)
+    if mailing is None:
+        raise NotFound(f"no mailing with id {mailing_id}")
+    if at is not None and at <= now:
+        raise QueueError(f"the time {at.isoformat()} has already passed; choose a time in the future")
+    existing = session.execute(
+        select(W.ref, W.status).where(
+            W.mailing_id == mailing_id,
+            W.kind == Kind.MAILING_ACTIVITY.value,
+            W.status != Status.NO_REMOTE_RECIPIENTS.value,
+        )
+    ).first()
+    if existing is not None:
+        raise QueueError(
+            f"mailing {mailing_id} already has mailing activity {existing.ref} "
+            f"({Status(existing.status).label}); reschedule or retry that one instead"
+        )
+    item = WritebackInput(
+        kind=Kind.MAILING_ACTIVITY,
+        account=mailing.account,
+        occurred_at=mailing.sent_at or now,
+        mailing_id=mailing_id,
+        scheduled_for=at,
+        payload={"mailing_name": mailing.name},
+    )
+    row = enqueue(session, item, now=now)
+    record_audit(
+        session,
+        actor=actor,
+        action="schedule" if at else "send_now",
+        rows=[(row.id, row.ref)],
+        now=now,
+        detail={"mailing_id": mailing_id, "scheduled_for": at.isoformat() if at else None},
+    )
+    return row
+
+
+def _mailing_activity_row(session: Session, writeback_id: int) -> WritebackRow:
+    row = get_writeback(session, writeback_id)
+    if row.kind is not Kind.MAILING_ACTIVITY:
+        raise QueueError(f"{row.ref} is {row.kind.label}; only Mailing Activity can be scheduled")
+    return row
+
+
+def reschedule(
+    session: Session, writeback_id: int, *, at: datetime | None, actor: str, now: datetime | None = None
+) -> WritebackRow:
+    """Move a waiting mailing activity to another time (``at`` None: send at the next run)."""
+    now = now or utcnow()
+    row = _mailing_activity_row(session, writeback_id)
+    if row.status not in (Status.SCHEDULED, Status.NEW):
+        raise QueueError(f"{row.ref} is {row.status.label}; only Scheduled or New rows can be rescheduled")
+    if at is not None and at <= now:
+        raise QueueError(f"the time {at.isoformat()} has already passed; choose a time in the future")
+    status = Status.SCHEDULED if at is not None else Status.NEW
+    done = _changed(
+        session.execute(
+            update(Writeback)
+            .where(W.id == writeback_id, W.status == row.status.value)
+            .values(status=status.value, scheduled_for=at, updated_at=now)
+        )
+    )
+    if not done:
+        raise QueueError(f"{row.ref} was picked up by a dispatcher meanwhile")
+    record_audit(
+        session,
+        actor=actor,
+        action="reschedule",
+        rows=[(row.id, row.ref)],
+        now=now,
+        detail={
+            "from": row.scheduled_for.isoformat() if row.scheduled_for else None,
+            "to": at.isoformat() if at else None,
+        },
+    )
+    return get_writeback(session, writeback_id)
+
+
+def cancel_scheduled(
+    session: Session, writeback_id: int, *, actor: str, now: datetime | None = None
+) -> WritebackRow:
+    """Withdraw a Scheduled mailing activity before it goes out; the audit log keeps what it was."""
+    now = now or utcnow()
+    row = _mailing_activity_row(session, writeback_id)
+    if row.status is not Status.SCHEDULED:
+        raise QueueError(f"{row.ref} is {row.status.label}; only Scheduled rows can be cancelled")
+    done = _changed(
+        session.execute(delete(Writeback).where(W.id == writeback_id, W.status == Status.SCHEDULED.value))
+    )
+    if not done:
+        raise QueueError(f"{row.ref} was picked up by a dispatcher meanwhile")
+    record_audit(
+        session,
+        actor=actor,
+        action="cancel",
+        rows=[(row.id, row.ref)],
+        now=now,
+        detail={"writeback": row.to_json()},
+    )
+    return row
+
+
+# --- reading -------------------------------------------------------------------------------------
+
+
+def get_writeback(session: Session, key: int | str) -> WritebackRow:
+    """One writeback by id, or by reference (any case)."""
+    if isinstance(key, str) and not key.isdigit():
+        condition = W.ref == normalize_ref(key)
+    else:
+        condition = W.id == int(key)
+    row = session.execute(select(*ROW_COLUMNS).where(condition)).first()
+    if row is None:
+        raise NotFound(f"no writeback {key}")
+    return _row(row)
+
+
+def resolve_ids(session: Session, keys: Iterable[str]) -> list[int]:
+    """Ids for a mix of ids and references as typed on a command line; unknown ones are an error."""
+    ids: list[int] = []
+    missing: list[str] = []
+    for key in keys:
+        try:
+            ids.append(get_writeback(session, key).id)
+        except NotFound:
+            missing.append(key)
+    if missing:
+        raise NotFound("no writeback " + ", ".join(missing))
+    return ids
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    number: int
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+    http_status: int | None
+    message: str | None
+    response_excerpt: str | None
+    dispatcher: str | None
+    manual: bool
+
+
+def attempts_of(session: Session, writeback_id: int) -> list[AttemptRow]:
+    return [
+        AttemptRow(
+            a.number,
+            a.started_at,
+            a.finished_at,
+            a.outcome,
+            a.http_status,
+            a.message,
+            a.response_excerpt,
+            a.dispatcher,
+            a.manual,
+        )
+        for a in session.scalars(
+            select(Attempt).where(Attempt.writeback_id == writeback_id).order_by(Attempt.number)
+        )
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRow:
+    at: datetime
+    actor: str
+    action: str
+    row_count: int
+    filter: Mapping[str, Any] | None
+    detail: Mapping[str, Any] | None
+
+
+def audit_of(session: Session, writeback_id: int) -> list[AuditRow]:
+    query = (
+        select(AuditEvent)
+        .join(AuditEventRow, AuditEventRow.event_id == AuditEvent.id)
+        .where(AuditEventRow.writeback_id == writeback_id)
+        .order_by(AuditEvent.at, AuditEvent.id)
+    )
+    return [
+        AuditRow(e.at, e.actor, e.action, e.row_count, e.filter, e.detail) for e in session.scalars(query)
+    ]
+
+
+SortField = Literal[
+    "created_at",
+    "ref",
+    "kind",
+    "email",
+    "master_customer_id",
+    "account",
+    "status",
+    "attempts",
+    "sent_at",
+    "scheduled_for",
+    "id",
+]
+
+
+def _sort_columns(sort: SortField) -> tuple[ColumnElement[Any], ...]:
+    """The columns a sort orders by, each backed by an index ending in id for keyset paging."""
+    return {
+        "created_at": (W.created_at, W.id),
+        "ref": (W.ref,),
+        "kind": (W.kind, W.created_at, W.id),
+        "email": (func.lower(W.email), W.id),
+        "master_customer_id": (W.master_customer_id, W.id),
+        "account": (W.account, W.created_at, W.id),
+        "status": (W.status, W.created_at, W.id),
+        "attempts": (W.attempts, W.id),
+        "sent_at": (W.sent_at, W.id),
+        "scheduled_for": (W.scheduled_for, W.id),
+        "id": (W.id,),
+    }[sort]
+
+
+#: Sorts whose first column may be NULL; NULLs come last in both directions, on both backends.
+NULLABLE_SORTS = frozenset({"email", "master_customer_id", "sent_at", "scheduled_for"})
+
+PREFIX_END = "\U0010ffff"
+
+
+def escape_like(text: str, escape: str = "\\") -> str:
+    """``text`` for a LIKE pattern, with its own % and _ taken literally."""
+    return text.replace(escape, escape * 2).replace("%", escape + "%").replace("_", escape + "_")
+
+
+@dataclass(frozen=True)
+class WritebackFilter:
+    """What the Writeback List and ``list`` show; every part is applied in SQL."""
+
+    statuses: frozenset[Status] = frozenset()
+    kinds: frozenset[Kind] = frozenset()
+    accounts: frozenset[str] = frozenset()
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    #: Matches the start of the email, reference or constituent id, or any part of a mailing's name.
+    text: str | None = None
+    retried: bool = False
+    #: Processing rows whose lease was last renewed before this time.
+    stuck_before: datetime | None = None
+    retry_available: bool = False
+    mailing_id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.statuses:
+            data["statuses"] = sorted(self.statuses)
+        if self.kinds:
+            data["kinds"] = sorted(self.kinds)
+        if self.accounts:
+            data["accounts"] = sorted(self.accounts)
+        for name in ("created_from", "created_to", "stuck_before"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value.isoformat()
+        if self.text:
+            data["text"] = self.text
+        if self.retried:
+            data["retried"] = True
+        if self.retry_available:
+            data["retry_available"] = True
+        if self.mailing_id is not None:
+            data["mailing_id"] = self.mailing_id
+        return data
+
+    def conditions(self, *, include_status: bool = True) -> list[ColumnElement[bool]]:
+        where: list[ColumnElement[bool]] = []
+        if include_status and self.statuses:
+            where.append(W.status.in_(sorted(s.value for s in self.statuses)))
+        if self.kinds:
+            where.append(W.kind.in_(sorted(k.value for k in self.kinds)))
+        if self.accounts:
+            where.append(W.account.in_(sorted(self.accounts)))
+        if self.created_from is not None:
+            where.append(W.created_at >= self.created_from)
+        if self.created_to is not None:
+            where.append(W.created_at < self.created_to)
+        if self.retried:
+            where.append(W.attempts > 1)
+        if self.stuck_before is not None:
+            where.append(and_(W.status == Status.PROCESSING.value, W.locked_at < self.stuck_before))
+        if self.retry_available:
+            where.append(and_(W.status == Status.ERROR.value, W.attempts >= W.max_attempts))
+        if self.mailing_id is not None:
+            where.append(W.mailing_id == self.mailing_id)
+        text = (self.text or "").strip()
+        if text:
+            where.append(_text_condition(text))
+        return where
+
+
+def _prefix(column: ColumnElement[Any], prefix: str) -> ColumnElement[bool]:
+    # A range rather than LIKE: it uses the index on both backends, and % or _ mean themselves.
+    return and_(column >= prefix, column < prefix + PREFIX_END)
+
+
+def _text_condition(text: str) -> ColumnElement[bool]:
+    mailings = select(Mailing.id).where(
+        func.lower(Mailing.name).like("%" + escape_like(text.lower()) + "%", escape="\\")
+    )
+    return or_(
+        _prefix(func.lower(W.email), text.lower()),
+        _prefix(W.ref, normalize_ref(text)),
+        _prefix(W.master_customer_id, text),
+        W.mailing_id.in_(mailings.scalar_subquery()),
+    )
+
+
+Cursor = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: list[WritebackRow]
+    #: Where the next page starts, or None at the end.
+    next_cursor: Cursor | None
+
+
+def _cursor_of(row: WritebackRow, sort: SortField) -> Cursor:
+    def value(column: str) -> Any:
+        if column == "email":
+            return row.email.lower() if row.email is not None else None
+        return getattr(row, column)
+
+    names = {
+        "created_at": ("created_at", "id"),
+        "ref": ("ref",),
+        "kind": ("kind", "created_at", "id"),
+        "email": ("email", "id"),
+        "master_customer_id": ("master_customer_id", "id"),
+        "account": ("account", "created_at", "id"),
+        "status": ("status", "created_at", "id"),
+        "attempts": ("attempts", "id"),
+        "sent_at": ("sent_at", "id"),
+        "scheduled_for": ("scheduled_for", "id"),
+        "id": ("id",),
+    }[sort]
+    return tuple(v.value if isinstance(v, (Kind, Status)) else v for v in (value(n) for n in names))
+
+
+def list_page(
+    session: Session,
+    flt: WritebackFilter,
+    *,
+    sort: SortField = "created_at",
+    descending: bool = True,
+    after: Cursor | None = None,
+    limit: int = 100,
+) -> Page:
+    """One page of the filtered list, continuing after ``after``: keyset paging, never OFFSET."""
+    columns = _sort_columns(sort)
+    base = select(*ROW_COLUMNS).where(*flt.conditions())
+    rows: list[WritebackRow] = []
+    nullable = sort in NULLABLE_SORTS
+    in_null_part = after is not None and nullable and after[0] is None
+
+    if not in_null_part:
+        query = base
+        if nullable:
+            query = query.where(columns[0].is_not(None))
+        if after is not None:
+            key, bound = tuple_(*columns), tuple_(*after)
+            query = query.where(key < bound if descending else key > bound)
+        query = _ordered(query, columns, descending).limit(limit + 1)
+        rows = [_row(r) for r in session.execute(query)]
+    if nullable and len(rows) <= limit:
+        # The rows without a value follow the others, ordered by id.
+        query = base.where(columns[0].is_(None))
+        if in_null_part and after is not None:
+            query = query.where(W.id < after[-1] if descending else W.id > after[-1])
+        query = query.order_by(W.id.desc() if descending else W.id).limit(limit + 1 - len(rows))
+        rows.extend(_row(r) for r in session.execute(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, _cursor_of(rows[-1], sort) if more and rows else None)
+
+
+def _ordered(query: Select[Any], columns: Sequence[ColumnElement[Any]], descending: bool) -> Select[Any]:
+    return query.order_by(*(c.desc() if descending else c.asc() for c in columns))
+
+
+def iter_rows(
+    session: Session,
+    flt: WritebackFilter,
+    *,
+    sort: SortField = "created_at",
+    descending: bool = True,
+    page_size: int = 1000,
+    limit: int | None = None,
+) -> Iterator[WritebackRow]:
+    """Every row of the filter in order, a page at a time, so an export never holds them all."""
+    after: Cursor | None = None
+    given = 0
+    while True:
+        size = page_size if limit is None else min(page_size, limit - given)
+        if size <= 0:
+            return
+        page = list_page(session, flt, sort=sort, descending=descending, after=after, limit=size)
+        yield from page.rows
+        given += len(page.rows)
+        if page.next_cursor is None:
+            return
+        after = page.next_cursor
+
+
+def count_by_status(session: Session, flt: WritebackFilter | None = None) -> dict[Status, int]:
+    """Rows per status under a filter (its own status choice left out, so every status has a count)."""
+    where = flt.conditions(include_status=False) if flt else []
+    counts = dict.fromkeys(Status, 0)
+    for status, n in session.execute(select(W.status, func.count()).where(*where).group_by(W.status)):
+        counts[Status(status)] = n
+    return counts
+
+
+def mailing_recipient_counts(session: Session, mailing_id: int) -> tuple[int, int]:
+    """(recipients, recipients known in Personify360) of a mailing."""
+    total, remote = session.execute(
+        select(
+            func.count(),
+            func.count(MailingRecipient.master_customer_id),
+        ).where(MailingRecipient.mailing_id == mailing_id)
+    ).one()
+    return int(total), int(remote)

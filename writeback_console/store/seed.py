@@ -1,0 +1,589 @@
+"""Realistic demo data in bulk: writebacks of every kind and status, attempt histories, mailings."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+from sqlalchemy import Connection, Engine, Index, Table, func, insert, select
+
+from writeback_console.domain import DEFAULT_MAX_ATTEMPTS, REF_ALPHABET, REF_PREFIX, Kind, Status, utcnow
+from writeback_console.store.models import (
+    Attempt,
+    Mailing,
+    MailingRecipient,
+    Writeback,
+)
+
+ACCOUNTS = (("Main", 70), ("Foundation", 20), ("Chapters", 10))
+FIRST = (
+    "Ann James Maria Robert Linda Michael Patricia David Jennifer William Elizabeth Richard Susan Joseph "
+    "Jessica Thomas Sarah Charles Karen Daniel Nancy Matthew Lisa Anthony Betty Mark Sandra Donald Ashley "
+    "Steven Emily Paul Donna Andrew Michelle Joshua Carol Kenneth Amanda Kevin Melissa Brian Deborah "
+    "George Stephanie Timothy Rebecca Ronald Laura Jason Helen Edward Sharon Jeffrey Cynthia Ryan Kathleen "
+    "Jacob Amy Gary Angela Nicholas Shirley Eric Anna Jonathan Ruth Stephen Brenda Larry Pamela Justin"
+).split()
+LAST = (
+    "Lee Smith Johnson Williams Brown Jones Garcia Miller Davis Rodriguez Martinez Hernandez Lopez Gonzalez "
+    "Wilson Anderson Thomas Taylor Moore Jackson Martin Perez Thompson White Harris Sanchez Clark Ramirez "
+    "Lewis Robinson Walker Young Allen King Wright Scott Torres Nguyen Hill Flores Green Adams Nelson Baker "
+    "Hall Rivera Campbell Mitchell Carter Roberts Gomez Phillips Evans Turner Diaz Parker Cruz Edwards "
+    "Collins Reyes Stewart Morris Morales Murphy Cook Rogers Gutierrez Ortiz Morgan Cooper Peterson Bailey"
+).split()
+DOMAINS = (
+    "example.org example.com members.example.net chapter.example.org mail.example.com "
+    "alumni.example.edu hospital.example.org firm.example.com"
+).split()
+UNSUB_REASONS = (
+    "I no longer wish to receive these emails",
+    "Too many emails",
+    "The content is not relevant to me",
+    "I never signed up for this list",
+    "Unsubscribed from the preference center",
+    "Marked as spam in the mail client (feedback loop)",
+)
+BOUNCE_REASONS = (
+    "550 5.1.1 The email account that you tried to reach does not exist",
+    "550 5.1.1 <{email}>: Recipient address rejected: User unknown in virtual mailbox table",
+    "552 5.2.2 Mailbox full",
+    "554 5.7.1 Message rejected as spam by content filter",
+    "Domain {domain} has no MX record",
+)
+INTERESTS = (
+    "Annual Conference",
+    "Continuing Education",
+    "Advocacy Alerts",
+    "Chapter News",
+    "Member Benefits",
+    "Journal Table of Contents",
+    "Career Center",
+    "Volunteer Opportunities",
+)
+MAILING_TOPICS = (
+    "Weekly Member Update",
+    "Annual Conference: Early Registration",
+    "Renewal Reminder",
+    "Advocacy Alert",
+    "Journal Table of Contents",
+    "Webinar Invitation",
+    "Chapter Newsletter",
+    "Year-End Giving Appeal",
+    "Certification Deadline",
+    "Career Center Digest",
+)
+
+
+@dataclass(frozen=True)
+class Failure:
+    http_status: int | None
+    message: str
+    excerpt: str | None
+
+
+CODES = {
+    Kind.UNSUBSCRIBE: "INFORMZ_UNSUB",
+    Kind.RESUBSCRIBE: "INFORMZ_RESUB",
+    Kind.INVALID_EMAIL: "INFORMZ_BADEMAIL",
+    Kind.MAILING_ACTIVITY: "INFORMZ_MAILING",
+    Kind.INTERESTS: "INFORMZ_IPM",
+}
+
+
+def _failures(kind: Kind, email: str | None, master: str | None) -> list[Failure]:
+    """Believable reasons for a failed writeback, with what Personify360 answered."""
+    master = master or "000000004711"
+    common = [
+        Failure(
+            500,
+            "Timeout expired. The timeout period elapsed prior to completion of the operation "
+            "or the server is not responding.",
+            '{"error":{"code":"","message":{"lang":"en-US","value":"An error occurred while '
+            'processing this request."},"innererror":{"message":"Timeout expired."}}}',
+        ),
+        Failure(
+            400,
+            f"Validation issues: Activity code {CODES[kind]} is not active for subsystem CUS.",
+            '{"error":{"code":"","message":{"lang":"en-US","value":"Validation issues"},'
+            f'"innererror":{{"internalexception":{{"message":"Activity code {CODES[kind]} is not active '
+            'for subsystem CUS."}}}}',
+        ),
+        Failure(None, "no answer from Personify360 within 30 s (read timeout)", None),
+        Failure(None, "could not connect to Personify360: connection refused", None),
+        Failure(
+            503,
+            "The service is temporarily unavailable. Please try again later.",
+            "<html><body><h1>503 Service Unavailable</h1></body></html>",
+        ),
+        Failure(None, "the connection to Personify360 was closed before the answer was complete", None),
+    ]
+    if kind is Kind.MAILING_ACTIVITY:
+        total = 40 + int(master[-4:]) % 40000
+        return [*common, Failure(None, f"{total // 130 + 1:,} of {total:,} recipients failed", None)]
+    return [
+        *common,
+        Failure(
+            400,
+            f"Validation issues: Customer {master}-0 does not exist.",
+            '<error xmlns="http://schemas.microsoft.com/ado/2007/08/dataservices/metadata"><code/>'
+            f'<message xml:lang="en-US">Validation issues</message><innererror><message>Customer {master}'
+            "-0 does not exist.</message></innererror></error>",
+        ),
+        Failure(None, f"no Personify360 constituent has the email {email}", None),
+        Failure(
+            None,
+            f"2 Personify360 constituents share the email {email} and none is primary: "
+            f"{master}-0, {int(master) + 7:012d}-0",
+            None,
+        ),
+    ]
+
+
+@dataclass(frozen=True)
+class SeedSummary:
+    writebacks: int
+    attempts: int
+    mailings: int
+    recipients: int
+    seconds: float
+
+
+# Shares of the queue by status for the kinds that go out automatically, in percent.
+AUTOMATIC_STATUS_WEIGHTS = (
+    (Status.SENT, 62),
+    (Status.NEW, 12),
+    (Status.ERROR, 22),
+    (Status.PROCESSING, 4),
+)
+MAILING_STATUS_WEIGHTS = (
+    (Status.SENT, 30),
+    (Status.SCHEDULED, 30),
+    (Status.NO_REMOTE_RECIPIENTS, 30),
+    (Status.ERROR, 6),
+    (Status.NEW, 4),
+)
+KIND_WEIGHTS = (
+    (Kind.UNSUBSCRIBE, 30),
+    (Kind.RESUBSCRIBE, 8),
+    (Kind.INVALID_EMAIL, 20),
+    (Kind.INTERESTS, 17),
+    (Kind.MAILING_ACTIVITY, 25),
+)
+#: Mailings that get real recipient rows; the rest keep only their writeback, which keeps 1,000,000
+#: rows within a minute while leaving plenty of mailings to send and schedule.
+MAILINGS_WITH_RECIPIENTS = 400
+
+
+def _picker(rng: random.Random, weighted: tuple[tuple[Any, int], ...]) -> Callable[[], Any]:
+    # A lookup table of 100 slots: one random() call per draw, far cheaper than random.choices.
+    total = sum(w for _, w in weighted)
+    table = [v for v, w in weighted for _ in range(round(w * 100 / total))]
+    size = len(table)
+    rand = rng.random
+    return lambda: table[int(rand() * size)]
+
+
+class _Refs:
+    """Unique references without asking the database for each one."""
+
+    def __init__(self, rng: random.Random, taken: set[str]) -> None:
+        self.rng = rng
+        self.seen = taken
+
+    PAIRS = tuple(a + b for a in REF_ALPHABET for b in REF_ALPHABET)
+
+    def __call__(self) -> str:
+        pairs = self.PAIRS
+        while True:
+            bits = self.rng.getrandbits(50)
+            ref = (
+                REF_PREFIX
+                + pairs[bits & 1023]
+                + pairs[(bits >> 10) & 1023]
+                + pairs[(bits >> 20) & 1023]
+                + pairs[(bits >> 30) & 1023]
+                + pairs[(bits >> 40) & 1023]
+            )
+            if ref not in self.seen:
+                self.seen.add(ref)
+                return ref
+
+
+def _randint(rng: random.Random, low: int, high: int) -> int:
+    return low + int(rng.random() * (high - low + 1))
+
+
+def constituent_id(n: int) -> str:
+    return f"{n:012d}"
+
+
+def person(rng: random.Random, n: int) -> tuple[str, str, str]:
+    # Indexing with random() is several times cheaper than rng.choice for a million rows.
+    rand = rng.random
+    first, last = FIRST[int(rand() * len(FIRST))], LAST[int(rand() * len(LAST))]
+    email = f"{first.lower()}.{last.lower()}{n}@{DOMAINS[int(rand() * len(DOMAINS))]}"
+    return first, last, email
+
+
+def seed(
+    engine: Engine,
+    rows: int,
+    *,
+    random_seed: int = 20261127,
+    now: datetime | None = None,
+    days: int = 120,
+    progress: Callable[[int], None] | None = None,
+    batch: int = 20_000,
+) -> SeedSummary:
+    """Write ``rows`` writebacks (and their mailings and attempts) in bulk, in one transaction."""
+    started = utcnow()
+    # Naive UTC inside the generator: formatting aware times costs more than the inserts.
+    now = (now or started).astimezone(UTC).replace(tzinfo=None)
+    rng = random.Random(random_seed)
+    pick_kind = _picker(rng, KIND_WEIGHTS)
+    pick_auto = _picker(rng, AUTOMATIC_STATUS_WEIGHTS)
+    pick_mailing_status = _picker(rng, MAILING_STATUS_WEIGHTS)
+    pick_account = _picker(rng, ACCOUNTS)
+    span = days * 86400
+
+    with engine.begin() as conn:
+        empty = conn.execute(select(func.count()).select_from(Writeback)).scalar_one() == 0
+        refs = _Refs(rng, set() if empty else set(conn.scalars(select(Writeback.ref))))
+        next_id = (conn.execute(select(func.max(Writeback.id))).scalar() or 0) + 1
+        next_mailing = (conn.execute(select(func.max(Mailing.id))).scalar() or 0) + 1
+        next_attempt = (conn.execute(select(func.max(Attempt.id))).scalar() or 0) + 1
+        first_constituent = 100 + next_id
+        # Building an index once over sorted data is much faster than keeping it up to date row by row.
+        dropped: list[Index] = []
+        if empty and engine.dialect.name == "sqlite":
+            dropped = [*_table(Writeback).indexes, *_table(Attempt).indexes]
+            for index in dropped:
+                index.drop(conn)
+        if engine.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA cache_size = -200000")
+
+        sqlite = engine.dialect.name == "sqlite"
+        # Values are made ready for the driver as they are generated: on SQLite straight to pysqlite
+        # as SQLAlchemy would store them (its per-value processing costs more than the insert itself;
+        # a test reads seeded rows back through the models), elsewhere through SQLAlchemy Core.
+        t: Callable[[datetime], Any] = _sqlite_time if sqlite else _aware
+        j: Callable[[Any], Any] = json.dumps if sqlite else _same
+        write = _sqlite_writer(conn) if sqlite else _core_writer(conn)
+        empty_payload = j({})
+        unsub_payloads = [j({"reason": r}) for r in UNSUB_REASONS]
+        # Opt-ins outnumber opt-outs three to two.
+        interest_payloads = [j({"interest": i, "opted_in": k < 3}) for i in INTERESTS for k in range(5)]
+
+        writebacks: list[tuple[Any, ...]] = []
+        attempts: list[tuple[Any, ...]] = []
+        mailings: list[tuple[Any, ...]] = []
+        recipients: list[tuple[Any, ...]] = []
+        totals = {"attempts": 0, "mailings": 0, "recipients": 0}
+
+        def flush() -> None:
+            write(Mailing, mailings)
+            write(MailingRecipient, recipients)
+            write(Writeback, writebacks)
+            write(Attempt, attempts)
+            totals["mailings"] += len(mailings)
+            totals["recipients"] += len(recipients)
+            totals["attempts"] += len(attempts)
+            for part in (mailings, recipients, writebacks, attempts):
+                part.clear()
+
+        def add_mailing(mid: int, account: str, name: str, sent: datetime) -> None:
+            # Column order of the mailing table.
+            mailings.append(
+                (mid, account, name, name, str(900000 + mid), t(sent), t(sent - timedelta(days=1)))
+            )
+
+        def add_recipients(mid: int, sent: datetime, remote: bool) -> None:
+            for r in _recipients(rng, mid, sent, remote, first_constituent, rows):
+                recipients.append(
+                    (
+                        None,
+                        mid,
+                        r["email"],
+                        r["master_customer_id"],
+                        r["sub_customer_id"],
+                        t(r["sent_at"]),
+                        t(r["opened_at"]) if r["opened_at"] else None,
+                        j(r["clicks"]),
+                        t(r["bounced_at"]) if r["bounced_at"] else None,
+                        r["bounce_reason"],
+                        r["blocked"],
+                    )
+                )
+
+        mailings_with_recipients = 0
+        rand = rng.random
+        for i in range(rows):
+            wid = next_id + i
+            kind: Kind = pick_kind()
+            account: str = pick_account()
+            created = now - timedelta(seconds=3600 + span * (1 - i / max(rows, 1)) + rand() * 60)
+            occurred = created - timedelta(seconds=5 + int(rand() * 3600))
+            status: Status = pick_mailing_status() if kind is Kind.MAILING_ACTIVITY else pick_auto()
+            n = first_constituent + int(rand() * (rows * 2 + 10))
+            _, _, email = person(rng, n)
+            master = constituent_id(n) if rand() < 0.7 else None
+            payload: Any = empty_payload
+            mailing_id = None
+            row_email: str | None = email
+            scheduled_for = None
+            if kind is Kind.UNSUBSCRIBE:
+                payload = unsub_payloads[int(rand() * len(unsub_payloads))]
+            elif kind is Kind.INVALID_EMAIL:
+                reason = rng.choice(BOUNCE_REASONS).format(email=email, domain=email.rpartition("@")[2])
+                payload = j({"reason": reason})
+            elif kind is Kind.INTERESTS:
+                payload = interest_payloads[int(rand() * len(interest_payloads))]
+            elif kind is Kind.MAILING_ACTIVITY:
+                mailing_id = next_mailing
+                next_mailing += 1
+                row_email, master = None, None
+                name = f"{rng.choice(MAILING_TOPICS)} – {occurred:%b %d, %Y}"
+                payload = j({"mailing_name": name})
+                add_mailing(mailing_id, account, name, occurred)
+                # Recent mailings get recipients so that they can really be sent from the demo.
+                if (
+                    rows - i <= MAILINGS_WITH_RECIPIENTS * 4
+                    and mailings_with_recipients < MAILINGS_WITH_RECIPIENTS
+                ):
+                    mailings_with_recipients += 1
+                    add_recipients(mailing_id, occurred, status is not Status.NO_REMOTE_RECIPIENTS)
+                if status is Status.SCHEDULED:
+                    scheduled_for = t(now + timedelta(hours=1 + int(rand() * 24 * 14)))
+            wb_attempts, history, last = _history(rng, kind, status, created, email, master)
+            final = len(history)
+            for number, (at, failure) in enumerate(history, start=1):
+                running = status is Status.PROCESSING and number == final
+                # Column order of the attempt table.
+                attempts.append(
+                    (
+                        next_attempt,
+                        wid,
+                        number,
+                        t(at),
+                        None if running else t(at + timedelta(milliseconds=40 + int(rand() * 30000))),
+                        _outcome(status, number, final, failure),
+                        failure.http_status
+                        if failure
+                        else (200 if number == final and not running else None),
+                        failure.message if failure else None,
+                        failure.excerpt if failure else None,
+                        DISPATCHERS[int(rand() * len(DISPATCHERS))],
+                        False,
+                    )
+                )
+                next_attempt += 1
+            locked = status is Status.PROCESSING
+            failed = last is not None and status is Status.ERROR
+            locked_at = None
+            if locked:
+                # Half of the Processing rows have been stuck for hours: a dispatcher died.
+                locked_at = t(now - timedelta(hours=2 + int(rand() * 28)) if rand() < 0.5 else now)
+            # Column order of the writeback table.
+            writebacks.append(
+                (
+                    wid,
+                    refs(),
+                    kind.value,
+                    account,
+                    row_email,
+                    master,
+                    0 if master else None,
+                    mailing_id,
+                    payload,
+                    t(occurred),
+                    status.value,
+                    wb_attempts,
+                    DEFAULT_MAX_ATTEMPTS,
+                    scheduled_for,
+                    t(last.at) if last else None,
+                    "console-2:4242" if locked else None,
+                    locked_at,
+                    Status.NEW.value if locked else None,
+                    False,
+                    t(history[-1][0] + timedelta(seconds=1)) if status is Status.SENT else None,
+                    last.failure.message if failed and last else None,
+                    last.failure.http_status if failed and last else None,
+                    t(created),
+                    t(history[-1][0]) if history else t(created),
+                )
+            )
+            if len(writebacks) >= batch:
+                flush()
+                if progress:
+                    progress(i + 1)
+        flush()
+        # A few mailings sent recently with no mailing activity yet: what staff schedule from the demo.
+        for k in range(40):
+            mid = next_mailing + k
+            sent = now - timedelta(days=_randint(rng, 0, 20), hours=_randint(rng, 0, 23))
+            add_mailing(mid, pick_account(), f"{rng.choice(MAILING_TOPICS)} – {sent:%b %d, %Y}", sent)
+            add_recipients(mid, sent, k % 5 != 0)
+        flush()
+        for index in dropped:
+            index.create(conn)
+        if not sqlite:
+            # Ids were given explicitly; move the sequences past them.
+            for model in (Mailing, MailingRecipient, Writeback, Attempt):
+                name = _table(model).name
+                conn.exec_driver_sql(
+                    f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
+                    f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {name}), false)"
+                )
+        if sqlite:
+            # A sample is enough for the planner and keeps ANALYZE from reading the whole file.
+            conn.exec_driver_sql("PRAGMA analysis_limit = 2000")
+            conn.exec_driver_sql("ANALYZE")
+    if progress:
+        progress(rows)
+    return SeedSummary(
+        writebacks=rows,
+        attempts=totals["attempts"],
+        mailings=totals["mailings"],
+        recipients=totals["recipients"],
+        seconds=(utcnow() - started).total_seconds(),
+    )
+
+
+DISPATCHERS = tuple(f"console-{h}:{pid}" for h in (1, 2, 3) for pid in (4242, 17311, 23817, 52210))
+
+
+def _table(model: type[Any]) -> Table:
+    return cast(Table, model.__table__)
+
+
+Writer = Callable[[type[Any], list[tuple[Any, ...]]], None]
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def _aware(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC)
+
+
+def _core_writer(conn: Connection) -> Writer:
+    def write(model: type[Any], rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            names = [c.name for c in _table(model).columns]
+            conn.execute(
+                insert(model),
+                # Rows without an id of their own get one from the sequence.
+                [
+                    {k: v for k, v in zip(names, row, strict=True) if k != "id" or v is not None}
+                    for row in rows
+                ],
+            )
+
+    return write
+
+
+def _sqlite_writer(conn: Connection) -> Writer:
+    def write(model: type[Any], rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            table = _table(model)
+            names = [c.name for c in table.columns]
+            sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
+            conn.exec_driver_sql(sql, rows)
+
+    return write
+
+
+def _sqlite_time(value: datetime) -> str:
+    # Naive UTC, as the generator makes them, in SQLAlchemy's SQLite DateTime format.
+    return value.isoformat(" ", "microseconds")
+
+
+@dataclass(frozen=True)
+class _Last:
+    at: datetime
+    failure: Failure
+
+
+def _history(
+    rng: random.Random, kind: Kind, status: Status, created: datetime, email: str | None, master: str | None
+) -> tuple[int, list[tuple[datetime, Failure | None]], _Last | None]:
+    """The attempts a row in ``status`` went through: (count, [(started, failure or None)], last failure)."""
+    if status in (Status.NEW, Status.SCHEDULED):
+        return 0, [], None
+    run = created + timedelta(minutes=1 + int(rng.random() * 10))
+    if status is Status.NO_REMOTE_RECIPIENTS:
+        return 1, [(run, None)], None
+    if status is Status.SENT:
+        earlier = 0 if rng.random() < 0.9 else _randint(rng, 1, 2)
+    elif status is Status.ERROR:
+        earlier = rng.choice((1, 1, 2, 3, 3, 3))
+    else:  # processing: this attempt is under way
+        earlier = rng.choice((0, 0, 0, 1, 2))
+    if earlier == 0:
+        return 1, [(run, None)], None
+    failures = _failures(kind, email, master)
+    failure = rng.choice(failures)
+    history: list[tuple[datetime, Failure | None]] = []
+    for k in range(earlier):
+        # The same cause usually persists; now and then a different one shows up.
+        cause = failure if rng.random() < 0.8 else rng.choice(failures)
+        history.append((run + timedelta(minutes=10 * k), cause))
+    last_failure = history[-1][1] if history else None
+    last = _Last(history[-1][0], last_failure) if last_failure else None
+    if status is Status.ERROR:
+        return earlier, history, last
+    history.append((run + timedelta(minutes=10 * earlier), None))
+    return len(history), history, last
+
+
+def _outcome(status: Status, number: int, total: int, failure: Failure | None) -> str | None:
+    if failure is not None:
+        return "error"
+    if number < total:
+        return "error"
+    return {
+        Status.SENT: "sent",
+        Status.NO_REMOTE_RECIPIENTS: "no_remote_recipients",
+        Status.PROCESSING: None,
+    }.get(status)
+
+
+def _recipients(
+    rng: random.Random, mailing_id: int, sent: datetime, remote: bool, first_constituent: int, rows: int
+) -> Iterator[dict[str, Any]]:
+    seen: set[str] = set()
+    for _ in range(_randint(rng, 5, 60)):
+        n = first_constituent + int(rng.random() * (rows * 2 + 10))
+        _, _, email = person(rng, n)
+        if email in seen:
+            continue
+        seen.add(email)
+        known = remote and rng.random() < 0.8
+        opened = sent + timedelta(minutes=_randint(rng, 1, 2000)) if rng.random() < 0.45 else None
+        clicks = (
+            [
+                {
+                    "url": f"https://www.example.org/news/{_randint(rng, 1, 80)}",
+                    "at": (opened + timedelta(minutes=2)).isoformat(),
+                }
+            ]
+            if opened and rng.random() < 0.4
+            else []
+        )
+        bounced = rng.random() < 0.04
+        yield {
+            "mailing_id": mailing_id,
+            "email": email,
+            "master_customer_id": constituent_id(n) if known else None,
+            "sub_customer_id": 0 if known else None,
+            "sent_at": sent,
+            "opened_at": None if bounced else opened,
+            "clicks": [] if bounced else clicks,
+            "bounced_at": sent + timedelta(seconds=30) if bounced else None,
+            "bounce_reason": "550 5.1.1 User unknown" if bounced else None,
+            "blocked": False,
+        }
