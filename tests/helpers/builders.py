@@ -1,0 +1,106 @@
+"""Small builders for queue tests: writebacks, mailings and dispatcher runs with explicit clocks."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session, sessionmaker
+
+from writeback_console.domain import Kind
+from writeback_console.intake import WritebackInput
+from writeback_console.store import queue
+from writeback_console.store.engine import write_transaction
+from writeback_console.store.models import Mailing, MailingRecipient
+
+T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+DISPATCHER = "test-host:1"
+
+
+def minutes(n: float) -> timedelta:
+    return timedelta(minutes=n)
+
+
+def item(kind: Kind = Kind.UNSUBSCRIBE, email: str = "ann@example.org", **extra: Any) -> WritebackInput:
+    values: dict[str, Any] = {"kind": kind, "account": "Main", "occurred_at": T0, "email": email}
+    if kind is Kind.MAILING_ACTIVITY:
+        values["email"] = None
+    values.update(extra)
+    return WritebackInput(**values)
+
+
+def enqueue(factory: sessionmaker[Session], *items: WritebackInput, now: datetime = T0) -> list[int]:
+    with write_transaction(factory) as session:
+        return [queue.enqueue(session, i, now=now).id for i in items]
+
+
+def add_mailing(
+    factory: sessionmaker[Session], *, remote: int, unknown: int = 0, name: str = "Weekly Update"
+) -> int:
+    """A mailing with ``remote`` recipients known in Personify360 and ``unknown`` who are not."""
+    with write_transaction(factory) as session:
+        mailing_id = session.execute(
+            insert(Mailing)
+            .values(account="Main", name=name, sent_at=T0, created_at=T0)
+            .returning(Mailing.id)
+        ).scalar_one()
+        rows = [
+            {
+                "mailing_id": mailing_id,
+                "email": f"r{n}@example.org",
+                "master_customer_id": f"{n:012d}" if n < remote else None,
+                "sub_customer_id": 0 if n < remote else None,
+                "sent_at": T0,
+                "clicks": [],
+                "blocked": False,
+            }
+            for n in range(remote + unknown)
+        ]
+        if rows:
+            session.execute(insert(MailingRecipient), rows)
+    return int(mailing_id)
+
+
+def run(
+    factory: sessionmaker[Session], started: datetime, *, limit: int = 1000, dispatcher: str = DISPATCHER
+) -> list[queue.Claimed]:
+    """Claim like one dispatcher run that started at ``started``."""
+    with write_transaction(factory) as session:
+        return queue.claim(
+            session, dispatcher=dispatcher, run_started_at=started, now=started, limit=limit
+        )
+
+
+def fail(factory: sessionmaker[Session], writeback_id: int, at: datetime, message: str = "HTTP 500") -> None:
+    with write_transaction(factory) as session:
+        assert queue.mark_error(
+            session,
+            writeback_id,
+            dispatcher=DISPATCHER,
+            failed_at=at,
+            message=message,
+            http_status=500,
+            response_excerpt="<error><message>boom</message></error>",
+        )
+
+
+def send(factory: sessionmaker[Session], writeback_id: int, at: datetime) -> None:
+    with write_transaction(factory) as session:
+        assert queue.mark_sent(session, writeback_id, dispatcher=DISPATCHER, sent_at=at, http_status=201)
+
+
+def row(factory: sessionmaker[Session], writeback_id: int) -> queue.WritebackRow:
+    with factory() as session:
+        return queue.get_writeback(session, writeback_id)
+
+
+def fail_runs(factory: sessionmaker[Session], writeback_id: int, runs: int, start: datetime = T0) -> datetime:
+    """Let the row fail in ``runs`` consecutive ten-minute runs; returns when the last run started."""
+    at = start
+    for n in range(runs):
+        at = start + minutes(10 * n)
+        claimed = run(factory, at)
+        assert [c.id for c in claimed] == [writeback_id]
+        fail(factory, writeback_id, at + timedelta(seconds=5), f"failure {n + 1}")
+    return at
