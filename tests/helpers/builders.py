@@ -41,9 +41,7 @@ def add_mailing(
     """A mailing with ``remote`` recipients known in Personify360 and ``unknown`` who are not."""
     with write_transaction(factory) as session:
         mailing_id = session.execute(
-            insert(Mailing)
-            .values(account="Main", name=name, sent_at=T0, created_at=T0)
-            .returning(Mailing.id)
+            insert(Mailing).values(account="Main", name=name, sent_at=T0, created_at=T0).returning(Mailing.id)
         ).scalar_one()
         rows = [
             {
@@ -67,9 +65,7 @@ def run(
 ) -> list[queue.Claimed]:
     """Claim like one dispatcher run that started at ``started``."""
     with write_transaction(factory) as session:
-        return queue.claim(
-            session, dispatcher=dispatcher, run_started_at=started, now=started, limit=limit
-        )
+        return queue.claim(session, dispatcher=dispatcher, run_started_at=started, now=started, limit=limit)
 
 
 def fail(factory: sessionmaker[Session], writeback_id: int, at: datetime, message: str = "HTTP 500") -> None:

@@ -171,6 +171,9 @@ class Writeback(Base):
         CheckConstraint(_in_list("kind", Kind), name="kind"),
         CheckConstraint(_in_list("status", Status), name="status"),
         CheckConstraint("attempts >= 0 AND attempts <= max_attempts", name="attempts"),
+        CheckConstraint(
+            "status NOT IN ('new', 'scheduled') OR attempts < max_attempts", name="waiting_has_attempt_left"
+        ),
         CheckConstraint("status <> 'sent' OR sent_at IS NOT NULL", name="sent_has_time"),
         CheckConstraint("status <> 'scheduled' OR scheduled_for IS NOT NULL", name="scheduled_has_time"),
         # Screens list by time within a status, and by time overall; id breaks ties for keyset paging.

@@ -330,5 +330,8 @@ def test_every_writeback_gets_a_unique_searchable_reference(factory: Factory) ->
 
 def test_mailing_activity_kind_is_the_only_one_scheduled(factory: Factory) -> None:
     (wid,) = enqueue(factory, item(Kind.RESUBSCRIBE))
-    with write_transaction(factory) as session, pytest.raises(queue.QueueError, match="only Mailing Activity"):
+    with (
+        write_transaction(factory) as session,
+        pytest.raises(queue.QueueError, match="only Mailing Activity"),
+    ):
         queue.reschedule(session, wid, at=T0 + minutes(60), actor="staff", now=T0)

@@ -144,6 +144,10 @@ def upgrade() -> None:
             name=op.f("ck_writeback_status"),
         ),
         sa.CheckConstraint("attempts >= 0 AND attempts <= max_attempts", name=op.f("ck_writeback_attempts")),
+        sa.CheckConstraint(
+            "status NOT IN ('new', 'scheduled') OR attempts < max_attempts",
+            name=op.f("ck_writeback_waiting_has_attempt_left"),
+        ),
         sa.ForeignKeyConstraint(["mailing_id"], ["mailing.id"], name=op.f("fk_writeback_mailing_id_mailing")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_writeback")),
         sa.UniqueConstraint("ref", name=op.f("uq_writeback_ref")),

@@ -1,0 +1,95 @@
+"""The rules of DESIGN §2 as plain functions."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from writeback_console.domain import (
+    FINAL_STATUSES,
+    QueueState,
+    Status,
+    after_failure,
+    after_manual_retry,
+    is_eligible,
+    mailing_activity_error,
+    mailing_activity_outcome,
+    manual_retry_decision,
+    new_ref,
+    retries_exhausted,
+)
+
+RUN = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+
+
+def state(status: Status, attempts: int = 0, **kw: object) -> QueueState:
+    return QueueState(status, attempts, kw.pop("max_attempts", 3), **kw)  # type: ignore[arg-type]
+
+
+def test_new_is_eligible_at_once() -> None:
+    assert is_eligible(state(Status.NEW), RUN)
+
+
+def test_scheduled_is_eligible_only_once_its_time_has_passed() -> None:
+    assert not is_eligible(state(Status.SCHEDULED, scheduled_for=RUN + timedelta(seconds=1)), RUN)
+    assert is_eligible(state(Status.SCHEDULED, scheduled_for=RUN), RUN)
+
+
+def test_error_failed_in_this_run_is_not_eligible_until_a_later_run() -> None:
+    failed = after_failure(state(Status.PROCESSING, 1), RUN + timedelta(seconds=4))
+    assert not is_eligible(failed, RUN)
+    assert is_eligible(failed, RUN + timedelta(minutes=10))
+
+
+def test_error_with_attempts_used_up_is_never_eligible() -> None:
+    exhausted = state(Status.ERROR, 3, next_attempt_at=RUN - timedelta(hours=1))
+    assert retries_exhausted(exhausted)
+    assert not is_eligible(exhausted, RUN + timedelta(days=365))
+
+
+@pytest.mark.parametrize("status", sorted(FINAL_STATUSES | {Status.PROCESSING}))
+def test_processing_and_final_rows_are_never_eligible(status: Status) -> None:
+    assert not is_eligible(state(status, 1), RUN)
+
+
+def test_three_attempts_one_plus_two_automatic() -> None:
+    s = state(Status.NEW)
+    runs = 0
+    for n in range(10):
+        at = RUN + timedelta(minutes=10 * n)
+        if not is_eligible(s, at):
+            continue
+        runs += 1
+        s = after_failure(
+            QueueState(Status.PROCESSING, s.attempts + 1, s.max_attempts), at + timedelta(seconds=1)
+        )
+    assert runs == 3 and s.attempts == 3 and retries_exhausted(s)
+
+
+def test_manual_retry_only_after_automatic_retries_are_used_up() -> None:
+    assert manual_retry_decision(state(Status.ERROR, 1)).reason == "2 automatic retries are still to come"
+    assert manual_retry_decision(state(Status.ERROR, 2)).reason == "1 automatic retry is still to come"
+    assert manual_retry_decision(state(Status.ERROR, 3)).allowed
+    assert not manual_retry_decision(state(Status.SENT, 1)).allowed
+
+
+def test_manual_retry_grants_exactly_one_more_attempt() -> None:
+    retried = after_manual_retry(state(Status.ERROR, 3, next_attempt_at=RUN))
+    assert (retried.status, retried.attempts, retried.max_attempts) == (Status.NEW, 3, 4)
+    assert is_eligible(retried, RUN)
+    with pytest.raises(ValueError, match="automatic"):
+        after_manual_retry(state(Status.ERROR, 2))
+
+
+def test_mailing_activity_outcome() -> None:
+    assert mailing_activity_outcome(0, 0) is Status.NO_REMOTE_RECIPIENTS
+    assert mailing_activity_outcome(40_000, 40_000) is Status.SENT
+    assert mailing_activity_outcome(40_000, 39_688) is Status.ERROR
+    assert mailing_activity_error(40_000, 39_688) == "312 of 40,000 recipients failed"
+
+
+def test_references_are_wb_and_crockford_characters() -> None:
+    refs = {new_ref() for _ in range(2000)}
+    assert len(refs) == 2000
+    assert all(r.startswith("WB-") and len(r) == 13 and not set(r[3:]) & set("ILOU") for r in refs)
