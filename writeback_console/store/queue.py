@@ -49,6 +49,7 @@ from writeback_console.store.models import (
     AuditEventRow,
     Mailing,
     MailingRecipient,
+    Setting,
     Writeback,
 )
 
@@ -1234,3 +1235,135 @@ def mailing_recipient_counts(session: Session, mailing_id: int) -> tuple[int, in
         ).where(MailingRecipient.mailing_id == mailing_id)
     ).one()
     return int(total), int(remote)
+
+
+# --- account-wide settings -----------------------------------------------------------------------
+
+#: The account name under which settings for every account are kept.
+ALL_ACCOUNTS = "*"
+WRITEBACK_ENABLED = "writeback_enabled"
+#: Days after a mailing is sent at which its mailing activity goes out by itself; absent: never.
+AUTO_MAILING_ACTIVITY_DAYS = "auto_mailing_activity_days"
+
+
+def get_setting(session: Session, key: str, *, account: str = ALL_ACCOUNTS, default: Any = None) -> Any:
+    value = session.execute(
+        select(Setting.value).where(Setting.account == account, Setting.key == key)
+    ).scalar_one_or_none()
+    return default if value is None else value
+
+
+def set_setting(
+    session: Session,
+    key: str,
+    value: Any,
+    *,
+    account: str = ALL_ACCOUNTS,
+    actor: str,
+    now: datetime | None = None,
+) -> None:
+    """Change an account-wide setting; every change is audited with the old and new value."""
+    now = now or utcnow()
+    old = get_setting(session, key, account=account)
+    row = session.get(Setting, (account, key))
+    if row is None:
+        session.add(Setting(account=account, key=key, value=value, updated_at=now, updated_by=actor))
+    else:
+        row.value, row.updated_at, row.updated_by = value, now, actor
+    session.flush()
+    record_audit(
+        session,
+        actor=actor,
+        action="setting",
+        rows=[],
+        now=now,
+        detail={"account": account, "key": key, "from": old, "to": value},
+    )
+
+
+def writeback_enabled(session: Session, account: str = ALL_ACCOUNTS) -> bool:
+    """The feature switch: off for all accounts, or off for this one."""
+    if get_setting(session, WRITEBACK_ENABLED, default=True) is False:
+        return False
+    return (
+        account == ALL_ACCOUNTS
+        or get_setting(session, WRITEBACK_ENABLED, account=account, default=True) is not False
+    )
+
+
+def disabled_accounts(session: Session) -> set[str]:
+    """Accounts switched off one by one; their writebacks queue up but are not sent."""
+    switches = session.scalars(
+        select(Setting).where(Setting.key == WRITEBACK_ENABLED, Setting.account != ALL_ACCOUNTS)
+    )
+    return {s.account for s in switches if s.value is False}
+
+
+# --- mailings ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class MailingRow:
+    """A mailing as staff choose it for mailing activity."""
+
+    id: int
+    account: str
+    name: str
+    sent_at: datetime | None
+    recipients: int
+    remote_recipients: int
+    #: The mailing's mailing-activity writeback, if it has one.
+    activity_id: int | None
+    activity_ref: str | None
+    activity_status: Status | None
+    scheduled_for: datetime | None
+
+
+def list_mailings(session: Session, *, text: str | None = None, limit: int = 200) -> list[MailingRow]:
+    """Mailings, most recently sent first, whose name contains ``text`` (any case, taken literally)."""
+    query = select(Mailing.id, Mailing.account, Mailing.name, Mailing.sent_at)
+    if text and text.strip():
+        pattern = "%" + escape_like(text.strip().lower()) + "%"
+        query = query.where(func.lower(Mailing.name).like(pattern, escape="\\"))
+    mailings = session.execute(
+        query.order_by(Mailing.sent_at.desc().nulls_last(), Mailing.id.desc()).limit(limit)
+    ).all()
+    ids = [m.id for m in mailings]
+    counts: dict[int, tuple[int, int]] = {}
+    activity: dict[int, Any] = {}
+    for batch in _chunks(ids):
+        for mid, total, remote in session.execute(
+            select(
+                MailingRecipient.mailing_id,
+                func.count(),
+                func.count(MailingRecipient.master_customer_id),
+            )
+            .where(MailingRecipient.mailing_id.in_(batch))
+            .group_by(MailingRecipient.mailing_id)
+        ):
+            counts[mid] = (int(total), int(remote))
+        for r in session.execute(
+            select(W.id, W.ref, W.status, W.scheduled_for, W.mailing_id)
+            .where(W.mailing_id.in_(batch), W.kind == Kind.MAILING_ACTIVITY.value)
+            .order_by(W.id)
+        ):
+            activity[r.mailing_id] = r
+    rows = []
+    for m in mailings:
+        total, remote = counts.get(m.id, (0, 0))
+        a = activity.get(m.id)
+        rows.append(
+            MailingRow(
+                id=m.id,
+                account=m.account,
+                name=m.name,
+                sent_at=m.sent_at,
+                recipients=total,
+                remote_recipients=remote,
+                activity_id=a.id if a else None,
+                activity_ref=a.ref if a else None,
+                activity_status=Status(a.status) if a else None,
+                scheduled_for=a.scheduled_for if a else None,
+            )
+        )
+    return rows

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -249,7 +250,7 @@ def seed(
     pick_account = _picker(rng, ACCOUNTS)
     span = days * 86400
 
-    with engine.begin() as conn:
+    with _bulk_journal(engine), engine.begin() as conn:
         empty = conn.execute(select(func.count()).select_from(Writeback)).scalar_one() == 0
         refs = _Refs(rng, set() if empty else set(conn.scalars(select(Writeback.ref))))
         next_id = (conn.execute(select(func.max(Writeback.id))).scalar() or 0) + 1
@@ -453,6 +454,31 @@ def seed(
 
 
 DISPATCHERS = tuple(f"console-{h}:{pid}" for h in (1, 2, 3) for pid in (4242, 17311, 23817, 52210))
+
+
+@contextmanager
+def _bulk_journal(engine: Engine) -> Iterator[None]:
+    """On SQLite, write the bulk transaction with a rollback journal instead of the WAL.
+
+    In WAL mode every page of a large transaction is written twice (log, then checkpoint); with a
+    rollback journal new pages go straight to the file. WAL comes back afterwards for normal work.
+    Left alone when another connection has the file open, since the mode cannot change then.
+    """
+    if engine.dialect.name != "sqlite":
+        yield
+        return
+    with engine.connect() as conn:
+        raw = conn.connection.dbapi_connection
+        assert raw is not None
+        switched = raw.execute("PRAGMA journal_mode = DELETE").fetchone()[0] == "delete"
+    try:
+        yield
+    finally:
+        if switched:
+            with engine.connect() as conn:
+                raw = conn.connection.dbapi_connection
+                assert raw is not None
+                raw.execute("PRAGMA journal_mode = WAL")
 
 
 def _table(model: type[Any]) -> Table:

@@ -1,0 +1,275 @@
+"""The console's own settings: a JSON file in the config folder, the password kept apart from it.
+
+The password lives in the operating system's keyring (the ``keyring`` package) or, where no keyring
+is available, in a file only the user may read (mode 0600). It is never in the settings file, the
+database or a log. Environment variables override the file for headless dispatchers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import stat
+import tempfile
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from writeback_console.config import config_dir
+from writeback_console.personify.client import PersonifySettings
+from writeback_console.personify.mapping import ActivityMapping
+
+log = logging.getLogger(__name__)
+
+ENV_URL = "WRITEBACK_PERSONIFY_URL"
+ENV_USER = "WRITEBACK_PERSONIFY_USER"
+ENV_PASSWORD = "WRITEBACK_PERSONIFY_PASSWORD"
+KEYRING_SERVICE = "writeback-console"
+MAX_SETTINGS_BYTES = 1_000_000
+
+
+class SettingsError(ValueError):
+    """The settings file or a value in it is wrong; the message names the key."""
+
+
+@dataclass(frozen=True)
+class AppSettings:
+    """What one console or headless dispatcher needs to know, apart from the password."""
+
+    service_root_url: str = ""
+    user: str = ""
+    operator: str = "INFORMZ"
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    verify_tls: bool = True
+    #: Seconds between dispatcher runs.
+    interval_seconds: int = 600
+    #: Writebacks sent at once.
+    concurrency: int = 8
+    #: How long a claimed row stays locked without renewal before another run may recover it.
+    lease_seconds: int = 900
+    #: Rows claimed per statement.
+    batch_size: int = 200
+    mapping: Mapping[str, Any] = field(default_factory=lambda: ActivityMapping().to_dict())
+
+    def __post_init__(self) -> None:
+        _positive("connect_timeout", self.connect_timeout, 0.1, 600)
+        _positive("read_timeout", self.read_timeout, 0.1, 3600)
+        _positive("interval_seconds", self.interval_seconds, 5, 7 * 86400)
+        _positive("concurrency", self.concurrency, 1, 64)
+        _positive("lease_seconds", self.lease_seconds, 1, 86400)
+        _positive("batch_size", self.batch_size, 1, 5000)
+        try:
+            ActivityMapping.from_dict(self.mapping)
+        except ValueError as exc:
+            raise SettingsError(f"mapping: {exc}") from None
+
+    @property
+    def activity_mapping(self) -> ActivityMapping:
+        return ActivityMapping.from_dict(self.mapping)
+
+    def personify(self, password: str) -> PersonifySettings:
+        """Client settings; raises SettingsError naming what is missing."""
+        if not self.service_root_url:
+            raise SettingsError(
+                f"service_root_url: not set (Settings, or {ENV_URL} for a headless dispatcher)"
+            )
+        if not self.user:
+            raise SettingsError(f"user: not set (Settings, or {ENV_USER})")
+        try:
+            return PersonifySettings(
+                service_root_url=self.service_root_url,
+                user=self.user,
+                password=password,
+                connect_timeout=self.connect_timeout,
+                read_timeout=self.read_timeout,
+                operator=self.operator,
+                verify_tls=self.verify_tls,
+                pool_size=max(16, self.concurrency * 2),
+            )
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["mapping"] = dict(self.mapping)
+        return data
+
+
+def _positive(name: str, value: object, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise SettingsError(f"{name}: must be a number, not {value!r}")
+    if not low <= value <= high:
+        raise SettingsError(f"{name}: must be between {low:g} and {high:g}, not {value:g}")
+
+
+def settings_path() -> Path:
+    return config_dir() / "settings.json"
+
+
+def settings_from_json(data: object) -> AppSettings:
+    if not isinstance(data, dict):
+        raise SettingsError("the settings file must hold a JSON object")
+    known = {f.name: f for f in fields(AppSettings)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise SettingsError(f"{unknown[0]}: unknown setting")
+    if "password" in data:
+        raise SettingsError("password: does not belong in the settings file")
+    values: dict[str, Any] = {}
+    for name, value in data.items():
+        default = getattr(AppSettings(), name)
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise SettingsError(f"{name}: must be true or false, not {value!r}")
+        elif isinstance(default, int) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise SettingsError(f"{name}: must be a whole number, not {value!r}")
+        elif isinstance(default, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise SettingsError(f"{name}: must be a number, not {value!r}")
+            value = float(value)
+        elif isinstance(default, str):
+            if not isinstance(value, str):
+                raise SettingsError(f"{name}: must be text, not {value!r}")
+        elif name == "mapping" and not isinstance(value, dict):
+            raise SettingsError("mapping: must be an object")
+        values[name] = value
+    return AppSettings(**values)
+
+
+def load_settings(path: Path | None = None, *, environ: Mapping[str, str] | None = None) -> AppSettings:
+    """The settings file (defaults where it is absent), then the environment variables over it."""
+    path = path or settings_path()
+    environ = os.environ if environ is None else environ
+    settings = AppSettings()
+    if path.exists():
+        if path.stat().st_size > MAX_SETTINGS_BYTES:
+            raise SettingsError(f"{path}: larger than {MAX_SETTINGS_BYTES:,} bytes")
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise SettingsError(f"{path}: cannot be read as JSON ({exc})") from None
+        try:
+            settings = settings_from_json(data)
+        except SettingsError as exc:
+            raise SettingsError(f"{path}: {exc}") from None
+    overrides: dict[str, Any] = {}
+    if environ.get(ENV_URL):
+        overrides["service_root_url"] = environ[ENV_URL]
+    if environ.get(ENV_USER):
+        overrides["user"] = environ[ENV_USER]
+    return replace(settings, **overrides) if overrides else settings
+
+
+def save_settings(settings: AppSettings, path: Path | None = None) -> Path:
+    """Write the settings atomically: a crash leaves the old file or the new one, never half of one."""
+    path = path or settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".settings-", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(settings.to_json(), f, indent=2, sort_keys=True)
+            f.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+class PasswordStore:
+    """The Personify360 password, by service URL and user: keyring first, a 0600 file otherwise."""
+
+    def __init__(self, fallback: Path | None = None, *, use_keyring: bool = True) -> None:
+        self.fallback = fallback or config_dir() / "credentials.json"
+        self._keyring: Any = _usable_keyring() if use_keyring else None
+
+    @property
+    def where(self) -> str:
+        """In words, where the password is kept (shown in Settings)."""
+        if self._keyring is not None:
+            return f"the system keyring ({type(self._keyring).__name__})"
+        return f"{self.fallback} (readable only by you)"
+
+    @staticmethod
+    def _key(url: str, user: str) -> str:
+        return f"{user}@{url}"
+
+    def get(self, url: str, user: str, *, environ: Mapping[str, str] | None = None) -> str | None:
+        environ = os.environ if environ is None else environ
+        if environ.get(ENV_PASSWORD):
+            return environ[ENV_PASSWORD]
+        if self._keyring is not None:
+            value: str | None = self._keyring.get_password(KEYRING_SERVICE, self._key(url, user))
+            return value
+        return self._read_file().get(self._key(url, user))
+
+    def set(self, url: str, user: str, password: str) -> None:
+        if self._keyring is not None:
+            self._keyring.set_password(KEYRING_SERVICE, self._key(url, user), password)
+            return
+        data = self._read_file()
+        data[self._key(url, user)] = password
+        self._write_file(data)
+
+    def delete(self, url: str, user: str) -> None:
+        if self._keyring is not None:
+            with contextlib.suppress(Exception):
+                self._keyring.delete_password(KEYRING_SERVICE, self._key(url, user))
+            return
+        data = self._read_file()
+        if data.pop(self._key(url, user), None) is not None:
+            self._write_file(data)
+
+    def _read_file(self) -> dict[str, str]:
+        try:
+            mode = self.fallback.stat().st_mode
+        except FileNotFoundError:
+            return {}
+        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+            # Someone loosened it; tighten before reading rather than trust it.
+            os.chmod(self.fallback, 0o600)
+        try:
+            data = json.loads(self.fallback.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            log.warning("the password file %s cannot be read; ignoring it", self.fallback)
+            return {}
+        return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+    def _write_file(self, data: dict[str, str]) -> None:
+        self.fallback.parent.mkdir(parents=True, exist_ok=True)
+        # Created 0600 from the start: there is no moment at which another user could read it.
+        fd, tmp = tempfile.mkstemp(prefix=".credentials-", dir=self.fallback.parent)
+        try:
+            os.fchmod(fd, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(data, f)
+            os.replace(tmp, self.fallback)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+
+
+def _usable_keyring() -> Any:
+    """The system keyring, or None where there is none worth using (headless Linux, CI)."""
+    if os.environ.get("WRITEBACK_NO_KEYRING"):
+        return None
+    try:
+        import keyring
+        from keyring.backends import fail
+
+        backend = keyring.get_keyring()
+    except Exception:
+        return None
+    names = {type(b).__module__ for b in getattr(backend, "backends", [backend])}
+    if isinstance(backend, fail.Keyring) or names <= {"keyring.backends.fail", "keyring.backends.null"}:
+        return None
+    if getattr(backend, "priority", 1) <= 0:
+        return None
+    return backend

@@ -1,0 +1,122 @@
+"""Background work for the GUI: plain functions run on a thread pool, results delivered on the GUI thread.
+
+Database queries and Personify360 calls never run on the GUI thread. A task's function gets only plain
+data and must open its own session (sessions never cross threads); its result comes back through a
+queued signal to a slot that runs the callback in the GUI thread.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+
+log = logging.getLogger(__name__)
+
+
+class _Relay(QObject):
+    """Lives in the GUI thread; the worker emits, the queued connection brings it home.
+
+    Signals:
+        succeeded(object): the function's result.
+        failed(object): the exception it raised (with ``__traceback_text__`` set for the details view).
+    """
+
+    succeeded = Signal(object)
+    failed = Signal(object)
+
+    def __init__(
+        self,
+        on_done: Callable[[Any], None] | None,
+        on_error: Callable[[BaseException], None] | None,
+        forget: Callable[[_Relay], None],
+    ) -> None:
+        super().__init__()
+        self._on_done = on_done
+        self._on_error = on_error
+        self._forget = forget
+        self.cancelled = False
+        self.succeeded.connect(self._deliver_result)
+        self.failed.connect(self._deliver_error)
+
+    @Slot(object)
+    def _deliver_result(self, result: object) -> None:
+        self._forget(self)
+        if not self.cancelled and self._on_done is not None:
+            self._on_done(result)
+
+    @Slot(object)
+    def _deliver_error(self, error: object) -> None:
+        self._forget(self)
+        if self.cancelled:
+            return
+        assert isinstance(error, BaseException)
+        if self._on_error is not None:
+            self._on_error(error)
+        else:
+            log.error("background task failed: %s", getattr(error, "__traceback_text__", error))
+
+
+class _Job(QRunnable):
+    def __init__(self, relay: _Relay, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        super().__init__()
+        self.relay = relay
+        self.fn = fn
+        self.args = args
+
+    def run(self) -> None:
+        if self.relay.cancelled:
+            return
+        try:
+            result = self.fn(*self.args)
+        except BaseException as exc:  # reported to the GUI, never lost in the pool
+            exc.__traceback_text__ = traceback.format_exc()  # type: ignore[attr-defined]
+            self.relay.failed.emit(exc)
+        else:
+            self.relay.succeeded.emit(result)
+
+
+class Task:
+    """A handle on submitted work: cancel() drops its result (the function itself runs to its end)."""
+
+    def __init__(self, relay: _Relay, number: int) -> None:
+        self._relay = relay
+        self.number = number
+
+    def cancel(self) -> None:
+        self._relay.cancelled = True
+
+
+class TaskRunner(QObject):
+    """Runs functions off the GUI thread: ``submit(fn, *args, on_done=…, on_error=…)``."""
+
+    def __init__(self, max_threads: int = 4, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.pool = QThreadPool(self)
+        self.pool.setMaxThreadCount(max_threads)
+        self._pending: set[_Relay] = set()
+        self._numbers = itertools.count(1)
+
+    def submit(
+        self,
+        fn: Callable[..., Any],
+        *args: Any,
+        on_done: Callable[[Any], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> Task:
+        relay = _Relay(on_done, on_error, self._pending.discard)
+        self._pending.add(relay)  # keeps the relay alive until its result is delivered
+        self.pool.start(_Job(relay, fn, args))
+        return Task(relay, next(self._numbers))
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._pending)
+
+    def wait(self, msecs: int = 30_000) -> bool:
+        """Wait for running work to finish (used when the window closes, and by tests)."""
+        return bool(self.pool.waitForDone(msecs))
