@@ -1,0 +1,668 @@
+"""The Personify Data Services client: the few reads and the one write the writeback console needs."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from types import MappingProxyType, TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from writeback_console.personify import odata
+from writeback_console.personify.errors import (
+    MAX_ERROR_BODY,
+    ErrorKind,
+    PersonifyError,
+    Scrubber,
+    body_text,
+    deepest_message,
+    exception_chain,
+    kind_for_status,
+)
+from writeback_console.personify.mapping import ref_marker
+
+log = logging.getLogger(__name__)
+
+#: A success answer larger than this is refused rather than read: a constituent's activity list is
+#: far smaller, and a broken or hostile server must not exhaust the console's memory.
+MAX_RESPONSE_BODY = 32_000_000
+MAX_MESSAGE_LENGTH = 1000
+#: Constituents per CustomerInfos request: one `or` filter keeps round trips down, the cap keeps the
+#: URL well under the 2,048 characters that IIS allows by default.
+_NAMES_PER_REQUEST = 10
+# Names the key of a CusActivity has had across Personify releases; the first one present is used.
+_ACTIVITY_ID_FIELDS = ("ActivityId", "CusActivityId", "CustomerActivityId", "ActivityID")
+_EARLIEST = datetime.min.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class PersonifySettings:
+    """Where Personify Data Services lives and how to talk to it."""
+
+    #: The full service root, e.g. https://host/PersonifyDataServices/PersonifyData.svc (differs per site).
+    service_root_url: str
+    user: str
+    password: str = field(repr=False)
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    #: Recorded by Personify360 as the operator who added the activity (the AddModOper header).
+    operator: str = "INFORMZ"
+    verify_tls: bool = True
+    pool_size: int = 16
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.service_root_url) if isinstance(self.service_root_url, str) else None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(
+                "service_root_url: must be an http:// or https:// address with a host, such as "
+                "https://host/PersonifyDataServices/PersonifyData.svc"
+            )
+        # Credentials in the address would end up in logs and error texts; they belong in user/password.
+        if parts.username is not None or parts.password is not None:
+            raise ValueError("service_root_url: must not contain a user name or password")
+        if parts.query or parts.fragment:
+            raise ValueError("service_root_url: must not contain a query (?…) or fragment (#…)")
+        try:
+            parts.port  # noqa: B018 - reading it validates it
+        except ValueError:
+            raise ValueError("service_root_url: the port is not a number between 0 and 65535") from None
+        if not self.user:
+            raise ValueError("user: must not be empty")
+        for name in ("connect_timeout", "read_timeout"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+                raise ValueError(f"{name}: must be a positive number of seconds")
+        if not isinstance(self.pool_size, int) or not 1 <= self.pool_size <= 256:
+            raise ValueError("pool_size: must be a whole number from 1 to 256")
+        if not self.operator or any(ch in self.operator for ch in "\r\n\x00"):
+            raise ValueError("operator: must be a non-empty single line")
+
+    @property
+    def root(self) -> str:
+        return self.service_root_url.rstrip("/")
+
+
+@dataclass(frozen=True)
+class Constituent:
+    """A Personify360 customer found by an email address."""
+
+    master_customer_id: str
+    sub_customer_id: int
+    label_name: str | None
+    first_name: str | None
+    last_name: str | None
+    record_type: str | None
+    #: The address is this constituent's primary email.
+    primary: bool
+    email: str
+
+    @property
+    def display_name(self) -> str:
+        if self.label_name:
+            return self.label_name
+        name = " ".join(part for part in (self.first_name, self.last_name) if part)
+        return name or f"{self.master_customer_id}-{self.sub_customer_id}"
+
+
+@dataclass(frozen=True)
+class Activity:
+    """One CusActivity row, as CRM360 shows it under System Activities."""
+
+    activity_id: int | str | None
+    master_customer_id: str
+    sub_customer_id: int
+    code: str | None
+    subcode: str | None
+    date: datetime | None
+    text: str
+    subsystem: str | None
+    add_operator: str | None
+    #: Every field the service sent (without __metadata), for the detail view.
+    raw: Mapping[str, Any] = field(hash=False, compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class CodeCheck:
+    """Whether the activity codes the mapping uses are set up in Personify360."""
+
+    missing_codes: tuple[str, ...] = ()
+    #: Codes with OPTION_1 = 'Y': contact tracking, so their activities would not show in System Activities.
+    contact_tracking_codes: tuple[str, ...] = ()
+    inactive_codes: tuple[str, ...] = ()
+    #: (code, subcode) pairs that are not set up; only meaningful when subcodes_checked.
+    missing_subcodes: tuple[tuple[str, str], ...] = ()
+    inactive_subcodes: tuple[tuple[str, str], ...] = ()
+    #: False when the service offers no way to read subcodes, so only the codes could be checked.
+    subcodes_checked: bool = True
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.missing_codes
+            or self.contact_tracking_codes
+            or self.inactive_codes
+            or self.missing_subcodes
+            or self.inactive_subcodes
+        )
+
+    def describe(self) -> str:
+        """The result in words for the settings dialog."""
+        lines: list[str] = []
+        if self.missing_codes:
+            lines.append(f"Missing activity codes: {', '.join(self.missing_codes)}.")
+        if self.inactive_codes:
+            lines.append(f"Inactive activity codes: {', '.join(self.inactive_codes)}.")
+        if self.contact_tracking_codes:
+            lines.append(
+                f"Contact-tracking codes (Option 1 = Y, hidden from System Activities): "
+                f"{', '.join(self.contact_tracking_codes)}."
+            )
+        if self.missing_subcodes:
+            pairs = ", ".join(f"{code}/{sub}" for code, sub in self.missing_subcodes)
+            lines.append(f"Missing subcodes: {pairs}.")
+        if self.inactive_subcodes:
+            pairs = ", ".join(f"{code}/{sub}" for code, sub in self.inactive_subcodes)
+            lines.append(f"Inactive subcodes: {pairs}.")
+        if not lines:
+            lines.append("All activity codes are set up in Personify360.")
+        if not self.subcodes_checked:
+            lines.append("Subcodes could not be checked: the service does not offer them.")
+        elif self.ok:
+            lines[0] = "All activity codes and subcodes are set up in Personify360."
+        if not self.ok:
+            lines.append("Run sql/personify360/informz_activity_codes.sql or change the activity mapping.")
+        return "\n".join(lines)
+
+
+class PersonifyClient:
+    """A pooled, thread-safe connection to one Personify Data Services root.
+
+    Every failure surfaces as :class:`PersonifyError`; nothing is retried here, since whether to try
+    again (and whether to look for the reference first) is the dispatcher's decision.
+    """
+
+    def __init__(self, settings: PersonifySettings, *, session: requests.Session | None = None) -> None:
+        """``session`` brings its own transport (tests); by default a pooled one is made here."""
+        self.settings = settings
+        self._scrub = Scrubber(settings.user, settings.password)
+        if session is None:
+            session = requests.Session()
+            # No retries at any level: a silently repeated Save is the double write §5 forbids.
+            no_retries = Retry(
+                total=0, connect=0, read=0, redirect=0, status=0, other=0, raise_on_status=False
+            )
+            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=settings.pool_size, max_retries=no_retries)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        self._session = session
+        self._session.auth = (settings.user, settings.password)
+        self._session.verify = settings.verify_tls
+        self._session.headers.update({"Accept": "application/json", "User-Agent": "writeback-console"})
+        self._timeout = (settings.connect_timeout, settings.read_timeout)
+        self._template: Mapping[str, Any] | None = None
+        self._template_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"PersonifyClient(url={self.settings.service_root_url!r}, user={self.settings.user!r})"
+
+    def close(self) -> None:
+        self._session.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- operations -----------------------------------------------------------------------------
+
+    def find_constituents_by_email(self, email: str) -> list[Constituent]:
+        """Everyone whose email communication record is ``email``: none, one or several are normal."""
+        email = email.strip()
+        if not email:
+            return []
+        rows = self._get_entities(
+            "CusCommunications",
+            odata.and_(odata.eq("CommTypeCodeString", "EMAIL"), odata.eq("FormattedPhoneAddress", email)),
+            select=("MasterCustomerId", "SubCustomerId", "PrimaryFlag"),
+        )
+        # One person may hold the address in several communication rows; they count once, and as
+        # primary if any of those rows is primary.
+        found: dict[tuple[str, int], bool] = {}
+        for row in rows:
+            key = (_text(row.get("MasterCustomerId")), _int(row.get("SubCustomerId")))
+            if not key[0]:
+                continue
+            found[key] = found.get(key, False) or _flag(row.get("PrimaryFlag"))
+        names = self._customer_infos(list(found))
+        constituents = []
+        for (master, sub), primary in found.items():
+            info = names.get((master, sub), {})
+            constituents.append(
+                Constituent(
+                    master_customer_id=master,
+                    sub_customer_id=sub,
+                    label_name=_optional_text(info.get("LabelName")),
+                    first_name=_optional_text(info.get("FirstName")),
+                    last_name=_optional_text(info.get("LastName")),
+                    record_type=_optional_text(info.get("RecordType")),
+                    primary=primary,
+                    email=email,
+                )
+            )
+        constituents.sort(key=lambda c: (not c.primary, c.master_customer_id, c.sub_customer_id))
+        return constituents
+
+    def list_activities(self, master_customer_id: str, sub_customer_id: int) -> list[Activity]:
+        """The constituent's activities, newest first (sorted here: the service has no $orderby)."""
+        rows = self._get_entities("CusActivities", _constituent_filter(master_customer_id, sub_customer_id))
+        return _newest_first(_activity(row) for row in rows)
+
+    def find_activity_by_ref(
+        self, master_customer_id: str, sub_customer_id: int, ref: str
+    ) -> Activity | None:
+        """The constituent's activity that carries writeback ``ref``, if it reached Personify360."""
+        marker = ref_marker(ref)
+        rows = self._get_entities(
+            "CusActivities",
+            odata.and_(
+                _constituent_filter(master_customer_id, sub_customer_id),
+                odata.substringof(marker, "ActivityText"),
+            ),
+        )
+        # Checked again here so that a server with a looser substringof cannot produce a false "arrived".
+        # Case-insensitive like the SQL Server collation behind the service; the brackets still keep
+        # WB-ABC from matching WB-ABCD.
+        matches = [a for a in (_activity(row) for row in rows) if marker.lower() in a.text.lower()]
+        newest = _newest_first(matches)
+        return newest[0] if newest else None
+
+    def create_activity(self, fields: Mapping[str, Any]) -> Activity:
+        """Write one CusActivity: fill the service's template and Save it; returns the saved row."""
+        record = dict(self._activity_template())
+        for name, value in fields.items():
+            odata.field(name)
+            record[name] = odata.format_date(value) if isinstance(value, datetime) else value
+        body = json.dumps(record, ensure_ascii=False).encode("utf-8")
+        saved = self._call(
+            "POST",
+            "Save",
+            {"EntityName": odata.quote_literal("CusActivity")},
+            body=body,
+            headers={"Content-Type": "application/json", "AddModOper": self.settings.operator},
+            write=True,
+        )
+        entities = self._unwrap(saved, "Save", write=True)
+        if not entities:
+            raise PersonifyError(
+                ErrorKind.MALFORMED, "Save answered without the saved activity", status=200, write=True
+            )
+        return _activity(entities[0])
+
+    def check_activity_codes(self, codes: Mapping[str, Sequence[str]]) -> CodeCheck:
+        """Whether each code (and its expected subcodes) exists, is active and is not contact tracking."""
+        rows = self._get_entities(
+            "ApplicationCodes",
+            odata.and_(odata.eq("SubsystemString", "CUS"), odata.eq("Type", "ACTIVITY")),
+        )
+        by_code = {_text(row.get("Code")): row for row in rows}
+        missing, tracking, inactive = [], [], []
+        for code in codes:
+            row = by_code.get(code)
+            if row is None:
+                missing.append(code)
+                continue
+            if _text(row.get("Option1")).upper() == "Y":
+                tracking.append(code)
+            if "ActiveFlag" in row and not _flag(row.get("ActiveFlag")):
+                inactive.append(code)
+
+        wanted = [(code, sub) for code, subs in codes.items() if code not in missing for sub in subs]
+        missing_subs: list[tuple[str, str]] = []
+        inactive_subs: list[tuple[str, str]] = []
+        checked = True
+        if wanted:
+            subcode_rows = self._subcode_rows()
+            if subcode_rows is None:
+                checked = False
+            else:
+                known = {(_text(r.get("Code")), _text(r.get("Subcode"))): r for r in subcode_rows}
+                for pair in wanted:
+                    sub_row = known.get(pair)
+                    if sub_row is None:
+                        missing_subs.append(pair)
+                    elif "ActiveFlag" in sub_row and not _flag(sub_row.get("ActiveFlag")):
+                        inactive_subs.append(pair)
+        return CodeCheck(
+            missing_codes=tuple(missing),
+            contact_tracking_codes=tuple(tracking),
+            inactive_codes=tuple(inactive),
+            missing_subcodes=tuple(missing_subs),
+            inactive_subcodes=tuple(inactive_subs),
+            subcodes_checked=checked,
+        )
+
+    # -- plumbing -------------------------------------------------------------------------------
+
+    def _subcode_rows(self) -> list[dict[str, Any]] | None:
+        """APP_SUBCODE rows for CUS activities, or None when the service does not expose them."""
+        try:
+            return self._get_entities(
+                "ApplicationSubcodes",
+                odata.and_(odata.eq("SubsystemString", "CUS"), odata.eq("Type", "ACTIVITY")),
+            )
+        except PersonifyError as exc:
+            # 404: no such entity set at this site. 400: it exists with other property names. Either
+            # way the codes themselves were checked, and the result says the subcodes were not.
+            if exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.VALIDATION):
+                log.debug("subcodes not available from the service: %s", exc)
+                return None
+            raise
+
+    def _customer_infos(self, keys: list[tuple[str, int]]) -> dict[tuple[str, int], dict[str, Any]]:
+        infos: dict[tuple[str, int], dict[str, Any]] = {}
+        for start in range(0, len(keys), _NAMES_PER_REQUEST):
+            chunk = keys[start : start + _NAMES_PER_REQUEST]
+            rows = self._get_entities(
+                "CustomerInfos",
+                odata.or_(*(_constituent_filter(master, sub) for master, sub in chunk)),
+                select=(
+                    "MasterCustomerId",
+                    "SubCustomerId",
+                    "LabelName",
+                    "FirstName",
+                    "LastName",
+                    "RecordType",
+                ),
+            )
+            for row in rows:
+                infos[(_text(row.get("MasterCustomerId")), _int(row.get("SubCustomerId")))] = row
+        return infos
+
+    def _activity_template(self) -> Mapping[str, Any]:
+        """The Create template, fetched once per client and shared by all worker threads."""
+        template = self._template
+        if template is not None:
+            return template
+        with self._template_lock:
+            if self._template is None:
+                answer = self._call("GET", "Create", {"EntityName": odata.quote_literal("CusActivity")})
+                entities = self._unwrap(answer, "Create")
+                if len(entities) != 1:
+                    raise PersonifyError(
+                        ErrorKind.MALFORMED,
+                        f"Create answered with {len(entities)} templates instead of one",
+                        status=200,
+                    )
+                self._template = MappingProxyType(entities[0])
+            return self._template
+
+    def _get_entities(
+        self, entity_set: str, filter_: str, select: Iterable[str] = ()
+    ) -> list[dict[str, Any]]:
+        options = {"$filter": filter_}
+        columns = [odata.field(name) for name in select]
+        if columns:
+            options["$select"] = ",".join(columns)
+        return self._unwrap(self._call("GET", entity_set, options), entity_set)
+
+    def _unwrap(self, answer: Any, what: str, write: bool = False) -> list[dict[str, Any]]:
+        try:
+            return odata.unwrap_results(answer)
+        except odata.UnexpectedShape as exc:
+            raise PersonifyError(
+                ErrorKind.MALFORMED,
+                f"Personify360 answered {what} with unexpected content: {exc}",
+                status=200,
+                excerpt=self._scrub.excerpt(json.dumps(answer, ensure_ascii=False, default=str)),
+                write=write,
+            ) from None
+
+    def _call(
+        self,
+        method: str,
+        resource: str,
+        options: Mapping[str, str],
+        *,
+        body: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        write: bool = False,
+    ) -> Any:
+        """One HTTP exchange: the parsed JSON of a 2xx answer, or PersonifyError."""
+        url = f"{self.settings.root}/{resource}?{odata.query_string(options)}"
+        started = time.monotonic()
+        try:
+            # Redirects are not followed: a service root that redirects is a wrong setting (often http
+            # where https is meant), and a followed POST could turn into a GET or go to another host.
+            response = self._session.request(
+                method,
+                url,
+                data=body,
+                headers=headers,
+                timeout=self._timeout,
+                stream=True,
+                allow_redirects=False,
+            )
+            try:
+                success = 200 <= response.status_code < 300
+                content, cut = _read_limited(response, MAX_RESPONSE_BODY if success else MAX_ERROR_BODY)
+            finally:
+                response.close()
+        except requests.RequestException as exc:
+            error = self._network_error(exc, write)
+            log.debug("%s %s failed after %.0f ms: %s", method, resource, _ms(started), error)
+            raise error from None
+        log.debug("%s %s -> %s in %.0f ms", method, resource, response.status_code, _ms(started))
+
+        if not success or response.status_code in (204, 205):
+            # A cut error body simply fails to parse, and the HTTP reason stands in for its message.
+            raise self._http_error(response, content, write)
+        if cut:
+            raise PersonifyError(
+                ErrorKind.MALFORMED,
+                f"the answer was larger than {MAX_RESPONSE_BODY // 1_000_000} MB and was not read",
+                status=response.status_code,
+                excerpt=self._scrub.excerpt(body_text(content)),
+                write=write,
+            )
+        try:
+            return json.loads(content)
+        except (ValueError, RecursionError):
+            raise PersonifyError(
+                ErrorKind.MALFORMED,
+                f"Personify360 answered {resource} with something that is not JSON",
+                status=response.status_code,
+                excerpt=self._scrub.excerpt(body_text(content)),
+                write=write,
+            ) from None
+
+    def _http_error(self, response: requests.Response, content: bytes, write: bool) -> PersonifyError:
+        status = response.status_code
+        if 200 <= status < 300:
+            # 204/205: a success without the entity we asked for.
+            return PersonifyError(ErrorKind.MALFORMED, "the answer was empty", status=status, write=write)
+        if 300 <= status < 400:
+            target = self._scrub(response.headers.get("Location", "")[:200])
+            return PersonifyError(
+                ErrorKind.MALFORMED,
+                f"the service root redirects to {target or 'another address'}; "
+                "check the service root URL in the settings",
+                status=status,
+                write=write,
+            )
+        message = deepest_message(content, response.headers.get("Content-Type", ""))
+        if not message:
+            reason = response.reason or http.client.responses.get(status, "")
+            message = reason or f"HTTP status {status}"
+        return PersonifyError(
+            kind_for_status(status),
+            # A message is for a dialog and the attempt history; a server can make it any length.
+            self._scrub.excerpt(message, MAX_MESSAGE_LENGTH),
+            status=status,
+            excerpt=self._scrub.excerpt(body_text(content)),
+            write=write,
+        )
+
+    def _network_error(self, exc: requests.RequestException, write: bool) -> PersonifyError:
+        kind, message, during_connect = _classify(exc, self.settings)
+        return PersonifyError(kind, self._scrub(message), write=write, during_connect=during_connect)
+
+
+def _read_limited(response: requests.Response, limit: int) -> tuple[bytes, bool]:
+    """The body up to ``limit`` bytes, and whether there was more (which is then left unread)."""
+    chunks: list[bytes] = []
+    size = 0
+    for chunk in response.iter_content(chunk_size=65536):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            return b"".join(chunks)[:limit], True
+    return b"".join(chunks), False
+
+
+def _classify(exc: requests.RequestException, settings: PersonifySettings) -> tuple[ErrorKind, str, bool]:
+    """(kind, plain-words message, whether it failed before the request went out) for a network error."""
+    parts = urlsplit(settings.service_root_url)
+    where = parts.hostname or "?"
+    if parts.port:
+        where = f"{where}:{parts.port}"
+    if isinstance(exc, requests.ConnectTimeout):
+        return ErrorKind.TIMEOUT, f"could not connect to {where} within {settings.connect_timeout:g} s", True
+    if isinstance(exc, requests.ReadTimeout):
+        return (
+            ErrorKind.TIMEOUT,
+            f"Personify360 at {where} did not answer within {settings.read_timeout:g} s",
+            False,
+        )
+    if isinstance(exc, requests.exceptions.SSLError):
+        detail = next((str(e) for e in exception_chain(exc) if isinstance(e, ssl.SSLError)), "")
+        return ErrorKind.TLS, f"secure connection to {where} failed" + (f": {detail}" if detail else ""), True
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return ErrorKind.DROPPED, f"the connection to {where} was closed in the middle of the answer", False
+    if isinstance(exc, requests.exceptions.ContentDecodingError):
+        return ErrorKind.MALFORMED, f"the answer from {where} could not be decompressed", False
+    if isinstance(exc, requests.exceptions.TooManyRedirects):
+        return ErrorKind.MALFORMED, f"{where} redirected too many times", False
+
+    chain = list(exception_chain(exc))
+    if any(isinstance(e, urllib3.exceptions.NameResolutionError | socket.gaierror) for e in chain):
+        return ErrorKind.CONNECTION, f"the host name {parts.hostname} could not be found (DNS)", True
+    if any(isinstance(e, urllib3.exceptions.ProxyError) for e in chain):
+        return ErrorKind.CONNECTION, f"the proxy in front of {where} refused the connection", True
+    if any(isinstance(e, urllib3.exceptions.NewConnectionError | ConnectionRefusedError) for e in chain):
+        refused = any(isinstance(e, ConnectionRefusedError) for e in chain)
+        why = "the connection was refused" if refused else "no connection could be made"
+        return ErrorKind.CONNECTION, f"could not connect to {where}: {why}", True
+    if any(isinstance(e, urllib3.exceptions.ConnectTimeoutError) for e in chain):
+        return ErrorKind.TIMEOUT, f"could not connect to {where} within {settings.connect_timeout:g} s", True
+    # Checked after the connect cases: urllib3's connect timeout is also a TimeoutError.
+    if any(isinstance(e, urllib3.exceptions.ReadTimeoutError | TimeoutError) for e in chain):
+        return (
+            ErrorKind.TIMEOUT,
+            f"Personify360 at {where} did not answer within {settings.read_timeout:g} s",
+            False,
+        )
+    dropped = (
+        urllib3.exceptions.ProtocolError,
+        http.client.RemoteDisconnected,
+        http.client.IncompleteRead,
+        ConnectionResetError,
+        ConnectionAbortedError,
+        BrokenPipeError,
+    )
+    if any(isinstance(e, dropped) for e in chain):
+        return (
+            ErrorKind.DROPPED,
+            f"the connection to {where} was closed before the answer was complete",
+            False,
+        )
+    # Something unforeseen. Nothing says the request did not go out, so a write is treated as one that
+    # may have arrived: checking the reference first is cheap, a double write is not.
+    return ErrorKind.CONNECTION, f"could not talk to {where} ({type(exc).__name__})", False
+
+
+def _constituent_filter(master_customer_id: str, sub_customer_id: int) -> str:
+    return odata.and_(
+        odata.eq("MasterCustomerId", master_customer_id), odata.eq("SubCustomerId", int(sub_customer_id))
+    )
+
+
+def _activity(row: Mapping[str, Any]) -> Activity:
+    activity_id: int | str | None = None
+    for name in _ACTIVITY_ID_FIELDS:
+        value = row.get(name)
+        if isinstance(value, int | str) and not isinstance(value, bool):
+            activity_id = value
+            break
+    return Activity(
+        activity_id=activity_id,
+        master_customer_id=_text(row.get("MasterCustomerId")),
+        sub_customer_id=_int(row.get("SubCustomerId")),
+        code=_optional_text(row.get("ActivityCode")),
+        subcode=_optional_text(row.get("ActivitySubcode")),
+        date=odata.parse_optional_date(row.get("ActivityDate")),
+        text=_text(row.get("ActivityText")),
+        subsystem=_optional_text(row.get("Subsystem", row.get("SubsystemString"))),
+        # The operator column is ADDOPER; sites' models expose it as AddOperator or AddOper.
+        add_operator=_optional_text(row.get("AddOperator", row.get("AddOper"))),
+        raw=MappingProxyType(dict(row)),
+    )
+
+
+def _newest_first(activities: Iterable[Activity]) -> list[Activity]:
+    def key(activity: Activity) -> tuple[datetime, int, int, str]:
+        # Numeric ids sort numerically and after textual ones; rows without a date go last.
+        ident = activity.activity_id
+        numeric = isinstance(ident, int)
+        return (
+            activity.date or _EARLIEST,
+            1 if numeric else 0,
+            ident if isinstance(ident, int) else 0,
+            ident if isinstance(ident, str) else "",
+        )
+
+    return sorted(activities, key=key, reverse=True)
+
+
+def _text(value: Any) -> str:
+    return "" if value is None else str(value)
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None or value == "" else str(value)
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def _flag(value: Any) -> bool:
+    """Personify writes flags as booleans in some entities and as 'Y'/'N' in others."""
+    if isinstance(value, str):
+        return value.strip().upper() in ("Y", "YES", "TRUE", "1")
+    return bool(value)
+
+
+def _ms(started: float) -> float:
+    return (time.monotonic() - started) * 1000
