@@ -414,6 +414,86 @@ def _print_counts(counts: dict[Status, int]) -> None:
     print(f"  {'Total':<{width}}  {sum(counts.values()):>10,}")
 
 
+EXIT_PERSONIFY_UNUSABLE = 3
+
+
+def _personify_client(args: argparse.Namespace) -> tuple[Any, Any]:
+    """Settings and a client from the settings file and WRITEBACK_PERSONIFY_* variables."""
+    from writeback_console.personify.client import PersonifyClient
+    from writeback_console.settings import PasswordStore, SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+        password = PasswordStore().get(settings.service_root_url, settings.user)
+        if password is None:
+            raise SettingsError(
+                "password: none stored for this user and URL "
+                "(set it in Settings, or WRITEBACK_PERSONIFY_PASSWORD for a headless dispatcher)"
+            )
+        return settings, PersonifyClient(settings.personify(password))
+    except SettingsError as exc:
+        raise CommandError(f"Personify360 settings: {exc}") from None
+
+
+def cmd_dispatch(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from writeback_console.dispatch.cycle import DispatchOptions, run_cycle
+
+    factory = _open(args)
+    settings, client = _personify_client(args)
+    options = DispatchOptions(
+        concurrency=args.concurrency or settings.concurrency,
+        lease_seconds=args.lease_seconds or settings.lease_seconds,
+        batch_size=args.batch_size or settings.batch_size,
+    )
+    interval = args.interval or settings.interval_seconds
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        # Finish what is in flight, put back what was claimed but not sent, then exit.
+        print(f"\nstopping ({signal.Signals(signum).name}): finishing requests in flight …", file=sys.stderr)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    mapping = settings.activity_mapping
+    code = EXIT_OK
+    try:
+        while True:
+            try:
+                summary = run_cycle(factory, client, mapping, options, stop=stop)
+            except OperationalError as exc:
+                if args.once:
+                    raise CommandError(f"the database is not usable: {_first_line(exc)}") from None
+                print(f"{_iso(utcnow())} database error, will try again: {_first_line(exc)}", file=sys.stderr)
+                summary = None
+            if summary is not None:
+                print(f"{_iso(summary.finished_at)} {summary.describe()}", flush=True)
+                code = EXIT_PERSONIFY_UNUSABLE if summary.problem else EXIT_OK
+            if args.once or stop.wait(interval):
+                break
+    finally:
+        client.close()
+    return code
+
+
+def cmd_schedule_mailing(args: argparse.Namespace) -> int:
+    factory = _open(args)
+    with write_transaction(factory) as session:
+        row = queue.schedule_mailing_activity(
+            session, args.mailing_id, at=args.at, actor=queue.current_actor()
+        )
+        total, remote = queue.mailing_recipient_counts(session, args.mailing_id)
+    when = f"at {_iso(row.scheduled_for)}" if row.scheduled_for else "at the next dispatcher run"
+    print(f"queued mailing activity {row.ref} for mailing {args.mailing_id} {when}")
+    print(f"  {total:,} recipients, {remote:,} known in Personify360")
+    if remote == 0:
+        print("  warning: no recipient is known in Personify360; it will end as No Remote Recipients")
+    return EXIT_OK
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from writeback_console.config import data_dir
     from writeback_console.store.seed import seed
@@ -507,6 +587,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-seed", type=int, default=20261127, metavar="S")
 
     command("summary", cmd_summary, "writebacks per status")
+
+    p = command("dispatch", cmd_dispatch, "send queued writebacks to Personify360")
+    once = p.add_mutually_exclusive_group(required=True)
+    once.add_argument("--once", action="store_true", help="run one cycle and exit")
+    once.add_argument("--forever", action="store_true", help="run a cycle every --interval seconds")
+    p.add_argument(
+        "--interval", type=int, metavar="S", help="seconds between cycles (default: settings, 600)"
+    )
+    p.add_argument("--concurrency", type=int, metavar="N", help="writebacks sent at once (default 8)")
+    p.add_argument("--lease-seconds", type=int, metavar="S", help="lease on claimed rows (default 900)")
+    p.add_argument("--batch-size", type=int, metavar="N", help="rows claimed per statement (default 200)")
+
+    p = command("schedule-mailing", cmd_schedule_mailing, "queue the mailing activity of a mailing")
+    p.add_argument("mailing_id", type=int, metavar="MAILING_ID")
+    p.add_argument("--at", type=_time_arg, metavar="WHEN", help="ISO-8601 time (default: the next run)")
 
     p = command("demo", cmd_demo, "a fresh seeded demo database")
     p.add_argument("--rows", type=int, default=200_000, metavar="N")

@@ -12,7 +12,7 @@ import os
 import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
 from sqlalchemy import (
@@ -47,6 +47,7 @@ from writeback_console.store.models import (
     Attempt,
     AuditEvent,
     AuditEventRow,
+    Delivery,
     Mailing,
     MailingRecipient,
     Setting,
@@ -1367,3 +1368,205 @@ def list_mailings(session: Session, *, text: str | None = None, limit: int = 200
             )
         )
     return rows
+
+
+# --- dispatcher helpers: counting, constituents, mailing fan-out, automatic scheduling -----------
+
+
+def count_eligible(session: Session, run_started_at: datetime, skip_accounts: Iterable[str] = ()) -> int:
+    """How many rows a run starting now would claim (for progress: "remaining")."""
+    query = select(func.count()).where(
+        W.status.in_([s.value for s in OPEN_STATUSES]), eligible_condition(run_started_at)
+    )
+    skipped = sorted(set(skip_accounts))
+    if skipped:
+        query = query.where(W.account.not_in(skipped))
+    return int(session.execute(query).scalar_one())
+
+
+def store_constituent(
+    session: Session, writeback_id: int, master_customer_id: str, sub_customer_id: int
+) -> None:
+    """Keep the constituent found by email on the row, so support sees who it went to."""
+    session.execute(
+        update(Writeback)
+        .where(W.id == writeback_id, W.master_customer_id.is_(None))
+        .values(master_customer_id=master_customer_id, sub_customer_id=sub_customer_id)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientDelivery:
+    """One recipient of a mailing-activity writeback that still needs its activity."""
+
+    delivery_id: int
+    recipient_id: int
+    email: str
+    master_customer_id: str
+    sub_customer_id: int
+    uncertain: bool
+    sent_at: datetime | None
+    opened_at: datetime | None
+    clicks: tuple[tuple[str, datetime], ...]
+    bounced_at: datetime | None
+    bounce_reason: str | None
+    blocked: bool
+
+
+@dataclass(frozen=True, slots=True)
+class FanOut:
+    mailing_name: str
+    remote_recipients: int
+    already_delivered: int
+    pending: list[RecipientDelivery]
+
+
+def _clicks(raw: Any) -> tuple[tuple[str, datetime], ...]:
+    out: list[tuple[str, datetime]] = []
+    for click in raw or []:
+        try:
+            when = datetime.fromisoformat(str(click["at"]).replace("Z", "+00:00"))
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            out.append((str(click["url"]), when))
+        except (KeyError, TypeError, ValueError):
+            continue  # a malformed click is dropped, not a reason to fail the whole mailing
+    return tuple(out)
+
+
+def prepare_deliveries(session: Session, writeback_id: int, mailing_id: int, *, now: datetime) -> FanOut:
+    """Create the missing per-recipient delivery rows and return those still to be sent.
+
+    Only recipients known in Personify360 get an activity; a retry returns only the ones that did
+    not arrive, since delivered rows are kept as sent.
+    """
+    mailing = session.get(Mailing, mailing_id)
+    name = mailing.name if mailing is not None else f"mailing {mailing_id}"
+    remote = select(MailingRecipient.id).where(
+        MailingRecipient.mailing_id == mailing_id, MailingRecipient.master_customer_id.is_not(None)
+    )
+    known = select(Delivery.recipient_id).where(Delivery.writeback_id == writeback_id)
+    missing = session.scalars(remote.where(MailingRecipient.id.not_in(known))).all()
+    if missing:
+        session.execute(
+            insert(Delivery),
+            [
+                {
+                    "writeback_id": writeback_id,
+                    "recipient_id": rid,
+                    "status": "pending",
+                    "attempts": 0,
+                    "uncertain": False,
+                    "updated_at": now,
+                }
+                for rid in missing
+            ],
+        )
+    rows = session.execute(
+        select(Delivery, MailingRecipient)
+        .join(MailingRecipient, MailingRecipient.id == Delivery.recipient_id)
+        .where(Delivery.writeback_id == writeback_id)
+        .order_by(Delivery.id)
+    ).all()
+    delivered = sum(1 for d, _ in rows if d.status == "sent")
+    pending = [
+        RecipientDelivery(
+            delivery_id=d.id,
+            recipient_id=r.id,
+            email=r.email,
+            master_customer_id=r.master_customer_id,
+            sub_customer_id=r.sub_customer_id or 0,
+            uncertain=d.uncertain,
+            sent_at=r.sent_at,
+            opened_at=r.opened_at,
+            clicks=_clicks(r.clicks),
+            bounced_at=r.bounced_at,
+            bounce_reason=r.bounce_reason,
+            blocked=r.blocked,
+        )
+        for d, r in rows
+        if d.status != "sent" and r.master_customer_id is not None
+    ]
+    return FanOut(name, len(rows), delivered, pending)
+
+
+def record_delivery(
+    session: Session,
+    delivery_id: int,
+    *,
+    sent: bool,
+    now: datetime,
+    activity_id: str | None = None,
+    error: str | None = None,
+    may_have_arrived: bool = False,
+) -> None:
+    values: dict[str, Any] = {"attempts": Delivery.attempts + 1, "updated_at": now}
+    if sent:
+        values.update(status="sent", sent_at=now, activity_id=activity_id, last_error=None, uncertain=False)
+    else:
+        values.update(
+            status="error",
+            last_error=_cut(error, MESSAGE_LIMIT),
+            uncertain=or_(Delivery.uncertain, literal(may_have_arrived)),
+        )
+    session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+
+
+def mark_deliveries_uncertain(session: Session, writeback_id: int) -> None:
+    """After a lost lease every unfinished delivery may have arrived; check before resending."""
+    session.execute(
+        update(Delivery)
+        .where(Delivery.writeback_id == writeback_id, Delivery.status != "sent")
+        .values(uncertain=True)
+    )
+
+
+def auto_schedule_mailings(session: Session, *, now: datetime, actor: str) -> list[int]:
+    """Scheduled mailing activity for mailings sent since automatic scheduling was switched on.
+
+    The account setting says how many days after a mailing is sent its activity goes out; mailings
+    created before the setting was turned on are left alone, so switching it on never floods the queue.
+    """
+    settings = session.scalars(select(Setting).where(Setting.key == AUTO_MAILING_ACTIVITY_DAYS)).all()
+    by_account = {
+        s.account: s for s in settings if isinstance(s.value, int) and not isinstance(s.value, bool)
+    }
+    if not by_account:
+        return []
+    has_activity = select(W.mailing_id).where(
+        W.kind == Kind.MAILING_ACTIVITY.value, W.mailing_id.is_not(None)
+    )
+    candidates = session.execute(
+        select(Mailing.id, Mailing.account, Mailing.name, Mailing.sent_at, Mailing.created_at).where(
+            Mailing.sent_at.is_not(None), Mailing.id.not_in(has_activity)
+        )
+    ).all()
+    created: list[int] = []
+    for m in candidates:
+        setting = by_account.get(m.account) or by_account.get(ALL_ACCOUNTS)
+        if setting is None or m.created_at < setting.updated_at:
+            continue
+        due = m.sent_at + timedelta(days=setting.value)
+        item = WritebackInput(
+            kind=Kind.MAILING_ACTIVITY,
+            account=m.account,
+            occurred_at=m.sent_at,
+            mailing_id=m.id,
+            scheduled_for=max(due, now),
+            payload={"mailing_name": m.name},
+        )
+        row = enqueue(session, item, now=now)
+        created.append(row.id)
+        record_audit(
+            session,
+            actor=actor,
+            action="auto_schedule",
+            rows=[(row.id, row.ref)],
+            now=now,
+            detail={
+                "mailing_id": m.id,
+                "days_after_sent": setting.value,
+                "scheduled_for": item.scheduled_for.isoformat() if item.scheduled_for else None,
+            },
+        )
+    return created
