@@ -16,9 +16,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     Select,
+    Table,
     and_,
+    bindparam,
     delete,
     func,
     insert,
@@ -428,12 +431,22 @@ def claim(
         key=lambda c: c.id,
     )
     if claimed:
+        # Interrupted attempts stay in the history without counting, so the row's number of the next
+        # history entry can be ahead of its attempt count.
+        numbered: dict[int, int] = {
+            wid: number
+            for wid, number in session.execute(
+                select(Attempt.writeback_id, func.max(Attempt.number))
+                .where(Attempt.writeback_id.in_([c.id for c in claimed]))
+                .group_by(Attempt.writeback_id)
+            )
+        }
         session.execute(
             insert(Attempt),
             [
                 {
                     "writeback_id": c.id,
-                    "number": c.attempt,
+                    "number": (numbered.get(c.id) or 0) + 1,
                     "started_at": now,
                     "dispatcher": dispatcher,
                     # An attempt beyond the automatic ones exists only because a person granted it.
@@ -486,6 +499,125 @@ def _held(writeback_id: int, dispatcher: str) -> ColumnElement[bool]:
     return and_(W.id == writeback_id, W.status == Status.PROCESSING.value, W.locked_by == dispatcher)
 
 
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """How one attempt ended, for :func:`record_results`."""
+
+    writeback_id: int
+    ok: bool
+    at: datetime
+    http_status: int | None = None
+    message: str | None = None
+    response_excerpt: str | None = None
+    #: A failed write that may still have reached Personify360 (timeout, dropped connection).
+    may_have_arrived: bool = False
+    #: Personify360 was asked and an earlier uncertain write is known not to be there.
+    checked_absent: bool = False
+
+
+_T = cast(Table, Writeback.__table__)
+_A = cast(Table, Attempt.__table__)
+
+
+def record_results(session: Session, results: Sequence[AttemptResult], *, dispatcher: str) -> set[int]:
+    """Record many attempts in a few statements; returns the ids this dispatcher still held.
+
+    A row whose lease was lost meanwhile (recovered by another run) is left alone: its attempt was
+    closed as interrupted and the row will be checked by reference before it is sent again.
+    """
+    if not results:
+        return set()
+    ids = [r.writeback_id for r in results]
+    held: set[int] = set()
+    for batch in _chunks(ids):
+        query = select(W.id).where(
+            W.id.in_(batch), W.status == Status.PROCESSING.value, W.locked_by == dispatcher
+        )
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update()
+        held.update(session.scalars(query))
+    mine = [r for r in results if r.writeback_id in held]
+    sent = [r for r in mine if r.ok]
+    failed = [r for r in mine if not r.ok]
+    conn = session.connection()
+    if sent:
+        conn.execute(
+            update(_T)
+            .where(_T.c.id == bindparam("wid"))
+            .values(
+                status=Status.SENT.value,
+                sent_at=bindparam("at"),
+                locked_by=None,
+                locked_at=None,
+                claimed_from=None,
+                delivery_uncertain=False,
+                last_error=None,
+                last_http_status=bindparam("http"),
+                updated_at=bindparam("at"),
+            ),
+            [{"wid": r.writeback_id, "at": r.at, "http": r.http_status} for r in sent],
+        )
+    if failed:
+        conn.execute(
+            update(_T)
+            .where(_T.c.id == bindparam("wid"))
+            .values(
+                status=Status.ERROR.value,
+                next_attempt_at=bindparam("at"),
+                locked_by=None,
+                locked_at=None,
+                claimed_from=None,
+                # Knowing the earlier write is absent settles the doubt; a new doubt adds to it.
+                delivery_uncertain=or_(
+                    and_(_T.c.delivery_uncertain, bindparam("keep", type_=Boolean)),
+                    bindparam("mha", type_=Boolean),
+                ),
+                last_error=bindparam("message"),
+                last_http_status=bindparam("http"),
+                updated_at=bindparam("at"),
+            ),
+            [
+                {
+                    "wid": r.writeback_id,
+                    "at": r.at,
+                    "keep": not r.checked_absent,
+                    "mha": r.may_have_arrived,
+                    "message": _cut(r.message, MESSAGE_LIMIT),
+                    "http": r.http_status,
+                }
+                for r in failed
+            ],
+        )
+    if mine:
+        conn.execute(
+            update(_A)
+            .where(
+                _A.c.writeback_id == bindparam("wid"),
+                _A.c.outcome.is_(None),
+                _A.c.dispatcher == dispatcher,
+            )
+            .values(
+                outcome=bindparam("outcome"),
+                finished_at=bindparam("at"),
+                http_status=bindparam("http"),
+                message=bindparam("message"),
+                response_excerpt=bindparam("excerpt"),
+            ),
+            [
+                {
+                    "wid": r.writeback_id,
+                    "outcome": "sent" if r.ok else "error",
+                    "at": r.at,
+                    "http": r.http_status,
+                    "message": _cut(r.message, MESSAGE_LIMIT),
+                    "excerpt": _cut(r.response_excerpt, EXCERPT_LIMIT),
+                }
+                for r in mine
+            ],
+        )
+    return held
+
+
 def mark_sent(
     session: Session,
     writeback_id: int,
@@ -496,28 +628,8 @@ def mark_sent(
     message: str | None = None,
 ) -> bool:
     """Record that Personify360 accepted the row. False if this dispatcher no longer holds it."""
-    done = _changed(
-        session.execute(
-            update(Writeback)
-            .where(_held(writeback_id, dispatcher))
-            .values(
-                status=Status.SENT.value,
-                sent_at=sent_at,
-                locked_by=None,
-                locked_at=None,
-                claimed_from=None,
-                delivery_uncertain=False,
-                last_error=None,
-                last_http_status=http_status,
-                updated_at=sent_at,
-            )
-        )
-    )
-    if done:
-        _finish_attempt(
-            session, writeback_id, outcome="sent", now=sent_at, http_status=http_status, message=message
-        )
-    return bool(done)
+    result = AttemptResult(writeback_id, True, sent_at, http_status, message)
+    return writeback_id in record_results(session, [result], dispatcher=dispatcher)
 
 
 def mark_error(
@@ -532,34 +644,10 @@ def mark_error(
     may_have_arrived: bool = False,
 ) -> bool:
     """Record a failed attempt; the row is retried automatically in a later run while attempts remain."""
-    done = _changed(
-        session.execute(
-            update(Writeback)
-            .where(_held(writeback_id, dispatcher))
-            .values(
-                status=Status.ERROR.value,
-                next_attempt_at=failed_at,
-                locked_by=None,
-                locked_at=None,
-                claimed_from=None,
-                delivery_uncertain=or_(W.delivery_uncertain, literal(may_have_arrived)),
-                last_error=_cut(message, MESSAGE_LIMIT),
-                last_http_status=http_status,
-                updated_at=failed_at,
-            )
-        )
+    result = AttemptResult(
+        writeback_id, False, failed_at, http_status, message, response_excerpt, may_have_arrived
     )
-    if done:
-        _finish_attempt(
-            session,
-            writeback_id,
-            outcome="error",
-            now=failed_at,
-            http_status=http_status,
-            message=message,
-            response_excerpt=response_excerpt,
-        )
-    return bool(done)
+    return writeback_id in record_results(session, [result], dispatcher=dispatcher)
 
 
 def mark_no_remote_recipients(session: Session, writeback_id: int, *, dispatcher: str, now: datetime) -> bool:
@@ -616,22 +704,21 @@ def release(session: Session, ids: Sequence[int], *, dispatcher: str) -> int:
 
 
 LEASE_LOST_MESSAGE = (
-    "the dispatcher {holder} stopped while sending (its lease expired); "
-    "Personify360 will be asked whether it arrived before it is sent again"
+    "the dispatcher {holder} stopped while sending (its lease expired); the attempt does not count, "
+    "and Personify360 is asked whether it arrived before it is sent again"
 )
 
 
 def recover_expired_leases(session: Session, *, now: datetime, lease_seconds: float) -> list[int]:
-    """Turn Processing rows whose dispatcher died into Error rows that may go again at once.
+    """Put Processing rows whose dispatcher died back where they were, marked uncertain.
 
-    The interrupted attempt counts (a row that kills its dispatcher must not loop for ever), and the
-    row is marked uncertain because the write may have reached Personify360 before the crash.
+    The interrupted attempt stays in the history but does not count against the row's three: the
+    dispatcher failed, not the writeback. The row is marked uncertain because the write may have
+    reached Personify360 before the crash, so the next send first asks for its reference.
     """
     cutoff = now - timedelta(seconds=lease_seconds)
     expired = session.execute(
-        select(W.id, W.locked_by, W.locked_at).where(
-            W.status == Status.PROCESSING.value, W.locked_at < cutoff
-        )
+        select(W.id, W.locked_by).where(W.status == Status.PROCESSING.value, W.locked_at < cutoff)
     ).all()
     recovered: list[int] = []
     for row in expired:
@@ -646,9 +733,8 @@ def recover_expired_leases(session: Session, *, now: datetime, lease_seconds: fl
                     W.locked_at < cutoff,
                 )
                 .values(
-                    status=Status.ERROR.value,
-                    # The failure belongs to the run that died, so the next run may retry it.
-                    next_attempt_at=row.locked_at,
+                    status=func.coalesce(W.claimed_from, Status.ERROR.value),
+                    attempts=W.attempts - 1,
                     locked_by=None,
                     locked_at=None,
                     claimed_from=None,
@@ -1384,15 +1470,15 @@ def count_eligible(session: Session, run_started_at: datetime, skip_accounts: It
     return int(session.execute(query).scalar_one())
 
 
-def store_constituent(
-    session: Session, writeback_id: int, master_customer_id: str, sub_customer_id: int
-) -> None:
-    """Keep the constituent found by email on the row, so support sees who it went to."""
-    session.execute(
-        update(Writeback)
-        .where(W.id == writeback_id, W.master_customer_id.is_(None))
-        .values(master_customer_id=master_customer_id, sub_customer_id=sub_customer_id)
-    )
+def store_constituents(session: Session, found: Sequence[tuple[int, str, int]]) -> None:
+    """Keep constituents found by email on their rows (id, master, sub), so support sees who it went to."""
+    if found:
+        session.connection().execute(
+            update(_T)
+            .where(_T.c.id == bindparam("wid"), _T.c.master_customer_id.is_(None))
+            .values(master_customer_id=bindparam("master"), sub_customer_id=bindparam("sub")),
+            [{"wid": i, "master": m, "sub": s} for i, m, s in found],
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -274,13 +274,26 @@ def test_processing_row_of_a_dead_dispatcher_is_recovered_and_sent_in_the_next_r
         recovered = queue.recover_expired_leases(session, now=next_run, lease_seconds=900)
     assert recovered == [wid]
     r = row(factory, wid)
-    assert r.status is Status.ERROR and r.delivery_uncertain
-    assert "lease expired" in (r.last_error or "")
+    # Back where it was; the interrupted attempt does not use up one of its three.
+    assert (r.status, r.attempts) == (Status.NEW, 0)
+    assert r.delivery_uncertain and "lease expired" in (r.last_error or "")
 
     claimed = run(factory, next_run)
-    assert [(c.id, c.attempt, c.delivery_uncertain) for c in claimed] == [(wid, 2, True)]
+    assert [(c.id, c.attempt, c.delivery_uncertain) for c in claimed] == [(wid, 1, True)]
     with factory() as session:
-        assert [a.outcome for a in queue.attempts_of(session, wid)] == ["interrupted", None]
+        history = queue.attempts_of(session, wid)
+    assert [(a.number, a.outcome) for a in history] == [(1, "interrupted"), (2, None)]
+
+
+def test_failed_row_recovered_from_a_dead_dispatcher_keeps_its_earlier_attempts(factory: Factory) -> None:
+    (wid,) = enqueue(factory, item())
+    last = fail_runs(factory, wid, 2)
+    run(factory, last + minutes(10))  # third attempt; the dispatcher dies
+    with write_transaction(factory) as session:
+        queue.recover_expired_leases(session, now=last + minutes(40), lease_seconds=900)
+    r = row(factory, wid)
+    assert (r.status, r.attempts) == (Status.ERROR, 2)
+    assert [c.attempt for c in run(factory, last + minutes(40))] == [3]
 
 
 def test_claim_released_unsent_counts_no_attempt(factory: Factory) -> None:
@@ -306,7 +319,8 @@ def test_lost_lease_cannot_mark_the_row(factory: Factory) -> None:
     with write_transaction(factory) as session:
         queue.recover_expired_leases(session, now=T0 + minutes(30), lease_seconds=60)
         assert not queue.mark_sent(session, wid, dispatcher=DISPATCHER, sent_at=T0 + minutes(31))
-    assert row(factory, wid).status is Status.ERROR
+    r = row(factory, wid)
+    assert (r.status, r.sent_at) == (Status.NEW, None)
 
 
 def test_accounts_with_writeback_switched_off_are_not_claimed(factory: Factory) -> None:
