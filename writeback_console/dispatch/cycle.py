@@ -275,10 +275,10 @@ class _Cycle:
             if self.breaker_run >= self.o.breaker_threshold and self.problem is None:
                 self.problem = outcome.breaker
                 self.stopped_reason = (
-                    "Personify360 rejected the credentials"
+                    "credentials rejected by Personify360"
                     if outcome.breaker == "auth"
                     else "Personify360 cannot be reached"
-                ) + f" ({outcome.message})"
+                ) + f" ({outcome.message}); claimed rows were put back"
                 log.warning("dispatcher stopping: %s", self.stopped_reason)
         elif outcome.ok or outcome.http_status is not None:
             self.breaker_run = 0
@@ -288,50 +288,49 @@ class _Cycle:
         if not self.results:
             return
         batch, self.results = self.results, []
-        now = self.clock()
         with write_transaction(self.factory) as session:
+            plain: list[Outcome] = []
             for outcome in batch:
                 if outcome.delivery_id is not None:
-                    self._record_recipient(session, outcome, now)
+                    self._record_recipient(session, outcome, self.clock())
                 elif outcome.breaker and not outcome.ok:
                     self.held_back.append(outcome)
                 else:
-                    self._record_writeback(session, outcome, now)
+                    plain.append(outcome)
+            self._record_writebacks(session, plain)
         self._report()
 
-    def _record_writeback(self, session: Session, outcome: Outcome, now: datetime) -> None:
-        wid = outcome.writeback_id
-        if outcome.resolved is not None:
-            queue.store_constituent(session, wid, *outcome.resolved)
-        if outcome.ok:
-            done = queue.mark_sent(
-                session,
-                wid,
-                dispatcher=self.o.dispatcher,
-                sent_at=now,
-                http_status=outcome.http_status,
-                message=outcome.message,
-            )
-            if done:
+    def _record_writebacks(self, session: Session, outcomes: list[Outcome]) -> None:
+        if not outcomes:
+            return
+        queue.store_constituents(
+            session, [(o.writeback_id, *o.resolved) for o in outcomes if o.resolved is not None]
+        )
+        held = queue.record_results(
+            session,
+            [
+                queue.AttemptResult(
+                    o.writeback_id,
+                    o.ok,
+                    o.finished_at,
+                    o.http_status,
+                    o.message,
+                    o.excerpt,
+                    may_have_arrived=o.may_have_arrived,
+                    checked_absent=o.checked and not o.may_have_arrived,
+                )
+                for o in outcomes
+            ],
+            dispatcher=self.o.dispatcher,
+        )
+        for o in outcomes:
+            self.held.pop(o.writeback_id, None)
+            if o.writeback_id not in held:
+                log.warning("lost the lease on writeback %s before recording its result", o.writeback_id)
+            elif o.ok:
                 self.counts["sent"] += 1
-        else:
-            if outcome.checked and not outcome.may_have_arrived:
-                queue.clear_uncertainty(session, wid)
-            done = queue.mark_error(
-                session,
-                wid,
-                dispatcher=self.o.dispatcher,
-                failed_at=now,
-                message=outcome.message,
-                http_status=outcome.http_status,
-                response_excerpt=outcome.excerpt,
-                may_have_arrived=outcome.may_have_arrived,
-            )
-            if done:
+            else:
                 self.counts["failed"] += 1
-        if not done:
-            log.warning("lost the lease on writeback %s before recording its result", wid)
-        self.held.pop(wid, None)
 
     def _record_recipient(self, session: Session, outcome: Outcome, now: datetime) -> None:
         assert outcome.delivery_id is not None
@@ -389,7 +388,6 @@ class _Cycle:
         if not self.held_back:
             return
         outcomes, self.held_back = self.held_back, []
-        now = self.clock()
         with write_transaction(self.factory) as session:
             if self.problem is not None:
                 ids = [o.writeback_id for o in outcomes]
@@ -397,8 +395,7 @@ class _Cycle:
                 for wid in ids:
                     self.held.pop(wid, None)
             else:
-                for outcome in outcomes:
-                    self._record_writeback(session, outcome, now)
+                self._record_writebacks(session, outcomes)
 
     def _release_unsent(self) -> None:
         """Rows claimed but never sent (stopping, or Personify360 unusable) go back as they were."""

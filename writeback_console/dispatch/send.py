@@ -7,8 +7,10 @@ These functions touch no database: they get plain data, talk to Personify360 and
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import datetime
 
+from writeback_console.domain import utcnow
 from writeback_console.personify.client import Constituent, PersonifyClient
 from writeback_console.personify.errors import ErrorKind, PersonifyError
 from writeback_console.personify.mapping import ActivityMapping, ActivitySource, MailingFacts, build_activity
@@ -31,6 +33,8 @@ class Outcome:
     already_there: bool = False
     resolved: tuple[str, int] | None = None
     delivery_id: int | None = None
+    #: When the answer came (the Sent time Personify360 accepted it).
+    finished_at: datetime = field(default_factory=utcnow)
 
     @classmethod
     def failure(cls, writeback_id: int, message: str, **extra: object) -> Outcome:

@@ -243,7 +243,7 @@ def test_wrong_password_stops_the_cycle_and_rows_keep_their_attempts(
     summary = cycle(factory, client_for(sim, password="wrong"), batch_size=10)
 
     assert summary.problem == "auth"
-    assert summary.stopped_reason is not None and "rejected the credentials" in summary.stopped_reason
+    assert summary.stopped_reason is not None and "credentials rejected" in summary.stopped_reason
     assert summary.claimed < 60
     assert all((r.status, r.attempts) == (Status.NEW, 0) for r in rows(factory))
     with factory() as session:

@@ -1,0 +1,172 @@
+"""Exactly once through crashes, faults and competition: real dispatcher processes, real HTTP."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.helpers.builders import enqueue, item
+from tests.helpers.dispatching import client_for, cycle, refs_in
+from tests.helpers.simulator import MakeSimulator
+from writeback_console.domain import Kind, Status
+from writeback_console.intake import WritebackInput
+from writeback_console.sim.server import Faults, Simulator
+from writeback_console.store import queue
+from writeback_console.store.engine import write_transaction
+
+Factory = sessionmaker[Session]
+EXE = str(Path(sys.executable).with_name("writeback-console"))
+PEOPLE = 200
+
+
+def people() -> list[dict[str, object]]:
+    return [
+        {
+            "master_customer_id": f"{n + 1000:012d}",
+            "sub_customer_id": 0,
+            "email": f"p{n}@example.org",
+            "first_name": "P",
+            "last_name": str(n),
+        }
+        for n in range(PEOPLE)
+    ]
+
+
+def writebacks(count: int, seed: int = 1) -> list[WritebackInput]:
+    rng = random.Random(seed)
+    out = []
+    for _ in range(count):
+        n = rng.randrange(PEOPLE)
+        kind = rng.choice([Kind.UNSUBSCRIBE, Kind.RESUBSCRIBE, Kind.INVALID_EMAIL])
+        # Half carry the constituent id, half are found by email.
+        ids = {"master_customer_id": f"{n + 1000:012d}", "sub_customer_id": 0} if rng.random() < 0.5 else {}
+        out.append(item(kind, f"p{n}@example.org", **ids))
+    return out
+
+
+def env_for(tmp_path: Path, db_url: str, sim: Simulator) -> dict[str, str]:
+    return {
+        **os.environ,
+        "WRITEBACK_DB_URL": db_url,
+        "WRITEBACK_PERSONIFY_URL": sim.url,
+        "WRITEBACK_PERSONIFY_USER": "u",
+        "WRITEBACK_PERSONIFY_PASSWORD": "p",
+        "WRITEBACK_NO_KEYRING": "1",
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+    }
+
+
+def dispatcher(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [EXE, "dispatch", "--once", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def all_rows(factory: Factory) -> list[queue.WritebackRow]:
+    with factory() as session:
+        return list(queue.iter_rows(session, queue.WritebackFilter(), sort="id", descending=False))
+
+
+def assert_exactly_once(factory: Factory, sim: Simulator) -> None:
+    rows = all_rows(factory)
+    per_ref = Counter(refs_in(sim))
+    assert [ref for ref, n in per_ref.items() if n > 1] == []
+    assert {r.status for r in rows} == {Status.SENT}
+    assert set(per_ref) == {r.ref for r in rows}
+
+
+def test_kill_9_at_random_moments_leaves_every_row_sent_exactly_once(
+    tmp_path: Path, db_url: str, factory: Factory, make_simulator: MakeSimulator
+) -> None:
+    sim = make_simulator(constituents=people())
+    sim.faults.latency_ms = 2
+    enqueue(factory, *writebacks(2000))
+    env = env_for(tmp_path, db_url, sim)
+    rng = random.Random(9)
+    kills = 0
+    for _ in range(4):
+        proc = dispatcher(env, "--lease-seconds", "1", "--batch-size", "50")
+        time.sleep(rng.uniform(1.0, 2.5))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait(timeout=30)
+        time.sleep(1.1)  # let the dead process's leases expire
+    assert kills >= 2, "the dispatcher finished before it could be killed; the test proved nothing"
+    for _ in range(3):
+        done = subprocess.run(
+            [EXE, "dispatch", "--once", "--lease-seconds", "1"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+        assert done.returncode == 0, done.stderr
+        if all(r.status is Status.SENT for r in all_rows(factory)):
+            break
+    assert_exactly_once(factory, sim)
+    interrupted = sum(
+        1 for r in all_rows(factory) for a in _attempts(factory, r.id) if a.outcome == "interrupted"
+    )
+    assert interrupted > 0
+
+
+def _attempts(factory: Factory, wid: int) -> list[queue.AttemptRow]:
+    with factory() as session:
+        return queue.attempts_of(session, wid)
+
+
+def test_fault_mix_ends_with_every_row_sent_or_failed_by_the_rules_and_no_duplicate(
+    factory: Factory, make_simulator: MakeSimulator
+) -> None:
+    sim = make_simulator(constituents=people(), faults=Faults(fail_rate=0.3, hold_seconds=1.0, seed=5))
+    enqueue(factory, *writebacks(300, seed=2))
+    client = client_for(sim, read_timeout=0.5)
+    for _ in range(8):
+        summary = cycle(factory, client, concurrency=8)
+        if summary.claimed == 0:
+            break
+    rows = all_rows(factory)
+    per_ref = Counter(refs_in(sim))
+    assert {r.status for r in rows} <= {Status.SENT, Status.ERROR}
+    for r in rows:
+        assert per_ref[r.ref] <= 1, f"{r.ref} written {per_ref[r.ref]} times"
+        if r.status is Status.SENT:
+            assert per_ref[r.ref] == 1 and 1 <= r.attempts <= 3
+        else:
+            assert r.attempts == r.max_attempts == 3
+    assert Counter(r.status for r in rows)[Status.SENT] > 200
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_two_dispatcher_processes_at_once_send_every_row_exactly_once(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest, make_simulator: MakeSimulator
+) -> None:
+    db_url: str = request.getfixturevalue("sqlite_url" if backend == "sqlite" else "pg_url")
+    from writeback_console.store.engine import make_engine, make_session_factory
+
+    engine = make_engine(db_url)
+    factory = make_session_factory(engine)
+    sim = make_simulator(constituents=people())
+    sim.faults.latency_ms = 3
+    enqueue(factory, *writebacks(1200, seed=3))
+    env = env_for(tmp_path, db_url, sim)
+    first, second = dispatcher(env, "--batch-size", "25"), dispatcher(env, "--batch-size", "25")
+    outputs = [p.communicate(timeout=180) for p in (first, second)]
+    assert first.returncode == second.returncode == 0, outputs
+    assert_exactly_once(factory, sim)
+    claimed = [int(out.split("claimed ")[1].split(",")[0].replace(",", "")) for out, _ in outputs]
+    assert sum(claimed) == 1200 and min(claimed) > 0, outputs
+    with write_transaction(factory) as session:
+        assert queue.count_eligible(session, queue.utcnow()) == 0
+    engine.dispose()
