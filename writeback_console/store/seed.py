@@ -221,12 +221,12 @@ def constituent_id(n: int) -> str:
     return f"{n:012d}"
 
 
-def person(rng: random.Random, n: int) -> tuple[str, str, str]:
-    # Indexing with random() is several times cheaper than rng.choice for a million rows.
-    rand = rng.random
-    first, last = FIRST[int(rand() * len(FIRST))], LAST[int(rand() * len(LAST))]
-    email = f"{first.lower()}.{last.lower()}{n}@{DOMAINS[int(rand() * len(DOMAINS))]}"
-    return first, last, email
+def person(n: int) -> tuple[str, str, str]:
+    """Constituent number n's first name, last name and email: the same n always gives the same person,
+    so the demo's Personify360 simulator can be given exactly the constituents the queue refers to."""
+    first = FIRST[n % len(FIRST)]
+    last = LAST[(n // len(FIRST)) % len(LAST)]
+    return first, last, f"{first.lower()}.{last.lower()}{n}@{DOMAINS[(n // 7) % len(DOMAINS)]}"
 
 
 def seed(
@@ -238,15 +238,18 @@ def seed(
     days: int = 120,
     progress: Callable[[int], None] | None = None,
     batch: int = 20_000,
+    kind_weights: tuple[tuple[Kind, int], ...] = KIND_WEIGHTS,
+    automatic_status_weights: tuple[tuple[Status, int], ...] = AUTOMATIC_STATUS_WEIGHTS,
+    mailing_status_weights: tuple[tuple[Status, int], ...] = MAILING_STATUS_WEIGHTS,
 ) -> SeedSummary:
     """Write ``rows`` writebacks (and their mailings and attempts) in bulk, in one transaction."""
     started = utcnow()
     # Naive UTC inside the generator: formatting aware times costs more than the inserts.
     now = (now or started).astimezone(UTC).replace(tzinfo=None)
     rng = random.Random(random_seed)
-    pick_kind = _picker(rng, KIND_WEIGHTS)
-    pick_auto = _picker(rng, AUTOMATIC_STATUS_WEIGHTS)
-    pick_mailing_status = _picker(rng, MAILING_STATUS_WEIGHTS)
+    pick_kind = _picker(rng, kind_weights)
+    pick_auto = _picker(rng, automatic_status_weights)
+    pick_mailing_status = _picker(rng, mailing_status_weights)
     pick_account = _picker(rng, ACCOUNTS)
     span = days * 86400
 
@@ -329,7 +332,7 @@ def seed(
             occurred = created - timedelta(seconds=5 + int(rand() * 3600))
             status: Status = pick_mailing_status() if kind is Kind.MAILING_ACTIVITY else pick_auto()
             n = first_constituent + int(rand() * (rows * 2 + 10))
-            _, _, email = person(rng, n)
+            _, _, email = person(n)
             master = constituent_id(n) if rand() < 0.7 else None
             payload: Any = empty_payload
             mailing_id = None
@@ -584,7 +587,7 @@ def _recipients(
     seen: set[str] = set()
     for _ in range(_randint(rng, 5, 60)):
         n = first_constituent + int(rng.random() * (rows * 2 + 10))
-        _, _, email = person(rng, n)
+        _, _, email = person(n)
         if email in seen:
             continue
         seen.add(email)

@@ -1,0 +1,223 @@
+"""The demo: a fresh seeded queue, a Personify360 simulator that knows the same people, and settings for both.
+
+Nothing here touches the user's real settings or database: everything lives in one demo folder.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine, select
+
+from writeback_console.domain import Kind, Status
+from writeback_console.personify.mapping import ActivityMapping, ActivitySource, build_activity
+from writeback_console.settings import AppSettings, PasswordStore, save_settings
+from writeback_console.sim.store import Constituent, Database
+from writeback_console.store import queue
+from writeback_console.store.engine import make_engine, make_session_factory
+from writeback_console.store.migrate import upgrade
+from writeback_console.store.models import MailingRecipient, Writeback
+from writeback_console.store.seed import person, seed
+
+DEMO_USER = "demo"
+DEMO_PASSWORD = "demo"
+#: Kinds and statuses balanced so that every status holds at least 100,000 of 800,000 rows.
+DEMO_KINDS = (
+    (Kind.UNSUBSCRIBE, 20),
+    (Kind.RESUBSCRIBE, 10),
+    (Kind.INVALID_EMAIL, 15),
+    (Kind.INTERESTS, 15),
+    (Kind.MAILING_ACTIVITY, 40),
+)
+DEMO_AUTOMATIC = ((Status.SENT, 25), (Status.NEW, 25), (Status.ERROR, 25), (Status.PROCESSING, 25))
+DEMO_MAILING = (
+    (Status.SCHEDULED, 33),
+    (Status.NO_REMOTE_RECIPIENTS, 33),
+    (Status.SENT, 17),
+    (Status.ERROR, 17),
+)
+DEFAULT_ROWS = 800_000
+_NUMBER = re.compile(r"(\d+)@")
+#: Sent writebacks whose activities the simulator already holds, so CRM360 lookups show history.
+HISTORY_ROWS = 50_000
+
+
+@dataclass(frozen=True)
+class DemoFolder:
+    root: Path
+
+    @property
+    def database(self) -> Path:
+        return self.root / "writeback-demo.sqlite3"
+
+    @property
+    def db_url(self) -> str:
+        return f"sqlite:///{self.database}"
+
+    @property
+    def simulator_database(self) -> Path:
+        return self.root / "personify360-simulator.sqlite3"
+
+    @property
+    def settings(self) -> Path:
+        return self.root / "settings.json"
+
+    @property
+    def credentials(self) -> Path:
+        return self.root / "credentials.json"
+
+    def password_store(self) -> PasswordStore:
+        return PasswordStore(fallback=self.credentials, use_keyring=False)
+
+
+def prepare(root: Path, rows: int = DEFAULT_ROWS, *, say: Callable[[str], None] = print) -> DemoFolder:
+    """Build the demo folder from scratch: queue database, simulator database."""
+    folder = DemoFolder(root)
+    if root.exists():
+        shutil.rmtree(root)
+    root.mkdir(parents=True)
+    engine = make_engine(folder.db_url)
+    upgrade(engine)
+    say(f"seeding {rows:,} writebacks …")
+    summary = seed(
+        engine,
+        rows,
+        kind_weights=DEMO_KINDS,
+        automatic_status_weights=DEMO_AUTOMATIC,
+        mailing_status_weights=DEMO_MAILING,
+    )
+    say(f"  {summary.writebacks:,} writebacks, {summary.mailings:,} mailings in {summary.seconds:.0f} s")
+    say("giving the Personify360 simulator the same constituents and their recent activities …")
+    database = Database(folder.simulator_database)
+    try:
+        people = database.add_constituents(_constituents(engine))
+        history = _history(engine, database)
+    finally:
+        database.close()
+    engine.dispose()
+    say(f"  {people:,} constituents, {history:,} activities")
+    return folder
+
+
+def _constituents(engine: Engine) -> Iterator[Constituent]:
+    """Everyone the queue refers to, with the email the seed gave them; one in 40 is left out, so that
+    some writebacks fail as they would for a person deleted from Personify360."""
+    numbers: set[int] = set()
+    with engine.connect() as conn:
+        for master in conn.scalars(
+            select(Writeback.master_customer_id).where(Writeback.master_customer_id.is_not(None)).distinct()
+        ):
+            numbers.add(int(master or 0))
+        # Rows without a constituent id are found by email; the seed's emails end in the person's number.
+        for email in conn.scalars(select(Writeback.email).where(Writeback.email.is_not(None)).distinct()):
+            found = _NUMBER.search(email or "")
+            if found:
+                numbers.add(int(found.group(1)))
+        for master in conn.scalars(
+            select(MailingRecipient.master_customer_id)
+            .where(MailingRecipient.master_customer_id.is_not(None))
+            .distinct()
+        ):
+            numbers.add(int(master or 0))
+    for n in sorted(numbers):
+        if n % 40 == 17:
+            continue
+        first, last, email = person(n)
+        yield Constituent.from_dict(
+            {
+                "master_customer_id": f"{n:012d}",
+                "sub_customer_id": 0,
+                "email": email,
+                "first_name": first,
+                "last_name": last,
+            }
+        )
+
+
+def _history(engine: Engine, database: Database) -> int:
+    """Activities for the most recent Sent writebacks, as if the dispatcher had written them."""
+    mapping = ActivityMapping()
+    flt = queue.WritebackFilter(
+        statuses=frozenset({Status.SENT}),
+        kinds=frozenset(k for k in Kind if k is not Kind.MAILING_ACTIVITY),
+    )
+    rows = []
+    with make_session_factory(engine)() as session:
+        for r in queue.iter_rows(session, flt, limit=HISTORY_ROWS, page_size=5000):
+            if r.master_customer_id is None or r.email is None:
+                continue
+            source = ActivitySource(
+                kind=r.kind,
+                ref=r.ref,
+                account=r.account,
+                email=r.email,
+                occurred_at=r.occurred_at,
+                master_customer_id=r.master_customer_id,
+                sub_customer_id=r.sub_customer_id or 0,
+                reason=r.payload.get("reason"),
+                interest=r.payload.get("interest"),
+                opted_in=r.payload.get("opted_in"),
+            )
+            fields = build_activity(source, mapping)
+            rows.append(
+                (
+                    fields["MasterCustomerId"],
+                    fields["SubCustomerId"],
+                    fields["ActivityCode"],
+                    fields.get("ActivitySubcode"),
+                    fields["ActivityDate"].strftime("%Y-%m-%dT%H:%M:%S.000"),
+                    fields["ActivityText"],
+                    "INFORMZ",
+                    (r.sent_at or r.occurred_at).strftime("%Y-%m-%dT%H:%M:%S.000"),
+                )
+            )
+    with database.connection() as conn:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO CUS_ACTIVITY (MASTER_CUSTOMER_ID, SUB_CUSTOMER_ID, ACTIVITY_CODE, ACTIVITY_SUBCODE, "
+            "ACTIVITY_DATE, ACTIVITY_TEXT, ADDOPER, ADDDATE) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        conn.execute("COMMIT")
+    return len(rows)
+
+
+def start_simulator(folder: DemoFolder) -> tuple[subprocess.Popen[str], str]:
+    """The simulator in its own process (so it never competes with the window for Python's GIL)."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "writeback_console.sim",
+            "--db",
+            str(folder.simulator_database),
+            "--users",
+            f"{DEMO_USER}:{DEMO_PASSWORD}",
+            "--latency-ms",
+            "15",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if "serving" not in line:
+        proc.kill()
+        error = proc.stderr.read() if proc.stderr else ""
+        raise RuntimeError(f"the Personify360 simulator did not start: {line}{error}")
+    return proc, line.split("serving ", 1)[1].strip()
+
+
+def configure(folder: DemoFolder, service_root_url: str) -> AppSettings:
+    """Settings pointing at the demo's simulator, kept in the demo folder with the demo password."""
+    settings = AppSettings(service_root_url=service_root_url, user=DEMO_USER, interval_seconds=600)
+    save_settings(settings, folder.settings)
+    folder.password_store().set(service_root_url, DEMO_USER, DEMO_PASSWORD)
+    return settings
