@@ -58,7 +58,7 @@ class AppSettings:
     def __post_init__(self) -> None:
         _positive("connect_timeout", self.connect_timeout, 0.1, 600)
         _positive("read_timeout", self.read_timeout, 0.1, 3600)
-        _positive("interval_seconds", self.interval_seconds, 5, 7 * 86400)
+        _positive("interval_seconds", self.interval_seconds, 1, 7 * 86400)
         _positive("concurrency", self.concurrency, 1, 64)
         _positive("lease_seconds", self.lease_seconds, 1, 86400)
         _positive("batch_size", self.batch_size, 1, 5000)

@@ -68,6 +68,8 @@ class CycleSummary:
     stopped_reason: str | None = None
     #: "auth" or "unreachable" when Personify360 could not be used at all.
     problem: str | None = None
+    #: Every writeback whose row this cycle changed, for screens to refresh just those.
+    changed_ids: tuple[int, ...] = ()
 
     @property
     def seconds(self) -> float:
@@ -145,6 +147,7 @@ class _Cycle:
         self.resolver = Resolver(client)
         self.counts = {"claimed": 0, "sent": 0, "failed": 0, "nrr": 0, "released": 0}
         self.held: dict[int, queue.Claimed] = {}
+        self.changed: set[int] = set()
         self.jobs: dict[int, _MailingJob] = {}
         self.work: deque[tuple[Callable[..., Outcome], tuple[object, ...]]] = deque()
         self.results: list[Outcome] = []
@@ -189,6 +192,7 @@ class _Cycle:
             auto_scheduled=len(scheduled),
             stopped_reason=self.stopped_reason,
             problem=self.problem,
+            changed_ids=tuple(sorted(self.changed | set(recovered) | set(scheduled))),
         )
         log.info("dispatcher cycle: %s", summary.describe())
         return summary
@@ -240,6 +244,7 @@ class _Cycle:
             )
             for c in claimed:
                 self.counts["claimed"] += 1
+                self.changed.add(c.id)
                 self.held[c.id] = c
                 if c.kind is Kind.MAILING_ACTIVITY:
                     self._fan_out(session, c)
