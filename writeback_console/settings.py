@@ -114,11 +114,11 @@ def settings_from_json(data: object) -> AppSettings:
     if not isinstance(data, dict):
         raise SettingsError("the settings file must hold a JSON object")
     known = {f.name: f for f in fields(AppSettings)}
+    if "password" in data:
+        raise SettingsError("password: does not belong in the settings file")
     unknown = sorted(set(data) - set(known))
     if unknown:
         raise SettingsError(f"{unknown[0]}: unknown setting")
-    if "password" in data:
-        raise SettingsError("password: does not belong in the settings file")
     values: dict[str, Any] = {}
     for name, value in data.items():
         default = getattr(AppSettings(), name)

@@ -1,0 +1,79 @@
+"""Settings: a JSON file with clear errors, the password kept apart and never in plain sight."""
+
+from __future__ import annotations
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+
+from writeback_console.settings import AppSettings, PasswordStore, SettingsError, load_settings, save_settings
+
+URL = "https://crm.example.org/PersonifyDataServices/PersonifyData.svc"
+
+
+def test_settings_round_trip_and_defaults(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    assert load_settings(path, environ={}) == AppSettings()
+    saved = AppSettings(service_root_url=URL, user="svc", interval_seconds=300, concurrency=4)
+    save_settings(saved, path)
+    assert load_settings(path, environ={}) == saved
+    assert "password" not in path.read_text()
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "cannot be read as JSON"),
+        ('{"concurrency": "eight"}', "concurrency: must be a whole number"),
+        ('{"concurrency": 0}', "concurrency: must be between 1 and 64"),
+        ('{"interval": 600}', "interval: unknown setting"),
+        ('{"password": "x"}', "password: does not belong in the settings file"),
+        ('{"verify_tls": "yes"}', "verify_tls: must be true or false"),
+        ('{"mapping": {"codes": {"unsubscribe": ""}}}', "mapping:"),
+        ("[]", "must hold a JSON object"),
+    ],
+)
+def test_bad_settings_file_names_what_is_wrong(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "settings.json"
+    path.write_text(content)
+    with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
+        load_settings(path, environ={})
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    save_settings(AppSettings(service_root_url=URL, user="svc"), path)
+    env = {"WRITEBACK_PERSONIFY_URL": "http://127.0.0.1:1/x.svc", "WRITEBACK_PERSONIFY_USER": "other"}
+    loaded = load_settings(path, environ=env)
+    assert (loaded.service_root_url, loaded.user) == ("http://127.0.0.1:1/x.svc", "other")
+
+
+def test_incomplete_settings_say_what_is_missing() -> None:
+    with pytest.raises(SettingsError, match="service_root_url: not set"):
+        AppSettings(user="svc").personify("pw")
+    with pytest.raises(SettingsError, match="service_root_url: must be an http"):
+        AppSettings(service_root_url="ftp://x", user="svc").personify("pw")
+
+
+def test_password_file_is_readable_only_by_its_owner_and_never_beside_settings(tmp_path: Path) -> None:
+    store = PasswordStore(fallback=tmp_path / "credentials.json", use_keyring=False)
+    store.set(URL, "svc", "s3cret-value")
+    mode = stat.S_IMODE((tmp_path / "credentials.json").stat().st_mode)
+    assert mode == 0o600
+    assert store.get(URL, "svc", environ={}) == "s3cret-value"
+    assert store.get(URL, "someone-else", environ={}) is None
+    assert store.get(URL, "svc", environ={"WRITEBACK_PERSONIFY_PASSWORD": "from-env"}) == "from-env"
+    save_settings(AppSettings(service_root_url=URL, user="svc"), tmp_path / "settings.json")
+    assert "s3cret-value" not in (tmp_path / "settings.json").read_text()
+    (tmp_path / "credentials.json").chmod(0o644)
+    assert store.get(URL, "svc", environ={}) == "s3cret-value"
+    assert stat.S_IMODE((tmp_path / "credentials.json").stat().st_mode) == 0o600
+    store.delete(URL, "svc")
+    assert json.loads((tmp_path / "credentials.json").read_text()) == {}
+
+
+def test_password_never_shows_in_a_repr() -> None:
+    client_settings = AppSettings(service_root_url=URL, user="svc").personify("s3cret-value")
+    assert "s3cret-value" not in repr(client_settings)
