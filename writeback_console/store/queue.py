@@ -1014,6 +1014,16 @@ def get_writeback(session: Session, key: int | str) -> WritebackRow:
     return _row(row)
 
 
+def get_writebacks(session: Session, ids: Sequence[int]) -> dict[int, WritebackRow]:
+    """Many writebacks by id, a chunk per query (a selection can be thousands of rows)."""
+    rows: dict[int, WritebackRow] = {}
+    for batch in _chunks(list(dict.fromkeys(ids))):
+        for r in session.execute(select(*ROW_COLUMNS).where(W.id.in_(batch))):
+            row = _row(r)
+            rows[row.id] = row
+    return rows
+
+
 def resolve_ids(session: Session, keys: Iterable[str]) -> list[int]:
     """Ids for a mix of ids and references as typed on a command line; unknown ones are an error."""
     ids: list[int] = []

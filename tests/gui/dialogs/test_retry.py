@@ -1,0 +1,116 @@
+"""The Retry dialog: only rows with automatic retries used up, grouped by error; one more attempt each."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from pytestqt.qtbot import QtBot
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.helpers.builders import T0, enqueue, fail, item, minutes, run
+from writeback_console.domain import Status
+from writeback_console.store import queue
+from writeback_console.ui.dialogs.retry import RetryDialog
+from writeback_console.ui.tasks import TaskRunner
+
+
+class Clock:
+    """Dispatcher runs ten minutes apart, so that every failure belongs to an earlier run."""
+
+    def __init__(self) -> None:
+        self.at = T0
+
+    def tick(self) -> datetime:
+        self.at += minutes(10)
+        return self.at
+
+
+def failing(factory: sessionmaker[Session], clock: Clock, message: str, runs: int) -> int:
+    """A writeback that failed in ``runs`` dispatcher runs, the last time with ``message``."""
+    (wid,) = enqueue(factory, item(email=f"{message[:3].lower()}{clock.at.minute}@example.org"))
+    for _ in range(runs):
+        at = clock.tick()
+        assert [c.id for c in run(factory, at)] == [wid]
+        fail(factory, wid, at + timedelta(seconds=5), message)
+    return wid
+
+
+@pytest.fixture
+def rows(db: sessionmaker[Session]) -> dict[str, int]:
+    clock = Clock()
+    return {
+        "timeout_1": failing(db, clock, "Personify360 did not answer within 30 s", 3),
+        "timeout_2": failing(db, clock, "Personify360 did not answer within 30 s", 3),
+        "invalid": failing(db, clock, "HTTP 400: Activity Code 'INFORMZ_UNSUB' is inactive.", 3),
+        "attempts_left": failing(db, clock, "HTTP 500: boom", 1),
+        "new": enqueue(db, item(email="new@example.org"))[0],
+    }
+
+
+def open_dialog(qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, ids: list[int]) -> RetryDialog:
+    dialog = RetryDialog(db, runner, ids, filter={"statuses": ["error"]})
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: dialog.preview is not None, timeout=5000)
+    return dialog
+
+
+def test_only_rows_whose_automatic_retries_are_used_up_are_offered_grouped_by_error(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, rows: dict[str, int]
+) -> None:
+    dialog = open_dialog(qtbot, db, runner, list(rows.values()))
+    preview = dialog.preview
+    assert preview is not None
+    groups = {message: sorted(r.id for r in group) for message, group in preview.eligible.items()}
+    assert groups == {
+        "Personify360 did not answer within 30 s": sorted([rows["timeout_1"], rows["timeout_2"]]),
+        "HTTP 400: Activity Code 'INFORMZ_UNSUB' is inactive.": [rows["invalid"]],
+    }
+    # The tree shows one group per error with its count, largest first, and the rows under it.
+    tops = [dialog.eligible_tree.topLevelItem(i) for i in range(dialog.eligible_tree.topLevelItemCount())]
+    assert [t.text(0) for t in tops if t is not None] == [
+        "Personify360 did not answer within 30 s  (2)",
+        "HTTP 400: Activity Code 'INFORMZ_UNSUB' is inactive.  (1)",
+    ]
+    assert tops[0] is not None and tops[0].childCount() == 2
+    reasons = {row.id: reason for row, reason in preview.ineligible}
+    assert reasons == {
+        rows["attempts_left"]: "2 automatic retries are still to come",
+        rows["new"]: "status is New, only Error rows can be retried",
+    }
+    assert dialog.ineligible_tree.topLevelItemCount() == 2
+    assert dialog.confirm_label.text() == "Retry 3 writebacks?"
+    assert dialog.ok_button.isEnabled()
+
+
+def test_retry_grants_one_more_attempt_keeps_history_and_audits(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, rows: dict[str, int]
+) -> None:
+    dialog = open_dialog(qtbot, db, runner, list(rows.values()))
+    dialog.send_now_box.setChecked(True)
+    with qtbot.waitSignal(dialog.retried, timeout=5000) as signal:
+        dialog.ok_button.click()
+    retried_ids, send_now = signal.args
+    eligible = sorted([rows["timeout_1"], rows["timeout_2"], rows["invalid"]])
+    assert sorted(retried_ids) == eligible and send_now is True
+    assert dialog.confirm_label.text().startswith("Done: 3 writebacks queued again")
+    with db() as session:
+        for wid in eligible:
+            row = queue.get_writeback(session, wid)
+            assert (row.status, row.attempts, row.max_attempts) == (Status.NEW, 3, 4)
+            assert len(queue.attempts_of(session, wid)) == 3
+            (event,) = queue.audit_of(session, wid)
+            assert (event.action, event.actor, event.row_count) == ("retry", queue.current_actor(), 3)
+            assert event.filter == {"statuses": ["error"]}
+        untouched = queue.get_writeback(session, rows["attempts_left"])
+        assert (untouched.status, untouched.max_attempts) == (Status.ERROR, 3)
+        assert queue.audit_of(session, rows["attempts_left"]) == []
+
+
+def test_nothing_eligible_leaves_ok_disabled(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, rows: dict[str, int]
+) -> None:
+    dialog = open_dialog(qtbot, db, runner, [rows["attempts_left"], rows["new"]])
+    assert not dialog.ok_button.isEnabled()
+    assert not dialog.send_now_box.isEnabled()
+    assert dialog.confirm_label.text() == "Nothing to retry."

@@ -1,0 +1,176 @@
+"""The Settings dialog: a round trip that keeps the password off disk in plain text, and Test connection."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from pytestqt.qtbot import QtBot
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.helpers.simulator import MakeSimulator
+from writeback_console.settings import AppSettings, PasswordStore, load_settings
+from writeback_console.sim.server import Simulator
+from writeback_console.store import queue
+from writeback_console.ui.dialogs.settings_dialog import CODE_COLUMN, TEMPLATE_COLUMN, SettingsDialog
+from writeback_console.ui.tasks import TaskRunner
+
+PASSWORD = "s3cret-Pa55word"
+URL = "https://pds.example.org/PersonifyDataServices/PersonifyData.svc"
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> PasswordStore:
+    return PasswordStore(fallback=tmp_path / "secrets" / "credentials.json", use_keyring=False)
+
+
+def set_cell(dialog: SettingsDialog, row: int, column: int, text: str) -> None:
+    cell = dialog.mapping_table.item(row, column)
+    assert cell is not None
+    cell.setText(text)
+
+
+def open_dialog(
+    qtbot: QtBot,
+    db: sessionmaker[Session],
+    runner: TaskRunner,
+    store: PasswordStore,
+    path: Path,
+    settings: AppSettings | None = None,
+) -> SettingsDialog:
+    dialog = SettingsDialog(settings or AppSettings(), store, db, runner, None, settings_path=path)
+    qtbot.addWidget(dialog)
+    qtbot.waitUntil(lambda: dialog.enabled_box.isEnabled(), timeout=5000)
+    return dialog
+
+
+def test_settings_round_trip_without_the_password_on_disk_in_plain_text(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, store: PasswordStore, tmp_path: Path
+) -> None:
+    path = tmp_path / "config" / "settings.json"
+    dialog = open_dialog(qtbot, db, runner, store, path)
+    assert dialog.enabled_box.isChecked() and not dialog.auto_box.isChecked()
+    dialog.url_edit.setText(URL)
+    dialog.user_edit.setText("informz_svc")
+    dialog.password_edit.setText(PASSWORD)
+    dialog.operator_edit.setText("WBCONSOLE")
+    dialog.connect_timeout_spin.setValue(7.5)
+    dialog.read_timeout_spin.setValue(45)
+    dialog.interval_spin.setValue(5)
+    dialog.concurrency_spin.setValue(12)
+    dialog.lease_spin.setValue(1200)
+    set_cell(dialog, 0, CODE_COLUMN, "SITE_UNSUB")
+    set_cell(dialog, 0, TEMPLATE_COLUMN, "Unsubscribed on {when}: {reason}")
+    dialog.enabled_box.setChecked(False)
+    dialog.auto_box.setChecked(True)
+    dialog.auto_days_spin.setValue(3)
+
+    with qtbot.waitSignal(dialog.saved, timeout=5000) as signal:
+        dialog.save_button.click()
+    saved = signal.args[0]
+    loaded = load_settings(path, environ={})
+    assert loaded == saved
+    assert (loaded.service_root_url, loaded.user, loaded.operator) == (URL, "informz_svc", "WBCONSOLE")
+    assert (loaded.connect_timeout, loaded.read_timeout) == (7.5, 45.0)
+    assert (loaded.interval_seconds, loaded.concurrency, loaded.lease_seconds) == (300, 12, 1200)
+    assert loaded.mapping["codes"]["unsubscribe"] == "SITE_UNSUB"
+    assert loaded.mapping["templates"]["unsubscribe"] == "Unsubscribed on {when}: {reason}"
+
+    assert PASSWORD not in path.read_text(encoding="utf-8")
+    assert store.get(URL, "informz_svc", environ={}) == PASSWORD
+    assert stat.S_IMODE(store.fallback.stat().st_mode) == 0o600
+    database = Path(str(db.kw["bind"].url.database))
+    for part in database.parent.glob(database.name + "*"):
+        assert PASSWORD.encode() not in part.read_bytes()
+
+    with db() as session:
+        assert queue.writeback_enabled(session) is False
+        assert queue.get_setting(session, queue.AUTO_MAILING_ACTIVITY_DAYS) == 3
+
+    # Opening the dialog again shows what was saved, and the password as stored rather than its text.
+    again = open_dialog(qtbot, db, runner, store, path, loaded)
+    qtbot.waitUntil(lambda: "stored" in again.password_edit.placeholderText(), timeout=5000)
+    assert again.password_edit.text() == ""
+    assert not again.enabled_box.isChecked()
+    assert again.auto_days_spin.value() == 3
+    assert again.collect() == loaded
+
+
+def test_a_bad_activity_code_is_refused_naming_the_field_and_nothing_is_saved(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, store: PasswordStore, tmp_path: Path
+) -> None:
+    path = tmp_path / "settings.json"
+    dialog = open_dialog(qtbot, db, runner, store, path)
+    dialog.password_edit.setText(PASSWORD)
+    dialog.enabled_box.setChecked(False)
+    set_cell(dialog, 3, CODE_COLUMN, "HAS SPACE")
+    with qtbot.assertNotEmitted(dialog.saved, wait=200):
+        dialog.save_button.click()
+    assert "Activity codes › Mailing Activity › code" in dialog.error_label.text()
+    assert dialog.tabs.currentIndex() == 1
+    assert not path.exists()
+    assert not store.fallback.exists()
+    with db() as session:
+        assert queue.writeback_enabled(session) is True
+
+
+def test_a_bad_url_is_refused_naming_the_field(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, store: PasswordStore, tmp_path: Path
+) -> None:
+    path = tmp_path / "settings.json"
+    dialog = open_dialog(qtbot, db, runner, store, path)
+    dialog.url_edit.setText("pds.example.org/PersonifyData.svc")
+    with qtbot.assertNotEmitted(dialog.saved, wait=200):
+        dialog.save_button.click()
+    assert dialog.error_label.text().startswith("Not saved. Service root URL: must be an http://")
+    assert not path.exists()
+
+
+def test_test_connection_reports_bad_credentials_in_words(
+    qtbot: QtBot,
+    db: sessionmaker[Session],
+    runner: TaskRunner,
+    store: PasswordStore,
+    tmp_path: Path,
+    make_simulator: MakeSimulator,
+) -> None:
+    sim = make_simulator(users={"someone-else": "pw"})
+    settings = AppSettings(service_root_url=sim.url, user="u", read_timeout=5)
+    dialog = open_dialog(qtbot, db, runner, store, tmp_path / "settings.json", settings)
+    dialog.password_edit.setText(PASSWORD)
+    dialog.test_button.click()
+    qtbot.waitUntil(lambda: bool(dialog.checks), timeout=10_000)
+    url, login, codes = dialog.checks
+    assert url.ok is True
+    assert login.ok is False
+    assert login.text.startswith("Personify360 rejected the user name or password")
+    assert codes.ok is None
+    assert PASSWORD not in login.details
+    shown = dialog.check_list.topLevelItem(1)
+    assert shown is not None and shown.text(1).startswith("Failed: Personify360 rejected")
+
+
+def test_test_connection_checks_url_credentials_and_activity_codes(
+    qtbot: QtBot,
+    db: sessionmaker[Session],
+    runner: TaskRunner,
+    store: PasswordStore,
+    tmp_path: Path,
+    simulator: Simulator,
+) -> None:
+    store.set(simulator.url, "u", "p")
+    settings = AppSettings(service_root_url=simulator.url, user="u", read_timeout=5)
+    dialog = open_dialog(qtbot, db, runner, store, tmp_path / "settings.json", settings)
+    dialog.test_button.click()
+    qtbot.waitUntil(lambda: bool(dialog.checks), timeout=10_000)
+    assert [c.ok for c in dialog.checks] == [True, True, True]
+    assert "All activity codes and subcodes are set up" in dialog.checks[2].text
+
+    # A code the site does not have is named.
+    dialog.checks = []
+    set_cell(dialog, 0, CODE_COLUMN, "NO_SUCH_CODE")
+    dialog.test_button.click()
+    qtbot.waitUntil(lambda: bool(dialog.checks), timeout=10_000)
+    assert dialog.checks[2].ok is False
+    assert "Missing activity codes: NO_SUCH_CODE" in dialog.checks[2].text

@@ -1,0 +1,347 @@
+"""The manual Retry dialog: the selected writebacks grouped by last error, with a confirmation and count."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QDialog,
+    QDialogButtonBox,
+    QHeaderView,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from writeback_console.domain import manual_retry_decision
+from writeback_console.store import queue
+from writeback_console.store.engine import read_session, write_transaction
+from writeback_console.ui.dialogs import TaskGroup, count_text, errors, local_text, status_text
+from writeback_console.ui.tasks import TaskRunner
+
+#: Rows shown under one error or in the not-eligible list: a tree of 50,000 items helps nobody and
+#: costs seconds to build; the counts stay exact.
+MAX_ROWS_SHOWN = 200
+NO_MESSAGE = "(no error message recorded)"
+
+
+@dataclass(frozen=True)
+class RetryPreview:
+    """The selected rows sorted into what a manual retry would do with them (plain data)."""
+
+    #: Last error → the eligible rows that failed with it, largest group first.
+    eligible: dict[str, list[queue.WritebackRow]] = field(default_factory=dict)
+    #: Rows a manual retry would leave alone, with the reason in words.
+    ineligible: list[tuple[queue.WritebackRow, str]] = field(default_factory=list)
+    #: Ids that no longer exist (cancelled or removed since they were selected).
+    missing: list[int] = field(default_factory=list)
+
+    @property
+    def eligible_ids(self) -> list[int]:
+        return [row.id for rows in self.eligible.values() for row in rows]
+
+
+def load_retry_preview(factory: sessionmaker[Session], ids: Sequence[int]) -> RetryPreview:
+    """Sort ``ids`` into eligible rows grouped by last error and ineligible rows with reasons."""
+    with read_session(factory) as session:
+        rows = queue.get_writebacks(session, ids)
+    groups: dict[str, list[queue.WritebackRow]] = {}
+    ineligible: list[tuple[queue.WritebackRow, str]] = []
+    for wid in dict.fromkeys(ids):
+        row = rows.get(wid)
+        if row is None:
+            continue
+        decision = manual_retry_decision(row.state)
+        if decision.allowed:
+            groups.setdefault((row.last_error or "").strip() or NO_MESSAGE, []).append(row)
+        else:
+            ineligible.append((row, decision.reason))
+    ordered = dict(sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+    return RetryPreview(ordered, ineligible, [i for i in dict.fromkeys(ids) if i not in rows])
+
+
+def run_manual_retry(
+    factory: sessionmaker[Session], ids: Sequence[int], filter: Mapping[str, Any] | None
+) -> queue.RetryResult:
+    """The retry itself, in one write transaction; rows that changed meanwhile are skipped, not fatal."""
+    actor = queue.current_actor()
+    with write_transaction(factory) as session:
+        return queue.manual_retry(session, ids, actor=actor, filter=filter, skip_ineligible=True)
+
+
+class RetryDialog(QDialog):
+    """Confirm and perform a manual retry of the selected writebacks.
+
+    Signals:
+        retried(list, bool): the ids that were granted one more attempt, and whether the user asked to
+            start a dispatcher run now.
+    """
+
+    retried = Signal(list, bool)
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        runner: TaskRunner,
+        ids: Sequence[int],
+        parent: QWidget | None = None,
+        *,
+        filter: Mapping[str, Any] | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Retry writebacks")
+        self.resize(760, 520)
+        self._factory = factory
+        # Every result comes back through the group, which drops it once this widget is gone.
+        self._runner = TaskGroup(self, runner)
+        self._ids = list(ids)
+        self._filter = dict(filter) if filter is not None else None
+        self.preview: RetryPreview | None = None
+        self.result_: queue.RetryResult | None = None
+        self._retrying = False
+
+        self.summary_label = QLabel(f"Looking at {count_text(len(self._ids), 'selected writeback')}…")
+        self.summary_label.setWordWrap(True)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(8)
+
+        self.eligible_tree = QTreeWidget()
+        self.eligible_tree.setHeaderLabels(["Last error / writeback", "Kind", "Email", "Attempts", "Failed"])
+        self.eligible_tree.setRootIsDecorated(True)
+        self.eligible_tree.setUniformRowHeights(True)
+        self.eligible_tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.eligible_tree.header().setStretchLastSection(False)
+        self.eligible_label = QLabel("<b>Will be retried</b>")
+
+        self.ineligible_tree = QTreeWidget()
+        self.ineligible_tree.setHeaderLabels(["Writeback", "Status", "Attempts", "Why not"])
+        self.ineligible_tree.setRootIsDecorated(False)
+        self.ineligible_tree.setUniformRowHeights(True)
+        self.ineligible_tree.header().setSectionResizeMode(3, QHeaderView.ResizeMode.Stretch)
+        self.ineligible_tree.header().setStretchLastSection(False)
+        self.ineligible_label = QLabel("<b>Not eligible</b> — left as they are")
+
+        top = QWidget()
+        top_layout = QVBoxLayout(top)
+        top_layout.setContentsMargins(0, 0, 0, 0)
+        top_layout.addWidget(self.eligible_label)
+        top_layout.addWidget(self.eligible_tree)
+        bottom = QWidget()
+        bottom_layout = QVBoxLayout(bottom)
+        bottom_layout.setContentsMargins(0, 0, 0, 0)
+        bottom_layout.addWidget(self.ineligible_label)
+        bottom_layout.addWidget(self.ineligible_tree)
+        self.ineligible_panel = bottom
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(top)
+        splitter.addWidget(bottom)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+
+        self.confirm_label = QLabel()
+        font = self.confirm_label.font()
+        font.setBold(True)
+        font.setPointSizeF(font.pointSizeF() * 1.15)
+        self.confirm_label.setFont(font)
+        self.note_label = QLabel("Each writeback gets exactly one more attempt; its error history is kept.")
+        self.note_label.setWordWrap(True)
+        self.send_now_box = QCheckBox("Send now (start a dispatcher run)")
+
+        self.buttons = QDialogButtonBox()
+        self.ok_button = QPushButton("Retry")
+        self.ok_button.setDefault(True)
+        self.buttons.addButton(self.ok_button, QDialogButtonBox.ButtonRole.AcceptRole)
+        self.cancel_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Cancel)
+        self.ok_button.clicked.connect(self._retry)
+        self.buttons.rejected.connect(self.reject)
+        self.ok_button.setEnabled(False)
+        self.send_now_box.setEnabled(False)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.summary_label)
+        layout.addWidget(self.progress)
+        layout.addWidget(splitter, 1)
+        layout.addWidget(self.confirm_label)
+        layout.addWidget(self.note_label)
+        layout.addWidget(self.send_now_box)
+        layout.addWidget(self.buttons)
+
+        self._task = self._runner.submit(
+            load_retry_preview, factory, self._ids, on_done=self._show_preview, on_error=self._load_failed
+        )
+
+    # -- loading --------------------------------------------------------------------------------
+
+    def _show_preview(self, preview: RetryPreview) -> None:
+        self.preview = preview
+        self.progress.hide()
+        eligible = preview.eligible_ids
+        self.eligible_tree.clear()
+        for message, rows in preview.eligible.items():
+            group = QTreeWidgetItem([f"{message}  ({len(rows):,})"])
+            group.setToolTip(0, message)
+            group.setFirstColumnSpanned(True)
+            font = group.font(0)
+            font.setBold(True)
+            group.setFont(0, font)
+            for row in rows[:MAX_ROWS_SHOWN]:
+                child = QTreeWidgetItem(
+                    [
+                        row.ref,
+                        row.kind.label,
+                        row.email or "",
+                        f"{row.attempts}/{row.max_attempts}",
+                        local_text(row.next_attempt_at or row.updated_at),
+                    ]
+                )
+                child.setData(0, Qt.ItemDataRole.UserRole, row.id)
+                group.addChild(child)
+            if len(rows) > MAX_ROWS_SHOWN:
+                group.addChild(QTreeWidgetItem([f"… and {len(rows) - MAX_ROWS_SHOWN:,} more"]))
+            self.eligible_tree.addTopLevelItem(group)
+            group.setFirstColumnSpanned(True)
+        # Open the groups when they are few enough to read at a glance.
+        if len(preview.eligible) <= 5:
+            self.eligible_tree.expandAll()
+        for column in range(1, 5):
+            self.eligible_tree.resizeColumnToContents(column)
+
+        self.ineligible_tree.clear()
+        for row, reason in preview.ineligible[:MAX_ROWS_SHOWN]:
+            item = QTreeWidgetItem(
+                [row.ref, status_text(row.status), f"{row.attempts}/{row.max_attempts}", reason]
+            )
+            item.setData(0, Qt.ItemDataRole.UserRole, row.id)
+            self.ineligible_tree.addTopLevelItem(item)
+        for wid in preview.missing[:MAX_ROWS_SHOWN]:
+            self.ineligible_tree.addTopLevelItem(
+                QTreeWidgetItem([f"#{wid}", "", "", "no longer in the queue"])
+            )
+        left_off = len(preview.ineligible) + len(preview.missing) - MAX_ROWS_SHOWN
+        if left_off > 0:
+            self.ineligible_tree.addTopLevelItem(QTreeWidgetItem([f"… and {left_off:,} more"]))
+        for column in range(3):
+            self.ineligible_tree.resizeColumnToContents(column)
+        not_eligible = len(preview.ineligible) + len(preview.missing)
+        self.ineligible_panel.setVisible(not_eligible > 0)
+        self.ineligible_label.setText(
+            f"<b>Not eligible: {count_text(not_eligible, 'writeback')}</b> — left as they are"
+        )
+        self.eligible_label.setText(
+            f"<b>Will be retried: {count_text(len(eligible), 'writeback')}</b>, "
+            f"grouped by last error ({count_text(len(preview.eligible), 'group')})"
+        )
+
+        selected = count_text(len(self._ids), "selected writeback")
+        if eligible:
+            self.summary_label.setText(
+                f"{selected}: {len(eligible):,} used up their automatic retries and can be retried by hand"
+                + (f"; {not_eligible:,} cannot." if not_eligible else ".")
+            )
+            self.confirm_label.setText(f"Retry {count_text(len(eligible), 'writeback')}?")
+            self.ok_button.setText(f"Retry {len(eligible):,}")
+            self.ok_button.setEnabled(True)
+            self.send_now_box.setEnabled(True)
+        else:
+            self.summary_label.setText(
+                f"{selected}: none can be retried by hand. Only Error rows whose automatic retries are "
+                "used up can be retried."
+            )
+            self.confirm_label.setText("Nothing to retry.")
+            self.note_label.hide()
+
+    def _load_failed(self, exc: BaseException) -> None:
+        self.progress.hide()
+        message, details = errors.describe_exception(exc)
+        self.summary_label.setText(f"The selected writebacks could not be read. {message}")
+        self.confirm_label.setText("Nothing to retry.")
+        errors.show_error(self, "Retry writebacks", message, details)
+
+    # -- retrying -------------------------------------------------------------------------------
+
+    @Slot()
+    def _retry(self) -> None:
+        if self.preview is None or not self.preview.eligible_ids:
+            return
+        self._retrying = True
+        self.ok_button.setEnabled(False)
+        self.send_now_box.setEnabled(False)
+        self.cancel_button.setEnabled(False)
+        self.progress.show()
+        self.confirm_label.setText(f"Retrying {count_text(len(self.preview.eligible_ids), 'writeback')}…")
+        self._runner.submit(
+            run_manual_retry,
+            self._factory,
+            self.preview.eligible_ids,
+            self._filter,
+            on_done=self._retry_done,
+            on_error=self._retry_failed,
+        )
+
+    def _retry_done(self, result: queue.RetryResult) -> None:
+        self._retrying = False
+        self.cancel_button.setEnabled(True)
+        self.result_ = result
+        self.progress.hide()
+        send_now = self.send_now_box.isChecked()
+        done = count_text(len(result.retried), "writeback")
+        when = "now: a dispatcher run starts" if send_now else "at the next dispatcher run"
+        text = f"Done: {done} queued again; they go out {when}."
+        changed = [r for r in result.skipped if r.reason == "changed by someone else meanwhile"]
+        if changed:
+            verb = "was" if len(changed) == 1 else "were"
+            text += f" {count_text(len(changed), 'row')} changed meanwhile and {verb} left alone."
+        self.confirm_label.setText(text)
+        self.note_label.hide()
+        self.ok_button.hide()
+        self.cancel_button.setText("Close")
+        self.cancel_button.setDefault(True)
+        self.retried.emit([wid for wid, _ref in result.retried], send_now)
+
+    def _retry_failed(self, exc: BaseException) -> None:
+        self._retrying = False
+        self.cancel_button.setEnabled(True)
+        self.progress.hide()
+        self.ok_button.setEnabled(True)
+        self.send_now_box.setEnabled(True)
+        self.confirm_label.setText("The retry failed; nothing was changed.")
+        errors.report_exception(self, "Retry writebacks", exc)
+
+    def reject(self) -> None:
+        # A retry under way finishes first: its result is the only way to learn what it changed.
+        if not self._retrying:
+            super().reject()
+
+    def done(self, result: int) -> None:
+        # Closing while the preview still loads must not let its late result touch a deleted dialog.
+        self._task.cancel()
+        super().done(result)
+
+
+def ask_retry(
+    factory: sessionmaker[Session],
+    runner: TaskRunner,
+    ids: Sequence[int],
+    parent: QWidget | None = None,
+    *,
+    filter: Mapping[str, Any] | None = None,
+) -> tuple[list[int], bool] | None:
+    """Run the Retry dialog modally; (retried ids, send now) or None if nothing was retried."""
+    dialog = RetryDialog(factory, runner, ids, parent, filter=filter)
+    outcome: list[tuple[list[int], bool]] = []
+    dialog.retried.connect(lambda retried, send_now: outcome.append((list(retried), bool(send_now))))
+    dialog.exec()
+    dialog.deleteLater()
+    return outcome[0] if outcome else None

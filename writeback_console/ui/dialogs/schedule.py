@@ -1,0 +1,530 @@
+"""The Schedule Mailing Activity dialog: choose a mailing, then send its activity now or at a set time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from PySide6.QtCore import QDateTime, Qt, QTimer, Signal, Slot
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QDateTimeEdit,
+    QDialog,
+    QDialogButtonBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from writeback_console.domain import Status, utcnow
+from writeback_console.store import queue
+from writeback_console.store.engine import read_session, write_transaction
+from writeback_console.store.models import Mailing
+from writeback_console.ui.dialogs import NONE_TEXT, TaskGroup, count_text, errors, local_text, status_text
+from writeback_console.ui.tasks import Task, TaskRunner
+
+#: Filter-as-you-type waits this long after the last key before it queries.
+SEARCH_DELAY_MS = 250
+#: Statuses of an existing mailing activity that can still be moved to another time.
+MOVABLE = frozenset({Status.SCHEDULED, Status.NEW})
+
+WARNING_STYLE = "QLabel { background: #fff3cd; color: #664d03; border: 1px solid #e6c65c; padding: 6px; }"
+ERROR_STYLE = "QLabel { color: #b3261e; }"
+
+
+# --- work done off the GUI thread ----------------------------------------------------------------
+
+
+def find_mailings(
+    factory: sessionmaker[Session], text: str, include_id: int | None = None
+) -> list[queue.MailingRow]:
+    """Mailings whose name contains ``text``; ``include_id`` is always among them when it exists."""
+    with read_session(factory) as session:
+        rows = queue.list_mailings(session, text=text)
+        if include_id is not None and all(r.id != include_id for r in rows):
+            mailing = session.get(Mailing, include_id)
+            if mailing is not None:
+                # list_mailings has no id filter; its name is a search that is sure to find it.
+                rows += [r for r in queue.list_mailings(session, text=mailing.name) if r.id == include_id]
+        return rows
+
+
+def schedule_activity(factory: sessionmaker[Session], mailing_id: int, at: datetime | None) -> int:
+    actor = queue.current_actor()
+    with write_transaction(factory) as session:
+        return queue.schedule_mailing_activity(session, mailing_id, at=at, actor=actor).id
+
+
+def reschedule_activity(factory: sessionmaker[Session], writeback_id: int, at: datetime | None) -> int:
+    actor = queue.current_actor()
+    with write_transaction(factory) as session:
+        return queue.reschedule(session, writeback_id, at=at, actor=actor).id
+
+
+def cancel_activity(factory: sessionmaker[Session], writeback_id: int) -> int:
+    actor = queue.current_actor()
+    with write_transaction(factory) as session:
+        return queue.cancel_scheduled(session, writeback_id, actor=actor).id
+
+
+# --- shared widgets ------------------------------------------------------------------------------
+
+
+def activity_text(row: queue.MailingRow) -> str:
+    """The mailing's activity in a few words: ``◷ Scheduled 2026-11-21 08:00 · WB-…``."""
+    if row.activity_status is None:
+        return "none yet"
+    text = status_text(row.activity_status)
+    if row.activity_status is Status.SCHEDULED:
+        text += f" for {local_text(row.scheduled_for)}"
+    elif row.activity_status is Status.NEW:
+        text += " (next run)"
+    return f"{text} · {row.activity_ref}"
+
+
+class MailingTable(QTreeWidget):
+    """Mailings with sent date, recipients, recipients known in Personify360 and mailing activity."""
+
+    COLUMNS = ("Mailing", "Account", "Sent", "Recipients", "In Personify360", "Mailing activity")
+    NAME_WIDTH = 320
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setHeaderLabels(list(self.COLUMNS))
+        self.setRootIsDecorated(False)
+        self.setUniformRowHeights(True)
+        self.setAlternatingRowColors(True)
+        self.setAllColumnsShowFocus(True)
+        self.header().setStretchLastSection(True)
+        self._rows: dict[int, queue.MailingRow] = {}
+
+    def set_mailings(self, rows: list[queue.MailingRow], keep_id: int | None = None) -> None:
+        """Show ``rows``, keeping (or moving to) the mailing ``keep_id`` selected."""
+        keep = keep_id if keep_id is not None else self.current_id()
+        self.blockSignals(True)
+        self.clear()
+        self._rows = {r.id: r for r in rows}
+        chosen: QTreeWidgetItem | None = None
+        for row in rows:
+            item = QTreeWidgetItem(
+                [
+                    row.name,
+                    row.account,
+                    local_text(row.sent_at),
+                    f"{row.recipients:,}",
+                    f"{row.remote_recipients:,}",
+                    activity_text(row),
+                ]
+            )
+            item.setData(0, Qt.ItemDataRole.UserRole, row.id)
+            item.setToolTip(0, row.name)
+            for column in (3, 4):
+                item.setTextAlignment(column, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+            self.addTopLevelItem(item)
+            if row.id == keep:
+                chosen = item
+        for column in range(len(self.COLUMNS) - 1):
+            self.resizeColumnToContents(column)
+        # Long mailing names would push the counts off screen; the tooltip has the whole name.
+        self.setColumnWidth(0, min(self.columnWidth(0), self.NAME_WIDTH))
+        self.blockSignals(False)
+        if chosen is not None:
+            self.setCurrentItem(chosen)
+            self.scrollToItem(chosen)
+        else:
+            # The old choice is gone: say so through the usual signal so that buttons follow.
+            self.currentItemChanged.emit(None, None)
+
+    def current_id(self) -> int | None:
+        item = self.currentItem()
+        return None if item is None else int(item.data(0, Qt.ItemDataRole.UserRole))
+
+    def current_mailing(self) -> queue.MailingRow | None:
+        wid = self.current_id()
+        return None if wid is None else self._rows.get(wid)
+
+
+def confirm(parent: QWidget | None, title: str, text: str) -> bool:
+    """Ask a yes/no question modally (tests replace this function)."""
+    answer = QMessageBox.question(
+        parent,
+        title,
+        text,
+        QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.No,
+        QMessageBox.StandardButton.No,
+    )
+    return answer == QMessageBox.StandardButton.Yes
+
+
+def to_utc(value: QDateTime) -> datetime:
+    """A local date and time from a QDateTimeEdit as an aware UTC datetime."""
+    return datetime.fromtimestamp(value.toSecsSinceEpoch(), UTC)
+
+
+def to_qdatetime(moment: datetime) -> QDateTime:
+    return QDateTime.fromSecsSinceEpoch(int(moment.timestamp()))
+
+
+def default_time() -> datetime:
+    """The next full hour at least an hour ahead: a time that is in the future and easy to read."""
+    ahead = datetime.now().astimezone() + timedelta(hours=1)
+    return ahead.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class ScheduleOutcome:
+    """What the dialog did: for the caller's status bar and list refresh."""
+
+    action: Literal["scheduled", "rescheduled", "cancelled"]
+    writeback_id: int
+    #: The activity is to go at the next dispatcher run rather than at a set time.
+    send_now: bool
+
+
+class ScheduleDialog(QDialog):
+    """Schedule, send now, reschedule or cancel the mailing activity of one mailing.
+
+    Signals:
+        scheduled(int): the id of the mailing-activity writeback that was created or moved.
+        cancelled(int): the id of the Scheduled writeback that was withdrawn (it no longer exists).
+        run_requested(): "Send now" was chosen; the caller may start a dispatcher run.
+    """
+
+    scheduled = Signal(int)
+    cancelled = Signal(int)
+    run_requested = Signal()
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        runner: TaskRunner,
+        parent: QWidget | None = None,
+        mailing_id: int | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Schedule Mailing Activity")
+        self.resize(820, 600)
+        self._factory = factory
+        # Every result comes back through the group, which drops it once this widget is gone.
+        self._runner = TaskGroup(self, runner)
+        self._busy = False
+        self._search_task: Task | None = None
+        self.outcome: ScheduleOutcome | None = None
+
+        self.search_edit = QLineEdit()
+        self.search_edit.setPlaceholderText("Search mailings by name")
+        self.search_edit.setClearButtonEnabled(True)
+        self.search_timer = QTimer(self)
+        self.search_timer.setObjectName("mailing_search_throttle")
+        self.search_timer.setSingleShot(True)
+        self.search_timer.setInterval(SEARCH_DELAY_MS)
+        self.search_timer.timeout.connect(self.search)
+        self.search_edit.textChanged.connect(self.search_timer.start)
+        self.table = MailingTable()
+        self.table.currentItemChanged.connect(self._mailing_changed)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumHeight(6)
+        self.progress.hide()
+
+        self.name_value = QLabel(NONE_TEXT)
+        self.name_value.setWordWrap(True)
+        self.sent_value = QLabel(NONE_TEXT)
+        self.recipients_value = QLabel(NONE_TEXT)
+        self.remote_value = QLabel(NONE_TEXT)
+        self.activity_value = QLabel(NONE_TEXT)
+        self.activity_value.setWordWrap(True)
+        details = QGroupBox("Mailing")
+        form = QFormLayout(details)
+        form.addRow("Name:", self.name_value)
+        form.addRow("Sent:", self.sent_value)
+        form.addRow("Recipients:", self.recipients_value)
+        form.addRow("Known in Personify360:", self.remote_value)
+        form.addRow("Mailing activity:", self.activity_value)
+        self.warning_label = QLabel()
+        self.warning_label.setWordWrap(True)
+        self.warning_label.setStyleSheet(WARNING_STYLE)
+        self.warning_label.hide()
+
+        self.now_radio = QRadioButton("Send now (at the next dispatcher run)")
+        self.at_radio = QRadioButton("At")
+        self.when_group = QButtonGroup(self)
+        self.when_group.addButton(self.now_radio)
+        self.when_group.addButton(self.at_radio)
+        self.at_edit = QDateTimeEdit()
+        self.at_edit.setCalendarPopup(True)
+        self.at_edit.setDisplayFormat("yyyy-MM-dd HH:mm")
+        self.at_edit.setDateTime(to_qdatetime(default_time()))
+        self.at_utc_label = QLabel()
+        self.at_utc_label.setEnabled(False)
+        self.at_radio.setChecked(True)
+        self.now_radio.toggled.connect(self._when_changed)
+        self.at_edit.dateTimeChanged.connect(self._when_changed)
+        when_box = QGroupBox("When")
+        when_layout = QVBoxLayout(when_box)
+        at_row = QHBoxLayout()
+        at_row.addWidget(self.at_radio)
+        at_row.addWidget(self.at_edit)
+        at_row.addWidget(QLabel("local time"))
+        at_row.addWidget(self.at_utc_label)
+        at_row.addStretch(1)
+        when_layout.addWidget(self.now_radio)
+        when_layout.addLayout(at_row)
+        self.when_box = when_box
+
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet(ERROR_STYLE)
+        self.error_label.hide()
+
+        self.buttons = QDialogButtonBox()
+        self.ok_button = QPushButton("Schedule")
+        self.ok_button.setDefault(True)
+        self.buttons.addButton(self.ok_button, QDialogButtonBox.ButtonRole.AcceptRole)
+        self.cancel_activity_button = QPushButton("Cancel scheduled activity…")
+        self.buttons.addButton(self.cancel_activity_button, QDialogButtonBox.ButtonRole.ResetRole)
+        self.close_button = self.buttons.addButton(QDialogButtonBox.StandardButton.Close)
+        self.ok_button.clicked.connect(self.submit)
+        self.cancel_activity_button.clicked.connect(self.cancel_activity)
+        self.buttons.rejected.connect(self.reject)
+
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.search_edit)
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.progress)
+        layout.addWidget(details)
+        layout.addWidget(self.warning_label)
+        layout.addWidget(when_box)
+        layout.addWidget(self.error_label)
+        layout.addWidget(self.buttons)
+
+        self._when_changed()
+        self._mailing_changed()
+        self.search(include_id=mailing_id)
+
+    # -- searching ------------------------------------------------------------------------------
+
+    @Slot()
+    def search(self, include_id: int | None = None) -> None:
+        """Query the mailings matching the search box; an older query still running is dropped."""
+        if self._search_task is not None:
+            self._search_task.cancel()
+        self.progress.show()
+        keep = include_id if include_id is not None else self.table.current_id()
+        self._search_task = self._runner.submit(
+            find_mailings,
+            self._factory,
+            self.search_edit.text(),
+            include_id,
+            on_done=lambda rows: self._show_mailings(rows, keep),
+            on_error=self._failed,
+        )
+
+    def _show_mailings(self, rows: list[queue.MailingRow], keep: int | None) -> None:
+        self._search_task = None
+        self.progress.setVisible(self._busy)
+        self.table.set_mailings(rows, keep)
+        first = self.table.topLevelItem(0)
+        if self.table.current_id() is None and len(rows) == 1 and first is not None:
+            self.table.setCurrentItem(first)
+
+    # -- the chosen mailing ---------------------------------------------------------------------
+
+    @Slot()
+    def _mailing_changed(self) -> None:
+        mailing = self.table.current_mailing()
+        self.error_label.hide()
+        if mailing is None:
+            for label in (self.name_value, self.sent_value, self.recipients_value, self.remote_value):
+                label.setText(NONE_TEXT)
+            self.activity_value.setText(NONE_TEXT)
+            self.warning_label.hide()
+            self._update_buttons()
+            return
+        self.name_value.setText(f"{mailing.name}  ({mailing.account}, id {mailing.id})")
+        self.sent_value.setText(local_text(mailing.sent_at))
+        self.recipients_value.setText(f"{mailing.recipients:,}")
+        self.remote_value.setText(f"{mailing.remote_recipients:,}")
+        self.activity_value.setText(activity_text(mailing))
+        status = mailing.activity_status
+        if status in MOVABLE and mailing.scheduled_for is not None:
+            self.at_edit.setDateTime(to_qdatetime(mailing.scheduled_for))
+            self.at_radio.setChecked(True)
+        elif status is Status.NEW:
+            self.now_radio.setChecked(True)
+        if status is not None and status not in MOVABLE and status is not Status.NO_REMOTE_RECIPIENTS:
+            self.warning_label.setText(
+                f"This mailing's activity {mailing.activity_ref} is {status.label}; it can no longer be "
+                "scheduled. Retry it from the Writeback List if it failed."
+            )
+            self.warning_label.show()
+        elif mailing.remote_recipients == 0:
+            who = count_text(mailing.recipients, "recipient")
+            self.warning_label.setText(
+                f"None of this mailing's {who} is known in Personify360: its mailing activity will end "
+                "as No Remote Recipients and write nothing."
+            )
+            self.warning_label.show()
+        else:
+            self.warning_label.hide()
+        self._update_buttons()
+
+    def _mode(self) -> Literal["none", "schedule", "reschedule", "final"]:
+        mailing = self.table.current_mailing()
+        if mailing is None:
+            return "none"
+        status = mailing.activity_status
+        if status is None or status is Status.NO_REMOTE_RECIPIENTS:
+            return "schedule"
+        return "reschedule" if status in MOVABLE else "final"
+
+    @Slot()
+    def _when_changed(self) -> None:
+        self.at_edit.setEnabled(self.at_radio.isChecked())
+        self.at_utc_label.setText(
+            "= " + to_utc(self.at_edit.dateTime()).strftime("%Y-%m-%d %H:%M UTC")
+            if self.at_radio.isChecked()
+            else ""
+        )
+        self.error_label.hide()
+        self._update_buttons()
+
+    def _update_buttons(self) -> None:
+        mode = self._mode()
+        mailing = self.table.current_mailing()
+        can_act = mode in ("schedule", "reschedule") and not self._busy
+        self.ok_button.setEnabled(can_act)
+        self.when_box.setEnabled(can_act)
+        self.at_edit.setEnabled(can_act and self.at_radio.isChecked())
+        self.cancel_activity_button.setVisible(mode == "reschedule")
+        self.cancel_activity_button.setEnabled(
+            not self._busy and mailing is not None and mailing.activity_status is Status.SCHEDULED
+        )
+        if mode == "reschedule":
+            self.ok_button.setText("Send at next run" if self.now_radio.isChecked() else "Reschedule")
+        else:
+            self.ok_button.setText("Send now" if self.now_radio.isChecked() else "Schedule")
+
+    # -- acting ---------------------------------------------------------------------------------
+
+    def chosen_time(self) -> datetime | None:
+        """The chosen time in UTC, or None for "send now"."""
+        return None if self.now_radio.isChecked() else to_utc(self.at_edit.dateTime())
+
+    def show_problem(self, message: str) -> None:
+        self.error_label.setText(message)
+        self.error_label.show()
+
+    @Slot()
+    def submit(self) -> None:
+        """Schedule or reschedule as chosen; a time in the past is refused here, before the queue."""
+        mailing = self.table.current_mailing()
+        mode = self._mode()
+        if mailing is None or mode not in ("schedule", "reschedule"):
+            return
+        at = self.chosen_time()
+        if at is not None and at <= utcnow():
+            self.show_problem(
+                f"{local_text(at)} has already passed; choose a time in the future or Send now."
+            )
+            return
+        if mode == "schedule":
+            self._start(schedule_activity, mailing.id, at, action="scheduled")
+        else:
+            assert mailing.activity_id is not None
+            self._start(reschedule_activity, mailing.activity_id, at, action="rescheduled")
+
+    @Slot()
+    def cancel_activity(self) -> None:
+        mailing = self.table.current_mailing()
+        if mailing is None or mailing.activity_status is not Status.SCHEDULED:
+            return
+        assert mailing.activity_id is not None
+        question = (
+            f"Cancel the mailing activity {mailing.activity_ref} of “{mailing.name}”, scheduled for "
+            f"{local_text(mailing.scheduled_for)}?\n\nNothing will be written to Personify360 for this "
+            "mailing unless it is scheduled again."
+        )
+        if confirm(self, "Cancel scheduled mailing activity", question):
+            self._start(cancel_activity, mailing.activity_id, action="cancelled")
+
+    def _start(
+        self,
+        fn: Callable[..., int],
+        key: int,
+        at: datetime | None = None,
+        *,
+        action: Literal["scheduled", "rescheduled", "cancelled"],
+    ) -> None:
+        self._busy = True
+        self.progress.show()
+        self.error_label.hide()
+        self._update_buttons()
+        args = (self._factory, key) if action == "cancelled" else (self._factory, key, at)
+        send_now = action != "cancelled" and at is None
+        self._runner.submit(
+            fn,
+            *args,
+            on_done=lambda writeback_id: self._done(ScheduleOutcome(action, int(writeback_id), send_now)),
+            on_error=self._failed,
+        )
+
+    def _done(self, outcome: ScheduleOutcome) -> None:
+        self._busy = False
+        self.progress.hide()
+        self.outcome = outcome
+        if outcome.action == "cancelled":
+            self.cancelled.emit(outcome.writeback_id)
+        else:
+            self.scheduled.emit(outcome.writeback_id)
+            if outcome.send_now:
+                self.run_requested.emit()
+        self.accept()
+
+    def _failed(self, exc: BaseException) -> None:
+        self._busy = False
+        self._search_task = None
+        self.progress.hide()
+        self._update_buttons()
+        if isinstance(exc, queue.QueueError):
+            # The queue's refusals are already in words; they belong next to the choice they refuse.
+            self.show_problem(errors.describe_exception(exc)[0])
+            self.search()
+        else:
+            self.show_problem("The database could not be reached; nothing was changed.")
+            errors.report_exception(self, "Schedule Mailing Activity", exc)
+
+    def reject(self) -> None:
+        # A write under way finishes first, so that its outcome is known.
+        if not self._busy:
+            if self._search_task is not None:
+                self._search_task.cancel()
+            super().reject()
+
+
+def ask_schedule(
+    factory: sessionmaker[Session],
+    runner: TaskRunner,
+    parent: QWidget | None = None,
+    mailing_id: int | None = None,
+) -> ScheduleOutcome | None:
+    """Run the Schedule dialog modally; what it did, or None if it was closed without acting."""
+    dialog = ScheduleDialog(factory, runner, parent, mailing_id)
+    dialog.exec()
+    outcome = dialog.outcome
+    dialog.deleteLater()
+    return outcome

@@ -1,0 +1,283 @@
+"""The Mailings page: every mailing with its recipients and mailing activity, and the actions on it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+from PySide6.QtCore import QPoint, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMenu,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from writeback_console.domain import Status
+from writeback_console.store.queue import MailingRow, QueueError
+from writeback_console.ui.dialogs import TaskGroup, count_text, errors, schedule
+from writeback_console.ui.dialogs.schedule import MOVABLE, MailingTable, ScheduleOutcome
+from writeback_console.ui.tasks import Task, TaskRunner
+
+
+class MailingsPage(QWidget):
+    """Searchable list of mailings with Schedule…, Send now, Reschedule… and Cancel scheduled.
+
+    Signals:
+        scheduled(int): a mailing-activity writeback was created or moved (its id).
+        cancelled(int): a Scheduled mailing-activity writeback was withdrawn (its id).
+        run_requested(): "Send now" was chosen; the caller may start a dispatcher run.
+        open_ref(str): the user asked to see a mailing's activity in the Writeback List.
+    """
+
+    scheduled = Signal(int)
+    cancelled = Signal(int)
+    run_requested = Signal()
+    open_ref = Signal(str)
+
+    def __init__(self, factory: sessionmaker[Session], runner: TaskRunner, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._factory = factory
+        self._task_runner = runner
+        # Every result comes back through the group, which drops it once this widget is gone.
+        self._runner = TaskGroup(self, runner)
+        self._task: Task | None = None
+        self._busy = False
+
+        self.search_edit = QLineEdit()
+        self.search_edit.setPlaceholderText("Search mailings by name")
+        self.search_edit.setClearButtonEnabled(True)
+        self.search_timer = QTimer(self)
+        self.search_timer.setObjectName("mailings_page_search_throttle")
+        self.search_timer.setSingleShot(True)
+        self.search_timer.setInterval(schedule.SEARCH_DELAY_MS)
+        self.search_timer.timeout.connect(self.refresh)
+        self.search_edit.textChanged.connect(self.search_timer.start)
+        self.refresh_button = QPushButton("Refresh")
+        self.refresh_button.setShortcut(QKeySequence.StandardKey.Refresh)
+        self.refresh_button.clicked.connect(self.refresh)
+
+        self.table = MailingTable()
+        self.table.currentItemChanged.connect(self._update_actions)
+        self.table.itemDoubleClicked.connect(self._open_activity)
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
+
+        self.schedule_action = QAction("Schedule…", self)
+        self.send_now_action = QAction("Send now", self)
+        self.reschedule_action = QAction("Reschedule…", self)
+        self.cancel_action = QAction("Cancel scheduled…", self)
+        self.open_action = QAction("Show in Writeback List", self)
+        self.schedule_action.setShortcut(QKeySequence("Ctrl+Shift+S"))
+        self.cancel_action.setShortcut(QKeySequence("Ctrl+Shift+X"))
+        self.schedule_action.triggered.connect(self.schedule_chosen)
+        self.send_now_action.triggered.connect(self.send_now)
+        self.reschedule_action.triggered.connect(self.reschedule_chosen)
+        self.cancel_action.triggered.connect(self.cancel_chosen)
+        self.open_action.triggered.connect(self._open_activity)
+        for action in (self.schedule_action, self.cancel_action):
+            action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+            self.addAction(action)
+
+        self.status_label = QLabel()
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 0)
+        self.progress.setTextVisible(False)
+        self.progress.setMaximumSize(120, 12)
+        self.progress.hide()
+
+        top = QHBoxLayout()
+        top.addWidget(QLabel("Mailings"))
+        top.addWidget(self.search_edit, 1)
+        top.addWidget(self.refresh_button)
+        buttons = QHBoxLayout()
+        self.action_buttons: list[QPushButton] = []
+        for action in (
+            self.schedule_action,
+            self.send_now_action,
+            self.reschedule_action,
+            self.cancel_action,
+        ):
+            button = QPushButton(action.text())
+            button.clicked.connect(action.trigger)
+            self.action_buttons.append(button)
+            buttons.addWidget(button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.progress)
+        buttons.addWidget(self.status_label)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(buttons)
+        self._update_actions()
+        self.refresh()
+
+    # -- loading --------------------------------------------------------------------------------
+
+    @Slot()
+    def refresh(self) -> None:
+        """Reload the list (the lead calls this after a dispatcher cycle); the selection is kept."""
+        if self._task is not None:
+            self._task.cancel()
+        self.progress.show()
+        self._task = self._runner.submit(
+            schedule.find_mailings,
+            self._factory,
+            self.search_edit.text(),
+            on_done=self._show,
+            on_error=self._failed,
+        )
+
+    def _show(self, rows: list[MailingRow]) -> None:
+        self._task = None
+        self.progress.setVisible(self._busy)
+        self.table.set_mailings(rows)
+        shown = count_text(len(rows), "mailing")
+        self.status_label.setText(shown if len(rows) < 200 else f"first {shown}; search to narrow")
+        self._update_actions()
+
+    def _failed(self, exc: BaseException) -> None:
+        self._task = None
+        self._busy = False
+        self.progress.hide()
+        self._update_actions()
+        if isinstance(exc, QueueError):
+            self.status_label.setText(errors.describe_exception(exc)[0])
+            self.refresh()
+        else:
+            self.status_label.setText("The mailings could not be read.")
+            errors.report_exception(self, "Mailings", exc)
+
+    # -- actions --------------------------------------------------------------------------------
+
+    @Slot()
+    def _update_actions(self) -> None:
+        mailing = self.table.current_mailing()
+        status = mailing.activity_status if mailing else None
+        free = mailing is not None and not self._busy and status in (None, Status.NO_REMOTE_RECIPIENTS)
+        self.schedule_action.setEnabled(free)
+        # "Send now" also pulls a Scheduled activity forward; a New one is already due at the next run.
+        self.send_now_action.setEnabled(free or (not self._busy and status is Status.SCHEDULED))
+        self.reschedule_action.setEnabled(not self._busy and status in MOVABLE)
+        self.cancel_action.setEnabled(not self._busy and status is Status.SCHEDULED)
+        self.open_action.setEnabled(mailing is not None and mailing.activity_ref is not None)
+        actions = (self.schedule_action, self.send_now_action, self.reschedule_action, self.cancel_action)
+        for action, button in zip(actions, self.action_buttons, strict=True):
+            button.setEnabled(action.isEnabled())
+
+    @Slot()
+    def schedule_chosen(self) -> None:
+        mailing = self.table.current_mailing()
+        if mailing is not None:
+            self._after_dialog(schedule.ask_schedule(self._factory, self._task_runner, self, mailing.id))
+
+    @Slot()
+    def reschedule_chosen(self) -> None:
+        self.schedule_chosen()
+
+    def _after_dialog(self, outcome: ScheduleOutcome | None) -> None:
+        if outcome is None:
+            return
+        self._announce(outcome)
+        self.refresh()
+
+    def _announce(self, outcome: ScheduleOutcome) -> None:
+        if outcome.action == "cancelled":
+            self.status_label.setText("Scheduled mailing activity cancelled.")
+            self.cancelled.emit(outcome.writeback_id)
+            return
+        when = "at the next dispatcher run" if outcome.send_now else "at the chosen time"
+        self.status_label.setText(f"Mailing activity {outcome.action}; it goes out {when}.")
+        self.scheduled.emit(outcome.writeback_id)
+        if outcome.send_now:
+            self.run_requested.emit()
+
+    @Slot()
+    def send_now(self) -> None:
+        mailing = self.table.current_mailing()
+        if mailing is None or not self.send_now_action.isEnabled():
+            return
+        question = (
+            f"Send the mailing activity of “{mailing.name}” at the next dispatcher run?\n\n"
+            f"{count_text(mailing.remote_recipients, 'recipient')} of {mailing.recipients:,} "
+            "are known in Personify360."
+        )
+        if mailing.remote_recipients == 0:
+            question += " It will end as No Remote Recipients."
+        if not schedule.confirm(self, "Send mailing activity now", question):
+            return
+        if mailing.activity_status is Status.SCHEDULED:
+            assert mailing.activity_id is not None
+            self._run(schedule.reschedule_activity, mailing.activity_id, "rescheduled")
+        else:
+            self._run(schedule.schedule_activity, mailing.id, "scheduled")
+
+    @Slot()
+    def cancel_chosen(self) -> None:
+        mailing = self.table.current_mailing()
+        if mailing is None or mailing.activity_status is not Status.SCHEDULED:
+            return
+        assert mailing.activity_id is not None
+        question = (
+            f"Cancel the mailing activity {mailing.activity_ref} of “{mailing.name}”?\n\n"
+            "Nothing will be written to Personify360 for this mailing unless it is scheduled again."
+        )
+        if schedule.confirm(self, "Cancel scheduled mailing activity", question):
+            self._busy = True
+            self._update_actions()
+            self.progress.show()
+            self._runner.submit(
+                schedule.cancel_activity,
+                self._factory,
+                mailing.activity_id,
+                on_done=lambda wid: self._finished(ScheduleOutcome("cancelled", int(wid), False)),
+                on_error=self._failed,
+            )
+
+    def _run(self, fn: Callable[..., int], key: int, action: Literal["scheduled", "rescheduled"]) -> None:
+        self._busy = True
+        self._update_actions()
+        self.progress.show()
+        self._runner.submit(
+            fn,
+            self._factory,
+            key,
+            None,
+            on_done=lambda wid: self._finished(ScheduleOutcome(action, int(wid), True)),
+            on_error=self._failed,
+        )
+
+    def _finished(self, outcome: ScheduleOutcome) -> None:
+        self._busy = False
+        self._announce(outcome)
+        self.refresh()
+
+    @Slot()
+    def _open_activity(self) -> None:
+        mailing = self.table.current_mailing()
+        if mailing is not None and mailing.activity_ref is not None:
+            self.open_ref.emit(mailing.activity_ref)
+
+    @Slot(QPoint)
+    def _context_menu(self, pos: QPoint) -> None:
+        menu = QMenu(self)
+        for action in (
+            self.schedule_action,
+            self.send_now_action,
+            self.reschedule_action,
+            self.cancel_action,
+            None,
+            self.open_action,
+        ):
+            if action is None:
+                menu.addSeparator()
+            else:
+                menu.addAction(action)
+        menu.exec(self.table.viewport().mapToGlobal(pos))
