@@ -14,7 +14,7 @@ import typing
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -29,6 +29,7 @@ from writeback_console.store.engine import make_engine, make_session_factory, wr
 from writeback_console.store.migrate import SchemaOutOfDate, ensure_schema, upgrade
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
+E = TypeVar("E", Status, Kind)
 
 LIST_FIELDS = (
     "id",
@@ -94,34 +95,20 @@ def _time_arg(text: str) -> datetime:
         raise argparse.ArgumentTypeError(exc.problem) from None
 
 
-def _statuses(values: Sequence[str] | None) -> frozenset[Status]:
-    chosen: set[Status] = set()
+def _choices(values: Sequence[str] | None, enum: type[E], flag: str) -> frozenset[E]:
+    """Enum members from repeated or comma-separated options; "No Remote Recipients" works as typed."""
+    chosen: set[E] = set()
     for value in values or ():
         for part in value.split(","):
-            part = part.strip().lower().replace(" ", "_").replace("-", "_")
-            if not part:
+            name = part.strip().lower().replace(" ", "_").replace("-", "_")
+            if not name:
                 continue
             try:
-                chosen.add(Status(part))
+                chosen.add(enum(name))
             except ValueError:
+                known = ", ".join(m.value for m in enum)
                 raise CommandError(
-                    f"--status: unknown status {part!r}; one of {', '.join(Status)}", EXIT_BAD_INPUT
-                ) from None
-    return frozenset(chosen)
-
-
-def _kinds(values: Sequence[str] | None) -> frozenset[Kind]:
-    chosen: set[Kind] = set()
-    for value in values or ():
-        for part in value.split(","):
-            part = part.strip().lower()
-            if not part:
-                continue
-            try:
-                chosen.add(Kind(part))
-            except ValueError:
-                raise CommandError(
-                    f"--kind: unknown kind {part!r}; one of {', '.join(Kind)}", EXIT_BAD_INPUT
+                    f"{flag}: unknown {flag[2:]} {name!r}; one of {known}", EXIT_BAD_INPUT
                 ) from None
     return frozenset(chosen)
 
@@ -131,8 +118,8 @@ def _filter(args: argparse.Namespace) -> queue.WritebackFilter:
     if args.stuck is not None:
         stuck_before = utcnow() - timedelta(minutes=args.stuck)
     return queue.WritebackFilter(
-        statuses=_statuses(args.status),
-        kinds=_kinds(args.kind),
+        statuses=_choices(args.status, Status, "--status"),
+        kinds=_choices(args.kind, Kind, "--kind"),
         accounts=frozenset(args.account or ()),
         created_from=args.created_from,
         created_to=args.created_to,

@@ -11,7 +11,7 @@ import getpass
 import os
 import socket
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
@@ -147,60 +147,17 @@ class WritebackRow:
         return data
 
 
-ROW_COLUMNS = (
-    W.id,
-    W.ref,
-    W.kind,
-    W.account,
-    W.email,
-    W.master_customer_id,
-    W.sub_customer_id,
-    W.mailing_id,
-    W.status,
-    W.attempts,
-    W.max_attempts,
-    W.occurred_at,
-    W.scheduled_for,
-    W.next_attempt_at,
-    W.sent_at,
-    W.last_error,
-    W.last_http_status,
-    W.locked_by,
-    W.locked_at,
-    W.delivery_uncertain,
-    W.created_at,
-    W.updated_at,
-    W.payload,
-)
+#: The columns a WritebackRow is read from: its fields, in order.
+ROW_COLUMNS = tuple(W[f.name] for f in fields(WritebackRow))
 
 
 def _row(r: Any) -> WritebackRow:
-    m = r._mapping
-    return WritebackRow(
-        id=m["id"],
-        ref=m["ref"],
-        kind=Kind(m["kind"]),
-        account=m["account"],
-        email=m["email"],
-        master_customer_id=m["master_customer_id"],
-        sub_customer_id=m["sub_customer_id"],
-        mailing_id=m["mailing_id"],
-        status=Status(m["status"]),
-        attempts=m["attempts"],
-        max_attempts=m["max_attempts"],
-        occurred_at=m["occurred_at"],
-        scheduled_for=m["scheduled_for"],
-        next_attempt_at=m["next_attempt_at"],
-        sent_at=m["sent_at"],
-        last_error=m["last_error"],
-        last_http_status=m["last_http_status"],
-        locked_by=m["locked_by"],
-        locked_at=m["locked_at"],
-        delivery_uncertain=bool(m["delivery_uncertain"]),
-        created_at=m["created_at"],
-        updated_at=m["updated_at"],
-        payload=m["payload"] or {},
-    )
+    m = dict(r._mapping)
+    m["kind"] = Kind(m["kind"])
+    m["status"] = Status(m["status"])
+    m["delivery_uncertain"] = bool(m["delivery_uncertain"])
+    m["payload"] = m["payload"] or {}
+    return WritebackRow(**m)
 
 
 def _chunks(items: Sequence[int], size: int = CHUNK) -> Iterator[Sequence[int]]:
