@@ -1,0 +1,133 @@
+"""Start-up of the desktop application: the services in one fixed order, then the window."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QCoreApplication
+from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from writeback_console.config import APP_AUTHOR, redact_url, resolve_db_url
+from writeback_console.settings import AppSettings, load_settings
+from writeback_console.store.engine import make_engine, make_session_factory
+from writeback_console.store.migrate import ensure_schema
+from writeback_console.ui.main_window import MainWindow, page_for
+from writeback_console.ui.resources import app_icon, style_sheet
+from writeback_console.ui.tasks import TaskRunner
+
+log = logging.getLogger(__name__)
+
+Factory = sessionmaker[Session]
+APP_DISPLAY_NAME = "Writeback Console"
+
+
+def database_label(url: str) -> str:
+    """What the title bar calls the database: the SQLite file's name, or database@host."""
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return "unknown database"
+    if parsed.get_backend_name() == "sqlite":
+        return Path(parsed.database).name if parsed.database else "in-memory database"
+    host = parsed.host or "localhost"
+    return f"{parsed.database}@{host}" if parsed.database else host
+
+
+def factory_label(factory: Factory) -> str:
+    bind = factory.kw.get("bind")
+    return (
+        database_label(str(bind.url.render_as_string(hide_password=True))) if bind is not None else "database"
+    )
+
+
+@dataclass
+class Services:
+    """What the window works with; made by ``start_services`` and closed by ``Services.close``."""
+
+    db_url: str
+    engine: Engine
+    factory: Factory
+    settings: AppSettings
+    runner: TaskRunner
+
+    def close(self) -> None:
+        self.runner.wait(10_000)
+        self.engine.dispose()
+
+
+def start_services(db_url: str | None = None) -> Services:
+    """Settings, database (schema checked), task runner — always in this order."""
+    settings = load_settings()
+    url = resolve_db_url(db_url)
+    engine = make_engine(url)
+    # The embedded SQLite file follows the program; a shared PostgreSQL database is upgraded on purpose.
+    ensure_schema(engine, upgrade_if_needed=engine.dialect.name == "sqlite")
+    factory = make_session_factory(engine)
+    runner = TaskRunner()
+    return Services(url, engine, factory, settings, runner)
+
+
+def build_window(
+    factory: Factory,
+    settings: AppSettings,
+    *,
+    runner: TaskRunner | None = None,
+    state_path: Path | None = None,
+    title: str | None = None,
+    page_factory: Callable[[str], QWidget] = page_for,
+    start: bool = True,
+) -> MainWindow:
+    """The main window over ``factory``, queries started (unless ``start=False``); no event loop."""
+    window = MainWindow(
+        factory,
+        runner or TaskRunner(),
+        settings,
+        database_label=title or factory_label(factory),
+        state_path=state_path,
+        page_factory=page_factory,
+    )
+    if start:
+        window.start()
+    return window
+
+
+def make_application(argv: list[str] | None = None) -> QApplication:
+    existing = QApplication.instance()
+    if isinstance(existing, QApplication):
+        return existing
+    QCoreApplication.setOrganizationName(APP_AUTHOR)
+    QCoreApplication.setApplicationName(APP_DISPLAY_NAME)
+    app = QApplication(argv if argv is not None else sys.argv)
+    app.setApplicationDisplayName(APP_DISPLAY_NAME)
+    app.setWindowIcon(app_icon())
+    # Fusion looks the same on every platform and follows the light or dark palette it is given.
+    app.setStyle("Fusion")
+    app.setStyleSheet(style_sheet())
+    return app
+
+
+def main(db_url: str | None = None) -> int:
+    """Open the console on ``db_url`` (or the configured database) and run until the window closes."""
+    app = make_application()
+    try:
+        services = start_services(db_url)
+    except Exception as exc:  # shown to the user in words, with the details to copy
+        log.exception("start-up failed")
+        box = QMessageBox(QMessageBox.Icon.Critical, APP_DISPLAY_NAME, "The console could not start.")
+        box.setInformativeText(str(exc).replace(db_url or "", redact_url(db_url or "")))
+        box.setDetailedText(repr(exc))
+        box.exec()
+        return 1
+    window = build_window(services.factory, services.settings, runner=services.runner)
+    window.show()
+    try:
+        return int(app.exec())
+    finally:
+        services.close()

@@ -1,0 +1,457 @@
+"""The Writeback List's detail pane: every field, the payload, the attempts and the timeline of a row."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtGui import QFontDatabase, QGuiApplication
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QFormLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QPlainTextEdit,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QStackedWidget,
+    QTableWidget,
+    QTableWidgetItem,
+    QTabWidget,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from writeback_console.domain import Status, attempts_left, manual_retry_decision
+from writeback_console.store import queue
+from writeback_console.store.engine import read_session
+from writeback_console.store.queue import AttemptRow, AuditRow, WritebackRow
+from writeback_console.ui.status_pill import StatusPill
+from writeback_console.ui.tasks import Task, TaskRunner
+from writeback_console.ui.writeback_model import (
+    TaskGroup,
+    constituent_label,
+    local_time,
+    pill_spec,
+    status_tooltip,
+)
+
+Factory = sessionmaker[Session]
+
+ATTEMPT_COLUMNS = ("#", "Started", "Finished", "Outcome", "HTTP", "Message", "Response excerpt")
+AUDIT_WORDS = {
+    "retry": "Manual retry",
+    "schedule": "Mailing activity scheduled",
+    "send_now": "Mailing activity set to send now",
+    "reschedule": "Rescheduled",
+    "cancel": "Schedule cancelled",
+    "auto_schedule": "Scheduled automatically",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class WritebackDetail:
+    """Everything the pane shows about one writeback, read in one session off the GUI thread."""
+
+    row: WritebackRow
+    attempts: list[AttemptRow]
+    audit: list[AuditRow]
+
+    def to_json(self) -> dict[str, Any]:
+        def iso(value: datetime | None) -> str | None:
+            return value.isoformat().replace("+00:00", "Z") if value else None
+
+        return {
+            "writeback": self.row.to_json(),
+            "attempts": [
+                {
+                    "number": a.number,
+                    "started_at": iso(a.started_at),
+                    "finished_at": iso(a.finished_at),
+                    "outcome": a.outcome,
+                    "http_status": a.http_status,
+                    "message": a.message,
+                    "response_excerpt": a.response_excerpt,
+                    "dispatcher": a.dispatcher,
+                    "manual": a.manual,
+                }
+                for a in self.attempts
+            ],
+            "audit": [
+                {"at": iso(e.at), "actor": e.actor, "action": e.action, "rows": e.row_count}
+                for e in self.audit
+            ],
+        }
+
+
+def load_detail(factory: Factory, writeback_id: int) -> WritebackDetail:
+    """Runs on a worker thread with its own session."""
+    with read_session(factory) as session:
+        return WritebackDetail(
+            queue.get_writeback(session, writeback_id),
+            queue.attempts_of(session, writeback_id),
+            queue.audit_of(session, writeback_id),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEvent:
+    at: datetime
+    what: str
+    who: str
+    detail: str
+
+
+def timeline(detail: WritebackDetail) -> list[TimelineEvent]:
+    """Creation, every attempt and every audited action on the row, oldest first."""
+    row = detail.row
+    events = [TimelineEvent(row.created_at, "Queued", "", f"{row.kind.label} for account {row.account}")]
+    for attempt in detail.attempts:
+        outcome = attempt.outcome or ("running" if attempt.finished_at is None else "")
+        http = f"HTTP {attempt.http_status}" if attempt.http_status else ""
+        words = " · ".join(p for p in (outcome.replace("_", " "), http, first_text(attempt.message)) if p)
+        what = f"Attempt {attempt.number}" + (" (manual)" if attempt.manual else "")
+        events.append(TimelineEvent(attempt.started_at, what, attempt.dispatcher or "", words))
+    for event in detail.audit:
+        what = AUDIT_WORDS.get(event.action, event.action.replace("_", " ").capitalize())
+        rows = f"{event.row_count:,} row(s) in one action" if event.row_count > 1 else ""
+        events.append(TimelineEvent(event.at, what, event.actor, rows))
+    if row.sent_at is not None:
+        events.append(TimelineEvent(row.sent_at, "Sent to Personify360", "", ""))
+    return sorted(events, key=lambda e: e.at)
+
+
+def first_text(text: str | None, limit: int = 160) -> str:
+    if not text:
+        return ""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def _selectable(text: str = "") -> QLabel:
+    label = QLabel(text)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    label.setWordWrap(True)
+    return label
+
+
+class DetailPane(QWidget):
+    """Shows one writeback, loaded off the GUI thread; ``show_writeback(None)`` shows a hint instead.
+
+    Signals:
+        retry_requested(list): the user pressed Retry for this row (ids).
+        loaded(int): the detail of this writeback id is on screen.
+    """
+
+    retry_requested = Signal(list)
+    loaded = Signal(int)
+
+    FIELDS = (
+        ("ref", "Reference"),
+        ("kind", "Kind"),
+        ("status", "Status"),
+        ("attempts", "Attempts"),
+        ("last_http_status", "Last HTTP status"),
+        ("last_error", "Last error"),
+        ("account", "Account"),
+        ("email", "Email"),
+        ("constituent", "Constituent"),
+        ("mailing", "Mailing"),
+        ("occurred_at", "Occurred in Informz"),
+        ("created_at", "Queued"),
+        ("updated_at", "Last changed"),
+        ("scheduled_for", "Scheduled for"),
+        ("next_attempt_at", "Last failure at"),
+        ("sent_at", "Sent"),
+        ("locked_by", "Claimed by"),
+        ("locked_at", "Lease renewed"),
+        ("delivery_uncertain", "Delivery uncertain"),
+        ("id", "Database id"),
+    )
+
+    def __init__(self, factory: Factory, runner: TaskRunner, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._factory = factory
+        self._runner = TaskGroup(self, runner)
+        self._task: Task | None = None
+        self._wanted: int | None = None
+        self.detail: WritebackDetail | None = None
+
+        self.hint = QLabel("Select a writeback to see its fields, payload, attempts and timeline.")
+        self.hint.setObjectName("emptyHint")
+        self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.hint.setWordWrap(True)
+
+        self.title = _selectable()
+        self.title.setObjectName("detailTitle")
+        self.title.setWordWrap(False)
+        self.pill = StatusPill()
+        self.subtitle = _selectable()
+        self.retry_button = QPushButton("Retry…")
+        self.retry_button.setToolTip(
+            "Send this writeback once more (only when automatic retries are used up)"
+        )
+        self.retry_button.clicked.connect(self._retry_clicked)
+        self.copy_button = QPushButton("Copy details")
+        self.copy_button.setToolTip("Copy every field, attempt and event as JSON, e.g. for a support ticket")
+        self.copy_button.clicked.connect(self.copy_details)
+
+        header = QHBoxLayout()
+        header.addWidget(self.title)
+        header.addWidget(self.pill)
+        header.addStretch(1)
+        header.addWidget(self.retry_button)
+        header.addWidget(self.copy_button)
+
+        # Two columns of fields: the pane is wide and short under the table.
+        self.values: dict[str, QLabel] = {}
+        form_host = QWidget()
+        columns = QHBoxLayout(form_host)
+        half = (len(self.FIELDS) + 1) // 2
+        for part in (self.FIELDS[:half], self.FIELDS[half:]):
+            form = QFormLayout()
+            form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+            form.setLabelAlignment(Qt.AlignmentFlag.AlignRight)
+            for key, label in part:
+                value = _selectable()
+                self.values[key] = value
+                form.addRow(label + ":", value)
+            columns.addLayout(form, 1)
+        fields_scroll = QScrollArea()
+        fields_scroll.setWidgetResizable(True)
+        fields_scroll.setWidget(form_host)
+        fields_scroll.setFrameShape(QScrollArea.Shape.NoFrame)
+
+        mono = QFontDatabase.systemFont(QFontDatabase.SystemFont.FixedFont)
+        self.payload = QPlainTextEdit()
+        self.payload.setReadOnly(True)
+        self.payload.setFont(mono)
+
+        self.attempts = QTableWidget(0, len(ATTEMPT_COLUMNS))
+        self.attempts.setHorizontalHeaderLabels(list(ATTEMPT_COLUMNS))
+        self.attempts.verticalHeader().setVisible(False)
+        self.attempts.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.attempts.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.attempts.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.attempts.setWordWrap(False)
+        header_view = self.attempts.horizontalHeader()
+        header_view.setStretchLastSection(True)
+        header_view.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        for column, width in enumerate((30, 120, 120, 70, 45, 220)):
+            self.attempts.setColumnWidth(column, width)
+        self.attempts.itemSelectionChanged.connect(self._attempt_selected)
+        self.attempt_text = QPlainTextEdit()
+        self.attempt_text.setReadOnly(True)
+        self.attempt_text.setFont(mono)
+        self.attempt_text.setPlaceholderText("Select an attempt to read its whole message and response.")
+        attempts_split = QSplitter(Qt.Orientation.Horizontal)
+        attempts_split.addWidget(self.attempts)
+        attempts_split.addWidget(self.attempt_text)
+        attempts_split.setSizes([700, 400])
+
+        self.timeline = QTreeWidget()
+        self.timeline.setColumnCount(4)
+        self.timeline.setHeaderLabels(["When", "What", "Who", "Detail"])
+        self.timeline.setRootIsDecorated(False)
+        self.timeline.setAlternatingRowColors(True)
+        for column, width in enumerate((125, 150, 130)):
+            self.timeline.setColumnWidth(column, width)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(fields_scroll, "Fields")
+        self.tabs.addTab(self.payload, "Payload")
+        self.tabs.addTab(attempts_split, "Attempts")
+        self.tabs.addTab(self.timeline, "Timeline")
+
+        content = QWidget()
+        content_layout = QVBoxLayout(content)
+        content_layout.setContentsMargins(8, 8, 8, 8)
+        content_layout.addLayout(header)
+        content_layout.addWidget(self.subtitle)
+        content_layout.addWidget(self.tabs, 1)
+
+        self.stack = QStackedWidget()
+        self.stack.addWidget(self.hint)
+        self.stack.addWidget(content)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.stack)
+
+    @property
+    def writeback_id(self) -> int | None:
+        return self._wanted
+
+    def show_writeback(self, writeback_id: int | None) -> None:
+        """Show this writeback (read in the background), or the hint for None."""
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+        self._wanted = writeback_id
+        if writeback_id is None:
+            self.detail = None
+            self.stack.setCurrentIndex(0)
+            return
+        self._task = self._runner.submit(
+            load_detail,
+            self._factory,
+            writeback_id,
+            on_done=lambda detail: self._show(writeback_id, detail),
+            on_error=lambda error: self._show_error(writeback_id, error),
+        )
+
+    @Slot()
+    def refresh(self) -> None:
+        """Read the shown writeback again (after a dispatcher cycle or a retry)."""
+        if self._wanted is not None:
+            current = self.tabs.currentIndex()
+            self.show_writeback(self._wanted)
+            self.tabs.setCurrentIndex(current)
+
+    def _show_error(self, writeback_id: int, error: BaseException) -> None:
+        if writeback_id != self._wanted:
+            return
+        self._task = None
+        self.detail = None
+        self.hint.setText(f"The writeback could not be read: {error}")
+        self.stack.setCurrentIndex(0)
+
+    def _show(self, writeback_id: int, detail: WritebackDetail) -> None:
+        if writeback_id != self._wanted:
+            return  # the user moved on to another row meanwhile
+        self._task = None
+        self.detail = detail
+        row = detail.row
+        self.title.setText(row.ref)
+        self.pill.set_spec(pill_spec(row))
+        self.pill.setToolTip(status_tooltip(row))
+        who = row.email or constituent_label(row) or (f"mailing #{row.mailing_id}" if row.mailing_id else "")
+        self.subtitle.setText(f"{row.kind.label} · {row.account}" + (f" · {who}" if who else ""))
+        self.retry_button.setEnabled(manual_retry_decision(row.state).allowed)
+        self.retry_button.setToolTip(manual_retry_decision(row.state).reason.capitalize())
+        self._fill_fields(row)
+        self.payload.setPlainText(json.dumps(dict(row.payload), indent=2, ensure_ascii=False, sort_keys=True))
+        self._fill_attempts(detail.attempts)
+        self._fill_timeline(timeline(detail))
+        self.tabs.setTabText(2, f"Attempts ({len(detail.attempts)})")
+        self.tabs.setTabText(3, f"Timeline ({len(self.timeline_items())})")
+        self.stack.setCurrentIndex(1)
+        self.loaded.emit(writeback_id)
+
+    def _fill_fields(self, row: WritebackRow) -> None:
+        left = attempts_left(row.state)
+        if row.status is Status.ERROR:
+            attempts_note = (
+                f" — {left} automatic {'retry' if left == 1 else 'retries'} to come"
+                if left
+                else " — automatic retries used up, manual retry available"
+            )
+        else:
+            attempts_note = ""
+        mailing = ""
+        if row.mailing_id is not None:
+            name = row.payload.get("mailing_name")
+            mailing = f"#{row.mailing_id}" + (f" — {name}" if isinstance(name, str) else "")
+        values: dict[str, str] = {
+            "id": str(row.id),
+            "ref": row.ref,
+            "kind": row.kind.label,
+            "status": status_tooltip(row),
+            "account": row.account,
+            "email": row.email or "",
+            "constituent": constituent_label(row),
+            "mailing": mailing,
+            "attempts": f"{row.attempts} of {row.max_attempts}{attempts_note}",
+            "occurred_at": local_time(row.occurred_at),
+            "created_at": local_time(row.created_at),
+            "updated_at": local_time(row.updated_at),
+            "scheduled_for": local_time(row.scheduled_for),
+            "next_attempt_at": local_time(row.next_attempt_at),
+            "sent_at": local_time(row.sent_at),
+            "last_http_status": str(row.last_http_status) if row.last_http_status else "",
+            "last_error": row.last_error or "",
+            "locked_by": row.locked_by or "",
+            "locked_at": local_time(row.locked_at),
+            "delivery_uncertain": "yes — ask Personify360 before sending again"
+            if row.delivery_uncertain
+            else "no",
+        }
+        for key, label in self.values.items():
+            label.setText(values.get(key) or "—")
+
+    def _fill_attempts(self, attempts: list[AttemptRow]) -> None:
+        self.attempts.setRowCount(len(attempts))
+        for n, attempt in enumerate(attempts):
+            cells = (
+                str(attempt.number) + (" (manual)" if attempt.manual else ""),
+                local_time(attempt.started_at),
+                local_time(attempt.finished_at) or "running",
+                (attempt.outcome or "").replace("_", " "),
+                str(attempt.http_status) if attempt.http_status else "",
+                first_text(attempt.message),
+                first_text(attempt.response_excerpt),
+            )
+            for column, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                if column in (5, 6):
+                    full = attempt.message if column == 5 else attempt.response_excerpt
+                    item.setToolTip((full or "")[:1000])
+                self.attempts.setItem(n, column, item)
+        self.attempt_text.clear()
+        if attempts:
+            self.attempts.selectRow(len(attempts) - 1)
+
+    def _fill_timeline(self, events: list[TimelineEvent]) -> None:
+        self.timeline.clear()
+        for event in events:
+            item = QTreeWidgetItem([local_time(event.at), event.what, event.who, event.detail])
+            item.setToolTip(3, event.detail)
+            self.timeline.addTopLevelItem(item)
+
+    def timeline_items(self) -> list[list[str]]:
+        """The timeline as text, row by row (tests and copy read it)."""
+        rows = []
+        for n in range(self.timeline.topLevelItemCount()):
+            item = self.timeline.topLevelItem(n)
+            if item is not None:
+                rows.append([item.text(c) for c in range(self.timeline.columnCount())])
+        return rows
+
+    @Slot()
+    def _attempt_selected(self) -> None:
+        rows = self.attempts.selectionModel().selectedRows()
+        if self.detail is None or not rows:
+            self.attempt_text.clear()
+            return
+        attempt = self.detail.attempts[rows[0].row()]
+        parts = [
+            f"Attempt {attempt.number} by {attempt.dispatcher or 'unknown'}"
+            + (" (manual retry)" if attempt.manual else ""),
+            f"Started {local_time(attempt.started_at)}, finished {local_time(attempt.finished_at) or '—'}",
+            f"Outcome: {attempt.outcome or '—'}; HTTP status: {attempt.http_status or '—'}",
+            "",
+            "Message:",
+            attempt.message or "—",
+            "",
+            "Response excerpt:",
+            attempt.response_excerpt or "—",
+        ]
+        self.attempt_text.setPlainText("\n".join(parts))
+
+    @Slot()
+    def copy_details(self) -> None:
+        if self.detail is not None:
+            text = json.dumps(self.detail.to_json(), indent=2, ensure_ascii=False, default=str)
+            QGuiApplication.clipboard().setText(text)
+
+    @Slot()
+    def _retry_clicked(self) -> None:
+        if self.detail is not None:
+            self.retry_requested.emit([self.detail.row.id])

@@ -1,0 +1,226 @@
+"""Export of the Writeback List's current filter to CSV, streamed a page at a time off the GUI thread."""
+
+from __future__ import annotations
+
+import csv
+import os
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+from PySide6.QtCore import QObject, Qt, QTimer, Signal, Slot
+from PySide6.QtWidgets import QFileDialog, QProgressDialog, QWidget
+from sqlalchemy.orm import Session, sessionmaker
+
+from writeback_console.domain import Status
+from writeback_console.store import queue
+from writeback_console.store.engine import read_session
+from writeback_console.store.queue import WritebackRow
+from writeback_console.ui.tasks import TaskRunner
+from writeback_console.ui.writeback_model import ListQuery, TaskGroup
+
+Factory = sessionmaker[Session]
+
+CSV_HEADER = (
+    "ref",
+    "created_at",
+    "kind",
+    "status",
+    "account",
+    "email",
+    "master_customer_id",
+    "sub_customer_id",
+    "mailing_id",
+    "attempts",
+    "max_attempts",
+    "sent_at",
+    "scheduled_for",
+    "last_http_status",
+    "last_error",
+    "id",
+)
+#: A spreadsheet runs a cell starting with one of these as a formula; exported text from outside
+#: (emails, Personify360 error messages) must not, so such cells get a leading apostrophe.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+PAGE_SIZE = 1000
+
+
+class ExportCancelled(Exception):
+    """The user cancelled; the partial file has been removed."""
+
+
+def _time(value: datetime | None) -> str:
+    return value.isoformat().replace("+00:00", "Z") if value else ""
+
+
+def _cell(value: object) -> str:
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
+def csv_record(row: WritebackRow) -> list[str]:
+    values: dict[str, object] = {
+        "ref": row.ref,
+        "created_at": _time(row.created_at),
+        "kind": row.kind.label,
+        "status": row.status.label,
+        "account": row.account,
+        "email": row.email,
+        "master_customer_id": row.master_customer_id,
+        "sub_customer_id": row.sub_customer_id,
+        "mailing_id": row.mailing_id,
+        "attempts": row.attempts,
+        "max_attempts": row.max_attempts,
+        "sent_at": _time(row.sent_at),
+        "scheduled_for": _time(row.scheduled_for),
+        "last_http_status": row.last_http_status,
+        "last_error": row.last_error,
+        "id": row.id,
+    }
+    return [_cell(values[name]) for name in CSV_HEADER]
+
+
+class ExportJob:
+    """Shared between the GUI and the worker: progress goes one way, the cancel flag the other.
+
+    Plain attributes written by one thread and read by the other; an int is replaced atomically.
+    """
+
+    def __init__(self) -> None:
+        self.total: int | None = None
+        self.written = 0
+        self.cancel_requested = threading.Event()
+
+
+def write_csv(factory: Factory, query: ListQuery, path: Path, job: ExportJob) -> int:
+    """Write every row of ``query`` to ``path``; runs on a worker thread, never holding all rows.
+
+    The rows go to a temporary file first, so a cancelled or failed export leaves no half file behind.
+    """
+    partial = path.with_name(path.name + ".part")
+    try:
+        with read_session(factory) as session:
+            counts = queue.count_by_status(session, query.filter)
+            statuses = query.filter.statuses or frozenset(Status)
+            job.total = sum(n for s, n in counts.items() if s in statuses)
+            with partial.open("w", newline="", encoding="utf-8-sig") as out:
+                writer = csv.writer(out)
+                writer.writerow(CSV_HEADER)
+                rows = queue.iter_rows(
+                    session, query.filter, sort=query.sort, descending=query.descending, page_size=PAGE_SIZE
+                )
+                for row in rows:
+                    writer.writerow(csv_record(row))
+                    job.written += 1
+                    if job.written % PAGE_SIZE == 0 and job.cancel_requested.is_set():
+                        raise ExportCancelled
+        if job.cancel_requested.is_set():
+            raise ExportCancelled
+        os.replace(partial, path)
+        return job.written
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+
+
+def ask_export_path(parent: QWidget | None, suggested: str) -> Path | None:
+    """Ask where to save the export (tests replace this function: no modal loop under test)."""
+    name, _ = QFileDialog.getSaveFileName(parent, "Export writebacks to CSV", suggested, "CSV files (*.csv)")
+    if not name:
+        return None
+    path = Path(name)
+    return path if path.suffix.lower() == ".csv" else path.with_name(path.name + ".csv")
+
+
+def suggested_file_name(now: datetime) -> str:
+    return f"writebacks-{now:%Y%m%d-%H%M}.csv"
+
+
+class Exporter(QObject):
+    """Runs one export at a time with a progress dialog that can cancel it.
+
+    Signals:
+        finished(int, str): rows written and the file.
+        failed(str): what went wrong, in words.
+        cancelled(): the user cancelled and no file was written.
+    """
+
+    finished = Signal(int, str)
+    failed = Signal(str)
+    cancelled = Signal()
+
+    def __init__(self, factory: Factory, runner: TaskRunner, parent_widget: QWidget | None = None) -> None:
+        super().__init__(parent_widget)
+        self._factory = factory
+        self._runner = TaskGroup(self, runner)
+        self._parent_widget = parent_widget
+        self._job: ExportJob | None = None
+        self.dialog: QProgressDialog | None = None
+        # The worker only counts; this timer carries the count to the dialog on the GUI thread.
+        self.progress_poll = QTimer(self)
+        self.progress_poll.setObjectName("export_progress_poll")
+        self.progress_poll.setInterval(100)
+        self.progress_poll.timeout.connect(self._show_progress)
+
+    @property
+    def running(self) -> bool:
+        return self._job is not None
+
+    def start(self, query: ListQuery, path: Path, *, on_done: Callable[[int], None] | None = None) -> bool:
+        if self._job is not None:
+            return False
+        job = ExportJob()
+        self._job = job
+        dialog = QProgressDialog("Counting writebacks…", "Cancel", 0, 0, self._parent_widget)
+        dialog.setWindowTitle("Export to CSV")
+        dialog.setWindowModality(Qt.WindowModality.WindowModal)
+        # Small exports finish before the dialog would show; no flash on screen.
+        dialog.setMinimumDuration(500)
+        dialog.setAutoClose(False)
+        dialog.setAutoReset(False)
+        dialog.canceled.connect(self.cancel)
+        self.dialog = dialog
+        self.progress_poll.start()
+
+        def done(written: int) -> None:
+            self._end()
+            self.finished.emit(written, str(path))
+            if on_done is not None:
+                on_done(written)
+
+        self._runner.submit(write_csv, self._factory, query, path, job, on_done=done, on_error=self._error)
+        return True
+
+    @Slot()
+    def cancel(self) -> None:
+        if self._job is not None:
+            self._job.cancel_requested.set()
+            if self.dialog is not None:
+                self.dialog.setLabelText("Cancelling…")
+
+    def _error(self, error: BaseException) -> None:
+        self._end()
+        if isinstance(error, ExportCancelled):
+            self.cancelled.emit()
+        else:
+            self.failed.emit(f"The export failed: {error}")
+
+    def _end(self) -> None:
+        self._job = None
+        self.progress_poll.stop()
+        if self.dialog is not None:
+            self.dialog.canceled.disconnect(self.cancel)
+            self.dialog.close()
+            self.dialog.deleteLater()
+            self.dialog = None
+
+    @Slot()
+    def _show_progress(self) -> None:
+        job, dialog = self._job, self.dialog
+        if job is None or dialog is None or job.cancel_requested.is_set():
+            return
+        if job.total is not None:
+            dialog.setMaximum(max(job.total, 1))
+            dialog.setValue(min(job.written, max(job.total, 1)))
+            dialog.setLabelText(f"Exported {job.written:,} of {job.total:,} writebacks…")

@@ -1,0 +1,765 @@
+"""The main window: Informz-style navigation, the pages, menus, toolbar, banners and remembered layout."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, Signal, SignalInstance, Slot
+from PySide6.QtGui import QAction, QCloseEvent, QColor, QKeySequence, QMouseEvent
+from PySide6.QtWidgets import (
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPushButton,
+    QSplitter,
+    QStackedWidget,
+    QToolButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QTreeWidgetItemIterator,
+    QVBoxLayout,
+    QWidget,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from writeback_console.config import config_dir
+from writeback_console.domain import Status, utcnow
+from writeback_console.settings import AppSettings
+from writeback_console.store import queue
+from writeback_console.store.engine import read_session
+from writeback_console.store.queue import WritebackFilter
+from writeback_console.ui import export
+from writeback_console.ui.resources import icon, status_icon_name
+from writeback_console.ui.status_pill import pill_color
+from writeback_console.ui.tasks import Task, TaskRunner
+from writeback_console.ui.writeback_model import TaskGroup
+from writeback_console.ui.writeback_view import WritebackListPage
+
+Factory = sessionmaker[Session]
+
+PAGE_WRITEBACKS = "writeback_list"
+PAGE_MAILINGS = "mailings"
+PAGE_CONSTITUENTS = "constituents"
+PAGE_DASHBOARD = "dashboard"
+PAGE_SETTINGS = "settings"
+
+PAGE_TITLES = {
+    PAGE_WRITEBACKS: "Writeback List",
+    PAGE_MAILINGS: "Mailings",
+    PAGE_CONSTITUENTS: "Constituent lookup (CRM360)",
+    PAGE_DASHBOARD: "Dashboard",
+    PAGE_SETTINGS: "Settings",
+}
+#: Pages another part of the application supplies; until then ``page_for`` gives a placeholder.
+PLUGGED_PAGES = (PAGE_MAILINGS, PAGE_CONSTITUENTS, PAGE_SETTINGS)
+
+BANNER_DISABLED = "writeback_disabled"
+BANNER_UNREACHABLE = "personify_unreachable"
+BANNER_CREDENTIALS = "credentials_rejected"
+#: Errors are red, the rest amber.
+BANNER_SEVERITY = {BANNER_CREDENTIALS: "error", BANNER_UNREACHABLE: "error"}
+DISABLED_TEXT = (
+    "Writebacks are switched off: new writebacks are queued, but nothing is sent to Personify360 "
+    "until they are switched on again in Settings."
+)
+
+STATE_FILE = "window.ini"
+ROW_ROLE = Qt.ItemDataRole.UserRole
+
+
+def window_state_path() -> Path:
+    """Where the window remembers its layout: an INI file in the config folder, never the registry."""
+    return config_dir() / STATE_FILE
+
+
+def page_for(name: str) -> QWidget:
+    """A placeholder for a page built elsewhere (Mailings, Constituent lookup, Settings)."""
+    page = QWidget()
+    page.setObjectName(f"placeholder_{name}")
+    layout = QVBoxLayout(page)
+    title = QLabel(PAGE_TITLES.get(name, name))
+    title.setObjectName("pageTitle")
+    hint = QLabel("This page is not available in this build yet.")
+    hint.setObjectName("emptyHint")
+    layout.addWidget(title)
+    layout.addWidget(hint)
+    layout.addStretch(1)
+    return page
+
+
+class Banner(QFrame):
+    """One message across the top of every page, e.g. "writebacks are switched off".
+
+    Signals:
+        dismissed(str): the user closed the banner of this kind.
+    """
+
+    dismissed = Signal(str)
+
+    def __init__(self, kind: str, text: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.kind = kind
+        self.setObjectName("banner")
+        self.setProperty("severity", BANNER_SEVERITY.get(kind, "warning"))
+        self.icon = QLabel()
+        self.icon.setPixmap(icon("warning", pill_color(Status.ERROR)).pixmap(20, 20))
+        self.label = QLabel(text)
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        close = QToolButton()
+        close.setIcon(icon("close"))
+        close.setToolTip("Hide this message")
+        close.clicked.connect(self._dismiss)
+        layout = QHBoxLayout(self)
+        layout.setContentsMargins(8, 4, 4, 4)
+        layout.addWidget(self.icon)
+        layout.addWidget(self.label, 1)
+        layout.addWidget(close)
+
+    def set_text(self, text: str) -> None:
+        self.label.setText(text)
+
+    @Slot()
+    def _dismiss(self) -> None:
+        self.hide()
+        self.dismissed.emit(self.kind)
+
+
+def dashboard_counts(factory: Factory, lease_seconds: int) -> dict[str, int]:
+    """Per-status counts and the two "needs a person" counts; runs on a worker thread."""
+    with read_session(factory) as session:
+        counts: dict[str, int] = {s.value: n for s, n in queue.count_by_status(session).items()}
+        counts["retry_available"] = queue.count_by_status(session, WritebackFilter(retry_available=True))[
+            Status.ERROR
+        ]
+        stuck = WritebackFilter(stuck_before=utcnow() - timedelta(seconds=lease_seconds))
+        counts["stuck"] = queue.count_by_status(session, stuck)[Status.PROCESSING]
+    return counts
+
+
+class StatusCard(QFrame):
+    """A clickable card with an icon, a count and what it counts."""
+
+    def __init__(self, title: str, icon_name: str, color: str, on_click: Callable[[], None]) -> None:
+        super().__init__()
+        self.setObjectName("statusCard")
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self._on_click = on_click
+        symbol = QLabel()
+        symbol.setPixmap(icon(icon_name, QColor(color)).pixmap(28, 28))
+        self.count = QLabel("…")
+        self.count.setObjectName("cardCount")
+        self.title = QLabel(title)
+        self.title.setWordWrap(True)
+        self.open_button = QPushButton("Show")
+        self.open_button.setToolTip(f"Open the Writeback List filtered to {title}")
+        self.open_button.clicked.connect(self._clicked)
+        top = QHBoxLayout()
+        top.addWidget(symbol)
+        top.addWidget(self.count, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.title)
+        layout.addWidget(self.open_button, 0, Qt.AlignmentFlag.AlignRight)
+
+    @Slot()
+    def _clicked(self) -> None:
+        self._on_click()
+
+    def set_count(self, count: int | None) -> None:
+        self.count.setText("…" if count is None else f"{count:,}")
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton:
+            self._on_click()
+
+
+class DashboardPage(QWidget):
+    """Per-status counts as cards; a card opens the list filtered to it.
+
+    Signals:
+        status_clicked(object): a status card was clicked (a ``Status``).
+        attention_clicked(str): "retry_available" or "stuck" was clicked.
+    """
+
+    status_clicked = Signal(object)
+    attention_clicked = Signal(str)
+
+    def __init__(self, factory: Factory, runner: TaskRunner, lease_seconds: int) -> None:
+        super().__init__()
+        self._factory = factory
+        self._runner = TaskGroup(self, runner)
+        self._lease_seconds = lease_seconds
+        self._task: Task | None = None
+        self.cards: dict[str, StatusCard] = {}
+
+        title = QLabel("Dashboard")
+        title.setObjectName("pageTitle")
+        self.note = QLabel("Writebacks in the queue by status.")
+        grid = QGridLayout()
+        grid.setSpacing(12)
+        for n, status in enumerate(Status):
+            card = StatusCard(
+                status.label,
+                status_icon_name(status),
+                pill_color(status).name(),
+                self._emitter(self.status_clicked, status),
+            )
+            self.cards[status.value] = card
+            grid.addWidget(card, n // 3, n % 3)
+        attention = QLabel("Needs a person")
+        attention.setObjectName("sectionTitle")
+        grid.addWidget(attention, 2, 0, 1, 3)
+        for n, (key, text, name) in enumerate(
+            (
+                ("retry_available", "Errors with automatic retries used up: retry by hand", "retry"),
+                ("stuck", "Stuck in Processing: the dispatcher's lease ran out", "status-processing"),
+            )
+        ):
+            card = StatusCard(
+                text, name, pill_color(Status.ERROR).name(), self._emitter(self.attention_clicked, key)
+            )
+            self.cards[key] = card
+            grid.addWidget(card, 3, n)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(16, 16, 16, 16)
+        layout.addWidget(title)
+        layout.addWidget(self.note)
+        layout.addLayout(grid)
+        layout.addStretch(1)
+
+    @staticmethod
+    def _emitter(signal: SignalInstance, value: object) -> Callable[[], None]:
+        def emit() -> None:
+            signal.emit(value)
+
+        return emit
+
+    @Slot()
+    def refresh(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self._task = self._runner.submit(
+            dashboard_counts,
+            self._factory,
+            self._lease_seconds,
+            on_done=self._show_counts,
+            on_error=self._show_error,
+        )
+
+    def _show_counts(self, counts: dict[str, int]) -> None:
+        self._task = None
+        for key, card in self.cards.items():
+            card.set_count(counts.get(key, 0))
+        self.note.setText(
+            f"{sum(counts.get(s.value, 0) for s in Status):,} writebacks in the queue by status."
+        )
+
+    def _show_error(self, error: BaseException) -> None:
+        self._task = None
+        self.note.setText(f"The counts could not be read: {error}")
+
+
+class MainWindow(QMainWindow):
+    """The Writeback Console window.
+
+    Signals:
+        retry_requested(list): Ctrl+R or a Retry action on these writeback ids (wired to the Retry dialog).
+        schedule_requested(): Ctrl+Shift+S (wired to the Schedule Mailing Activity dialog).
+        run_now_requested(): "Run dispatcher now".
+        pause_requested(bool): pause (True) or resume (False) the dispatcher.
+        settings_requested(): Settings was chosen from a menu or the toolbar.
+        page_changed(str): the page shown now.
+    """
+
+    retry_requested = Signal(list)
+    schedule_requested = Signal()
+    run_now_requested = Signal()
+    pause_requested = Signal(bool)
+    settings_requested = Signal()
+    page_changed = Signal(str)
+
+    def __init__(
+        self,
+        factory: Factory,
+        runner: TaskRunner,
+        settings: AppSettings,
+        *,
+        database_label: str,
+        state_path: Path | None = None,
+        page_factory: Callable[[str], QWidget] = page_for,
+    ) -> None:
+        super().__init__()
+        self.factory = factory
+        self.runner = runner
+        self.settings = settings
+        self.database_label = database_label
+        self.state_path = state_path or window_state_path()
+        self.setWindowTitle(f"Writeback Console — {database_label}")
+        self.setObjectName("mainWindow")
+        self._enabled_task: Task | None = None
+        self._tasks = TaskGroup(self, runner)
+        self.writeback_enabled: bool | None = None
+
+        self.writebacks = WritebackListPage(factory, runner, lease_seconds=settings.lease_seconds)
+        self.dashboard = DashboardPage(factory, runner, settings.lease_seconds)
+        self.pages: dict[str, QWidget] = {PAGE_WRITEBACKS: self.writebacks, PAGE_DASHBOARD: self.dashboard}
+        for name in PLUGGED_PAGES:
+            self.pages[name] = page_factory(name)
+        self.stack = QStackedWidget()
+        for page in self.pages.values():
+            self.stack.addWidget(page)
+
+        self.navigation = self._build_navigation()
+        self.banner_area = QWidget()
+        self.banner_area.setObjectName("bannerArea")
+        self._banner_layout = QVBoxLayout(self.banner_area)
+        self._banner_layout.setContentsMargins(6, 6, 6, 0)
+        self._banner_layout.setSpacing(4)
+        self.banner_area.hide()
+        self.banners: dict[str, Banner] = {}
+
+        right = QWidget()
+        right_layout = QVBoxLayout(right)
+        right_layout.setContentsMargins(0, 0, 0, 0)
+        right_layout.setSpacing(0)
+        right_layout.addWidget(self.banner_area)
+        right_layout.addWidget(self.stack, 1)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.setObjectName("mainSplitter")
+        self.splitter.addWidget(self.navigation)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(1, 1)
+        self.splitter.setSizes([240, 1160])
+        self.setCentralWidget(self.splitter)
+
+        self._build_actions()
+        self._build_menus()
+        self._build_toolbar()
+        self._build_status_bar()
+
+        self.writebacks.retry_requested.connect(self.retry_requested)
+        self.writebacks.selection_changed.connect(self._selection_changed)
+        self.writebacks.status_message.connect(self.show_message)
+        self.dashboard.status_clicked.connect(self._show_status)
+        self.dashboard.attention_clicked.connect(self._show_attention)
+        self.exporter = export.Exporter(factory, runner, self)
+        self.exporter.finished.connect(self._export_finished)
+        self.exporter.failed.connect(self._export_failed)
+        self.exporter.cancelled.connect(lambda: self.show_message("Export cancelled; no file was written"))
+
+        self.resize(1400, 860)
+        self.restore_state()
+        self._selection_changed([])
+
+    # --- construction ----------------------------------------------------------------------------
+
+    def _build_navigation(self) -> QTreeWidget:
+        tree = QTreeWidget()
+        tree.setObjectName("navigation")
+        tree.setHeaderHidden(True)
+        tree.setIconSize(QSize(16, 16))
+        tree.setMinimumWidth(190)
+
+        def folder(parent: QTreeWidget | QTreeWidgetItem, text: str) -> QTreeWidgetItem:
+            item = QTreeWidgetItem(parent, [text])
+            item.setIcon(0, icon("folder"))
+            item.setFlags(Qt.ItemFlag.ItemIsEnabled)
+            return item
+
+        def page(parent: QTreeWidget | QTreeWidgetItem, name: str, icon_name: str) -> QTreeWidgetItem:
+            item = QTreeWidgetItem(parent, [PAGE_TITLES[name]])
+            item.setIcon(0, icon(icon_name))
+            item.setData(0, ROW_ROLE, name)
+            return item
+
+        admin = folder(tree, "Admin")
+        setup = folder(admin, "Setup")
+        bridge = folder(setup, "Bridge Configuration")
+        page(bridge, PAGE_WRITEBACKS, "list")
+        page(tree, PAGE_MAILINGS, "mailing")
+        page(tree, PAGE_CONSTITUENTS, "constituent")
+        page(tree, PAGE_DASHBOARD, "dashboard")
+        page(tree, PAGE_SETTINGS, "settings")
+        tree.expandAll()
+        tree.currentItemChanged.connect(self._navigate)
+        return tree
+
+    def _action(
+        self,
+        text: str,
+        slot: Callable[[], object],
+        *,
+        shortcut: QKeySequence | QKeySequence.StandardKey | str | None = None,
+        icon_name: str | None = None,
+        tip: str = "",
+    ) -> QAction:
+        action = QAction(text, self)
+        if icon_name:
+            action.setIcon(icon(icon_name))
+        if shortcut is not None:
+            action.setShortcut(QKeySequence(shortcut))
+        tip_text = tip or text.rstrip("…")
+        if shortcut is not None:
+            tip_text += f" ({QKeySequence(shortcut).toString(QKeySequence.SequenceFormat.NativeText)})"
+        action.setToolTip(tip_text)
+        action.setStatusTip(tip or text.rstrip("…"))
+        action.triggered.connect(slot)
+        self.addAction(action)  # shortcuts work whichever page has the focus
+        return action
+
+    def _build_actions(self) -> None:
+        self.find_action = self._action(
+            "Find…", self.focus_search, shortcut=QKeySequence.StandardKey.Find, icon_name="search",
+            tip="Search the Writeback List by email, ref, constituent id or mailing",
+        )  # fmt: skip
+        self.refresh_action = self._action(
+            "Refresh", self.refresh, shortcut=QKeySequence.StandardKey.Refresh, icon_name="refresh",
+            tip="Read the list and the counts again",
+        )  # fmt: skip
+        self.export_action = self._action(
+            "Export to CSV…", self.export_csv, shortcut="Ctrl+E", icon_name="export",
+            tip="Export every writeback of the current filter to a CSV file",
+        )  # fmt: skip
+        self.retry_action = self._action(
+            "Retry selected…", self.request_retry, shortcut="Ctrl+R", icon_name="retry",
+            tip="Retry the selected writebacks whose automatic retries are used up",
+        )  # fmt: skip
+        self.schedule_action = self._action(
+            "Schedule Mailing Activity…", self.schedule_requested.emit, shortcut="Ctrl+Shift+S",
+            icon_name="schedule", tip="Send or schedule the mailing activity of a mailing",
+        )  # fmt: skip
+        self.run_now_action = self._action(
+            "Run dispatcher now", self.run_now_requested.emit, shortcut="Ctrl+Shift+R", icon_name="run-now",
+            tip="Start a dispatcher run now instead of waiting for the next one",
+        )  # fmt: skip
+        self.pause_action = self._action(
+            "Pause dispatcher", lambda: None, shortcut="Ctrl+Shift+P", icon_name="pause",
+            tip="Pause or resume the dispatcher's runs",
+        )  # fmt: skip
+        self.pause_action.setCheckable(True)
+        self.pause_action.toggled.connect(self.pause_requested)
+        self.settings_action = self._action(
+            "Settings…", self.open_settings, shortcut="Ctrl+,", icon_name="settings",
+            tip="Personify360 connection, activity codes, dispatcher interval",
+        )  # fmt: skip
+        self.quit_action = self._action("Quit", self.close, shortcut=QKeySequence.StandardKey.Quit)
+        self.detail_action = self._action("Detail pane", lambda: None, shortcut="Ctrl+D")
+        self.detail_action.setCheckable(True)
+        self.detail_action.setChecked(True)
+        self.detail_action.toggled.connect(self.writebacks.set_detail_visible)
+        self.clear_filters_action = self._action(
+            "Clear filters", self.writebacks.filter_bar.clear, shortcut="Ctrl+Shift+X"
+        )
+        self.page_actions: dict[str, QAction] = {}
+        for n, name in enumerate(PAGE_TITLES, start=1):
+            self.page_actions[name] = self._action(
+                PAGE_TITLES[name], self._opener(name), shortcut=f"Ctrl+{n}"
+            )
+        self.about_action = self._action("About Writeback Console", self.about)
+        self.shortcuts_action = self._action("Keyboard shortcuts", self.show_shortcuts, shortcut="F1")
+
+    def _opener(self, name: str) -> Callable[[], None]:
+        # A closure without parameters: Qt would pass the "checked" flag into a lambda's default.
+        def open_page() -> None:
+            self.show_page(name)
+
+        return open_page
+
+    def _build_menus(self) -> None:
+        bar = self.menuBar()
+        file_menu = bar.addMenu("&File")
+        file_menu.addAction(self.export_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.settings_action)
+        file_menu.addSeparator()
+        file_menu.addAction(self.quit_action)
+        view_menu = bar.addMenu("&View")
+        for action in self.page_actions.values():
+            view_menu.addAction(action)
+        view_menu.addSeparator()
+        view_menu.addAction(self.find_action)
+        view_menu.addAction(self.clear_filters_action)
+        view_menu.addAction(self.refresh_action)
+        view_menu.addAction(self.detail_action)
+        queue_menu = bar.addMenu("&Queue")
+        queue_menu.addAction(self.retry_action)
+        queue_menu.addAction(self.schedule_action)
+        queue_menu.addSeparator()
+        queue_menu.addAction(self.run_now_action)
+        queue_menu.addAction(self.pause_action)
+        help_menu = bar.addMenu("&Help")
+        help_menu.addAction(self.shortcuts_action)
+        help_menu.addAction(self.about_action)
+
+    def _build_toolbar(self) -> None:
+        toolbar = self.addToolBar("Main")
+        toolbar.setObjectName("mainToolbar")
+        toolbar.setMovable(False)
+        toolbar.setIconSize(QSize(20, 20))
+        toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        for action in (self.refresh_action, self.export_action):
+            toolbar.addAction(action)
+        toolbar.addSeparator()
+        for action in (self.retry_action, self.schedule_action):
+            toolbar.addAction(action)
+        toolbar.addSeparator()
+        for action in (self.run_now_action, self.pause_action):
+            toolbar.addAction(action)
+        toolbar.addSeparator()
+        toolbar.addAction(self.settings_action)
+
+    def _build_status_bar(self) -> None:
+        status = self.statusBar()
+        self.database_status = QLabel(self.database_label)
+        self.database_status.setToolTip("The queue database this window works on")
+        #: The dispatcher's widget goes into this slot's layout (state, countdown, progress, last result).
+        self.dispatcher_slot = QWidget()
+        self.dispatcher_slot.setObjectName("dispatcherSlot")
+        slot_layout = QHBoxLayout(self.dispatcher_slot)
+        slot_layout.setContentsMargins(0, 0, 0, 0)
+        status.addPermanentWidget(self.database_status)
+        status.addPermanentWidget(self.dispatcher_slot)
+
+    # --- pages -----------------------------------------------------------------------------------
+
+    def set_page(self, name: str, widget: QWidget) -> None:
+        """Put ``widget`` in place of the page ``name`` (how the real Mailings, Constituent and Settings
+        pages replace their placeholders)."""
+        old = self.pages.get(name)
+        self.pages[name] = widget
+        if old is None:
+            self.stack.addWidget(widget)
+            return
+        self.stack.insertWidget(self.stack.indexOf(old), widget)
+        self.stack.removeWidget(old)
+        old.deleteLater()
+
+    def current_page(self) -> str:
+        widget = self.stack.currentWidget()
+        return next((name for name, page in self.pages.items() if page is widget), "")
+
+    @Slot(str)
+    def show_page(self, name: str) -> None:
+        page = self.pages.get(name)
+        if page is None:
+            return
+        self.stack.setCurrentWidget(page)
+        iterator = QTreeWidgetItemIterator(self.navigation)
+        while iterator.value() is not None:
+            item = iterator.value()
+            if item.data(0, ROW_ROLE) == name:
+                self.navigation.blockSignals(True)
+                self.navigation.setCurrentItem(item)
+                self.navigation.blockSignals(False)
+                break
+            iterator += 1
+        if name == PAGE_DASHBOARD:
+            self.dashboard.refresh()
+        self._selection_changed(self.writebacks.selected_ids())
+        self.page_changed.emit(name)
+
+    @Slot(QTreeWidgetItem, QTreeWidgetItem)
+    def _navigate(self, current: QTreeWidgetItem | None, _previous: QTreeWidgetItem | None) -> None:
+        name = current.data(0, ROW_ROLE) if current is not None else None
+        if isinstance(name, str):
+            self.show_page(name)
+
+    @Slot(object)
+    def _show_status(self, status: Status) -> None:
+        self.writebacks.filter_bar.clear()
+        self.writebacks.filter_bar.set_statuses([status])
+        self.show_page(PAGE_WRITEBACKS)
+
+    @Slot(str)
+    def _show_attention(self, key: str) -> None:
+        bar = self.writebacks.filter_bar
+        bar.clear()
+        if key == "stuck":
+            bar.set_flags(stuck=True)
+        else:
+            bar.set_flags(retry_available=True)
+        self.show_page(PAGE_WRITEBACKS)
+
+    def open_ref(self, ref: str) -> None:
+        """Show one writeback in the list by its reference (from the constituent viewer)."""
+        self.show_page(PAGE_WRITEBACKS)
+        self.writebacks.select_ref(ref)
+
+    # --- actions ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """First queries: the list, and whether writebacks are switched on (both off the GUI thread)."""
+        self.show_page(PAGE_WRITEBACKS)
+        self.writebacks.start()
+        self.check_writeback_enabled()
+
+    @Slot()
+    def check_writeback_enabled(self) -> None:
+        if self._enabled_task is not None:
+            self._enabled_task.cancel()
+        self._enabled_task = self._tasks.submit(
+            _query_writeback_enabled, self.factory, on_done=self._enabled_known, on_error=self._enabled_failed
+        )
+
+    def _enabled_known(self, enabled: bool) -> None:
+        self._enabled_task = None
+        self.writeback_enabled = enabled
+        if enabled:
+            self.hide_banner(BANNER_DISABLED)
+        else:
+            self.show_banner(BANNER_DISABLED, DISABLED_TEXT)
+
+    def _enabled_failed(self, error: BaseException) -> None:
+        self._enabled_task = None
+        self.show_message(f"Could not read whether writebacks are switched on: {error}")
+
+    @Slot()
+    def focus_search(self) -> None:
+        self.show_page(PAGE_WRITEBACKS)
+        self.writebacks.filter_bar.focus_search()
+
+    @Slot()
+    def refresh(self) -> None:
+        if self.current_page() == PAGE_DASHBOARD:
+            self.dashboard.refresh()
+        self.writebacks.reload()
+        self.check_writeback_enabled()
+        self.show_message("Refreshed", 2000)
+
+    @Slot()
+    def request_retry(self) -> None:
+        ids = self.writebacks.selected_ids()
+        if ids:
+            self.retry_requested.emit(ids)
+        else:
+            self.show_message("Select the writebacks to retry first")
+
+    @Slot()
+    def open_settings(self) -> None:
+        self.show_page(PAGE_SETTINGS)
+        self.settings_requested.emit()
+
+    @Slot()
+    def export_csv(self) -> None:
+        if self.exporter.running:
+            self.show_message("An export is already running")
+            return
+        path = export.ask_export_path(self, export.suggested_file_name(utcnow().astimezone()))
+        if path is None:
+            return
+        self.exporter.start(self.writebacks.current_query(), path)
+
+    @Slot(int, str)
+    def _export_finished(self, rows: int, path: str) -> None:
+        self.show_message(f"Exported {rows:,} writebacks to {path}", 10_000)
+
+    @Slot(str)
+    def _export_failed(self, message: str) -> None:
+        self.show_message(message, 15_000)
+        QMessageBox.warning(self, "Export failed", message)
+
+    @Slot(list)
+    def _selection_changed(self, ids: list[int]) -> None:
+        on_list = self.current_page() in (PAGE_WRITEBACKS, "")
+        self.retry_action.setEnabled(on_list and bool(ids))
+        self.retry_action.setText(f"Retry selected ({len(ids):,})…" if len(ids) > 1 else "Retry selected…")
+
+    @Slot()
+    def about(self) -> None:
+        QMessageBox.about(
+            self,
+            "About Writeback Console",
+            "Writeback Console\n\nThe desktop tool for the Informz → Personify360 writeback queue: find "
+            "failed writebacks, understand why, retry them, and watch the dispatcher.",
+        )
+
+    @Slot()
+    def show_shortcuts(self) -> None:
+        lines = []
+        for action in self.actions():
+            if not action.shortcut().isEmpty():
+                key = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+                lines.append(f"{key}\t{action.text().replace('&', '')}")
+        QMessageBox.information(self, "Keyboard shortcuts", "\n".join(lines))
+
+    @Slot(str)
+    def show_message(self, text: str, timeout: int = 8000) -> None:
+        self.statusBar().showMessage(text, timeout)
+
+    # --- banners ---------------------------------------------------------------------------------
+
+    def show_banner(self, kind: str, text: str) -> None:
+        """Show (or update) the banner of this kind above every page."""
+        banner = self.banners.get(kind)
+        if banner is None:
+            banner = Banner(kind, text)
+            self.banners[kind] = banner
+            self._banner_layout.addWidget(banner)
+        banner.set_text(text)
+        banner.show()
+        self.banner_area.show()
+
+    def hide_banner(self, kind: str) -> None:
+        banner = self.banners.pop(kind, None)
+        if banner is not None:
+            self._banner_layout.removeWidget(banner)
+            banner.deleteLater()
+        self.banner_area.setVisible(bool(self.banners))
+
+    def banner_text(self, kind: str) -> str | None:
+        banner = self.banners.get(kind)
+        return banner.label.text() if banner is not None and not banner.isHidden() else None
+
+    # --- remembered layout -----------------------------------------------------------------------
+
+    def _state(self) -> QSettings:
+        return QSettings(str(self.state_path), QSettings.Format.IniFormat)
+
+    def save_state(self) -> None:
+        state = self._state()
+        state.setValue("window/geometry", self.saveGeometry())
+        state.setValue("window/state", self.saveState())
+        state.setValue("window/splitter", self.splitter.saveState())
+        for key, value in self.writebacks.save_state().items():
+            state.setValue(f"writeback_list/{key}", value)
+        state.setValue("writeback_list/detail_visible", self.detail_action.isChecked())
+        state.sync()
+
+    def restore_state(self) -> None:
+        if not self.state_path.exists():
+            return
+        state = self._state()
+        geometry = state.value("window/geometry")
+        if isinstance(geometry, QByteArray):
+            self.restoreGeometry(geometry)
+        window_state = state.value("window/state")
+        if isinstance(window_state, QByteArray):
+            self.restoreState(window_state)
+        splitter = state.value("window/splitter")
+        if isinstance(splitter, QByteArray):
+            self.splitter.restoreState(splitter)
+        self.writebacks.restore_state(
+            {key: state.value(f"writeback_list/{key}") for key in ("splitter", "header")}
+        )
+        visible = state.value("writeback_list/detail_visible", True)
+        self.detail_action.setChecked(visible not in (False, "false"))
+
+    def closeEvent(self, event: QCloseEvent) -> None:
+        self.save_state()
+        self.exporter.cancel()
+        self.writebacks.model.cancel_pending()
+        # Let queries in flight finish so that no session is cut off mid-statement.
+        self.runner.wait(5000)
+        super().closeEvent(event)
+
+
+def _query_writeback_enabled(factory: Factory) -> bool:
+    with read_session(factory) as session:
+        return queue.writeback_enabled(session)

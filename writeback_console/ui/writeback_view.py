@@ -1,0 +1,479 @@
+"""The Writeback List screen: filter bar, paged table and detail pane, with its actions and context menu."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+
+from PySide6.QtCore import QByteArray, QItemSelection, QItemSelectionModel, QPoint, Qt, Signal, Slot
+from PySide6.QtGui import QGuiApplication
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QHeaderView,
+    QMenu,
+    QSplitter,
+    QTableView,
+    QVBoxLayout,
+    QWidget,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from writeback_console.domain import Kind, Status, normalize_ref
+from writeback_console.store import queue
+from writeback_console.store.engine import read_session
+from writeback_console.store.queue import WritebackFilter, WritebackRow
+from writeback_console.ui.detail_pane import DetailPane
+from writeback_console.ui.filter_bar import DEFAULT_LEASE_SECONDS, FilterBar
+from writeback_console.ui.status_pill import StatusPillDelegate
+from writeback_console.ui.tasks import Task, TaskRunner
+from writeback_console.ui.writeback_model import (
+    COLUMNS,
+    PILL_ROLE,
+    ROW_ROLE,
+    Column,
+    ListQuery,
+    TaskGroup,
+    WritebackTableModel,
+    column_for_sort,
+)
+
+Factory = sessionmaker[Session]
+
+
+def count_statuses(factory: Factory, flt: WritebackFilter) -> dict[Status, int]:
+    """Rows per status under ``flt`` without its status choice; runs on a worker thread."""
+    with read_session(factory) as session:
+        return queue.count_by_status(session, flt)
+
+
+class WritebackTable(QTableView):
+    """The table of the Writeback List: fixed row height, pill delegate, selection kept across reloads.
+
+    Signals:
+        selected_ids_changed(list): the ids of the selected rows, in table order.
+    """
+
+    selected_ids_changed = Signal(list)
+
+    def __init__(self, model: WritebackTableModel, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("writebackTable")
+        self.setModel(model)
+        self._model = model
+        self._kept_ids: list[int] = []
+        self._kept_current: int | None = None
+        self._kept_scroll = 0
+
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setAlternatingRowColors(True)
+        self.setWordWrap(False)
+        self.setTextElideMode(Qt.TextElideMode.ElideRight)
+        self.setHorizontalScrollMode(QAbstractItemView.ScrollMode.ScrollPerPixel)
+        self.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.setItemDelegateForColumn(Column.STATUS, StatusPillDelegate(PILL_ROLE, self))
+
+        # Fixed height: the view never measures rows, so a million-row model costs nothing to lay out.
+        rows = self.verticalHeader()
+        rows.setVisible(False)
+        rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
+        rows.setDefaultSectionSize(self.fontMetrics().height() + 12)
+
+        header = self.horizontalHeader()
+        header.setSectionsMovable(True)
+        header.setStretchLastSection(True)
+        header.setHighlightSections(False)
+        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
+        for column, spec in COLUMNS.items():
+            self.setColumnWidth(column, spec.width)
+        header.setSortIndicator(Column.CREATED, Qt.SortOrder.DescendingOrder)
+        self._sorted_by = (int(Column.CREATED), Qt.SortOrder.DescendingOrder)
+        self.setSortingEnabled(True)
+        header.sortIndicatorChanged.connect(self._sort_indicator_changed)
+
+        model.modelAboutToBeReset.connect(self._keep_selection)
+        model.first_page_loaded.connect(self._restore_selection)
+        self.selectionModel().selectionChanged.connect(self._selection_changed)
+
+    def selected_ids(self) -> list[int]:
+        rows = sorted(index.row() for index in self.selectionModel().selectedRows())
+        ids = []
+        for n in rows:
+            row = self._model.row_at(n)
+            if row is not None:
+                ids.append(row.id)
+        return ids
+
+    def selected_rows(self) -> list[WritebackRow]:
+        rows = sorted(index.row() for index in self.selectionModel().selectedRows())
+        return [r for r in (self._model.row_at(n) for n in rows) if r is not None]
+
+    def select_ids(self, ids: Iterable[int], *, current: int | None = None) -> int:
+        """Select the rows with these ids that are loaded; returns how many were found."""
+        selection = QItemSelection()
+        last = self._model.columnCount() - 1
+        found = 0
+        for writeback_id in ids:
+            n = self._model.row_of_id(writeback_id)
+            if n is not None:
+                selection.select(self._model.index(n, 0), self._model.index(n, last))
+                found += 1
+        flags = QItemSelectionModel.SelectionFlag.ClearAndSelect | QItemSelectionModel.SelectionFlag.Rows
+        self.selectionModel().select(selection, flags)
+        target = self._model.row_of_id(current) if current is not None else None
+        if target is None and found:
+            target = min(idx.row() for idx in self.selectionModel().selectedRows())
+        if target is not None:
+            self.selectionModel().setCurrentIndex(
+                self._model.index(target, 0), QItemSelectionModel.SelectionFlag.NoUpdate
+            )
+        return found
+
+    @Slot()
+    def _keep_selection(self) -> None:
+        self._kept_ids = self.selected_ids()
+        current = self._model.row_at(self.currentIndex().row()) if self.currentIndex().isValid() else None
+        self._kept_current = current.id if current else None
+        self._kept_scroll = self.verticalScrollBar().value()
+
+    @Slot(bool)
+    def _restore_selection(self, keep_position: bool) -> None:
+        found = self.select_ids(self._kept_ids, current=self._kept_current)
+        if keep_position:
+            self.verticalScrollBar().setValue(self._kept_scroll)
+        elif found and self.currentIndex().isValid():
+            self.scrollTo(self.currentIndex(), QAbstractItemView.ScrollHint.EnsureVisible)
+        else:
+            self.scrollToTop()
+        if not found:
+            self.selected_ids_changed.emit([])
+
+    @Slot(int, Qt.SortOrder)
+    def _sort_indicator_changed(self, section: int, order: Qt.SortOrder) -> None:
+        if 0 <= section < len(Column) and COLUMNS[Column(section)].sort is None:
+            # Not sortable in SQL: put the arrow back where the rows really are sorted.
+            header = self.horizontalHeader()
+            header.blockSignals(True)
+            header.setSortIndicator(*self._sorted_by)
+            header.blockSignals(False)
+            return
+        self._sorted_by = (section, order)
+
+    def show_sort(self, query: ListQuery) -> None:
+        """Put the header's arrow on the column the query sorts by."""
+        column = column_for_sort(query.sort)
+        if column is None:
+            return
+        order = Qt.SortOrder.DescendingOrder if query.descending else Qt.SortOrder.AscendingOrder
+        header = self.horizontalHeader()
+        header.blockSignals(True)
+        header.setSortIndicator(column, order)
+        header.blockSignals(False)
+        self._sorted_by = (int(column), order)
+
+    @Slot(QItemSelection, QItemSelection)
+    def _selection_changed(self, _selected: QItemSelection, _deselected: QItemSelection) -> None:
+        self.selected_ids_changed.emit(self.selected_ids())
+
+
+class WritebackListPage(QWidget):
+    """Admin › Setup › Bridge Configuration › Writeback List.
+
+    Signals:
+        retry_requested(list): the user asked to retry these writeback ids (context menu, detail pane).
+        selection_changed(list): ids of the selected rows.
+        status_message(str): something to tell the user in the status bar.
+        counts_changed(dict): rows per status under the current filter (without its status choice).
+    """
+
+    retry_requested = Signal(list)
+    selection_changed = Signal(list)
+    status_message = Signal(str)
+    counts_changed = Signal(dict)
+
+    def __init__(
+        self,
+        factory: Factory,
+        runner: TaskRunner,
+        *,
+        lease_seconds: int = DEFAULT_LEASE_SECONDS,
+        page_size: int | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self._factory = factory
+        self._runner = TaskGroup(self, runner)
+        self._count_task: Task | None = None
+        self._count_generation = 0
+        self._counts: dict[Status, int] | None = None
+        self._select_after_load: str | None = None
+
+        self.model = WritebackTableModel(factory, runner, parent=self)
+        if page_size is not None:
+            self.model.page_size = page_size
+        self.filter_bar = FilterBar(lease_seconds)
+        self.table = WritebackTable(self.model)
+        self.detail = DetailPane(factory, runner)
+        self.detail.setMinimumHeight(180)
+
+        # Below the table rather than beside it: ten columns need the window's whole width.
+        self.splitter = QSplitter(Qt.Orientation.Vertical)
+        self.splitter.setObjectName("listSplitter")
+        self.splitter.addWidget(self.table)
+        self.splitter.addWidget(self.detail)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        self.splitter.setChildrenCollapsible(False)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(0)
+        layout.addWidget(self.filter_bar)
+        layout.addWidget(self.splitter, 1)
+
+        self.filter_bar.filter_changed.connect(self.apply_filters)
+        self.table.selected_ids_changed.connect(self._selection_changed)
+        self.table.customContextMenuRequested.connect(self._context_menu)
+        self.table.doubleClicked.connect(self._open_detail)
+        self.detail.retry_requested.connect(self.retry_requested)
+        self.model.first_page_loaded.connect(self._first_page_loaded)
+        self.model.page_appended.connect(self._page_appended)
+        self.model.loading_changed.connect(self._update_summary)
+        self.model.load_failed.connect(self.status_message)
+
+    # --- queries ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run the first query (separate from construction so that state can be restored first)."""
+        self.apply_filters()
+
+    def current_query(self) -> ListQuery:
+        return self.model.query
+
+    def current_filter(self) -> WritebackFilter:
+        return self.model.query.filter
+
+    @Slot()
+    def apply_filters(self) -> None:
+        """Re-query with the filter bar's filter, and recount the statuses under it."""
+        flt = self.filter_bar.build_filter()
+        self.model.set_query(replace(self.model.query, filter=flt))
+        self.refresh_counts()
+        self._update_summary()
+
+    @Slot()
+    def refresh_counts(self) -> None:
+        self._count_generation += 1
+        generation = self._count_generation
+        if self._count_task is not None:
+            self._count_task.cancel()
+        self.filter_bar.set_counts(None)
+        self._count_task = self._runner.submit(
+            count_statuses,
+            self._factory,
+            self.model.query.filter,
+            on_done=lambda counts: self._counted(generation, counts),
+            on_error=lambda error: self._count_failed(generation, error),
+        )
+
+    def _counted(self, generation: int, counts: dict[Status, int]) -> None:
+        if generation != self._count_generation:
+            return
+        self._count_task = None
+        self._counts = counts
+        self.filter_bar.set_counts(counts)
+        self._update_summary()
+        self.counts_changed.emit(dict(counts))
+
+    def _count_failed(self, generation: int, error: BaseException) -> None:
+        if generation == self._count_generation:
+            self._count_task = None
+            self.status_message.emit(f"Rows could not be counted: {error}")
+
+    def matching_rows(self) -> int | None:
+        """How many rows the current filter matches, once counted."""
+        if self._counts is None:
+            return None
+        statuses = self.model.query.filter.statuses or frozenset(Status)
+        return sum(n for s, n in self._counts.items() if s in statuses)
+
+    @Slot()
+    def reload(self) -> None:
+        """F5: read the list and the counts again, keeping selection and scroll position."""
+        flt = self.filter_bar.build_filter()
+        if flt != self.model.query.filter:
+            # "Stuck" is measured from now, so the filter moves on with the clock.
+            self.model.set_query(replace(self.model.query, filter=flt))
+        else:
+            self.model.reload()
+        self.refresh_counts()
+        self.detail.refresh()
+
+    def refresh_rows(self, ids: Sequence[int]) -> None:
+        """Re-read just these rows after a dispatcher cycle; selection and scroll stay put."""
+        self.model.refresh_rows(ids)
+        if self.detail.writeback_id in set(ids):
+            self.detail.refresh()
+        self.refresh_counts()
+
+    def select_ref(self, ref: str) -> None:
+        """Show the writeback with this reference: search for it alone and select it when it arrives."""
+        self._select_after_load = normalize_ref(ref)
+        self.filter_bar.blockSignals(True)
+        self.filter_bar.clear()
+        self.filter_bar.blockSignals(False)
+        self.filter_bar.set_text(self._select_after_load)
+
+    # --- selection -------------------------------------------------------------------------------
+
+    def selected_ids(self) -> list[int]:
+        return self.table.selected_ids()
+
+    def selected_rows(self) -> list[WritebackRow]:
+        return self.table.selected_rows()
+
+    @Slot(list)
+    def _selection_changed(self, ids: list[int]) -> None:
+        current = self.table.currentIndex()
+        row = self.model.row_at(current.row()) if current.isValid() else None
+        if row is None or row.id not in ids:
+            row = self.model.row_at(self.table.selectionModel().selectedRows()[0].row()) if ids else None
+        if row is None or row.id != self.detail.writeback_id:
+            self.detail.show_writeback(row.id if row else None)
+        self.selection_changed.emit(ids)
+
+    @Slot(bool)
+    def _first_page_loaded(self, _keep_position: bool) -> None:
+        self.table.show_sort(self.model.query)
+        self.filter_bar.add_accounts({row.account for row in self.model.loaded_rows()})
+        if self._select_after_load is not None:
+            ref, self._select_after_load = self._select_after_load, None
+            n = self.model.row_of_ref(ref)
+            if n is None:
+                self.status_message.emit(f"No writeback with reference {ref}")
+            else:
+                row = self.model.row_at(n)
+                assert row is not None
+                self.table.select_ids([row.id], current=row.id)
+                self.table.scrollTo(self.model.index(n, 0))
+        self._update_summary()
+
+    @Slot(int)
+    def _page_appended(self, _count: int) -> None:
+        self.filter_bar.add_accounts(
+            {row.account for row in self.model.loaded_rows()[-self.model.page_size :]}
+        )
+        self._update_summary()
+
+    @Slot()
+    def _update_summary(self) -> None:
+        shown = self.model.rowCount()
+        total = self.matching_rows()
+        if self.model.loading and shown == 0:
+            text = "Loading…"
+        elif total is None:
+            text = f"{shown:,} shown"
+        elif self.model.at_end:
+            text = f"{shown:,} writeback{'s' if shown != 1 else ''}"
+        else:
+            text = f"{shown:,} of {total:,} shown — scroll for more"
+        if self.model.loading and shown:
+            text += "  · loading…"
+        self.filter_bar.set_summary(text)
+
+    # --- context menu and actions ----------------------------------------------------------------
+
+    @Slot(QPoint)
+    def _context_menu(self, pos: QPoint) -> None:
+        index = self.table.indexAt(pos)
+        if not index.isValid():
+            return
+        if not self.table.selectionModel().isRowSelected(index.row()):
+            self.table.selectRow(index.row())
+        row = index.data(ROW_ROLE)
+        if not isinstance(row, WritebackRow):
+            return
+        menu = self.context_menu_for(row)
+        menu.exec(self.table.viewport().mapToGlobal(pos))
+
+    def context_menu_for(self, row: WritebackRow) -> QMenu:
+        """The table's context menu for ``row`` (built separately so that tests can inspect it)."""
+        menu = QMenu(self)
+        menu.addAction("Copy reference", lambda: self.copy_text(row.ref))
+        copy_email = menu.addAction("Copy email", lambda: self.copy_text(row.email or ""))
+        copy_email.setEnabled(bool(row.email))
+        menu.addAction("Open detail", lambda: self._show_detail_of(row.id))
+        menu.addSeparator()
+        ids = self.selected_ids() or [row.id]
+        retry = menu.addAction(f"Retry selected ({len(ids):,})…", lambda: self.retry_requested.emit(ids))
+        retry.setShortcut("Ctrl+R")
+        menu.addSeparator()
+        menu.addAction(f"Filter by status “{row.status.label}”", lambda: self.filter_by_status(row.status))
+        menu.addAction(f"Filter by kind “{row.kind.label}”", lambda: self.filter_by_kind(row.kind))
+        by_email = menu.addAction(
+            f"Filter by email “{row.email or ''}”", lambda: self.filter_by_text(row.email)
+        )
+        by_email.setEnabled(bool(row.email))
+        if row.master_customer_id:
+            menu.addAction(
+                f"Filter by constituent “{row.master_customer_id}”",
+                lambda: self.filter_by_text(row.master_customer_id),
+            )
+        return menu
+
+    def copy_text(self, text: str) -> None:
+        QGuiApplication.clipboard().setText(text)
+        if text:
+            self.status_message.emit(f"Copied {text}")
+
+    def filter_by_status(self, status: Status) -> None:
+        self.filter_bar.set_statuses([status])
+
+    def filter_by_kind(self, kind: Kind) -> None:
+        self.filter_bar.set_kinds([kind])
+
+    def filter_by_text(self, text: str | None) -> None:
+        if text:
+            self.filter_bar.set_text(text)
+
+    def _show_detail_of(self, writeback_id: int) -> None:
+        self.detail.setVisible(True)
+        if self.detail.writeback_id != writeback_id:
+            self.detail.show_writeback(writeback_id)
+
+    @Slot()
+    def _open_detail(self) -> None:
+        ids = self.selected_ids()
+        if ids:
+            self._show_detail_of(ids[0])
+
+    def set_detail_visible(self, visible: bool) -> None:
+        self.detail.setVisible(visible)
+
+    # --- state -----------------------------------------------------------------------------------
+
+    def save_state(self) -> Mapping[str, QByteArray]:
+        return {
+            "splitter": self.splitter.saveState(),
+            "header": self.table.horizontalHeader().saveState(),
+        }
+
+    def restore_state(self, state: Mapping[str, object]) -> None:
+        splitter = state.get("splitter")
+        if isinstance(splitter, QByteArray) and not splitter.isEmpty():
+            self.splitter.restoreState(splitter)
+        header = state.get("header")
+        if isinstance(header, QByteArray) and not header.isEmpty():
+            # Quietly: a sort indicator in the saved state must not start a query before start().
+            self.table.horizontalHeader().blockSignals(True)
+            self.table.horizontalHeader().restoreState(header)
+            self.table.horizontalHeader().blockSignals(False)
+            # The saved header also carries a sort indicator; make the query follow it.
+            section = self.table.horizontalHeader().sortIndicatorSection()
+            order = self.table.horizontalHeader().sortIndicatorOrder()
+            sort = COLUMNS[Column(section)].sort if 0 <= section < len(Column) else None
+            if sort is not None:
+                descending = order == Qt.SortOrder.DescendingOrder
+                self.model.set_query(replace(self.model.query, sort=sort, descending=descending), run=False)
+            self.table.show_sort(self.model.query)
