@@ -35,9 +35,8 @@ from writeback_console.store import queue
 from writeback_console.store.engine import read_session
 from writeback_console.store.queue import AttemptRow, AuditRow, WritebackRow
 from writeback_console.ui.status_pill import StatusPill
-from writeback_console.ui.tasks import Task, TaskRunner
+from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
 from writeback_console.ui.writeback_model import (
-    TaskGroup,
     constituent_label,
     local_time,
     pill_spec,

@@ -17,8 +17,8 @@ from writeback_console.domain import Status
 from writeback_console.store import queue
 from writeback_console.store.engine import read_session
 from writeback_console.store.queue import WritebackRow
-from writeback_console.ui.tasks import TaskRunner
-from writeback_console.ui.writeback_model import ListQuery, TaskGroup
+from writeback_console.ui.tasks import TaskGroup, TaskRunner
+from writeback_console.ui.writeback_model import ListQuery
 
 Factory = sessionmaker[Session]
 

@@ -36,8 +36,7 @@ from writeback_console.store.queue import WritebackFilter
 from writeback_console.ui import export
 from writeback_console.ui.resources import icon, status_icon_name
 from writeback_console.ui.status_pill import pill_color
-from writeback_console.ui.tasks import Task, TaskRunner
-from writeback_console.ui.writeback_model import TaskGroup
+from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
 from writeback_console.ui.writeback_view import WritebackListPage
 
 Factory = sessionmaker[Session]

@@ -29,7 +29,7 @@ from writeback_console.store import queue
 from writeback_console.store.engine import read_session
 from writeback_console.store.queue import Cursor, Page, SortField, WritebackFilter, WritebackRow
 from writeback_console.ui.status_pill import PillSpec
-from writeback_console.ui.tasks import Task, TaskRunner
+from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
 
 Factory = sessionmaker[Session]
 Index = QModelIndex | QPersistentModelIndex
@@ -45,55 +45,6 @@ ROW_ROLE = Qt.ItemDataRole.UserRole + 1
 PILL_ROLE = Qt.ItemDataRole.UserRole + 2
 #: The writeback id, any column.
 ID_ROLE = Qt.ItemDataRole.UserRole + 3
-
-
-class TaskGroup:
-    """The tasks one widget or model submitted; all dropped when it is destroyed.
-
-    A result delivered to a Python callback of a deleted Qt object would raise in the event loop,
-    e.g. when a page closes while its query is still running.
-    """
-
-    def __init__(self, owner: QObject, runner: TaskRunner) -> None:
-        self.runner = runner
-        self._tasks: set[Task] = set()
-        tasks = self._tasks
-
-        # A closure over the set, not over self or owner: it must work while owner is being destroyed.
-        def cancel_all() -> None:
-            for task in list(tasks):
-                task.cancel()
-
-        owner.destroyed.connect(cancel_all)
-
-    def submit(
-        self,
-        fn: Callable[..., Any],
-        *args: Any,
-        on_done: Callable[[Any], None] | None = None,
-        on_error: Callable[[BaseException], None] | None = None,
-    ) -> Task:
-        holder: list[Task] = []
-
-        def done(result: Any) -> None:
-            self._tasks.difference_update(holder)
-            if on_done is not None:
-                on_done(result)
-
-        def error(exc: BaseException) -> None:
-            self._tasks.difference_update(holder)
-            if on_error is not None:
-                on_error(exc)
-
-        task = self.runner.submit(fn, *args, on_done=done, on_error=error)
-        holder.append(task)
-        self._tasks.add(task)
-        return task
-
-    def cancel_all(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        self._tasks.clear()
 
 
 class Column(enum.IntEnum):

@@ -25,14 +25,13 @@ from writeback_console.store.queue import WritebackFilter, WritebackRow
 from writeback_console.ui.detail_pane import DetailPane
 from writeback_console.ui.filter_bar import DEFAULT_LEASE_SECONDS, FilterBar
 from writeback_console.ui.status_pill import StatusPillDelegate
-from writeback_console.ui.tasks import Task, TaskRunner
+from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
 from writeback_console.ui.writeback_model import (
     COLUMNS,
     PILL_ROLE,
     ROW_ROLE,
     Column,
     ListQuery,
-    TaskGroup,
     WritebackTableModel,
     column_for_sort,
 )

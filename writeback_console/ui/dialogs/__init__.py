@@ -4,15 +4,14 @@ the small display helpers they share; each dialog module has an ``ask_…()`` wr
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import datetime
-from typing import Any
 
-from PySide6.QtCore import QObject
 from PySide6.QtGui import QColor
 
 from writeback_console.domain import Status
-from writeback_console.ui.tasks import Task, TaskRunner
+
+# Re-exported: the dialogs take it from here.
+from writeback_console.ui.tasks import TaskGroup as TaskGroup
 
 log = logging.getLogger(__name__)
 
@@ -58,43 +57,3 @@ def local_text(moment: datetime | None, *, seconds: bool = False) -> str:
 def count_text(n: int, noun: str, plural: str | None = None) -> str:
     """``1 writeback``, ``37 writebacks``, ``1,200 recipients``."""
     return f"{n:,} {noun if n == 1 else (plural or noun + 's')}"
-
-
-class TaskGroup:
-    """The background tasks one widget waits for; their results are dropped once the widget is destroyed,
-    so that a late answer never reaches a deleted widget."""
-
-    def __init__(self, owner: QObject, runner: TaskRunner) -> None:
-        self._runner = runner
-        self._tasks: set[Task] = set()
-        owner.destroyed.connect(self.cancel_all)
-
-    def submit(
-        self,
-        fn: Callable[..., Any],
-        *args: Any,
-        on_done: Callable[[Any], None] | None = None,
-        on_error: Callable[[BaseException], None] | None = None,
-    ) -> Task:
-        task: Task | None = None
-
-        def done(result: Any) -> None:
-            self._tasks.discard(task)
-            if on_done is not None:
-                on_done(result)
-
-        def failed(exc: BaseException) -> None:
-            self._tasks.discard(task)
-            if on_error is not None:
-                on_error(exc)
-            else:
-                log.error("background task failed: %s", getattr(exc, "__traceback_text__", exc))
-
-        task = self._runner.submit(fn, *args, on_done=done, on_error=failed)
-        self._tasks.add(task)
-        return task
-
-    def cancel_all(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        self._tasks.clear()
