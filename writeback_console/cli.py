@@ -481,25 +481,35 @@ def cmd_schedule_mailing(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    from writeback_console.config import data_dir
-    from writeback_console.store.seed import seed
+def cmd_gui(args: argparse.Namespace) -> int:
+    from writeback_console.ui.app import main as gui_main
 
-    folder = Path(args.folder) if args.folder else data_dir() / "demo"
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "writeback-demo.sqlite3"
-    for stale in folder.glob("writeback-demo.sqlite3*"):
-        stale.unlink()
-    engine = make_engine(f"sqlite:///{path}")
-    upgrade(engine)
-    print(f"seeding a demo queue of {args.rows:,} writebacks in {path} …", flush=True)
-    summary = seed(engine, args.rows)
-    with make_session_factory(engine)() as session:
+    return gui_main(args.db)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from writeback_console import demo
+    from writeback_console.config import data_dir
+
+    folder = demo.prepare(Path(args.folder) if args.folder else data_dir() / "demo", args.rows)
+    with folder.database_engine() as engine, make_session_factory(engine)() as session:
         counts = queue.count_by_status(session)
-    print(f"done in {summary.seconds:.1f} s; writebacks by status:")
+    print("writebacks by status:")
     _print_counts(counts)
-    print(f"\ntry: writeback-console --db {path} list --status error")
-    return EXIT_OK
+    simulator, url = demo.start_simulator(folder)
+    try:
+        demo.configure(folder, url)
+        print(f"Personify360 simulator at {url} (user {demo.DEMO_USER}, password {demo.DEMO_PASSWORD})")
+        if args.no_gui:
+            print(f"try: writeback-console --db {folder.database} list --status error")
+            return EXIT_OK
+        from writeback_console.ui.app import main as gui_main
+
+        print("opening the console …", flush=True)
+        return gui_main(folder.db_url, settings_path=folder.settings, password_store=folder.password_store())
+    finally:
+        simulator.terminate()
+        simulator.wait(10)
 
 
 # --- parser --------------------------------------------------------------------------------------
@@ -590,9 +600,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("mailing_id", type=int, metavar="MAILING_ID")
     p.add_argument("--at", type=_time_arg, metavar="WHEN", help="ISO-8601 time (default: the next run)")
 
-    p = command("demo", cmd_demo, "a fresh seeded demo database")
-    p.add_argument("--rows", type=int, default=200_000, metavar="N")
-    p.add_argument("--folder", metavar="DIR")
+    command("gui", cmd_gui, "open the desktop console on the configured database (the default)")
+
+    p = command(
+        "demo", cmd_demo, "a fresh seeded demo queue and Personify360 simulator, opened in the console"
+    )
+    p.add_argument(
+        "--rows", type=int, default=800_000, metavar="N", help="writebacks to seed (default 800,000)"
+    )
+    p.add_argument("--folder", metavar="DIR", help="where the demo lives (default: the data folder's demo/)")
+    p.add_argument("--no-gui", action="store_true", help="prepare the demo and exit")
 
     _add_optional_commands(sub)
     return parser
@@ -615,8 +632,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "handler", None):
-        parser.print_help()
-        return EXIT_BAD_INPUT
+        args.handler = cmd_gui
     try:
         code: int = args.handler(args)
     except CommandError as exc:

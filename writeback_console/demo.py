@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,6 +72,14 @@ class DemoFolder:
     @property
     def credentials(self) -> Path:
         return self.root / "credentials.json"
+
+    @contextmanager
+    def database_engine(self) -> Iterator[Engine]:
+        engine = make_engine(self.db_url)
+        try:
+            yield engine
+        finally:
+            engine.dispose()
 
     def password_store(self) -> PasswordStore:
         return PasswordStore(fallback=self.credentials, use_keyring=False)

@@ -15,9 +15,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.config import APP_AUTHOR, redact_url, resolve_db_url
-from writeback_console.settings import AppSettings, load_settings
+from writeback_console.personify.client import PersonifyClient
+from writeback_console.settings import AppSettings, PasswordStore, load_settings
 from writeback_console.store.engine import make_engine, make_session_factory
 from writeback_console.store.migrate import ensure_schema
+from writeback_console.ui.console import Console
 from writeback_console.ui.main_window import MainWindow, page_for
 from writeback_console.ui.resources import app_icon, style_sheet
 from writeback_console.ui.tasks import TaskRunner
@@ -56,22 +58,35 @@ class Services:
     factory: Factory
     settings: AppSettings
     runner: TaskRunner
+    password_store: PasswordStore
+    settings_path: Path | None = None
+
+    def client(self) -> PersonifyClient:
+        """A Personify360 client from the current settings; called on worker threads, never the GUI's."""
+        settings = self.settings
+        password = self.password_store.get(settings.service_root_url, settings.user) or ""
+        return PersonifyClient(settings.personify(password))
 
     def close(self) -> None:
         self.runner.wait(10_000)
         self.engine.dispose()
 
 
-def start_services(db_url: str | None = None) -> Services:
-    """Settings, database (schema checked), task runner — always in this order."""
-    settings = load_settings()
+def start_services(
+    db_url: str | None = None,
+    *,
+    settings_path: Path | None = None,
+    password_store: PasswordStore | None = None,
+) -> Services:
+    """Settings, database (schema checked), task runner, password store — always in this order."""
+    settings = load_settings(settings_path)
     url = resolve_db_url(db_url)
     engine = make_engine(url)
     # The embedded SQLite file follows the program; a shared PostgreSQL database is upgraded on purpose.
     ensure_schema(engine, upgrade_if_needed=engine.dialect.name == "sqlite")
     factory = make_session_factory(engine)
     runner = TaskRunner()
-    return Services(url, engine, factory, settings, runner)
+    return Services(url, engine, factory, settings, runner, password_store or PasswordStore(), settings_path)
 
 
 def build_window(
@@ -113,11 +128,26 @@ def make_application(argv: list[str] | None = None) -> QApplication:
     return app
 
 
-def main(db_url: str | None = None) -> int:
+def open_console(services: Services, *, state_path: Path | None = None, dispatcher: bool = True) -> Console:
+    """The window with every page, dialog and the dispatcher wired in; shown by the caller."""
+    window = build_window(
+        services.factory, services.settings, runner=services.runner, state_path=state_path, start=False
+    )
+    console = Console(services, window, dispatcher=dispatcher)
+    window.start()
+    return console
+
+
+def main(
+    db_url: str | None = None,
+    *,
+    settings_path: Path | None = None,
+    password_store: PasswordStore | None = None,
+) -> int:
     """Open the console on ``db_url`` (or the configured database) and run until the window closes."""
     app = make_application()
     try:
-        services = start_services(db_url)
+        services = start_services(db_url, settings_path=settings_path, password_store=password_store)
     except Exception as exc:  # shown to the user in words, with the details to copy
         log.exception("start-up failed")
         box = QMessageBox(QMessageBox.Icon.Critical, APP_DISPLAY_NAME, "The console could not start.")
@@ -125,9 +155,10 @@ def main(db_url: str | None = None) -> int:
         box.setDetailedText(repr(exc))
         box.exec()
         return 1
-    window = build_window(services.factory, services.settings, runner=services.runner)
-    window.show()
+    console = open_console(services)
+    console.window.show()
     try:
         return int(app.exec())
     finally:
+        console.shut_down()
         services.close()

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PySide6.QtCore import QObject, QThread, QTimer, Signal, Slot
+from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -172,6 +172,10 @@ class DispatcherController(QObject):
     def stop(self, wait_ms: int = 60_000) -> bool:
         """Finish or release an in-flight cycle and end the thread; True if it ended in time."""
         self.worker.request_stop()
+        if self.worker_thread.isRunning():
+            # The timer lives in the worker thread and must be stopped there; this waits for a running
+            # cycle, which the stop event has told to finish its requests and put the rest back.
+            QMetaObject.invokeMethod(self.worker, "shutdown", Qt.ConnectionType.BlockingQueuedConnection)
         self.worker_thread.quit()
         return bool(self.worker_thread.wait(wait_ms))
 

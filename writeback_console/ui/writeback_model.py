@@ -112,14 +112,9 @@ def fetch_page(factory: Factory, query: ListQuery, after: Cursor | None, limit: 
 
 def fetch_rows(factory: Factory, ids: Sequence[int]) -> list[WritebackRow]:
     """The current state of some rows (those gone meanwhile are left out); runs on a worker thread."""
-    rows: list[WritebackRow] = []
     with read_session(factory) as session:
-        for writeback_id in ids:
-            try:
-                rows.append(queue.get_writeback(session, writeback_id))
-            except queue.NotFound:
-                continue
-    return rows
+        found = queue.get_writebacks(session, ids)
+    return [found[i] for i in ids if i in found]
 
 
 def local_time(value: datetime | None) -> str:

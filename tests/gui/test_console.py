@@ -1,0 +1,112 @@
+"""The assembled console: real pages in place, dispatcher runs update the list, banners, clean close."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pytestqt.qtbot import QtBot
+
+from tests.helpers.builders import enqueue, fail_runs, item
+from tests.helpers.simulator import MakeSimulator
+from writeback_console.dispatch.cycle import CycleSummary
+from writeback_console.domain import Kind, Status
+from writeback_console.settings import AppSettings, PasswordStore, save_settings
+from writeback_console.sim.server import Simulator
+from writeback_console.store import queue
+from writeback_console.ui.app import Services, open_console, start_services
+from writeback_console.ui.console import Console
+from writeback_console.ui.dialogs import retry
+from writeback_console.ui.dialogs.constituent import ConstituentViewer
+from writeback_console.ui.main_window import BANNER_CREDENTIALS
+from writeback_console.ui.pages.mailings import MailingsPage
+
+
+def services_for(tmp_path: Path, db_url: str, sim: Simulator, password: str = "p") -> Services:
+    settings_path = tmp_path / "settings.json"
+    save_settings(AppSettings(service_root_url=sim.url, user="u", interval_seconds=3600), settings_path)
+    store = PasswordStore(fallback=tmp_path / "credentials.json", use_keyring=False)
+    store.set(sim.url, "u", password)
+    return start_services(db_url, settings_path=settings_path, password_store=store)
+
+
+@pytest.fixture
+def console(
+    qtbot: QtBot, tmp_path: Path, sqlite_url: str, make_simulator: MakeSimulator
+) -> Iterator[Console]:
+    sim = make_simulator()
+    services = services_for(tmp_path, sqlite_url, sim)
+    console = open_console(services, state_path=tmp_path / "window.ini")
+    qtbot.addWidget(console.window)
+    console.sim = sim  # type: ignore[attr-defined]
+    yield console
+    console.shut_down()
+    services.close()
+
+
+def test_real_pages_replace_the_placeholders(console: Console) -> None:
+    pages = console.window.pages
+    assert isinstance(pages["mailings"], MailingsPage)
+    assert isinstance(pages["constituents"], ConstituentViewer)
+    assert "credentials.json" in console.settings_page.summary.text()
+    assert console.status.parent() is not None
+
+
+def test_run_now_sends_and_the_list_shows_it(qtbot: QtBot, console: Console) -> None:
+    ids = enqueue(console.services.factory, *(item(Kind.RESUBSCRIBE, "ann@example.org") for _ in range(3)))
+    model = console.window.writebacks.model
+    console.window.writebacks.reload()
+    qtbot.waitUntil(lambda: model.rowCount() == 3, timeout=10_000)
+    finished: list[CycleSummary] = []
+    console.controller.worker.finished.connect(finished.append)
+    console.window.run_now_requested.emit()
+    qtbot.waitUntil(lambda: bool(finished), timeout=15_000)
+    assert finished[0].sent == 3 and set(finished[0].changed_ids) == set(ids)
+
+    def shown_statuses() -> set[Status]:
+        return {model.row_at(n).status for n in range(model.rowCount())}  # type: ignore[union-attr]
+
+    qtbot.waitUntil(lambda: shown_statuses() == {Status.SENT}, timeout=10_000)
+    assert "sent 3" in console.status.last_label.text()
+
+
+def test_rejected_credentials_show_a_banner(
+    qtbot: QtBot, tmp_path: Path, sqlite_url: str, make_simulator: MakeSimulator
+) -> None:
+    sim = make_simulator()
+    services = services_for(tmp_path, sqlite_url, sim, password="wrong")
+    enqueue(services.factory, *(item(Kind.RESUBSCRIBE, "ann@example.org") for _ in range(5)))
+    console = open_console(services, state_path=tmp_path / "window.ini")
+    qtbot.addWidget(console.window)
+    try:
+        console.window.run_now_requested.emit()
+        qtbot.waitUntil(lambda: console.window.banner_text(BANNER_CREDENTIALS) is not None, timeout=15_000)
+        assert "rejected the credentials" in (console.window.banner_text(BANNER_CREDENTIALS) or "")
+    finally:
+        console.shut_down()
+        services.close()
+
+
+def test_retry_from_the_window_goes_through_the_dialog_and_refreshes(
+    qtbot: QtBot, console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory = console.services.factory
+    (wid,) = enqueue(factory, item(Kind.RESUBSCRIBE, "ann@example.org"))
+    fail_runs(factory, wid, 3)
+    asked: list[list[int]] = []
+
+    def fake_ask(
+        f: object, runner: object, ids: list[int], parent: object = None, **kw: object
+    ) -> tuple[list[int], bool]:
+        asked.append(list(ids))
+        with factory() as session:
+            queue.manual_retry(session, ids, actor="advisor")
+            session.commit()
+        return list(ids), False
+
+    monkeypatch.setattr(retry, "ask_retry", fake_ask)
+    console.window.retry_requested.emit([wid])
+    assert asked == [[wid]]
+    with factory() as session:
+        assert queue.get_writeback(session, wid).status is Status.NEW
