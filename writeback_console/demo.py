@@ -5,6 +5,7 @@ Nothing here touches the user's real settings or database: everything lives in o
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess

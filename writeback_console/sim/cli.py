@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -103,6 +104,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--error-format", choices=ERROR_FORMATS, default="xml", help="error document format")
     parser.add_argument("--unauthorized", action="store_true", help="answer 401 to every request")
     parser.add_argument("--seed", type=int, default=None, help="seed for the fault dice, for repeatable runs")
+    parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process is gone")
 
 
 def read_constituents(path: Path) -> list[dict[str, object]]:
@@ -124,6 +126,16 @@ def read_constituents(path: Path) -> list[dict[str, object]]:
             raise ValueError(f"{path}, line {number}: {error}") from None
         records.append(data)
     return records
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def run(args: argparse.Namespace) -> int:
@@ -179,7 +191,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"Personify360 simulator serving {sim.url}", flush=True)
     try:
         while not stop.wait(0.5):
-            pass
+            # Started by the demo: end with the console even if it was killed without a word.
+            if args.parent_pid is not None and not _alive(args.parent_pid):
+                break
     except KeyboardInterrupt:
         pass
     finally:
