@@ -211,6 +211,8 @@ def start_simulator(folder: DemoFolder) -> tuple[subprocess.Popen[str], str]:
             f"{DEMO_USER}:{DEMO_PASSWORD}",
             "--latency-ms",
             "15",
+            "--parent-pid",
+            str(os.getpid()),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
