@@ -72,14 +72,14 @@ def start_simulator(folder: Path, latency_ms: int) -> tuple[subprocess.Popen[str
             str(folder / f"sim-{latency_ms}.sqlite3"),
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=(folder / f"sim-{latency_ms}.log").open("w"),
         text=True,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if "serving" not in line:
         proc.kill()
-        raise SystemExit(f"simulator did not start: {line}{proc.stderr.read() if proc.stderr else ''}")
+        raise SystemExit(f"simulator did not start: {line}{(folder / f'sim-{latency_ms}.log').read_text()}")
     return proc, line.split("serving ")[1].strip()
 
 

@@ -215,14 +215,15 @@ def start_simulator(folder: DemoFolder) -> tuple[subprocess.Popen[str], str]:
             str(os.getpid()),
         ],
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        # A file, not a pipe: nobody reads the simulator's log while it runs, and a full pipe would stall it.
+        stderr=(folder.root / "simulator.log").open("w"),
         text=True,
     )
     assert proc.stdout is not None
     line = proc.stdout.readline()
     if "serving" not in line:
         proc.kill()
-        error = proc.stderr.read() if proc.stderr else ""
+        error = (folder.root / "simulator.log").read_text()
         raise RuntimeError(f"the Personify360 simulator did not start: {line}{error}")
     return proc, line.split("serving ", 1)[1].strip()
 
