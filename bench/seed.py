@@ -34,10 +34,8 @@ def main() -> None:
         size = sum(p.stat().st_size for p in Path(folder).glob("bench.sqlite3*"))
         engine.dispose()
     print(f"machine: {platform.machine()} python {platform.python_version()}")
-    counts = (
-        f"{summary.writebacks:,} writebacks, {summary.attempts:,} attempts, {summary.mailings:,} mailings"
-    )
-    print(f"rows: {counts}")
+    made = f"{summary.writebacks:,} writebacks, {summary.attempts:,} attempts"
+    print(f"rows: {made}, {summary.mailings:,} mailings, {summary.recipients:,} recipients")
     rate = summary.writebacks / elapsed
     print(f"seconds: {elapsed:.1f} ({rate:,.0f} writebacks/s); target < 60 s for 1,000,000")
     print(f"database size: {size / 1e6:,.0f} MB")

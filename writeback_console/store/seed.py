@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import multiprocessing as mp
 import random
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -246,20 +248,14 @@ def seed(
     started = utcnow()
     # Naive UTC inside the generator: formatting aware times costs more than the inserts.
     now = (now or started).astimezone(UTC).replace(tzinfo=None)
-    rng = random.Random(random_seed)
-    pick_kind = _picker(rng, kind_weights)
-    pick_auto = _picker(rng, automatic_status_weights)
-    pick_mailing_status = _picker(rng, mailing_status_weights)
-    pick_account = _picker(rng, ACCOUNTS)
-    span = days * 86400
+    sqlite = engine.dialect.name == "sqlite"
 
     with _bulk_journal(engine), engine.begin() as conn:
         empty = conn.execute(select(func.count()).select_from(Writeback)).scalar_one() == 0
-        refs = _Refs(rng, set() if empty else set(conn.scalars(select(Writeback.ref))))
+        taken = frozenset() if empty else frozenset(conn.scalars(select(Writeback.ref)))
         next_id = (conn.execute(select(func.max(Writeback.id))).scalar() or 0) + 1
         next_mailing = (conn.execute(select(func.max(Mailing.id))).scalar() or 0) + 1
         next_attempt = (conn.execute(select(func.max(Attempt.id))).scalar() or 0) + 1
-        first_constituent = 100 + next_id
         # Building an index once over sorted data is much faster than keeping it up to date row by row.
         dropped: list[Index] = []
         if empty and engine.dialect.name == "sqlite":
@@ -269,168 +265,35 @@ def seed(
         if engine.dialect.name == "sqlite":
             conn.exec_driver_sql("PRAGMA cache_size = -200000")
 
-        sqlite = engine.dialect.name == "sqlite"
-        # Values are made ready for the driver as they are generated: on SQLite straight to pysqlite
-        # as SQLAlchemy would store them (its per-value processing costs more than the insert itself;
-        # a test reads seeded rows back through the models), elsewhere through SQLAlchemy Core.
-        t: Callable[[datetime], Any] = _sqlite_time if sqlite else _aware
-        j: Callable[[Any], Any] = json.dumps if sqlite else _same
+        spec = _Spec(
+            rows=rows,
+            random_seed=random_seed,
+            now=now,
+            days=days,
+            batch=batch,
+            sqlite=sqlite,
+            next_id=next_id,
+            next_mailing=next_mailing,
+            next_attempt=next_attempt,
+            taken_refs=taken,
+            kind_weights=kind_weights,
+            automatic_status_weights=automatic_status_weights,
+            mailing_status_weights=mailing_status_weights,
+        )
         write = _sqlite_writer(conn) if sqlite else _core_writer(conn)
-        empty_payload = j({})
-        unsub_payloads = [j({"reason": r}) for r in UNSUB_REASONS]
-        # Opt-ins outnumber opt-outs three to two.
-        interest_payloads = [j({"interest": i, "opted_in": k < 3}) for i in INTERESTS for k in range(5)]
-
-        writebacks: list[tuple[Any, ...]] = []
-        attempts: list[tuple[Any, ...]] = []
-        mailings: list[tuple[Any, ...]] = []
-        recipients: list[tuple[Any, ...]] = []
-        totals = {"attempts": 0, "mailings": 0, "recipients": 0}
-
-        def flush() -> None:
-            write(Mailing, mailings)
-            write(MailingRecipient, recipients)
-            write(Writeback, writebacks)
-            write(Attempt, attempts)
-            totals["mailings"] += len(mailings)
-            totals["recipients"] += len(recipients)
-            totals["attempts"] += len(attempts)
-            for part in (mailings, recipients, writebacks, attempts):
-                part.clear()
-
-        def add_mailing(mid: int, account: str, name: str, sent: datetime) -> None:
-            # Column order of the mailing table.
-            mailings.append(
-                (mid, account, name, name, str(900000 + mid), t(sent), t(sent - timedelta(days=1)))
-            )
-
-        def add_recipients(mid: int, sent: datetime, remote: bool) -> None:
-            for r in _recipients(rng, mid, sent, remote, first_constituent, rows):
-                recipients.append(
-                    (
-                        None,
-                        mid,
-                        r["email"],
-                        r["master_customer_id"],
-                        r["sub_customer_id"],
-                        t(r["sent_at"]),
-                        t(r["opened_at"]) if r["opened_at"] else None,
-                        j(r["clicks"]),
-                        t(r["bounced_at"]) if r["bounced_at"] else None,
-                        r["bounce_reason"],
-                        r["blocked"],
-                    )
-                )
-
-        mailings_with_recipients = 0
-        rand = rng.random
-        for i in range(rows):
-            wid = next_id + i
-            kind: Kind = pick_kind()
-            account: str = pick_account()
-            created = now - timedelta(seconds=3600 + span * (1 - i / max(rows, 1)) + rand() * 60)
-            occurred = created - timedelta(seconds=5 + int(rand() * 3600))
-            status: Status = pick_mailing_status() if kind is Kind.MAILING_ACTIVITY else pick_auto()
-            n = first_constituent + int(rand() * (rows * 2 + 10))
-            _, _, email = person(n)
-            master = constituent_id(n) if rand() < 0.7 else None
-            payload: Any = empty_payload
-            mailing_id = None
-            row_email: str | None = email
-            scheduled_for = None
-            if kind is Kind.UNSUBSCRIBE:
-                payload = unsub_payloads[int(rand() * len(unsub_payloads))]
-            elif kind is Kind.INVALID_EMAIL:
-                reason = rng.choice(BOUNCE_REASONS).format(email=email, domain=email.rpartition("@")[2])
-                payload = j({"reason": reason})
-            elif kind is Kind.INTERESTS:
-                payload = interest_payloads[int(rand() * len(interest_payloads))]
-            elif kind is Kind.MAILING_ACTIVITY:
-                mailing_id = next_mailing
-                next_mailing += 1
-                row_email, master = None, None
-                name = f"{rng.choice(MAILING_TOPICS)} – {occurred:%b %d, %Y}"
-                payload = j({"mailing_name": name})
-                add_mailing(mailing_id, account, name, occurred)
-                # Recent mailings get recipients so that they can really be sent from the demo.
-                if (
-                    rows - i <= MAILINGS_WITH_RECIPIENTS * 4
-                    and mailings_with_recipients < MAILINGS_WITH_RECIPIENTS
-                ):
-                    mailings_with_recipients += 1
-                    add_recipients(mailing_id, occurred, status is not Status.NO_REMOTE_RECIPIENTS)
-                if status is Status.SCHEDULED:
-                    scheduled_for = t(now + timedelta(hours=1 + int(rand() * 24 * 14)))
-            wb_attempts, history, last = _history(rng, kind, status, created, email, master)
-            final = len(history)
-            for number, (at, failure) in enumerate(history, start=1):
-                running = status is Status.PROCESSING and number == final
-                # Column order of the attempt table.
-                attempts.append(
-                    (
-                        next_attempt,
-                        wid,
-                        number,
-                        t(at),
-                        None if running else t(at + timedelta(milliseconds=40 + int(rand() * 30000))),
-                        _outcome(status, number, final, failure),
-                        failure.http_status
-                        if failure
-                        else (200 if number == final and not running else None),
-                        failure.message if failure else None,
-                        failure.excerpt if failure else None,
-                        DISPATCHERS[int(rand() * len(DISPATCHERS))],
-                        False,
-                    )
-                )
-                next_attempt += 1
-            locked = status is Status.PROCESSING
-            failed = last is not None and status is Status.ERROR
-            locked_at = None
-            if locked:
-                # Half of the Processing rows have been stuck for hours: a dispatcher died.
-                locked_at = t(now - timedelta(hours=2 + int(rand() * 28)) if rand() < 0.5 else now)
-            # Column order of the writeback table.
-            writebacks.append(
-                (
-                    wid,
-                    refs(),
-                    kind.value,
-                    account,
-                    row_email,
-                    master,
-                    0 if master else None,
-                    mailing_id,
-                    payload,
-                    t(occurred),
-                    status.value,
-                    wb_attempts,
-                    DEFAULT_MAX_ATTEMPTS,
-                    scheduled_for,
-                    t(last.at) if last else None,
-                    "console-2:4242" if locked else None,
-                    locked_at,
-                    Status.NEW.value if locked else None,
-                    False,
-                    t(history[-1][0] + timedelta(seconds=1)) if status is Status.SENT else None,
-                    last.failure.message if failed and last else None,
-                    last.failure.http_status if failed and last else None,
-                    t(created),
-                    t(history[-1][0]) if history else t(created),
-                )
-            )
-            if len(writebacks) >= batch:
-                flush()
-                if progress:
-                    progress(i + 1)
-        flush()
-        # A few mailings sent recently with no mailing activity yet: what staff schedule from the demo.
-        for k in range(40):
-            mid = next_mailing + k
-            sent = now - timedelta(days=_randint(rng, 0, 20), hours=_randint(rng, 0, 23))
-            add_mailing(mid, pick_account(), f"{rng.choice(MAILING_TOPICS)} – {sent:%b %d, %Y}", sent)
-            add_recipients(mid, sent, k % 5 != 0)
-        flush()
+        totals = {"writebacks": 0, "attempts": 0, "mailings": 0, "recipients": 0}
+        names = {
+            Writeback: "writebacks",
+            Attempt: "attempts",
+            Mailing: "mailings",
+            MailingRecipient: "recipients",
+        }
+        for out in _batches(spec):
+            for model, part in out:
+                write(model, part)
+                totals[names[model]] += len(part)
+            if progress:
+                progress(totals["writebacks"])
         for index in dropped:
             index.create(conn)
         if not sqlite:
@@ -448,12 +311,239 @@ def seed(
     if progress:
         progress(rows)
     return SeedSummary(
-        writebacks=rows,
+        writebacks=totals["writebacks"],
         attempts=totals["attempts"],
         mailings=totals["mailings"],
         recipients=totals["recipients"],
         seconds=(utcnow() - started).total_seconds(),
     )
+
+
+Batch = list[tuple[type[Any], list[tuple[Any, ...]]]]
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """Everything the generator needs: plain data, so that it can run in another process."""
+
+    rows: int
+    random_seed: int
+    now: datetime
+    days: int
+    batch: int
+    sqlite: bool
+    next_id: int
+    next_mailing: int
+    next_attempt: int
+    taken_refs: frozenset[str]
+    kind_weights: tuple[tuple[Kind, int], ...]
+    automatic_status_weights: tuple[tuple[Status, int], ...]
+    mailing_status_weights: tuple[tuple[Status, int], ...]
+
+
+#: Below this, a second process costs more than it saves.
+PROCESS_THRESHOLD = 50_000
+
+
+def _batches(spec: _Spec) -> Iterator[Batch]:
+    """The generated rows, batch by batch; on SQLite made in a second process while this one inserts.
+
+    Generating a row costs about as much Python time as inserting it, and both hold the GIL, so a
+    thread would not help; a forked process runs on the machine's other core.
+    """
+    if not spec.sqlite or spec.rows < PROCESS_THRESHOLD or "fork" not in mp.get_all_start_methods():
+        yield from _generate(spec)
+        return
+    context = mp.get_context("fork")
+    channel: Any = context.Queue(maxsize=3)
+    producer = context.Process(target=_produce, args=(spec, channel), name="seed-generator", daemon=True)
+    producer.start()
+    try:
+        while (item := channel.get()) is not None:
+            if isinstance(item, str):
+                raise RuntimeError(f"generating demo data failed:\n{item}")
+            yield item
+    finally:
+        producer.join(timeout=30)
+        if producer.is_alive():
+            producer.kill()
+
+
+def _produce(spec: _Spec, channel: Any) -> None:
+    try:
+        for out in _generate(spec):
+            channel.put(out)
+    except BaseException:  # reported to the inserting process, which raises it
+        channel.put(traceback.format_exc())
+    channel.put(None)
+
+
+def _generate(spec: _Spec) -> Iterator[Batch]:
+    now, rows, sqlite = spec.now, spec.rows, spec.sqlite
+    rng = random.Random(spec.random_seed)
+    pick_kind = _picker(rng, spec.kind_weights)
+    pick_auto = _picker(rng, spec.automatic_status_weights)
+    pick_mailing_status = _picker(rng, spec.mailing_status_weights)
+    pick_account = _picker(rng, ACCOUNTS)
+    span = spec.days * 86400
+    refs = _Refs(rng, set(spec.taken_refs))
+    next_id, next_mailing, next_attempt = spec.next_id, spec.next_mailing, spec.next_attempt
+    first_constituent = 100 + next_id
+    # Values are made ready for the driver as they are generated: on SQLite straight to pysqlite
+    # as SQLAlchemy would store them (its per-value processing costs more than the insert itself;
+    # a test reads seeded rows back through the models), elsewhere through SQLAlchemy Core.
+    t: Callable[[datetime], Any] = _sqlite_time if sqlite else _aware
+    j: Callable[[Any], Any] = json.dumps if sqlite else _same
+    empty_payload = j({})
+    unsub_payloads = [j({"reason": r}) for r in UNSUB_REASONS]
+    # Opt-ins outnumber opt-outs three to two.
+    interest_payloads = [j({"interest": i, "opted_in": k < 3}) for i in INTERESTS for k in range(5)]
+
+    writebacks: list[tuple[Any, ...]] = []
+    attempts: list[tuple[Any, ...]] = []
+    mailings: list[tuple[Any, ...]] = []
+    recipients: list[tuple[Any, ...]] = []
+
+    def batch_out() -> Batch:
+        out: Batch = [
+            (Mailing, mailings[:]),
+            (MailingRecipient, recipients[:]),
+            (Writeback, writebacks[:]),
+            (Attempt, attempts[:]),
+        ]
+        for part in (mailings, recipients, writebacks, attempts):
+            part.clear()
+        return out
+
+    def add_mailing(mid: int, account: str, name: str, sent: datetime) -> None:
+        # Column order of the mailing table.
+        mailings.append((mid, account, name, name, str(900000 + mid), t(sent), t(sent - timedelta(days=1))))
+
+    def add_recipients(mid: int, sent: datetime, remote: bool, size: tuple[int, int] = (5, 60)) -> None:
+        for r in _recipients(rng, mid, sent, remote, first_constituent, rows, size):
+            recipients.append(
+                (
+                    None,
+                    mid,
+                    r["email"],
+                    r["master_customer_id"],
+                    r["sub_customer_id"],
+                    t(r["sent_at"]),
+                    t(r["opened_at"]) if r["opened_at"] else None,
+                    j(r["clicks"]),
+                    t(r["bounced_at"]) if r["bounced_at"] else None,
+                    r["bounce_reason"],
+                    r["blocked"],
+                )
+            )
+
+    mailings_with_recipients = 0
+    rand = rng.random
+    for i in range(rows):
+        wid = next_id + i
+        kind: Kind = pick_kind()
+        account: str = pick_account()
+        created = now - timedelta(seconds=3600 + span * (1 - i / max(rows, 1)) + rand() * 60)
+        occurred = created - timedelta(seconds=5 + int(rand() * 3600))
+        status: Status = pick_mailing_status() if kind is Kind.MAILING_ACTIVITY else pick_auto()
+        n = first_constituent + int(rand() * (rows * 2 + 10))
+        _, _, email = person(n)
+        master = constituent_id(n) if rand() < 0.7 else None
+        payload: Any = empty_payload
+        mailing_id = None
+        row_email: str | None = email
+        scheduled_for = None
+        if kind is Kind.UNSUBSCRIBE:
+            payload = unsub_payloads[int(rand() * len(unsub_payloads))]
+        elif kind is Kind.INVALID_EMAIL:
+            reason = rng.choice(BOUNCE_REASONS).format(email=email, domain=email.rpartition("@")[2])
+            payload = j({"reason": reason})
+        elif kind is Kind.INTERESTS:
+            payload = interest_payloads[int(rand() * len(interest_payloads))]
+        elif kind is Kind.MAILING_ACTIVITY:
+            mailing_id = next_mailing
+            next_mailing += 1
+            row_email, master = None, None
+            name = f"{rng.choice(MAILING_TOPICS)} – {occurred:%b %d, %Y}"
+            payload = j({"mailing_name": name})
+            add_mailing(mailing_id, account, name, occurred)
+            # Every mailing has recipients; recent ones a realistic number, older ones a handful,
+            # which keeps a million rows within a minute.
+            recent = (
+                rows - i <= MAILINGS_WITH_RECIPIENTS * 4
+                and mailings_with_recipients < MAILINGS_WITH_RECIPIENTS
+            )
+            mailings_with_recipients += recent
+            remote = status is not Status.NO_REMOTE_RECIPIENTS
+            add_recipients(mailing_id, occurred, remote, (5, 60) if recent else (1, 3))
+            if status is Status.SCHEDULED:
+                scheduled_for = t(now + timedelta(hours=1 + int(rand() * 24 * 14)))
+        wb_attempts, history, last = _history(rng, kind, status, created, email, master)
+        final = len(history)
+        for number, (at, failure) in enumerate(history, start=1):
+            running = status is Status.PROCESSING and number == final
+            # Column order of the attempt table.
+            attempts.append(
+                (
+                    next_attempt,
+                    wid,
+                    number,
+                    t(at),
+                    None if running else t(at + timedelta(milliseconds=40 + int(rand() * 30000))),
+                    _outcome(status, number, final, failure),
+                    failure.http_status if failure else (200 if number == final and not running else None),
+                    failure.message if failure else None,
+                    failure.excerpt if failure else None,
+                    DISPATCHERS[int(rand() * len(DISPATCHERS))],
+                    False,
+                )
+            )
+            next_attempt += 1
+        locked = status is Status.PROCESSING
+        failed = last is not None and status is Status.ERROR
+        locked_at = None
+        if locked:
+            # Half of the Processing rows have been stuck for hours: a dispatcher died.
+            locked_at = t(now - timedelta(hours=2 + int(rand() * 28)) if rand() < 0.5 else now)
+        # Column order of the writeback table.
+        writebacks.append(
+            (
+                wid,
+                refs(),
+                kind.value,
+                account,
+                row_email,
+                master,
+                0 if master else None,
+                mailing_id,
+                payload,
+                t(occurred),
+                status.value,
+                wb_attempts,
+                DEFAULT_MAX_ATTEMPTS,
+                scheduled_for,
+                t(last.at) if last else None,
+                "console-2:4242" if locked else None,
+                locked_at,
+                Status.NEW.value if locked else None,
+                False,
+                t(history[-1][0] + timedelta(seconds=1)) if status is Status.SENT else None,
+                last.failure.message if failed and last else None,
+                last.failure.http_status if failed and last else None,
+                t(created),
+                t(history[-1][0]) if history else t(created),
+            )
+        )
+        if len(writebacks) >= spec.batch:
+            yield batch_out()
+    yield batch_out()
+    # A few mailings sent recently with no mailing activity yet: what staff schedule from the demo.
+    for k in range(40):
+        mid = next_mailing + k
+        sent = now - timedelta(days=_randint(rng, 0, 20), hours=_randint(rng, 0, 23))
+        add_mailing(mid, pick_account(), f"{rng.choice(MAILING_TOPICS)} – {sent:%b %d, %Y}", sent)
+        add_recipients(mid, sent, k % 5 != 0)
+    yield batch_out()
 
 
 DISPATCHERS = tuple(f"console-{h}:{pid}" for h in (1, 2, 3) for pid in (4242, 17311, 23817, 52210))
@@ -582,16 +672,22 @@ def _outcome(status: Status, number: int, total: int, failure: Failure | None) -
 
 
 def _recipients(
-    rng: random.Random, mailing_id: int, sent: datetime, remote: bool, first_constituent: int, rows: int
+    rng: random.Random,
+    mailing_id: int,
+    sent: datetime,
+    remote: bool,
+    first_constituent: int,
+    rows: int,
+    size: tuple[int, int] = (5, 60),
 ) -> Iterator[dict[str, Any]]:
     seen: set[str] = set()
-    for _ in range(_randint(rng, 5, 60)):
+    for k in range(_randint(rng, *size)):
         n = first_constituent + int(rng.random() * (rows * 2 + 10))
         _, _, email = person(n)
         if email in seen:
             continue
         seen.add(email)
-        known = remote and rng.random() < 0.8
+        known = remote and (k == 0 or rng.random() < 0.8)
         opened = sent + timedelta(minutes=_randint(rng, 1, 2000)) if rng.random() < 0.45 else None
         clicks = (
             [

@@ -1,7 +1,8 @@
 """Screenshots for the README: ``python -m writeback_console.ui.screenshots OUTDIR`` (works offscreen).
 
-It seeds a demo queue in a temporary folder, opens the window and saves PNGs of the Writeback List,
-the detail pane of a failed writeback (fields and attempts) and the dashboard.
+It builds a small demo (queue and Personify360 simulator) in a temporary folder, opens the console and
+saves PNGs of the Writeback List, the detail pane of a failed writeback, the dashboard and the Retry,
+Schedule Mailing Activity, constituent viewer and Settings dialogs.
 """
 
 from __future__ import annotations
@@ -21,11 +22,8 @@ from PySide6.QtCore import QEventLoop
 from PySide6.QtWidgets import QApplication, QWidget
 
 from writeback_console.domain import Status
-from writeback_console.settings import AppSettings
-from writeback_console.store.engine import make_engine, make_session_factory
-from writeback_console.store.migrate import upgrade
-from writeback_console.store.seed import seed
-from writeback_console.ui.app import build_window, make_application
+from writeback_console.ui.app import make_application
+from writeback_console.ui.console import Console
 from writeback_console.ui.main_window import PAGE_DASHBOARD, PAGE_WRITEBACKS, MainWindow
 
 DEMO_ROWS = 20_000
@@ -85,29 +83,96 @@ def take(window: MainWindow, out: Path) -> list[Path]:
     return shots
 
 
+def take_dialogs(console: Console, out: Path) -> list[Path]:
+    """The Retry, Schedule, constituent viewer and Settings dialogs, filled as a user would see them."""
+    from writeback_console.store import queue
+    from writeback_console.ui.dialogs.constituent import ConstituentDialog
+    from writeback_console.ui.dialogs.retry import RetryDialog
+    from writeback_console.ui.dialogs.schedule import ScheduleDialog
+    from writeback_console.ui.dialogs.settings_dialog import SettingsDialog
+
+    services = console.services
+    factory, runner = services.factory, services.runner
+    with factory() as session:
+        exhausted = [
+            r.id for r in queue.iter_rows(session, queue.WritebackFilter(retry_available=True), limit=40)
+        ]
+        errors = queue.WritebackFilter(statuses=frozenset({Status.ERROR}))
+        not_yet = [r.id for r in queue.iter_rows(session, errors, limit=200) if r.attempts < r.max_attempts][
+            :3
+        ]
+        mailing = next(
+            m for m in queue.list_mailings(session) if m.activity_id is None and m.remote_recipients
+        )
+        person = next(
+            r
+            for r in queue.iter_rows(
+                session, queue.WritebackFilter(statuses=frozenset({Status.SENT})), limit=500
+            )
+            if r.email and r.master_customer_id
+        )
+    shots = []
+    retry = RetryDialog(factory, runner, exhausted + not_yet, console.window)
+    retry.show()
+    wait_until(lambda: retry.preview is not None)
+    shots.append(save(retry, out / "retry-dialog.png"))
+    retry.close()
+
+    scheduling = ScheduleDialog(factory, runner, console.window, mailing_id=mailing.id)
+    scheduling.show()
+    wait_until(lambda: scheduling.table.current_id() == mailing.id)
+    shots.append(save(scheduling, out / "schedule-dialog.png"))
+    scheduling.close()
+
+    viewer = ConstituentDialog(factory, runner, services.client, console.window, person.email)
+    viewer.resize(1200, 700)
+    viewer.show()
+    wait_until(lambda: bool(viewer.viewer.activities) and not viewer.viewer.busy)
+    shots.append(save(viewer, out / "constituent-viewer.png"))
+    viewer.close()
+
+    settings = SettingsDialog(
+        services.settings, services.password_store, factory, runner, console.window, services.settings_path
+    )
+    settings.show()
+    settings.test_connection()
+    wait_until(lambda: bool(settings.checks))
+    shots.append(save(settings, out / "settings-dialog.png"))
+    settings.close()
+    return shots
+
+
 def main(argv: list[str] | None = None) -> int:
+    from writeback_console import demo
+    from writeback_console.ui.app import open_console, start_services
+
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("outdir", type=Path)
     parser.add_argument("--rows", type=int, default=DEMO_ROWS)
     args = parser.parse_args(argv)
     args.outdir.mkdir(parents=True, exist_ok=True)
     app = make_application([sys.argv[0]])
-    with tempfile.TemporaryDirectory() as folder:
-        engine = make_engine(f"sqlite:///{Path(folder) / 'demo.sqlite3'}")
-        upgrade(engine)
-        seed(engine, args.rows)
-        factory = make_session_factory(engine)
-        window = build_window(
-            factory, AppSettings(), state_path=Path(folder) / "window.ini", title="demo.sqlite3"
-        )
-        window.resize(*WINDOW_SIZE)
-        window.show()
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = demo.prepare(Path(tmp) / "demo", args.rows)
+        simulator, url = demo.start_simulator(folder)
         try:
-            take(window, args.outdir)
+            demo.configure(folder, url)
+            services = start_services(
+                folder.db_url, settings_path=folder.settings, password_store=folder.password_store()
+            )
+            console = open_console(services, state_path=Path(tmp) / "window.ini", dispatcher=False)
+            window = console.window
+            window.resize(*WINDOW_SIZE)
+            window.show()
+            try:
+                take(window, args.outdir)
+                take_dialogs(console, args.outdir)
+            finally:
+                window.close()
+                services.close()
         finally:
-            window.close()
-            window.runner.wait()
-            engine.dispose()
+            simulator.terminate()
+            simulator.wait(10)
     app.processEvents()
     return 0
 

@@ -104,7 +104,7 @@ class RetryDialog(QDialog):
         self._factory = factory
         # Every result comes back through the group, which drops it once this widget is gone.
         self._runner = TaskGroup(self, runner)
-        self._ids = list(ids)
+        self._ids = list(dict.fromkeys(ids))
         self._filter = dict(filter) if filter is not None else None
         self.preview: RetryPreview | None = None
         self.result_: queue.RetryResult | None = None
