@@ -24,7 +24,7 @@ run: $(STAMP)
 pg:
 	bash tests/helpers/start_postgres.sh
 
-test: $(STAMP) pg
+test: $(STAMP) pg lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -p no:cacheprovider
 
 lint: $(STAMP)

@@ -96,7 +96,7 @@ CODES = {
 }
 
 
-def _failures(kind: Kind, email: str | None, master: str | None) -> list[Failure]:
+def _failures(kind: Kind, email: str | None, master: str | None, recipients: int = 0) -> list[Failure]:
     """Believable reasons for a failed writeback, with what Personify360 answered."""
     master = master or "000000004711"
     common = [
@@ -124,8 +124,8 @@ def _failures(kind: Kind, email: str | None, master: str | None) -> list[Failure
         Failure(None, "the connection to Personify360 was closed before the answer was complete", None),
     ]
     if kind is Kind.MAILING_ACTIVITY:
-        total = 40 + int(master[-4:]) % 40000
-        return [*common, Failure(None, f"{total // 130 + 1:,} of {total:,} recipients failed", None)]
+        total = max(recipients, 1)
+        return [*common, Failure(None, f"{total // 3 + 1:,} of {total:,} recipients failed", None)]
     return [
         *common,
         Failure(
@@ -419,8 +419,11 @@ def _generate(spec: _Spec) -> Iterator[Batch]:
         # Column order of the mailing table.
         mailings.append((mid, account, name, name, str(900000 + mid), t(sent), t(sent - timedelta(days=1))))
 
-    def add_recipients(mid: int, sent: datetime, remote: bool, size: tuple[int, int] = (5, 60)) -> None:
+    def add_recipients(mid: int, sent: datetime, remote: bool, size: tuple[int, int] = (5, 60)) -> int:
+        """Adds a mailing's recipients; returns how many are known in Personify360."""
+        known = 0
         for r in _recipients(rng, mid, sent, remote, first_constituent, rows, size):
+            known += r["master_customer_id"] is not None
             recipients.append(
                 (
                     None,
@@ -436,6 +439,7 @@ def _generate(spec: _Spec) -> Iterator[Batch]:
                     r["blocked"],
                 )
             )
+        return known
 
     mailings_with_recipients = 0
     rand = rng.random
@@ -453,6 +457,7 @@ def _generate(spec: _Spec) -> Iterator[Batch]:
         mailing_id = None
         row_email: str | None = email
         scheduled_for = None
+        remote_count = 0
         if kind is Kind.UNSUBSCRIBE:
             payload = unsub_payloads[int(rand() * len(unsub_payloads))]
         elif kind is Kind.INVALID_EMAIL:
@@ -475,10 +480,10 @@ def _generate(spec: _Spec) -> Iterator[Batch]:
             )
             mailings_with_recipients += recent
             remote = status is not Status.NO_REMOTE_RECIPIENTS
-            add_recipients(mailing_id, occurred, remote, (5, 60) if recent else (1, 3))
+            remote_count = add_recipients(mailing_id, occurred, remote, (5, 60) if recent else (1, 3))
             if status is Status.SCHEDULED:
                 scheduled_for = t(now + timedelta(hours=1 + int(rand() * 24 * 14)))
-        wb_attempts, history, last = _history(rng, kind, status, created, email, master)
+        wb_attempts, history, last = _history(rng, kind, status, created, email, master, remote_count)
         final = len(history)
         for number, (at, failure) in enumerate(history, start=1):
             running = status is Status.PROCESSING and number == final
@@ -628,7 +633,13 @@ class _Last:
 
 
 def _history(
-    rng: random.Random, kind: Kind, status: Status, created: datetime, email: str | None, master: str | None
+    rng: random.Random,
+    kind: Kind,
+    status: Status,
+    created: datetime,
+    email: str | None,
+    master: str | None,
+    recipients: int = 0,
 ) -> tuple[int, list[tuple[datetime, Failure | None]], _Last | None]:
     """The attempts a row in ``status`` went through: (count, [(started, failure or None)], last failure)."""
     if status in (Status.NEW, Status.SCHEDULED):
@@ -644,7 +655,7 @@ def _history(
         earlier = rng.choice((0, 0, 0, 1, 2))
     if earlier == 0:
         return 1, [(run, None)], None
-    failures = _failures(kind, email, master)
+    failures = _failures(kind, email, master, recipients)
     failure = rng.choice(failures)
     history: list[tuple[datetime, Failure | None]] = []
     for k in range(earlier):

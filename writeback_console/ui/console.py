@@ -103,6 +103,8 @@ class Console(QObject):
         self._dispatching = dispatcher
         if dispatcher:
             self.controller.start()
+        else:
+            self.status.state_label.setText("Dispatcher not started")
 
     @Slot(list)
     def retry(self, ids: list[int]) -> None:
