@@ -53,6 +53,12 @@ def test_real_pages_replace_the_placeholders(console: Console) -> None:
     assert console.status.parent() is not None
 
 
+def test_constituent_lookup_page_is_ready_for_an_email(qtbot: QtBot, console: Console) -> None:
+    console.window.show()
+    console.window.show_page("constituents")
+    qtbot.waitUntil(lambda: console.constituents.email_edit.hasFocus(), timeout=5000)
+
+
 def test_run_now_sends_and_the_list_shows_it(qtbot: QtBot, console: Console) -> None:
     ids = enqueue(console.services.factory, *(item(Kind.RESUBSCRIBE, "ann@example.org") for _ in range(3)))
     model = console.window.writebacks.model

@@ -98,6 +98,7 @@ class Console(QObject):
         self.mailings.cancelled.connect(self._queue_changed)
         self.mailings.open_ref.connect(window.open_ref)
         self.constituents.open_ref.connect(window.open_ref)
+        window.page_changed.connect(self._page_shown)
         self.controller.worker.finished.connect(self.cycle_finished)
         self.controller.worker.failed.connect(self.cycle_failed)
         self._dispatching = dispatcher
@@ -105,6 +106,14 @@ class Console(QObject):
             self.controller.start()
         else:
             self.status.state_label.setText("Dispatcher not started")
+
+    @Slot(str)
+    def _page_shown(self, name: str) -> None:
+        # Whoever opens the lookup is about to type an email; the Mailings page shows fresh counts.
+        if name == PAGE_CONSTITUENTS:
+            self.constituents.email_edit.setFocus()
+        elif name == PAGE_MAILINGS:
+            self.mailings.refresh()
 
     @Slot(list)
     def retry(self, ids: list[int]) -> None:

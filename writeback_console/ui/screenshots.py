@@ -112,6 +112,11 @@ def take_dialogs(console: Console, out: Path) -> list[Path]:
             if r.email and r.master_customer_id
         )
     shots = []
+    console.window.show_page("mailings")
+    wait_until(lambda: console.mailings.table.topLevelItemCount() > 0)
+    shots.append(save(console.window, out / "mailings-page.png"))
+    console.window.show_page(PAGE_WRITEBACKS)
+
     retry = RetryDialog(factory, runner, exhausted + not_yet, console.window)
     retry.show()
     wait_until(lambda: retry.preview is not None)
