@@ -473,6 +473,8 @@ class AttemptResult:
 
 
 _T = cast(Table, Writeback.__table__)
+#: What every end of a claim writes: no lease, nothing to restore.
+UNLOCKED: dict[str, Any] = {"locked_by": None, "locked_at": None, "claimed_from": None}
 _A = cast(Table, Attempt.__table__)
 
 
@@ -504,9 +506,7 @@ def record_results(session: Session, results: Sequence[AttemptResult], *, dispat
             .values(
                 status=Status.SENT.value,
                 sent_at=bindparam("at"),
-                locked_by=None,
-                locked_at=None,
-                claimed_from=None,
+                **UNLOCKED,
                 delivery_uncertain=False,
                 last_error=None,
                 last_http_status=bindparam("http"),
@@ -521,9 +521,7 @@ def record_results(session: Session, results: Sequence[AttemptResult], *, dispat
             .values(
                 status=Status.ERROR.value,
                 next_attempt_at=bindparam("at"),
-                locked_by=None,
-                locked_at=None,
-                claimed_from=None,
+                **UNLOCKED,
                 # Knowing the earlier write is absent settles the doubt; a new doubt adds to it.
                 delivery_uncertain=or_(
                     and_(_T.c.delivery_uncertain, bindparam("keep", type_=Boolean)),
@@ -615,9 +613,7 @@ def mark_no_remote_recipients(session: Session, writeback_id: int, *, dispatcher
             .where(_held(writeback_id, dispatcher), W.kind == Kind.MAILING_ACTIVITY.value)
             .values(
                 status=Status.NO_REMOTE_RECIPIENTS.value,
-                locked_by=None,
-                locked_at=None,
-                claimed_from=None,
+                **UNLOCKED,
                 last_error=None,
                 updated_at=now,
             )
@@ -645,9 +641,7 @@ def release(session: Session, ids: Sequence[int], *, dispatcher: str) -> int:
                 .values(
                     status=W.claimed_from,
                     attempts=W.attempts - 1,
-                    locked_by=None,
-                    locked_at=None,
-                    claimed_from=None,
+                    **UNLOCKED,
                 )
                 .returning(W.id)
             )
@@ -683,9 +677,7 @@ def recover_expired_leases(session: Session, *, now: datetime, lease_seconds: fl
             .values(
                 status=func.coalesce(W.claimed_from, Status.ERROR.value),
                 attempts=W.attempts - 1,
-                locked_by=None,
-                locked_at=None,
-                claimed_from=None,
+                **UNLOCKED,
                 delivery_uncertain=True,
                 # SET expressions see the old row, so the message names the dispatcher that died.
                 last_error=literal(before) + func.coalesce(W.locked_by, "?") + literal(after),
