@@ -123,7 +123,7 @@ class MailingsPage(QWidget):
 
     @Slot()
     def refresh(self) -> None:
-        """Reload the list (the lead calls this after a dispatcher cycle); the selection is kept."""
+        """Reload the list (after a dispatcher cycle, or when the page is shown); the selection is kept."""
         if self._task is not None:
             self._task.cancel()
         self.progress.show()
