@@ -6,6 +6,8 @@ import json
 import stat
 from pathlib import Path
 
+import keyring
+import keyring.backend
 import pytest
 
 from writeback_console.settings import AppSettings, PasswordStore, SettingsError, load_settings, save_settings
@@ -77,3 +79,43 @@ def test_password_file_is_readable_only_by_its_owner_and_never_beside_settings(t
 def test_password_never_shows_in_a_repr() -> None:
     client_settings = AppSettings(service_root_url=URL, user="svc").personify("s3cret-value")
     assert "s3cret-value" not in repr(client_settings)
+
+
+class _MemoryKeyring(keyring.backend.KeyringBackend):
+    """A keyring that lives in memory, standing in for the operating system's."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.secrets: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return self.secrets.get((service, username))
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        self.secrets[(service, username)] = password
+
+    def delete_password(self, service: str, username: str) -> None:
+        self.secrets.pop((service, username), None)
+
+
+def test_with_a_keyring_the_password_never_touches_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("WRITEBACK_NO_KEYRING", raising=False)
+    previous = keyring.get_keyring()
+    memory = _MemoryKeyring()
+    keyring.set_keyring(memory)
+    try:
+        store = PasswordStore(fallback=tmp_path / "credentials.json")
+        assert "keyring" in store.where
+        store.set(URL, "svc", "s3cret-value")
+        save_settings(AppSettings(service_root_url=URL, user="svc"), tmp_path / "settings.json")
+        assert store.get(URL, "svc", environ={}) == "s3cret-value"
+    finally:
+        keyring.set_keyring(previous)
+    assert list(memory.secrets.values()) == ["s3cret-value"]
+    assert not (tmp_path / "credentials.json").exists()
+    for file in tmp_path.rglob("*"):
+        assert b"s3cret-value" not in file.read_bytes()
