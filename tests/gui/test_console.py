@@ -116,3 +116,26 @@ def test_retry_from_the_window_goes_through_the_dialog_and_refreshes(
     assert asked == [[wid]]
     with factory() as session:
         assert queue.get_writeback(session, wid).status is Status.NEW
+
+
+# The two rare accounts are the oldest rows, so they are not on the first page the list reads.
+def test_account_filter_offers_every_account_at_once(
+    qtbot: QtBot, tmp_path: Path, sqlite_url: str, make_simulator: MakeSimulator
+) -> None:
+    sim = make_simulator()
+    services = services_for(tmp_path, sqlite_url, sim)
+    enqueue(
+        services.factory,
+        *(
+            item(Kind.RESUBSCRIBE, f"p{n}@example.org", account=a)
+            for n, a in enumerate(["Foundation", "Chapters"] + ["Main"] * 300)
+        ),
+    )
+    console = open_console(services, state_path=tmp_path / "window.ini", dispatcher=False)
+    qtbot.addWidget(console.window)
+    try:
+        combo = console.window.writebacks.filter_bar.account
+        qtbot.waitUntil(lambda: combo.count() == 4, timeout=10_000)
+        assert [combo.itemText(i) for i in range(1, 4)] == ["Chapters", "Foundation", "Main"]
+    finally:
+        services.close()

@@ -1262,6 +1262,13 @@ def iter_rows(
         after = page.next_cursor
 
 
+def list_accounts(session: Session) -> list[str]:
+    """Every Informz account that has writebacks or mailings, for the account filter."""
+    accounts = set(session.scalars(select(W.account).distinct()))
+    accounts.update(session.scalars(select(Mailing.account).distinct()))
+    return sorted(accounts)
+
+
 def count_by_status(session: Session, flt: WritebackFilter | None = None) -> dict[Status, int]:
     """Rows per status under a filter (its own status choice left out, so every status has a count)."""
     where = flt.conditions(include_status=False) if flt else []

@@ -176,6 +176,11 @@ class WritebackTable(QTableView):
         self.selected_ids_changed.emit(self.selected_ids())
 
 
+def _accounts(factory: Factory) -> list[str]:
+    with read_session(factory) as session:
+        return queue.list_accounts(session)
+
+
 class WritebackListPage(QWidget):
     """Admin › Setup › Bridge Configuration › Writeback List.
 
@@ -246,6 +251,7 @@ class WritebackListPage(QWidget):
     def start(self) -> None:
         """Run the first query (separate from construction so that state can be restored first)."""
         self.apply_filters()
+        self._runner.submit(_accounts, self._factory, on_done=self.filter_bar.add_accounts)
 
     def current_query(self) -> ListQuery:
         return self.model.query
