@@ -46,3 +46,14 @@ def test_errors_are_delivered_and_cancelled_results_dropped(qtbot: QtBot) -> Non
     assert str(errors[0]) == "database is down"
     assert "RuntimeError" in errors[0].__traceback_text__  # type: ignore[attr-defined]
     assert results == []
+
+
+def test_every_task_is_released_once_delivered_or_cancelled(qtbot: QtBot) -> None:
+    runner = TaskRunner()
+    results: list[int] = []
+    tasks = [runner.submit(lambda n=n: n, on_done=results.append) for n in range(2000)]
+    for task in tasks[::2]:
+        task.cancel()
+    runner.wait()
+    qtbot.waitUntil(lambda: not runner.busy, timeout=10_000)
+    assert sorted(results) == list(range(1, 2000, 2))

@@ -33,32 +33,42 @@ class _Relay(QObject):
         self,
         on_done: Callable[[Any], None] | None,
         on_error: Callable[[BaseException], None] | None,
-        forget: Callable[[_Relay], None],
+        runner: TaskRunner,
     ) -> None:
-        super().__init__()
+        # Owned by the runner on the C++ side: dropping the last Python reference can then never
+        # delete the relay while one of its own slots runs; it goes with deleteLater() instead.
+        super().__init__(runner)
         self._on_done = on_done
         self._on_error = on_error
-        self._forget = forget
+        self._runner = runner
         self.cancelled = False
         self.succeeded.connect(self._deliver_result)
         self.failed.connect(self._deliver_error)
 
+    def _finish(self) -> None:
+        self._runner._pending.discard(self)
+        self.deleteLater()
+
     @Slot(object)
     def _deliver_result(self, result: object) -> None:
-        self._forget(self)
-        if not self.cancelled and self._on_done is not None:
-            self._on_done(result)
+        try:
+            if not self.cancelled and self._on_done is not None:
+                self._on_done(result)
+        finally:
+            self._finish()
 
     @Slot(object)
     def _deliver_error(self, error: object) -> None:
-        self._forget(self)
-        if self.cancelled:
-            return
-        assert isinstance(error, BaseException)
-        if self._on_error is not None:
-            self._on_error(error)
-        else:
-            log.error("background task failed: %s", getattr(error, "__traceback_text__", error))
+        try:
+            if self.cancelled:
+                return
+            assert isinstance(error, BaseException)
+            if self._on_error is not None:
+                self._on_error(error)
+            else:
+                log.error("background task failed: %s", getattr(error, "__traceback_text__", error))
+        finally:
+            self._finish()
 
 
 class _Job(QRunnable):
@@ -70,6 +80,7 @@ class _Job(QRunnable):
 
     def run(self) -> None:
         if self.relay.cancelled:
+            self.relay.succeeded.emit(None)  # nothing to deliver, but the relay must be released
             return
         try:
             result = self.fn(*self.args)
@@ -108,7 +119,7 @@ class TaskRunner(QObject):
         on_done: Callable[[Any], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
     ) -> Task:
-        relay = _Relay(on_done, on_error, self._pending.discard)
+        relay = _Relay(on_done, on_error, self)
         self._pending.add(relay)  # keeps the relay alive until its result is delivered
         self.pool.start(_Job(relay, fn, args))
         return Task(relay, next(self._numbers))
