@@ -244,13 +244,20 @@ def main() -> None:
     parser.add_argument("--sqlite", type=Path, default=None, help="reuse (or create) this seeded SQLite file")
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--record", action="store_true", help=f"append the table to {RESULTS.name}")
+    parser.add_argument(
+        "--pg-url", help="an already seeded PostgreSQL queue (so this process's RSS does not include seeding)"
+    )
+    parser.add_argument("--skip-sqlite", action="store_true")
     args = parser.parse_args()
     make_application([])
     results: list[Result] = []
     with tempfile.TemporaryDirectory() as folder:
         path = args.sqlite or Path(folder) / "bench.sqlite3"
-        results += measure("SQLite", seeded_sqlite(path, args.rows), args.repeat)
-        if os.environ.get(PG_ENV):
+        if not args.skip_sqlite:
+            results += measure("SQLite", seeded_sqlite(path, args.rows), args.repeat)
+        if args.pg_url:
+            results += measure("PostgreSQL", args.pg_url, args.repeat)
+        elif os.environ.get(PG_ENV):
             url, drop = seeded_pg(args.rows)
             try:
                 results += measure("PostgreSQL", url, args.repeat)
