@@ -80,3 +80,19 @@ def test_run_now_pause_and_a_clean_stop_mid_cycle(
     assert Status.PROCESSING not in found
     assert 0 < found.count(Status.SENT) < 300
     assert len(sim.activities()) == found.count(Status.SENT)
+
+
+def test_dispatcher_runs_every_ten_minutes_by_default(
+    qtbot: QtBot, factory: sessionmaker[Session], make_simulator: MakeSimulator
+) -> None:
+    sim = make_simulator()
+    settings = AppSettings()
+    assert settings.interval_seconds == 600
+    controller = DispatcherController(factory, settings, lambda: client_for(sim))
+    status = DispatcherStatus(controller)
+    qtbot.addWidget(status)
+    controller.start()
+    try:
+        qtbot.waitUntil(lambda: status.state_label.text().startswith("Next run in 9:5"), timeout=5000)
+    finally:
+        assert controller.stop()
