@@ -24,6 +24,8 @@ from writeback_console import __version__
 from writeback_console.config import redact_url, resolve_db_url
 from writeback_console.domain import Kind, Status, utcnow
 from writeback_console.intake import InputError, parse_time, validate_writeback
+from writeback_console.personify.client import PersonifyClient
+from writeback_console.settings import AppSettings
 from writeback_console.store import queue
 from writeback_console.store.engine import make_engine, make_session_factory, write_transaction
 from writeback_console.store.migrate import SchemaOutOfDate, ensure_schema, upgrade
@@ -404,9 +406,8 @@ def _print_counts(counts: dict[Status, int]) -> None:
 EXIT_PERSONIFY_UNUSABLE = 3
 
 
-def _personify_client(args: argparse.Namespace) -> tuple[Any, Any]:
+def _personify_client(args: argparse.Namespace) -> tuple[AppSettings, PersonifyClient]:
     """Settings and a client from the settings file and WRITEBACK_PERSONIFY_* variables."""
-    from writeback_console.personify.client import PersonifyClient
     from writeback_console.settings import PasswordStore, SettingsError, load_settings
 
     try:

@@ -293,15 +293,23 @@ class _Cycle:
         if not self.results:
             return
         batch, self.results = self.results, []
+        now = self.clock()
         with write_transaction(self.factory) as session:
-            plain: list[Outcome] = []
-            for outcome in batch:
-                if outcome.delivery_id is not None:
-                    self._record_recipient(session, outcome, self.clock())
-                elif outcome.breaker and not outcome.ok:
-                    self.held_back.append(outcome)
-                else:
-                    plain.append(outcome)
+            recipients = [o for o in batch if o.delivery_id is not None]
+            self.held_back += [o for o in batch if o.delivery_id is None and o.breaker and not o.ok]
+            plain = [o for o in batch if o.delivery_id is None and not (o.breaker and not o.ok)]
+            queue.record_deliveries(
+                session,
+                [
+                    queue.DeliveryResult(
+                        o.delivery_id, o.ok, o.finished_at, o.activity_id, o.message, o.may_have_arrived
+                    )
+                    for o in recipients
+                    if o.delivery_id is not None
+                ],
+            )
+            for outcome in recipients:
+                self._count_recipient(session, outcome, now)
             self._record_writebacks(session, plain)
         self._report()
 
@@ -337,20 +345,11 @@ class _Cycle:
             else:
                 self.counts["failed"] += 1
 
-    def _record_recipient(self, session: Session, outcome: Outcome, now: datetime) -> None:
-        assert outcome.delivery_id is not None
+    def _count_recipient(self, session: Session, outcome: Outcome, now: datetime) -> None:
+        """A recipient's outcome (already recorded) towards its mailing; the last one settles the row."""
         job = self.jobs[outcome.writeback_id]
         if outcome.breaker and not outcome.ok:
             job.tripped = True
-        queue.record_delivery(
-            session,
-            outcome.delivery_id,
-            sent=outcome.ok,
-            now=now,
-            activity_id=outcome.activity_id,
-            error=outcome.message,
-            may_have_arrived=outcome.may_have_arrived,
-        )
         job.outstanding -= 1
         if outcome.ok:
             job.delivered += 1

@@ -699,11 +699,6 @@ def recover_expired_leases(session: Session, *, now: datetime, lease_seconds: fl
     return sorted(recovered)
 
 
-def clear_uncertainty(session: Session, writeback_id: int) -> None:
-    """Personify360 was asked and the row's earlier write is known not to have arrived."""
-    session.execute(update(Writeback).where(W.id == writeback_id).values(delivery_uncertain=False))
-
-
 # --- manual actions ------------------------------------------------------------------------------
 
 
@@ -1541,26 +1536,62 @@ def prepare_deliveries(session: Session, writeback_id: int, mailing_id: int, *, 
     return FanOut(name, len(rows), delivered, pending)
 
 
-def record_delivery(
-    session: Session,
-    delivery_id: int,
-    *,
-    sent: bool,
-    now: datetime,
-    activity_id: str | None = None,
-    error: str | None = None,
-    may_have_arrived: bool = False,
-) -> None:
-    values: dict[str, Any] = {"attempts": Delivery.attempts + 1, "updated_at": now}
+@dataclass(frozen=True, slots=True)
+class DeliveryResult:
+    """How one recipient's activity went, for :func:`record_deliveries`."""
+
+    delivery_id: int
+    sent: bool
+    at: datetime
+    activity_id: str | None = None
+    error: str | None = None
+    may_have_arrived: bool = False
+
+
+_D = cast(Table, Delivery.__table__)
+
+
+def record_deliveries(session: Session, results: Sequence[DeliveryResult]) -> None:
+    """Record recipients' outcomes in two statements, however large the mailing."""
+    conn = session.connection()
+    sent = [r for r in results if r.sent]
+    failed = [r for r in results if not r.sent]
     if sent:
-        values.update(status="sent", sent_at=now, activity_id=activity_id, last_error=None, uncertain=False)
-    else:
-        values.update(
-            status="error",
-            last_error=_cut(error, MESSAGE_LIMIT),
-            uncertain=or_(Delivery.uncertain, literal(may_have_arrived)),
+        conn.execute(
+            update(_D)
+            .where(_D.c.id == bindparam("did"))
+            .values(
+                attempts=_D.c.attempts + 1,
+                updated_at=bindparam("at"),
+                status="sent",
+                sent_at=bindparam("at"),
+                activity_id=bindparam("activity"),
+                last_error=None,
+                uncertain=False,
+            ),
+            [{"did": r.delivery_id, "at": r.at, "activity": r.activity_id} for r in sent],
         )
-    session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
+    if failed:
+        conn.execute(
+            update(_D)
+            .where(_D.c.id == bindparam("did"))
+            .values(
+                attempts=_D.c.attempts + 1,
+                updated_at=bindparam("at"),
+                status="error",
+                last_error=bindparam("error"),
+                uncertain=or_(_D.c.uncertain, bindparam("mha", type_=Boolean)),
+            ),
+            [
+                {
+                    "did": r.delivery_id,
+                    "at": r.at,
+                    "error": _cut(r.error, MESSAGE_LIMIT),
+                    "mha": r.may_have_arrived,
+                }
+                for r in failed
+            ],
+        )
 
 
 def mark_deliveries_uncertain(session: Session, writeback_id: int) -> None:
