@@ -6,7 +6,6 @@ Exit codes: 0 done; 1 refused or failed (the message says why); 2 bad input (usa
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import json
 import sys
@@ -23,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from writeback_console import __version__
 from writeback_console.config import redact_url, resolve_db_url
 from writeback_console.domain import Kind, Status, utcnow
+from writeback_console.export import write_rows
 from writeback_console.intake import InputError, parse_time, validate_writeback
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.settings import AppSettings
@@ -281,11 +281,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 out.write(json.dumps(_json_row(row), ensure_ascii=False))
             out.write("\n]\n")
         elif args.format == "csv":
-            writer = csv.writer(out)
-            writer.writerow(LIST_FIELDS)
-            for row in rows:
-                data = row.to_json()
-                writer.writerow(["" if data[f] is None else data[f] for f in LIST_FIELDS])
+            write_rows(rows, out)
         else:
             shown = _table(rows, out)
             if limit is not None and shown == limit:

@@ -65,13 +65,6 @@ def test_cancelled_export_leaves_no_file(small_factory: Factory, tmp_path: Path)
     assert job.written == export.PAGE_SIZE  # it stopped at the first check, not at the end
 
 
-def test_cells_that_a_spreadsheet_would_run_as_formulas_are_defused() -> None:
-    assert export._cell('=HYPERLINK("http://x")') == '\'=HYPERLINK("http://x")'
-    assert export._cell("-1+2") == "'-1+2"
-    assert export._cell("WB-123") == "WB-123"
-    assert export._cell(None) == ""
-
-
 def test_exporter_reports_cancel_from_the_progress_dialog(
     qtbot: QtBot, small_factory: Factory, runner: TaskRunner, tmp_path: Path
 ) -> None:

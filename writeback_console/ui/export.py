@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from PySide6.QtWidgets import QFileDialog, QProgressDialog, QWidget
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.domain import Status
+from writeback_console.export import write_rows
 from writeback_console.store import queue
 from writeback_console.store.engine import read_session
 from writeback_console.store.queue import WritebackRow
@@ -22,63 +22,11 @@ from writeback_console.ui.writeback_model import ListQuery
 
 Factory = sessionmaker[Session]
 
-CSV_HEADER = (
-    "ref",
-    "created_at",
-    "kind",
-    "status",
-    "account",
-    "email",
-    "master_customer_id",
-    "sub_customer_id",
-    "mailing_id",
-    "attempts",
-    "max_attempts",
-    "sent_at",
-    "scheduled_for",
-    "last_http_status",
-    "last_error",
-    "id",
-)
-#: A spreadsheet runs a cell starting with one of these as a formula; exported text from outside
-#: (emails, Personify360 error messages) must not, so such cells get a leading apostrophe.
-FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 PAGE_SIZE = 1000
 
 
 class ExportCancelled(Exception):
     """The user cancelled; the partial file has been removed."""
-
-
-def _time(value: datetime | None) -> str:
-    return value.isoformat().replace("+00:00", "Z") if value else ""
-
-
-def _cell(value: object) -> str:
-    text = "" if value is None else str(value)
-    return "'" + text if text.startswith(FORMULA_STARTS) else text
-
-
-def csv_record(row: WritebackRow) -> list[str]:
-    values: dict[str, object] = {
-        "ref": row.ref,
-        "created_at": _time(row.created_at),
-        "kind": row.kind.label,
-        "status": row.status.label,
-        "account": row.account,
-        "email": row.email,
-        "master_customer_id": row.master_customer_id,
-        "sub_customer_id": row.sub_customer_id,
-        "mailing_id": row.mailing_id,
-        "attempts": row.attempts,
-        "max_attempts": row.max_attempts,
-        "sent_at": _time(row.sent_at),
-        "scheduled_for": _time(row.scheduled_for),
-        "last_http_status": row.last_http_status,
-        "last_error": row.last_error,
-        "id": row.id,
-    }
-    return [_cell(values[name]) for name in CSV_HEADER]
 
 
 class ExportJob:
@@ -93,6 +41,15 @@ class ExportJob:
         self.cancel_requested = threading.Event()
 
 
+def _counted(rows: Iterable[WritebackRow], job: ExportJob) -> Iterator[WritebackRow]:
+    """The rows, counting each one once it has been written and stopping when the user cancels."""
+    for row in rows:
+        yield row
+        job.written += 1
+        if job.written % PAGE_SIZE == 0 and job.cancel_requested.is_set():
+            raise ExportCancelled
+
+
 def write_csv(factory: Factory, query: ListQuery, path: Path, job: ExportJob) -> int:
     """Write every row of ``query`` to ``path``; runs on a worker thread, never holding all rows.
 
@@ -104,17 +61,12 @@ def write_csv(factory: Factory, query: ListQuery, path: Path, job: ExportJob) ->
             counts = queue.count_by_status(session, query.filter)
             statuses = query.filter.statuses or frozenset(Status)
             job.total = sum(n for s, n in counts.items() if s in statuses)
+            # The byte-order mark makes spreadsheets read the file as UTF-8 rather than the local code page.
             with partial.open("w", newline="", encoding="utf-8-sig") as out:
-                writer = csv.writer(out)
-                writer.writerow(CSV_HEADER)
                 rows = queue.iter_rows(
                     session, query.filter, sort=query.sort, descending=query.descending, page_size=PAGE_SIZE
                 )
-                for row in rows:
-                    writer.writerow(csv_record(row))
-                    job.written += 1
-                    if job.written % PAGE_SIZE == 0 and job.cancel_requested.is_set():
-                        raise ExportCancelled
+                write_rows(_counted(rows, job), out)
         if job.cancel_requested.is_set():
             raise ExportCancelled
         os.replace(partial, path)

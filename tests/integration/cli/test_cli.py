@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import subprocess
@@ -94,8 +96,8 @@ def test_list_formats_and_limit(sqlite_url: str, capsys: pytest.CaptureFixture[s
     assert "first 7 rows" in err
     code, out, _ = run_cli(capsys, sqlite_url, "list", "--format", "csv", "--kind", "interests", "--all")
     csv_lines = out.splitlines()
-    assert csv_lines[0].startswith("id,ref,kind,")
-    assert all(",interests," in line for line in csv_lines[1:])
+    assert csv_lines[0].startswith("ref,created_at,occurred_at,kind,")
+    assert len(csv_lines) > 1 and all(",Interests (IPM)," in line for line in csv_lines[1:])
     code, _, err = run_cli(capsys, sqlite_url, "list", "--status", "lost")
     assert code == 2 and "unknown status 'lost'" in err
 
@@ -326,3 +328,56 @@ def test_installed_entry_point_runs(tmp_path: Path) -> None:
         [str(exe), "list", "--format", "json"], env=env, capture_output=True, text=True, timeout=60
     )
     assert json.loads(listed.stdout)[0]["email"] == "a@b.org"
+
+
+#: Text a spreadsheet would run as a formula, or that starts one after a tab or line break.
+FORMULAS = ('=HYPERLINK("http://x","y")', "@SUM(1+1)", "+1", "-2", "\t=1+1")
+
+
+def test_list_as_csv_defuses_formulas_and_has_the_console_export_header(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from writeback_console.ui.export import ExportJob, write_csv
+    from writeback_console.ui.writeback_model import ListQuery
+
+    for n in range(len(FORMULAS) + 1):
+        assert run_cli(capsys, sqlite_url, "enqueue", "unsubscribe", "--email", f"a{n}@b.org")[0] == 0
+    engine = make_engine(sqlite_url)
+    with engine.begin() as conn:
+        ids = conn.execute(select(Writeback.id).order_by(Writeback.id)).scalars().all()
+        # The last row keeps its ordinary address and no error: it must come out as it is.
+        for n, (email, error) in enumerate(zip(FORMULAS, FORMULAS[1:] + FORMULAS[:1], strict=True)):
+            conn.execute(
+                Writeback.__table__.update()
+                .where(Writeback.id == ids[n])
+                .values(email=email, last_error=error)
+            )
+    engine.dispose()
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "writeback_console.cli",
+            "--db",
+            sqlite_url,
+            "list",
+            "--format",
+            "csv",
+            "--all",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    header, *rows = list(csv.reader(io.StringIO(done.stdout, newline="")))
+    by_email = {row[header.index("email")]: row for row in rows}
+    assert set(by_email) == {"'" + text for text in FORMULAS} | {f"a{len(FORMULAS)}@b.org"}
+    errors = {row[header.index("last_error")] for row in rows}
+    assert errors == {"'" + text for text in FORMULAS} | {""}
+
+    console = tmp_path / "console.csv"
+    write_csv(make_session_factory(make_engine(sqlite_url)), ListQuery(), console, ExportJob())
+    with console.open(newline="", encoding="utf-8-sig") as f:
+        assert next(csv.reader(f)) == header
