@@ -11,8 +11,8 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from writeback_console.sim.faults import Faults, parse_fault_kinds
-from writeback_console.sim.server import ERROR_FORMATS, JSON_SHAPES, Simulator
+from writeback_console.sim.faults import CLASSIC_FAULT_KINDS, FaultKind, Faults, parse_fault_kinds
+from writeback_console.sim.server import ERROR_FORMATS, JSON_SHAPES, Simulator, TlsFiles
 from writeback_console.sim.store import Constituent
 
 #: Exit status for bad command-line input, as argparse uses.
@@ -44,6 +44,10 @@ def _rate(text: str) -> float:
     if value > 1:
         raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text!r}")
     return value
+
+
+def _seconds_or_none(text: str) -> float | None:
+    return None if text.strip().lower() == "none" else _non_negative(text)
 
 
 def _kinds(text: str) -> frozenset[str]:
@@ -89,7 +93,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=_kinds,
         default=None,
         metavar="KIND,…",
-        help="which failures --fail-rate mixes: 500,timeout,drop,malformed,validation (default all)",
+        help=(
+            f"which failures --fail-rate mixes: {','.join(k.value for k in FaultKind)} "
+            f"(default {','.join(k.value for k in FaultKind if k in CLASSIC_FAULT_KINDS)})"
+        ),
     )
     parser.add_argument(
         "--fail-emails", type=_emails, default=[], metavar="EMAIL,…", help="emails that always fail"
@@ -100,6 +107,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=30.0,
         help="how long a simulated timeout holds the request (default %(default)s)",
     )
+    parser.add_argument(
+        "--retry-after",
+        type=_seconds_or_none,
+        default=30.0,
+        metavar="S|none",
+        help="Retry-After of the 503 and 429 faults, in seconds, or none (default %(default)s)",
+    )
+    parser.add_argument(
+        "--drip-interval",
+        type=_non_negative,
+        default=0.5,
+        metavar="S",
+        help="pause before each byte of a dripped answer (default %(default)s)",
+    )
+    parser.add_argument("--tls-cert", type=Path, metavar="FILE.pem", help="serve HTTPS with this certificate")
+    parser.add_argument("--tls-key", type=Path, metavar="FILE.pem", help="the private key of --tls-cert")
     parser.add_argument("--json-shape", choices=JSON_SHAPES, default="d", help="collection result shape")
     parser.add_argument("--error-format", choices=ERROR_FORMATS, default="xml", help="error document format")
     parser.add_argument("--unauthorized", action="store_true", help="answer 401 to every request")
@@ -140,6 +163,10 @@ def _alive(pid: int) -> bool:
 
 def run(args: argparse.Namespace) -> int:
     """Serve until SIGINT or SIGTERM; 0 on a clean stop, 2 for bad input, 1 if it cannot listen."""
+    if (args.tls_cert is None) != (args.tls_key is None):
+        print("error: --tls-cert and --tls-key go together: give both or neither", file=sys.stderr)
+        return EXIT_USAGE
+    tls = TlsFiles(args.tls_cert, args.tls_key) if args.tls_cert is not None else None
     try:
         constituents = read_constituents(args.constituents) if args.constituents is not None else []
     except ValueError as error:
@@ -151,6 +178,8 @@ def run(args: argparse.Namespace) -> int:
         fail_emails=args.fail_emails,
         unauthorized=args.unauthorized,
         hold_seconds=args.hold_seconds,
+        retry_after_seconds=args.retry_after,
+        drip_interval=args.drip_interval,
         seed=args.seed,
     )
     if args.fail_kinds is not None:
@@ -165,7 +194,11 @@ def run(args: argparse.Namespace) -> int:
             error_format=args.error_format,
             host=args.host,
             port=args.port,
+            tls=tls,
         )
+    except ValueError as error:  # a certificate or key that cannot be loaded
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE
     except Exception as error:  # a bad --db path or an unreadable database file
         print(f"error: cannot open the simulator database {args.db}: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -15,6 +15,10 @@ bug shows up here rather than at a customer's site:
   the Add/Mod columns in the body are ignored; ADDOPER is the ``AddModOper`` header or else the user.
 - Any unexpected exception answers 500 with an error document and a traceback on stderr: a simulator
   bug, never a reaction to input.
+- With ``tls`` it serves HTTPS (TLS 1.2 or later); a client that gives up on the handshake, for instance
+  because it does not trust the certificate, is a closed connection and nothing more.
+- The front-end faults (503, 429, 502, 504, html) answer with HTML pages and none of the service's
+  headers, because in production they come from IIS or a gateway in front of it, not from WCF.
 """
 
 from __future__ import annotations
@@ -23,26 +27,30 @@ import base64
 import binascii
 import contextlib
 import json
+import math
+import os
 import shutil
 import socket
 import sqlite3
+import ssl
 import sys
 import tempfile
 import threading
 import time
 import traceback
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self, cast
+from typing import Any, Literal, Self, cast
 from urllib.parse import parse_qsl, unquote
 
 from writeback_console.sim import entities, wcf
 from writeback_console.sim.entities import ENTITY_SETS, WRITABLE, EntitySet
-from writeback_console.sim.faults import FaultKind, Faults
+from writeback_console.sim.faults import AFTER_WRITE_KINDS, ANSWER_FAULT_KINDS, FaultKind, Faults
 from writeback_console.sim.odata_filter import (
     EdmType,
     FilterError,
@@ -56,13 +64,15 @@ from writeback_console.sim.odata_filter import (
 from writeback_console.sim.store import Constituent, Database, NewActivity, save_activity
 from writeback_console.sim.wcf import ODataError
 
-__all__ = ["ROOT_PATH", "FaultKind", "Faults", "Simulator"]
+__all__ = ["ROOT_PATH", "FaultKind", "Faults", "SaveEvent", "Simulator", "TlsFiles"]
 
 ROOT_PATH = "/PersonifyDataServices/PersonifyData.svc"
 REALM = "PersonifyDataServices"
 MAX_BODY_BYTES = 1 << 20
 #: Idle keep-alive connections are closed after this many seconds, as IIS does.
 KEEP_ALIVE_SECONDS = 60.0
+#: A client gets this long to finish the TLS handshake; it happens in the connection's own thread.
+HANDSHAKE_SECONDS = 10.0
 
 JsonShape = Literal["d", "results"]
 ErrorFormat = Literal["xml", "json"]
@@ -80,7 +90,11 @@ _REASONS = {
     411: "Length Required",
     413: "Request Entity Too Large",
     415: "Unsupported Media Type",
+    429: "Too Many Requests",
     500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
 }
 _UNAUTHORIZED_PAGE = (
     b"<!DOCTYPE html><html><head><title>401 - Unauthorized: Access is denied due to invalid credentials."
@@ -88,6 +102,55 @@ _UNAUTHORIZED_PAGE = (
     b"<p>You do not have permission to view this directory or page using the credentials that you "
     b"supplied.</p></body></html>"
 )
+
+
+def _html_page(title: str, text: str) -> bytes:
+    return (
+        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title></head>'
+        f"<body><h1>{title}</h1><p>{text}</p></body></html>"
+    ).encode()
+
+
+#: What the front end answers instead of the service, by fault: status and HTML page.
+_FRONT_END_PAGES: dict[FaultKind, tuple[int, bytes]] = {
+    FaultKind.UNAVAILABLE: (
+        503,
+        _html_page(
+            "Service Unavailable",
+            "Personify360 is down for scheduled maintenance. Please try again later.",
+        ),
+    ),
+    FaultKind.THROTTLED: (
+        429,
+        _html_page("Too Many Requests", "The request rate limit was exceeded. Slow down and retry later."),
+    ),
+    FaultKind.BAD_GATEWAY: (
+        502,
+        _html_page(
+            "502 - Web server received an invalid response while acting as a gateway or proxy server.",
+            "There is a problem with the page you are looking for, and it cannot be displayed.",
+        ),
+    ),
+    FaultKind.GATEWAY_TIMEOUT: (
+        504,
+        _html_page(
+            "504 - Gateway Timeout",
+            "The server, while acting as a gateway or proxy, did not receive a timely response.",
+        ),
+    ),
+    FaultKind.HTML_PAGE: (
+        200,
+        _html_page(
+            "Personify360 - Site Maintenance",
+            "We are upgrading Personify360. The site will be back shortly; thank you for your patience.",
+        ),
+    ),
+}
+_RETRY_AFTER_KINDS = frozenset({FaultKind.UNAVAILABLE, FaultKind.THROTTLED})
+#: A TLS application-data record header claiming 32 bytes, which follow as random noise: a TLS client
+#: fails to decrypt it; a plain-HTTP client finds no status line in it.
+_TLS_RECORD_HEADER = b"\x17\x03\x03\x00\x20"
+
 #: System query options WCF knows but the Personify service is not documented to honour; refused so a
 #: client that relies on them fails against the simulator rather than in production.
 _REFUSED_OPTIONS = frozenset({"$top", "$skip", "$orderby", "$expand", "$inlinecount", "$skiptoken"})
@@ -195,11 +258,88 @@ def _split_outside_quotes(text: str, separator: str) -> list[str]:
     return parts
 
 
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    """A PEM certificate (chain) and its private key, for serving HTTPS."""
+
+    cert_file: Path
+    key_file: Path
+
+
+@dataclass(frozen=True, slots=True)
+class SaveEvent:
+    """What one Save request came to, as ``Simulator.on_save`` sees it before the answer goes out.
+
+    ``text``, ``master_customer_id`` and ``sub_customer_id`` come from the body (None where it has no
+    such value of the right type); ``stored`` says whether this request stored an activity; ``fault``
+    is the fault injected into it, if any.
+    """
+
+    at: float
+    text: str | None
+    master_customer_id: str | None
+    sub_customer_id: int | None
+    stored: bool
+    fault: FaultKind | None
+
+
+def _server_context(tls: TlsFiles) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    try:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    except OSError as error:  # ssl.SSLError included: not PEM, or a key that does not match
+        raise ValueError(
+            f"cannot load the TLS certificate {tls.cert_file} with key {tls.key_file}: {error}"
+        ) from None
+    return context
+
+
+def _shutdown(conn: socket.socket) -> None:
+    """Shut down the TCP connection under any TLS layer, waking a thread blocked on it.
+
+    ``SSLSocket.shutdown`` would also drop its TLS state, which the thread using it may be in the
+    middle of; the plain socket's method only acts on the file descriptor.
+    """
+    with contextlib.suppress(OSError):
+        socket.socket.shutdown(conn, socket.SHUT_RDWR)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     # The simulator joins its handler threads itself, with a time limit, after waking them up.
     block_on_close = False
     sim: Simulator
+    tls_context: ssl.SSLContext | None = None
+
+    def finish_request(
+        self, request: socket.socket | tuple[bytes, socket.socket], client_address: Any
+    ) -> None:
+        # Runs in the connection's own thread, so a slow TLS handshake holds up nobody else.
+        assert isinstance(request, socket.socket)
+        conn = request
+        try:
+            if self.tls_context is not None:
+                conn = self.tls_context.wrap_socket(request, server_side=True, do_handshake_on_connect=False)
+        except OSError:
+            return  # the client is gone already
+        try:
+            if not self.sim._track(conn):
+                return
+            if self.tls_context is not None:
+                assert isinstance(conn, ssl.SSLSocket)
+                try:
+                    conn.settimeout(HANDSHAKE_SECONDS)
+                    conn.do_handshake()
+                except (OSError, ValueError):
+                    # An untrusted certificate, a plain-HTTP client, a timeout or a stop(): just closed.
+                    return
+            super().finish_request(conn, client_address)
+        finally:
+            self.sim._untrack(conn)
+            if conn is not request:
+                # wrap_socket took over the file descriptor; shutdown_request closes only the husk.
+                conn.close()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -209,21 +349,13 @@ class _Handler(BaseHTTPRequestHandler):
     timeout = KEEP_ALIVE_SECONDS
     server_version = "Microsoft-IIS/10.0"
     sys_version = ""
+    # Per request, set by _dispatch: whether the answer is dripped, and whether Save stored a row.
+    _drip_interval: float | None = None
+    _stored = False
 
     @property
     def sim(self) -> Simulator:
         return cast(_Server, self.server).sim
-
-    def setup(self) -> None:
-        super().setup()
-        if not self.sim._track(self.connection):
-            self.close_connection = True
-
-    def finish(self) -> None:
-        try:
-            super().finish()
-        finally:
-            self.sim._untrack(self.connection)
 
     def handle_one_request(self) -> None:
         # A connection the simulator shut down while it waited for a request is not an error.
@@ -256,18 +388,40 @@ class _Handler(BaseHTTPRequestHandler):
 
     # ------------------------------------------------------------------------------------- plumbing
 
-    def _send(self, status: int, body: bytes, content_type: str, extra: str = "") -> None:
+    def _send(
+        self, status: int, body: bytes, content_type: str, extra: str = "", *, from_service: bool = True
+    ) -> None:
+        # A front end in front of the service does not add the service's own headers.
+        version = "DataServiceVersion: 1.0;\r\n" if from_service else ""
         head = (
             f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}\r\n"
             f"Content-Type: {content_type}\r\n"
             f"Content-Length: {len(body)}\r\n"
-            f"DataServiceVersion: 1.0;\r\n"
+            f"{version}"
             f"Date: {_http_date.now()}\r\n"
             f"{extra}"
         )
         if self.close_connection:
             head += "Connection: close\r\n"
-        self.wfile.write((head + "\r\n").encode("latin-1") + body)
+        self._write((head + "\r\n").encode("latin-1") + body)
+
+    def _write(self, answer: bytes) -> None:
+        interval = self._drip_interval
+        if interval is None:
+            self.wfile.write(answer)
+            return
+        stopping = self.sim._stopping
+        for i in range(len(answer)):
+            if stopping.wait(interval):
+                break
+            try:
+                self.wfile.write(answer[i : i + 1])
+            except OSError:
+                break  # the client gave up
+        else:
+            return
+        self.close_connection = True
+        _shutdown(self.connection)
 
     def _send_error(self, error: ODataError) -> None:
         if self.sim.error_format == "json":
@@ -300,18 +454,57 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(401, _UNAUTHORIZED_PAGE, "text/html", f'WWW-Authenticate: Basic realm="{REALM}"\r\n')
 
     def _fail_connection(self, kind: FaultKind) -> None:
-        """Leave the request unanswered: at once for a drop, after the hold time for a timeout."""
+        """Leave the request unanswered: at once for a drop, after the hold time for a timeout, and with
+        bytes that are no TLS record for a TLS reset."""
         if kind is FaultKind.TIMEOUT:
             self.sim._stopping.wait(self.sim.faults.hold_seconds)
         self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.shutdown(socket.SHUT_RDWR)
+        if kind is FaultKind.TLS_RESET:
+            with contextlib.suppress(OSError):
+                # The plain socket's sendall writes past the TLS layer, straight onto TCP.
+                socket.socket.sendall(self.connection, _TLS_RECORD_HEADER + os.urandom(32))
+        _shutdown(self.connection)
+
+    def _send_front_end_page(self, kind: FaultKind) -> None:
+        status, page = _FRONT_END_PAGES[kind]
+        extra = ""
+        retry_after = self.sim.faults.retry_after_seconds
+        if kind in _RETRY_AFTER_KINDS and retry_after is not None:
+            extra = f"Retry-After: {math.ceil(retry_after)}\r\n"
+        self._send(status, page, "text/html; charset=utf-8", extra, from_service=False)
+
+    def _report_save(self, body: bytes, kind: FaultKind | None) -> None:
+        hook = self.sim.on_save
+        if hook is None:
+            return
+        try:
+            record = json.loads(body)
+        except (ValueError, UnicodeDecodeError):
+            record = None
+        if not isinstance(record, dict):
+            record = {}
+        text, master, sub = (record.get(n) for n in ("ActivityText", "MasterCustomerId", "SubCustomerId"))
+        event = SaveEvent(
+            at=time.time(),
+            text=text if isinstance(text, str) else None,
+            master_customer_id=master if isinstance(master, str) else None,
+            sub_customer_id=sub if isinstance(sub, int) and not isinstance(sub, bool) else None,
+            stored=self._stored,
+            fault=kind,
+        )
+        try:
+            hook(event)
+        except Exception:
+            # The hook belongs to a test harness; its bugs must not change what the client sees.
+            traceback.print_exc(file=sys.stderr)
 
     # ------------------------------------------------------------------------------------- dispatch
 
     def _dispatch(self, method: str) -> None:
         sim = self.sim
         sim._count_request()
+        self._drip_interval = None
+        self._stored = False
         faults = sim.faults
         if faults.latency_ms > 0 and sim._stopping.wait(faults.latency_ms / 1000.0):
             self._fail_connection(FaultKind.DROP)
@@ -319,45 +512,61 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._read_body()
         if body is None:
             return
-        user = None if faults.unauthorized else sim._user_for(self.headers.get("Authorization"))
-        if user is None:
-            self._unauthorized()
-            return
         path, _, query = self.path.partition("?")
         path = unquote(path)
-        if not path.startswith(ROOT_PATH):
+        segment = path[len(ROOT_PATH) :] if path.startswith(ROOT_PATH) else None
+        is_save = method == "POST" and segment == "/Save"
+        user = None if faults.unauthorized else sim._user_for(self.headers.get("Authorization"))
+        if user is None:
+            if is_save:
+                self._report_save(body, None)
+            self._unauthorized()
+            return
+        if segment is None:
             self._send_error(_not_found(path.lstrip("/").split("/", 1)[0]))
             return
-        segment = path[len(ROOT_PATH) :]
-        kind, after_write = faults.draw(method == "POST" and segment == "/Save")
-        if kind is not None and not after_write:
-            if kind in (FaultKind.TIMEOUT, FaultKind.DROP):
-                self._fail_connection(kind)
-                return
-            if kind is FaultKind.SERVER_ERROR:
-                self._send_error(wcf.server_fault())
-                return
-            if kind is FaultKind.VALIDATION:
-                self._send_error(wcf.validation_issue("Simulated validation issue (fault injection)."))
-                return
+        kind, after_write = faults.draw(is_save)
+        if kind is not None and not after_write and kind not in ANSWER_FAULT_KINDS:
+            if is_save:
+                self._report_save(body, kind)
+            self._fail_before_the_service(kind)
+            return
+        error: ODataError | None = None
         try:
             status, payload, content_type = self._route(method, segment, query, body, user)
-        except ODataError as error:
-            if kind is not FaultKind.MALFORMED:
-                self._send_error(error)
-                return
-            status, payload, content_type = 200, wcf.render_json(error), _JSON
+        except ODataError as raised:
+            error = raised
         except Exception:
             # A bug in the simulator: answer like a server that hit one, and say what it was on stderr.
             traceback.print_exc(file=sys.stderr)
-            self._send_error(ODataError(500, wcf.GENERIC_MESSAGE))
-            return
+            error, kind = ODataError(500, wcf.GENERIC_MESSAGE), None
+        if error is not None and kind in AFTER_WRITE_KINDS:
+            kind = None  # nothing was written for the fault to follow: the refusal is answered as it is
+        if is_save:
+            self._report_save(body, kind)
+        if kind is FaultKind.DRIP:
+            self._drip_interval = faults.drip_interval
         if kind is FaultKind.MALFORMED:
+            if error is not None:
+                status, payload, content_type = 200, wcf.render_json(error), _JSON
             self._send(200, payload[: len(payload) // 2], _JSON)
-        elif kind is not None:
+        elif error is not None:
+            self._send_error(error)
+        elif kind is not None and kind is not FaultKind.DRIP:
             self._fail_connection(kind)
         else:
             self._send(status, payload, content_type)
+
+    def _fail_before_the_service(self, kind: FaultKind) -> None:
+        """A fault that strikes before the service sees the request, so nothing is stored."""
+        if kind in _FRONT_END_PAGES:
+            self._send_front_end_page(kind)
+        elif kind is FaultKind.SERVER_ERROR:
+            self._send_error(wcf.server_fault())
+        elif kind is FaultKind.VALIDATION:
+            self._send_error(wcf.validation_issue("Simulated validation issue (fault injection)."))
+        else:
+            self._fail_connection(kind)
 
     def _wants_json(self, params: Mapping[str, str]) -> bool:
         accept = self.headers.get("Accept", "")
@@ -515,6 +724,7 @@ class _Handler(BaseHTTPRequestHandler):
         reasons, row = save_activity(self.sim.db, activity, reasons, failing)
         if row is None:
             raise wcf.validation_issue(" ".join(reasons))
+        self._stored = True
         proj = entities.projection(entity, None)
         stored = tuple(row[p.column] for p in proj.properties) + tuple(row[c] for c in proj.key_columns)
         return json.dumps({"d": entities.rows_to_json(proj, [stored], self.sim.url)[0]}).encode()
@@ -591,8 +801,13 @@ def _activity_from_record(
 class Simulator:
     """A running (or ready to run) Personify360 simulator; see DESIGN §3 and the module docstring.
 
-    ``faults``, ``json_shape``, ``error_format`` and ``users`` may be changed while it serves.
+    ``faults``, ``json_shape``, ``error_format``, ``users`` and ``on_save`` may be changed while it
+    serves. ``on_save`` is called in the handler thread with a ``SaveEvent`` for every Save request whose
+    body was read, once its outcome is decided (and the activity stored, if it is) and before the answer
+    or the fault goes out; what it raises is printed on stderr and otherwise ignored.
     """
+
+    on_save: Callable[[SaveEvent], None] | None = None
 
     def __init__(
         self,
@@ -604,7 +819,9 @@ class Simulator:
         error_format: ErrorFormat = "xml",
         host: str = "127.0.0.1",
         port: int = 0,
+        tls: TlsFiles | None = None,
     ) -> None:
+        self._tls_context = _server_context(tls) if tls is not None else None
         self.json_shape = json_shape
         self.error_format = error_format
         self.users = {"u": "p"} if users is None else users
@@ -616,8 +833,11 @@ class Simulator:
             self._temp_dir = Path(tempfile.mkdtemp(prefix="personify-sim-"))
             db_path = self._temp_dir / "personify.sqlite3"
         self.db = Database(Path(db_path))
+        # The server listening now: None before start(), after stop_listening() and after stop().
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._bound_port: int | None = None
+        self._listening_lock = threading.Lock()
         self._stopping = threading.Event()
         self._stopped = False
         self._requests = 0
@@ -690,14 +910,15 @@ class Simulator:
 
     @property
     def port(self) -> int:
-        if self._server is None:
+        if self._bound_port is None:
             raise RuntimeError("the simulator is not started")
-        return int(self._server.server_address[1])
+        return self._bound_port
 
     @property
     def url(self) -> str:
         """The full service root URL, e.g. ``http://127.0.0.1:8123/PersonifyDataServices/PersonifyData.svc``."""
-        return f"http://{self._host}:{self.port}{ROOT_PATH}"
+        scheme = "http" if self._tls_context is None else "https"
+        return f"{scheme}://{self._host}:{self.port}{ROOT_PATH}"
 
     @property
     def request_count(self) -> int:
@@ -709,39 +930,71 @@ class Simulator:
 
     def start(self) -> Self:
         """Serve in a background thread; returns the simulator."""
-        if self._stopped:
-            raise RuntimeError("a stopped simulator cannot be started again")
-        if self._server is not None:
-            return self
-        server = _Server((self._host, self._port), _Handler)
+        with self._listening_lock:
+            if self._stopped:
+                raise RuntimeError("a stopped simulator cannot be started again")
+            if self._bound_port is None:
+                self._listen(self._port)
+        return self
+
+    def stop_listening(self) -> None:
+        """Close the listening socket, so new connections are refused, and shut down open connections.
+
+        Personify360 is down, as far as clients can tell, until ``start_listening()``.
+        """
+        with self._listening_lock:
+            if self._server is None:
+                return
+            self._close_listener()
+            self._shutdown_connections()
+
+    def start_listening(self) -> None:
+        """Listen again on the same port (OSError if something else took it meanwhile)."""
+        with self._listening_lock:
+            if self._stopped or self._bound_port is None:
+                raise RuntimeError("the simulator is not started")
+            if self._server is None:
+                self._listen(self._bound_port)
+
+    def _listen(self, port: int) -> None:
+        server = _Server((self._host, port), _Handler)
         server.sim = self
+        server.tls_context = self._tls_context
         self._server = server
+        self._bound_port = int(server.server_address[1])
         # A short poll interval makes stop() quick, which matters for a fixture started per test.
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.02}, name="personify-sim", daemon=True
         )
         self._thread.start()
-        return self
+
+    def _close_listener(self) -> None:
+        assert self._server is not None and self._thread is not None
+        self._server.shutdown()
+        self._thread.join(5.0)
+        self._server.server_close()
+        self._server = None
+
+    def _shutdown_connections(self) -> dict[socket.socket, threading.Thread]:
+        with self._live_lock:
+            live = dict(self._live)
+        for conn in live:
+            _shutdown(conn)
+        return live
 
     def stop(self) -> None:
         """Stop serving, wake and close every connection, and remove a temporary database."""
-        if self._stopped:
-            return
-        self._stopped = True
-        self._stopping.set()
-        if self._server is not None:
-            self._server.shutdown()
-            with self._live_lock:
-                live = dict(self._live)
-            for conn in live:
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-            deadline = time.monotonic() + 5.0
-            for thread in live.values():
-                thread.join(max(0.0, deadline - time.monotonic()))
-            self._server.server_close()
-        if self._thread is not None:
-            self._thread.join(5.0)
+        with self._listening_lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            self._stopping.set()
+            if self._server is not None:
+                self._close_listener()
+            live = self._shutdown_connections()
+        deadline = time.monotonic() + 5.0
+        for thread in live.values():
+            thread.join(max(0.0, deadline - time.monotonic()))
         self.db.close()
         if self._temp_dir is not None:
             shutil.rmtree(self._temp_dir, ignore_errors=True)
@@ -789,5 +1042,5 @@ class Simulator:
         self.db.set_code_active(code, active, subcode)
 
     def __repr__(self) -> str:
-        where = self.url if self._server is not None and not self._stopped else "not serving"
+        where = self.url if self._server is not None and not self._stopped else "not listening"
         return f"<Simulator {where} json_shape={self.json_shape} error_format={self.error_format}>"
