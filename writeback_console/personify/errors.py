@@ -129,7 +129,12 @@ def kind_for_status(status: int) -> ErrorKind:
 
 
 class Scrubber:
-    """Removes the password and the Basic token, in every spelling we could echo, from text."""
+    """Removes the password and the Basic token, in every spelling we could echo, from text.
+
+    Only whole values count: an occurrence with a letter or digit glued to it on either side is part of
+    another word and stays. Replacing it there would show where the password's characters are, and
+    with them a short password ("decry***tion" for the password "p").
+    """
 
     def __init__(self, user: str, password: str) -> None:
         secrets: set[str] = set()
@@ -139,17 +144,25 @@ class Scrubber:
             secrets.add(base64.b64encode(password.encode()).decode("ascii"))
         # Longest first, so that the token is removed whole before the password inside it is looked for.
         self._secrets = sorted((s for s in secrets if s), key=len, reverse=True)
+        self._patterns = [re.compile(rf"(?<![^\W_]){re.escape(s)}(?![^\W_])") for s in self._secrets]
         self.longest = len(self._secrets[0]) if self._secrets else 0
 
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
+        for secret, whole in zip(self._secrets, self._patterns, strict=True):
+            # The plain search is far cheaper, and most texts hold no secret at all.
             if secret in text:
-                text = text.replace(secret, REDACTED)
+                text = whole.sub(REDACTED, text)
         return text
 
     def excerpt(self, text: str, length: int = EXCERPT_LENGTH) -> str:
-        # Scrub a little more than we keep, so that a secret straddling the cut is still found whole.
-        return self(text[: length + self.longest])[:length]
+        # Whether a secret near the cut stands alone depends on the characters after it, and each pass
+        # can change those for the next one: scrub enough more than we keep for every pass to see them.
+        head = text[: length + len(self._secrets) * (self.longest + 1)]
+        scrubbed = self(head)
+        if scrubbed == head:
+            return head[:length]
+        # A replacement moved the cut: whatever follows in the text may now fall inside the excerpt.
+        return self(text)[:length]
 
 
 def body_text(body: bytes, limit: int = MAX_ERROR_BODY) -> str:
