@@ -11,6 +11,9 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import quote
 
+from defusedxml import DefusedXmlException
+from defusedxml.ElementTree import fromstring as defused_fromstring
+
 #: Error bodies larger than this are not parsed at all: a hostile or broken server must not make the
 #: client spend memory or time on an error page.
 MAX_ERROR_BODY = 1_000_000
@@ -18,7 +21,6 @@ EXCERPT_LENGTH = 500
 REDACTED = "***"
 # Nesting deeper than this in an error document is not a real WCF stack; stop walking there.
 _MAX_DEPTH = 64
-_DOCTYPE = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
 class ErrorKind(enum.Enum):
@@ -194,10 +196,12 @@ def _local(tag: object) -> str:
 
 
 def _deepest_xml(body: bytes) -> str | None:
-    # A DOCTYPE is how entity-expansion attacks start; WCF never sends one, so refuse it outright.
-    if _DOCTYPE.search(body):
+    # A DOCTYPE is how entity-expansion attacks start and WCF never sends one, so the parser refuses it
+    # (and any entity declaration) in whatever encoding the document is written, before expanding anything.
+    try:
+        root: ET.Element = defused_fromstring(body, forbid_dtd=True)
+    except DefusedXmlException:
         return None
-    root = ET.fromstring(body)
     if _local(root.tag) != "error":
         return None
     node: ET.Element | None = root

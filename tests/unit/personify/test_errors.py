@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import pickle
+import time
 
 import pytest
 from hypothesis import given
@@ -121,6 +122,24 @@ class TestDeepestMessage:
 ]>
 <error><message>&lol4;</message></error>"""
         assert deepest_message(laughs) is None
+
+    def test_utf16_entity_expansion_is_refused_and_quick(self) -> None:
+        # A BOM and two bytes a character: nothing of "<!DOCTYPE" is visible to a search of the raw bytes.
+        laughs = (
+            '<?xml version="1.0" encoding="utf-16"?>\n<!DOCTYPE error [\n <!ENTITY l0 "lol">\n'
+            + "".join(f' <!ENTITY l{n} "{f"&l{n - 1};" * 10}">\n' for n in range(1, 6))
+            + "]>\n<error><message>&l5;&l5;&l5;</message></error>"
+        ).encode("utf-16")
+        assert laughs.startswith(b"\xff\xfe") and len(laughs) < 3000
+        started = time.perf_counter()
+        assert deepest_message(laughs, "application/xml") is None
+        assert time.perf_counter() - started < 0.5
+
+    def test_utf16_error_document_gives_its_deepest_message(self) -> None:
+        body = XML_THREE_DEEP.decode().replace('encoding="utf-8"', 'encoding="utf-16"').encode("utf-16")
+        assert deepest_message(body, "application/xml; charset=utf-16") == (
+            "Validation issues: Activity code INFORMZ_NOPE is not valid for subsystem CUS."
+        )
 
     def test_external_entity_is_refused(self) -> None:
         xxe = b'<!DOCTYPE e [<!ENTITY x SYSTEM "file:///etc/passwd">]><error><message>&x;</message></error>'
