@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 ENV_URL = "WRITEBACK_PERSONIFY_URL"
 ENV_USER = "WRITEBACK_PERSONIFY_USER"
 ENV_PASSWORD = "WRITEBACK_PERSONIFY_PASSWORD"
+ENV_ALLOW_HTTP = "WRITEBACK_PERSONIFY_ALLOW_HTTP"
 KEYRING_SERVICE = "writeback-console"
 MAX_SETTINGS_BYTES = 1_000_000
 
@@ -45,6 +46,8 @@ class AppSettings:
     connect_timeout: float = 5.0
     read_timeout: float = 30.0
     verify_tls: bool = True
+    #: Plain http:// to another computer, which sends the password unencrypted: only on a trusted network.
+    allow_insecure_http: bool = False
     #: Seconds between dispatcher runs.
     interval_seconds: int = 600
     #: Writebacks sent at once.
@@ -88,6 +91,7 @@ class AppSettings:
                 read_timeout=self.read_timeout,
                 operator=self.operator,
                 verify_tls=self.verify_tls,
+                allow_insecure_http=self.allow_insecure_http,
                 pool_size=max(16, self.concurrency * 2),
             )
         except ValueError as exc:
@@ -162,6 +166,8 @@ def load_settings(path: Path | None = None, *, environ: Mapping[str, str] | None
         overrides["service_root_url"] = environ[ENV_URL]
     if environ.get(ENV_USER):
         overrides["user"] = environ[ENV_USER]
+    if environ.get(ENV_ALLOW_HTTP) == "1":
+        overrides["allow_insecure_http"] = True
     return replace(settings, **overrides) if overrides else settings
 
 

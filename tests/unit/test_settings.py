@@ -33,6 +33,7 @@ def test_settings_round_trip_and_defaults(tmp_path: Path) -> None:
         ('{"interval": 600}', "interval: unknown setting"),
         ('{"password": "x"}', "password: does not belong in the settings file"),
         ('{"verify_tls": "yes"}', "verify_tls: must be true or false"),
+        ('{"allow_insecure_http": 1}', "allow_insecure_http: must be true or false"),
         ('{"mapping": {"codes": {"unsubscribe": ""}}}', "mapping:"),
         ("[]", "must hold a JSON object"),
     ],
@@ -50,6 +51,31 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
     env = {"WRITEBACK_PERSONIFY_URL": "http://127.0.0.1:1/x.svc", "WRITEBACK_PERSONIFY_USER": "other"}
     loaded = load_settings(path, environ=env)
     assert (loaded.service_root_url, loaded.user) == ("http://127.0.0.1:1/x.svc", "other")
+
+
+def test_plain_http_is_refused_unless_allowed_in_the_settings_file(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    save_settings(AppSettings(service_root_url="http://crm.example.org/x.svc", user="svc"), path)
+    with pytest.raises(SettingsError, match=r"^service_root_url: http:// would send .* unencrypted"):
+        load_settings(path, environ={}).personify("pw")
+    save_settings(
+        AppSettings(service_root_url="http://crm.example.org/x.svc", user="svc", allow_insecure_http=True),
+        path,
+    )
+    assert json.loads(path.read_text())["allow_insecure_http"] is True
+    client = load_settings(path, environ={}).personify("pw")
+    assert (client.service_root_url, client.allow_insecure_http) == ("http://crm.example.org/x.svc", True)
+
+
+def test_plain_http_allowed_by_the_environment(tmp_path: Path) -> None:
+    path = tmp_path / "settings.json"
+    save_settings(AppSettings(service_root_url="http://crm.example.org/x.svc", user="svc"), path)
+    for value in ("0", ""):
+        loaded = load_settings(path, environ={"WRITEBACK_PERSONIFY_ALLOW_HTTP": value})
+        assert loaded.allow_insecure_http is False
+    loaded = load_settings(path, environ={"WRITEBACK_PERSONIFY_ALLOW_HTTP": "1"})
+    assert loaded.allow_insecure_http is True
+    assert loaded.personify("pw").allow_insecure_http is True
 
 
 def test_incomplete_settings_say_what_is_missing() -> None:

@@ -61,6 +61,8 @@ class PersonifySettings:
     #: Recorded by Personify360 as the operator who added the activity (the AddModOper header).
     operator: str = "INFORMZ"
     verify_tls: bool = True
+    #: Plain http:// to a host other than this computer; Basic auth then sends the password readable.
+    allow_insecure_http: bool = field(default=False, kw_only=True)
     pool_size: int = 16
 
     def __post_init__(self) -> None:
@@ -79,6 +81,20 @@ class PersonifySettings:
             parts.port  # noqa: B018 - reading it validates it
         except ValueError:
             raise ValueError("service_root_url: the port is not a number between 0 and 65535") from None
+        if parts.scheme == "http" and not self.allow_insecure_http:
+            import ipaddress
+
+            # Loopback never leaves this computer: the local simulator, or a tunnel that encrypts itself.
+            try:
+                loopback = parts.hostname == "localhost" or ipaddress.ip_address(parts.hostname).is_loopback
+            except ValueError:
+                loopback = False
+            if not loopback:
+                raise ValueError(
+                    "service_root_url: http:// would send the Personify360 password unencrypted; "
+                    "use https://, or allow plain http explicitly (allow_insecure_http) only on a network "
+                    "you trust"
+                )
         if not self.user:
             raise ValueError("user: must not be empty")
         for name in ("connect_timeout", "read_timeout"):
@@ -87,8 +103,18 @@ class PersonifySettings:
                 raise ValueError(f"{name}: must be a positive number of seconds")
         if not isinstance(self.pool_size, int) or not 1 <= self.pool_size <= 256:
             raise ValueError("pool_size: must be a whole number from 1 to 256")
-        if not self.operator or any(ch in self.operator for ch in "\r\n\x00"):
-            raise ValueError("operator: must be a non-empty single line")
+        operator = self.operator if isinstance(self.operator, str) else ""
+        # Anything but printable ASCII would be mangled, or refused, on its way through an HTTP header.
+        odd = next((ch for ch in operator if not " " <= ch <= "~"), None)
+        problem, advice = None, "use plain ASCII letters, digits and punctuation"
+        if odd is not None:
+            problem = f"{odd!r} (U+{ord(odd):04X})"
+        elif not operator.strip(" "):
+            problem = "an empty or blank name"
+        elif len(operator) > 50:
+            problem, advice = f"a name of {len(operator)} characters", "use at most 50"
+        if problem is not None:
+            raise ValueError(f"operator: {problem} cannot be sent in the AddModOper header: {advice}")
 
     @property
     def root(self) -> str:

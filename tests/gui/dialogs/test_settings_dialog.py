@@ -127,6 +127,31 @@ def test_a_bad_url_is_refused_naming_the_field(
     assert not path.exists()
 
 
+def test_plain_http_is_saved_only_with_its_box_ticked_and_shown_again(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, store: PasswordStore, tmp_path: Path
+) -> None:
+    path = tmp_path / "settings.json"
+    dialog = open_dialog(qtbot, db, runner, store, path)
+    assert not dialog.allow_http_box.isChecked()
+    dialog.url_edit.setText("http://pds.example.org/PersonifyDataServices/PersonifyData.svc")
+    dialog.user_edit.setText("informz_svc")
+    with qtbot.assertNotEmitted(dialog.saved, wait=200):
+        dialog.save_button.click()
+    assert dialog.error_label.text().startswith(
+        "Not saved. Service root URL: http:// would send the Personify360 password unencrypted"
+    )
+    assert not path.exists()
+
+    dialog.allow_http_box.setChecked(True)
+    with qtbot.waitSignal(dialog.saved, timeout=5000):
+        dialog.save_button.click()
+    loaded = load_settings(path, environ={})
+    assert loaded.allow_insecure_http is True
+    again = open_dialog(qtbot, db, runner, store, path, loaded)
+    assert again.allow_http_box.isChecked()
+    assert again.collect() == loaded
+
+
 def test_test_connection_reports_bad_credentials_in_words(
     qtbot: QtBot,
     db: sessionmaker[Session],

@@ -119,6 +119,59 @@ class TestSettings:
         with pytest.raises(ValueError, match=f"^{name}:"):
             PersonifySettings(**values)
 
+    def test_plain_http_is_refused_because_it_sends_the_password_unencrypted(self) -> None:
+        with pytest.raises(
+            ValueError, match=r"^service_root_url: http:// would send .* password unencrypted"
+        ):
+            PersonifySettings(service_root_url="http://pds.example.org/x.svc", user="u", password="p")
+        with pytest.raises(ValueError, match="allow_insecure_http"):
+            PersonifySettings(service_root_url="HTTP://10.0.0.5:8080/x.svc", user="u", password="p")
+
+    def test_plain_http_is_allowed_when_asked_for(self) -> None:
+        settings = PersonifySettings(
+            service_root_url="http://pds.example.org/x.svc", user="u", password="p", allow_insecure_http=True
+        )
+        assert settings.root == "http://pds.example.org/x.svc"
+
+    @pytest.mark.parametrize(
+        "host", ["127.0.0.1", "127.0.0.1:8642", "127.8.9.10", "[::1]:8642", "localhost", "LOCALHOST:1"]
+    )
+    def test_plain_http_to_this_computer_needs_no_flag(self, host: str) -> None:
+        PersonifySettings(service_root_url=f"http://{host}/x.svc", user="u", password="p")
+
+    @pytest.mark.parametrize("host", ["localhost.example.org", "127.0.0.1.example.org", "128.0.0.1", "[::2]"])
+    def test_hosts_that_only_look_local_need_the_flag(self, host: str) -> None:
+        with pytest.raises(ValueError, match=r"^service_root_url: http://"):
+            PersonifySettings(service_root_url=f"http://{host}/x.svc", user="u", password="p")
+
+    @pytest.mark.parametrize(
+        ("operator", "named"),
+        [
+            ("Jos\u00e9", "'\u00e9' (U+00E9)"),
+            ("INFORMZ\u2013WB", "'\u2013' (U+2013)"),
+            ("A\tB", "'\\t' (U+0009)"),
+            ("A\r\nX: y", "'\\r' (U+000D)"),
+        ],
+    )
+    def test_operator_outside_printable_ascii_is_refused_naming_the_character(
+        self, operator: str, named: str
+    ) -> None:
+        with pytest.raises(ValueError) as info:
+            PersonifySettings(service_root_url=ROOT, user="u", password="p", operator=operator)
+        assert str(info.value) == (
+            f"operator: {named} cannot be sent in the AddModOper header: "
+            "use plain ASCII letters, digits and punctuation"
+        )
+
+    @pytest.mark.parametrize("operator", ["", "   ", "X" * 51])
+    def test_operator_must_be_1_to_50_characters_not_only_spaces(self, operator: str) -> None:
+        with pytest.raises(ValueError, match=r"^operator: .* cannot be sent in the AddModOper header"):
+            PersonifySettings(service_root_url=ROOT, user="u", password="p", operator=operator)
+
+    @pytest.mark.parametrize("operator", ["X" * 50, "J. O'Brien-Smith (web)", "~"])
+    def test_operator_of_printable_ascii_is_accepted(self, operator: str) -> None:
+        assert PersonifySettings(ROOT, "u", "p", operator=operator).operator == operator
+
     def test_password_is_not_in_the_repr(self) -> None:
         settings = PersonifySettings(service_root_url=ROOT, user="svc", password=PASSWORD)
         assert PASSWORD not in repr(settings)

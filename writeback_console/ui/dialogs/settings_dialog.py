@@ -258,6 +258,11 @@ class SettingsDialog(QDialog):
         s = self._settings
         self.url_edit = QLineEdit(s.service_root_url)
         self.url_edit.setPlaceholderText("https://host/PersonifyDataServices/PersonifyData.svc")
+        self.allow_http_box = QCheckBox("Allow plain http:// (sends the password unencrypted)")
+        self.allow_http_box.setChecked(s.allow_insecure_http)
+        self.allow_http_box.setToolTip(
+            "Only on a network you trust. Addresses on this computer (localhost) never need it."
+        )
         self.user_edit = QLineEdit(s.user)
         self.password_edit = QLineEdit()
         self.password_edit.setEchoMode(QLineEdit.EchoMode.Password)
@@ -297,6 +302,7 @@ class SettingsDialog(QDialog):
         tab = QWidget()
         form = QFormLayout()
         form.addRow("Service root URL:", self.url_edit)
+        form.addRow("", self.allow_http_box)
         form.addRow("User:", self.user_edit)
         form.addRow("Password:", self.password_edit)
         form.addRow("", self.password_where)
@@ -517,7 +523,13 @@ class SettingsDialog(QDialog):
             if url:
                 # The client's own rules for the address; a user is needed only to build it.
                 try:
-                    PersonifySettings(url, user or "-", "", operator=operator)
+                    PersonifySettings(
+                        url,
+                        user or "-",
+                        "",
+                        operator=operator,
+                        allow_insecure_http=self.allow_http_box.isChecked(),
+                    )
                 except ValueError as exc:
                     raise SettingsError(str(exc)) from None
             return replace(
@@ -528,6 +540,7 @@ class SettingsDialog(QDialog):
                 connect_timeout=round(self.connect_timeout_spin.value(), 1),
                 read_timeout=round(self.read_timeout_spin.value(), 1),
                 verify_tls=self.verify_tls_box.isChecked(),
+                allow_insecure_http=self.allow_http_box.isChecked(),
                 interval_seconds=max(5, round(self.interval_spin.value() * 60)),
                 concurrency=self.concurrency_spin.value(),
                 lease_seconds=self.lease_spin.value(),
