@@ -423,7 +423,7 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from writeback_console.dispatch.cycle import DispatchOptions, run_cycle
+    from writeback_console.dispatch.cycle import DispatchOptions, ProblemKind, run_cycle
 
     factory = _open(args)
     settings, client = _personify_client(args)
@@ -446,16 +446,14 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
     code = EXIT_OK
     try:
         while True:
-            try:
-                summary = run_cycle(factory, client, mapping, options, stop=stop)
-            except OperationalError as exc:
-                if args.once:
-                    raise CommandError(f"the database is not usable: {_first_line(exc)}") from None
-                print(f"{_iso(utcnow())} database error, will try again: {_first_line(exc)}", file=sys.stderr)
-                summary = None
-            if summary is not None:
-                print(f"{_iso(summary.finished_at)} {summary.describe()}", flush=True)
-                code = EXIT_PERSONIFY_UNUSABLE if summary.problem else EXIT_OK
+            summary = run_cycle(factory, client, mapping, options, stop=stop)
+            print(f"{_iso(summary.finished_at)} {summary.describe()}", flush=True)
+            if summary.problem is ProblemKind.DATABASE:
+                code = EXIT_REFUSED
+            elif summary.problem is not None:
+                code = EXIT_PERSONIFY_UNUSABLE
+            else:
+                code = EXIT_OK
             if args.once or stop.wait(interval):
                 break
     finally:

@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 
 #: Attempts a writeback gets before only a person can retry it: the first one and two automatic retries.
 DEFAULT_MAX_ATTEMPTS = 3
+#: A dispatcher that dies while sending a writeback costs it no attempt the first time; from the second
+#: interruption in a row on, each one counts, so a row that crashes every dispatcher cannot loop for ever.
+FREE_INTERRUPTIONS = 1
 
 #: Characters a reference is made of: Crockford's base 32, which leaves out I, L, O and U so that a
 #: reference read over the phone cannot be mistaken.
@@ -54,6 +57,8 @@ class Status(enum.StrEnum):
     SENT = "sent"
     ERROR = "error"
     NO_REMOTE_RECIPIENTS = "no_remote_recipients"
+    #: Scheduled mailing activity that staff withdrew: kept, final, never recreated automatically.
+    CANCELLED = "cancelled"
 
     @property
     def label(self) -> str:
@@ -72,9 +77,10 @@ _STATUS_LABELS = {
     Status.SENT: "Sent",
     Status.ERROR: "Error",
     Status.NO_REMOTE_RECIPIENTS: "No Remote Recipients",
+    Status.CANCELLED: "Cancelled",
 }
 
-FINAL_STATUSES = frozenset({Status.SENT, Status.NO_REMOTE_RECIPIENTS})
+FINAL_STATUSES = frozenset({Status.SENT, Status.NO_REMOTE_RECIPIENTS, Status.CANCELLED})
 #: Statuses the dispatcher may still act on; PostgreSQL keeps a partial index over exactly these.
 OPEN_STATUSES = frozenset(Status) - FINAL_STATUSES
 
@@ -83,9 +89,9 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def new_ref() -> str:
+def new_ref(length: int = REF_LENGTH) -> str:
     """A fresh writeback reference such as ``WB-7K2M9QX4BD``."""
-    return REF_PREFIX + "".join(secrets.choice(REF_ALPHABET) for _ in range(REF_LENGTH))
+    return REF_PREFIX + "".join(secrets.choice(REF_ALPHABET) for _ in range(length))
 
 
 def normalize_ref(text: str) -> str:

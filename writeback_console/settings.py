@@ -56,6 +56,8 @@ class AppSettings:
     lease_seconds: int = 900
     #: Rows claimed per statement.
     batch_size: int = 200
+    #: The longest one request to Personify360 may take, however slowly the answer trickles in.
+    request_deadline: float = 60.0
     mapping: Mapping[str, Any] = field(default_factory=lambda: ActivityMapping().to_dict())
 
     def __post_init__(self) -> None:
@@ -65,6 +67,7 @@ class AppSettings:
         _positive("concurrency", self.concurrency, 1, 64)
         _positive("lease_seconds", self.lease_seconds, 1, 86400)
         _positive("batch_size", self.batch_size, 1, 5000)
+        _positive("request_deadline", self.request_deadline, 1, 3600)
         try:
             ActivityMapping.from_dict(self.mapping)
         except ValueError as exc:
@@ -93,6 +96,7 @@ class AppSettings:
                 verify_tls=self.verify_tls,
                 allow_insecure_http=self.allow_insecure_http,
                 pool_size=max(16, self.concurrency * 2),
+                request_deadline=self.request_deadline,
             )
         except ValueError as exc:
             raise SettingsError(str(exc)) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.domain import Kind
@@ -68,11 +68,17 @@ def run(
         return queue.claim(session, dispatcher=dispatcher, run_started_at=started, now=started, limit=limit)
 
 
+def token_of(session: Session, writeback_id: int) -> int:
+    """The fencing token of the row's current lease (tests act as its holder)."""
+    return int(session.execute(select(queue.W.lease_token).where(queue.W.id == writeback_id)).scalar_one())
+
+
 def fail(factory: sessionmaker[Session], writeback_id: int, at: datetime, message: str = "HTTP 500") -> None:
     with write_transaction(factory) as session:
         assert queue.mark_error(
             session,
             writeback_id,
+            token=token_of(session, writeback_id),
             dispatcher=DISPATCHER,
             failed_at=at,
             message=message,
@@ -83,7 +89,14 @@ def fail(factory: sessionmaker[Session], writeback_id: int, at: datetime, messag
 
 def send(factory: sessionmaker[Session], writeback_id: int, at: datetime) -> None:
     with write_transaction(factory) as session:
-        assert queue.mark_sent(session, writeback_id, dispatcher=DISPATCHER, sent_at=at, http_status=201)
+        assert queue.mark_sent(
+            session,
+            writeback_id,
+            token=token_of(session, writeback_id),
+            dispatcher=DISPATCHER,
+            sent_at=at,
+            http_status=201,
+        )
 
 
 def row(factory: sessionmaker[Session], writeback_id: int) -> queue.WritebackRow:

@@ -1,11 +1,26 @@
-"""One dispatcher cycle: recover, schedule, claim, send in parallel, record — by the rules of DESIGN §2.
+"""One dispatcher cycle: recover, schedule, claim, send in parallel, record — by the queue's rules.
 
 Plain Python, no Qt: the GUI runs :func:`run_cycle` in a worker thread, the command line runs it
 headless. The calling thread owns every database session; worker threads only talk to Personify360.
+
+What the cycle promises, whatever happens around it (see docs/architecture.md, "Exactly once"):
+
+- A row is sent only while this dispatcher holds its lease, judged by the lease's stored expiry (the
+  database's clock) and, just before each request, by the holder's own conservative view of it; every
+  write to the row names the lease's fencing token, so a dispatcher that lost its lease writes nothing.
+- Whatever goes wrong with one writeback is that writeback's Error, never the cycle's.
+- When Personify360 as a whole is unavailable (most requests end in 502/503/504/429, a web page or a
+  timeout; or it says so itself), the cycle stops, uses no attempt, honours Retry-After and remembers
+  the outage for the next cycles, which each send one probe first. Rejected credentials likewise, so
+  the Personify360 user is never locked out.
+- A database that refuses writes (locked, connection dropped) does not lose what was learnt: results
+  are kept and written when it answers again, within a patience; after that the cycle ends with the
+  problem in words and the rows come back to the queue when their leases run out.
 """
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
@@ -13,18 +28,47 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any
 
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.orm import Session, sessionmaker
 
+from writeback_console.dispatch.lease import RowLease
 from writeback_console.dispatch.send import Outcome, Resolver, send_recipient, send_writeback
 from writeback_console.domain import Kind, mailing_activity_error, utcnow
 from writeback_console.personify.client import PersonifyClient
+from writeback_console.personify.errors import ErrorKind, PersonifyError
 from writeback_console.personify.mapping import ActivityMapping
 from writeback_console.store import queue
 from writeback_console.store.engine import read_session, write_transaction
 
 log = logging.getLogger(__name__)
+
+#: Service-level failures needed, and more than half of a run's finished rows, to call it an outage.
+OUTAGE_MINIMUM = 3
+#: Seconds between tries to write to a database that refused, doubling up to the last.
+DATABASE_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
+
+
+def _database_trouble(exc: BaseException) -> bool:
+    """A database error that may pass (locked, connection dropped), as opposed to a bug."""
+    if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
+        return True
+    return isinstance(exc, sa_exc.DBAPIError) and bool(exc.connection_invalidated)
+
+
+class ProblemKind(enum.StrEnum):
+    """Why a cycle could not do its work, for the summary, the exit code and the console's banner."""
+
+    #: Personify360 rejected the credentials.
+    AUTH = "auth"
+    #: Personify360 cannot be reached at all (refused, DNS, TLS handshake).
+    UNREACHABLE = "unreachable"
+    #: Personify360 answers that it is unavailable (maintenance, overload, gateway errors, timeouts).
+    OUTAGE = "outage"
+    #: The queue database refused to record what was done.
+    DATABASE = "database"
 
 
 @dataclass(frozen=True)
@@ -32,10 +76,12 @@ class DispatchOptions:
     concurrency: int = 8
     lease_seconds: float = 900
     batch_size: int = 200
-    #: Consecutive "credentials rejected" or "unreachable" answers that stop the cycle.
+    #: Consecutive "cannot be reached" answers that stop the cycle.
     breaker_threshold: int = 3
     #: Results are written in batches at most this far apart (seconds).
     flush_interval: float = 0.2
+    #: How long a cycle keeps trying to write to a database that refuses (seconds).
+    database_patience: float = 120.0
     dispatcher: str = field(default_factory=queue.dispatcher_identity)
 
 
@@ -51,6 +97,10 @@ class CycleProgress:
     remaining: int
 
 
+def _clock_text(moment: datetime) -> str:
+    return moment.astimezone().strftime("%H:%M")
+
+
 @dataclass(frozen=True)
 class CycleSummary:
     started_at: datetime
@@ -59,15 +109,18 @@ class CycleSummary:
     sent: int = 0
     failed: int = 0
     no_remote_recipients: int = 0
-    #: Claimed rows put back unsent (stopped, or Personify360 unusable); no attempt counted.
+    #: Claimed rows put back without using an attempt (stopped, Personify360 unusable, lease short).
     released: int = 0
     recovered: int = 0
     auto_scheduled: int = 0
     disabled: bool = False
     #: Why the cycle stopped early, in words; None when it ran to the end.
     stopped_reason: str | None = None
-    #: "auth" or "unreachable" when Personify360 could not be used at all.
-    problem: str | None = None
+    problem: ProblemKind | None = None
+    #: Since when the problem has lasted (across cycles), its HTTP status, and when to try again.
+    problem_since: datetime | None = None
+    problem_status: int | None = None
+    retry_at: datetime | None = None
     #: Every writeback whose row this cycle changed, for screens to refresh just those.
     changed_ids: tuple[int, ...] = ()
 
@@ -86,7 +139,7 @@ class CycleSummary:
         if self.no_remote_recipients:
             parts.append(f"no remote recipients {self.no_remote_recipients:,}")
         if self.released:
-            parts.append(f"put back unsent {self.released:,}")
+            parts.append(f"put back {self.released:,}")
         if self.recovered:
             parts.append(f"recovered from a stopped dispatcher {self.recovered:,}")
         if self.auto_scheduled:
@@ -98,6 +151,12 @@ class CycleSummary:
 
 
 @dataclass
+class _Held:
+    claimed: queue.Claimed
+    lease: RowLease
+
+
+@dataclass
 class _MailingJob:
     """A mailing-activity writeback being fanned out to its recipients."""
 
@@ -106,10 +165,51 @@ class _MailingJob:
     delivered: int
     outstanding: int
     failures: list[Outcome] = field(default_factory=list)
-    tripped: bool = False
+    #: Recipients whose requests were refused before they left (the lease ran short).
+    unsent: int = 0
+    #: Recipients that made a request at all.
+    tried: int = 0
+
+    def add(self, o: Outcome) -> None:
+        self.outstanding -= 1
+        if o.not_sent:
+            self.unsent += 1
+            return
+        self.tried += 1
+        if o.ok:
+            self.delivered += 1
+        else:
+            self.failures.append(o)
+
+    def copy(self) -> _MailingJob:
+        return _MailingJob(
+            self.claimed,
+            self.remote,
+            self.delivered,
+            self.outstanding,
+            list(self.failures),
+            self.unsent,
+            self.tried,
+        )
+
+    @property
+    def held_back(self) -> bool:
+        return any(f.held_back for f in self.failures)
+
+
+@dataclass
+class _Work:
+    writeback_id: int
+    lease: RowLease
+    fn: Callable[..., Outcome]
+    args: tuple[Any, ...]
 
 
 ProgressCallback = Callable[[CycleProgress], None]
+
+
+class _DatabaseUnavailable(Exception):
+    """The queue database refused past the cycle's patience."""
 
 
 def run_cycle(
@@ -120,9 +220,13 @@ def run_cycle(
     *,
     progress: ProgressCallback | None = None,
     stop: threading.Event | None = None,
-    clock: Callable[[], datetime] = utcnow,
+    clock: Callable[[], datetime] | None = None,
 ) -> CycleSummary:
-    """Run one dispatcher cycle and say what it did."""
+    """Run one dispatcher cycle and say what it did.
+
+    Every time the cycle records comes from the database's clock (``clock`` only for tests), so
+    dispatchers whose own clocks disagree still judge eligibility and leases alike.
+    """
     return _Cycle(factory, client, mapping, options or DispatchOptions(), progress, stop, clock).run()
 
 
@@ -135,7 +239,7 @@ class _Cycle:
         options: DispatchOptions,
         progress: ProgressCallback | None,
         stop: threading.Event | None,
-        clock: Callable[[], datetime],
+        clock: Callable[[], datetime] | None,
     ) -> None:
         self.factory = factory
         self.client = client
@@ -143,46 +247,93 @@ class _Cycle:
         self.o = options
         self.report = progress
         self.stop = stop or threading.Event()
-        self.clock = clock
+        self._given_clock = clock
+        self._db_start: datetime | None = None
+        self._mono_start = time.monotonic()
         self.resolver = Resolver(client)
         self.counts = {"claimed": 0, "sent": 0, "failed": 0, "nrr": 0, "released": 0}
-        self.held: dict[int, queue.Claimed] = {}
+        self.held: dict[int, _Held] = {}
         self.changed: set[int] = set()
         self.jobs: dict[int, _MailingJob] = {}
-        self.work: deque[tuple[Callable[..., Outcome], tuple[object, ...]]] = deque()
+        self.work: deque[_Work] = deque()
         self.results: list[Outcome] = []
-        #: Failures that may only mean Personify360 is unusable; decided once the cycle ends.
+        #: Plain rows' failures that may only mean "Personify360 is unavailable": judged at the end.
         self.held_back: list[Outcome] = []
-        self.breaker_run = 0
-        self.problem: str | None = None
+        #: Mailing rows whose recipients failed that way, judged at the end too.
+        self.deferred_jobs: list[_MailingJob] = []
+        #: Rows whose requests were refused before any byte left: they go back as they were.
+        self.not_sent: set[int] = set()
+        self.finished = 0
+        self.service_failures = 0
+        self.unreachable_run = 0
+        self.problem: ProblemKind | None = None
+        self.problem_since: datetime | None = None
+        self.problem_status: int | None = None
+        self.retry_at: datetime | None = None
         self.stopped_reason: str | None = None
         self.remaining = 0
+        self.skip: list[str] = []
+        self.health: queue.Health | None = None
+        self.db_trouble_since: float | None = None
+        self.db_error = ""
+        self.db_tries = 0
+        self.next_db_try = 0.0
+        self.giving_up = False
+
+    @property
+    def service(self) -> str:
+        return self.client.settings.root
+
+    def clock(self) -> datetime:
+        """The database's time now: read once at the start, carried on by this process's elapsed time."""
+        if self._given_clock is not None:
+            return self._given_clock()
+        assert self._db_start is not None
+        return self._db_start + timedelta(seconds=time.monotonic() - self._mono_start)
 
     # -- the cycle ----------------------------------------------------------------------------
 
     def run(self) -> CycleSummary:
-        started = self.clock()
-        with read_session(self.factory) as session:
-            if not queue.writeback_enabled(session):
-                return CycleSummary(started, self.clock(), disabled=True)
-            self.skip = sorted(queue.disabled_accounts(session))
-        with write_transaction(self.factory) as session:
-            recovered = queue.recover_expired_leases(
-                session, now=self.clock(), lease_seconds=self.o.lease_seconds
-            )
-            for wid in recovered:
-                queue.mark_deliveries_uncertain(session, wid)
-        with write_transaction(self.factory) as session:
-            scheduled = queue.auto_schedule_mailings(session, now=self.clock(), actor=self.o.dispatcher)
-        with read_session(self.factory) as session:
-            self.remaining = queue.count_eligible(session, started, self.skip)
-        self.started = started
-        self._send_all()
+        recovered: list[int] = []
+        scheduled: list[int] = []
+        try:
+            with read_session(self.factory) as session:
+                self._mono_start = time.monotonic()
+                self._db_start = queue.database_now(session)
+                started = self.clock()
+                self.started = started
+                if not queue.writeback_enabled(session):
+                    return CycleSummary(started, self.clock(), disabled=True)
+                self.skip = sorted(queue.disabled_accounts(session))
+                self.health = queue.get_health(session, self.service)
+            with write_transaction(self.factory) as session:
+                recovered = queue.recover_expired_leases(session, now=self._now_for_store())
+            with write_transaction(self.factory) as session:
+                scheduled = queue.auto_schedule_mailings(session, now=self.clock(), actor=self.o.dispatcher)
+            with read_session(self.factory) as session:
+                self.remaining = queue.count_eligible(session, started, self.skip)
+        except sa_exc.DBAPIError as exc:
+            if not _database_trouble(exc):
+                raise
+            self._database_problem(exc)
+            return self._summary(recovered, scheduled)
+        if self._may_send():
+            self._send_all()
         if self.stop.is_set() and self.stopped_reason is None:
             self.stopped_reason = "asked to stop"
-        summary = CycleSummary(
+        summary = self._summary(recovered, scheduled)
+        log.info("dispatcher cycle: %s", summary.describe())
+        return summary
+
+    def _now_for_store(self) -> datetime | None:
+        # With the database's own clock the store reads it itself; a test's clock is passed on.
+        return self.clock() if self._given_clock is not None else None
+
+    def _summary(self, recovered: list[int], scheduled: list[int]) -> CycleSummary:
+        started = getattr(self, "started", None) or self.clock_or_now()
+        return CycleSummary(
             started_at=started,
-            finished_at=self.clock(),
+            finished_at=self.clock_or_now(),
             claimed=self.counts["claimed"],
             sent=self.counts["sent"],
             failed=self.counts["failed"],
@@ -192,138 +343,392 @@ class _Cycle:
             auto_scheduled=len(scheduled),
             stopped_reason=self.stopped_reason,
             problem=self.problem,
+            problem_since=self.problem_since,
+            problem_status=self.problem_status,
+            retry_at=self.retry_at,
             changed_ids=tuple(sorted(self.changed | set(recovered) | set(scheduled))),
         )
-        log.info("dispatcher cycle: %s", summary.describe())
-        return summary
+
+    def clock_or_now(self) -> datetime:
+        if self._db_start is None and self._given_clock is None:
+            return utcnow()
+        return self.clock()
+
+    # -- is Personify360 usable? --------------------------------------------------------------
+
+    def _may_send(self) -> bool:
+        """Honour what is known of Personify360, and begin with one request alone.
+
+        A run that has work starts with a single small read: rejected credentials then cost one
+        request per run, never a burst that would lock the Personify360 user out, and an outage is
+        found before any writeback is claimed.
+        """
+        health = self.health
+        bad = health is not None and not health.ok
+        if health is not None and bad and health.not_before is not None and health.not_before > self.clock():
+            self._adopt(health, waiting=True)
+            return False
+        if not bad and self.remaining == 0:
+            return False
+        try:
+            self.client.probe()
+        except PersonifyError as error:
+            if error.kind is ErrorKind.AUTH:
+                self._declare(ProblemKind.AUTH, error.status, error.message, None)
+                return False
+            if error.explicit_outage or error.unreachable or (bad and error.service):
+                kind = ProblemKind.UNREACHABLE if error.unreachable else ProblemKind.OUTAGE
+                self._declare(kind, error.status, error.message, error.retry_after)
+                return False
+            log.info("the first request of the run failed (%s); sending anyway", error)
+        except Exception:
+            log.exception("the first request of the run failed unexpectedly; sending anyway")
+        else:
+            if bad:
+                assert health is not None
+                log.warning("Personify360 answers again (it was %s since %s)", health.state, health.since)
+                self._remember("ok", None, "answers again", None)
+        return self.remaining > 0
+
+    def _adopt(self, health: queue.Health, *, waiting: bool) -> None:
+        """Take over an outage another run found, without sending anything."""
+        kind = ProblemKind.AUTH if health.state == "auth" else ProblemKind.OUTAGE
+        self.problem = kind
+        self.problem_since = health.since
+        self.problem_status = health.http_status
+        self.retry_at = health.not_before
+        self.stopped_reason = self._reason(
+            kind, health.http_status, health.message, health.since, health.not_before
+        )
+        if waiting and health.not_before is not None:
+            self.stopped_reason += "; nothing was sent, as it asked"
+
+    def _declare(
+        self, kind: ProblemKind, status: int | None, message: str, retry_after: float | None
+    ) -> None:
+        """Personify360 cannot be used now: stop sending, use no attempt, remember it for later runs."""
+        if self.problem is not None:
+            return
+        now = self.clock()
+        retry_at = now + timedelta(seconds=retry_after) if retry_after else None
+        state = "auth" if kind is ProblemKind.AUTH else "outage"
+        health = self._remember(state, status, message, retry_at)
+        since = health.since if health is not None and health.since is not None else now
+        self.problem = kind
+        self.problem_since = since
+        self.problem_status = status
+        self.retry_at = retry_at
+        self.stopped_reason = self._reason(kind, status, message, since, retry_at)
+        log.warning("dispatcher stopping: %s", self.stopped_reason)
+
+    @staticmethod
+    def _reason(
+        kind: ProblemKind,
+        status: int | None,
+        message: str | None,
+        since: datetime | None,
+        retry_at: datetime | None,
+    ) -> str:
+        when = f" since {_clock_text(since)}" if since else ""
+        detail = f" ({message})" if message else ""
+        if kind is ProblemKind.AUTH:
+            text = f"credentials rejected by Personify360{when}{detail}; one probe per run until they change"
+        elif kind is ProblemKind.UNREACHABLE:
+            text = f"Personify360 cannot be reached{when}{detail}"
+        else:
+            code = f" ({status})" if status else ""
+            text = f"Personify360 unavailable{code}{when}"
+        text += "; no attempt was used, claimed rows were put back"
+        if retry_at is not None:
+            text += f"; next try after {_clock_text(retry_at)}"
+        return text
+
+    def _remember(
+        self, state: str, status: int | None, message: str | None, not_before: datetime | None
+    ) -> queue.Health | None:
+        try:
+            with write_transaction(self.factory) as session:
+                health = queue.set_health(
+                    session,
+                    self.service,
+                    state=state,
+                    now=self.clock(),
+                    by=self.o.dispatcher,
+                    http_status=status,
+                    message=message,
+                    not_before=not_before,
+                )
+        except sa_exc.DBAPIError as exc:
+            if not _database_trouble(exc):
+                raise
+            log.warning("could not record Personify360's state (%s): %s", state, exc)
+            return None
+        self.health = health
+        return health
+
+    # -- sending ------------------------------------------------------------------------------
 
     def _send_all(self) -> None:
         in_flight: set[Future[Outcome]] = set()
         exhausted = False
         last_flush = last_renew = time.monotonic()
+        renew_every = max(0.1, self.o.lease_seconds / 3)
         with ThreadPoolExecutor(self.o.concurrency, thread_name_prefix="writeback-send") as pool:
             while True:
-                stopping = self.stop.is_set() or self.problem is not None
+                stopping = self.stop.is_set() or self.problem is not None or self.giving_up
                 # Keep twice the pool's width queued, so senders never wait for the database.
-                while not stopping and len(in_flight) < 2 * self.o.concurrency:
+                while (
+                    not stopping and self.db_trouble_since is None and len(in_flight) < 2 * self.o.concurrency
+                ):
                     if not self.work and not exhausted:
-                        exhausted = not self._claim_batch()
+                        claimed = self._claim_batch()
+                        if claimed is None:
+                            break
+                        exhausted = not claimed
                     if not self.work:
                         break
-                    fn, args = self.work.popleft()
-                    in_flight.add(pool.submit(fn, *args))
-                if not in_flight:
+                    item = self.work.popleft()
+                    if item.lease.lost or item.writeback_id not in self.held:
+                        continue  # another dispatcher has the row now
+                    in_flight.add(pool.submit(item.fn, *item.args))
+                more_to_send = bool(self.work) or not exhausted
+                unrecorded = bool(self.results) and not self.giving_up
+                if not in_flight and (stopping or not more_to_send) and not unrecorded:
                     break
-                done, in_flight = wait(in_flight, timeout=self.o.flush_interval, return_when=FIRST_COMPLETED)
-                for future in done:
-                    self._take(future.result())
+                if in_flight:
+                    done, in_flight = wait(
+                        in_flight, timeout=self.o.flush_interval, return_when=FIRST_COMPLETED
+                    )
+                    for future in done:
+                        self._take(future.result())
+                else:
+                    time.sleep(self.o.flush_interval)
                 now = time.monotonic()
-                if self.results and (now - last_flush >= self.o.flush_interval or len(self.results) >= 100):
+                due = now - last_flush >= self.o.flush_interval or len(self.results) >= 100
+                if self.results and due and now >= self.next_db_try:
                     self._flush()
                     last_flush = now
-                if now - last_renew >= self.o.lease_seconds / 3:
+                if now - last_renew >= renew_every and now >= self.next_db_try:
                     self._renew()
                     last_renew = now
-        self._flush()
-        self._settle_held_back()
-        if self.work or self.held:
-            self._release_unsent()
+                self._check_patience()
+        self._finish()
+
+    def _check_patience(self) -> None:
+        trouble = self.db_trouble_since
+        if (
+            trouble is not None
+            and not self.giving_up
+            and time.monotonic() - trouble >= self.o.database_patience
+        ):
+            self.giving_up = True
+            log.error(
+                "the queue database has refused writes for %.0f s; giving up this run",
+                self.o.database_patience,
+            )
 
     # -- claiming -----------------------------------------------------------------------------
 
-    def _claim_batch(self) -> bool:
-        """Claim the next batch; False when nothing eligible is left."""
-        with write_transaction(self.factory) as session:
-            claimed = queue.claim(
-                session,
-                dispatcher=self.o.dispatcher,
-                run_started_at=self.started,
-                limit=self.o.batch_size,
-                now=self.clock(),
-                skip_accounts=self.skip,
-            )
-            for c in claimed:
-                self.counts["claimed"] += 1
-                self.changed.add(c.id)
-                self.held[c.id] = c
-                if c.kind is Kind.MAILING_ACTIVITY:
-                    self._fan_out(session, c)
-                else:
-                    self.work.append((send_writeback, (self.client, self.resolver, self.mapping, c)))
+    def _claim_batch(self) -> bool | None:
+        """Claim the next batch; False when nothing eligible is left, None when the database refused."""
+        taken = RowLease.now()
+        try:
+            with write_transaction(self.factory) as session:
+                claimed = queue.claim(
+                    session,
+                    dispatcher=self.o.dispatcher,
+                    run_started_at=self.started,
+                    limit=self.o.batch_size,
+                    lease_seconds=self.o.lease_seconds,
+                    now=self._now_for_store(),
+                    skip_accounts=self.skip,
+                )
+                plans = [(c, self._plan_row(session, c)) for c in claimed]
+        except sa_exc.DBAPIError as exc:
+            if not _database_trouble(exc):
+                raise
+            self._database_failed(exc)
+            return None
+        self._database_ok()
+        for c, plan in plans:
+            self.counts["claimed"] += 1
+            self.changed.add(c.id)
+            lease = RowLease(c.id, c.token, self.o.lease_seconds, taken)
+            kind, detail = plan
+            if kind == "nrr":
+                self.counts["nrr"] += 1
+            elif kind == "sent":
+                self.counts["sent"] += 1
+            elif kind == "failed":
+                assert isinstance(detail, Outcome)
+                self.held[c.id] = _Held(c, lease)
+                self.results.append(detail)
+            elif kind == "job":
+                assert isinstance(detail, queue.FanOut)
+                self.held[c.id] = _Held(c, lease)
+                self.jobs[c.id] = _MailingJob(
+                    c, detail.remote_recipients, detail.already_delivered, len(detail.pending)
+                )
+                for recipient in detail.pending:
+                    self.work.append(
+                        _Work(
+                            c.id,
+                            lease,
+                            send_recipient,
+                            (self.client, self.mapping, c, detail.mailing_name, recipient, lease, self.clock),
+                        )
+                    )
+            else:
+                self.held[c.id] = _Held(c, lease)
+                self.work.append(
+                    _Work(
+                        c.id,
+                        lease,
+                        send_writeback,
+                        (self.client, self.resolver, self.mapping, c, lease, self.clock),
+                    )
+                )
         self._report()
         return bool(claimed)
 
-    def _fan_out(self, session: Session, c: queue.Claimed) -> None:
+    def _plan_row(self, session: Session, c: queue.Claimed) -> tuple[str, object]:
+        """What to do with a claimed row; a mailing's recipients are prepared in the claim's transaction."""
+        if c.kind is not Kind.MAILING_ACTIVITY:
+            return "send", None
         if c.mailing_id is None:
-            self.results.append(Outcome.failure(c.id, "mailing activity without a mailing"))
-            return
-        fan = queue.prepare_deliveries(session, c.id, c.mailing_id, now=self.clock())
-        if fan.remote_recipients == 0:
-            queue.mark_no_remote_recipients(session, c.id, dispatcher=self.o.dispatcher, now=self.clock())
-            self.held.pop(c.id)
-            self.counts["nrr"] += 1
-            return
-        if not fan.pending:
-            queue.mark_sent(session, c.id, dispatcher=self.o.dispatcher, sent_at=self.clock())
-            self.held.pop(c.id)
-            self.counts["sent"] += 1
-            return
-        self.jobs[c.id] = _MailingJob(c, fan.remote_recipients, fan.already_delivered, len(fan.pending))
-        for recipient in fan.pending:
-            self.work.append((send_recipient, (self.client, self.mapping, c, fan.mailing_name, recipient)))
+            return "failed", Outcome.failure(
+                c.id, "mailing activity without a mailing", finished_at=self.clock()
+            )
+        try:
+            with session.begin_nested():
+                fan = queue.prepare_deliveries(session, c.id, c.mailing_id, now=self.clock())
+                if fan.remote_recipients == 0:
+                    queue.mark_no_remote_recipients(session, c.id, token=c.token, now=self.clock())
+                    return "nrr", None
+                if not fan.pending:
+                    queue.mark_sent(
+                        session, c.id, token=c.token, dispatcher=self.o.dispatcher, sent_at=self.clock()
+                    )
+                    return "sent", None
+                return "job", fan
+        except sa_exc.DBAPIError as exc:
+            if _database_trouble(exc):
+                raise
+            log.exception("could not prepare the recipients of writeback %s", c.id)
+            return "failed", Outcome.failure(
+                c.id, f"internal error: {type(exc).__name__}", finished_at=self.clock()
+            )
+        except Exception as exc:
+            # One mailing's bad data is that row's error; the batch goes on.
+            log.exception("could not prepare the recipients of writeback %s", c.id)
+            text = " ".join(str(exc).split())[:300]
+            return "failed", Outcome.failure(
+                c.id, f"internal error: {type(exc).__name__}: {text}", finished_at=self.clock()
+            )
 
     # -- results ------------------------------------------------------------------------------
 
     def _take(self, outcome: Outcome) -> None:
-        if outcome.breaker:
-            self.breaker_run += 1
-            if self.breaker_run >= self.o.breaker_threshold and self.problem is None:
-                self.problem = outcome.breaker
-                self.stopped_reason = (
-                    "credentials rejected by Personify360"
-                    if outcome.breaker == "auth"
-                    else "Personify360 cannot be reached"
-                ) + f" ({outcome.message}); claimed rows were put back"
-                log.warning("dispatcher stopping: %s", self.stopped_reason)
-        elif outcome.ok or outcome.http_status is not None:
-            self.breaker_run = 0
+        """One row's (or recipient's) outcome: does it say Personify360 is unusable?"""
         self.results.append(outcome)
+        if outcome.not_sent:
+            return
+        self.finished += 1
+        if outcome.ok:
+            self.unreachable_run = 0
+            return
+        if outcome.auth:
+            self._declare(ProblemKind.AUTH, outcome.http_status, outcome.message, None)
+            return
+        if not outcome.service:
+            self.unreachable_run = 0
+            return
+        self.service_failures += 1
+        self.unreachable_run = self.unreachable_run + 1 if outcome.unreachable else 0
+        if outcome.explicit_outage:
+            self._declare(ProblemKind.OUTAGE, outcome.http_status, outcome.message, outcome.retry_after)
+        elif self.unreachable_run >= self.o.breaker_threshold:
+            self._declare(ProblemKind.UNREACHABLE, outcome.http_status, outcome.message, None)
+        elif self.service_failures >= OUTAGE_MINIMUM and 2 * self.service_failures > self.finished:
+            self._declare(ProblemKind.OUTAGE, outcome.http_status, outcome.message, outcome.retry_after)
 
-    def _flush(self) -> None:
+    def _flush(self) -> bool:
+        """Write the outcomes taken so far; on a refusing database keep them for the next try."""
         if not self.results:
-            return
-        batch, self.results = self.results, []
+            return True
+        batch = list(self.results)
         now = self.clock()
-        with write_transaction(self.factory) as session:
-            recipients = [o for o in batch if o.delivery_id is not None]
-            self.held_back += [o for o in batch if o.delivery_id is None and o.breaker and not o.ok]
-            plain = [o for o in batch if o.delivery_id is None and not (o.breaker and not o.ok)]
-            queue.record_deliveries(
-                session,
-                [
-                    queue.DeliveryResult(
-                        o.delivery_id, o.ok, o.finished_at, o.activity_id, o.message, o.may_have_arrived
-                    )
-                    for o in recipients
-                    if o.delivery_id is not None
-                ],
+        recipients = [o for o in batch if o.delivery_id is not None]
+        plain = [o for o in batch if o.delivery_id is None]
+        record_now = [o for o in plain if not o.not_sent and not o.held_back and o.writeback_id in self.held]
+        # Mailing jobs: what this batch does to each, worked out before anything is committed.
+        jobs: dict[int, _MailingJob] = {}
+        for o in recipients:
+            job = jobs.get(o.writeback_id) or (
+                self.jobs[o.writeback_id].copy() if o.writeback_id in self.jobs else None
             )
-            for outcome in recipients:
-                self._count_recipient(session, outcome, now)
-            self._record_writebacks(session, plain)
+            if job is None:
+                continue  # the row was lost meanwhile
+            job.add(o)
+            jobs[o.writeback_id] = job
+        finished = [job for job in jobs.values() if job.outstanding == 0]
+        try:
+            with write_transaction(self.factory) as session:
+                queue.record_deliveries(
+                    session,
+                    [
+                        queue.DeliveryResult(
+                            o.delivery_id,
+                            o.writeback_id,
+                            self.held[o.writeback_id].claimed.token,
+                            o.ok,
+                            o.finished_at,
+                            o.activity_id,
+                            o.message,
+                            o.may_have_arrived,
+                        )
+                        for o in recipients
+                        if o.delivery_id is not None and o.writeback_id in self.held and not o.not_sent
+                    ],
+                )
+                held = self._record(session, record_now)
+                verdicts = {
+                    job.claimed.id: self._settle_job(session, job, now, final=False) for job in finished
+                }
+        except sa_exc.DBAPIError as exc:
+            if not _database_trouble(exc):
+                raise
+            self._database_failed(exc)
+            return False
+        self._database_ok()
+        # Committed: now the cycle's own account of things follows.
+        del self.results[: len(batch)]
+        self._count_recorded(record_now, held)
+        for o in plain:
+            if o.not_sent and o.writeback_id in self.held:
+                self.not_sent.add(o.writeback_id)
+            elif o.held_back and o.writeback_id in self.held:
+                self.held_back.append(o)
+        for wid, job in jobs.items():
+            if wid in self.jobs:
+                self.jobs[wid] = job
+        for wid, verdict in verdicts.items():
+            self._after_job(wid, verdict)
         self._report()
+        return True
 
-    def _record_writebacks(self, session: Session, outcomes: list[Outcome]) -> None:
+    def _record(self, session: Session, outcomes: list[Outcome]) -> set[int]:
         if not outcomes:
-            return
+            return set()
         queue.store_constituents(
             session, [(o.writeback_id, *o.resolved) for o in outcomes if o.resolved is not None]
         )
-        held = queue.record_results(
+        return queue.record_results(
             session,
             [
                 queue.AttemptResult(
                     o.writeback_id,
+                    self.held[o.writeback_id].claimed.token,
                     o.ok,
                     o.finished_at,
                     o.http_status,
@@ -336,6 +741,8 @@ class _Cycle:
             ],
             dispatcher=self.o.dispatcher,
         )
+
+    def _count_recorded(self, outcomes: list[Outcome], held: set[int]) -> None:
         for o in outcomes:
             self.held.pop(o.writeback_id, None)
             if o.writeback_id not in held:
@@ -345,75 +752,236 @@ class _Cycle:
             else:
                 self.counts["failed"] += 1
 
-    def _count_recipient(self, session: Session, outcome: Outcome, now: datetime) -> None:
-        """A recipient's outcome (already recorded) towards its mailing; the last one settles the row."""
-        job = self.jobs[outcome.writeback_id]
-        if outcome.breaker and not outcome.ok:
-            job.tripped = True
-        job.outstanding -= 1
-        if outcome.ok:
-            job.delivered += 1
-        else:
-            job.failures.append(outcome)
-        if job.outstanding == 0:
-            self._finish_job(session, job, now)
-
-    def _finish_job(self, session: Session, job: _MailingJob, now: datetime) -> None:
-        wid = job.claimed.id
-        del self.jobs[wid]
-        if job.tripped and self.problem is not None:
-            # Personify360 was unusable: put the row back; the recipients that arrived stay sent.
-            self.counts["released"] += queue.release(session, [wid], dispatcher=self.o.dispatcher)
-            self.held.pop(wid, None)
-            return
-        if job.delivered >= job.remote:
-            queue.mark_sent(session, wid, dispatcher=self.o.dispatcher, sent_at=now)
-            self.counts["sent"] += 1
-        else:
-            first = job.failures[0] if job.failures else None
-            message = mailing_activity_error(job.remote, job.delivered)
-            if first is not None:
-                message += f" (first: {first.message})"
-            queue.mark_error(
-                session,
-                wid,
-                dispatcher=self.o.dispatcher,
-                failed_at=now,
-                message=message,
-                http_status=first.http_status if first else None,
-                response_excerpt=first.excerpt if first else None,
-                may_have_arrived=any(f.may_have_arrived for f in job.failures),
-            )
-            self.counts["failed"] += 1
-        self.held.pop(wid, None)
-
-    def _settle_held_back(self) -> None:
-        """Failures that looked like "Personify360 unusable": put back if it was, errors otherwise."""
-        if not self.held_back:
-            return
-        outcomes, self.held_back = self.held_back, []
-        with write_transaction(self.factory) as session:
+    def _settle_job(self, session: Session, job: _MailingJob, now: datetime, *, final: bool) -> str:
+        """The verdict on a mailing row whose recipients have all been tried (or given up on)."""
+        c = job.claimed
+        if job.outstanding > 0 or job.unsent:
+            # Not all of its recipients were tried: back to the queue, no attempt used; those that
+            # arrived stay sent, the rest go in a later run.
+            if job.tried:
+                queue.put_back(
+                    session,
+                    [
+                        queue.PutBack(
+                            c.id,
+                            c.token,
+                            now,
+                            "interrupted",
+                            f"stopped after {job.tried:,} of {job.tried + job.outstanding + job.unsent:,} "
+                            "recipients; the rest go in a later run",
+                        )
+                    ],
+                )
+                return "put_back"
+            return "released" if queue.release(session, {c.id: c.token}) else "lost"
+        if job.held_back:
+            if self.problem is None and not final:
+                return "deferred"
             if self.problem is not None:
-                ids = [o.writeback_id for o in outcomes]
-                self.counts["released"] += queue.release(session, ids, dispatcher=self.o.dispatcher)
-                for wid in ids:
-                    self.held.pop(wid, None)
-            else:
-                self._record_writebacks(session, outcomes)
+                cause = next(f for f in job.failures if f.held_back)
+                queue.put_back(
+                    session,
+                    [
+                        queue.PutBack(
+                            c.id,
+                            c.token,
+                            now,
+                            "outage",
+                            self.stopped_reason or cause.message,
+                            cause.http_status,
+                            cause.excerpt,
+                            may_have_arrived=any(f.may_have_arrived for f in job.failures),
+                        )
+                    ],
+                )
+                return "put_back"
+        if job.delivered >= job.remote:
+            ok = queue.mark_sent(session, c.id, token=c.token, dispatcher=self.o.dispatcher, sent_at=now)
+            return "sent" if ok else "lost"
+        first = job.failures[0] if job.failures else None
+        message = mailing_activity_error(job.remote, job.delivered)
+        if first is not None:
+            message += f" (first: {first.message})"
+        ok = queue.mark_error(
+            session,
+            c.id,
+            token=c.token,
+            dispatcher=self.o.dispatcher,
+            failed_at=now,
+            message=message,
+            http_status=first.http_status if first else None,
+            response_excerpt=first.excerpt if first else None,
+            may_have_arrived=any(f.may_have_arrived for f in job.failures),
+        )
+        return "failed" if ok else "lost"
 
-    def _release_unsent(self) -> None:
-        """Rows claimed but never sent (stopping, or Personify360 unusable) go back as they were."""
-        self.work.clear()
-        ids = list(self.held)
-        with write_transaction(self.factory) as session:
-            self.counts["released"] += queue.release(session, ids, dispatcher=self.o.dispatcher)
-        self.held.clear()
+    def _after_job(self, wid: int, verdict: str) -> None:
+        job = self.jobs.pop(wid, None)
+        if verdict == "deferred":
+            if job is not None:
+                self.deferred_jobs.append(job)
+            return
+        self.held.pop(wid, None)
+        if verdict == "sent":
+            self.counts["sent"] += 1
+        elif verdict == "failed":
+            self.counts["failed"] += 1
+        elif verdict in ("put_back", "released"):
+            self.counts["released"] += 1
+
+    # -- the end of a run ---------------------------------------------------------------------
+
+    def _finish(self) -> None:
+        """Record what is left: held-back failures by the run's verdict, and put back what was not sent."""
+        deadline = time.monotonic() + (0 if self.giving_up else self.o.database_patience)
+        while True:
+            try:
+                if self._flush():
+                    with write_transaction(self.factory) as session:
+                        counts = self._settle(session)
+                    self._database_ok()
+                    self._after_settle(counts)
+                    return
+            except sa_exc.DBAPIError as exc:
+                if not _database_trouble(exc):
+                    raise
+                self._database_failed(exc)
+            if self.giving_up or time.monotonic() >= deadline or (self.stop.is_set() and self.db_tries > 3):
+                break
+            time.sleep(max(0.0, self.next_db_try - time.monotonic()))
+        unrecorded = len(self.results) + len(self.held)
+        self.giving_up = True
+        self._database_problem_text(unrecorded)
+        log.error("dispatcher cycle ends without recording %d rows: %s", unrecorded, self.stopped_reason)
+
+    def _settle(self, session: Session) -> dict[str, int]:
+        now = self.clock()
+        counts = {"sent": 0, "failed": 0, "released": 0}
+        outage = self.problem is not None
+        back = [o for o in self.held_back if o.writeback_id in self.held]
+        if back and outage:
+            put = queue.put_back(
+                session,
+                [
+                    queue.PutBack(
+                        o.writeback_id,
+                        self.held[o.writeback_id].claimed.token,
+                        now,
+                        "outage",
+                        self.stopped_reason or o.message,
+                        o.http_status,
+                        o.excerpt,
+                        o.may_have_arrived,
+                    )
+                    for o in back
+                ],
+            )
+            counts["released"] += len(put)
+        elif back:
+            # Not an outage after all: these were ordinary failures of their rows, and count.
+            held = self._record(session, back)
+            for o in back:
+                if o.writeback_id in held:
+                    counts["sent" if o.ok else "failed"] += 1
+        settled = {o.writeback_id for o in back}
+        for job in self.deferred_jobs:
+            verdict = self._settle_job(session, job, now, final=True)
+            if verdict in ("sent", "failed"):
+                counts[verdict] += 1
+            elif verdict in ("put_back", "released"):
+                counts["released"] += 1
+            settled.add(job.claimed.id)
+        for wid, job in list(self.jobs.items()):
+            # Stopped part-way through a mailing: back to the queue, with what was tried kept.
+            verdict = self._settle_job(session, job, now, final=True)
+            if verdict in ("put_back", "released"):
+                counts["released"] += 1
+            elif verdict in ("sent", "failed"):
+                counts[verdict] += 1
+            settled.add(wid)
+        unsent = {wid: h.claimed.token for wid, h in self.held.items() if wid not in settled}
+        counts["released"] += queue.release(session, unsent)
+        return counts
+
+    def _after_settle(self, counts: dict[str, int]) -> None:
+        for key, n in counts.items():
+            self.counts[key] += n
+        self.held_back.clear()
+        self.deferred_jobs.clear()
         self.jobs.clear()
+        self.held.clear()
+        self.work.clear()
+        self.not_sent.clear()
+        self._report()
+
+    # -- leases -------------------------------------------------------------------------------
 
     def _renew(self) -> None:
-        if self.held:
+        if not self.held:
+            return
+        taken = RowLease.now()
+        try:
             with write_transaction(self.factory) as session:
-                queue.renew_leases(session, list(self.held), dispatcher=self.o.dispatcher, now=self.clock())
+                still = queue.renew_leases(
+                    session,
+                    {wid: h.claimed.token for wid, h in self.held.items()},
+                    lease_seconds=self.o.lease_seconds,
+                    now=self._now_for_store(),
+                )
+        except sa_exc.DBAPIError as exc:
+            if not _database_trouble(exc):
+                raise
+            # The leases run on; the senders see them running short and stop sending in time.
+            self._database_failed(exc)
+            return
+        self._database_ok()
+        for wid, h in list(self.held.items()):
+            if wid in still:
+                h.lease.extend(self.o.lease_seconds, taken)
+            else:
+                h.lease.lost = True
+                del self.held[wid]
+                self.jobs.pop(wid, None)
+                log.warning("lost the lease on writeback %s: another dispatcher has it now", wid)
+
+    # -- a database that refuses --------------------------------------------------------------
+
+    def _database_failed(self, exc: BaseException) -> None:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        self.db_error = first[:300]
+        if self.db_trouble_since is None:
+            self.db_trouble_since = time.monotonic()
+            self.db_tries = 0
+            log.warning(
+                "the queue database refused a write (%s); what was done is kept and retried", self.db_error
+            )
+        backoff = DATABASE_BACKOFF[min(self.db_tries, len(DATABASE_BACKOFF) - 1)]
+        self.db_tries += 1
+        self.next_db_try = time.monotonic() + backoff
+
+    def _database_ok(self) -> None:
+        if self.db_trouble_since is not None:
+            log.warning(
+                "the queue database takes writes again after %.1f s", time.monotonic() - self.db_trouble_since
+            )
+        self.db_trouble_since = None
+        self.db_tries = 0
+        self.next_db_try = 0.0
+
+    def _database_problem(self, exc: BaseException) -> None:
+        self._database_failed(exc)
+        self.problem = ProblemKind.DATABASE
+        self.stopped_reason = f"the queue database could not be used ({self.db_error}); nothing was sent"
+
+    def _database_problem_text(self, unrecorded: int) -> None:
+        self.problem = self.problem or ProblemKind.DATABASE
+        text = f"the queue database refused writes ({self.db_error})"
+        if unrecorded:
+            text += (
+                f"; {unrecorded:,} rows could not be recorded: they return to the queue when their leases "
+                "run out, and anything already sent is found by its reference, not sent again"
+            )
+        self.stopped_reason = text if self.stopped_reason is None else f"{self.stopped_reason}; {text}"
 
     def _report(self) -> None:
         if self.report is None:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import email.utils
 import http.client
 import json
 import logging
+import re
 import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType, TracebackType
@@ -18,10 +21,9 @@ from urllib.parse import urlsplit
 
 import requests
 import urllib3.exceptions
-from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from writeback_console.personify import odata
+from writeback_console.personify import odata, transport
 from writeback_console.personify.errors import (
     MAX_ERROR_BODY,
     ErrorKind,
@@ -64,8 +66,18 @@ class PersonifySettings:
     #: Plain http:// to a host other than this computer; Basic auth then sends the password readable.
     allow_insecure_http: bool = field(default=False, kw_only=True)
     pool_size: int = 16
+    #: The longest any one request may take, start to end, however the server trickles its answer.
+    request_deadline: float = 60.0
+    #: A file of CA certificates to trust instead of the system's (a site with its own CA).
+    ca_bundle: str | None = None
 
     def __post_init__(self) -> None:
+        if (
+            not isinstance(self.request_deadline, int | float)
+            or isinstance(self.request_deadline, bool)
+            or not 1 <= self.request_deadline <= 3600
+        ):
+            raise ValueError("request_deadline: must be a number of seconds from 1 to 3600")
         parts = urlsplit(self.service_root_url) if isinstance(self.service_root_url, str) else None
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(
@@ -224,22 +236,40 @@ class PersonifyClient:
         """``session`` brings its own transport (tests); by default a pooled one is made here."""
         self.settings = settings
         self._scrub = Scrubber(settings.user, settings.password)
+        #: Whether the transport can tell if a request left (the default one can; a test's may not).
+        self._tracked = session is None
         if session is None:
             session = requests.Session()
             # No retries at any level: a silently repeated Save is the double write §5 forbids.
             no_retries = Retry(
                 total=0, connect=0, read=0, redirect=0, status=0, other=0, raise_on_status=False
             )
-            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=settings.pool_size, max_retries=no_retries)
+            adapter = transport.TrackedAdapter(
+                pool_connections=1, pool_maxsize=settings.pool_size, max_retries=no_retries
+            )
             session.mount("https://", adapter)
             session.mount("http://", adapter)
         self._session = session
-        self._session.auth = (settings.user, settings.password)
-        self._session.verify = settings.verify_tls
+        self._session.auth = transport.Utf8BasicAuth(settings.user, settings.password)
+        # Given with each request: REQUESTS_CA_BUNDLE would otherwise win over a session's own setting.
+        self._verify: bool | str = settings.ca_bundle or settings.verify_tls
+        self._session.verify = self._verify
         self._session.headers.update({"Accept": "application/json", "User-Agent": "writeback-console"})
         self._timeout = (settings.connect_timeout, settings.read_timeout)
         self._template: Mapping[str, Any] | None = None
         self._template_lock = threading.Lock()
+        self._guards = threading.local()
+
+    @contextmanager
+    def guarded(self, guard: transport.RequestGuard | None) -> Iterator[None]:
+        """Requests this thread makes inside the block ask ``guard`` before they go, and end by its
+        deadline: a dispatcher's lease on the row being sent."""
+        previous = getattr(self._guards, "guard", None)
+        self._guards.guard = guard
+        try:
+            yield
+        finally:
+            self._guards.guard = previous
 
     def __repr__(self) -> str:
         return f"PersonifyClient(url={self.settings.service_root_url!r}, user={self.settings.user!r})"
@@ -342,6 +372,24 @@ class PersonifyClient:
                 ErrorKind.MALFORMED, "Save answered without the saved activity", status=200, write=True
             )
         return _activity(entities[0])
+
+    def probe(self) -> None:
+        """One small authenticated read, to learn whether Personify360 can be used at all right now.
+
+        It fetches the activity template anew (which Save needs anyway), so a dispatcher in doubt
+        makes one request, never a write, before deciding whether to send anything.
+        """
+        answer = self._call("GET", "Create", {"EntityName": odata.quote_literal("CusActivity")})
+        entities = self._unwrap(answer, "Create")
+        if len(entities) != 1:
+            raise PersonifyError(
+                ErrorKind.MALFORMED,
+                f"Create answered with {len(entities)} templates instead of one",
+                status=200,
+                sent=True,
+            )
+        with self._template_lock:
+            self._template = MappingProxyType(entities[0])
 
     def check_activity_codes(self, codes: Mapping[str, Sequence[str]]) -> CodeCheck:
         """Whether each code (and its expected subcodes) exists, is active and is not contact tracking."""
@@ -474,28 +522,60 @@ class PersonifyClient:
     ) -> Any:
         """One HTTP exchange: the parsed JSON of a 2xx answer, or PersonifyError."""
         url = f"{self.settings.root}/{resource}?{odata.query_string(options)}"
+        guard: transport.RequestGuard | None = getattr(self._guards, "guard", None)
         started = time.monotonic()
-        try:
-            # Redirects are not followed: a service root that redirects is a wrong setting (often http
-            # where https is meant), and a followed POST could turn into a GET or go to another host.
-            response = self._session.request(
-                method,
-                url,
-                data=body,
-                headers=headers,
-                timeout=self._timeout,
-                stream=True,
-                allow_redirects=False,
+        deadline = started + self.settings.request_deadline
+        limit = guard.deadline() if guard is not None else None
+        if limit is not None:
+            deadline = min(deadline, limit)
+        left = deadline - started
+        if left < _SHORTEST_REQUEST:
+            raise PersonifyError(
+                ErrorKind.NOT_SENT, "not sent: no time was left to make the request", sent=False, write=write
             )
+        timeout = (min(self.settings.connect_timeout, left), min(self.settings.read_timeout, left))
+        with transport.exchange(write=write, guard=guard, deadline=deadline) as exchange:
             try:
-                success = 200 <= response.status_code < 300
-                content, cut = _read_limited(response, MAX_RESPONSE_BODY if success else MAX_ERROR_BODY)
-            finally:
-                response.close()
-        except requests.RequestException as exc:
-            error = self._network_error(exc, write)
-            log.debug("%s %s failed after %.0f ms: %s", method, resource, _ms(started), error)
-            raise error from None
+                if guard is not None:
+                    guard.check()
+                # Redirects are not followed: a service root that redirects is a wrong setting (often
+                # http where https is meant), and a followed POST could turn into a GET or go elsewhere.
+                response = self._session.request(
+                    method,
+                    url,
+                    data=body,
+                    headers=headers,
+                    timeout=timeout,
+                    stream=True,
+                    allow_redirects=False,
+                    verify=self._verify if self._verify is not True else None,
+                )
+                try:
+                    success = 200 <= response.status_code < 300
+                    content, cut = _read_limited(response, MAX_RESPONSE_BODY if success else MAX_ERROR_BODY)
+                finally:
+                    response.close()
+            except transport.NotSent as exc:
+                raise PersonifyError(
+                    ErrorKind.NOT_SENT, f"not sent: {exc}", sent=False, write=write
+                ) from None
+            except requests.RequestException as exc:
+                error = self._network_error(
+                    exc, write, exchange, by_guard=limit is not None and limit == deadline
+                )
+                log.debug("%s %s failed after %.0f ms: %s", method, resource, _ms(started), error)
+                raise error from None
+            except (ValueError, TypeError, OSError, http.client.HTTPException) as exc:
+                # Raised before or while sending: a header that cannot be encoded, say.
+                sent = exchange.sent if self._tracked else None
+                raise PersonifyError(
+                    ErrorKind.REQUEST,
+                    self._scrub(f"the request could not be made: {type(exc).__name__}: {exc}")[
+                        :MAX_MESSAGE_LENGTH
+                    ],
+                    write=write,
+                    sent=sent,
+                ) from None
         log.debug("%s %s -> %s in %.0f ms", method, resource, response.status_code, _ms(started))
 
         if not success or response.status_code in (204, 205):
@@ -508,16 +588,21 @@ class PersonifyClient:
                 status=response.status_code,
                 excerpt=self._scrub.excerpt(body_text(content)),
                 write=write,
+                sent=True,
             )
         try:
             return json.loads(content)
         except (ValueError, RecursionError):
+            page = _is_page(response, content)
+            what = "a web page instead of data" if page else "something that is not JSON"
             raise PersonifyError(
                 ErrorKind.MALFORMED,
-                f"Personify360 answered {resource} with something that is not JSON",
+                f"Personify360 answered {resource} with {what}" + (f" ({_title(content)})" if page else ""),
                 status=response.status_code,
                 excerpt=self._scrub.excerpt(body_text(content)),
                 write=write,
+                sent=True,
+                page=page,
             ) from None
 
     def _http_error(self, response: requests.Response, content: bytes, write: bool) -> PersonifyError:
@@ -535,9 +620,12 @@ class PersonifyClient:
                 write=write,
             )
         message = deepest_message(content, response.headers.get("Content-Type", ""))
+        page = message is None and _is_page(response, content)
         if not message:
             reason = response.reason or http.client.responses.get(status, "")
             message = reason or f"HTTP status {status}"
+            if page and _title(content):
+                message += f" ({_title(content)})"
         return PersonifyError(
             kind_for_status(status),
             # A message is for a dialog and the attempt history; a server can make it any length.
@@ -545,11 +633,78 @@ class PersonifyClient:
             status=status,
             excerpt=self._scrub.excerpt(body_text(content)),
             write=write,
+            sent=True,
+            retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            page=page,
         )
 
-    def _network_error(self, exc: requests.RequestException, write: bool) -> PersonifyError:
+    def _network_error(
+        self, exc: requests.RequestException, write: bool, exchange: transport.Exchange, *, by_guard: bool
+    ) -> PersonifyError:
         kind, message, during_connect = _classify(exc, self.settings)
-        return PersonifyError(kind, self._scrub(message), write=write, during_connect=during_connect)
+        # Without the tracking transport only a failure known to come before sending is "not sent".
+        sent: bool | None = False if during_connect else None
+        if self._tracked:
+            sent = exchange.sent
+            where = _where(self.settings)
+            if exchange.timed_out:
+                kind = ErrorKind.TIMEOUT
+                message = (
+                    f"the request to {where} was ended before the dispatcher's hold on the row ran out"
+                    if by_guard
+                    else f"Personify360 at {where} gave no complete answer within the "
+                    f"{self.settings.request_deadline:g} s a request may take"
+                )
+            elif kind is ErrorKind.TLS and sent:
+                detail = message.partition(": ")[2]
+                message = f"the secure connection to {where} broke after the request was sent" + (
+                    f": {detail}" if detail else ""
+                )
+        elif kind is ErrorKind.TLS:
+            sent = None  # an untracked transport cannot tell a handshake from a broken answer
+        return PersonifyError(kind, self._scrub(message), write=write, sent=sent)
+
+
+#: Less time than this left before a deadline, and a request is not even started.
+_SHORTEST_REQUEST = 0.05
+#: Retry-After is honoured up to this many seconds; a longer one is taken as this.
+MAX_RETRY_AFTER = 3600.0
+_TITLE = re.compile(rb"<title[^>]*>(.{1,200}?)</title>", re.IGNORECASE | re.DOTALL)
+
+
+def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> float | None:
+    """Seconds a Retry-After header asks to wait (delta-seconds or an HTTP date), capped; None if absent."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return min(float(text), MAX_RETRY_AFTER)
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    delta = (when - (now or datetime.now(UTC))).total_seconds()
+    return min(max(delta, 0.0), MAX_RETRY_AFTER)
+
+
+def _is_page(response: requests.Response, content: bytes) -> bool:
+    """A web page (HTML) rather than an OData answer or a WCF error document."""
+    content_type = response.headers.get("Content-Type", "").lower()
+    start = content.lstrip()[:64].lower()
+    return "html" in content_type or start.startswith((b"<!doctype html", b"<html"))
+
+
+def _title(content: bytes) -> str:
+    match = _TITLE.search(content[:20_000])
+    return " ".join(match.group(1).decode("utf-8", "replace").split()) if match else ""
+
+
+def _where(settings: PersonifySettings) -> str:
+    parts = urlsplit(settings.service_root_url)
+    where = parts.hostname or "?"
+    return f"{where}:{parts.port}" if parts.port else where
 
 
 def _read_limited(response: requests.Response, limit: int) -> tuple[bytes, bool]:

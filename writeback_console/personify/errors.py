@@ -30,11 +30,26 @@ class ErrorKind(enum.Enum):
     NOT_FOUND = "not_found"
     VALIDATION = "validation"
     SERVER = "server"
+    #: 502/503/504/429: the service, or the front end before it, says it cannot serve now.
+    UNAVAILABLE = "unavailable"
     TIMEOUT = "timeout"
     CONNECTION = "connection"
     DROPPED = "dropped"
     MALFORMED = "malformed"
     TLS = "tls"
+    #: The request was refused before any byte of it left (a dispatcher's lease ran out, say).
+    NOT_SENT = "not_sent"
+    #: The request could not be made at all (a header value that cannot be sent, …).
+    REQUEST = "request"
+
+
+#: Failures that only mean "Personify360 is not answering properly right now", not "this writeback is
+#: wrong": when most of a run's requests end like this, the run stops and uses no attempt.
+SERVICE_KINDS = frozenset(
+    {ErrorKind.UNAVAILABLE, ErrorKind.TIMEOUT, ErrorKind.CONNECTION, ErrorKind.DROPPED, ErrorKind.TLS}
+)
+#: Statuses with which a server says, by itself, that the service as a whole is unavailable.
+UNAVAILABLE_STATUSES = frozenset({429, 502, 503, 504})
 
 
 class PersonifyError(Exception):
@@ -54,6 +69,9 @@ class PersonifyError(Exception):
         excerpt: str = "",
         write: bool = False,
         during_connect: bool = False,
+        sent: bool | None = None,
+        retry_after: float | None = None,
+        page: bool = False,
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -62,32 +80,60 @@ class PersonifyError(Exception):
         self.excerpt = excerpt
         #: The request was a write (Save): what matters then is whether it may have been applied.
         self.write = write
-        #: The failure happened before the request could be sent (connect timeout, refused, TLS).
-        self.during_connect = during_connect
+        #: Whether any byte of the request left: False (it cannot have arrived), True, or None when
+        #: the transport could not tell.
+        self.sent: bool | None = False if (sent is None and during_connect) else sent
+        #: Seconds the server asked to wait (Retry-After), if it said.
+        self.retry_after = retry_after
+        #: The answer was a web page (a maintenance or gateway page), not an OData answer.
+        self.page = page
+
+    @property
+    def during_connect(self) -> bool:
+        """The failure happened before the request could be sent (refused, DNS, TLS handshake)."""
+        return self.sent is False
 
     @property
     def may_have_arrived(self) -> bool:
         """True when a write may have been applied although no good answer came back.
 
         The dispatcher then asks Personify360 for the writeback's reference before sending again.
+        Only a failure before any byte of the request left, or an answer saying it was refused,
+        counts as "not applied".
         """
-        if not self.write or self.during_connect:
+        if not self.write or self.sent is False:
             return False
-        # CONNECTION counts only when it did not fail while connecting: an unforeseen network error.
-        return self.kind in {
-            ErrorKind.TIMEOUT,
-            ErrorKind.DROPPED,
-            ErrorKind.SERVER,
-            ErrorKind.MALFORMED,
-            ErrorKind.CONNECTION,
-        }
+        if self.kind in (ErrorKind.AUTH, ErrorKind.NOT_FOUND, ErrorKind.VALIDATION, ErrorKind.NOT_SENT):
+            return False
+        if self.kind is ErrorKind.UNAVAILABLE:
+            # A gateway that timed out (504) or got a broken answer (502) had passed the request on;
+            # 503 and 429 refuse it at the door.
+            return self.status in (502, 504)
+        return True
 
     @property
     def unreachable(self) -> bool:
-        """Personify360 could not be reached at all: the console shows a banner rather than row errors."""
-        if self.kind in {ErrorKind.CONNECTION, ErrorKind.TLS}:
+        """Personify360 could not be reached at all: nothing of the request left this machine."""
+        if self.sent is None:
+            # No tracking transport: judge by the kind of failure, as well as one can.
+            if self.kind in {ErrorKind.CONNECTION, ErrorKind.TLS}:
+                return True
+            return self.kind is ErrorKind.TIMEOUT and self.during_connect
+        return self.sent is False and self.kind in {ErrorKind.CONNECTION, ErrorKind.TLS, ErrorKind.TIMEOUT}
+
+    @property
+    def service(self) -> bool:
+        """The failure says something about Personify360 as a whole, not about this writeback."""
+        if self.kind in SERVICE_KINDS:
             return True
-        return self.kind is ErrorKind.TIMEOUT and self.during_connect
+        return self.page and self.status is not None and (self.status < 300 or self.status >= 500)
+
+    @property
+    def explicit_outage(self) -> bool:
+        """The server itself said the service is unavailable (503, 429, Retry-After, a gateway page)."""
+        if self.status in (503, 429) or (self.retry_after is not None and self.kind is ErrorKind.UNAVAILABLE):
+            return True
+        return self.status in (502, 504) and self.page
 
     def __str__(self) -> str:
         return f"HTTP {self.status}: {self.message}" if self.status is not None else self.message
@@ -100,15 +146,38 @@ class PersonifyError(Exception):
         # handed between processes and threads by the dispatcher.
         return (
             _rebuild,
-            (self.kind, self.message, self.status, self.excerpt, self.write, self.during_connect),
+            (
+                self.kind,
+                self.message,
+                self.status,
+                self.excerpt,
+                self.write,
+                self.sent,
+                self.retry_after,
+                self.page,
+            ),
         )
 
 
 def _rebuild(
-    kind: ErrorKind, message: str, status: int | None, excerpt: str, write: bool, during_connect: bool
+    kind: ErrorKind,
+    message: str,
+    status: int | None,
+    excerpt: str,
+    write: bool,
+    sent: bool | None,
+    retry_after: float | None,
+    page: bool,
 ) -> PersonifyError:
     return PersonifyError(
-        kind, message, status=status, excerpt=excerpt, write=write, during_connect=during_connect
+        kind,
+        message,
+        status=status,
+        excerpt=excerpt,
+        write=write,
+        sent=sent,
+        retry_after=retry_after,
+        page=page,
     )
 
 
@@ -119,6 +188,8 @@ def kind_for_status(status: int) -> ErrorKind:
         return ErrorKind.NOT_FOUND
     if status == 408:
         return ErrorKind.TIMEOUT
+    if status in UNAVAILABLE_STATUSES:
+        return ErrorKind.UNAVAILABLE
     if status >= 500:
         return ErrorKind.SERVER
     if 400 <= status < 500:

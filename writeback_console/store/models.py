@@ -27,6 +27,9 @@ from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from writeback_console.domain import OPEN_STATUSES, Kind, Status
 
+#: Statuses in which a mailing's activity is still on its way; a mailing has at most one such row.
+ACTIVE_MAILING_STATUSES = frozenset({Status.NEW, Status.SCHEDULED, Status.PROCESSING, Status.ERROR})
+
 # Integer ids are 64-bit on PostgreSQL; SQLite needs the plain INTEGER PRIMARY KEY to alias its rowid.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -151,7 +154,16 @@ class Writeback(Base):
     # When the last failure happened; a run may retry the row only if it started after this.
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     locked_by: Mapped[str | None] = mapped_column(String(200))
+    # When the holder claimed or last renewed the lease, and until when it holds it. Both come from the
+    # database's clock, and only the holder sets them: another dispatcher judges the lease by this
+    # expiry, never by its own lease setting or its own clock.
     locked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # Fencing token: every claim increments it, and a holder's writes to the row name the token it got,
+    # so a dispatcher that lost its lease (slept, stalled) cannot write over the next holder's work.
+    lease_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # Interruptions (a dispatcher died while sending) since the last recorded result; the first is free.
+    interruptions: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # What the row was before a dispatcher claimed it, so an unsent claim can be put back exactly.
     claimed_from: Mapped[str | None] = mapped_column(String(24))
     # An earlier attempt may have reached Personify360 (timeout, lost lease): check before resending.
@@ -176,6 +188,9 @@ class Writeback(Base):
         ),
         CheckConstraint("status <> 'sent' OR sent_at IS NOT NULL", name="sent_has_time"),
         CheckConstraint("status <> 'scheduled' OR scheduled_for IS NOT NULL", name="scheduled_has_time"),
+        CheckConstraint(
+            "status <> 'processing' OR lease_expires_at IS NOT NULL", name="processing_has_lease"
+        ),
         # Screens list by time within a status, and by time overall; id breaks ties for keyset paging.
         Index("ix_writeback_status_created_at", "status", "created_at", "id"),
         Index("ix_writeback_created_at", "created_at", "id"),
@@ -195,6 +210,18 @@ class Writeback(Base):
             postgresql_where=text(_in_list("status", OPEN_STATUSES)),
             sqlite_where=text(_in_list("status", OPEN_STATUSES)),
         ),
+        # One mailing's activity is on its way in at most one row, so two rows never send it at once.
+        Index(
+            "uq_writeback_active_mailing",
+            "mailing_id",
+            unique=True,
+            postgresql_where=text(
+                f"kind = 'mailing_activity' AND {_in_list('status', ACTIVE_MAILING_STATUSES)}"
+            ),
+            sqlite_where=text(f"kind = 'mailing_activity' AND {_in_list('status', ACTIVE_MAILING_STATUSES)}"),
+        ),
+        # Ids are never reused, so an audit entry can never come to point at another row.
+        {"sqlite_autoincrement": True},
     )
 
 
@@ -208,8 +235,11 @@ class Attempt(Base):
     number: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # None while running; then sent, error, interrupted (lease lost) or released (never sent).
+    # None while running; then sent, error, no_remote_recipients, interrupted (the dispatcher died or
+    # lost its lease) or outage (Personify360 as a whole was unavailable).
     outcome: Mapped[str | None] = mapped_column(String(24))
+    # Whether it used one of the row's attempts: an outage never does, a first interruption neither.
+    counted: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
     http_status: Mapped[int | None] = mapped_column(Integer)
     message: Mapped[str | None] = mapped_column(Text)
     response_excerpt: Mapped[str | None] = mapped_column(Text)
@@ -222,13 +252,21 @@ class Attempt(Base):
 
 
 class Delivery(Base):
-    """One recipient's activity for a mailing-activity writeback, so a retry sends only the rest."""
+    """One recipient's activity for one mailing, whatever queue rows carry it, so nothing goes twice.
+
+    There is one delivery per mailing recipient: a retry, a new row after a cancelled one, or another
+    dispatcher all find it and send only what has not arrived. Its ``ref`` is the idempotency key that
+    ends the activity's text in Personify360, so the check "did it arrive?" asks for this recipient's
+    activity alone, even when two recipients are the same constituent.
+    """
 
     __tablename__ = "delivery"
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    # The row that last worked on it (the mailing's current mailing-activity row).
     writeback_id: Mapped[int] = mapped_column(ForeignKey("writeback.id", ondelete="CASCADE"))
     recipient_id: Mapped[int] = mapped_column(ForeignKey("mailing_recipient.id", ondelete="CASCADE"))
+    ref: Mapped[str] = mapped_column(Key(16))
     status: Mapped[str] = mapped_column(String(24))
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -238,8 +276,9 @@ class Delivery(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
     __table_args__ = (
-        UniqueConstraint("writeback_id", "recipient_id"),
+        UniqueConstraint("recipient_id"),
         Index("ix_delivery_writeback_id_status", "writeback_id", "status"),
+        Index("ix_delivery_ref", "ref"),
     )
 
 
@@ -256,16 +295,16 @@ class AuditEvent(Base):
     filter: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
-    __table_args__ = (Index("ix_audit_event_at", "at"),)
+    __table_args__ = (Index("ix_audit_event_at", "at"), {"sqlite_autoincrement": True})
 
 
 class AuditEventRow(Base):
-    """Which writebacks an audit event touched; no foreign key, so the record outlives a deleted row."""
+    """Which writebacks an audit event touched (rows are never deleted, so the link always holds)."""
 
     __tablename__ = "audit_event_row"
 
     event_id: Mapped[int] = mapped_column(ForeignKey("audit_event.id", ondelete="CASCADE"), primary_key=True)
-    writeback_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    writeback_id: Mapped[int] = mapped_column(ForeignKey("writeback.id"), primary_key=True)
     ref: Mapped[str] = mapped_column(Key(16))
 
     __table_args__ = (Index("ix_audit_event_row_writeback_id", "writeback_id"),)
@@ -281,3 +320,27 @@ class Setting(Base):
     value: Mapped[Any] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=lambda: datetime.now(UTC))
     updated_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class RemoteHealth(Base):
+    """What the dispatchers last learnt about a Personify360 service as a whole.
+
+    An outage (maintenance page, 503, timeouts) or rejected credentials is remembered here, shared by
+    every dispatcher and console on the queue: until ``not_before`` (the service's own Retry-After)
+    nobody sends anything, and after it each run sends one probe before anything else.
+    """
+
+    __tablename__ = "remote_health"
+
+    service: Mapped[str] = mapped_column(String(500), primary_key=True)
+    #: ok, outage or auth.
+    state: Mapped[str] = mapped_column(String(16))
+    #: When the current outage or refusal began (None while ok).
+    since: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    checked_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    message: Mapped[str | None] = mapped_column(Text)
+    not_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    checked_by: Mapped[str | None] = mapped_column(String(200))
+
+    __table_args__ = (CheckConstraint("state IN ('ok', 'outage', 'auth')", name="state"),)

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -32,11 +33,14 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.engine import CursorResult
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from writeback_console.domain import (
     DEFAULT_MAX_ATTEMPTS,
+    FREE_INTERRUPTIONS,
     OPEN_STATUSES,
+    REF_PREFIX,
     Kind,
     QueueState,
     Status,
@@ -47,12 +51,14 @@ from writeback_console.domain import (
 )
 from writeback_console.intake import WritebackInput
 from writeback_console.store.models import (
+    ACTIVE_MAILING_STATUSES,
     Attempt,
     AuditEvent,
     AuditEventRow,
     Delivery,
     Mailing,
     MailingRecipient,
+    RemoteHealth,
     Setting,
     Writeback,
 )
@@ -131,6 +137,8 @@ class WritebackRow:
     created_at: datetime
     updated_at: datetime
     payload: Mapping[str, Any] = field(default_factory=dict)
+    #: Until when the dispatcher holding a Processing row has it (the database's clock).
+    lease_expires_at: datetime | None = None
 
     @property
     def state(self) -> QueueState:
@@ -277,6 +285,18 @@ def enqueue_many(
 # --- the dispatcher's side -----------------------------------------------------------------------
 
 
+def database_now(session: Session) -> datetime:
+    """The database's clock, by which every lease is set and judged.
+
+    On PostgreSQL that is the server's clock, the same for every dispatcher whatever their own clocks
+    say. A SQLite file is shared only by processes on one machine, so there it is this machine's clock.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        value = session.execute(select(func.statement_timestamp())).scalar_one()
+        return cast(datetime, value).astimezone(UTC)
+    return utcnow()
+
+
 def eligible_condition(run_started_at: datetime) -> ColumnElement[bool]:
     """SQL form of :func:`writeback_console.domain.is_eligible`; a test keeps the two in step."""
     return or_(
@@ -308,6 +328,30 @@ class Claimed:
     max_attempts: int
     delivery_uncertain: bool
     claimed_from: Status
+    #: The fencing token of this claim: every write the holder makes to the row names it.
+    token: int = 0
+    #: The database's time of the claim, and until when the lease runs.
+    locked_at: datetime | None = None
+    lease_expires_at: datetime | None = None
+
+
+#: Which lease a holder names in its writes: writeback id → fencing token.
+Leases = Mapping[int, int]
+
+
+def _fenced(leases: Iterable[tuple[int, int]]) -> ColumnElement[bool]:
+    """Rows still Processing under exactly these (id, token) pairs: nobody else took them meanwhile."""
+    return and_(tuple_(W.id, W.lease_token).in_(list(leases)), W.status == Status.PROCESSING.value)
+
+
+def _pairs(leases: Leases) -> list[tuple[int, int]]:
+    return sorted(leases.items())
+
+
+def _pair_chunks(leases: Leases) -> Iterator[list[tuple[int, int]]]:
+    pairs = _pairs(leases)
+    for start in range(0, len(pairs), CHUNK):
+        yield pairs[start : start + CHUNK]
 
 
 def claim(
@@ -316,6 +360,7 @@ def claim(
     dispatcher: str,
     run_started_at: datetime,
     limit: int,
+    lease_seconds: float = 900,
     now: datetime | None = None,
     skip_accounts: Iterable[str] = (),
 ) -> list[Claimed]:
@@ -323,9 +368,12 @@ def claim(
 
     PostgreSQL locks the chosen rows with ``FOR UPDATE SKIP LOCKED`` so concurrent dispatchers take
     disjoint sets; SQLite is serialised by the write lock the caller's ``BEGIN IMMEDIATE`` holds.
-    Every claim starts an attempt: the attempt row is written in the same transaction.
+    The lease runs ``lease_seconds`` from the database's clock (``now`` only for tests with a fixed
+    clock) and carries a new fencing token. Every claim starts an attempt, written in the same
+    transaction.
     """
-    now = now or utcnow()
+    now = now or database_now(session)
+    expires = now + timedelta(seconds=lease_seconds)
     skipped = sorted(set(skip_accounts))
     chosen = (
         select(W.id)
@@ -346,6 +394,8 @@ def claim(
             attempts=W.attempts + 1,
             locked_by=dispatcher,
             locked_at=now,
+            lease_expires_at=expires,
+            lease_token=W.lease_token + 1,
             updated_at=now,
         )
         .returning(
@@ -363,6 +413,7 @@ def claim(
             W.max_attempts,
             W.delivery_uncertain,
             W.claimed_from,
+            W.lease_token,
         )
     ).all()
     claimed = sorted(
@@ -382,14 +433,17 @@ def claim(
                 max_attempts=r.max_attempts,
                 delivery_uncertain=bool(r.delivery_uncertain),
                 claimed_from=Status(r.claimed_from),
+                token=int(r.lease_token),
+                locked_at=now,
+                lease_expires_at=expires,
             )
             for r in result
         ),
         key=lambda c: c.id,
     )
     if claimed:
-        # Interrupted attempts stay in the history without counting, so the row's number of the next
-        # history entry can be ahead of its attempt count.
+        # Uncounted attempts (outages, a first interruption) stay in the history, so the number of the
+        # next history entry can be ahead of the attempt count.
         numbered: dict[int, int] = {
             wid: number
             for wid, number in session.execute(
@@ -408,6 +462,7 @@ def claim(
                     "dispatcher": dispatcher,
                     # An attempt beyond the automatic ones exists only because a person granted it.
                     "manual": c.attempt > DEFAULT_MAX_ATTEMPTS,
+                    "counted": True,
                 }
                 for c in claimed
             ],
@@ -415,18 +470,34 @@ def claim(
     return claimed
 
 
-def renew_leases(session: Session, ids: Sequence[int], *, dispatcher: str, now: datetime) -> int:
-    """Extend the lease on rows this dispatcher is still working on; returns how many it still holds."""
-    renewed = 0
-    for batch in _chunks(list(ids)):
-        renewed += _changed(
+def renew_leases(
+    session: Session, leases: Leases, *, lease_seconds: float, now: datetime | None = None
+) -> set[int]:
+    """Extend the leases this holder still has; returns their ids. The others it has lost."""
+    now = now or database_now(session)
+    held: set[int] = set()
+    for batch in _pair_chunks(leases):
+        held.update(
             session.execute(
                 update(Writeback)
-                .where(W.id.in_(batch), W.status == Status.PROCESSING.value, W.locked_by == dispatcher)
-                .values(locked_at=now)
-            )
+                .where(_fenced(batch))
+                .values(locked_at=now, lease_expires_at=now + timedelta(seconds=lease_seconds))
+                .returning(W.id)
+                .execution_options(synchronize_session=False)
+            ).scalars()
         )
-    return renewed
+    return held
+
+
+def held_leases(session: Session, leases: Leases) -> set[int]:
+    """Which of these leases are still held, locking those rows until the transaction ends."""
+    held: set[int] = set()
+    for batch in _pair_chunks(leases):
+        query = select(W.id).where(_fenced(batch))
+        if session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update()
+        held.update(session.scalars(query))
+    return held
 
 
 def _finish_attempt(
@@ -438,6 +509,7 @@ def _finish_attempt(
     http_status: int | None = None,
     message: str | None = None,
     response_excerpt: str | None = None,
+    counted: bool = True,
 ) -> None:
     session.execute(
         update(Attempt)
@@ -448,12 +520,9 @@ def _finish_attempt(
             http_status=http_status,
             message=_cut(message, MESSAGE_LIMIT),
             response_excerpt=_cut(response_excerpt, EXCERPT_LIMIT),
+            counted=counted,
         )
     )
-
-
-def _held(writeback_id: int, dispatcher: str) -> ColumnElement[bool]:
-    return and_(W.id == writeback_id, W.status == Status.PROCESSING.value, W.locked_by == dispatcher)
 
 
 @dataclass(frozen=True, slots=True)
@@ -461,6 +530,7 @@ class AttemptResult:
     """How one attempt ended, for :func:`record_results`."""
 
     writeback_id: int
+    token: int
     ok: bool
     at: datetime
     http_status: int | None = None
@@ -474,27 +544,25 @@ class AttemptResult:
 
 _T = cast(Table, Writeback.__table__)
 #: What every end of a claim writes: no lease, nothing to restore.
-UNLOCKED: dict[str, Any] = {"locked_by": None, "locked_at": None, "claimed_from": None}
+UNLOCKED: dict[str, Any] = {
+    "locked_by": None,
+    "locked_at": None,
+    "lease_expires_at": None,
+    "claimed_from": None,
+}
 _A = cast(Table, Attempt.__table__)
 
 
 def record_results(session: Session, results: Sequence[AttemptResult], *, dispatcher: str) -> set[int]:
-    """Record many attempts in a few statements; returns the ids this dispatcher still held.
+    """Record many attempts in a few statements; returns the ids whose lease the caller still held.
 
-    A row whose lease was lost meanwhile (recovered by another run) is left alone: its attempt was
-    closed as interrupted and the row will be checked by reference before it is sent again.
+    A row whose lease was lost meanwhile (recovered by another run, or the holder slept past it) is
+    left alone: its fencing token no longer matches, its attempt was closed as interrupted, and it is
+    checked by reference before it is sent again.
     """
     if not results:
         return set()
-    ids = [r.writeback_id for r in results]
-    held: set[int] = set()
-    for batch in _chunks(ids):
-        query = select(W.id).where(
-            W.id.in_(batch), W.status == Status.PROCESSING.value, W.locked_by == dispatcher
-        )
-        if session.get_bind().dialect.name == "postgresql":
-            query = query.with_for_update()
-        held.update(session.scalars(query))
+    held = held_leases(session, {r.writeback_id: r.token for r in results})
     mine = [r for r in results if r.writeback_id in held]
     sent = [r for r in mine if r.ok]
     failed = [r for r in mine if not r.ok]
@@ -508,6 +576,7 @@ def record_results(session: Session, results: Sequence[AttemptResult], *, dispat
                 sent_at=bindparam("at"),
                 **UNLOCKED,
                 delivery_uncertain=False,
+                interruptions=0,
                 last_error=None,
                 last_http_status=bindparam("http"),
                 updated_at=bindparam("at"),
@@ -522,6 +591,7 @@ def record_results(session: Session, results: Sequence[AttemptResult], *, dispat
                 status=Status.ERROR.value,
                 next_attempt_at=bindparam("at"),
                 **UNLOCKED,
+                interruptions=0,
                 # Knowing the earlier write is absent settles the doubt; a new doubt adds to it.
                 delivery_uncertain=or_(
                     and_(_T.c.delivery_uncertain, bindparam("keep", type_=Boolean)),
@@ -557,6 +627,7 @@ def record_results(session: Session, results: Sequence[AttemptResult], *, dispat
                 http_status=bindparam("http"),
                 message=bindparam("message"),
                 response_excerpt=bindparam("excerpt"),
+                counted=True,
             ),
             [
                 {
@@ -577,13 +648,14 @@ def mark_sent(
     session: Session,
     writeback_id: int,
     *,
+    token: int,
     dispatcher: str,
     sent_at: datetime,
     http_status: int | None = None,
     message: str | None = None,
 ) -> bool:
-    """Record that Personify360 accepted the row. False if this dispatcher no longer holds it."""
-    result = AttemptResult(writeback_id, True, sent_at, http_status, message)
+    """Record that Personify360 accepted the row. False if this lease is no longer held."""
+    result = AttemptResult(writeback_id, token, True, sent_at, http_status, message)
     return writeback_id in record_results(session, [result], dispatcher=dispatcher)
 
 
@@ -591,6 +663,7 @@ def mark_error(
     session: Session,
     writeback_id: int,
     *,
+    token: int,
     dispatcher: str,
     failed_at: datetime,
     message: str,
@@ -600,23 +673,25 @@ def mark_error(
 ) -> bool:
     """Record a failed attempt; the row is retried automatically in a later run while attempts remain."""
     result = AttemptResult(
-        writeback_id, False, failed_at, http_status, message, response_excerpt, may_have_arrived
+        writeback_id, token, False, failed_at, http_status, message, response_excerpt, may_have_arrived
     )
     return writeback_id in record_results(session, [result], dispatcher=dispatcher)
 
 
-def mark_no_remote_recipients(session: Session, writeback_id: int, *, dispatcher: str, now: datetime) -> bool:
+def mark_no_remote_recipients(session: Session, writeback_id: int, *, token: int, now: datetime) -> bool:
     """A mailing activity whose mailing reached nobody known to Personify360: final, not an error."""
     done = _changed(
         session.execute(
             update(Writeback)
-            .where(_held(writeback_id, dispatcher), W.kind == Kind.MAILING_ACTIVITY.value)
+            .where(_fenced([(writeback_id, token)]), W.kind == Kind.MAILING_ACTIVITY.value)
             .values(
                 status=Status.NO_REMOTE_RECIPIENTS.value,
                 **UNLOCKED,
+                interruptions=0,
                 last_error=None,
                 updated_at=now,
             )
+            .execution_options(synchronize_session=False)
         )
     )
     if done:
@@ -630,20 +705,17 @@ def mark_no_remote_recipients(session: Session, writeback_id: int, *, dispatcher
     return bool(done)
 
 
-def release(session: Session, ids: Sequence[int], *, dispatcher: str) -> int:
+def release(session: Session, leases: Leases) -> int:
     """Put claimed rows that were never sent back exactly as they were; no attempt is counted."""
     released = 0
-    for batch in _chunks(list(ids)):
+    for batch in _pair_chunks(leases):
         rows = (
             session.execute(
                 update(Writeback)
-                .where(W.id.in_(batch), W.status == Status.PROCESSING.value, W.locked_by == dispatcher)
-                .values(
-                    status=W.claimed_from,
-                    attempts=W.attempts - 1,
-                    **UNLOCKED,
-                )
+                .where(_fenced(batch))
+                .values(status=W.claimed_from, attempts=W.attempts - 1, **UNLOCKED)
                 .returning(W.id)
+                .execution_options(synchronize_session=False)
             )
             .scalars()
             .all()
@@ -654,49 +726,144 @@ def release(session: Session, ids: Sequence[int], *, dispatcher: str) -> int:
     return released
 
 
+@dataclass(frozen=True, slots=True)
+class PutBack:
+    """A claimed row that was tried but whose attempt must not count, for :func:`put_back`."""
+
+    writeback_id: int
+    token: int
+    at: datetime
+    #: outage (Personify360 as a whole unavailable) or interrupted (stopped mid-way).
+    outcome: str
+    message: str
+    http_status: int | None = None
+    response_excerpt: str | None = None
+    #: A write went out and its fate is unknown: the next send asks Personify360 first.
+    may_have_arrived: bool = False
+
+
+def put_back(session: Session, items: Sequence[PutBack]) -> set[int]:
+    """Put rows back where they were without using an attempt, keeping the attempt in the history.
+
+    Used when Personify360 as a whole was unavailable, or a run stopped part-way through a row: the
+    doubt whether a write arrived is kept, so the next send looks for the reference first.
+    """
+    if not items:
+        return set()
+    by_id = {i.writeback_id: i for i in items}
+    held = held_leases(session, {i.writeback_id: i.token for i in items})
+    mine = [by_id[wid] for wid in sorted(held)]
+    if not mine:
+        return held
+    conn = session.connection()
+    conn.execute(
+        update(_T)
+        .where(_T.c.id == bindparam("wid"))
+        .values(
+            status=_T.c.claimed_from,
+            attempts=_T.c.attempts - 1,
+            **UNLOCKED,
+            delivery_uncertain=or_(_T.c.delivery_uncertain, bindparam("mha", type_=Boolean)),
+            updated_at=bindparam("at"),
+        ),
+        [{"wid": i.writeback_id, "mha": i.may_have_arrived, "at": i.at} for i in mine],
+    )
+    conn.execute(
+        update(_A)
+        .where(_A.c.writeback_id == bindparam("wid"), _A.c.outcome.is_(None))
+        .values(
+            outcome=bindparam("outcome"),
+            finished_at=bindparam("at"),
+            http_status=bindparam("http"),
+            message=bindparam("message"),
+            response_excerpt=bindparam("excerpt"),
+            counted=False,
+        ),
+        [
+            {
+                "wid": i.writeback_id,
+                "outcome": i.outcome,
+                "at": i.at,
+                "http": i.http_status,
+                "message": _cut(i.message, MESSAGE_LIMIT),
+                "excerpt": _cut(i.response_excerpt, EXCERPT_LIMIT),
+            }
+            for i in mine
+        ],
+    )
+    return held
+
+
 LEASE_LOST_MESSAGE = (
-    "the dispatcher {holder} stopped while sending (its lease expired); the attempt does not count, "
-    "and Personify360 is asked whether it arrived before it is sent again"
+    "the dispatcher {holder} stopped while sending (its lease ran out); this first interruption uses no "
+    "attempt, and Personify360 is asked whether the activity arrived before it is sent again"
+)
+LEASE_LOST_AGAIN_MESSAGE = (
+    "the dispatcher {holder} stopped while sending, the second time in a row for this writeback; "
+    "from now on each such interruption uses an attempt, and Personify360 is asked whether the "
+    "activity arrived before it is sent again"
 )
 
 
-def recover_expired_leases(session: Session, *, now: datetime, lease_seconds: float) -> list[int]:
-    """Put Processing rows whose dispatcher died back where they were, marked uncertain.
+def _holder_message(template: str) -> ColumnElement[str]:
+    before, after = template.split("{holder}")
+    # SET expressions see the old row, so the message names the dispatcher that held it.
+    return literal(before) + func.coalesce(W.locked_by, "?") + literal(after)
 
-    The interrupted attempt stays in the history but does not count against the row's three: the
-    dispatcher failed, not the writeback. The row is marked uncertain because the write may have
-    reached Personify360 before the crash, so the next send first asks for its reference. One
+
+def recover_expired_leases(session: Session, *, now: datetime | None = None) -> list[int]:
+    """Take back Processing rows whose lease ran out by the database's clock (their holder is gone).
+
+    The lease is the holder's: its stored expiry decides, never the recovering dispatcher's own lease
+    setting or clock. The interrupted attempt stays in the history. The first interruption since the
+    row last got a result puts it back where it was without using an attempt (the dispatcher failed,
+    not the writeback); a second one in a row counts, so a row that crashes every dispatcher runs out of
+    attempts instead of looping for ever. Either way the row is marked uncertain, because the write may
+    have reached Personify360 before the crash: the next send asks for its reference first. One
     statement for all rows, so a crash that left many thousands behind is recovered at once.
     """
-    cutoff = now - timedelta(seconds=lease_seconds)
-    before, after = LEASE_LOST_MESSAGE.split("{holder}")
-    recovered = list(
-        session.execute(
-            update(Writeback)
-            .where(W.status == Status.PROCESSING.value, W.locked_at < cutoff)
-            .values(
-                status=func.coalesce(W.claimed_from, Status.ERROR.value),
-                attempts=W.attempts - 1,
-                **UNLOCKED,
-                delivery_uncertain=True,
-                # SET expressions see the old row, so the message names the dispatcher that died.
-                last_error=literal(before) + func.coalesce(W.locked_by, "?") + literal(after),
-                last_http_status=None,
-                updated_at=now,
-            )
-            .returning(W.id)
-            .execution_options(synchronize_session=False)
-        ).scalars()
-    )
-    message = LEASE_LOST_MESSAGE.format(holder="that held it")
-    for batch in _chunks(sorted(recovered)):
-        session.execute(
-            update(Attempt)
-            .where(Attempt.writeback_id.in_(batch), Attempt.outcome.is_(None))
-            .values(outcome="interrupted", finished_at=now, message=message)
-            .execution_options(synchronize_session=False)
+    now = now or database_now(session)
+    again = W.interruptions >= FREE_INTERRUPTIONS
+    recovered = session.execute(
+        update(Writeback)
+        .where(W.status == Status.PROCESSING.value, W.lease_expires_at < now)
+        .values(
+            status=case((again, Status.ERROR.value), else_=func.coalesce(W.claimed_from, Status.ERROR.value)),
+            attempts=case((again, W.attempts), else_=W.attempts - 1),
+            next_attempt_at=case((again, now), else_=W.next_attempt_at),
+            interruptions=W.interruptions + 1,
+            **UNLOCKED,
+            delivery_uncertain=True,
+            last_error=case(
+                (again, _holder_message(LEASE_LOST_AGAIN_MESSAGE)), else_=_holder_message(LEASE_LOST_MESSAGE)
+            ),
+            last_http_status=None,
+            updated_at=now,
         )
-    return sorted(recovered)
+        .returning(W.id, W.interruptions)
+        .execution_options(synchronize_session=False)
+    ).all()
+    counted = sorted(wid for wid, n in recovered if n > FREE_INTERRUPTIONS)
+    free = sorted(wid for wid, n in recovered if n <= FREE_INTERRUPTIONS)
+    for ids, message, counts in (
+        (free, LEASE_LOST_MESSAGE.format(holder="that held it"), False),
+        (counted, LEASE_LOST_AGAIN_MESSAGE.format(holder="that held it"), True),
+    ):
+        for batch in _chunks(ids):
+            session.execute(
+                update(Attempt)
+                .where(Attempt.writeback_id.in_(batch), Attempt.outcome.is_(None))
+                .values(outcome="interrupted", finished_at=now, message=message, counted=counts)
+                .execution_options(synchronize_session=False)
+            )
+            # Every unfinished recipient of a mailing may have arrived too.
+            session.execute(
+                update(Delivery)
+                .where(Delivery.writeback_id.in_(batch), Delivery.status != "sent")
+                .values(uncertain=True)
+                .execution_options(synchronize_session=False)
+            )
+    return sorted(wid for wid, _n in recovered)
 
 
 # --- manual actions ------------------------------------------------------------------------------
@@ -846,16 +1013,21 @@ def schedule_mailing_activity(
     if at is not None and at <= now:
         raise QueueError(f"the time {at.isoformat()} has already passed; choose a time in the future")
     existing = session.execute(
-        select(W.ref, W.status).where(
+        select(W.ref, W.status)
+        .where(
             W.mailing_id == mailing_id,
             W.kind == Kind.MAILING_ACTIVITY.value,
-            W.status != Status.NO_REMOTE_RECIPIENTS.value,
+            W.status.in_([s.value for s in (*ACTIVE_MAILING_STATUSES, Status.SENT)]),
         )
+        .order_by(W.id.desc())
     ).first()
     if existing is not None:
+        what = "retry" if Status(existing.status) is Status.ERROR else "reschedule"
         raise QueueError(
             f"mailing {mailing_id} already has mailing activity {existing.ref} "
-            f"({Status(existing.status).label}); reschedule or retry that one instead"
+            f"({Status(existing.status).label}); {what} that one instead"
+            if Status(existing.status) is not Status.SENT
+            else f"the mailing activity of mailing {mailing_id} was already sent ({existing.ref})"
         )
     item = WritebackInput(
         kind=Kind.MAILING_ACTIVITY,
@@ -865,7 +1037,14 @@ def schedule_mailing_activity(
         scheduled_for=at,
         payload={"mailing_name": mailing.name},
     )
-    row = enqueue(session, item, now=now)
+    try:
+        # The database holds the line too: a second active row for one mailing is refused.
+        with session.begin_nested():
+            row = enqueue(session, item, now=now)
+    except IntegrityError:
+        raise QueueError(
+            f"mailing {mailing_id} was given mailing activity by someone else at the same moment"
+        ) from None
     record_audit(
         session,
         actor=actor,
@@ -921,13 +1100,22 @@ def reschedule(
 def cancel_scheduled(
     session: Session, writeback_id: int, *, actor: str, now: datetime | None = None
 ) -> WritebackRow:
-    """Withdraw a Scheduled mailing activity before it goes out; the audit log keeps what it was."""
+    """Withdraw a Scheduled mailing activity before it goes out: it stays, as Cancelled, for good.
+
+    Cancelled is a recorded state, never a delete: the row keeps its reference, its history and its
+    recipients' deliveries, so automatic scheduling does not make the mailing's activity again, and if
+    staff schedule it anew, recipients that already have their activity are not written twice.
+    """
     now = now or utcnow()
     row = _mailing_activity_row(session, writeback_id)
     if row.status is not Status.SCHEDULED:
         raise QueueError(f"{row.ref} is {row.status.label}; only Scheduled rows can be cancelled")
     done = _changed(
-        session.execute(delete(Writeback).where(W.id == writeback_id, W.status == Status.SCHEDULED.value))
+        session.execute(
+            update(Writeback)
+            .where(W.id == writeback_id, W.status == Status.SCHEDULED.value)
+            .values(status=Status.CANCELLED.value, updated_at=now)
+        )
     )
     if not done:
         raise QueueError(f"{row.ref} was picked up by a dispatcher meanwhile")
@@ -937,21 +1125,32 @@ def cancel_scheduled(
         action="cancel",
         rows=[(row.id, row.ref)],
         now=now,
-        detail={"writeback": row.to_json()},
+        detail={
+            "mailing_id": row.mailing_id,
+            "scheduled_for": row.scheduled_for.isoformat() if row.scheduled_for else None,
+        },
     )
-    return row
+    return get_writeback(session, writeback_id)
 
 
 # --- reading -------------------------------------------------------------------------------------
 
 
 def get_writeback(session: Session, key: int | str) -> WritebackRow:
-    """One writeback by id, or by reference (any case)."""
+    """One writeback by id, or by reference (any case).
+
+    A mailing recipient's activity in Personify360 ends with that recipient's own reference; it
+    finds the mailing-activity row that carries it.
+    """
     if isinstance(key, str) and not key.isdigit():
-        condition = W.ref == normalize_ref(key)
+        ref = normalize_ref(key)
+        condition: ColumnElement[bool] = W.ref == ref
+        row = session.execute(select(*ROW_COLUMNS).where(condition)).first()
+        if row is None:
+            carrier = select(Delivery.writeback_id).where(Delivery.ref == ref).limit(1).scalar_subquery()
+            row = session.execute(select(*ROW_COLUMNS).where(W.id == carrier)).first()
     else:
-        condition = W.id == int(key)
-    row = session.execute(select(*ROW_COLUMNS).where(condition)).first()
+        row = session.execute(select(*ROW_COLUMNS).where(W.id == int(key))).first()
     if row is None:
         raise NotFound(f"no writeback {key}")
     return _row(row)
@@ -992,6 +1191,8 @@ class AttemptRow:
     response_excerpt: str | None
     dispatcher: str | None
     manual: bool
+    #: Whether it used one of the row's attempts (an outage or a first interruption does not).
+    counted: bool = True
 
 
 def attempts_of(session: Session, writeback_id: int) -> list[AttemptRow]:
@@ -1006,6 +1207,7 @@ def attempts_of(session: Session, writeback_id: int) -> list[AttemptRow]:
             a.response_excerpt,
             a.dispatcher,
             a.manual,
+            a.counted,
         )
         for a in session.scalars(
             select(Attempt).where(Attempt.writeback_id == writeback_id).order_by(Attempt.number)
@@ -1152,12 +1354,18 @@ def _text_condition(text: str) -> ColumnElement[bool]:
     mailings = select(Mailing.id).where(
         func.lower(Mailing.name).like("%" + escape_like(text.lower()) + "%", escape="\\")
     )
-    return or_(
+    conditions = [
         _prefix(func.lower(W.email), text.lower()),
         _prefix(W.ref, normalize_ref(text)),
         _prefix(W.master_customer_id, text),
         W.mailing_id.in_(mailings.scalar_subquery()),
-    )
+    ]
+    ref = normalize_ref(text)
+    if ref.startswith(REF_PREFIX) and len(ref) > len(REF_PREFIX):
+        # A recipient's reference, as support copies it from an activity in CRM360.
+        carriers = select(Delivery.writeback_id).where(_prefix(_D.c.ref, ref))
+        conditions.append(W.id.in_(carriers.scalar_subquery()))
+    return or_(*conditions)
 
 
 Cursor = tuple[Any, ...]
@@ -1443,10 +1651,12 @@ def store_constituents(session: Session, found: Sequence[tuple[int, str, int]]) 
 
 @dataclass(frozen=True, slots=True)
 class RecipientDelivery:
-    """One recipient of a mailing-activity writeback that still needs its activity."""
+    """One recipient of a mailing that still needs its activity."""
 
     delivery_id: int
     recipient_id: int
+    #: The idempotency key that ends this recipient's activity text: theirs alone, for good.
+    ref: str
     email: str
     master_customer_id: str
     sub_customer_id: int
@@ -1480,38 +1690,75 @@ def _clicks(raw: Any) -> tuple[tuple[str, datetime], ...]:
     return tuple(out)
 
 
-def prepare_deliveries(session: Session, writeback_id: int, mailing_id: int, *, now: datetime) -> FanOut:
-    """Create the missing per-recipient delivery rows and return those still to be sent.
+#: Characters of a recipient's reference after ``WB-``: longer than a writeback's, so never the same.
+DELIVERY_REF_LENGTH = 12
 
-    Only recipients known in Personify360 get an activity; a retry returns only the ones that did
-    not arrive, since delivered rows are kept as sent.
+
+def new_delivery_refs(session: Session, count: int) -> list[str]:
+    """``count`` fresh recipient references that no delivery uses yet."""
+    refs: list[str] = []
+    while len(refs) < count:
+        wanted = count - len(refs)
+        fresh = list(dict.fromkeys(new_ref(DELIVERY_REF_LENGTH) for _ in range(wanted)))
+        taken: set[str] = set()
+        for start in range(0, len(fresh), CHUNK):
+            batch = fresh[start : start + CHUNK]
+            taken.update(session.scalars(select(Delivery.ref).where(Delivery.ref.in_(batch))))
+        refs.extend(r for r in fresh if r not in taken and r not in refs)
+    return refs[:count]
+
+
+def prepare_deliveries(session: Session, writeback_id: int, mailing_id: int, *, now: datetime) -> FanOut:
+    """The mailing's recipients still without their activity, now carried by this row.
+
+    There is one delivery per recipient of the mailing, whichever queue row made it: a retry, a new
+    row after a cancelled one, or another dispatcher after a crash all see what already arrived, and
+    send only the rest. Only recipients known in Personify360 get an activity. The caller holds the
+    row's lease, and the database lets a mailing have only one active row, so nobody else sends these.
     """
     mailing = session.get(Mailing, mailing_id)
     name = mailing.name if mailing is not None else f"mailing {mailing_id}"
     remote = select(MailingRecipient.id).where(
         MailingRecipient.mailing_id == mailing_id, MailingRecipient.master_customer_id.is_not(None)
     )
-    known = select(Delivery.recipient_id).where(Delivery.writeback_id == writeback_id)
-    missing = session.scalars(remote.where(MailingRecipient.id.not_in(known))).all()
+    known = select(Delivery.recipient_id).join(MailingRecipient, MailingRecipient.id == Delivery.recipient_id)
+    known = known.where(MailingRecipient.mailing_id == mailing_id)
+    missing = session.scalars(
+        remote.where(MailingRecipient.id.not_in(known)).order_by(MailingRecipient.id)
+    ).all()
     if missing:
+        refs = new_delivery_refs(session, len(missing))
         session.execute(
             insert(Delivery),
             [
                 {
                     "writeback_id": writeback_id,
                     "recipient_id": rid,
+                    "ref": ref,
                     "status": "pending",
                     "attempts": 0,
                     "uncertain": False,
                     "updated_at": now,
                 }
-                for rid in missing
+                for rid, ref in zip(missing, refs, strict=True)
             ],
         )
+    of_mailing = select(MailingRecipient.id).where(MailingRecipient.mailing_id == mailing_id)
+    # The unfinished ones are this row's to send now.
+    session.execute(
+        update(Delivery)
+        .where(
+            Delivery.recipient_id.in_(of_mailing.scalar_subquery()),
+            Delivery.status != "sent",
+            Delivery.writeback_id != writeback_id,
+        )
+        .values(writeback_id=writeback_id, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
     rows = session.execute(
         select(Delivery, MailingRecipient)
         .join(MailingRecipient, MailingRecipient.id == Delivery.recipient_id)
-        .where(Delivery.writeback_id == writeback_id)
+        .where(MailingRecipient.mailing_id == mailing_id)
         .order_by(Delivery.id)
     ).all()
     delivered = sum(1 for d, _ in rows if d.status == "sent")
@@ -1519,6 +1766,7 @@ def prepare_deliveries(session: Session, writeback_id: int, mailing_id: int, *, 
         RecipientDelivery(
             delivery_id=d.id,
             recipient_id=r.id,
+            ref=d.ref,
             email=r.email,
             master_customer_id=r.master_customer_id,
             sub_customer_id=r.sub_customer_id or 0,
@@ -1541,6 +1789,9 @@ class DeliveryResult:
     """How one recipient's activity went, for :func:`record_deliveries`."""
 
     delivery_id: int
+    #: The mailing-activity row that sent it, and the lease it sent it under.
+    writeback_id: int
+    token: int
     sent: bool
     at: datetime
     activity_id: str | None = None
@@ -1551,11 +1802,20 @@ class DeliveryResult:
 _D = cast(Table, Delivery.__table__)
 
 
-def record_deliveries(session: Session, results: Sequence[DeliveryResult]) -> None:
-    """Record recipients' outcomes in two statements, however large the mailing."""
+def record_deliveries(session: Session, results: Sequence[DeliveryResult]) -> set[int]:
+    """Record recipients' outcomes in two statements, however large the mailing.
+
+    Only results sent under a lease that is still held count: a dispatcher that lost its row (it slept,
+    its lease ran out, another took over) must not write over what the next holder found. A recipient
+    already recorded as sent is never turned back into an error. Returns the delivery ids recorded.
+    """
+    if not results:
+        return set()
+    held = held_leases(session, {r.writeback_id: r.token for r in results})
+    mine = [r for r in results if r.writeback_id in held]
     conn = session.connection()
-    sent = [r for r in results if r.sent]
-    failed = [r for r in results if not r.sent]
+    sent = [r for r in mine if r.sent]
+    failed = [r for r in mine if not r.sent]
     if sent:
         conn.execute(
             update(_D)
@@ -1574,7 +1834,7 @@ def record_deliveries(session: Session, results: Sequence[DeliveryResult]) -> No
     if failed:
         conn.execute(
             update(_D)
-            .where(_D.c.id == bindparam("did"))
+            .where(_D.c.id == bindparam("did"), _D.c.status != "sent")
             .values(
                 attempts=_D.c.attempts + 1,
                 updated_at=bindparam("at"),
@@ -1592,15 +1852,7 @@ def record_deliveries(session: Session, results: Sequence[DeliveryResult]) -> No
                 for r in failed
             ],
         )
-
-
-def mark_deliveries_uncertain(session: Session, writeback_id: int) -> None:
-    """After a lost lease every unfinished delivery may have arrived; check before resending."""
-    session.execute(
-        update(Delivery)
-        .where(Delivery.writeback_id == writeback_id, Delivery.status != "sent")
-        .values(uncertain=True)
-    )
+    return {r.delivery_id for r in mine}
 
 
 def auto_schedule_mailings(session: Session, *, now: datetime, actor: str) -> list[int]:
@@ -1608,6 +1860,8 @@ def auto_schedule_mailings(session: Session, *, now: datetime, actor: str) -> li
 
     The account setting says how many days after a mailing is sent its activity goes out; mailings
     created before the setting was turned on are left alone, so switching it on never floods the queue.
+    A mailing that has mailing activity in any state — Cancelled included — is never given another:
+    what staff cancelled stays cancelled.
     """
     settings = session.scalars(select(Setting).where(Setting.key == AUTO_MAILING_ACTIVITY_DAYS)).all()
     by_account = {
@@ -1637,7 +1891,13 @@ def auto_schedule_mailings(session: Session, *, now: datetime, actor: str) -> li
             scheduled_for=max(due, now),
             payload={"mailing_name": m.name},
         )
-        row = enqueue(session, item, now=now)
+        try:
+            # Another dispatcher or a person may schedule the same mailing at this moment; the
+            # database keeps one, and this one is skipped.
+            with session.begin_nested():
+                row = enqueue(session, item, now=now)
+        except IntegrityError:
+            continue
         created.append(row.id)
         record_audit(
             session,
@@ -1652,3 +1912,74 @@ def auto_schedule_mailings(session: Session, *, now: datetime, actor: str) -> li
             },
         )
     return created
+
+
+# --- Personify360 as a whole ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """What dispatchers last learnt about one Personify360 service (see :class:`RemoteHealth`)."""
+
+    service: str
+    #: ok, outage or auth.
+    state: str
+    since: datetime | None
+    checked_at: datetime
+    http_status: int | None
+    message: str | None
+    not_before: datetime | None
+    checked_by: str | None
+
+    @property
+    def ok(self) -> bool:
+        return self.state == "ok"
+
+
+def get_health(session: Session, service: str) -> Health | None:
+    row = session.get(RemoteHealth, service)
+    if row is None:
+        return None
+    return Health(
+        row.service,
+        row.state,
+        row.since,
+        row.checked_at,
+        row.http_status,
+        row.message,
+        row.not_before,
+        row.checked_by,
+    )
+
+
+def set_health(
+    session: Session,
+    service: str,
+    *,
+    state: str,
+    now: datetime,
+    by: str,
+    http_status: int | None = None,
+    message: str | None = None,
+    not_before: datetime | None = None,
+) -> Health:
+    """Record what a dispatcher just learnt; an outage keeps the time it began."""
+    row = session.get(RemoteHealth, service, with_for_update=True)
+    if row is None:
+        row = RemoteHealth(service=service, state=state, checked_at=now)
+        session.add(row)
+        row.since = None
+    if state == "ok":
+        row.since = None
+    elif row.state != state or row.since is None:
+        row.since = now
+    row.state = state
+    row.checked_at = now
+    row.checked_by = by
+    row.http_status = http_status
+    row.message = _cut(message, MESSAGE_LIMIT)
+    row.not_before = not_before
+    session.flush()
+    health = get_health(session, service)
+    assert health is not None
+    return health

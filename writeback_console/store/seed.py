@@ -167,6 +167,7 @@ MAILING_STATUS_WEIGHTS = (
     (Status.NO_REMOTE_RECIPIENTS, 30),
     (Status.ERROR, 6),
     (Status.NEW, 4),
+    (Status.CANCELLED, 3),
 )
 KIND_WEIGHTS = (
     (Kind.UNSUBSCRIBE, 30),
@@ -483,6 +484,8 @@ def _generate(spec: _Spec) -> Iterator[Batch]:
             remote_count = add_recipients(mailing_id, occurred, remote, (5, 60) if recent else (1, 3))
             if status is Status.SCHEDULED:
                 scheduled_for = t(now + timedelta(hours=1 + int(rand() * 24 * 14)))
+            elif status is Status.CANCELLED:
+                scheduled_for = t(occurred + timedelta(days=1 + int(rand() * 5)))
         wb_attempts, history, last = _history(rng, kind, status, created, email, master, remote_count)
         final = len(history)
         for number, (at, failure) in enumerate(history, start=1):
@@ -496,6 +499,7 @@ def _generate(spec: _Spec) -> Iterator[Batch]:
                     t(at),
                     None if running else t(at + timedelta(milliseconds=40 + int(rand() * 30000))),
                     _outcome(status, number, final, failure),
+                    True,
                     failure.http_status if failure else (200 if number == final and not running else None),
                     failure.message if failure else None,
                     failure.excerpt if failure else None,
@@ -506,10 +510,11 @@ def _generate(spec: _Spec) -> Iterator[Batch]:
             next_attempt += 1
         locked = status is Status.PROCESSING
         failed = last is not None and status is Status.ERROR
-        locked_at = None
+        locked_at = lease_expires_at = None
         if locked:
             # Half of the Processing rows have been stuck for hours: a dispatcher died.
-            locked_at = t(now - timedelta(hours=2 + int(rand() * 28)) if rand() < 0.5 else now)
+            since = now - timedelta(hours=2 + int(rand() * 28)) if rand() < 0.5 else now
+            locked_at, lease_expires_at = t(since), t(since + timedelta(seconds=900))
         # Column order of the writeback table.
         writebacks.append(
             (
@@ -530,6 +535,9 @@ def _generate(spec: _Spec) -> Iterator[Batch]:
                 t(last.at) if last else None,
                 "console-2:4242" if locked else None,
                 locked_at,
+                lease_expires_at,
+                1 if locked else 0,
+                0,
                 Status.NEW.value if locked else None,
                 False,
                 t(history[-1][0] + timedelta(seconds=1)) if status is Status.SENT else None,
@@ -642,7 +650,7 @@ def _history(
     recipients: int = 0,
 ) -> tuple[int, list[tuple[datetime, Failure | None]], _Last | None]:
     """The attempts a row in ``status`` went through: (count, [(started, failure or None)], last failure)."""
-    if status in (Status.NEW, Status.SCHEDULED):
+    if status in (Status.NEW, Status.SCHEDULED, Status.CANCELLED):
         return 0, [], None
     run = created + timedelta(minutes=1 + int(rng.random() * 10))
     if status is Status.NO_REMOTE_RECIPIENTS:

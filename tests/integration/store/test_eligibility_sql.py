@@ -57,6 +57,7 @@ def test_sql_claim_takes_exactly_the_rows_the_rule_calls_eligible(
                         scheduled_for=s.scheduled_for,
                         next_attempt_at=s.next_attempt_at,
                         sent_at=RUN if s.status is Status.SENT else None,
+                        lease_expires_at=RUN if s.status is Status.PROCESSING else None,
                         delivery_uncertain=False,
                         created_at=RUN,
                         updated_at=RUN,

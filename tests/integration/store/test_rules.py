@@ -224,13 +224,14 @@ def test_staff_can_send_now_reschedule_or_cancel_scheduled_mailing_activity(fact
         queue.cancel_scheduled(session, b.id, actor="staff", now=T0)
 
     with factory() as session:
-        with pytest.raises(queue.NotFound):
-            queue.get_writeback(session, b.id)
+        # Cancelled is a recorded state: the row stays, with its reference and its history.
+        cancelled = queue.get_writeback(session, b.id)
         actions = [e.action for e in queue.audit_of(session, a.id)]
         cancel = queue.audit_of(session, b.id)
+    assert (cancelled.status, cancelled.ref) == (Status.CANCELLED, b.ref)
     assert actions == ["schedule", "reschedule", "reschedule"]
-    assert cancel[-1].action == "cancel" and cancel[-1].detail is not None
-    assert cancel[-1].detail["writeback"]["ref"] == b.ref
+    assert [e.action for e in cancel] == ["schedule", "cancel"]
+    assert cancel[-1].detail is not None and cancel[-1].detail["mailing_id"] == second
     assert [c.id for c in run(factory, T0 + minutes(1))] == [a.id]
 
 
@@ -252,9 +253,9 @@ def test_mailing_without_remote_recipients_ends_as_no_remote_recipients(factory:
     outcome = mailing_activity_outcome(remote, delivered=0)
     assert outcome is Status.NO_REMOTE_RECIPIENTS
 
-    run(factory, T0 + minutes(10))
+    (claimed,) = run(factory, T0 + minutes(10))
     with write_transaction(factory) as session:
-        assert queue.mark_no_remote_recipients(session, wid, dispatcher=DISPATCHER, now=T0 + minutes(10))
+        assert queue.mark_no_remote_recipients(session, wid, token=claimed.token, now=T0 + minutes(10))
 
     r = row(factory, wid)
     assert r.status is Status.NO_REMOTE_RECIPIENTS and r.last_error is None
@@ -270,13 +271,14 @@ def test_processing_row_of_a_dead_dispatcher_is_recovered_and_sent_in_the_next_r
     next_run = T0 + minutes(20)
 
     with write_transaction(factory) as session:
-        assert queue.recover_expired_leases(session, now=T0 + minutes(5), lease_seconds=900) == []
-        recovered = queue.recover_expired_leases(session, now=next_run, lease_seconds=900)
+        # Its lease (15 minutes, the holder's) has not run out yet.
+        assert queue.recover_expired_leases(session, now=T0 + minutes(5)) == []
+        recovered = queue.recover_expired_leases(session, now=next_run)
     assert recovered == [wid]
     r = row(factory, wid)
-    # Back where it was; the interrupted attempt does not use up one of its three.
+    # Back where it was; the first interruption does not use up one of its three attempts.
     assert (r.status, r.attempts) == (Status.NEW, 0)
-    assert r.delivery_uncertain and "lease expired" in (r.last_error or "")
+    assert r.delivery_uncertain and "lease ran out" in (r.last_error or "")
 
     claimed = run(factory, next_run)
     assert [(c.id, c.attempt, c.delivery_uncertain) for c in claimed] == [(wid, 1, True)]
@@ -290,7 +292,7 @@ def test_failed_row_recovered_from_a_dead_dispatcher_keeps_its_earlier_attempts(
     last = fail_runs(factory, wid, 2)
     run(factory, last + minutes(10))  # third attempt; the dispatcher dies
     with write_transaction(factory) as session:
-        queue.recover_expired_leases(session, now=last + minutes(40), lease_seconds=900)
+        queue.recover_expired_leases(session, now=last + minutes(40))
     r = row(factory, wid)
     assert (r.status, r.attempts) == (Status.ERROR, 2)
     assert [c.attempt for c in run(factory, last + minutes(40))] == [3]
@@ -300,10 +302,10 @@ def test_claim_released_unsent_counts_no_attempt(factory: Factory) -> None:
     new_id, err_id = enqueue(factory, item(), item(email="bo@example.org"))
     run(factory, T0, limit=1)
     fail(factory, new_id, T0 + timedelta(seconds=1))
-    run(factory, T0 + minutes(10))  # claims both: the error row (attempt 2) and the new one
+    claimed = run(factory, T0 + minutes(10))  # claims both: the error row (attempt 2) and the new one
 
     with write_transaction(factory) as session:
-        assert queue.release(session, [new_id, err_id], dispatcher=DISPATCHER) == 2
+        assert queue.release(session, {c.id: c.token for c in claimed}) == 2
 
     first, second = row(factory, new_id), row(factory, err_id)
     assert (first.status, first.attempts) == (Status.ERROR, 1)
@@ -315,10 +317,12 @@ def test_claim_released_unsent_counts_no_attempt(factory: Factory) -> None:
 
 def test_lost_lease_cannot_mark_the_row(factory: Factory) -> None:
     (wid,) = enqueue(factory, item())
-    run(factory, T0)
+    (claimed,) = run(factory, T0)
     with write_transaction(factory) as session:
-        queue.recover_expired_leases(session, now=T0 + minutes(30), lease_seconds=60)
-        assert not queue.mark_sent(session, wid, dispatcher=DISPATCHER, sent_at=T0 + minutes(31))
+        queue.recover_expired_leases(session, now=T0 + minutes(30))
+        assert not queue.mark_sent(
+            session, wid, token=claimed.token, dispatcher=DISPATCHER, sent_at=T0 + minutes(31)
+        )
     r = row(factory, wid)
     assert (r.status, r.sent_at) == (Status.NEW, None)
 

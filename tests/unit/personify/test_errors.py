@@ -170,7 +170,7 @@ class TestDeepestMessage:
         (405, ErrorKind.VALIDATION),
         (408, ErrorKind.TIMEOUT),
         (500, ErrorKind.SERVER),
-        (503, ErrorKind.SERVER),
+        (503, ErrorKind.UNAVAILABLE),
         (302, ErrorKind.MALFORMED),
     ],
 )
@@ -180,16 +180,30 @@ def test_kind_for_status(status: int, kind: ErrorKind) -> None:
 
 class TestMayHaveArrived:
     @pytest.mark.parametrize(
-        "kind", [ErrorKind.TIMEOUT, ErrorKind.DROPPED, ErrorKind.SERVER, ErrorKind.MALFORMED]
+        "kind", [ErrorKind.TIMEOUT, ErrorKind.DROPPED, ErrorKind.SERVER, ErrorKind.MALFORMED, ErrorKind.TLS]
     )
     def test_uncertain_writes(self, kind: ErrorKind) -> None:
         assert PersonifyError(kind, "x", write=True).may_have_arrived
+        assert PersonifyError(kind, "x", write=True, sent=True).may_have_arrived
 
     @pytest.mark.parametrize(
-        "kind", [ErrorKind.AUTH, ErrorKind.VALIDATION, ErrorKind.NOT_FOUND, ErrorKind.TLS]
+        "kind", [ErrorKind.AUTH, ErrorKind.VALIDATION, ErrorKind.NOT_FOUND, ErrorKind.NOT_SENT]
     )
     def test_refused_writes(self, kind: ErrorKind) -> None:
         assert not PersonifyError(kind, "x", write=True).may_have_arrived
+
+    def test_only_a_failure_before_any_byte_left_counts_as_not_sent(self) -> None:
+        for kind in (ErrorKind.TLS, ErrorKind.DROPPED, ErrorKind.CONNECTION, ErrorKind.TIMEOUT):
+            assert not PersonifyError(kind, "x", write=True, sent=False).may_have_arrived
+            assert PersonifyError(kind, "x", write=True, sent=True).may_have_arrived
+        # A TLS failure after the request went out is a broken answer, not an unreachable service.
+        assert not PersonifyError(ErrorKind.TLS, "x", write=True, sent=True).unreachable
+        assert PersonifyError(ErrorKind.TLS, "x", write=True, sent=False).unreachable
+
+    @pytest.mark.parametrize(("status", "arrived"), [(503, False), (429, False), (502, True), (504, True)])
+    def test_a_gateway_that_passed_the_write_on_may_have_applied_it(self, status: int, arrived: bool) -> None:
+        error = PersonifyError(ErrorKind.UNAVAILABLE, "x", status=status, write=True, sent=True)
+        assert error.may_have_arrived is arrived
 
     def test_connect_failures_never_arrived(self) -> None:
         for kind in (ErrorKind.TIMEOUT, ErrorKind.CONNECTION, ErrorKind.TLS):

@@ -7,13 +7,13 @@ from collections import Counter
 
 import pytest
 
-from writeback_console.sim.faults import ALL_FAULT_KINDS, FaultKind, Faults, parse_fault_kinds
+from writeback_console.sim.faults import CLASSIC_FAULT_KINDS, FaultKind, Faults, parse_fault_kinds
 
 
 def test_defaults_inject_nothing() -> None:
     faults = Faults()
     assert all(faults.draw(is_save) == (None, False) for is_save in (True, False) for _ in range(200))
-    assert faults.fail_kinds == ALL_FAULT_KINDS
+    assert faults.fail_kinds == CLASSIC_FAULT_KINDS
     assert not faults.unauthorized and faults.latency_ms == 0
 
 
@@ -42,7 +42,7 @@ def test_update_refuses_unknown_settings() -> None:
 
 
 def test_fault_kinds_by_their_command_line_names() -> None:
-    assert parse_fault_kinds(["500", " timeout", "drop", "malformed", "validation"]) == ALL_FAULT_KINDS
+    assert parse_fault_kinds(["500", " timeout", "drop", "malformed", "validation"]) == CLASSIC_FAULT_KINDS
     with pytest.raises(ValueError, match="unknown fault kind 'slow'"):
         parse_fault_kinds(["slow"])
 

@@ -1,0 +1,1200 @@
+"""The chaos simulation: for a seed, a random schedule of dispatchers, faults and operators; then the checks.
+
+A schedule runs against the real queue (a SQLite file or a PostgreSQL database), the real Personify360
+simulator over real HTTPS, real dispatcher processes (killed with SIGKILL, stopped with SIGTERM, frozen
+with SIGSTOP as a sleeping laptop is) and operators acting at the same moment. When the schedule is over
+the faults stop, a clean dispatcher runs until nothing is left to do, and :func:`check` holds the queue
+and Personify360 to the promise:
+
+- **I1** every writeback, and every mailing–recipient pair, is in Personify360 at most once; a Sent one
+  exactly once; no writeback the queue was given disappears.
+- **I2** nothing is left New, Processing or due Scheduled; every row is Sent, No Remote Recipients,
+  Cancelled, or Error with its automatic attempts used up and a message.
+- **I3** attempts never exceed what the rules allow, an outage or a lone interruption uses none, and the
+  history holds every Save that reached Personify360.
+- **I4** no audit or timeline entry belongs to another row.
+- **I5** no dispatcher or command ends in a traceback; a dispatcher stops within seconds when asked.
+
+Everything random comes from ``random.Random(seed)``, so a failing seed replays the same schedule
+(process timing aside) with ``make chaos SEED=…``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import random
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter, defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, text
+from sqlalchemy.orm import Session, sessionmaker
+
+from writeback_console.domain import DEFAULT_MAX_ATTEMPTS, Kind, Status, new_ref
+from writeback_console.intake import InputError, validate_writeback
+from writeback_console.sim.server import Faults, SaveEvent, Simulator, TlsFiles
+from writeback_console.store import queue
+from writeback_console.store.engine import make_engine, make_session_factory, write_transaction
+from writeback_console.store.models import AuditEvent, AuditEventRow, Mailing, MailingRecipient
+
+Factory = sessionmaker[Session]
+
+USER, PASSWORD = "chaos", "s3cret-chaos-pw"
+ACCOUNTS = ("Main", "Events")
+PEOPLE = 48
+#: Leases a dispatcher may be killed or frozen with: its rows come back within seconds.
+SHORT_LEASES = (1, 2, 3, 5)
+LONG_LEASE = 900
+#: A dispatcher asked to stop must be gone within this many seconds.
+STOP_WITHIN = 15.0
+#: No dispatcher cycle may take longer than this (a request has a total deadline well below it).
+CYCLE_WITHIN = 40.0
+#: Front-end answers that never reach the Personify360 application.
+FRONT_END_FAULTS = frozenset({"503", "429", "502", "504", "html"})
+#: Answers that say Personify360 as a whole is unavailable; they must never use an attempt.
+OUTAGE_STATUSES = frozenset({503, 429})
+#: Characters nobody expects in an email: DEL, C1 controls, a lone surrogate, a line separator.
+NASTY = ("\x7f", "\x85", "\x9b", "\ud800", "\u2028", "\x00", "\x1b")
+MARKER = re.compile(r"\[ref (WB-[0-9A-Z]+)\]\s*$", re.IGNORECASE)
+
+
+def person(n: int) -> dict[str, Any]:
+    return {
+        "master_customer_id": f"{n + 5000:012d}",
+        "sub_customer_id": 0,
+        "email": f"p{n}@example.org",
+        "first_name": "P",
+        "last_name": str(n),
+    }
+
+
+# --- the schedule ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DispatcherSpec:
+    lease: int
+    concurrency: int
+    batch: int
+    operator: str = "INFORMZ"
+    clock_skew: float = 0.0
+
+    def describe(self) -> str:
+        skew = f" skew {self.clock_skew:+.0f}s" if self.clock_skew else ""
+        sizes = f"concurrency {self.concurrency}, batch {self.batch}"
+        return f"lease {self.lease}s, {sizes}{skew}, op {self.operator!r}"
+
+
+@dataclass(frozen=True)
+class MailingSpec:
+    remote: int
+    unknown: int
+    #: Pairs of remote recipients that are the same Personify360 constituent under two addresses.
+    shared: int
+    account: str
+
+
+@dataclass(frozen=True)
+class Event:
+    at: float
+    action: str
+    args: dict[str, Any] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        extra = " ".join(f"{k}={v}" for k, v in sorted(self.args.items()))
+        return f"{self.at:6.2f}s {self.action} {extra}".rstrip()
+
+
+@dataclass(frozen=True)
+class Schedule:
+    seed: int
+    backend: str
+    duration: float
+    writebacks: int
+    poison_rows: int
+    mailings: tuple[MailingSpec, ...]
+    auto_schedule: bool
+    slots: tuple[DispatcherSpec, ...]
+    latency_ms: float
+    events: tuple[Event, ...]
+
+    def describe(self) -> str:
+        lines = [
+            f"seed {self.seed} on {self.backend}: {self.duration:.1f}s, {self.writebacks} writebacks "
+            f"(+{self.poison_rows} poison rows), mailings "
+            + ", ".join(f"{m.remote}+{m.unknown} ({m.shared} shared)" for m in self.mailings)
+            + f", auto-schedule {'on' if self.auto_schedule else 'off'}, latency {self.latency_ms:.0f} ms",
+        ]
+        lines += [f"  slot {i}: {s.describe()}" for i, s in enumerate(self.slots)]
+        lines += [f"  {e.describe()}" for e in self.events]
+        return "\n".join(lines)
+
+    @property
+    def fault_kinds(self) -> Counter[str]:
+        return Counter(
+            e.args.get("profile", e.action)
+            for e in self.events
+            if e.action in ("faults", "db_lock", "db_drop", "kill", "pause", "stop")
+        )
+
+
+FAULT_PROFILES = (
+    "mixed",
+    "after_write",
+    "tls",
+    "storm503",
+    "storm429",
+    "gateway",
+    "drip",
+    "html",
+    "validation",
+    "unauthorized",
+    "down",
+    "crash",
+)
+OPERATOR_ACTIONS = ("enqueue", "import", "retry", "schedule", "reschedule", "cancel", "switch")
+
+
+def generate(seed: int, backend: str, *, supports: frozenset[str] = frozenset()) -> Schedule:
+    """The schedule of a seed: the same seed and backend give the same schedule."""
+    rng = random.Random(f"{seed}:{backend}")
+    duration = rng.uniform(8.0, 13.0)
+    long_lease_slot = rng.random() < 0.45
+    profiles = list(FAULT_PROFILES)
+    if long_lease_slot:
+        # A dispatcher that dies holding 900-second leases leaves its rows for 15 minutes, as it should;
+        # the schedule does not kill it, and so does not let a row "crash every dispatcher" either.
+        profiles.remove("crash")
+    slots = []
+    for n in range(rng.randint(1, 3)):
+        lease = LONG_LEASE if (long_lease_slot and n == 0) else rng.choice(SHORT_LEASES)
+        operator = "INFORMZ"
+        if rng.random() < 0.08:
+            operator = "Informz – sync"  # an en dash: not Latin-1, cannot go in an HTTP header
+        skew = rng.choice((0.0, 0.0, -90.0, 45.0, 300.0)) if "clock_skew" in supports else 0.0
+        slots.append(DispatcherSpec(lease, rng.randint(1, 8), rng.choice((1, 3, 10, 25, 50)), operator, skew))
+    mailings = tuple(
+        MailingSpec(
+            remote=rng.randint(8, 45),
+            unknown=rng.randint(0, 6),
+            shared=rng.randint(0, 4),
+            account=rng.choice(ACCOUNTS),
+        )
+        for _ in range(rng.randint(1, 3))
+    )
+    events: list[Event] = []
+    # Fault windows, one after another, with quiet gaps between them.
+    t = rng.uniform(0.3, 1.5)
+    while t < duration - 1.0:
+        profile = rng.choice(profiles)
+        length = rng.uniform(1.0, 4.0)
+        args: dict[str, Any] = {"profile": profile, "length": round(length, 2)}
+        if profile in ("storm503", "storm429"):
+            args["retry_after"] = rng.choice((None, 1, 2))
+        if profile == "mixed":
+            args["rate"] = round(rng.uniform(0.15, 0.5), 2)
+        events.append(Event(round(t, 2), "faults", args))
+        t += length + rng.uniform(0.3, 2.0)
+    for _ in range(rng.randint(1, 4)):
+        events.append(
+            Event(round(rng.uniform(0.5, duration - 0.5), 2), rng.choice(("kill", "kill", "stop", "pause")))
+        )
+    for _ in range(rng.randint(0, 2)):
+        events.append(
+            Event(
+                round(rng.uniform(0.5, duration - 1.0), 2),
+                "db_lock",
+                {"length": round(rng.uniform(0.5, 3.0), 2)},
+            )
+        )
+    if backend == "postgresql":
+        for _ in range(rng.randint(0, 2)):
+            events.append(Event(round(rng.uniform(0.5, duration - 0.5), 2), "db_drop"))
+    for _ in range(rng.randint(4, 12)):
+        action = rng.choice(OPERATOR_ACTIONS)
+        args = {}
+        if action in ("enqueue", "import"):
+            args = {"count": rng.randint(1, 15), "nasty": rng.random() < 0.3}
+        if action == "switch":
+            args = {"account": rng.choice((None, *ACCOUNTS)), "length": round(rng.uniform(0.5, 3.0), 2)}
+        events.append(Event(round(rng.uniform(0.2, duration - 0.3), 2), action, args))
+    events.sort(key=lambda e: (e.at, e.action))
+    return Schedule(
+        seed=seed,
+        backend=backend,
+        duration=round(duration, 2),
+        writebacks=rng.randint(30, 110),
+        poison_rows=rng.choice((0, 0, 1, 2)),
+        mailings=mailings,
+        auto_schedule=rng.random() < 0.6,
+        slots=tuple(slots),
+        latency_ms=rng.choice((1.0, 3.0, 8.0)),
+        events=tuple(events),
+    )
+
+
+# --- what was seen ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Violation:
+    invariant: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.invariant}: {self.message}"
+
+
+@dataclass
+class ProcessRecord:
+    slot: int
+    spec: DispatcherSpec
+    popen: subprocess.Popen[bytes]
+    stdout: Path
+    stderr: Path
+    started: float
+    killed: bool = False
+    terminated_at: float | None = None
+    paused_until: float | None = None
+    ended: float | None = None
+    returncode: int | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.returncode is None and self.popen.poll() is None
+
+
+@dataclass
+class Observed:
+    saves: list[SaveEvent] = field(default_factory=list)
+    processes: list[ProcessRecord] = field(default_factory=list)
+    violations: list[Violation] = field(default_factory=list)
+    operator_log: list[str] = field(default_factory=list)
+    created_refs: set[str] = field(default_factory=set)
+    faults_injected: Counter[str] = field(default_factory=Counter)
+
+
+# --- running a schedule ----------------------------------------------------------------------------
+
+
+def _python_env(base: dict[str, str]) -> dict[str, str]:
+    env = dict(base)
+    code_root = os.environ.get("CHAOS_CODE_ROOT")
+    if code_root:
+        # Run the dispatchers (and commands) from another checkout, e.g. an older commit.
+        env["PYTHONPATH"] = code_root + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+class Run:
+    """One schedule being played against a database and a simulator."""
+
+    def __init__(self, schedule: Schedule, db_url: str, tls: TlsFiles, workdir: Path) -> None:
+        self.s = schedule
+        self.db_url = db_url
+        self.tls = tls
+        self.workdir = workdir
+        self.rng = random.Random(f"run:{schedule.seed}:{schedule.backend}")
+        self.seen = Observed()
+        self.engine: Engine = make_engine(db_url)
+        self.factory: Factory = make_session_factory(self.engine)
+        self.sim = Simulator(
+            users={USER: PASSWORD},
+            constituents=[person(n) for n in range(PEOPLE)] + self._recipient_people(),
+            faults=Faults(latency_ms=schedule.latency_ms, hold_seconds=1.6, seed=schedule.seed),
+            tls=tls,
+        )
+        self.sim.on_save = self._on_save
+        self.lock = threading.Lock()
+        self.operators = ThreadPoolExecutor(1, thread_name_prefix="chaos-operator")
+        self.pending_ops: list[Future[None]] = []
+        self.db_faults = ThreadPoolExecutor(2, thread_name_prefix="chaos-db-fault")
+        self.crash_ref: str | None = None
+        self.crash_active = False
+        self.slots_wanted = [True] * len(schedule.slots)
+        self.restart_at: dict[int, float] = {}
+        self.mailing_ids: list[int] = []
+        self.t0 = 0.0
+
+    # -- set-up -------------------------------------------------------------------------------
+
+    def _recipient_people(self) -> list[dict[str, Any]]:
+        people = []
+        for m, spec in enumerate(self.s.mailings):
+            for k in range(spec.remote):
+                people.append(
+                    {
+                        "master_customer_id": f"{7000 + 100 * m + k:012d}",
+                        "sub_customer_id": 0,
+                        "email": f"r{m}-{k}@example.org",
+                        "first_name": "R",
+                        "last_name": f"{m}-{k}",
+                    }
+                )
+        return people
+
+    def _write_settings(self, folder: Path, spec: DispatcherSpec) -> None:
+        from writeback_console.settings import AppSettings
+
+        known = {f.name for f in dataclasses.fields(AppSettings)}
+        values: dict[str, Any] = {
+            "connect_timeout": 1.0,
+            "read_timeout": 1.0,
+            "operator": spec.operator,
+            "interval_seconds": 1,
+        }
+        optional = {"request_deadline": 4.0, "request_deadline_seconds": 4.0}
+        values.update({k: v for k, v in optional.items() if k in known})
+        target = folder / "writeback-console"
+        target.mkdir(parents=True, exist_ok=True)
+        (target / "settings.json").write_text(
+            json.dumps({k: v for k, v in values.items() if k in known}), encoding="utf-8"
+        )
+
+    def env(self, name: str, spec: DispatcherSpec) -> dict[str, str]:
+        config = self.workdir / f"config-{name}"
+        self._write_settings(config, spec)
+        env = {
+            **os.environ,
+            "WRITEBACK_DB_URL": self.db_url,
+            "WRITEBACK_PERSONIFY_URL": self.sim.url,
+            "WRITEBACK_PERSONIFY_USER": USER,
+            "WRITEBACK_PERSONIFY_PASSWORD": PASSWORD,
+            "WRITEBACK_NO_KEYRING": "1",
+            "REQUESTS_CA_BUNDLE": str(self.tls.cert_file),
+            "XDG_CONFIG_HOME": str(config),
+            "XDG_DATA_HOME": str(self.workdir / f"data-{name}"),
+            "PYTHONUNBUFFERED": "1",
+        }
+        if spec.clock_skew:
+            env["WRITEBACK_CLOCK_SKEW_SECONDS"] = str(spec.clock_skew)
+        return _python_env(env)
+
+    def seed_queue(self) -> None:
+        rng = self.rng
+        now = datetime.now(UTC)
+        with write_transaction(self.factory) as session:
+            if self.s.auto_schedule:
+                queue.set_setting(session, queue.AUTO_MAILING_ACTIVITY_DAYS, 0, account="Main", actor="chaos")
+        # Mailings created after the setting, so automatic scheduling takes them.
+        with write_transaction(self.factory) as session:
+            for m, spec in enumerate(self.s.mailings):
+                mid = session.execute(
+                    insert(Mailing)
+                    .values(
+                        account="Main" if self.s.auto_schedule and m == 0 else spec.account,
+                        name=f"Chaos mailing {m}",
+                        sent_at=now - timedelta(minutes=5),
+                        created_at=datetime.now(UTC) + timedelta(seconds=1),
+                    )
+                    .returning(Mailing.id)
+                ).scalar_one()
+                self.mailing_ids.append(int(mid))
+                rows = []
+                for k in range(spec.remote):
+                    master = f"{7000 + 100 * m + k:012d}"
+                    if k < 2 * spec.shared and k % 2 == 1:
+                        master = f"{7000 + 100 * m + k - 1:012d}"  # the same person under a second address
+                    rows.append(self._recipient(mid, f"r{m}-{k}@example.org", master, rng, now))
+                for k in range(spec.unknown):
+                    rows.append(self._recipient(mid, f"nobody{m}-{k}@example.org", None, rng, now))
+                session.execute(insert(MailingRecipient), rows)
+        items = [self._writeback_raw(rng) for _ in range(self.s.writebacks)]
+        with write_transaction(self.factory) as session:
+            for raw in items:
+                wb = validate_writeback(raw)
+                row = queue.enqueue(session, wb)
+                self.seen.created_refs.add(row.ref)
+            if not self.s.auto_schedule and self.mailing_ids:
+                row = queue.schedule_mailing_activity(session, self.mailing_ids[0], at=None, actor="chaos")
+                self.seen.created_refs.add(row.ref)
+        if self.s.poison_rows:
+            self._insert_poison_rows(self.s.poison_rows)
+        if any(e.args.get("profile") == "crash" for e in self.s.events):
+            with self.factory() as session:
+                refs = list(
+                    session.scalars(
+                        select(queue.W.ref)
+                        .where(queue.W.kind != Kind.MAILING_ACTIVITY.value)
+                        .order_by(queue.W.id)
+                    )
+                )
+            self.crash_ref = refs[len(refs) // 3]
+
+    @staticmethod
+    def _recipient(
+        mid: int, email: str, master: str | None, rng: random.Random, now: datetime
+    ) -> dict[str, Any]:
+        opened = now - timedelta(minutes=2) if rng.random() < 0.5 else None
+        return {
+            "mailing_id": mid,
+            "email": email,
+            "master_customer_id": master,
+            "sub_customer_id": 0 if master else None,
+            "sent_at": now - timedelta(minutes=5),
+            "opened_at": opened,
+            "clicks": [{"url": "https://example.org/a", "at": now.isoformat()}]
+            if opened and rng.random() < 0.5
+            else [],
+            "blocked": False,
+        }
+
+    def _writeback_raw(self, rng: random.Random, nasty: bool = False) -> dict[str, Any]:
+        n = rng.randrange(PEOPLE + 6)  # a few addresses nobody has in Personify360
+        email = f"p{n}@example.org" if n < PEOPLE else f"stranger{n}@example.org"
+        if nasty:
+            bad = rng.choice(NASTY)
+            email = email.replace("@", bad + "@", 1) if rng.random() < 0.5 else email[:2] + bad + email[2:]
+        kind = rng.choice((Kind.UNSUBSCRIBE, Kind.RESUBSCRIBE, Kind.INVALID_EMAIL, Kind.INTERESTS))
+        raw: dict[str, Any] = {
+            "kind": kind.value,
+            "email": email,
+            "account": rng.choice(ACCOUNTS),
+            "ref": new_ref(),
+        }
+        if kind is Kind.INTERESTS:
+            raw.update(interest="Advocacy", opted_in=rng.random() < 0.5)
+        elif kind is Kind.UNSUBSCRIBE:
+            raw["reason"] = "Too many emails"
+        if n < PEOPLE and rng.random() < 0.4:
+            raw.update(master_customer_id=f"{n + 5000:012d}", sub_customer_id=0)
+        return raw
+
+    def _insert_poison_rows(self, count: int) -> None:
+        """Rows with bytes nobody expected that got in before intake refused them (older versions)."""
+        from writeback_console.store.queue import _values  # the enqueue row shape, bypassing intake
+
+        with write_transaction(self.factory) as session:
+            for k in range(count):
+                good = validate_writeback(
+                    {"kind": "unsubscribe", "email": f"p{k}@example.org", "ref": new_ref(), "account": "Main"}
+                )
+                wb = dataclasses.replace(good, email=f"poi\x7fson{k}\u0085@example.org")
+                session.execute(
+                    insert(queue.Writeback).values(_values(wb, good.ref or new_ref(), datetime.now(UTC)))
+                )
+                self.seen.created_refs.add(good.ref or "")
+
+    # -- dispatchers --------------------------------------------------------------------------
+
+    def start_dispatcher(self, slot: int) -> None:
+        spec = self.s.slots[slot]
+        n = len(self.seen.processes)
+        out, err = self.workdir / f"d{n}-slot{slot}.out", self.workdir / f"d{n}-slot{slot}.err"
+        args = [
+            sys.executable,
+            "-m",
+            "writeback_console.cli",
+            "dispatch",
+            "--forever",
+            "--interval",
+            "1",
+            "--lease-seconds",
+            str(spec.lease),
+            "--concurrency",
+            str(spec.concurrency),
+            "--batch-size",
+            str(spec.batch),
+        ]
+        with out.open("wb") as o, err.open("wb") as e:
+            popen = subprocess.Popen(args, env=self.env(f"slot{slot}", spec), stdout=o, stderr=e)
+        with self.lock:
+            self.seen.processes.append(ProcessRecord(slot, spec, popen, out, err, time.monotonic()))
+
+    def running(self, *, killable: bool = False) -> list[ProcessRecord]:
+        with self.lock:
+            procs = [p for p in self.seen.processes if p.running and p.terminated_at is None]
+        if killable:
+            procs = [p for p in procs if p.spec.lease in SHORT_LEASES]
+        return procs
+
+    def kill(self, proc: ProcessRecord) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.popen.pid, signal.SIGKILL)
+        proc.killed = True
+        self.seen.faults_injected["kill -9"] += 1
+
+    def _on_save(self, event: SaveEvent) -> None:
+        with self.lock:
+            self.seen.saves.append(event)
+        if self.crash_active and self.crash_ref and event.text and f"[ref {self.crash_ref}]" in event.text:
+            # This writeback crashes every dispatcher that sends it.
+            for proc in self.running(killable=True):
+                self.kill(proc)
+            self.seen.faults_injected["crash row"] += 1
+
+    def supervise(self, now: float) -> None:
+        """Record ended processes; restart the slots that should be running."""
+        with self.lock:
+            procs = list(self.seen.processes)
+        for proc in procs:
+            if proc.returncode is None and proc.popen.poll() is not None:
+                proc.returncode = proc.popen.returncode
+                proc.ended = now
+                if proc.terminated_at is None and not proc.killed:
+                    # Ended by itself: a refusal with a clear message is fine, a crash is not.
+                    self.restart_at.setdefault(proc.slot, now + 1.0)
+            if proc.paused_until is not None and now >= proc.paused_until:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.popen.pid, signal.SIGCONT)
+                proc.paused_until = None
+        for slot, wanted in enumerate(self.slots_wanted):
+            live = [p for p in procs if p.slot == slot and p.returncode is None and p.terminated_at is None]
+            if wanted and not live:
+                due = self.restart_at.setdefault(slot, now + self.rng.uniform(0.2, 1.2))
+                if now >= due:
+                    del self.restart_at[slot]
+                    self.start_dispatcher(slot)
+
+    # -- faults -------------------------------------------------------------------------------
+
+    def apply_faults(self, args: dict[str, Any]) -> None:
+        profile = args["profile"]
+        f = self.sim.faults
+        self.seen.faults_injected[profile] += 1
+        if profile == "mixed":
+            f.update(fail_rate=args["rate"], fail_kinds=["500", "timeout", "drop", "malformed", "validation"])
+        elif profile == "after_write":
+            f.update(fail_rate=0.35, fail_kinds=["timeout", "drop"], after_write_share=1.0)
+        elif profile == "tls":
+            f.update(fail_rate=0.5, fail_kinds=["tls_reset"], after_write_share=0.7)
+        elif profile == "storm503":
+            f.update(fail_rate=1.0, fail_kinds=["503"], retry_after_seconds=args.get("retry_after"))
+        elif profile == "storm429":
+            f.update(fail_rate=1.0, fail_kinds=["429"], retry_after_seconds=args.get("retry_after"))
+        elif profile == "gateway":
+            f.update(fail_rate=0.8, fail_kinds=["502", "504"])
+        elif profile == "drip":
+            f.update(fail_rate=0.15, fail_kinds=["drip"], drip_interval=0.3)
+        elif profile == "html":
+            f.update(fail_rate=0.6, fail_kinds=["html"])
+        elif profile == "validation":
+            f.update(fail_rate=0.3, fail_kinds=["validation"])
+        elif profile == "unauthorized":
+            f.update(unauthorized=True)
+        elif profile == "down":
+            self.sim.stop_listening()
+        elif profile == "crash":
+            self.crash_active = True
+
+    def clear_faults(self) -> None:
+        self.sim.faults.update(
+            fail_rate=0.0, unauthorized=False, after_write_share=0.5, retry_after_seconds=30.0
+        )
+        with contextlib.suppress(Exception):
+            self.sim.start_listening()
+        self.crash_active = False
+
+    def _hold_lock(self, seconds: float) -> None:
+        try:
+            if self.s.backend == "sqlite":
+                path = self.db_url.removeprefix("sqlite:///").split("?")[0]
+                conn = sqlite3.connect(path, timeout=30, isolation_level=None)
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    time.sleep(seconds)
+                    conn.execute("ROLLBACK")
+                finally:
+                    conn.close()
+            else:
+                with self.engine.begin() as conn:
+                    conn.execute(text("LOCK TABLE writeback IN SHARE MODE"))
+                    time.sleep(seconds)
+        except Exception as exc:  # the fault itself failing is not the system under test
+            self.seen.operator_log.append(f"db lock fault failed: {exc!r}")
+
+    def _drop_connections(self) -> None:
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(
+                    text(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    )
+                )
+                conn.commit()
+        except Exception as exc:
+            self.seen.operator_log.append(f"db drop fault failed: {exc!r}")
+
+    # -- operators ----------------------------------------------------------------------------
+
+    def operate(self, action: str, args: dict[str, Any]) -> None:
+        self.pending_ops.append(self.operators.submit(self._operate, action, args))
+
+    def _operate(self, action: str, args: dict[str, Any]) -> None:
+        try:
+            getattr(self, f"_op_{action}")(**args)
+        except queue.QueueError as exc:
+            self.seen.operator_log.append(f"{action}: refused: {exc}")
+        except Exception as exc:
+            name = type(exc).__name__
+            if name in ("OperationalError", "DBAPIError", "InterfaceError", "PendingRollbackError"):
+                self.seen.operator_log.append(f"{action}: database unavailable: {str(exc).splitlines()[0]}")
+            else:
+                self.seen.violations.append(Violation("I5", f"operator action {action} crashed: {exc!r}"))
+
+    def _op_enqueue(self, count: int, nasty: bool) -> None:
+        with write_transaction(self.factory) as session:
+            for k in range(count):
+                raw = self._writeback_raw(self.rng, nasty=nasty and k == 0)
+                try:
+                    wb = validate_writeback(raw)
+                except InputError as exc:
+                    self.seen.operator_log.append(f"enqueue refused: {exc}")
+                    continue
+                self.seen.created_refs.add(queue.enqueue(session, wb).ref)
+
+    def _op_import(self, count: int, nasty: bool) -> None:
+        raws = [self._writeback_raw(self.rng, nasty=nasty and k == count // 2) for k in range(count)]
+        path = self.workdir / f"import-{time.monotonic_ns()}.jsonl"
+        with path.open("w", encoding="utf-8", errors="surrogatepass") as f:
+            for raw in raws:
+                f.write(json.dumps(raw) + "\n")
+        env = self.env("operator", DispatcherSpec(30, 1, 1))
+        done = subprocess.run(
+            [sys.executable, "-m", "writeback_console.cli", "import", str(path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if "Traceback" in done.stderr:
+            self.seen.violations.append(Violation("I5", f"import crashed:\n{done.stderr[-2000:]}"))
+        elif done.returncode == 0:
+            self.seen.created_refs.update(r["ref"] for r in raws)
+        self.seen.operator_log.append(
+            f"import of {count}: exit {done.returncode} {done.stderr.strip()[:200]}"
+        )
+
+    def _op_retry(self) -> None:
+        with write_transaction(self.factory) as session:
+            flt = queue.WritebackFilter(retry_available=True)
+            ids = [r.id for r in queue.iter_rows(session, flt, limit=20)]
+            if ids:
+                result = queue.manual_retry(session, ids, actor="chaos-advisor", skip_ineligible=True)
+                self.seen.operator_log.append(f"retry: {len(result.retried)} granted")
+
+    def _op_schedule(self) -> None:
+        mid = self.rng.choice(self.mailing_ids)
+        at = (
+            None
+            if self.rng.random() < 0.5
+            else datetime.now(UTC) + timedelta(seconds=self.rng.uniform(0.5, 3))
+        )
+        with write_transaction(self.factory) as session:
+            row = queue.schedule_mailing_activity(session, mid, at=at, actor="chaos-staff")
+            self.seen.created_refs.add(row.ref)
+
+    def _mailing_rows(self, statuses: tuple[Status, ...]) -> list[queue.WritebackRow]:
+        with self.factory() as session:
+            flt = queue.WritebackFilter(
+                statuses=frozenset(statuses), kinds=frozenset({Kind.MAILING_ACTIVITY})
+            )
+            return list(queue.iter_rows(session, flt, limit=50))
+
+    def _op_reschedule(self) -> None:
+        rows = self._mailing_rows((Status.SCHEDULED, Status.NEW))
+        if rows:
+            at = (
+                None
+                if self.rng.random() < 0.3
+                else datetime.now(UTC) + timedelta(seconds=self.rng.uniform(0.3, 3))
+            )
+            with write_transaction(self.factory) as session:
+                queue.reschedule(session, self.rng.choice(rows).id, at=at, actor="chaos-staff")
+
+    def _op_cancel(self) -> None:
+        rows = self._mailing_rows((Status.SCHEDULED,))
+        if rows:
+            with write_transaction(self.factory) as session:
+                queue.cancel_scheduled(session, self.rng.choice(rows).id, actor="chaos-staff")
+
+    def _op_switch(self, account: str | None, length: float) -> None:
+        where = account or queue.ALL_ACCOUNTS
+        with write_transaction(self.factory) as session:
+            queue.set_setting(session, queue.WRITEBACK_ENABLED, False, account=where, actor="chaos-advisor")
+        time.sleep(length)
+        with write_transaction(self.factory) as session:
+            queue.set_setting(session, queue.WRITEBACK_ENABLED, True, account=where, actor="chaos-advisor")
+
+    # -- the whole run ------------------------------------------------------------------------
+
+    def play(self) -> Observed:
+        self.sim.start()
+        try:
+            self.seed_queue()
+            self.t0 = time.monotonic()
+            for slot in range(len(self.s.slots)):
+                self.start_dispatcher(slot)
+            self._chaos_phase()
+            self._calm_down()
+            self._clean_phase()
+            self.seen.violations.extend(check(self.factory, self.sim, self.seen))
+        finally:
+            for proc in self.seen.processes:
+                if proc.popen.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(proc.popen.pid, signal.SIGCONT)
+                        os.kill(proc.popen.pid, signal.SIGKILL)
+                    proc.popen.wait(5)
+            self.operators.shutdown(wait=True, cancel_futures=True)
+            self.db_faults.shutdown(wait=True)
+            self.sim.stop()
+            self.engine.dispose()
+        return self.seen
+
+    def _chaos_phase(self) -> None:
+        events = list(self.s.events)
+        fault_ends: list[float] = []
+        while True:
+            now = time.monotonic() - self.t0
+            while events and events[0].at <= now:
+                self._fire(events.pop(0), fault_ends)
+            if fault_ends and now >= fault_ends[0]:
+                fault_ends.pop(0)
+                self.clear_faults()
+            self.supervise(time.monotonic())
+            if now >= self.s.duration and not events:
+                break
+            time.sleep(0.02)
+
+    def _fire(self, event: Event, fault_ends: list[float]) -> None:
+        action, args = event.action, event.args
+        if action == "faults":
+            self.apply_faults(args)
+            fault_ends.append(event.at + args["length"])
+            fault_ends.sort()
+        elif action in ("kill", "stop", "pause"):
+            candidates = self.running(killable=action != "stop")
+            if not candidates:
+                return
+            proc = self.rng.choice(candidates)
+            if action == "kill":
+                self.kill(proc)
+            elif action == "stop":
+                proc.terminated_at = time.monotonic()
+                proc.popen.send_signal(signal.SIGTERM)
+                self.seen.faults_injected["clean stop"] += 1
+            else:
+                length = proc.spec.lease + self.rng.uniform(0.5, 2.5)
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.popen.pid, signal.SIGSTOP)
+                proc.paused_until = time.monotonic() + length
+                self.seen.faults_injected["frozen past its lease"] += 1
+        elif action == "db_lock":
+            self.seen.faults_injected["db write lock"] += 1
+            self.db_faults.submit(self._hold_lock, args["length"])
+        elif action == "db_drop":
+            self.seen.faults_injected["db connections dropped"] += 1
+            self.db_faults.submit(self._drop_connections)
+        else:
+            self.seen.faults_injected[f"operator {action}"] += 1
+            self.operate(action, args)
+
+    def _calm_down(self) -> None:
+        """Faults stop, operators finish, every dispatcher is asked to stop and must go."""
+        self.clear_faults()
+        for future in self.pending_ops:
+            with contextlib.suppress(Exception):
+                future.result(timeout=60)
+        with write_transaction(self.factory) as session:
+            for where in (queue.ALL_ACCOUNTS, *ACCOUNTS):
+                if queue.get_setting(session, queue.WRITEBACK_ENABLED, account=where) is False:
+                    queue.set_setting(session, queue.WRITEBACK_ENABLED, True, account=where, actor="chaos")
+        self.slots_wanted = [False] * len(self.s.slots)
+        for proc in self.seen.processes:
+            if proc.popen.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(proc.popen.pid, signal.SIGCONT)
+                proc.paused_until = None
+                if proc.terminated_at is None:
+                    proc.terminated_at = time.monotonic()
+                    proc.popen.send_signal(signal.SIGTERM)
+        for proc in self.seen.processes:
+            if proc.terminated_at is None or proc.killed:
+                continue
+            left = STOP_WITHIN - (time.monotonic() - proc.terminated_at)
+            try:
+                proc.popen.wait(max(0.1, left))
+            except subprocess.TimeoutExpired:
+                self.seen.violations.append(
+                    Violation(
+                        "I5",
+                        f"dispatcher {proc.popen.pid} ({proc.spec.describe()}) "
+                        f"ignored SIGTERM for {STOP_WITHIN:.0f}s",
+                    )
+                )
+                self.kill(proc)
+                proc.popen.wait(5)
+        self.supervise(time.monotonic())
+        if any(p.killed for p in self.seen.processes):
+            time.sleep(max(SHORT_LEASES) + 0.5)  # the leases of the dead run out
+
+    def _clean_phase(self) -> None:
+        spec = DispatcherSpec(5, 4, 50)
+        out, err = self.workdir / "clean.out", self.workdir / "clean.err"
+        args = [
+            sys.executable,
+            "-m",
+            "writeback_console.cli",
+            "dispatch",
+            "--forever",
+            "--interval",
+            "1",
+            "--lease-seconds",
+            "5",
+        ]
+        with out.open("wb") as o, err.open("wb") as e:
+            popen = subprocess.Popen(args, env=self.env("clean", spec), stdout=o, stderr=e)
+        record = ProcessRecord(-1, spec, popen, out, err, time.monotonic())
+        self.seen.processes.append(record)
+        deadline = time.monotonic() + 45
+        settled_since: float | None = None
+        while time.monotonic() < deadline and popen.poll() is None:
+            time.sleep(0.5)
+            if _unsettled(self.factory) == 0:
+                settled_since = settled_since or time.monotonic()
+                if time.monotonic() - settled_since > 1.5:
+                    break
+            else:
+                settled_since = None
+        record.terminated_at = time.monotonic()
+        popen.send_signal(signal.SIGTERM)
+        try:
+            popen.wait(STOP_WITHIN)
+        except subprocess.TimeoutExpired:
+            self.seen.violations.append(Violation("I5", "the clean dispatcher ignored SIGTERM"))
+            popen.kill()
+            popen.wait(5)
+        self.supervise(time.monotonic())
+
+
+def _unsettled(factory: Factory) -> int:
+    """Rows a dispatcher still has to act on: New, Processing, due Scheduled, Error with attempts left."""
+    now = datetime.now(UTC)
+    with factory() as session:
+        w = queue.W
+        return int(
+            session.execute(
+                select(text("count(*)"))
+                .select_from(queue.Writeback)
+                .where(
+                    (w.status.in_([Status.NEW.value, Status.PROCESSING.value]))
+                    | ((w.status == Status.SCHEDULED.value) & (w.scheduled_for <= now))
+                    | ((w.status == Status.ERROR.value) & (w.attempts < w.max_attempts))
+                )
+            ).scalar_one()
+        )
+
+
+# --- the invariants --------------------------------------------------------------------------------
+
+
+def _counted(a: queue.AttemptRow) -> bool:
+    """Whether an attempt used one of the row's attempts."""
+    explicit = getattr(a, "counted", None)
+    if explicit is not None:
+        return bool(explicit)
+    return a.outcome in ("sent", "error", "no_remote_recipients")
+
+
+def _ref_of(activity_text: str) -> str | None:
+    match = MARKER.search(activity_text)
+    return match.group(1).upper() if match else None
+
+
+def check(factory: Factory, sim: Simulator, seen: Observed) -> list[Violation]:
+    out: list[Violation] = []
+    with factory() as session:
+        rows = list(queue.iter_rows(session, queue.WritebackFilter(), sort="id", descending=False))
+        attempts = {r.id: queue.attempts_of(session, r.id) for r in rows}
+        audit_rows = session.execute(
+            select(AuditEventRow.writeback_id, AuditEventRow.ref, AuditEvent.action, AuditEvent.detail).join(
+                AuditEvent, AuditEvent.id == AuditEventRow.event_id
+            )
+        ).all()
+        recipients = session.execute(
+            select(
+                MailingRecipient.id,
+                MailingRecipient.mailing_id,
+                MailingRecipient.master_customer_id,
+                MailingRecipient.sub_customer_id,
+            )
+        ).all()
+        delivery_refs = _delivery_refs(session)
+    by_id = {r.id: r for r in rows}
+    by_ref = {r.ref: r for r in rows}
+    activities = sim.activities()
+    per_ref: Counter[str] = Counter()
+    unmarked = 0
+    activity_by_ref: dict[str, list[dict[str, object]]] = defaultdict(list)
+    for a in activities:
+        ref = _ref_of(str(a["ACTIVITY_TEXT"] or ""))
+        if ref is None:
+            unmarked += 1
+            continue
+        per_ref[ref] += 1
+        activity_by_ref[ref].append(a)
+    if unmarked:
+        out.append(Violation("I1", f"{unmarked} activities in Personify360 carry no writeback reference"))
+
+    # I1: never lose one.
+    missing = sorted(ref for ref in seen.created_refs if ref and ref not in by_ref)
+    if missing:
+        out.append(Violation("I1", f"{len(missing)} writebacks the queue was given are gone: {missing[:5]}"))
+
+    # I1: plain writebacks at most once, Sent ones exactly once.
+    for r in rows:
+        if r.kind is Kind.MAILING_ACTIVITY:
+            continue
+        n = per_ref.get(r.ref, 0)
+        if n > 1:
+            out.append(
+                Violation(
+                    "I1", f"{r.ref} ({r.kind.label}) written {n} times; history: {_history(attempts[r.id])}"
+                )
+            )
+        if r.status is Status.SENT and n == 0:
+            out.append(
+                Violation(
+                    "I1", f"{r.ref} is Sent but not in Personify360; history: {_history(attempts[r.id])}"
+                )
+            )
+
+    # I1: mailing activity at most once per recipient, all of them once a row is Sent.
+    mailing_refs: dict[int, set[str]] = defaultdict(set)
+    for r in rows:
+        if r.kind is Kind.MAILING_ACTIVITY and r.mailing_id is not None:
+            mailing_refs[r.mailing_id].add(r.ref)
+    for _wid, ref, _action, detail in audit_rows:
+        mid = (detail or {}).get("mailing_id") if isinstance(detail, dict) else None
+        if isinstance(mid, int):
+            mailing_refs[mid].add(ref)
+    for ref, mid in delivery_refs.items():
+        mailing_refs[mid].add(ref)
+    expected: dict[int, Counter[tuple[str, int]]] = defaultdict(Counter)
+    for _rid, mid, master, sub in recipients:
+        if master is not None:
+            expected[mid][(master, sub or 0)] += 1
+    for mid, wanted in expected.items():
+        got: Counter[tuple[str, int]] = Counter()
+        for ref in mailing_refs.get(mid, ()):
+            for a in activity_by_ref.get(ref, ()):
+                got[(str(a["MASTER_CUSTOMER_ID"]), int(a["SUB_CUSTOMER_ID"]))] += 1  # type: ignore[call-overload]
+        sent = any(
+            r.status is Status.SENT for r in rows if r.mailing_id == mid and r.kind is Kind.MAILING_ACTIVITY
+        )
+        for who, n in sorted(got.items()):
+            if n > wanted.get(who, 0):
+                out.append(
+                    Violation(
+                        "I1",
+                        f"mailing {mid}: constituent {who[0]} has {n} activities "
+                        f"for {wanted.get(who, 0)} recipient(s)",
+                    )
+                )
+        if sent:
+            for who, n in sorted(wanted.items()):
+                if got.get(who, 0) < n:
+                    out.append(
+                        Violation(
+                            "I1",
+                            f"mailing {mid} is Sent but constituent {who[0]} has "
+                            f"{got.get(who, 0)} of {n} activities",
+                        )
+                    )
+
+    # I2: nothing left to do, everything in a state the rules allow to stay.
+    now = datetime.now(UTC)
+    for r in rows:
+        bad = None
+        if r.status in (Status.NEW, Status.PROCESSING):
+            bad = f"left {r.status.label}"
+        elif r.status is Status.SCHEDULED and r.scheduled_for is not None and r.scheduled_for <= now:
+            bad = "left Scheduled although due"
+        elif r.status is Status.ERROR and r.attempts < r.max_attempts:
+            bad = f"left Error with attempts left ({r.attempts}/{r.max_attempts})"
+        elif r.status is Status.ERROR and not (r.last_error or "").strip():
+            bad = "Error without a message"
+        if bad:
+            out.append(
+                Violation("I2", f"{r.ref} ({r.kind.label}) {bad}; history: {_history(attempts[r.id])}")
+            )
+
+    # I3: attempts by the rules, the history complete.
+    retries: Counter[int] = Counter(wid for wid, _ref, action, _d in audit_rows if action == "retry")
+    saves_per_ref: Counter[str] = Counter()
+    for ev in seen.saves:
+        fault = str(ev.fault) if ev.fault is not None else None
+        if ev.text and fault not in FRONT_END_FAULTS:
+            ref = _ref_of(ev.text)
+            if ref:
+                saves_per_ref[ref] += 1
+    for r in rows:
+        history = attempts[r.id]
+        allowed = DEFAULT_MAX_ATTEMPTS + retries[r.id]
+        if r.max_attempts != allowed:
+            out.append(
+                Violation(
+                    "I3",
+                    f"{r.ref} allows {r.max_attempts} attempts; the rules and "
+                    f"{retries[r.id]} manual retries allow {allowed}",
+                )
+            )
+        if r.attempts > r.max_attempts:
+            out.append(Violation("I3", f"{r.ref} used {r.attempts} of {r.max_attempts} attempts"))
+        open_ = [a for a in history if a.outcome is None]
+        if open_ and r.status is not Status.PROCESSING:
+            out.append(
+                Violation("I3", f"{r.ref} has {len(open_)} unfinished attempts while {r.status.label}")
+            )
+        counted = sum(1 for a in history if _counted(a))
+        if counted != r.attempts:
+            out.append(
+                Violation(
+                    "I3",
+                    f"{r.ref} counts {r.attempts} attempts but its history has {counted} counted: "
+                    f"{_history(history)}",
+                )
+            )
+        outage = [a for a in history if _counted(a) and a.http_status in OUTAGE_STATUSES]
+        if outage:
+            out.append(
+                Violation(
+                    "I3",
+                    f"{r.ref} used {len(outage)} attempt(s) on Personify360 being unavailable "
+                    f"({outage[0].http_status}): {_history(history)}",
+                )
+            )
+        streak = longest = 0
+        for a in history:
+            streak = streak + 1 if (a.outcome == "interrupted" and not _counted(a)) else 0
+            longest = max(longest, streak)
+        if longest > 1:
+            out.append(
+                Violation(
+                    "I3",
+                    f"{r.ref} was interrupted {longest} times in a row without an attempt counting: "
+                    f"{_history(history)}",
+                )
+            )
+        if r.kind is not Kind.MAILING_ACTIVITY:
+            arrived = saves_per_ref.get(r.ref, 0)
+            recorded = sum(1 for a in history if a.outcome is not None)
+            if arrived > recorded:
+                out.append(
+                    Violation(
+                        "I3",
+                        f"{r.ref}: Personify360 received {arrived} Saves, the history records "
+                        f"{recorded} attempts: {_history(history)}",
+                    )
+                )
+
+    # I4: every audit entry belongs to its own row.
+    for wid, ref, action, _detail in audit_rows:
+        row = by_id.get(wid)
+        if row is None:
+            out.append(
+                Violation(
+                    "I4", f"audit entry '{action}' for {ref} points at writeback {wid}, which does not exist"
+                )
+            )
+        elif row.ref != ref:
+            out.append(
+                Violation(
+                    "I4", f"audit entry '{action}' for {ref} points at writeback {wid}, which is {row.ref}"
+                )
+            )
+
+    # I5: no tracebacks, every cycle in time.
+    for proc in seen.processes:
+        err = proc.stderr.read_text(encoding="utf-8", errors="replace") if proc.stderr.exists() else ""
+        if "Traceback" in err:
+            tail = err[err.index("Traceback") :][-1500:]
+            out.append(
+                Violation(
+                    "I5",
+                    f"dispatcher {proc.popen.pid} ({proc.spec.describe()}) ended in a traceback:\n{tail}",
+                )
+            )
+        log = proc.stdout.read_text(encoding="utf-8", errors="replace") if proc.stdout.exists() else ""
+        for seconds in re.findall(r" in ([0-9.]+) s\b", log):
+            if float(seconds) > CYCLE_WITHIN:
+                out.append(
+                    Violation("I5", f"dispatcher {proc.popen.pid} had a cycle of {float(seconds):.0f} s")
+                )
+    return out
+
+
+def _delivery_refs(session: Session) -> dict[str, int]:
+    """The idempotency key of each delivery, with its mailing (where deliveries carry one)."""
+    from writeback_console.store.models import Delivery
+
+    if not hasattr(Delivery, "ref"):
+        return {}
+    found = session.execute(
+        select(Delivery.ref, MailingRecipient.mailing_id).join(
+            MailingRecipient, MailingRecipient.id == Delivery.recipient_id
+        )
+    ).all()
+    return {str(ref): int(mid) for ref, mid in found if ref}
+
+
+def _history(history: list[queue.AttemptRow]) -> str:
+    parts = []
+    for a in history:
+        mark = "" if _counted(a) else "~"
+        status = f" {a.http_status}" if a.http_status else ""
+        parts.append(f"{mark}{a.number}:{a.outcome}{status} ({(a.message or '')[:60]})")
+    return "; ".join(parts) or "none"
+
+
+# --- entry points ----------------------------------------------------------------------------------
+
+
+def supported_features() -> frozenset[str]:
+    """What the code under test offers beyond the oldest version the harness runs against."""
+    from writeback_console import domain
+
+    features = set()
+    if hasattr(domain, "CLOCK_SKEW_ENV"):
+        features.add("clock_skew")
+    return frozenset(features)
+
+
+def run_seed(
+    seed: int, backend: str, db_url: str, tls: TlsFiles, *, keep: Path | None = None
+) -> tuple[Schedule, Observed]:
+    schedule = generate(seed, backend, supports=supported_features())
+    with tempfile.TemporaryDirectory(prefix=f"chaos-{seed}-") as tmp:
+        workdir = keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
+        seen = Run(schedule, db_url, tls, workdir).play()
+    return schedule, seen
+
+
+def report(schedule: Schedule, seen: Observed) -> str:
+    lines = [
+        schedule.describe(),
+        "faults injected: " + ", ".join(f"{k} {v}" for k, v in sorted(seen.faults_injected.items())),
+    ]
+    lines += [f"operator: {line}" for line in seen.operator_log[:30]]
+    if seen.violations:
+        lines.append(f"{len(seen.violations)} violation(s):")
+        lines += [f"  {v}" for v in seen.violations[:40]]
+    lines.append(f"replay: make chaos SEED={schedule.seed} BACKEND={schedule.backend}")
+    return "\n".join(lines)
