@@ -186,6 +186,31 @@ def test_dashboard_counts_each_status_and_opens_the_list_filtered(
     window.close()
 
 
+def test_dashboard_has_a_card_per_status_and_none_overlaps_another(
+    qtbot: QtBot, small_factory: Factory, runner: TaskRunner, tmp_path: Path
+) -> None:
+    window = open_window(qtbot, small_factory, runner, tmp_path / "w.ini")
+    dashboard = window.dashboard
+    assert set(dashboard.cards) == {s.value for s in Status} | {"retry_available", "stuck"}
+    grid = dashboard.grid
+    taken: set[tuple[int, int]] = set()
+    for n in range(grid.count()):
+        row, column, rows, columns = grid.getItemPosition(n)
+        cells = {(r, c) for r in range(row, row + rows) for c in range(column, column + columns)}
+        assert not cells & taken, f"grid cell {sorted(cells & taken)} holds two widgets"
+        taken |= cells
+    window.close()
+
+
+def test_the_window_fits_a_1024_pixel_screen_with_every_status_counted(
+    qtbot: QtBot, small_factory: Factory, runner: TaskRunner, tmp_path: Path
+) -> None:
+    window = open_window(qtbot, small_factory, runner, tmp_path / "w.ini")
+    window.writebacks.filter_bar.set_counts(dict.fromkeys(Status, 123_456))
+    assert window.minimumSizeHint().width() <= 1024
+    window.close()
+
+
 def test_geometry_splitters_and_columns_round_trip_through_the_ini_file(
     qtbot: QtBot, small_factory: Factory, runner: TaskRunner, tmp_path: Path
 ) -> None:

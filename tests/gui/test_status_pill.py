@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import pytest
 from PySide6.QtCore import QRect, Qt
-from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPalette, QStandardItem, QStandardItemModel
+from PySide6.QtGui import (
+    QColor,
+    QFont,
+    QFontMetrics,
+    QImage,
+    QPainter,
+    QPalette,
+    QStandardItem,
+    QStandardItemModel,
+)
 from PySide6.QtWidgets import QStyleOptionViewItem, QTableView
 from pytestqt.qtbot import QtBot
 
 from writeback_console.domain import Status
+from writeback_console.ui.resources import status_icon_name, svg_image
 from writeback_console.ui.status_pill import (
     ERROR_RETRYING_COLOR,
     STATUS_COLORS,
@@ -89,3 +99,32 @@ def test_delegate_paints_the_pill_from_the_model(qtbot: QtBot) -> None:
     hint = delegate.sizeHint(option, model.index(0, 0))
     assert hint.width() > 40 and hint.height() > 10
     assert Qt.ItemDataRole.UserRole < PILL_ROLE
+
+
+def longest_ink_run(image: QImage, ink: QColor, left: int) -> int:
+    """The longest horizontal run of ``ink`` pixels right of ``left`` (past the icon), on any line."""
+    best = 0
+    for y in range(image.height()):
+        run = 0
+        for x in range(left, image.width()):
+            run = run + 1 if _near(image.pixelColor(x, y), ink, 60) else 0
+            best = max(best, run)
+    return best
+
+
+def test_cancelled_is_a_grey_pill_whose_label_is_struck_through(qtbot: QtBot) -> None:
+    cancelled, plain = PillSpec(Status.CANCELLED), PillSpec(Status.NO_REMOTE_RECIPIENTS)
+    assert cancelled.struck and not plain.struck
+    background = cancelled.background
+    assert abs(background.red() - background.green()) < 8 and abs(background.green() - background.blue()) < 8
+    # A line through the label is far longer than any stroke of the letters themselves.
+    text_width = QFontMetrics(QFont()).horizontalAdvance(cancelled.text)
+    struck = longest_ink_run(render(cancelled, QColor("#ffffff")), cancelled.foreground, 30)
+    unstruck = longest_ink_run(render(plain, QColor("#ffffff")), plain.foreground, 30)
+    assert struck >= 0.8 * text_width
+    assert unstruck < 0.5 * text_width
+
+
+def test_every_status_has_an_icon_of_its_own(qtbot: QtBot) -> None:
+    drawn = {s: svg_image(status_icon_name(s), QColor("#000000"), 24) for s in Status}
+    assert len({image.bits().tobytes() for image in drawn.values()}) == len(Status)

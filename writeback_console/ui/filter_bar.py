@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from writeback_console.domain import Kind, Status, utcnow
 from writeback_console.store.queue import WritebackFilter
+from writeback_console.ui.flow_layout import FlowLayout
 from writeback_console.ui.resources import icon, status_icon_name
 from writeback_console.ui.status_pill import pill_color
 
@@ -63,7 +64,7 @@ class FilterBar(QFrame):
         self.search.setPlaceholderText("Search email, ref, constituent id or mailing name   (Ctrl+F)")
         self.search.setClearButtonEnabled(True)
         self.search.addAction(icon("search"), QLineEdit.ActionPosition.LeadingPosition)
-        self.search.setMinimumWidth(260)
+        self.search.setMinimumWidth(200)
         self.search.setMaxLength(320)
 
         self.text_throttle = QTimer(self)
@@ -154,12 +155,11 @@ class FilterBar(QFrame):
         top.addWidget(self.to_check)
         top.addWidget(self.to_date)
 
-        statuses = QHBoxLayout()
+        # Seven statuses with their counts are wider than a small screen: they wrap onto a second line.
+        statuses = FlowLayout(spacing=4)
         statuses.setContentsMargins(0, 0, 0, 0)
-        statuses.setSpacing(4)
         for button in self.status_buttons.values():
             statuses.addWidget(button)
-        statuses.addStretch(1)
 
         flags = QHBoxLayout()
         flags.setContentsMargins(0, 0, 0, 0)

@@ -60,12 +60,16 @@ PLUGGED_PAGES = (PAGE_MAILINGS, PAGE_CONSTITUENTS, PAGE_SETTINGS)
 BANNER_DISABLED = "writeback_disabled"
 BANNER_UNREACHABLE = "personify_unreachable"
 BANNER_CREDENTIALS = "credentials_rejected"
+BANNER_DATABASE = "database_refused"
 #: Errors are red, the rest amber.
-BANNER_SEVERITY = {BANNER_CREDENTIALS: "error", BANNER_UNREACHABLE: "error"}
+BANNER_SEVERITY = {BANNER_CREDENTIALS: "error", BANNER_UNREACHABLE: "error", BANNER_DATABASE: "error"}
 DISABLED_TEXT = (
     "Writebacks are switched off: new writebacks are queued, but nothing is sent to Personify360 "
     "until they are switched on again in Settings."
 )
+
+#: Status cards side by side on the dashboard: seven statuses fit in two rows.
+CARDS_PER_ROW = 4
 
 STATE_FILE = "window.ini"
 ROW_ROLE = Qt.ItemDataRole.UserRole
@@ -200,7 +204,7 @@ class DashboardPage(QWidget):
         title = QLabel("Dashboard")
         title.setObjectName("pageTitle")
         self.note = QLabel("Writebacks in the queue by status.")
-        grid = QGridLayout()
+        self.grid = grid = QGridLayout()
         grid.setSpacing(12)
         for n, status in enumerate(Status):
             card = StatusCard(
@@ -210,10 +214,12 @@ class DashboardPage(QWidget):
                 self._emitter(self.status_clicked, status),
             )
             self.cards[status.value] = card
-            grid.addWidget(card, n // 3, n % 3)
+            grid.addWidget(card, n // CARDS_PER_ROW, n % CARDS_PER_ROW)
+        # The attention cards go below however many rows the statuses take.
+        below = -(-len(Status) // CARDS_PER_ROW)
         attention = QLabel("Needs a person")
         attention.setObjectName("sectionTitle")
-        grid.addWidget(attention, 2, 0, 1, 3)
+        grid.addWidget(attention, below, 0, 1, CARDS_PER_ROW)
         for n, (key, text, name) in enumerate(
             (
                 ("retry_available", "Errors with automatic retries used up: retry by hand", "retry"),
@@ -224,7 +230,10 @@ class DashboardPage(QWidget):
                 text, name, pill_color(Status.ERROR).name(), self._emitter(self.attention_clicked, key)
             )
             self.cards[key] = card
-            grid.addWidget(card, 3, n)
+            # Two columns each, so that their longer words do not widen the status columns above.
+            grid.addWidget(card, below + 1, 2 * n, 1, 2)
+        for column in range(CARDS_PER_ROW):
+            grid.setColumnStretch(column, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(16, 16, 16, 16)
         layout.addWidget(title)

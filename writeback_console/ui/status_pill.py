@@ -20,7 +20,10 @@ STATUS_COLORS: dict[Status, str] = {
     Status.SENT: "#2e7d32",  # green
     Status.ERROR: "#c62828",  # red: automatic retries used up, a person must act
     Status.NO_REMOTE_RECIPIENTS: "#9a9a9a",  # grey
+    Status.CANCELLED: "#b3b3b3",  # a lighter grey, and the label struck through
 }
+#: Statuses whose label is struck through: what staff withdrew, kept so that it is not made again.
+STRUCK_STATUSES = frozenset({Status.CANCELLED})
 #: Error while automatic retries remain: lighter, because nobody needs to act yet.
 ERROR_RETRYING_COLOR = "#ef8a80"
 
@@ -82,9 +85,22 @@ class PillSpec:
     def text(self) -> str:
         return self.status.label
 
+    @property
+    def struck(self) -> bool:
+        return self.status in STRUCK_STATUSES
+
+
+def pill_font(spec: PillSpec, font: QFont) -> QFont:
+    """The font of the pill's label: ``font``, struck through for a withdrawn status."""
+    if not spec.struck:
+        return font
+    struck = QFont(font)
+    struck.setStrikeOut(True)
+    return struck
+
 
 def pill_size(spec: PillSpec, font: QFont) -> QSize:
-    metrics = QFontMetrics(font)
+    metrics = QFontMetrics(pill_font(spec, font))
     height = metrics.height() + 4
     icon = height - 6
     return QSize(PADDING_X * 2 + icon + ICON_GAP + metrics.horizontalAdvance(spec.text), height)
@@ -112,9 +128,10 @@ def paint_pill(painter: QPainter, rect: QRect, spec: PillSpec, font: QFont) -> Q
 
     text_rect = QRect(icon_left + icon_size + ICON_GAP, pill.top(), 0, height)
     text_rect.setRight(pill.right() - PADDING_X + 2)
-    painter.setFont(font)
+    label_font = pill_font(spec, font)
+    painter.setFont(label_font)
     painter.setPen(spec.foreground)
-    metrics = QFontMetrics(font)
+    metrics = QFontMetrics(label_font)
     text = metrics.elidedText(spec.text, Qt.TextElideMode.ElideRight, max(0, text_rect.width()))
     painter.drawText(text_rect, int(Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft), text)
     painter.restore()

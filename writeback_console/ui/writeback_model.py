@@ -156,6 +156,9 @@ def status_tooltip(row: WritebackRow) -> str:
         return f"Processing — claimed by {row.locked_by} at {local_time(row.locked_at)}"
     if row.status is Status.SCHEDULED and row.scheduled_for:
         return f"Scheduled for {local_time(row.scheduled_for)}"
+    if row.status is Status.CANCELLED:
+        was = f", was due {local_time(row.scheduled_for)}" if row.scheduled_for else ""
+        return f"Cancelled by staff{was}; nothing is written unless the mailing is scheduled again"
     return row.status.label
 
 

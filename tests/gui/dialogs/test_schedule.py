@@ -1,4 +1,5 @@
-"""The Schedule Mailing Activity dialog and the Mailings page: schedule, refuse the past, warn, cancel."""
+"""The Schedule Mailing Activity dialog and the Mailings page: schedule, refuse the past, warn, cancel,
+and schedule a cancelled one again."""
 
 from __future__ import annotations
 
@@ -40,6 +41,12 @@ def mailing(db: sessionmaker[Session], mailing_id: int) -> queue.MailingRow:
 def scheduled(db: sessionmaker[Session], mailing_id: int, at: datetime) -> int:
     with write_transaction(db) as session:
         return queue.schedule_mailing_activity(session, mailing_id, at=at, actor="test").id
+
+
+def cancelled(db: sessionmaker[Session], mailing_id: int, at: datetime) -> int:
+    wid = scheduled(db, mailing_id, at)
+    with write_transaction(db) as session:
+        return queue.cancel_scheduled(session, wid, actor="test").id
 
 
 def test_shows_the_counts_and_creates_a_scheduled_row_at_the_chosen_time(
@@ -123,7 +130,7 @@ def test_reschedule_a_scheduled_activity(qtbot: QtBot, db: sessionmaker[Session]
         assert [e.action for e in queue.audit_of(session, wid)] == ["schedule", "reschedule"]
 
 
-def test_cancel_asks_first_and_then_withdraws_the_scheduled_activity(
+def test_cancel_asks_first_and_then_keeps_the_activity_as_cancelled(
     qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     mailing_id = add_mailing(db, remote=2)
@@ -145,7 +152,38 @@ def test_cancel_asks_first_and_then_withdraws_the_scheduled_activity(
         dialog.cancel_activity_button.click()
     assert signal.args == [wid]
     assert len(questions) == 2 and "Cancel the mailing activity" in questions[0]
-    assert mailing(db, mailing_id).activity_id is None
+    after = mailing(db, mailing_id)
+    assert (after.activity_id, after.activity_status) == (wid, Status.CANCELLED)
+    assert dialog.outcome == schedule.ScheduleOutcome("cancelled", wid, send_now=False)
+
+
+def test_a_cancelled_activity_is_shown_and_can_be_scheduled_again(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner
+) -> None:
+    mailing_id = add_mailing(db, remote=2, name="Spring Gala")
+    due = minute(utcnow() + timedelta(days=2))
+    old = cancelled(db, mailing_id, due)
+    dialog = open_dialog(qtbot, db, runner, mailing_id)
+    assert dialog.activity_value.text().startswith("⊗ Cancelled (was due ")
+    note = dialog.warning_label.text()
+    assert "was cancelled" in note and "not written twice" in note
+    assert dialog.warning_label.isVisibleTo(dialog)
+    # Scheduling again is offered, at the cancelled time while that is still ahead; cancelling is not.
+    assert dialog.ok_button.isEnabled() and dialog.ok_button.text() == "Schedule again"
+    assert not dialog.cancel_activity_button.isVisibleTo(dialog)
+    assert dialog.at_radio.isChecked() and dialog.chosen_time() == due
+    dialog.now_radio.setChecked(True)
+    assert dialog.ok_button.text() == "Send now"
+    dialog.at_radio.setChecked(True)
+    with qtbot.waitSignal(dialog.scheduled, timeout=5000) as signal:
+        dialog.ok_button.click()
+    (new,) = signal.args
+    assert new != old
+    with db() as session:
+        assert queue.get_writeback(session, old).status is Status.CANCELLED
+        again = queue.get_writeback(session, new)
+        assert (again.status, again.scheduled_for, again.mailing_id) == (Status.SCHEDULED, due, mailing_id)
+    assert mailing(db, mailing_id).activity_id == new
 
 
 def test_search_filters_mailings_by_name(qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner) -> None:
@@ -186,12 +224,73 @@ def test_mailings_page_actions_follow_the_activity_status(
         page.cancel_action.trigger()
     assert signal.args == [wid]
 
-    def withdrawn() -> bool:
+    def shown_cancelled() -> bool:
         chosen = page.table.current_mailing()
-        return chosen is not None and chosen.activity_id is None
+        return chosen is not None and chosen.activity_status is Status.CANCELLED
 
-    qtbot.waitUntil(withdrawn, timeout=5000)
+    qtbot.waitUntil(shown_cancelled, timeout=5000)
+    states = [a.isEnabled() for a in (page.schedule_action, page.send_now_action, page.reschedule_action)]
+    assert [*states, page.cancel_action.isEnabled()] == [True, True, False, False]
     choose(free)
     with qtbot.waitSignals([page.scheduled, page.run_requested], timeout=5000):
         page.send_now_action.trigger()
     assert mailing(db, free).activity_status is Status.NEW
+
+
+def test_cancelling_on_the_mailings_page_leaves_it_shown_as_cancelled_to_schedule_again(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    mailing_id = add_mailing(db, remote=2, name="Autumn Appeal")
+    wid = scheduled(db, mailing_id, minute(utcnow() + timedelta(days=1)))
+    page = MailingsPage(db, runner)
+    qtbot.addWidget(page)
+    qtbot.waitUntil(lambda: page.table.topLevelItemCount() == 1, timeout=5000)
+    page.table.setCurrentItem(page.table.topLevelItem(0))
+    schedule_button, send_button, reschedule_button, cancel_button = page.action_buttons
+    assert schedule_button.text() == "Schedule…" and cancel_button.isEnabled()
+
+    monkeypatch.setattr(schedule, "confirm", lambda *_args: True)
+    with qtbot.waitSignal(page.cancelled, timeout=5000):
+        cancel_button.click()
+    qtbot.waitUntil(lambda: row_text(page).startswith("⊗ Cancelled"), timeout=5000)
+    assert wid_in(row_text(page)) == ref_of(db, wid)
+    assert "stays listed as Cancelled" in page.status_label.text()
+    # The Schedule button now offers to schedule it again; there is nothing left to move or cancel.
+    assert schedule_button.text() == "Schedule again…" and schedule_button.isEnabled()
+    assert send_button.isEnabled()
+    assert not reschedule_button.isEnabled() and not cancel_button.isEnabled()
+
+    asked: list[int | None] = []
+
+    def ask(_f: object, _r: object, _parent: object, chosen: int | None = None) -> None:
+        asked.append(chosen)
+
+    monkeypatch.setattr(schedule, "ask_schedule", ask)
+    schedule_button.click()
+    assert asked == [mailing_id]
+
+    made: list[int] = []
+    page.scheduled.connect(made.append)
+    with qtbot.waitSignals([page.scheduled, page.run_requested], timeout=5000):
+        send_button.click()
+    (new,) = made
+    qtbot.waitUntil(lambda: row_text(page).startswith("● New"), timeout=5000)
+    assert schedule_button.text() == "Schedule…" and not schedule_button.isEnabled()
+    with db() as session:
+        assert queue.get_writeback(session, wid).status is Status.CANCELLED
+        assert queue.get_writeback(session, new).status is Status.NEW
+
+
+def row_text(page: MailingsPage) -> str:
+    """The mailing-activity cell of the page's chosen mailing."""
+    item = page.table.currentItem()
+    return "" if item is None else item.text(len(page.table.COLUMNS) - 1)
+
+
+def wid_in(text: str) -> str:
+    return text.rsplit(" · ", 1)[-1]
+
+
+def ref_of(db: sessionmaker[Session], writeback_id: int) -> str:
+    with db() as session:
+        return queue.get_writeback(session, writeback_id).ref

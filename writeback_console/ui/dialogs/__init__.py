@@ -27,6 +27,7 @@ STATUS_COLOURS: dict[Status, str] = {
     Status.SENT: "#c8e6c9",
     Status.ERROR: "#ffcdd2",
     Status.NO_REMOTE_RECIPIENTS: "#e0e0e0",
+    Status.CANCELLED: "#ececec",
 }
 STATUS_SYMBOLS: dict[Status, str] = {
     Status.NEW: "●",
@@ -35,6 +36,7 @@ STATUS_SYMBOLS: dict[Status, str] = {
     Status.SENT: "✓",
     Status.ERROR: "✕",
     Status.NO_REMOTE_RECIPIENTS: "∅",
+    Status.CANCELLED: "⊗",
 }
 
 

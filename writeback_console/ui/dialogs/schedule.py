@@ -40,6 +40,14 @@ from writeback_console.ui.tasks import Task, TaskRunner
 SEARCH_DELAY_MS = 250
 #: Statuses of an existing mailing activity that can still be moved to another time.
 MOVABLE = frozenset({Status.SCHEDULED, Status.NEW})
+#: Statuses of a mailing's latest activity after which it may be given new mailing activity.
+SCHEDULABLE_AFTER = frozenset({Status.NO_REMOTE_RECIPIENTS, Status.CANCELLED})
+
+
+def can_schedule(status: Status | None) -> bool:
+    """Whether a mailing whose latest activity is in ``status`` (None: it has none) may be scheduled."""
+    return status is None or status in SCHEDULABLE_AFTER
+
 
 WARNING_STYLE = "QLabel { background: #fff3cd; color: #664d03; border: 1px solid #e6c65c; padding: 6px; }"
 ERROR_STYLE = "QLabel { color: #b3261e; }"
@@ -92,6 +100,8 @@ def activity_text(row: queue.MailingRow) -> str:
         text += f" for {local_text(row.scheduled_for)}"
     elif row.activity_status is Status.NEW:
         text += " (next run)"
+    elif row.activity_status is Status.CANCELLED and row.scheduled_for is not None:
+        text += f" (was due {local_text(row.scheduled_for)})"
     return f"{text} · {row.activity_ref}"
 
 
@@ -195,11 +205,12 @@ class ScheduleOutcome:
 
 
 class ScheduleDialog(QDialog):
-    """Schedule, send now, reschedule or cancel the mailing activity of one mailing.
+    """Schedule, send now, reschedule or cancel the mailing activity of one mailing, or schedule a
+    cancelled one again.
 
     Signals:
         scheduled(int): the id of the mailing-activity writeback that was created or moved.
-        cancelled(int): the id of the Scheduled writeback that was withdrawn (it no longer exists).
+        cancelled(int): the id of the Scheduled writeback that was withdrawn (it stays, as Cancelled).
         run_requested(): "Send now" was chosen; the caller may start a dispatcher run.
     """
 
@@ -366,21 +377,33 @@ class ScheduleDialog(QDialog):
             self.at_radio.setChecked(True)
         elif status is Status.NEW:
             self.now_radio.setChecked(True)
-        if status is not None and status not in MOVABLE and status is not Status.NO_REMOTE_RECIPIENTS:
-            self.warning_label.setText(
+        elif status is Status.CANCELLED:
+            # The cancelled time is offered again while it is still ahead.
+            was = mailing.scheduled_for
+            self.at_edit.setDateTime(to_qdatetime(was if was and was > utcnow() else default_time()))
+            self.at_radio.setChecked(True)
+        notes: list[str] = []
+        if status is not None and not can_schedule(status) and status not in MOVABLE:
+            notes.append(
                 f"This mailing's activity {mailing.activity_ref} is {status.label}; it can no longer be "
                 "scheduled. Retry it from the Writeback List if it failed."
             )
-            self.warning_label.show()
-        elif mailing.remote_recipients == 0:
-            who = count_text(mailing.recipients, "recipient")
-            self.warning_label.setText(
-                f"None of this mailing's {who} is known in Personify360: its mailing activity will end "
-                "as No Remote Recipients and write nothing."
-            )
-            self.warning_label.show()
         else:
-            self.warning_label.hide()
+            if status is Status.CANCELLED:
+                due = f" (it was due {local_text(mailing.scheduled_for)})" if mailing.scheduled_for else ""
+                notes.append(
+                    f"This mailing's activity {mailing.activity_ref} was cancelled{due}. Schedule it "
+                    "again to send it; recipients whose activity already reached Personify360 are not "
+                    "written twice."
+                )
+            if mailing.remote_recipients == 0:
+                who = count_text(mailing.recipients, "recipient")
+                notes.append(
+                    f"None of this mailing's {who} is known in Personify360: its mailing activity will "
+                    "end as No Remote Recipients and write nothing."
+                )
+        self.warning_label.setText("\n\n".join(notes))
+        self.warning_label.setVisible(bool(notes))
         self._update_buttons()
 
     def _mode(self) -> Literal["none", "schedule", "reschedule", "final"]:
@@ -388,7 +411,7 @@ class ScheduleDialog(QDialog):
         if mailing is None:
             return "none"
         status = mailing.activity_status
-        if status is None or status is Status.NO_REMOTE_RECIPIENTS:
+        if can_schedule(status):
             return "schedule"
         return "reschedule" if status in MOVABLE else "final"
 
@@ -414,10 +437,13 @@ class ScheduleDialog(QDialog):
         self.cancel_activity_button.setEnabled(
             not self._busy and mailing is not None and mailing.activity_status is Status.SCHEDULED
         )
+        again = mailing is not None and mailing.activity_status is Status.CANCELLED
         if mode == "reschedule":
             self.ok_button.setText("Send at next run" if self.now_radio.isChecked() else "Reschedule")
+        elif self.now_radio.isChecked():
+            self.ok_button.setText("Send now")
         else:
-            self.ok_button.setText("Send now" if self.now_radio.isChecked() else "Schedule")
+            self.ok_button.setText("Schedule again" if again else "Schedule")
 
     # -- acting ---------------------------------------------------------------------------------
 

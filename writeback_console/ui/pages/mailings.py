@@ -22,16 +22,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from writeback_console.domain import Status
 from writeback_console.store.queue import MailingRow, QueueError
 from writeback_console.ui.dialogs import TaskGroup, count_text, errors, schedule
-from writeback_console.ui.dialogs.schedule import MOVABLE, MailingTable, ScheduleOutcome
+from writeback_console.ui.dialogs.schedule import MOVABLE, MailingTable, ScheduleOutcome, can_schedule
 from writeback_console.ui.tasks import Task, TaskRunner
 
 
 class MailingsPage(QWidget):
-    """Searchable list of mailings with Schedule…, Send now, Reschedule… and Cancel scheduled.
+    """Searchable list of mailings with Schedule… (Schedule again… after a cancel), Send now,
+    Reschedule… and Cancel scheduled.
 
     Signals:
         scheduled(int): a mailing-activity writeback was created or moved (its id).
-        cancelled(int): a Scheduled mailing-activity writeback was withdrawn (its id).
+        cancelled(int): a Scheduled mailing-activity writeback was withdrawn (its id; it stays, Cancelled).
         run_requested(): "Send now" was chosen; the caller may start a dispatcher run.
         open_ref(str): the user asked to see a mailing's activity in the Writeback List.
     """
@@ -85,7 +86,9 @@ class MailingsPage(QWidget):
             action.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
             self.addAction(action)
 
+        # What the last action did stays in view; the reload that follows it updates only the count.
         self.status_label = QLabel()
+        self.count_label = QLabel()
         self.progress = QProgressBar()
         self.progress.setRange(0, 0)
         self.progress.setTextVisible(False)
@@ -96,6 +99,7 @@ class MailingsPage(QWidget):
         top.addWidget(QLabel("Mailings"))
         top.addWidget(self.search_edit, 1)
         top.addWidget(self.refresh_button)
+        top.addWidget(self.count_label)
         buttons = QHBoxLayout()
         self.action_buttons: list[QPushButton] = []
         for action in (
@@ -140,7 +144,7 @@ class MailingsPage(QWidget):
         self.progress.setVisible(self._busy)
         self.table.set_mailings(rows)
         shown = count_text(len(rows), "mailing")
-        self.status_label.setText(shown if len(rows) < 200 else f"first {shown}; search to narrow")
+        self.count_label.setText(shown if len(rows) < 200 else f"first {shown}; search to narrow")
         self._update_actions()
 
     def _failed(self, exc: BaseException) -> None:
@@ -161,15 +165,21 @@ class MailingsPage(QWidget):
     def _update_actions(self) -> None:
         mailing = self.table.current_mailing()
         status = mailing.activity_status if mailing else None
-        free = mailing is not None and not self._busy and status in (None, Status.NO_REMOTE_RECIPIENTS)
+        free = mailing is not None and not self._busy and can_schedule(status)
+        self.schedule_action.setText("Schedule again…" if status is Status.CANCELLED else "Schedule…")
         self.schedule_action.setEnabled(free)
         # "Send now" also pulls a Scheduled activity forward; a New one is already due at the next run.
         self.send_now_action.setEnabled(free or (not self._busy and status is Status.SCHEDULED))
         self.reschedule_action.setEnabled(not self._busy and status in MOVABLE)
         self.cancel_action.setEnabled(not self._busy and status is Status.SCHEDULED)
         self.open_action.setEnabled(mailing is not None and mailing.activity_ref is not None)
+        self._sync_buttons()
+
+    def _sync_buttons(self) -> None:
+        """The buttons follow their actions, text included ("Schedule again…" after a cancel)."""
         actions = (self.schedule_action, self.send_now_action, self.reschedule_action, self.cancel_action)
         for action, button in zip(actions, self.action_buttons, strict=True):
+            button.setText(action.text())
             button.setEnabled(action.isEnabled())
 
     @Slot()
@@ -190,7 +200,9 @@ class MailingsPage(QWidget):
 
     def _announce(self, outcome: ScheduleOutcome) -> None:
         if outcome.action == "cancelled":
-            self.status_label.setText("Scheduled mailing activity cancelled.")
+            self.status_label.setText(
+                "Mailing activity cancelled; it stays listed as Cancelled and can be scheduled again."
+            )
             self.cancelled.emit(outcome.writeback_id)
             return
         when = "at the next dispatcher run" if outcome.send_now else "at the chosen time"
@@ -204,8 +216,9 @@ class MailingsPage(QWidget):
         mailing = self.table.current_mailing()
         if mailing is None or not self.send_now_action.isEnabled():
             return
+        again = " again" if mailing.activity_status is Status.CANCELLED else ""
         question = (
-            f"Send the mailing activity of “{mailing.name}” at the next dispatcher run?\n\n"
+            f"Send the mailing activity of “{mailing.name}”{again} at the next dispatcher run?\n\n"
             f"{count_text(mailing.remote_recipients, 'recipient')} of {mailing.recipients:,} "
             "are known in Personify360."
         )
