@@ -1,16 +1,26 @@
-"""The detail pane shows every field, the payload, the attempts and the timeline of a seeded row."""
+"""The detail pane shows every field, the payload, the attempts and the timeline of a row."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from datetime import timedelta
 
+import pytest
 from pytestqt.qtbot import QtBot
 from sqlalchemy.orm import Session, sessionmaker
 
-from writeback_console.domain import Status
+from tests.helpers.builders import T0, add_mailing, enqueue, fail, item, minutes, run, token_of
+from writeback_console.domain import Kind, Status
 from writeback_console.store import queue
+from writeback_console.store.engine import make_engine, make_session_factory, write_transaction
 from writeback_console.store.queue import WritebackFilter
-from writeback_console.ui.detail_pane import DetailPane
+from writeback_console.ui.detail_pane import (
+    COUNTED_COLUMN,
+    HTTP_COLUMN,
+    MESSAGE_COLUMN,
+    DetailPane,
+)
 from writeback_console.ui.tasks import TaskRunner
 
 Factory = sessionmaker[Session]
@@ -44,9 +54,10 @@ def test_detail_pane_shows_the_attempts_of_a_seeded_error_row(
     assert pane.attempts.rowCount() == len(attempts)
     for n, attempt in enumerate(attempts):
         assert pane.attempts.item(n, 0).text().startswith(str(attempt.number))
-        http = pane.attempts.item(n, 4).text()
+        http = pane.attempts.item(n, HTTP_COLUMN).text()
         assert http == (str(attempt.http_status) if attempt.http_status else "")
-        assert (attempt.message or "").startswith(pane.attempts.item(n, 5).text().rstrip("…"))
+        assert (attempt.message or "").startswith(pane.attempts.item(n, MESSAGE_COLUMN).text().rstrip("…"))
+        assert pane.attempts.item(n, COUNTED_COLUMN).text() == "counted"
     assert pane.tabs.tabText(2) == f"Attempts ({len(attempts)})"
     # The last attempt is selected and its whole message and response are readable below.
     assert (attempts[-1].message or "—") in pane.attempt_text.toPlainText()
@@ -84,3 +95,89 @@ def test_retry_button_is_offered_only_when_retries_are_used_up(
     assert not pane.retry_button.isEnabled()
     assert pane.values["sent_at"].text() != "—"
     assert any(e[1] == "Sent to Personify360" for e in pane.timeline_items())
+
+
+@pytest.fixture
+def db(sqlite_url: str) -> Iterator[Factory]:
+    engine = make_engine(sqlite_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def history_with_free_tries(factory: Factory) -> int:
+    """A writeback with five attempts in its history of which three counted.
+
+    1 Personify360 unavailable (put back), 2 failed, 3 its dispatcher died (the first time: free),
+    4 its dispatcher died again (counts), 5 failed: automatic retries used up.
+    """
+    (wid,) = enqueue(factory, item(Kind.RESUBSCRIBE, "ann@example.org"))
+    run(factory, T0)
+    with write_transaction(factory) as session:
+        outage = queue.PutBack(
+            wid, token_of(session, wid), T0 + timedelta(seconds=2), "outage", "HTTP 503", http_status=503
+        )
+        assert queue.put_back(session, [outage]) == {wid}
+    run(factory, T0 + minutes(10))
+    fail(factory, wid, T0 + minutes(10) + timedelta(seconds=5))
+    for started in (T0 + minutes(20), T0 + minutes(60)):
+        assert [c.id for c in run(factory, started)] == [wid]
+        with write_transaction(factory) as session:
+            # The lease of a claim runs fifteen minutes; thirty later its holder is taken to be gone.
+            assert queue.recover_expired_leases(session, now=started + minutes(30)) == [wid]
+    run(factory, T0 + minutes(100))
+    fail(factory, wid, T0 + minutes(100) + timedelta(seconds=5))
+    return wid
+
+
+def test_attempts_that_did_not_count_say_why(qtbot: QtBot, db: Factory, runner: TaskRunner) -> None:
+    wid = history_with_free_tries(db)
+    pane = DetailPane(db, runner)
+    qtbot.addWidget(pane)
+    with qtbot.waitSignal(pane.loaded, timeout=5000):
+        pane.show_writeback(wid)
+    assert pane.detail is not None and pane.detail.row.attempts == 3
+    words = [pane.attempts.item(n, COUNTED_COLUMN).text() for n in range(pane.attempts.rowCount())]
+    assert words == [
+        "did not count: Personify360 was unavailable",
+        "counted",
+        "did not count: the dispatcher stopped while sending",
+        "counted: the dispatcher stopped again",
+        "counted",
+    ]
+    # Five entries but three attempts: the tab, the attempts field and the timeline say why.
+    assert pane.tabs.tabText(2) == "Attempts (5, 2 did not count)"
+    assert pane.values["attempts"].text() == (
+        "3 of 3 — automatic retries used up, manual retry available; "
+        "2 more tries in the history did not count"
+    )
+    attempts = [e[1] for e in pane.timeline_items() if e[1].startswith("Attempt")]
+    assert attempts == [
+        "Attempt 1 (did not count)",
+        "Attempt 2",
+        "Attempt 3 (did not count)",
+        "Attempt 4",
+        "Attempt 5",
+    ]
+    pane.attempts.selectRow(0)
+    assert "Did not count: Personify360 was unavailable" in pane.attempt_text.toPlainText()
+    assert [a["counted"] for a in pane.detail.to_json()["attempts"]] == [False, True, False, True, True]
+
+
+def test_a_cancelled_mailing_activity_says_it_was_cancelled(
+    qtbot: QtBot, db: Factory, runner: TaskRunner
+) -> None:
+    mailing_id = add_mailing(db, remote=2)
+    due = T0 + timedelta(days=3)
+    with write_transaction(db) as session:
+        wid = queue.schedule_mailing_activity(session, mailing_id, at=due, actor="staff", now=T0).id
+        queue.cancel_scheduled(session, wid, actor="staff", now=T0 + minutes(5))
+    pane = DetailPane(db, runner)
+    qtbot.addWidget(pane)
+    with qtbot.waitSignal(pane.loaded, timeout=5000):
+        pane.show_writeback(wid)
+    spec = pane.pill.spec()
+    assert spec is not None and spec.status is Status.CANCELLED and spec.struck
+    assert pane.values["status"].text().startswith("Cancelled by staff, was due ")
+    assert pane.values["scheduled_for"].text().endswith("(cancelled)")
+    assert not pane.retry_button.isEnabled()
+    assert [e[1] for e in pane.timeline_items()][-1] == "Schedule cancelled"

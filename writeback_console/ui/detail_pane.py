@@ -45,7 +45,13 @@ from writeback_console.ui.writeback_model import (
 
 Factory = sessionmaker[Session]
 
-ATTEMPT_COLUMNS = ("#", "Started", "Finished", "Outcome", "HTTP", "Message", "Response excerpt")
+ATTEMPT_COLUMNS = ("#", "Started", "Finished", "Outcome", "Counted", "HTTP", "Message", "Response excerpt")
+COUNTED_COLUMN, HTTP_COLUMN, MESSAGE_COLUMN, EXCERPT_COLUMN = 4, 5, 6, 7
+#: Why an attempt in the history used none of the row's attempts, by its outcome.
+NOT_COUNTED_WHY = {
+    "outage": "Personify360 was unavailable",
+    "interrupted": "the dispatcher stopped while sending",
+}
 AUDIT_WORDS = {
     "retry": "Manual retry",
     "schedule": "Mailing activity scheduled",
@@ -81,6 +87,7 @@ class WritebackDetail:
                     "response_excerpt": a.response_excerpt,
                     "dispatcher": a.dispatcher,
                     "manual": a.manual,
+                    "counted": a.counted,
                 }
                 for a in self.attempts
             ],
@@ -118,6 +125,8 @@ def timeline(detail: WritebackDetail) -> list[TimelineEvent]:
         http = f"HTTP {attempt.http_status}" if attempt.http_status else ""
         words = " · ".join(p for p in (outcome.replace("_", " "), http, first_text(attempt.message)) if p)
         what = f"Attempt {attempt.number}" + (" (manual)" if attempt.manual else "")
+        if not attempt.counted:
+            what += " (did not count)"
         events.append(TimelineEvent(attempt.started_at, what, attempt.dispatcher or "", words))
     for event in detail.audit:
         what = AUDIT_WORDS.get(event.action, event.action.replace("_", " ").capitalize())
@@ -128,11 +137,38 @@ def timeline(detail: WritebackDetail) -> list[TimelineEvent]:
     return sorted(events, key=lambda e: e.at)
 
 
+def counted_text(attempt: AttemptRow) -> str:
+    """Whether the attempt used one of the row's attempts, and if not why, in words."""
+    if attempt.outcome is None:
+        return ""  # still running: whether it counts is known when it ends
+    if not attempt.counted:
+        why = NOT_COUNTED_WHY.get(attempt.outcome or "")
+        return f"did not count: {why}" if why else "did not count"
+    if attempt.outcome == "interrupted":
+        # Only the first interruption in a row is free; its message says so at length.
+        return "counted: the dispatcher stopped again"
+    return "counted"
+
+
+def uncounted(attempts: list[AttemptRow]) -> int:
+    return sum(1 for a in attempts if not a.counted)
+
+
 def first_text(text: str | None, limit: int = 160) -> str:
     if not text:
         return ""
     line = text.strip().splitlines()[0] if text.strip() else ""
     return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def attempts_tab_text(attempts: list[AttemptRow]) -> str:
+    """``Attempts (5)``, or ``Attempts (5, 2 did not count)`` when the history holds free tries."""
+    free = uncounted(attempts)
+    return f"Attempts ({len(attempts)}" + (f", {free} did not count)" if free else ")")
+
+
+def _capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _selectable(text: str = "") -> QLabel:
@@ -172,6 +208,7 @@ class DetailPane(QWidget):
         ("sent_at", "Sent"),
         ("locked_by", "Claimed by"),
         ("locked_at", "Lease renewed"),
+        ("lease_expires_at", "Lease runs until"),
         ("delivery_uncertain", "Delivery uncertain"),
         ("id", "Database id"),
     )
@@ -244,7 +281,7 @@ class DetailPane(QWidget):
         header_view = self.attempts.horizontalHeader()
         header_view.setStretchLastSection(True)
         header_view.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
-        for column, width in enumerate((30, 120, 120, 70, 45, 220)):
+        for column, width in enumerate((30, 120, 120, 80, 150, 45, 220)):
             self.attempts.setColumnWidth(column, width)
         self.attempts.itemSelectionChanged.connect(self._attempt_selected)
         self.attempt_text = QPlainTextEdit()
@@ -335,16 +372,16 @@ class DetailPane(QWidget):
         self.subtitle.setText(f"{row.kind.label} · {row.account}" + (f" · {who}" if who else ""))
         self.retry_button.setEnabled(manual_retry_decision(row.state).allowed)
         self.retry_button.setToolTip(manual_retry_decision(row.state).reason.capitalize())
-        self._fill_fields(row)
+        self._fill_fields(row, detail.attempts)
         self.payload.setPlainText(json.dumps(dict(row.payload), indent=2, ensure_ascii=False, sort_keys=True))
         self._fill_attempts(detail.attempts)
         self._fill_timeline(timeline(detail))
-        self.tabs.setTabText(2, f"Attempts ({len(detail.attempts)})")
+        self.tabs.setTabText(2, attempts_tab_text(detail.attempts))
         self.tabs.setTabText(3, f"Timeline ({len(self.timeline_items())})")
         self.stack.setCurrentIndex(1)
         self.loaded.emit(writeback_id)
 
-    def _fill_fields(self, row: WritebackRow) -> None:
+    def _fill_fields(self, row: WritebackRow, attempts: list[AttemptRow]) -> None:
         left = attempts_left(row.state)
         if row.status is Status.ERROR:
             attempts_note = (
@@ -354,6 +391,10 @@ class DetailPane(QWidget):
             )
         else:
             attempts_note = ""
+        free = uncounted(attempts)
+        if free:
+            # The history is longer than the count: say so, or the numbers look wrong.
+            attempts_note += f"; {free} more {'try' if free == 1 else 'tries'} in the history did not count"
         mailing = ""
         if row.mailing_id is not None:
             name = row.payload.get("mailing_name")
@@ -371,13 +412,15 @@ class DetailPane(QWidget):
             "occurred_at": local_time(row.occurred_at),
             "created_at": local_time(row.created_at),
             "updated_at": local_time(row.updated_at),
-            "scheduled_for": local_time(row.scheduled_for),
+            "scheduled_for": local_time(row.scheduled_for)
+            + (" (cancelled)" if row.scheduled_for and row.status is Status.CANCELLED else ""),
             "next_attempt_at": local_time(row.next_attempt_at),
             "sent_at": local_time(row.sent_at),
             "last_http_status": str(row.last_http_status) if row.last_http_status else "",
             "last_error": row.last_error or "",
             "locked_by": row.locked_by or "",
             "locked_at": local_time(row.locked_at),
+            "lease_expires_at": local_time(row.lease_expires_at),
             "delivery_uncertain": "yes — ask Personify360 before sending again"
             if row.delivery_uncertain
             else "no",
@@ -393,16 +436,21 @@ class DetailPane(QWidget):
                 local_time(attempt.started_at),
                 local_time(attempt.finished_at) or "running",
                 (attempt.outcome or "").replace("_", " "),
+                counted_text(attempt),
                 str(attempt.http_status) if attempt.http_status else "",
                 first_text(attempt.message),
                 first_text(attempt.response_excerpt),
             )
             for column, text in enumerate(cells):
                 item = QTableWidgetItem(text)
-                if column in (5, 6):
-                    full = attempt.message if column == 5 else attempt.response_excerpt
+                if column == COUNTED_COLUMN:
+                    item.setToolTip(text)
+                elif column in (MESSAGE_COLUMN, EXCERPT_COLUMN):
+                    full = attempt.message if column == MESSAGE_COLUMN else attempt.response_excerpt
                     item.setToolTip((full or "")[:1000])
                 self.attempts.setItem(n, column, item)
+        # The reasons an attempt did not count are read whole, not elided.
+        self.attempts.resizeColumnToContents(COUNTED_COLUMN)
         self.attempt_text.clear()
         if attempts:
             self.attempts.selectRow(len(attempts) - 1)
@@ -435,6 +483,7 @@ class DetailPane(QWidget):
             + (" (manual retry)" if attempt.manual else ""),
             f"Started {local_time(attempt.started_at)}, finished {local_time(attempt.finished_at) or '—'}",
             f"Outcome: {attempt.outcome or '—'}; HTTP status: {attempt.http_status or '—'}",
+            _capitalised(counted_text(attempt) or "running"),
             "",
             "Message:",
             attempt.message or "—",

@@ -6,6 +6,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from PySide6.QtWidgets import QFormLayout, QLabel
 from pytestqt.qtbot import QtBot
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -57,6 +58,7 @@ def test_settings_round_trip_without_the_password_on_disk_in_plain_text(
     dialog.operator_edit.setText("WBCONSOLE")
     dialog.connect_timeout_spin.setValue(7.5)
     dialog.read_timeout_spin.setValue(45)
+    dialog.request_deadline_spin.setValue(90.5)
     dialog.interval_spin.setValue(5)
     dialog.concurrency_spin.setValue(12)
     dialog.lease_spin.setValue(1200)
@@ -72,7 +74,7 @@ def test_settings_round_trip_without_the_password_on_disk_in_plain_text(
     loaded = load_settings(path, environ={})
     assert loaded == saved
     assert (loaded.service_root_url, loaded.user, loaded.operator) == (URL, "informz_svc", "WBCONSOLE")
-    assert (loaded.connect_timeout, loaded.read_timeout) == (7.5, 45.0)
+    assert (loaded.connect_timeout, loaded.read_timeout, loaded.request_deadline) == (7.5, 45.0, 90.5)
     assert (loaded.interval_seconds, loaded.concurrency, loaded.lease_seconds) == (300, 12, 1200)
     assert loaded.mapping["codes"]["unsubscribe"] == "SITE_UNSUB"
     assert loaded.mapping["templates"]["unsubscribe"] == "Unsubscribed on {when}: {reason}"
@@ -94,7 +96,35 @@ def test_settings_round_trip_without_the_password_on_disk_in_plain_text(
     assert again.password_edit.text() == ""
     assert not again.enabled_box.isChecked()
     assert again.auto_days_spin.value() == 3
+    assert again.request_deadline_spin.value() == 90.5
     assert again.collect() == loaded
+
+
+def test_request_deadline_sits_under_the_timeouts_in_whole_or_tenth_seconds_from_1_to_3600(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, store: PasswordStore, tmp_path: Path
+) -> None:
+    dialog = open_dialog(qtbot, db, runner, store, tmp_path / "settings.json")
+    spin = dialog.request_deadline_spin
+    assert spin.value() == AppSettings().request_deadline == 60.0
+    assert (spin.minimum(), spin.maximum(), spin.decimals(), spin.suffix()) == (1.0, 3600.0, 1, " s")
+    (form,) = [f for f in dialog.findChildren(QFormLayout) if f.getWidgetPosition(spin)[0] >= 0]
+    read_row = form.getWidgetPosition(dialog.read_timeout_spin)[0]
+    assert form.getWidgetPosition(spin)[0] == read_row + 1
+    label = form.labelForField(spin)
+    assert isinstance(label, QLabel) and label.text() == "Request deadline:"
+
+    spin.clear()
+    qtbot.keyClicks(spin, "12.34")
+    assert dialog.collect().request_deadline == 12.3
+    # What the settings would refuse cannot be typed: the box keeps to 1–3600 seconds.
+    for typed, kept in ((0.2, 1.0), (7200, 3600.0)):
+        spin.setValue(typed)
+        assert dialog.collect().request_deadline == kept
+    spin.setValue(30)
+    with qtbot.waitSignal(dialog.saved, timeout=5000) as signal:
+        dialog.save_button.click()
+    assert signal.args[0].request_deadline == 30.0
+    assert load_settings(tmp_path / "settings.json", environ={}).request_deadline == 30.0
 
 
 def test_a_bad_activity_code_is_refused_naming_the_field_and_nothing_is_saved(

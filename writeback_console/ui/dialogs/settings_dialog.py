@@ -283,6 +283,15 @@ class SettingsDialog(QDialog):
         self.read_timeout_spin.setDecimals(1)
         self.read_timeout_spin.setSuffix(" s")
         self.read_timeout_spin.setValue(s.read_timeout)
+        self.request_deadline_spin = QDoubleSpinBox()
+        self.request_deadline_spin.setRange(1, 3600)
+        self.request_deadline_spin.setDecimals(1)
+        self.request_deadline_spin.setSuffix(" s")
+        self.request_deadline_spin.setValue(s.request_deadline)
+        self.request_deadline_spin.setToolTip(
+            "The longest one request to Personify360 may take in all, however slowly its answer "
+            "arrives; the timeouts above are for each single wait within it."
+        )
 
         self.test_button = QPushButton("Test connection")
         self.test_button.clicked.connect(self.test_connection)
@@ -309,6 +318,7 @@ class SettingsDialog(QDialog):
         form.addRow("Operator:", self.operator_edit)
         form.addRow("Connect timeout:", self.connect_timeout_spin)
         form.addRow("Read timeout:", self.read_timeout_spin)
+        form.addRow("Request deadline:", self.request_deadline_spin)
         form.addRow("", self.verify_tls_box)
         test_row = QHBoxLayout()
         test_row.addWidget(self.test_button)
@@ -501,6 +511,7 @@ class SettingsDialog(QDialog):
             "operator": ("Operator", self.operator_edit, 0),
             "connect_timeout": ("Connect timeout", self.connect_timeout_spin, 0),
             "read_timeout": ("Read timeout", self.read_timeout_spin, 0),
+            "request_deadline": ("Request deadline", self.request_deadline_spin, 0),
             "interval_seconds": ("Run every", self.interval_spin, 2),
             "concurrency": ("Send concurrently", self.concurrency_spin, 2),
             "lease_seconds": ("Lease", self.lease_spin, 2),
@@ -539,6 +550,7 @@ class SettingsDialog(QDialog):
                 operator=operator,
                 connect_timeout=round(self.connect_timeout_spin.value(), 1),
                 read_timeout=round(self.read_timeout_spin.value(), 1),
+                request_deadline=round(self.request_deadline_spin.value(), 1),
                 verify_tls=self.verify_tls_box.isChecked(),
                 allow_insecure_http=self.allow_http_box.isChecked(),
                 interval_seconds=max(5, round(self.interval_spin.value() * 60)),
