@@ -10,8 +10,8 @@ from pytestqt.qtbot import QtBot
 
 from tests.helpers.builders import enqueue, fail_runs, item
 from tests.helpers.simulator import MakeSimulator
-from writeback_console.dispatch.cycle import CycleSummary
-from writeback_console.domain import Kind, Status
+from writeback_console.dispatch.cycle import CycleSummary, ProblemKind
+from writeback_console.domain import Kind, Status, utcnow
 from writeback_console.settings import AppSettings, PasswordStore, save_settings
 from writeback_console.sim.server import Simulator
 from writeback_console.store import queue
@@ -19,7 +19,7 @@ from writeback_console.ui.app import Services, open_console, start_services
 from writeback_console.ui.console import Console
 from writeback_console.ui.dialogs import retry
 from writeback_console.ui.dialogs.constituent import ConstituentViewer
-from writeback_console.ui.main_window import BANNER_CREDENTIALS
+from writeback_console.ui.main_window import BANNER_CREDENTIALS, BANNER_DATABASE, BANNER_UNREACHABLE
 from writeback_console.ui.pages.mailings import MailingsPage
 
 
@@ -88,10 +88,66 @@ def test_rejected_credentials_show_a_banner(
     try:
         console.window.run_now_requested.emit()
         qtbot.waitUntil(lambda: console.window.banner_text(BANNER_CREDENTIALS) is not None, timeout=15_000)
-        assert "rejected the credentials" in (console.window.banner_text(BANNER_CREDENTIALS) or "")
+        text = console.window.banner_text(BANNER_CREDENTIALS) or ""
+        assert text.startswith("Credentials rejected by Personify360 since ")
+        assert "no attempt was used" in text
     finally:
         console.shut_down()
         services.close()
+
+
+def test_an_outage_banner_says_since_when_and_that_no_attempt_was_used_until_a_clean_run(
+    qtbot: QtBot, console: Console
+) -> None:
+    factory = console.services.factory
+    (wid,) = enqueue(factory, item(Kind.RESUBSCRIBE, "ann@example.org"))
+    sim: Simulator = console.sim  # type: ignore[attr-defined]
+    # No Retry-After, so that the next run may ask again at once.
+    sim.faults.update(fail_rate=1.0, fail_kinds=["503"], retry_after_seconds=None)
+    window = console.window
+    # The list is filled from the dispatcher's thread; the banner follows on the GUI thread.
+    finished: list[CycleSummary] = []
+    console.controller.worker.finished.connect(finished.append)
+    window.run_now_requested.emit()
+    qtbot.waitUntil(lambda: window.banner_text(BANNER_UNREACHABLE) is not None, timeout=15_000)
+    (outage,) = finished
+    assert (outage.problem, outage.problem_status) == (ProblemKind.OUTAGE, 503)
+    assert outage.problem_since is not None
+    text = window.banner_text(BANNER_UNREACHABLE) or ""
+    assert f"Personify360 unavailable (503) since {outage.problem_since.astimezone():%H:%M}" in text
+    assert "no attempt was used" in text
+    assert window.banners[BANNER_UNREACHABLE].property("severity") == "error"
+    with factory() as session:
+        row = queue.get_writeback(session, wid)
+    assert (row.status, row.attempts) == (Status.NEW, 0)
+
+    sim.faults.update(fail_rate=0.0)
+    window.run_now_requested.emit()
+    qtbot.waitUntil(lambda: window.banner_text(BANNER_UNREACHABLE) is None, timeout=15_000)
+    assert len(finished) == 2 and finished[1].problem is None and finished[1].sent == 1
+    assert not window.banner_area.isVisibleTo(window)
+
+
+def test_a_database_that_refuses_writes_has_its_own_banner_until_a_clean_run(console: Console) -> None:
+    now = utcnow()
+    refused = CycleSummary(
+        now,
+        now,
+        problem=ProblemKind.DATABASE,
+        stopped_reason="the queue database refused writes (database is locked)",
+    )
+    console.cycle_finished(refused)
+    window = console.window
+    assert window.banner_text(BANNER_DATABASE) == "The queue database refused writes (database is locked)."
+    assert window.banner_text(BANNER_UNREACHABLE) is None
+    assert window.banners[BANNER_DATABASE].property("severity") == "error"
+    # Another refusing run keeps one banner, with the newest words.
+    console.cycle_finished(CycleSummary(now, now, problem=ProblemKind.DATABASE, stopped_reason="disk full"))
+    assert window.banner_text(BANNER_DATABASE) == "Disk full."
+    assert len(window.banners) == 1
+    console.cycle_finished(CycleSummary(now, now))
+    assert window.banner_text(BANNER_DATABASE) is None
+    assert not window.banner_area.isVisibleTo(window)
 
 
 def test_retry_from_the_window_goes_through_the_dialog_and_refreshes(

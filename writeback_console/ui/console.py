@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Qt, Slot
 from PySide6.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
-from writeback_console.dispatch.cycle import CycleSummary
+from writeback_console.dispatch.cycle import CycleSummary, ProblemKind
 from writeback_console.settings import AppSettings
 from writeback_console.ui.dialogs import retry, schedule, settings_dialog
 from writeback_console.ui.dialogs.constituent import ConstituentViewer
 from writeback_console.ui.dispatcher_worker import DispatcherController, DispatcherStatus
 from writeback_console.ui.main_window import (
     BANNER_CREDENTIALS,
+    BANNER_DATABASE,
     BANNER_DISABLED,
     BANNER_UNREACHABLE,
     MainWindow,
@@ -165,15 +166,19 @@ class Console(QObject):
         w = self.window
         if summary.disabled:
             w.show_banner(BANNER_DISABLED, "Writebacks are switched off: they queue up but nothing is sent.")
-        if summary.problem == "auth":
-            w.show_banner(
-                BANNER_CREDENTIALS, f"Personify360 rejected the credentials. {summary.stopped_reason}"
-            )
-        elif summary.problem == "unreachable":
-            w.show_banner(BANNER_UNREACHABLE, f"Personify360 cannot be reached. {summary.stopped_reason}")
-        elif not summary.disabled:
+        # The banner is chosen by the kind of problem, and its words come from the cycle's own summary.
+        reason = _sentence(summary.stopped_reason or "")
+        if summary.problem is ProblemKind.AUTH:
+            w.show_banner(BANNER_CREDENTIALS, reason)
+        elif summary.problem in (ProblemKind.UNREACHABLE, ProblemKind.OUTAGE):
+            w.show_banner(BANNER_UNREACHABLE, reason)
+        elif summary.problem is ProblemKind.DATABASE:
+            w.show_banner(BANNER_DATABASE, reason)
+        if summary.problem is None and not summary.disabled:
             w.hide_banner(BANNER_CREDENTIALS)
             w.hide_banner(BANNER_UNREACHABLE)
+        if summary.problem is not ProblemKind.DATABASE and not summary.disabled:
+            w.hide_banner(BANNER_DATABASE)
         if summary.changed_ids:
             w.writebacks.refresh_rows(list(summary.changed_ids))
         if summary.auto_scheduled:
@@ -188,7 +193,15 @@ class Console(QObject):
         if "settings" in text.lower():
             self.window.show_banner(BANNER_UNREACHABLE, text)
 
-    def shut_down(self, wait_ms: int = 60_000) -> None:
+    def shut_down(self, wait_ms: int = 70_000) -> None:
         """Finish or release an in-flight dispatcher cycle, then end its thread."""
         if self._dispatching and not self.controller.stop(wait_ms):
             log.warning("the dispatcher did not stop within %d s", wait_ms // 1000)
+
+
+def _sentence(text: str) -> str:
+    text = text.strip()
+    if not text:
+        return text
+    text = text[0].upper() + text[1:]
+    return text if text.endswith(".") else text + "."
