@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import enum
+import os
 import secrets
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 #: Attempts a writeback gets before only a person can retry it: the first one and two automatic retries.
 DEFAULT_MAX_ATTEMPTS = 3
@@ -85,8 +86,23 @@ FINAL_STATUSES = frozenset({Status.SENT, Status.NO_REMOTE_RECIPIENTS, Status.CAN
 OPEN_STATUSES = frozenset(Status) - FINAL_STATUSES
 
 
+#: Shifts this process's clock by so many seconds. The chaos tests use it to run dispatchers whose clocks
+#: disagree, which must change nothing: leases and eligibility follow the database's clock.
+CLOCK_SKEW_ENV = "WRITEBACK_CLOCK_SKEW_SECONDS"
+
+
+def _skew() -> timedelta:
+    try:
+        return timedelta(seconds=float(os.environ.get(CLOCK_SKEW_ENV) or 0))
+    except (ValueError, OverflowError):
+        return timedelta(0)
+
+
+_SKEW = _skew()
+
+
 def utcnow() -> datetime:
-    return datetime.now(UTC)
+    return datetime.now(UTC) + _SKEW
 
 
 def new_ref(length: int = REF_LENGTH) -> str:

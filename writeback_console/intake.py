@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -88,8 +89,9 @@ def _text(raw: Mapping[str, Any], name: str, limit: int, *, required: bool = Fal
         raise InputError(name, f"must be text, not {_json_type(value)}")
     if "\x00" in value:
         raise InputError(name, "contains a NUL byte")
-    if any(ord(c) < 32 and c not in "\t\n\r" for c in value):
-        raise InputError(name, "contains a control character")
+    odd = odd_character(value, free_text=name in FREE_TEXT_FIELDS)
+    if odd is not None:
+        raise InputError(name, f"contains {odd}")
     value = value.strip()
     if not value:
         if required:
@@ -98,6 +100,38 @@ def _text(raw: Mapping[str, Any], name: str, limit: int, *, required: bool = Fal
     if len(value) > limit:
         raise InputError(name, f"is {len(value):,} characters long, at most {limit:,} allowed")
     return value
+
+
+#: Fields of prose, where tabs and line breaks are fine; everywhere else they are a mistake.
+FREE_TEXT_FIELDS = frozenset({"reason"})
+_SEPARATORS = {"\u2028": "a line separator", "\u2029": "a paragraph separator", "\ufeff": "a byte order mark"}
+
+
+def odd_character(value: str, *, free_text: bool = False) -> str | None:
+    """The first character with no place in such a field, in words with its code point; None if clean.
+
+    Control characters (C0, DEL and the C1 block), unpaired surrogates (which JSON's \\ud800 escapes
+    produce), Unicode line separators and noncharacters break the layers behind Personify360 — an OData
+    filter, an HTTP header, SQL Server — or hide what an address really is. Outside prose, invisible
+    formatting characters (a right-to-left override in an email, say) are refused too.
+    """
+    for ch in value:
+        code = ord(ch)
+        where = f"(U+{code:04X})"
+        if 0xD800 <= code <= 0xDFFF:
+            return f"an unpaired surrogate {where}"
+        category = unicodedata.category(ch)
+        if category == "Cc":
+            if free_text and ch in "\t\n\r":
+                continue
+            return f"a control character {where}"
+        if ch in _SEPARATORS:
+            return f"{_SEPARATORS[ch]} {where}"
+        if code in (0xFFFE, 0xFFFF) or 0xFDD0 <= code <= 0xFDEF or (code & 0xFFFF) in (0xFFFE, 0xFFFF):
+            return f"a noncharacter {where}"
+        if category == "Cf" and not free_text:
+            return f"an invisible formatting character {where}"
+    return None
 
 
 def _json_type(value: Any) -> str:

@@ -9,14 +9,30 @@ from sqlalchemy.orm import Session, sessionmaker
 from writeback_console.dispatch.cycle import CycleSummary, DispatchOptions, run_cycle
 from writeback_console.personify.client import PersonifyClient, PersonifySettings
 from writeback_console.personify.mapping import ActivityMapping
-from writeback_console.sim.server import Simulator
+from writeback_console.sim.server import Simulator, TlsFiles
 
 
-def client_for(sim: Simulator | str, *, password: str = "p", read_timeout: float = 5.0) -> PersonifyClient:
+def client_for(
+    sim: Simulator | str,
+    *,
+    password: str = "p",
+    read_timeout: float = 5.0,
+    request_deadline: float = 60.0,
+    tls: TlsFiles | None = None,
+    operator: str = "INFORMZ",
+) -> PersonifyClient:
+    """A client of the simulator; with ``tls`` it trusts the test certificate."""
     url = sim if isinstance(sim, str) else sim.url
     return PersonifyClient(
         PersonifySettings(
-            service_root_url=url, user="u", password=password, connect_timeout=2.0, read_timeout=read_timeout
+            service_root_url=url,
+            user="u",
+            password=password,
+            connect_timeout=2.0,
+            read_timeout=read_timeout,
+            request_deadline=request_deadline,
+            ca_bundle=str(tls.cert_file) if tls is not None else None,
+            operator=operator,
         )
     )
 

@@ -849,7 +849,7 @@ class _Cycle:
             if self.giving_up or time.monotonic() >= deadline or (self.stop.is_set() and self.db_tries > 3):
                 break
             time.sleep(max(0.0, self.next_db_try - time.monotonic()))
-        unrecorded = len(self.results) + len(self.held)
+        unrecorded = len(set(self.held) | {o.writeback_id for o in self.results})
         self.giving_up = True
         self._database_problem_text(unrecorded)
         log.error("dispatcher cycle ends without recording %d rows: %s", unrecorded, self.stopped_reason)
@@ -947,7 +947,9 @@ class _Cycle:
     # -- a database that refuses --------------------------------------------------------------
 
     def _database_failed(self, exc: BaseException) -> None:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # The driver's own words ("database is locked"), without SQLAlchemy's wrapping and the SQL.
+        words = str(getattr(exc, "orig", None) or exc).strip()
+        first = words.splitlines()[0] if words else type(exc).__name__
         self.db_error = first[:300]
         if self.db_trouble_since is None:
             self.db_trouble_since = time.monotonic()

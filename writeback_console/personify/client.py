@@ -576,6 +576,10 @@ class PersonifyClient:
                     write=write,
                     sent=sent,
                 ) from None
+        if exchange.timed_out:
+            # Cut at its deadline while the answer was still coming: what arrived is not the answer.
+            by_guard = limit is not None and limit == deadline
+            raise PersonifyError(ErrorKind.TIMEOUT, self._cut_message(by_guard), write=write, sent=True)
         log.debug("%s %s -> %s in %.0f ms", method, resource, response.status_code, _ms(started))
 
         if not success or response.status_code in (204, 205):
@@ -638,6 +642,15 @@ class PersonifyClient:
             page=page,
         )
 
+    def _cut_message(self, by_guard: bool) -> str:
+        where = _where(self.settings)
+        if by_guard:
+            return f"the request to {where} was ended before the dispatcher's hold on the row ran out"
+        return (
+            f"Personify360 at {where} gave no complete answer within the "
+            f"{self.settings.request_deadline:g} s a request may take"
+        )
+
     def _network_error(
         self, exc: requests.RequestException, write: bool, exchange: transport.Exchange, *, by_guard: bool
     ) -> PersonifyError:
@@ -649,12 +662,7 @@ class PersonifyClient:
             where = _where(self.settings)
             if exchange.timed_out:
                 kind = ErrorKind.TIMEOUT
-                message = (
-                    f"the request to {where} was ended before the dispatcher's hold on the row ran out"
-                    if by_guard
-                    else f"Personify360 at {where} gave no complete answer within the "
-                    f"{self.settings.request_deadline:g} s a request may take"
-                )
+                message = self._cut_message(by_guard)
             elif kind is ErrorKind.TLS and sent:
                 detail = message.partition(": ")[2]
                 message = f"the secure connection to {where} broke after the request was sent" + (

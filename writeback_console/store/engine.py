@@ -29,12 +29,14 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
         database = parsed.database or ""
         if database and database != ":memory:":
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        busy_ms = _busy_timeout(parsed.query.get("busy_timeout_ms"))
+        parsed = parsed.difference_update_query(["busy_timeout_ms"])
         engine = create_engine(
             parsed,
             echo=echo,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            connect_args={"timeout": busy_ms / 1000, "check_same_thread": False},
         )
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_ms)
         return engine
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
@@ -47,14 +49,26 @@ def make_engine(url: str, *, echo: bool = False, pool_size: int = 10) -> Engine:
     )
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _busy_timeout(raw: object) -> int:
+    """``?busy_timeout_ms=N`` on a SQLite URL: how long a writer waits for another's lock."""
+    if raw is None:
+        return SQLITE_BUSY_TIMEOUT_MS
+    text = raw if isinstance(raw, str) else str(raw)
+    if not text.isdigit() or not 0 < int(text) <= 3_600_000:
+        raise ValueError(
+            f"busy_timeout_ms: must be a whole number of milliseconds from 1 to 3600000, not {text!r}"
+        )
+    return int(text)
+
+
+def _configure_sqlite(engine: Engine, busy_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> None:
     # pysqlite opens transactions behind our back and never with BEGIN IMMEDIATE; take over so that
     # claims can hold the write lock from the start (SQLite ignores FOR UPDATE).
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: sqlite3.Connection, _record: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute(f"PRAGMA busy_timeout = {busy_ms}")
         cursor.execute("PRAGMA foreign_keys = ON")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")

@@ -217,6 +217,74 @@ def test_bad_import_line_is_named_and_nothing_is_written(
     assert writeback_count(sqlite_url) == 0
 
 
+CONTROL_BYTES: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "DEL in the email",
+        {**GOOD, "email": "ann\u007f@example.org"},
+        "line 2: email: contains a control character (U+007F)",
+    ),
+    (
+        "C1 control in the email",
+        {**GOOD, "email": "ann\u0085@example.org"},
+        "line 2: email: contains a control character (U+0085)",
+    ),
+    (
+        "CSI in the account",
+        {**GOOD, "account": "Main\u009b"},
+        "line 2: account: contains a control character (U+009B)",
+    ),
+    (
+        "escape in the reason",
+        {**GOOD, "reason": "a\u001b[31mb"},
+        "line 2: reason: contains a control character (U+001B)",
+    ),
+    (
+        "lone surrogate",
+        {**GOOD, "email": "ann\ud800@example.org"},
+        "line 2: email: contains an unpaired surrogate (U+D800)",
+    ),
+    ("line separator", {**GOOD, "reason": "a\u2028b"}, "line 2: reason: contains a line separator (U+2028)"),
+    (
+        "right-to-left override",
+        {**GOOD, "email": "ann\u202e@example.org"},
+        "line 2: email: contains an invisible formatting character (U+202E)",
+    ),
+    (
+        "tab in the email",
+        {**GOOD, "email": "ann\t@example.org"},
+        "line 2: email: contains a control character (U+0009)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("case", "line", "message"), CONTROL_BYTES, ids=[c[0] for c in CONTROL_BYTES])
+def test_import_refuses_control_characters_naming_the_line_and_field(
+    tmp_path: Path,
+    sqlite_url: str,
+    capsys: pytest.CaptureFixture[str],
+    case: str,
+    line: dict[str, Any],
+    message: str,
+) -> None:
+    path = tmp_path / "in.jsonl"
+    # json.dumps writes \\u escapes, as a file from another system would.
+    path.write_text("\n".join(json.dumps(x) for x in (GOOD, line, GOOD)) + "\n", encoding="utf-8")
+    code, _, err = run_cli(capsys, sqlite_url, "import", str(path))
+    assert code == 2, case
+    assert message in err
+    assert "Traceback" not in err
+    assert writeback_count(sqlite_url) == 0
+
+
+def test_a_reason_may_hold_line_breaks_and_tabs(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_jsonl(tmp_path / "ok.jsonl", [{**GOOD, "reason": "Too many\n\temails"}])
+    code, _, err = run_cli(capsys, sqlite_url, "import", str(path))
+    assert code == 0, err
+    assert writeback_count(sqlite_url) == 1
+
+
 def test_import_refuses_a_ref_used_twice_in_the_file(
     tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
