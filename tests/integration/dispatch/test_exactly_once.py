@@ -193,7 +193,7 @@ def test_a_console_and_a_headless_dispatcher_with_other_leases_write_every_refer
         text=True,
         timeout=90,
     )
-    out, err = console.communicate(timeout=120)
+    _out, err = console.communicate(timeout=120)
 
     assert console.returncode == 0 and headless.returncode == 0, (err, headless.stderr)
     assert "recovered from a stopped dispatcher" not in headless.stdout
@@ -224,7 +224,7 @@ def test_a_dispatcher_that_slept_past_its_lease_sends_nothing_it_no_longer_holds
         assert other.returncode == 0, other.stderr
     finally:
         sleeper.send_signal(signal.SIGCONT)  # and opens again
-    out, err = sleeper.communicate(timeout=60)
+    _out, err = sleeper.communicate(timeout=60)
 
     assert "Traceback" not in err
     assert_each_ref_once(factory, sim)
