@@ -9,7 +9,15 @@ STAMP := $(VENV)/.installed
 PG_URL ?= postgresql+psycopg://writeback:writeback@127.0.0.1:5432/writeback_test
 export WRITEBACK_TEST_PG_URL ?= $(PG_URL)
 
-.PHONY: run test install pg lint bench-seed clean
+# `make chaos` runs the seeds CI runs; `make chaos SEED=17 [BACKEND=sqlite]` replays one schedule;
+# `make chaos SEEDS=10000 [FIRST=1]` runs many. Each schedule's faults and violations go to $(RECORD).
+SEED ?=
+SEEDS ?=
+FIRST ?= 1
+BACKEND ?=
+RECORD ?= chaos-results.jsonl
+
+.PHONY: run test install pg lint bench-seed clean chaos
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -26,6 +34,13 @@ pg:
 
 test: $(STAMP) pg lint
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -p no:cacheprovider
+
+chaos: $(STAMP) pg
+	: > "$(RECORD)"
+	CHAOS_SEED="$(SEED)" CHAOS_SEEDS="$(SEEDS)" CHAOS_FIRST="$(FIRST)" CHAOS_BACKEND="$(BACKEND)" \
+	CHAOS_RECORD="$(abspath $(RECORD))" QT_QPA_PLATFORM=offscreen \
+	$(BIN)/python -m pytest -p no:cacheprovider tests/chaos -q; \
+	status=$$?; test -s "$(RECORD)" && $(BIN)/python -m tests.chaos.summarize "$(RECORD)"; exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check writeback_console tests bench

@@ -145,7 +145,10 @@ def _add_filter_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--to", dest="created_to", type=_time_arg, metavar="WHEN", help="created before")
     group.add_argument("--retried", action="store_true", help="only rows tried more than once")
     group.add_argument(
-        "--stuck", type=int, metavar="MINUTES", help="only Processing rows whose lease is older than this"
+        "--stuck",
+        type=int,
+        metavar="MINUTES",
+        help="only Processing rows whose lease ran out at least this many minutes ago (0: at all)",
     )
     group.add_argument("--retry-available", action="store_true", help="only rows a person may retry now")
     group.add_argument("--mailing", type=int, metavar="ID", help="only rows of this mailing")

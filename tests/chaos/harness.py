@@ -1125,8 +1125,9 @@ def check(factory: Factory, sim: Simulator, seen: Observed) -> list[Violation]:
     # I5: no tracebacks, every cycle in time.
     for proc in seen.processes:
         err = proc.stderr.read_text(encoding="utf-8", errors="replace") if proc.stderr.exists() else ""
-        if "Traceback" in err:
-            tail = err[err.index("Traceback") :][-1500:]
+        crash = _unhandled_traceback(err)
+        if crash is not None:
+            tail = crash[-1500:]
             out.append(
                 Violation(
                     "I5",
@@ -1140,6 +1141,22 @@ def check(factory: Factory, sim: Simulator, seen: Observed) -> list[Violation]:
                     Violation("I5", f"dispatcher {proc.popen.pid} had a cycle of {float(seconds):.0f} s")
                 )
     return out
+
+
+def _unhandled_traceback(err: str) -> str | None:
+    """The first traceback in a process's stderr that no log line announced, from there on.
+
+    A dispatcher logs the traceback of an internal error it confined to one writeback ("internal error
+    while sending …"); any other traceback is one that escaped.
+    """
+    lines = err.splitlines()
+    for n, line in enumerate(lines):
+        if line.startswith("Traceback (most recent call last):"):
+            before = lines[n - 1] if n else ""
+            if "internal error while" in before or "could not prepare the recipients" in before:
+                continue
+            return "\n".join(lines[n:])
+    return None
 
 
 def _delivery_refs(session: Session) -> dict[str, int]:

@@ -201,7 +201,8 @@ def test_stuck_filter_is_processing_rows_whose_lease_ran_out(
     load_everything(qtbot, page.model)
     flt = page.current_filter()
     assert flt.stuck_before is not None
-    assert before - timedelta(seconds=901) <= flt.stuck_before <= utcnow() - timedelta(seconds=899)
+    # Judged by the lease each row's holder stored, not by this console's own lease setting.
+    assert before <= flt.stuck_before <= utcnow()
     expected = all_rows(seeded_factory, WritebackFilter(stuck_before=flt.stuck_before))
     assert expected
     assert [r.id for r in page.model.loaded_rows()] == [r.id for r in expected]

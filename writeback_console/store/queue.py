@@ -1292,7 +1292,7 @@ class WritebackFilter:
     #: Matches the start of the email, reference or constituent id, or any part of a mailing's name.
     text: str | None = None
     retried: bool = False
-    #: Processing rows whose lease was last renewed before this time.
+    #: Processing rows whose lease ran out before this time (their dispatcher stopped).
     stuck_before: datetime | None = None
     retry_available: bool = False
     mailing_id: int | None = None
@@ -1334,7 +1334,8 @@ class WritebackFilter:
         if self.retried:
             where.append(W.attempts > 1)
         if self.stuck_before is not None:
-            where.append(and_(W.status == Status.PROCESSING.value, W.locked_at < self.stuck_before))
+            # The holder's lease, as the holder set it, ran out: it stopped without finishing.
+            where.append(and_(W.status == Status.PROCESSING.value, W.lease_expires_at < self.stuck_before))
         if self.retry_available:
             where.append(and_(W.status == Status.ERROR.value, W.attempts >= W.max_attempts))
         if self.mailing_id is not None:

@@ -197,7 +197,7 @@ class FilterBar(QFrame):
             else None,
             text=text or None,
             retried=self.retried.isChecked(),
-            stuck_before=now - timedelta(seconds=self.lease_seconds) if self.stuck.isChecked() else None,
+            stuck_before=now if self.stuck.isChecked() else None,
             retry_available=self.retry_available.isChecked(),
         )
 

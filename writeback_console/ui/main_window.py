@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, Signal, SignalInstance, Slot
@@ -140,7 +139,7 @@ def dashboard_counts(factory: Factory, lease_seconds: int) -> dict[str, int]:
         counts["retry_available"] = queue.count_by_status(session, WritebackFilter(retry_available=True))[
             Status.ERROR
         ]
-        stuck = WritebackFilter(stuck_before=utcnow() - timedelta(seconds=lease_seconds))
+        stuck = WritebackFilter(stuck_before=utcnow())
         counts["stuck"] = queue.count_by_status(session, stuck)[Status.PROCESSING]
     return counts
 

@@ -128,7 +128,7 @@ FILTERS: list[tuple[str, queue.WritebackFilter, Any]] = [
     (
         "stuck in processing",
         queue.WritebackFilter(stuck_before=NOW - timedelta(hours=1)),
-        lambda r: r.status is Status.PROCESSING and r.locked_at < NOW - timedelta(hours=1),
+        lambda r: r.status is Status.PROCESSING and r.lease_expires_at < NOW - timedelta(hours=1),
     ),
     (
         "retry available",
