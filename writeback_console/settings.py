@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from writeback_console.config import config_dir
-from writeback_console.personify.client import PersonifySettings
+from writeback_console.personify.client import PersonifySettings, check_operator
 from writeback_console.personify.mapping import ActivityMapping
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,11 @@ class AppSettings:
         _positive("lease_seconds", self.lease_seconds, 1, 86400)
         _positive("batch_size", self.batch_size, 1, 5000)
         _positive("request_deadline", self.request_deadline, 1, 3600)
+        try:
+            # Refused when the settings are read or saved, not at the first request of a run.
+            check_operator(self.operator)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
         try:
             ActivityMapping.from_dict(self.mapping)
         except ValueError as exc:

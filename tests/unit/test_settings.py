@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import stat
 from pathlib import Path
 
@@ -34,6 +35,11 @@ def test_settings_round_trip_and_defaults(tmp_path: Path) -> None:
         ('{"password": "x"}', "password: does not belong in the settings file"),
         ('{"verify_tls": "yes"}', "verify_tls: must be true or false"),
         ('{"allow_insecure_http": 1}', "allow_insecure_http: must be true or false"),
+        (
+            '{"operator": "Informz \u2013 sync"}',
+            "operator: '–' (U+2013) cannot be sent in the AddModOper header",
+        ),
+        ('{"request_deadline": 0.5}', "request_deadline: must be between 1 and 3600"),
         ('{"mapping": {"codes": {"unsubscribe": ""}}}', "mapping:"),
         ("[]", "must hold a JSON object"),
     ],
@@ -41,7 +47,7 @@ def test_settings_round_trip_and_defaults(tmp_path: Path) -> None:
 def test_bad_settings_file_names_what_is_wrong(tmp_path: Path, content: str, message: str) -> None:
     path = tmp_path / "settings.json"
     path.write_text(content)
-    with pytest.raises(SettingsError, match=message.replace("(", r"\(")):
+    with pytest.raises(SettingsError, match=re.escape(message)):
         load_settings(path, environ={})
 
 

@@ -115,22 +115,27 @@ class PersonifySettings:
                 raise ValueError(f"{name}: must be a positive number of seconds")
         if not isinstance(self.pool_size, int) or not 1 <= self.pool_size <= 256:
             raise ValueError("pool_size: must be a whole number from 1 to 256")
-        operator = self.operator if isinstance(self.operator, str) else ""
-        # Anything but printable ASCII would be mangled, or refused, on its way through an HTTP header.
-        odd = next((ch for ch in operator if not " " <= ch <= "~"), None)
-        problem, advice = None, "use plain ASCII letters, digits and punctuation"
-        if odd is not None:
-            problem = f"{odd!r} (U+{ord(odd):04X})"
-        elif not operator.strip(" "):
-            problem = "an empty or blank name"
-        elif len(operator) > 50:
-            problem, advice = f"a name of {len(operator)} characters", "use at most 50"
-        if problem is not None:
-            raise ValueError(f"operator: {problem} cannot be sent in the AddModOper header: {advice}")
+        check_operator(self.operator)
 
     @property
     def root(self) -> str:
         return self.service_root_url.rstrip("/")
+
+
+def check_operator(value: object) -> None:
+    """ValueError naming what is wrong if ``value`` cannot be sent as the AddModOper header."""
+    operator = value if isinstance(value, str) else ""
+    # Anything but printable ASCII would be mangled, or refused, on its way through an HTTP header.
+    odd = next((ch for ch in operator if not " " <= ch <= "~"), None)
+    problem, advice = None, "use plain ASCII letters, digits and punctuation"
+    if odd is not None:
+        problem = f"{odd!r} (U+{ord(odd):04X})"
+    elif not operator.strip(" "):
+        problem = "an empty or blank name"
+    elif len(operator) > 50:
+        problem, advice = f"a name of {len(operator)} characters", "use at most 50"
+    if problem is not None:
+        raise ValueError(f"operator: {problem} cannot be sent in the AddModOper header: {advice}")
 
 
 @dataclass(frozen=True)

@@ -157,6 +157,18 @@ def test_a_bad_url_is_refused_naming_the_field(
     assert not path.exists()
 
 
+def test_an_operator_that_cannot_go_in_a_header_is_refused_naming_the_character(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, store: PasswordStore, tmp_path: Path
+) -> None:
+    path = tmp_path / "settings.json"
+    dialog = open_dialog(qtbot, db, runner, store, path)
+    dialog.operator_edit.setText("Informz – sync")
+    with qtbot.assertNotEmitted(dialog.saved, wait=200):
+        dialog.save_button.click()
+    assert "Operator: '–' (U+2013) cannot be sent in the AddModOper header" in dialog.error_label.text()
+    assert not path.exists()
+
+
 def test_plain_http_is_saved_only_with_its_box_ticked_and_shown_again(
     qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, store: PasswordStore, tmp_path: Path
 ) -> None:
