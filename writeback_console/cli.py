@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import IO, Any, TypeVar
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console import __version__
@@ -638,6 +638,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code
     except queue.QueueError as exc:
         print(f"writeback-console: {exc}", file=sys.stderr)
+        return EXIT_REFUSED
+    except (OperationalError, InterfaceError) as exc:
+        # The database went away or stayed locked in the middle of a command (a dropped connection,
+        # a long import elsewhere): every command's changes are one transaction, so nothing is half done.
+        print(
+            f"writeback-console: the database could not be used ({_first_line(exc)}); nothing was changed",
+            file=sys.stderr,
+        )
         return EXIT_REFUSED
     except BrokenPipeError:
         # `list … | head` closes the pipe early; that is not an error.

@@ -1135,6 +1135,9 @@ def check(factory: Factory, sim: Simulator, seen: Observed) -> list[Violation]:
                 )
             )
         log = proc.stdout.read_text(encoding="utf-8", errors="replace") if proc.stdout.exists() else ""
+        if "database error, will try again" in log:
+            # A cycle aborted by the database: whatever it had learnt was thrown away.
+            out.append(Violation("I5", f"dispatcher {proc.popen.pid} lost a cycle to a database error"))
         for seconds in re.findall(r" in ([0-9.]+) s\b", log):
             if float(seconds) > CYCLE_WITHIN:
                 out.append(

@@ -29,7 +29,11 @@ STALL = "rows left unfinished (follows from 1, 8 or 9)"
 #: (label, invariant, pattern): the first that matches a violation's text names it.
 KNOWN = (
     (F1, "I5", re.compile(r"control character|UnicodeEncodeError|latin-1|quote_literal")),
-    (F9, "I5", re.compile(r"OperationalError|database is locked|terminating")),
+    (
+        F9,
+        "I5",
+        re.compile(r"lost a cycle to a database error|OperationalError|database is locked|terminating"),
+    ),
     (F8, "I5", re.compile(r"ignored SIGTERM|had a cycle of")),
     (F7, "I3", re.compile(r"being unavailable")),
     (F10, "I3", re.compile(r"interrupted \d+ times in a row")),

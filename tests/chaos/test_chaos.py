@@ -16,8 +16,8 @@ import pytest
 from tests.chaos.harness import report, run_seed
 from writeback_console.sim.server import TlsFiles
 
-#: Seeds run by every `make test`, chosen so that together they inject every kind of fault.
-CI_SEEDS = (11, 23, 37, 58)
+#: Seeds run by every `make test`: between them (on both backends) they inject every kind of fault.
+CI_SEEDS = (152, 34, 119)
 
 
 def _seeds() -> list[int]:

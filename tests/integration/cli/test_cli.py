@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -283,6 +284,23 @@ def test_a_reason_may_hold_line_breaks_and_tabs(
     code, _, err = run_cli(capsys, sqlite_url, "import", str(path))
     assert code == 0, err
     assert writeback_count(sqlite_url) == 1
+
+
+def test_an_import_meeting_a_locked_database_says_so_and_writes_nothing(
+    tmp_path: Path, sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_jsonl(tmp_path / "in.jsonl", [GOOD, GOOD])
+    holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another program's long write
+    try:
+        code, _, err = run_cli(capsys, f"{sqlite_url}?busy_timeout_ms=200", "import", str(path))
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert code == 1
+    assert "the database could not be used (database is locked); nothing was changed" in err
+    assert "Traceback" not in err
+    assert writeback_count(sqlite_url) == 0
 
 
 def test_import_refuses_a_ref_used_twice_in_the_file(
