@@ -438,7 +438,7 @@ class _Cycle:
         else:
             code = f" ({status})" if status else ""
             text = f"Personify360 unavailable{code}{when}"
-        text += "; no attempt was used, claimed rows were put back"
+        text += "; no attempt was used"
         if retry_at is not None:
             text += f"; next try after {_clock_text(retry_at)}"
         return text
@@ -458,9 +458,8 @@ class _Cycle:
                     message=message,
                     not_before=not_before,
                 )
-        except sa_exc.DBAPIError as exc:
-            if not _database_trouble(exc):
-                raise
+        except sa_exc.SQLAlchemyError as exc:
+            # What is known of Personify360 is worth sharing, but not worth failing the run for.
             log.warning("could not record Personify360's state (%s): %s", state, exc)
             return None
         self.health = health

@@ -32,6 +32,8 @@ from sqlalchemy import (
     tuple_,
     update,
 )
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -1964,12 +1966,20 @@ def set_health(
     message: str | None = None,
     not_before: datetime | None = None,
 ) -> Health:
-    """Record what a dispatcher just learnt; an outage keeps the time it began."""
-    row = session.get(RemoteHealth, service, with_for_update=True)
-    if row is None:
-        row = RemoteHealth(service=service, state=state, checked_at=now)
-        session.add(row)
-        row.since = None
+    """Record what a dispatcher just learnt; an outage keeps the time it began.
+
+    Several dispatchers may learn it at the same moment: the row is made if missing (a second insert
+    is ignored by the database), then locked and updated, so none of them fails on the other.
+    """
+    dialect = session.get_bind().dialect.name
+    make = pg_insert if dialect == "postgresql" else sqlite_insert
+    session.execute(
+        make(RemoteHealth)
+        .values(service=service, state=state, since=None, checked_at=now)
+        .on_conflict_do_nothing(index_elements=["service"])
+    )
+    row = session.get(RemoteHealth, service, with_for_update=True, populate_existing=True)
+    assert row is not None
     if state == "ok":
         row.since = None
     elif row.state != state or row.since is None:
