@@ -765,7 +765,9 @@ class _Cycle:
                             c.id,
                             c.token,
                             now,
-                            "interrupted",
+                            # Not an interruption: the run stopped on purpose (asked to, or an outage,
+                            # or a lease running short); it says nothing about the row.
+                            "stopped",
                             f"stopped after {job.tried:,} of {job.tried + job.outstanding + job.unsent:,} "
                             "recipients; the rest go in a later run",
                         )

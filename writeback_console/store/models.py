@@ -236,7 +236,8 @@ class Attempt(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     # None while running; then sent, error, no_remote_recipients, interrupted (the dispatcher died or
-    # lost its lease) or outage (Personify360 as a whole was unavailable).
+    # lost its lease), outage (Personify360 as a whole was unavailable) or stopped (the run stopped
+    # part-way through a mailing's recipients).
     outcome: Mapped[str | None] = mapped_column(String(24))
     # Whether it used one of the row's attempts: an outage never does, a first interruption neither.
     counted: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))

@@ -735,7 +735,7 @@ class PutBack:
     writeback_id: int
     token: int
     at: datetime
-    #: outage (Personify360 as a whole unavailable) or interrupted (stopped mid-way).
+    #: outage (Personify360 as a whole unavailable) or stopped (the run stopped part-way through it).
     outcome: str
     message: str
     http_status: int | None = None

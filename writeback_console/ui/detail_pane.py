@@ -51,6 +51,7 @@ COUNTED_COLUMN, HTTP_COLUMN, MESSAGE_COLUMN, EXCERPT_COLUMN = 4, 5, 6, 7
 NOT_COUNTED_WHY = {
     "outage": "Personify360 was unavailable",
     "interrupted": "the dispatcher stopped while sending",
+    "stopped": "the run stopped before every recipient was sent",
 }
 AUDIT_WORDS = {
     "retry": "Manual retry",

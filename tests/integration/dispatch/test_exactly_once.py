@@ -376,6 +376,7 @@ def test_a_cancelled_part_delivered_mailing_activity_is_kept_and_nobody_is_writt
     sim.on_save = None
     part = row(factory, first.id)
     assert part.status is Status.SCHEDULED and part.attempts == 0
+    assert [(a.outcome, a.counted) for a in history(factory, first.id)] == [("stopped", False)]
     assert 3 <= len(sim.activities()) < 6
 
     with write_transaction(factory) as session:
