@@ -572,7 +572,9 @@ class Run:
         elif profile == "after_write":
             f.update(fail_rate=0.35, fail_kinds=["timeout", "drop"], after_write_share=1.0)
         elif profile == "tls":
-            f.update(fail_rate=0.5, fail_kinds=["tls_reset"], after_write_share=0.7)
+            # Sometimes a burst that looks like Personify360 being unreachable, sometimes a few odd ones.
+            rate = self.rng.choice((0.15, 0.3, 0.5))
+            f.update(fail_rate=rate, fail_kinds=["tls_reset"], after_write_share=0.7)
         elif profile == "storm503":
             f.update(fail_rate=1.0, fail_kinds=["503"], retry_after_seconds=args.get("retry_after"))
         elif profile == "storm429":
