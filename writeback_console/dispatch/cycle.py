@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 #: Service-level failures needed, and more than half of a run's finished rows, to call it an outage.
 OUTAGE_MINIMUM = 3
+#: How many times one run claims again rows it had to put back unsent.
+RECLAIM_ROUNDS = 3
 #: Seconds between tries to write to a database that refused, doubling up to the last.
 DATABASE_BACKOFF = (0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
 
@@ -261,8 +263,6 @@ class _Cycle:
         self.held_back: list[Outcome] = []
         #: Mailing rows whose recipients failed that way, judged at the end too.
         self.deferred_jobs: list[_MailingJob] = []
-        #: Rows whose requests were refused before any byte left: they go back as they were.
-        self.not_sent: set[int] = set()
         self.finished = 0
         self.service_failures = 0
         self.unreachable_run = 0
@@ -279,6 +279,9 @@ class _Cycle:
         self.db_tries = 0
         self.next_db_try = 0.0
         self.giving_up = False
+        #: Rows were put back unsent during the run; they may be claimed again in it.
+        self.reclaimable = False
+        self.reclaim_rounds = 0
 
     @property
     def service(self) -> str:
@@ -471,7 +474,7 @@ class _Cycle:
         in_flight: set[Future[Outcome]] = set()
         exhausted = False
         last_flush = last_renew = time.monotonic()
-        renew_every = max(0.1, self.o.lease_seconds / 3)
+        renew_every = max(0.1, self.o.lease_seconds / 4)
         with ThreadPoolExecutor(self.o.concurrency, thread_name_prefix="writeback-send") as pool:
             while True:
                 stopping = self.stop.is_set() or self.problem is not None or self.giving_up
@@ -487,9 +490,20 @@ class _Cycle:
                     if not self.work:
                         break
                     item = self.work.popleft()
+                    if (
+                        item.lease.remaining() < 3 * item.lease.margin
+                        and self.next_db_try <= time.monotonic()
+                    ):
+                        # Renew before sending rather than send on a lease about to run out.
+                        self._renew()
+                        last_renew = time.monotonic()
                     if item.lease.lost or item.writeback_id not in self.held:
                         continue  # another dispatcher has the row now
                     in_flight.add(pool.submit(item.fn, *item.args))
+                if exhausted and self.reclaimable and self.reclaim_rounds < RECLAIM_ROUNDS:
+                    # Rows put back unsent (their lease ran short) are due again in this very run.
+                    exhausted, self.reclaimable = False, False
+                    self.reclaim_rounds += 1
                 more_to_send = bool(self.work) or not exhausted
                 unrecorded = bool(self.results) and not self.giving_up
                 if not in_flight and (stopping or not more_to_send) and not unrecorded:
@@ -694,6 +708,13 @@ class _Cycle:
                 verdicts = {
                     job.claimed.id: self._settle_job(session, job, now, final=False) for job in finished
                 }
+                # Rows whose requests were refused before leaving (lease short) go back at once.
+                unsent = {
+                    o.writeback_id: self.held[o.writeback_id].claimed.token
+                    for o in plain
+                    if o.not_sent and o.writeback_id in self.held
+                }
+                released = queue.release(session, unsent) if unsent else 0
         except sa_exc.DBAPIError as exc:
             if not _database_trouble(exc):
                 raise
@@ -703,16 +724,19 @@ class _Cycle:
         # Committed: now the cycle's own account of things follows.
         del self.results[: len(batch)]
         self._count_recorded(record_now, held)
+        for wid in unsent:
+            self.held.pop(wid, None)
+        self.counts["released"] += released
+        self.reclaimable = self.reclaimable or bool(released)
         for o in plain:
-            if o.not_sent and o.writeback_id in self.held:
-                self.not_sent.add(o.writeback_id)
-            elif o.held_back and o.writeback_id in self.held:
+            if o.held_back and o.writeback_id in self.held:
                 self.held_back.append(o)
         for wid, job in jobs.items():
             if wid in self.jobs:
                 self.jobs[wid] = job
         for wid, verdict in verdicts.items():
             self._after_job(wid, verdict)
+            self.reclaimable = self.reclaimable or verdict in ("put_back", "released")
         self._report()
         return True
 
@@ -912,7 +936,6 @@ class _Cycle:
         self.jobs.clear()
         self.held.clear()
         self.work.clear()
-        self.not_sent.clear()
         self._report()
 
     # -- leases -------------------------------------------------------------------------------

@@ -241,6 +241,34 @@ def test_a_dispatcher_that_slept_past_its_lease_sends_nothing_it_no_longer_holds
     assert len(refs_in(sim)) == 30
 
 
+def test_rows_whose_lease_ran_short_before_sending_go_out_later_in_the_same_run(
+    factory: Factory, make_simulator: MakeSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from writeback_console.dispatch import lease as lease_module
+    from writeback_console.personify.transport import NotSent
+
+    sim = make_simulator(constituents=people(6))
+    ids = enqueue(factory, *(known(k) for k in range(6)))
+    refusals = {"left": 4}
+    real_check = lease_module.RowLease.check
+
+    def check(self: lease_module.RowLease) -> None:
+        if refusals["left"] > 0:
+            refusals["left"] -= 1
+            raise NotSent("this dispatcher's lease on the writeback runs out in 0.1 s")
+        real_check(self)
+
+    monkeypatch.setattr(lease_module.RowLease, "check", check)
+    summary = cycle(factory, client_for(sim), concurrency=2)
+
+    assert refusals["left"] == 0
+    assert summary.sent == 6 and summary.released >= 1
+    assert all(row(factory, wid).status is Status.SENT for wid in ids)
+    # Nothing was written for the refused tries, and they used no attempt.
+    assert all(row(factory, wid).attempts == 1 for wid in ids)
+    assert len(refs_in(sim)) == 6
+
+
 def test_a_holders_writes_name_its_lease_so_a_stale_holder_changes_nothing(factory: Factory) -> None:
     (wid,) = enqueue(factory, item())
     (first,) = run(factory, T0)

@@ -103,6 +103,7 @@ def test_kill_9_at_random_moments_leaves_every_row_sent_exactly_once(
         proc.wait(timeout=30)
         time.sleep(1.1)  # let the dead process's leases expire
     assert kills >= 2, "the dispatcher finished before it could be killed; the test proved nothing"
+    runs = []
     for _ in range(3):
         done = subprocess.run(
             [EXE, "dispatch", "--once", "--lease-seconds", "1"],
@@ -112,8 +113,11 @@ def test_kill_9_at_random_moments_leaves_every_row_sent_exactly_once(
             timeout=180,
         )
         assert done.returncode == 0, done.stderr
+        runs.append(done.stdout + done.stderr[-2000:])
         if all(r.status is Status.SENT for r in all_rows(factory)):
             break
+    left = Counter(r.status for r in all_rows(factory) if r.status is not Status.SENT)
+    assert not left, f"{dict(left)} left after the clean runs:\n" + "\n".join(runs)
     assert_exactly_once(factory, sim)
     interrupted = sum(
         1 for r in all_rows(factory) for a in _attempts(factory, r.id) if a.outcome == "interrupted"
