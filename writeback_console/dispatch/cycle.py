@@ -45,7 +45,8 @@ from writeback_console.store.engine import read_session, write_transaction
 
 log = logging.getLogger(__name__)
 
-#: Service-level failures needed, and more than half of a run's finished rows, to call it an outage.
+#: Service-level failures in a row needed, with more than half of a run's finished rows failing that
+#: way, to call it an outage: a few timeouts scattered among answers are those rows' own failures.
 OUTAGE_MINIMUM = 3
 #: How many times one run claims again rows it had to put back unsent.
 RECLAIM_ROUNDS = 3
@@ -265,6 +266,7 @@ class _Cycle:
         self.deferred_jobs: list[_MailingJob] = []
         self.finished = 0
         self.service_failures = 0
+        self.service_run = 0
         self.unreachable_run = 0
         self.problem: ProblemKind | None = None
         self.problem_since: datetime | None = None
@@ -648,21 +650,22 @@ class _Cycle:
             return
         self.finished += 1
         if outcome.ok:
-            self.unreachable_run = 0
+            self.unreachable_run = self.service_run = 0
             return
         if outcome.auth:
             self._declare(ProblemKind.AUTH, outcome.http_status, outcome.message, None)
             return
         if not outcome.service:
-            self.unreachable_run = 0
+            self.unreachable_run = self.service_run = 0
             return
         self.service_failures += 1
+        self.service_run += 1
         self.unreachable_run = self.unreachable_run + 1 if outcome.unreachable else 0
         if outcome.explicit_outage:
             self._declare(ProblemKind.OUTAGE, outcome.http_status, outcome.message, outcome.retry_after)
         elif self.unreachable_run >= self.o.breaker_threshold:
             self._declare(ProblemKind.UNREACHABLE, outcome.http_status, outcome.message, None)
-        elif self.service_failures >= OUTAGE_MINIMUM and 2 * self.service_failures > self.finished:
+        elif self.service_run >= OUTAGE_MINIMUM and 2 * self.service_failures > self.finished:
             self._declare(ProblemKind.OUTAGE, outcome.http_status, outcome.message, outcome.retry_after)
 
     def _flush(self) -> bool:
