@@ -114,13 +114,9 @@ def _failures(kind: Kind, email: str | None, master: str | None, recipients: int
             f'"innererror":{{"internalexception":{{"message":"Activity code {CODES[kind]} is not active '
             'for subsystem CUS."}}}}',
         ),
+        # Only failures of the row itself use attempts; a refused connection or a 503 page means
+        # Personify360 as a whole was unavailable, which costs none.
         Failure(None, "no answer from Personify360 within 30 s (read timeout)", None),
-        Failure(None, "could not connect to Personify360: connection refused", None),
-        Failure(
-            503,
-            "The service is temporarily unavailable. Please try again later.",
-            "<html><body><h1>503 Service Unavailable</h1></body></html>",
-        ),
         Failure(None, "the connection to Personify360 was closed before the answer was complete", None),
     ]
     if kind is Kind.MAILING_ACTIVITY:
