@@ -555,6 +555,50 @@ UNLOCKED: dict[str, Any] = {
 _A = cast(Table, Attempt.__table__)
 
 
+@dataclass(frozen=True, slots=True)
+class _Closed:
+    """How an open attempt ends, for :func:`_close_attempts`."""
+
+    writeback_id: int
+    outcome: str
+    at: datetime
+    http_status: int | None
+    message: str | None
+    response_excerpt: str | None
+
+
+def _close_attempts(
+    conn: Any, closed: Sequence[_Closed], *, counted: bool, dispatcher: str | None = None
+) -> None:
+    """Close the open attempt of each row (of this dispatcher's, if named) in one statement."""
+    condition = and_(_A.c.writeback_id == bindparam("wid"), _A.c.outcome.is_(None))
+    if dispatcher is not None:
+        condition = and_(condition, _A.c.dispatcher == dispatcher)
+    conn.execute(
+        update(_A)
+        .where(condition)
+        .values(
+            outcome=bindparam("outcome"),
+            finished_at=bindparam("at"),
+            http_status=bindparam("http"),
+            message=bindparam("message"),
+            response_excerpt=bindparam("excerpt"),
+            counted=counted,
+        ),
+        [
+            {
+                "wid": c.writeback_id,
+                "outcome": c.outcome,
+                "at": c.at,
+                "http": c.http_status,
+                "message": _cut(c.message, MESSAGE_LIMIT),
+                "excerpt": _cut(c.response_excerpt, EXCERPT_LIMIT),
+            }
+            for c in closed
+        ],
+    )
+
+
 def record_results(session: Session, results: Sequence[AttemptResult], *, dispatcher: str) -> set[int]:
     """Record many attempts in a few statements; returns the ids whose lease the caller still held.
 
@@ -616,32 +660,21 @@ def record_results(session: Session, results: Sequence[AttemptResult], *, dispat
             ],
         )
     if mine:
-        conn.execute(
-            update(_A)
-            .where(
-                _A.c.writeback_id == bindparam("wid"),
-                _A.c.outcome.is_(None),
-                _A.c.dispatcher == dispatcher,
-            )
-            .values(
-                outcome=bindparam("outcome"),
-                finished_at=bindparam("at"),
-                http_status=bindparam("http"),
-                message=bindparam("message"),
-                response_excerpt=bindparam("excerpt"),
-                counted=True,
-            ),
+        _close_attempts(
+            conn,
             [
-                {
-                    "wid": r.writeback_id,
-                    "outcome": "sent" if r.ok else "error",
-                    "at": r.at,
-                    "http": r.http_status,
-                    "message": _cut(r.message, MESSAGE_LIMIT),
-                    "excerpt": _cut(r.response_excerpt, EXCERPT_LIMIT),
-                }
+                _Closed(
+                    r.writeback_id,
+                    "sent" if r.ok else "error",
+                    r.at,
+                    r.http_status,
+                    r.message,
+                    r.response_excerpt,
+                )
                 for r in mine
             ],
+            counted=True,
+            dispatcher=dispatcher,
         )
     return held
 
@@ -770,28 +803,13 @@ def put_back(session: Session, items: Sequence[PutBack]) -> set[int]:
         ),
         [{"wid": i.writeback_id, "mha": i.may_have_arrived, "at": i.at} for i in mine],
     )
-    conn.execute(
-        update(_A)
-        .where(_A.c.writeback_id == bindparam("wid"), _A.c.outcome.is_(None))
-        .values(
-            outcome=bindparam("outcome"),
-            finished_at=bindparam("at"),
-            http_status=bindparam("http"),
-            message=bindparam("message"),
-            response_excerpt=bindparam("excerpt"),
-            counted=False,
-        ),
+    _close_attempts(
+        conn,
         [
-            {
-                "wid": i.writeback_id,
-                "outcome": i.outcome,
-                "at": i.at,
-                "http": i.http_status,
-                "message": _cut(i.message, MESSAGE_LIMIT),
-                "excerpt": _cut(i.response_excerpt, EXCERPT_LIMIT),
-            }
+            _Closed(i.writeback_id, i.outcome, i.at, i.http_status, i.message, i.response_excerpt)
             for i in mine
         ],
+        counted=False,
     )
     return held
 
