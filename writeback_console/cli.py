@@ -434,6 +434,7 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
         concurrency=args.concurrency or settings.concurrency,
         lease_seconds=args.lease_seconds or settings.lease_seconds,
         batch_size=args.batch_size or settings.batch_size,
+        settle_seconds=settings.settle_seconds if args.settle_seconds is None else args.settle_seconds,
     )
     interval = args.interval or settings.interval_seconds
     stop = threading.Event()
@@ -593,6 +594,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrency", type=int, metavar="N", help="writebacks sent at once (default 8)")
     p.add_argument("--lease-seconds", type=int, metavar="S", help="lease on claimed rows (default 900)")
     p.add_argument("--batch-size", type=int, metavar="N", help="rows claimed per statement (default 200)")
+    p.add_argument(
+        "--settle-seconds",
+        type=int,
+        metavar="S",
+        help="wait after a write that may have arrived before looking for it (default 120)",
+    )
 
     p = command("schedule-mailing", cmd_schedule_mailing, "queue the mailing activity of a mailing")
     p.add_argument("mailing_id", type=int, metavar="MAILING_ID")

@@ -125,6 +125,9 @@ class QueueState:
     scheduled_for: datetime | None = None
     #: When the last failure happened: the row may go again only in a run that started after it.
     next_attempt_at: datetime | None = None
+    #: Since when an earlier write may have reached Personify360 (it is looked for before anything is
+    #: sent, and only once a slow write has had time to land); None when there is no such doubt.
+    uncertain_since: datetime | None = None
 
 
 def attempts_left(state: QueueState) -> int:
@@ -136,12 +139,25 @@ def retries_exhausted(state: QueueState) -> bool:
     return state.status is Status.ERROR and attempts_left(state) == 0
 
 
-def is_eligible(state: QueueState, run_started_at: datetime) -> bool:
+#: How long after a write that may have arrived the row waits before Personify360 is asked for it: a
+#: slow Save may still be under way on the server after the client gave up (IIS lets a request run for
+#: 110 s), and looking too early would find nothing and write it again.
+DEFAULT_SETTLE_SECONDS = 120
+
+
+def is_eligible(state: QueueState, run_started_at: datetime, settle: timedelta = timedelta(0)) -> bool:
     """Whether a dispatcher run that started at ``run_started_at`` may claim the row.
 
     New rows go at once, Scheduled ones once their time has passed, and Error rows with attempts left
     only if they failed before this run began: a row that fails in a run is not retried in that run.
+    A row whose last write may have arrived waits ``settle`` after that failure, whatever its status.
     """
+    if (
+        settle > timedelta(0)
+        and state.uncertain_since is not None
+        and state.uncertain_since >= run_started_at - settle
+    ):
+        return False
     if state.status is Status.NEW:
         return True
     if state.status is Status.SCHEDULED:
@@ -180,6 +196,7 @@ def after_manual_retry(state: QueueState) -> QueueState:
         max_attempts=state.attempts + 1,
         scheduled_for=None,
         next_attempt_at=None,
+        uncertain_since=state.uncertain_since,
     )
 
 
@@ -191,6 +208,7 @@ def after_failure(state: QueueState, failed_at: datetime) -> QueueState:
         max_attempts=state.max_attempts,
         scheduled_for=state.scheduled_for,
         next_attempt_at=failed_at,
+        uncertain_since=state.uncertain_since,
     )
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from writeback_console.config import config_dir
+from writeback_console.domain import DEFAULT_SETTLE_SECONDS
 from writeback_console.personify.client import PersonifySettings, check_operator
 from writeback_console.personify.mapping import ActivityMapping
 
@@ -58,6 +59,8 @@ class AppSettings:
     batch_size: int = 200
     #: The longest one request to Personify360 may take, however slowly the answer trickles in.
     request_deadline: float = 60.0
+    #: How long a writeback whose write may have arrived waits before Personify360 is asked for it.
+    settle_seconds: int = DEFAULT_SETTLE_SECONDS
     mapping: Mapping[str, Any] = field(default_factory=lambda: ActivityMapping().to_dict())
 
     def __post_init__(self) -> None:
@@ -68,6 +71,7 @@ class AppSettings:
         _positive("lease_seconds", self.lease_seconds, 1, 86400)
         _positive("batch_size", self.batch_size, 1, 5000)
         _positive("request_deadline", self.request_deadline, 1, 3600)
+        _positive("settle_seconds", self.settle_seconds, 0, 3600)
         try:
             # Refused when the settings are read or saved, not at the first request of a run.
             check_operator(self.operator)

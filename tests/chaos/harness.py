@@ -360,7 +360,9 @@ class Run:
             "operator": spec.operator,
             "interval_seconds": 1,
         }
-        optional = {"request_deadline": 4.0, "request_deadline_seconds": 4.0}
+        # Runs a second apart: a write that may have arrived is looked for two seconds later, which is
+        # longer than a late write here takes to land.
+        optional = {"request_deadline": 4.0, "settle_seconds": 2}
         values.update({k: v for k, v in optional.items() if k in known})
         target = folder / "writeback-console"
         target.mkdir(parents=True, exist_ok=True)
@@ -368,12 +370,18 @@ class Run:
             json.dumps({k: v for k, v in values.items() if k in known}), encoding="utf-8"
         )
 
+    def _dispatcher_db_url(self) -> str:
+        """On SQLite a writer waits under a second for a lock, so a long lock fault is a refusal."""
+        if self.s.backend == "sqlite" and "busy_timeout" in supported_features():
+            return f"{self.db_url}?busy_timeout_ms=800"
+        return self.db_url
+
     def env(self, name: str, spec: DispatcherSpec) -> dict[str, str]:
         config = self.workdir / f"config-{name}"
         self._write_settings(config, spec)
         env = {
             **os.environ,
-            "WRITEBACK_DB_URL": self.db_url,
+            "WRITEBACK_DB_URL": self._dispatcher_db_url(),
             "WRITEBACK_PERSONIFY_URL": self.sim.url,
             "WRITEBACK_PERSONIFY_USER": USER,
             "WRITEBACK_PERSONIFY_PASSWORD": PASSWORD,
@@ -570,7 +578,10 @@ class Run:
         if profile == "mixed":
             f.update(fail_rate=args["rate"], fail_kinds=["500", "timeout", "drop", "malformed", "validation"])
         elif profile == "after_write":
-            f.update(fail_rate=0.35, fail_kinds=["timeout", "drop"], after_write_share=1.0)
+            kinds = ["timeout", "drop"]
+            if "late_write" in supported_features():
+                kinds.append("late_write")  # stored after the client gave up
+            f.update(fail_rate=0.35, fail_kinds=kinds, after_write_share=1.0)
         elif profile == "tls":
             # Sometimes a burst that looks like Personify360 being unreachable, sometimes a few odd ones.
             rate = self.rng.choice((0.15, 0.3, 0.5))
@@ -800,7 +811,9 @@ class Run:
                 self.seen.faults_injected["frozen past its lease"] += 1
         elif action == "db_lock":
             self.seen.faults_injected["db write lock"] += 1
-            self.db_faults.submit(self._hold_lock, args["length"])
+            # CHAOS_DB_LOCK_SECONDS makes every lock that long (past a 30 s busy timeout, say).
+            length = float(os.environ.get("CHAOS_DB_LOCK_SECONDS") or args["length"])
+            self.db_faults.submit(self._hold_lock, length)
         elif action == "db_drop":
             self.seen.faults_injected["db connections dropped"] += 1
             self.db_faults.submit(self._drop_connections)
@@ -1193,10 +1206,16 @@ def _history(history: list[queue.AttemptRow]) -> str:
 def supported_features() -> frozenset[str]:
     """What the code under test offers beyond the oldest version the harness runs against."""
     from writeback_console import domain
+    from writeback_console.sim.faults import FaultKind
+    from writeback_console.store import engine
 
     features = set()
     if hasattr(domain, "CLOCK_SKEW_ENV"):
         features.add("clock_skew")
+    if hasattr(engine, "_busy_timeout"):
+        features.add("busy_timeout")
+    if hasattr(FaultKind, "LATE_WRITE"):
+        features.add("late_write")
     return frozenset(features)
 
 

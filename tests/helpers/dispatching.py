@@ -41,6 +41,8 @@ def cycle(factory: sessionmaker[Session], client: PersonifyClient, **options: An
     options.setdefault("concurrency", 4)
     options.setdefault("dispatcher", "test-dispatcher:1")
     options.setdefault("flush_interval", 0.05)
+    # Tests run their cycles back to back: a write that may have arrived is looked for at once.
+    options.setdefault("settle_seconds", 0)
     return run_cycle(factory, client, ActivityMapping(), DispatchOptions(**options))
 
 

@@ -42,6 +42,17 @@ def test_error_failed_in_this_run_is_not_eligible_until_a_later_run() -> None:
     assert is_eligible(failed, RUN + timedelta(minutes=10))
 
 
+def test_a_write_that_may_have_arrived_waits_before_it_is_looked_for_and_sent_again() -> None:
+    settle = timedelta(minutes=2)
+    doubt = RUN - timedelta(minutes=1)
+    for status in (Status.NEW, Status.ERROR):
+        uncertain = state(status, 1, uncertain_since=doubt, next_attempt_at=RUN - timedelta(minutes=1))
+        assert not is_eligible(uncertain, RUN, settle)
+        assert is_eligible(uncertain, RUN + timedelta(minutes=1, seconds=1), settle)
+        # Without a wait (back-to-back runs in tests) it is due as before.
+        assert is_eligible(uncertain, RUN, timedelta(0))
+
+
 def test_error_with_attempts_used_up_is_never_eligible() -> None:
     exhausted = state(Status.ERROR, 3, next_attempt_at=RUN - timedelta(hours=1))
     assert retries_exhausted(exhausted)

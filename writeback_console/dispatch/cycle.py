@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.dispatch.lease import RowLease
 from writeback_console.dispatch.send import Outcome, Resolver, send_recipient, send_writeback
-from writeback_console.domain import Kind, mailing_activity_error, utcnow
+from writeback_console.domain import DEFAULT_SETTLE_SECONDS, Kind, mailing_activity_error, utcnow
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.personify.errors import ErrorKind, PersonifyError
 from writeback_console.personify.mapping import ActivityMapping
@@ -85,6 +85,8 @@ class DispatchOptions:
     flush_interval: float = 0.2
     #: How long a cycle keeps trying to write to a database that refuses (seconds).
     database_patience: float = 120.0
+    #: How long a row whose write may have arrived waits before it is looked for and sent again.
+    settle_seconds: float = DEFAULT_SETTLE_SECONDS
     dispatcher: str = field(default_factory=queue.dispatcher_identity)
 
 
@@ -316,7 +318,7 @@ class _Cycle:
             with write_transaction(self.factory) as session:
                 scheduled = queue.auto_schedule_mailings(session, now=self.clock(), actor=self.o.dispatcher)
             with read_session(self.factory) as session:
-                self.remaining = queue.count_eligible(session, started, self.skip)
+                self.remaining = queue.count_eligible(session, started, self.skip, self.o.settle_seconds)
         except sa_exc.DBAPIError as exc:
             if not _database_trouble(exc):
                 raise
@@ -375,6 +377,7 @@ class _Cycle:
             return False
         if not bad and self.remaining == 0:
             return False
+        probe_started = self.clock()
         try:
             self.client.probe()
         except PersonifyError as error:
@@ -392,7 +395,11 @@ class _Cycle:
             if bad:
                 assert health is not None
                 log.warning("Personify360 answers again (it was %s since %s)", health.state, health.since)
-                self._remember("ok", None, "answers again", None)
+                now = self._remember("ok", None, "answers again", None, learnt_at=probe_started)
+                if now is not None and now.not_before is not None and now.not_before > self.clock():
+                    # Meanwhile another dispatcher learnt worse, with a Retry-After still running.
+                    self._adopt(now, waiting=True)
+                    return False
         return self.remaining > 0
 
     def _adopt(self, health: queue.Health, *, waiting: bool) -> None:
@@ -449,7 +456,13 @@ class _Cycle:
         return text
 
     def _remember(
-        self, state: str, status: int | None, message: str | None, not_before: datetime | None
+        self,
+        state: str,
+        status: int | None,
+        message: str | None,
+        not_before: datetime | None,
+        *,
+        learnt_at: datetime | None = None,
     ) -> queue.Health | None:
         try:
             with write_transaction(self.factory) as session:
@@ -462,6 +475,7 @@ class _Cycle:
                     http_status=status,
                     message=message,
                     not_before=not_before,
+                    learnt_at=learnt_at,
                 )
         except sa_exc.SQLAlchemyError as exc:
             # What is known of Personify360 is worth sharing, but not worth failing the run for.
@@ -474,7 +488,10 @@ class _Cycle:
 
     def _send_all(self) -> None:
         in_flight: set[Future[Outcome]] = set()
-        exhausted = False
+        # First every row never interrupted, in batches; then, one at a time and with nothing else in
+        # flight, the rows a dispatcher died sending: if one of them kills this dispatcher too, no
+        # other row is interrupted with it, and only its own interruption counts.
+        phase = "normal"
         last_flush = last_renew = time.monotonic()
         renew_every = max(0.1, self.o.lease_seconds / 4)
         with ThreadPoolExecutor(self.o.concurrency, thread_name_prefix="writeback-send") as pool:
@@ -484,11 +501,20 @@ class _Cycle:
                 while (
                     not stopping and self.db_trouble_since is None and len(in_flight) < 2 * self.o.concurrency
                 ):
-                    if not self.work and not exhausted:
-                        claimed = self._claim_batch()
+                    if not self.work and phase == "normal":
+                        claimed = self._claim_batch(suspects=False)
                         if claimed is None:
                             break
-                        exhausted = not claimed
+                        if not claimed:
+                            phase = "suspects"
+                    if not self.work and phase == "suspects":
+                        if in_flight or self.results or self.jobs:
+                            break  # the last one is settled and recorded before the next goes
+                        claimed = self._claim_batch(suspects=True)
+                        if claimed is None:
+                            break
+                        if not claimed:
+                            phase = "done"
                     if not self.work:
                         break
                     item = self.work.popleft()
@@ -502,11 +528,11 @@ class _Cycle:
                     if item.lease.lost or item.writeback_id not in self.held:
                         continue  # another dispatcher has the row now
                     in_flight.add(pool.submit(item.fn, *item.args))
-                if exhausted and self.reclaimable and self.reclaim_rounds < RECLAIM_ROUNDS:
+                if phase == "done" and self.reclaimable and self.reclaim_rounds < RECLAIM_ROUNDS:
                     # Rows put back unsent (their lease ran short) are due again in this very run.
-                    exhausted, self.reclaimable = False, False
+                    phase, self.reclaimable = "normal", False
                     self.reclaim_rounds += 1
-                more_to_send = bool(self.work) or not exhausted
+                more_to_send = bool(self.work) or phase != "done"
                 unrecorded = bool(self.results) and not self.giving_up
                 if not in_flight and (stopping or not more_to_send) and not unrecorded:
                     break
@@ -520,6 +546,8 @@ class _Cycle:
                     time.sleep(self.o.flush_interval)
                 now = time.monotonic()
                 due = now - last_flush >= self.o.flush_interval or len(self.results) >= 100
+                # A suspect row's outcome is written at once: the next one waits for it.
+                due = due or (phase == "suspects" and not in_flight)
                 if self.results and due and now >= self.next_db_try:
                     self._flush()
                     last_flush = now
@@ -544,8 +572,8 @@ class _Cycle:
 
     # -- claiming -----------------------------------------------------------------------------
 
-    def _claim_batch(self) -> bool | None:
-        """Claim the next batch; False when nothing eligible is left, None when the database refused."""
+    def _claim_batch(self, *, suspects: bool) -> bool | None:
+        """Claim the next batch (or one suspect row); False if none is left, None if the database refused."""
         taken = RowLease.now()
         try:
             with write_transaction(self.factory) as session:
@@ -553,10 +581,12 @@ class _Cycle:
                     session,
                     dispatcher=self.o.dispatcher,
                     run_started_at=self.started,
-                    limit=self.o.batch_size,
+                    limit=1 if suspects else self.o.batch_size,
+                    interrupted=suspects,
                     lease_seconds=self.o.lease_seconds,
                     now=self._now_for_store(),
                     skip_accounts=self.skip,
+                    settle_seconds=self.o.settle_seconds,
                 )
                 plans = [(c, self._plan_row(session, c)) for c in claimed]
         except sa_exc.DBAPIError as exc:
@@ -669,10 +699,43 @@ class _Cycle:
             self._declare(ProblemKind.OUTAGE, outcome.http_status, outcome.message, outcome.retry_after)
 
     def _flush(self) -> bool:
-        """Write the outcomes taken so far; on a refusing database keep them for the next try."""
+        """Write the outcomes taken so far; on a refusing database keep them for the next try.
+
+        If the database refuses a batch for something in it (not because it is unavailable), each
+        outcome is written alone; one that still cannot be written is left to the row's lease: the row
+        comes back when it runs out, and is looked for by reference before it is sent again.
+        """
         if not self.results:
             return True
         batch = list(self.results)
+        try:
+            return self._flush_batch(batch)
+        except sa_exc.DBAPIError as exc:
+            if _database_trouble(exc):
+                raise
+            log.exception(
+                "the queue database refused a batch of %d outcomes; writing them one by one", len(batch)
+            )
+        for outcome in batch:
+            try:
+                if not self._flush_batch([outcome]):
+                    return False
+            except sa_exc.DBAPIError as exc:
+                if _database_trouble(exc):
+                    raise
+                log.error("could not record the outcome of writeback %s: %s", outcome.writeback_id, exc)
+                self._forget([outcome])
+        return True
+
+    def _forget(self, outcomes: list[Outcome]) -> None:
+        """Give up on recording these: their rows come back to the queue when their leases run out."""
+        gone = {id(o) for o in outcomes}
+        self.results = [o for o in self.results if id(o) not in gone]
+        for o in outcomes:
+            self.held.pop(o.writeback_id, None)
+            self.jobs.pop(o.writeback_id, None)
+
+    def _flush_batch(self, batch: list[Outcome]) -> bool:
         now = self.clock()
         recipients = [o for o in batch if o.delivery_id is not None]
         plain = [o for o in batch if o.delivery_id is None]
@@ -725,7 +788,8 @@ class _Cycle:
             return False
         self._database_ok()
         # Committed: now the cycle's own account of things follows.
-        del self.results[: len(batch)]
+        done = {id(o) for o in batch}
+        self.results = [o for o in self.results if id(o) not in done]
         self._count_recorded(record_now, held)
         for wid in unsent:
             self.held.pop(wid, None)
@@ -888,6 +952,11 @@ class _Cycle:
         outage = self.problem is not None
         back = [o for o in self.held_back if o.writeback_id in self.held]
         if back and outage:
+            # Whom the email led to is kept: a write that may have arrived is looked for under that
+            # constituent next time, even if the address has moved to someone else meanwhile.
+            queue.store_constituents(
+                session, [(o.writeback_id, *o.resolved) for o in back if o.resolved is not None]
+            )
             put = queue.put_back(
                 session,
                 [

@@ -248,7 +248,10 @@ def send_recipient(
     try:
         with client.guarded(mine):
             if r.uncertain:
-                existing = client.find_activity_by_ref(r.master_customer_id, r.sub_customer_id, r.ref)
+                found = client.find_activities_by_ref(r.master_customer_id, r.sub_customer_id, r.ref)
+                # With a reference shared by several recipients of one constituent (carried over from
+                # the previous version), the activities found are counted out among them.
+                existing = found[r.rank] if len(found) > r.rank else None
                 if existing is not None:
                     return Outcome(
                         c.id,

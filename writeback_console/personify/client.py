@@ -341,6 +341,13 @@ class PersonifyClient:
         self, master_customer_id: str, sub_customer_id: int, ref: str
     ) -> Activity | None:
         """The constituent's activity that carries writeback ``ref``, if it reached Personify360."""
+        found = self.find_activities_by_ref(master_customer_id, sub_customer_id, ref)
+        return found[0] if found else None
+
+    def find_activities_by_ref(
+        self, master_customer_id: str, sub_customer_id: int, ref: str
+    ) -> list[Activity]:
+        """Every activity of the constituent that carries ``ref``, newest first."""
         marker = ref_marker(ref)
         rows = self._get_entities(
             "CusActivities",
@@ -353,8 +360,7 @@ class PersonifyClient:
         # Case-insensitive like the SQL Server collation behind the service; the brackets still keep
         # WB-ABC from matching WB-ABCD.
         matches = [a for a in (_activity(row) for row in rows) if marker.lower() in a.text.lower()]
-        newest = _newest_first(matches)
-        return newest[0] if newest else None
+        return _newest_first(matches)
 
     def create_activity(self, fields: Mapping[str, Any]) -> Activity:
         """Write one CusActivity: fill the service's template and Save it; returns the saved row."""
@@ -589,7 +595,18 @@ class PersonifyClient:
 
         if not success or response.status_code in (204, 205):
             # A cut error body simply fails to parse, and the HTTP reason stands in for its message.
-            raise self._http_error(response, content, write)
+            try:
+                error = self._http_error(response, content, write)
+            except Exception as exc:  # an answer odd enough to break the reading of it
+                log.debug("could not read the error answer: %r", exc)
+                error = PersonifyError(
+                    kind_for_status(response.status_code),
+                    response.reason or f"HTTP status {response.status_code}",
+                    status=response.status_code,
+                    write=write,
+                    sent=True,
+                )
+            raise error
         if cut:
             raise PersonifyError(
                 ErrorKind.MALFORMED,
@@ -690,15 +707,16 @@ def retry_after_seconds(value: str | None, *, now: datetime | None = None) -> fl
     if value is None or not value.strip():
         return None
     text = value.strip()
-    if text.isdigit():
-        return min(float(text), MAX_RETRY_AFTER)
+    # A header is whatever a server sends: "²" is a digit to str.isdigit, not to float.
     try:
+        if text.isascii() and text.isdigit():
+            return min(float(text), MAX_RETRY_AFTER)
         when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError, IndexError):
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        delta = (when - (now or datetime.now(UTC))).total_seconds()
+    except Exception:
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    delta = (when - (now or datetime.now(UTC))).total_seconds()
     return min(max(delta, 0.0), MAX_RETRY_AFTER)
 
 

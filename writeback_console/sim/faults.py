@@ -35,6 +35,9 @@ class FaultKind(enum.StrEnum):
     HTML_PAGE = "html"
     #: The real answer, one byte every ``drip_interval`` seconds: no single read ever times out.
     DRIP = "drip"
+    #: Save only: the service is slow to store it (``hold_seconds``), then the connection closes. The
+    #: client has given up long before; the activity lands after it did.
+    LATE_WRITE = "late_write"
 
 
 ALL_FAULT_KINDS = frozenset(FaultKind)
@@ -204,13 +207,17 @@ class Faults:
         with self._lock:
             if self._fail_rate <= 0.0 or self._random.random() >= self._fail_rate:
                 return None, False
-            kinds = self._fail_kinds if is_save else self._fail_kinds - {FaultKind.VALIDATION}
+            kinds = (
+                self._fail_kinds
+                if is_save
+                else self._fail_kinds - {FaultKind.VALIDATION, FaultKind.LATE_WRITE}
+            )
             if not kinds:
                 return None, False
             kind = self._random.choice(sorted(kinds))
             if not is_save:
                 return kind, False
-            if kind in ANSWER_FAULT_KINDS:
+            if kind in ANSWER_FAULT_KINDS or kind is FaultKind.LATE_WRITE:
                 return kind, True
             after = kind in AFTER_WRITE_KINDS and self._random.random() < self._after_write_share
             return kind, after

@@ -531,6 +531,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self._report_save(body, kind)
             self._fail_before_the_service(kind)
             return
+        if kind is FaultKind.LATE_WRITE and sim._stopping.wait(faults.hold_seconds):
+            self._fail_connection(FaultKind.DROP)
+            return
         error: ODataError | None = None
         try:
             status, payload, content_type = self._route(method, segment, query, body, user)
@@ -540,7 +543,7 @@ class _Handler(BaseHTTPRequestHandler):
             # A bug in the simulator: answer like a server that hit one, and say what it was on stderr.
             traceback.print_exc(file=sys.stderr)
             error, kind = ODataError(500, wcf.GENERIC_MESSAGE), None
-        if error is not None and kind in AFTER_WRITE_KINDS:
+        if error is not None and (kind in AFTER_WRITE_KINDS or kind is FaultKind.LATE_WRITE):
             kind = None  # nothing was written for the fault to follow: the refusal is answered as it is
         if is_save:
             self._report_save(body, kind)

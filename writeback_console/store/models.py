@@ -168,6 +168,8 @@ class Writeback(Base):
     claimed_from: Mapped[str | None] = mapped_column(String(24))
     # An earlier attempt may have reached Personify360 (timeout, lost lease): check before resending.
     delivery_uncertain: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When that doubt arose: the row is looked for only a while later (a slow write may still land).
+    uncertain_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_error: Mapped[str | None] = mapped_column(Text)
     last_http_status: Mapped[int | None] = mapped_column(Integer)

@@ -141,11 +141,18 @@ class WritebackRow:
     payload: Mapping[str, Any] = field(default_factory=dict)
     #: Until when the dispatcher holding a Processing row has it (the database's clock).
     lease_expires_at: datetime | None = None
+    #: Since when an earlier write may have arrived (see ``delivery_uncertain``).
+    uncertain_since: datetime | None = None
 
     @property
     def state(self) -> QueueState:
         return QueueState(
-            self.status, self.attempts, self.max_attempts, self.scheduled_for, self.next_attempt_at
+            self.status,
+            self.attempts,
+            self.max_attempts,
+            self.scheduled_for,
+            self.next_attempt_at,
+            self.uncertain_since,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -181,9 +188,23 @@ def _changed(result: Any) -> int:
 
 
 def _cut(text: str | None, limit: int) -> str | None:
-    if text is None or len(text) <= limit:
+    """Text from outside (Personify360's answers) as the database will take it: no NUL, not too long."""
+    if text is None:
+        return None
+    # PostgreSQL refuses NUL in text; a server may well send one.
+    text = text.replace("\x00", "\u2400")
+    if len(text) <= limit:
         return text
     return text[: limit - 1] + "…"
+
+
+#: The length of delivery.activity_id, and of a constituent id, in the schema.
+ACTIVITY_ID_LIMIT = 64
+CUSTOMER_ID_LIMIT = 24
+
+
+def _fits(text: str | None, limit: int) -> bool:
+    return text is not None and len(text) <= limit and "\x00" not in text
 
 
 # --- enqueue -------------------------------------------------------------------------------------
@@ -299,9 +320,9 @@ def database_now(session: Session) -> datetime:
     return utcnow()
 
 
-def eligible_condition(run_started_at: datetime) -> ColumnElement[bool]:
+def eligible_condition(run_started_at: datetime, settle: timedelta = timedelta(0)) -> ColumnElement[bool]:
     """SQL form of :func:`writeback_console.domain.is_eligible`; a test keeps the two in step."""
-    return or_(
+    rule = or_(
         W.status == Status.NEW.value,
         and_(W.status == Status.SCHEDULED.value, W.scheduled_for <= run_started_at),
         and_(
@@ -310,6 +331,10 @@ def eligible_condition(run_started_at: datetime) -> ColumnElement[bool]:
             or_(W.next_attempt_at.is_(None), W.next_attempt_at < run_started_at),
         ),
     )
+    if settle <= timedelta(0):
+        return rule
+    settled = or_(W.uncertain_since.is_(None), W.uncertain_since < run_started_at - settle)
+    return and_(rule, settled)
 
 
 @dataclass(frozen=True, slots=True)
@@ -365,6 +390,8 @@ def claim(
     lease_seconds: float = 900,
     now: datetime | None = None,
     skip_accounts: Iterable[str] = (),
+    settle_seconds: float = 0,
+    interrupted: bool | None = None,
 ) -> list[Claimed]:
     """Claim up to ``limit`` eligible rows for one dispatcher in one atomic statement.
 
@@ -372,19 +399,24 @@ def claim(
     disjoint sets; SQLite is serialised by the write lock the caller's ``BEGIN IMMEDIATE`` holds.
     The lease runs ``lease_seconds`` from the database's clock (``now`` only for tests with a fixed
     clock) and carries a new fencing token. Every claim starts an attempt, written in the same
-    transaction.
+    transaction. ``interrupted`` True takes only rows a dispatcher died sending, False only the others.
     """
     now = now or database_now(session)
     expires = now + timedelta(seconds=lease_seconds)
     skipped = sorted(set(skip_accounts))
     chosen = (
         select(W.id)
-        .where(W.status.in_([s.value for s in OPEN_STATUSES]), eligible_condition(run_started_at))
+        .where(
+            W.status.in_([s.value for s in OPEN_STATUSES]),
+            eligible_condition(run_started_at, timedelta(seconds=settle_seconds)),
+        )
         .order_by(W.id)
         .limit(limit)
     )
     if skipped:
         chosen = chosen.where(W.account.not_in(skipped))
+    if interrupted is not None:
+        chosen = chosen.where(W.interruptions > 0 if interrupted else W.interruptions == 0)
     if session.get_bind().dialect.name == "postgresql":
         chosen = chosen.with_for_update(skip_locked=True)
     result = session.execute(
@@ -495,7 +527,8 @@ def held_leases(session: Session, leases: Leases) -> set[int]:
     """Which of these leases are still held, locking those rows until the transaction ends."""
     held: set[int] = set()
     for batch in _pair_chunks(leases):
-        query = select(W.id).where(_fenced(batch))
+        # In id order, as every statement here takes row locks, so two writers never deadlock.
+        query = select(W.id).where(_fenced(batch)).order_by(W.id)
         if session.get_bind().dialect.name == "postgresql":
             query = query.with_for_update()
         held.update(session.scalars(query))
@@ -622,6 +655,7 @@ def record_results(session: Session, results: Sequence[AttemptResult], *, dispat
                 sent_at=bindparam("at"),
                 **UNLOCKED,
                 delivery_uncertain=False,
+                uncertain_since=None,
                 interruptions=0,
                 last_error=None,
                 last_http_status=bindparam("http"),
@@ -642,6 +676,11 @@ def record_results(session: Session, results: Sequence[AttemptResult], *, dispat
                 delivery_uncertain=or_(
                     and_(_T.c.delivery_uncertain, bindparam("keep", type_=Boolean)),
                     bindparam("mha", type_=Boolean),
+                ),
+                uncertain_since=case(
+                    (bindparam("mha", type_=Boolean), bindparam("at")),
+                    (bindparam("keep", type_=Boolean), _T.c.uncertain_since),
+                    else_=None,
                 ),
                 last_error=bindparam("message"),
                 last_http_status=bindparam("http"),
@@ -799,6 +838,10 @@ def put_back(session: Session, items: Sequence[PutBack]) -> set[int]:
             attempts=_T.c.attempts - 1,
             **UNLOCKED,
             delivery_uncertain=or_(_T.c.delivery_uncertain, bindparam("mha", type_=Boolean)),
+            # A write that may have arrived starts the wait before it is looked for.
+            uncertain_since=case(
+                (bindparam("mha", type_=Boolean), bindparam("at")), else_=_T.c.uncertain_since
+            ),
             updated_at=bindparam("at"),
         ),
         [{"wid": i.writeback_id, "mha": i.may_have_arrived, "at": i.at} for i in mine],
@@ -844,13 +887,19 @@ def recover_expired_leases(session: Session, *, now: datetime | None = None) -> 
     """
     now = now or database_now(session)
     again = W.interruptions >= FREE_INTERRUPTIONS
+    expired = select(W.id).where(W.status == Status.PROCESSING.value, W.lease_expires_at < now).order_by(W.id)
+    if session.get_bind().dialect.name == "postgresql":
+        # A row some holder is writing right now is not a dead holder's: leave it to the next run.
+        expired = expired.with_for_update(skip_locked=True)
     recovered = session.execute(
         update(Writeback)
-        .where(W.status == Status.PROCESSING.value, W.lease_expires_at < now)
+        .where(W.id.in_(expired.scalar_subquery()))
         .values(
             status=case((again, Status.ERROR.value), else_=func.coalesce(W.claimed_from, Status.ERROR.value)),
             attempts=case((again, W.attempts), else_=W.attempts - 1),
             next_attempt_at=case((again, now), else_=W.next_attempt_at),
+            # Counted or not, the write may have arrived: the wait before looking for it starts now.
+            uncertain_since=now,
             interruptions=W.interruptions + 1,
             **UNLOCKED,
             delivery_uncertain=True,
@@ -1648,10 +1697,13 @@ def list_mailings(session: Session, *, text: str | None = None, limit: int = 200
 # --- dispatcher helpers: counting, constituents, mailing fan-out, automatic scheduling -----------
 
 
-def count_eligible(session: Session, run_started_at: datetime, skip_accounts: Iterable[str] = ()) -> int:
+def count_eligible(
+    session: Session, run_started_at: datetime, skip_accounts: Iterable[str] = (), settle_seconds: float = 0
+) -> int:
     """How many rows a run starting now would claim (for progress: "remaining")."""
     query = select(func.count()).where(
-        W.status.in_([s.value for s in OPEN_STATUSES]), eligible_condition(run_started_at)
+        W.status.in_([s.value for s in OPEN_STATUSES]),
+        eligible_condition(run_started_at, timedelta(seconds=settle_seconds)),
     )
     skipped = sorted(set(skip_accounts))
     if skipped:
@@ -1661,12 +1713,14 @@ def count_eligible(session: Session, run_started_at: datetime, skip_accounts: It
 
 def store_constituents(session: Session, found: Sequence[tuple[int, str, int]]) -> None:
     """Keep constituents found by email on their rows (id, master, sub), so support sees who it went to."""
-    if found:
+    # An id from Personify360 that the schema cannot hold is not kept: it is for information only.
+    usable = [(i, m, s) for i, m, s in found if _fits(m, CUSTOMER_ID_LIMIT) and 0 <= s < 2**31]
+    if usable:
         session.connection().execute(
             update(_T)
             .where(_T.c.id == bindparam("wid"), _T.c.master_customer_id.is_(None))
             .values(master_customer_id=bindparam("master"), sub_customer_id=bindparam("sub")),
-            [{"wid": i, "master": m, "sub": s} for i, m, s in found],
+            [{"wid": i, "master": m, "sub": s} for i, m, s in usable],
         )
 
 
@@ -1688,6 +1742,11 @@ class RecipientDelivery:
     bounced_at: datetime | None
     bounce_reason: str | None
     blocked: bool
+    #: How many activities carrying ``ref`` under this constituent belong to others before this one.
+    #: Always 0 with a recipient's own reference; more only for deliveries carried over from the
+    #: previous version, which ended every recipient's activity with the row's reference: then one
+    #: constituent (a household) may have several recipients, and an activity proves only one of them.
+    rank: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -1783,6 +1842,18 @@ def prepare_deliveries(session: Session, writeback_id: int, mailing_id: int, *, 
         .order_by(Delivery.id)
     ).all()
     delivered = sum(1 for d, _ in rows if d.status == "sent")
+    # The rank of each unfinished delivery among those sharing a constituent and a reference.
+    sent_per_key: dict[tuple[str | None, int, str], int] = {}
+    for d, r in rows:
+        if d.status == "sent":
+            key = (r.master_customer_id, r.sub_customer_id or 0, d.ref)
+            sent_per_key[key] = sent_per_key.get(key, 0) + 1
+    ranks: dict[int, int] = {}
+    for d, r in rows:
+        if d.status != "sent":
+            key = (r.master_customer_id, r.sub_customer_id or 0, d.ref)
+            ranks[d.id] = sent_per_key.get(key, 0)
+            sent_per_key[key] = ranks[d.id] + 1
     pending = [
         RecipientDelivery(
             delivery_id=d.id,
@@ -1798,6 +1869,7 @@ def prepare_deliveries(session: Session, writeback_id: int, mailing_id: int, *, 
             bounced_at=r.bounced_at,
             bounce_reason=r.bounce_reason,
             blocked=r.blocked,
+            rank=ranks[d.id],
         )
         for d, r in rows
         if d.status != "sent" and r.master_customer_id is not None
@@ -1850,7 +1922,14 @@ def record_deliveries(session: Session, results: Sequence[DeliveryResult]) -> se
                 last_error=None,
                 uncertain=False,
             ),
-            [{"did": r.delivery_id, "at": r.at, "activity": r.activity_id} for r in sent],
+            [
+                {
+                    "did": r.delivery_id,
+                    "at": r.at,
+                    "activity": r.activity_id if _fits(r.activity_id, ACTIVITY_ID_LIMIT) else None,
+                }
+                for r in sent
+            ],
         )
     if failed:
         conn.execute(
@@ -1983,11 +2062,14 @@ def set_health(
     http_status: int | None = None,
     message: str | None = None,
     not_before: datetime | None = None,
+    learnt_at: datetime | None = None,
 ) -> Health:
     """Record what a dispatcher just learnt; an outage keeps the time it began.
 
     Several dispatchers may learn it at the same moment: the row is made if missing (a second insert
-    is ignored by the database), then locked and updated, so none of them fails on the other.
+    is ignored by the database), then locked and updated, so none of them fails on the other. "ok"
+    learnt from a request that began at ``learnt_at`` does not wipe out what another dispatcher
+    recorded after that, nor a Retry-After still running: the news that is worse and newer stands.
     """
     dialect = session.get_bind().dialect.name
     make = pg_insert if dialect == "postgresql" else sqlite_insert
@@ -1998,6 +2080,13 @@ def set_health(
     )
     row = session.get(RemoteHealth, service, with_for_update=True, populate_existing=True)
     assert row is not None
+    if state == "ok" and row.state != "ok":
+        newer = learnt_at is not None and row.checked_at > learnt_at
+        waiting = row.not_before is not None and row.not_before > now
+        if newer or waiting:
+            health = get_health(session, service)
+            assert health is not None
+            return health
     if state == "ok":
         row.since = None
     elif row.state != state or row.since is None:

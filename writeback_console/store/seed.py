@@ -536,6 +536,7 @@ def _generate(spec: _Spec) -> Iterator[Batch]:
                 0,
                 Status.NEW.value if locked else None,
                 False,
+                None,
                 t(history[-1][0] + timedelta(seconds=1)) if status is Status.SENT else None,
                 last.failure.message if failed and last else None,
                 last.failure.http_status if failed and last else None,

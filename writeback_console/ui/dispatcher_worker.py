@@ -130,6 +130,7 @@ class DispatcherWorker(QObject):
             concurrency=self._settings.concurrency,
             lease_seconds=self._settings.lease_seconds,
             batch_size=self._settings.batch_size,
+            settle_seconds=self._settings.settle_seconds,
         )
         with self._client_factory() as client:
             return run_cycle(

@@ -77,12 +77,13 @@ def assert_each_ref_once(factory: Factory, sim: Simulator) -> None:
 
 
 def env_for(tmp_path: Path, db_url: str, sim: Simulator, **settings: Any) -> dict[str, str]:
+    """The environment of a dispatcher process; its runs follow each other at once, so a write that
+    may have arrived is looked for without the usual two minutes' wait."""
+    import json
+
     config = tmp_path / "config" / "writeback-console"
     config.mkdir(parents=True, exist_ok=True)
-    if settings:
-        import json
-
-        (config / "settings.json").write_text(json.dumps(settings), encoding="utf-8")
+    (config / "settings.json").write_text(json.dumps({"settle_seconds": 0, **settings}), encoding="utf-8")
     return {
         **os.environ,
         "WRITEBACK_DB_URL": db_url,

@@ -54,6 +54,10 @@ def writebacks(count: int, seed: int = 1) -> list[WritebackInput]:
 
 
 def env_for(tmp_path: Path, db_url: str, sim: Simulator) -> dict[str, str]:
+    # Runs follow each other at once here: a write that may have arrived is looked for without waiting.
+    config = tmp_path / "config" / "writeback-console"
+    config.mkdir(parents=True, exist_ok=True)
+    (config / "settings.json").write_text('{"settle_seconds": 0}', encoding="utf-8")
     return {
         **os.environ,
         "WRITEBACK_DB_URL": db_url,

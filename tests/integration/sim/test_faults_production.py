@@ -535,3 +535,22 @@ def test_cli_serves_https_with_a_certificate(tls_files: TlsFiles) -> None:
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
+
+
+# -- a write that lands after the client gave up -----------------------------------------------------
+
+
+def test_a_late_write_lands_after_the_client_gave_up_and_reads_never_get_one(
+    make_simulator: MakeSimulator, http: requests.Session
+) -> None:
+    sim = make_simulator()
+    sim.faults.update(fail_rate=1.0, fail_kinds=["late_write"], hold_seconds=1.0)
+    assert http.get(sim.url + "/ApplicationCodes", timeout=5).status_code == 200  # only Saves are slow
+    started = time.monotonic()
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        http.post(sim.url + SAVE, json=activity(), timeout=(2, 0.3))
+    assert sim.activities() == []  # the client has given up; the service is still at work
+    deadline = time.monotonic() + 5
+    while not sim.activities() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert len(sim.activities()) == 1 and time.monotonic() - started >= 1.0

@@ -28,13 +28,14 @@ def states(draw: st.DrawFn) -> QueueState:
     scheduled = draw(offsets)
     if status is Status.SCHEDULED and scheduled is None:
         scheduled = RUN
-    return QueueState(status, attempts, max_attempts, scheduled, draw(offsets))
+    uncertain_since = draw(offsets) if draw(st.booleans()) else None
+    return QueueState(status, attempts, max_attempts, scheduled, draw(offsets), uncertain_since)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rows=st.lists(states(), min_size=1, max_size=12))
+@given(rows=st.lists(states(), min_size=1, max_size=12), settle=st.sampled_from([0, 1, 2]))
 def test_sql_claim_takes_exactly_the_rows_the_rule_calls_eligible(
-    factory: sessionmaker[Session], rows: list[QueueState]
+    factory: sessionmaker[Session], rows: list[QueueState], settle: int
 ) -> None:
     with write_transaction(factory) as session:
         session.execute(delete(Attempt))
@@ -58,14 +59,17 @@ def test_sql_claim_takes_exactly_the_rows_the_rule_calls_eligible(
                         next_attempt_at=s.next_attempt_at,
                         sent_at=RUN if s.status is Status.SENT else None,
                         lease_expires_at=RUN if s.status is Status.PROCESSING else None,
-                        delivery_uncertain=False,
+                        delivery_uncertain=s.uncertain_since is not None,
+                        uncertain_since=s.uncertain_since,
                         created_at=RUN,
                         updated_at=RUN,
                     )
                     .returning(Writeback.id)
                 ).scalar_one()
             )
-        claimed = queue.claim(session, dispatcher="prop:1", run_started_at=RUN, now=RUN, limit=100)
+        claimed = queue.claim(
+            session, dispatcher="prop:1", run_started_at=RUN, now=RUN, limit=100, settle_seconds=settle
+        )
         session.rollback()
-    expected = {i for i, s in zip(ids, rows, strict=True) if is_eligible(s, RUN)}
+    expected = {i for i, s in zip(ids, rows, strict=True) if is_eligible(s, RUN, timedelta(seconds=settle))}
     assert {c.id for c in claimed} == expected

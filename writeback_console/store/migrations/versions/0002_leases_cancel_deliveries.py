@@ -101,6 +101,7 @@ def _upgrade() -> None:
     op.add_column("writeback", sa.Column("lease_expires_at", sa.DateTime(timezone=True), nullable=True))
     op.add_column("writeback", sa.Column("lease_token", sa.Integer(), server_default="0", nullable=False))
     op.add_column("writeback", sa.Column("interruptions", sa.Integer(), server_default="0", nullable=False))
+    op.add_column("writeback", sa.Column("uncertain_since", sa.DateTime(timezone=True), nullable=True))
     writeback = sa.table(
         "writeback",
         sa.column("id", sa.Integer()),
@@ -137,27 +138,37 @@ def _upgrade() -> None:
         # The rebuild cannot carry an expression index over.
         op.execute("CREATE INDEX IF NOT EXISTS ix_writeback_email_lower ON writeback (lower(email), id)")
 
-    # A mailing with two active rows (possible before the index existed) keeps its oldest one.
+    # A mailing with two active rows (possible before the index existed) keeps one: the one a
+    # dispatcher is working on, if any, otherwise the oldest. The others are cancelled, so nothing of
+    # a holder's can be written to them any more (its writes require Processing).
     active = bind.execute(
-        sa.select(writeback.c.id, writeback.c.mailing_id)
+        sa.select(writeback.c.id, writeback.c.mailing_id, writeback.c.status)
         .where(sa.text(_ACTIVE_MAILING), writeback.c.mailing_id.is_not(None))
         .order_by(writeback.c.mailing_id, writeback.c.id)
     ).all()
-    seen: set[int] = set()
-    for wid, mid in active:
-        if mid in seen:
+    by_mailing: dict[int, list[Any]] = {}
+    for r in active:
+        by_mailing.setdefault(r.mailing_id, []).append(r)
+    for mid, group in by_mailing.items():
+        if len(group) < 2:
+            continue
+        keep_id = next((r.id for r in group if r.status == "processing"), group[0].id)
+        for r in group:
+            if r.id == keep_id:
+                continue
             bind.execute(
                 sa.update(writeback)
-                .where(writeback.c.id == wid, writeback.c.status != "processing")
+                .where(writeback.c.id == r.id)
                 .values(
                     status="cancelled",
+                    locked_at=None,
+                    lease_expires_at=None,
                     last_error=(
                         f"cancelled on upgrade: mailing {mid} already had an active mailing-activity row"
                     ),
                     updated_at=_stored(now, sqlite),
                 )
             )
-        seen.add(mid)
     op.create_index(
         "uq_writeback_active_mailing",
         "writeback",
@@ -168,7 +179,7 @@ def _upgrade() -> None:
     )
 
     # Rows the previous version deleted when staff cancelled them come back, as Cancelled.
-    _restore_cancelled(bind, sqlite, now)
+    restored = _restore_cancelled(bind, sqlite, now)
 
     # --- attempt ------------------------------------------------------------------------------
     with op.batch_alter_table("attempt", schema=None) as batch_op:
@@ -201,10 +212,15 @@ def _upgrade() -> None:
         .order_by(delivery.c.recipient_id, delivery.c.id)
     ).all()
     keep: dict[int, Any] = {}
+
+    def rank(row: Any) -> tuple[int, int, int]:
+        # One delivery per recipient: the one that arrived wins, then one that may have arrived (its
+        # doubt, and the reference it was written with, must survive), then the latest.
+        return (row.status == "sent", bool(row.uncertain), row.id)
+
     for row in rows:
         best = keep.get(row.recipient_id)
-        # One delivery per recipient: the one that arrived wins, otherwise the latest.
-        if best is None or best.status != "sent":
+        if best is None or rank(row) > rank(best):
             keep[row.recipient_id] = row
     drop = [r.id for r in rows if keep[r.recipient_id].id != r.id]
     for start in range(0, len(drop), 500):
@@ -218,6 +234,48 @@ def _upgrade() -> None:
             .where(delivery.c.id == row.id)
             .values(ref=row.ref if legacy else _delivery_ref())
         )
+    # The previous version deleted a cancelled row's deliveries with it: what it had written is not
+    # known. Each recipient it may have reached is looked for under its reference before being sent.
+    recipient = sa.table(
+        "mailing_recipient",
+        sa.column("id", sa.Integer()),
+        sa.column("mailing_id", sa.Integer()),
+        sa.column("master_customer_id", sa.String()),
+    )
+    for wid, ref, of_mailing in restored:
+        if of_mailing is None:
+            continue
+        have = sa.select(delivery.c.recipient_id)
+        missing = bind.execute(
+            sa.select(recipient.c.id).where(
+                recipient.c.mailing_id == of_mailing,
+                recipient.c.master_customer_id.is_not(None),
+                recipient.c.id.not_in(have),
+            )
+        ).scalars()
+        for rid in missing:
+            bind.execute(
+                sa.insert(
+                    sa.table(
+                        "delivery",
+                        sa.column("writeback_id", sa.Integer()),
+                        sa.column("recipient_id", sa.Integer()),
+                        sa.column("ref", sa.String()),
+                        sa.column("status", sa.String()),
+                        sa.column("attempts", sa.Integer()),
+                        sa.column("uncertain", sa.Boolean()),
+                        sa.column("updated_at", sa.DateTime()),
+                    )
+                ).values(
+                    writeback_id=wid,
+                    recipient_id=rid,
+                    ref=ref,
+                    status="error",
+                    attempts=0,
+                    uncertain=True,
+                    updated_at=_stored(now, sqlite),
+                )
+            )
     with op.batch_alter_table("delivery", schema=None) as batch_op:
         batch_op.alter_column("ref", existing_type=_key(16), nullable=False)
         batch_op.drop_constraint(op.f("uq_delivery_writeback_id_recipient_id"), type_="unique")
@@ -251,8 +309,11 @@ def _upgrade() -> None:
         )
 
 
-def _restore_cancelled(bind: sa.Connection, sqlite: bool, now: datetime) -> None:
-    """Give every audit entry its own row back: repoint it, or rebuild a cancelled row it describes."""
+def _restore_cancelled(bind: sa.Connection, sqlite: bool, now: datetime) -> list[tuple[int, str, int | None]]:
+    """Give every audit entry its own row back: repoint it, or rebuild a cancelled row it describes.
+
+    Returns the rebuilt rows (id, reference, mailing).
+    """
     audit_row = sa.table(
         "audit_event_row",
         sa.column("event_id", sa.Integer()),
@@ -271,8 +332,9 @@ def _restore_cancelled(bind: sa.Connection, sqlite: bool, now: datetime) -> None
         .outerjoin(wb, sa.and_(wb.c.id == audit_row.c.writeback_id, wb.c.ref == audit_row.c.ref))
         .where(wb.c.id.is_(None))
     ).all()
+    restored: list[tuple[int, str, int | None]] = []
     if not orphans:
-        return
+        return restored
     cancelled: dict[str, dict[str, Any]] = {}
     for (detail,) in bind.execute(sa.select(audit_event.c.detail).where(audit_event.c.action == "cancel")):
         row = (detail or {}).get("writeback") if isinstance(detail, dict) else None
@@ -283,6 +345,8 @@ def _restore_cancelled(bind: sa.Connection, sqlite: bool, now: datetime) -> None
         found = bind.execute(sa.select(wb.c.id).where(wb.c.ref == ref)).scalar_one_or_none()
         if found is None and ref in cancelled:
             found = _insert_cancelled(bind, full, cancelled[ref], old_id, sqlite, now)
+            mailing_id = cancelled[ref].get("mailing_id")
+            restored.append((found, ref, mailing_id if isinstance(mailing_id, int) else None))
         if found is None:
             bind.execute(
                 sa.delete(audit_row).where(
@@ -295,6 +359,7 @@ def _restore_cancelled(bind: sa.Connection, sqlite: bool, now: datetime) -> None
                 .where(audit_row.c.event_id == event_id, audit_row.c.writeback_id == old_id)
                 .values(writeback_id=found)
             )
+    return restored
 
 
 def _insert_cancelled(
@@ -364,6 +429,7 @@ def _downgrade() -> None:
         batch_op.drop_constraint(op.f("ck_writeback_processing_has_lease"), type_="check")
         batch_op.drop_constraint(op.f("ck_writeback_status"), type_="check")
         batch_op.create_check_constraint(op.f("ck_writeback_status"), sa.text(_OLD_STATUSES))
+        batch_op.drop_column("uncertain_since")
         batch_op.drop_column("interruptions")
         batch_op.drop_column("lease_token")
         batch_op.drop_column("lease_expires_at")
