@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.store.engine import make_engine, make_session_factory
@@ -49,9 +51,20 @@ def drop_pg_database(url: str) -> None:
     admin_url = pg_admin_url()
     name = make_url(url).database
     engine = make_engine(admin_url)
-    with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    engine.dispose()
+    try:
+        # An autovacuum worker that has just started on the database can refuse FORCE for a moment (it
+        # belongs to no role); it finishes quickly, so try again rather than fail the test that used it.
+        for attempt in range(50):
+            try:
+                with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                    conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+                return
+            except DBAPIError:
+                if attempt == 49:
+                    raise
+                time.sleep(0.2)
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -34,6 +34,9 @@ BEGIN
     END IF;
 END
 \$\$;
+-- DROP DATABASE ... WITH (FORCE) must be able to end an autovacuum worker that has just started on a
+-- test database; such a worker belongs to no role, so only this grant lets a non-superuser end it.
+GRANT pg_signal_backend TO $ROLE;
 SQL
 if ! as_postgres psql -tAq -d postgres -c "SELECT 1 FROM pg_database WHERE datname = '$DB'" | grep -q 1; then
     as_postgres createdb -O "$ROLE" "$DB"

@@ -109,6 +109,14 @@ class PersonifySettings:
                 )
         if not self.user:
             raise ValueError("user: must not be empty")
+        for name in ("user", "password"):
+            lone = next((ch for ch in getattr(self, name) if "\ud800" <= ch <= "\udfff"), None)
+            if lone is not None:
+                # Text read with surrogateescape from an odd byte; it has no UTF-8 form to send.
+                code = f"U+{ord(lone):04X}"
+                raise ValueError(f"{name}: holds an unpaired surrogate ({code}) and cannot be sent")
+        if ":" in self.user:
+            raise ValueError("user: must not contain ':' (HTTP Basic ends the user name at the first colon)")
         for name in ("connect_timeout", "read_timeout"):
             value = getattr(self, name)
             if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:

@@ -212,9 +212,12 @@ class Scrubber:
     def __init__(self, user: str, password: str) -> None:
         secrets: set[str] = set()
         if password:
-            token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
-            secrets.update({password, quote(password, safe=""), quote(password), token})
-            secrets.add(base64.b64encode(password.encode()).decode("ascii"))
+            # surrogatepass: a password that settings would refuse must still never make scrubbing fail.
+            def b64(value: str) -> str:
+                return base64.b64encode(value.encode("utf-8", "surrogatepass")).decode("ascii")
+
+            secrets.update({password, b64(f"{user}:{password}"), b64(password)})
+            secrets.update(quote(password, safe=safe, errors="surrogatepass") for safe in ("", "/"))
         # Longest first, so that the token is removed whole before the password inside it is looked for.
         self._secrets = sorted((s for s in secrets if s), key=len, reverse=True)
         self._patterns = [re.compile(rf"(?<![^\W_]){re.escape(s)}(?![^\W_])") for s in self._secrets]

@@ -172,6 +172,24 @@ class TestSettings:
     def test_operator_of_printable_ascii_is_accepted(self, operator: str) -> None:
         assert PersonifySettings(ROOT, "u", "p", operator=operator).operator == operator
 
+    @pytest.mark.parametrize(
+        ("user", "password", "message"),
+        [
+            ("u", "pa\ud800ss", "password: holds an unpaired surrogate (U+D800) and cannot be sent"),
+            ("sv\udcffc", "p", "user: holds an unpaired surrogate (U+DCFF) and cannot be sent"),
+            ("dom:svc", "p", "user: must not contain ':' (HTTP Basic ends the user name at the first colon)"),
+        ],
+    )
+    def test_credentials_that_cannot_be_sent_are_refused_naming_the_field(
+        self, user: str, password: str, message: str
+    ) -> None:
+        with pytest.raises(ValueError) as info:
+            PersonifySettings(service_root_url=ROOT, user=user, password=password)
+        assert str(info.value) == message
+
+    def test_a_password_with_any_other_unicode_is_accepted(self) -> None:
+        assert PersonifySettings(ROOT, "u", "p\u20ac\u2013 \U0001f511").password == "p\u20ac\u2013 \U0001f511"
+
     def test_password_is_not_in_the_repr(self) -> None:
         settings = PersonifySettings(service_root_url=ROOT, user="svc", password=PASSWORD)
         assert PASSWORD not in repr(settings)
