@@ -11,9 +11,10 @@ import itertools
 import logging
 import traceback
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 
 log = logging.getLogger(__name__)
 
@@ -71,24 +72,18 @@ class _Relay(QObject):
             self._finish()
 
 
-class _Job(QRunnable):
-    def __init__(self, relay: _Relay, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-        super().__init__()
-        self.relay = relay
-        self.fn = fn
-        self.args = args
-
-    def run(self) -> None:
-        if self.relay.cancelled:
-            self.relay.succeeded.emit(None)  # nothing to deliver, but the relay must be released
-            return
-        try:
-            result = self.fn(*self.args)
-        except BaseException as exc:  # reported to the GUI, never lost in the pool
-            exc.__traceback_text__ = traceback.format_exc()  # type: ignore[attr-defined]
-            self.relay.failed.emit(exc)
-        else:
-            self.relay.succeeded.emit(result)
+def _run_job(relay: _Relay, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    """Runs on a worker thread; the result or the exception goes home through the relay's signals."""
+    if relay.cancelled:
+        relay.succeeded.emit(None)  # nothing to deliver, but the relay must be released
+        return
+    try:
+        result = fn(*args)
+    except BaseException as exc:  # reported to the GUI, never lost in the pool
+        exc.__traceback_text__ = traceback.format_exc()  # type: ignore[attr-defined]
+        relay.failed.emit(exc)
+    else:
+        relay.succeeded.emit(result)
 
 
 class Task:
@@ -107,8 +102,10 @@ class TaskRunner(QObject):
 
     def __init__(self, max_threads: int = 4, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        self.pool = QThreadPool(self)
-        self.pool.setMaxThreadCount(max_threads)
+        # Plain Python threads, not QThreadPool with QRunnable subclasses: a runnable's wrapper, deleted
+        # by Qt on a worker thread while the GUI thread's garbage collector visits it, crashes the process.
+        self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="console-task")
+        self._futures: set[Future[None]] = set()
         self._pending: set[_Relay] = set()
         self._numbers = itertools.count(1)
 
@@ -121,7 +118,9 @@ class TaskRunner(QObject):
     ) -> Task:
         relay = _Relay(on_done, on_error, self)
         self._pending.add(relay)  # keeps the relay alive until its result is delivered
-        self.pool.start(_Job(relay, fn, args))
+        future = self._pool.submit(_run_job, relay, fn, args)
+        self._futures.add(future)
+        future.add_done_callback(self._futures.discard)
         return Task(relay, next(self._numbers))
 
     @property
@@ -130,7 +129,8 @@ class TaskRunner(QObject):
 
     def wait(self, msecs: int = 30_000) -> bool:
         """Wait for running work to finish (used when the window closes, and by tests)."""
-        return bool(self.pool.waitForDone(msecs))
+        _done, running = wait(list(self._futures), timeout=msecs / 1000)
+        return not running
 
 
 class TaskGroup:
