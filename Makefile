@@ -10,11 +10,13 @@ PG_URL ?= postgresql+psycopg://writeback:writeback@127.0.0.1:5432/writeback_test
 export WRITEBACK_TEST_PG_URL ?= $(PG_URL)
 
 # `make chaos` runs the seeds CI runs; `make chaos SEED=17 [BACKEND=sqlite]` replays one schedule;
-# `make chaos SEEDS=10000 [FIRST=1]` runs many. Each schedule's faults and violations go to $(RECORD).
+# `make chaos SEEDS=10000 [FIRST=1]` runs many; `WITHOUT=poison,kill` leaves those kinds of fault out.
+# Each schedule's faults and violations go to $(RECORD).
 SEED ?=
 SEEDS ?=
 FIRST ?= 1
 BACKEND ?=
+WITHOUT ?=
 RECORD ?= chaos-results.jsonl
 
 .PHONY: run test install pg lint bench-seed clean chaos
@@ -37,7 +39,7 @@ test: $(STAMP) pg lint
 
 chaos: $(STAMP) pg
 	: > "$(RECORD)"
-	CHAOS_SEED="$(SEED)" CHAOS_SEEDS="$(SEEDS)" CHAOS_FIRST="$(FIRST)" CHAOS_BACKEND="$(BACKEND)" \
+	CHAOS_SEED="$(SEED)" CHAOS_SEEDS="$(SEEDS)" CHAOS_FIRST="$(FIRST)" CHAOS_BACKEND="$(BACKEND)" CHAOS_WITHOUT="$(WITHOUT)" \
 	CHAOS_RECORD="$(abspath $(RECORD))" QT_QPA_PLATFORM=offscreen \
 	$(BIN)/python -m pytest -p no:cacheprovider tests/chaos -q; \
 	status=$$?; test -s "$(RECORD)" && $(BIN)/python -m tests.chaos.summarize "$(RECORD)"; exit $$status

@@ -1219,10 +1219,43 @@ def supported_features() -> frozenset[str]:
     return frozenset(features)
 
 
+def without(schedule: Schedule, names: frozenset[str]) -> Schedule:
+    """The schedule with some kinds of fault left out, everything else as the seed made it.
+
+    A name is an event's action (kill, stop, pause, db_lock, db_drop, or an operator action), a fault
+    profile (tls, storm503, crash…), or "poison": no poison rows, no bad bytes in enqueued or imported
+    rows, no operator name that cannot be sent. Used to see what one failure does when another one
+    that would hide it is taken away.
+    """
+    if not names:
+        return schedule
+    events = []
+    for e in schedule.events:
+        if e.action in names or (e.action == "faults" and e.args.get("profile") in names):
+            continue
+        if "poison" in names and "nasty" in e.args:
+            e = dataclasses.replace(e, args={**e.args, "nasty": False})
+        events.append(e)
+    slots = schedule.slots
+    if "poison" in names:
+        slots = tuple(dataclasses.replace(slot, operator="INFORMZ") for slot in slots)
+    return dataclasses.replace(
+        schedule,
+        events=tuple(events),
+        slots=slots,
+        poison_rows=0 if "poison" in names else schedule.poison_rows,
+    )
+
+
+def left_out() -> frozenset[str]:
+    """CHAOS_WITHOUT, e.g. "poison,kill": kinds of fault left out of every schedule."""
+    return frozenset(n.strip() for n in os.environ.get("CHAOS_WITHOUT", "").split(",") if n.strip())
+
+
 def run_seed(
     seed: int, backend: str, db_url: str, tls: TlsFiles, *, keep: Path | None = None
 ) -> tuple[Schedule, Observed]:
-    schedule = generate(seed, backend, supports=supported_features())
+    schedule = without(generate(seed, backend, supports=supported_features()), left_out())
     with tempfile.TemporaryDirectory(prefix=f"chaos-{seed}-") as tmp:
         workdir = keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
@@ -1239,5 +1272,8 @@ def report(schedule: Schedule, seen: Observed) -> str:
     if seen.violations:
         lines.append(f"{len(seen.violations)} violation(s):")
         lines += [f"  {v}" for v in seen.violations[:40]]
-    lines.append(f"replay: make chaos SEED={schedule.seed} BACKEND={schedule.backend}")
+    replay = f"replay: make chaos SEED={schedule.seed} BACKEND={schedule.backend}"
+    if left_out():
+        replay += f" WITHOUT={','.join(sorted(left_out()))}"
+    lines.append(replay)
     return "\n".join(lines)

@@ -7,13 +7,14 @@ one JSON line per schedule (faults injected, violations found) for bench/RESULTS
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
 
 import pytest
 
-from tests.chaos.harness import report, run_seed
+from tests.chaos.harness import generate, report, run_seed, without
 from writeback_console.sim.server import TlsFiles
 
 #: Seeds run by every `make test`: between them (on both backends) they inject every kind of fault.
@@ -59,3 +60,22 @@ def test_chaos_schedule_keeps_every_invariant(
                 + "\n"
             )
     assert not seen.violations, "\n" + report(schedule, seen)
+
+
+def test_a_seed_always_makes_the_same_schedule() -> None:
+    assert generate(34, "postgresql") == generate(34, "postgresql")
+    assert generate(34, "postgresql") != generate(34, "sqlite")
+
+
+def test_leaving_poison_out_keeps_the_rest_of_the_schedule() -> None:
+    seed = next(n for n in range(1, 500) if generate(n, "sqlite").poison_rows)
+    full = generate(seed, "sqlite")
+    calm = without(full, frozenset({"poison", "kill"}))
+    assert calm.poison_rows == 0
+    assert all(not e.args.get("nasty") for e in calm.events)
+    assert all(slot.operator == "INFORMZ" for slot in calm.slots)
+    assert [e for e in full.events if e.action != "kill"] == [
+        dataclasses.replace(e, args={**e.args, "nasty": False}) if "nasty" in e.args else e
+        for e in calm.events
+    ]
+    assert (calm.writebacks, calm.mailings, calm.duration) == (full.writebacks, full.mailings, full.duration)
