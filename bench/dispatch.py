@@ -33,7 +33,7 @@ from writeback_console.intake import WritebackInput
 from writeback_console.personify.client import PersonifyClient, PersonifySettings
 from writeback_console.personify.mapping import ActivityMapping, ActivitySource, build_activity
 from writeback_console.personify.odata import format_date
-from writeback_console.store import queue
+from writeback_console.store import lifecycle
 from writeback_console.store.engine import make_engine, make_session_factory, write_transaction
 from writeback_console.store.migrate import upgrade
 from writeback_console.store.models import Attempt, Writeback
@@ -98,7 +98,7 @@ def fill_queue(db_url: str, rows: int) -> None:
         for n in range(rows)
     ]
     with write_transaction(make_session_factory(engine)) as session:
-        queue.enqueue_many(session, items)
+        lifecycle.enqueue_many(session, items)
     engine.dispose()
 
 

@@ -32,10 +32,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.domain import Status
 from writeback_console.settings import AppSettings
-from writeback_console.store import queue
+from writeback_console.store import listing
 from writeback_console.store.engine import make_engine, make_session_factory, read_session
+from writeback_console.store.listing import WritebackFilter
 from writeback_console.store.migrate import upgrade
-from writeback_console.store.queue import WritebackFilter
 from writeback_console.store.seed import seed
 from writeback_console.ui.app import build_window, make_application
 from writeback_console.ui.tasks import TaskRunner
@@ -112,7 +112,9 @@ def time_model(
 def time_bare(factory: Factory, query: ListQuery) -> float:
     started = time.perf_counter()
     with read_session(factory) as session:
-        queue.list_page(session, query.filter, sort=query.sort, descending=query.descending, limit=PAGE_SIZE)
+        listing.list_page(
+            session, query.filter, sort=query.sort, descending=query.descending, limit=PAGE_SIZE
+        )
     return time.perf_counter() - started
 
 

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from writeback_console.store import queue
+from writeback_console.store import listing
 from writeback_console.store.engine import make_engine, make_session_factory
 from writeback_console.store.migrate import upgrade
 from writeback_console.store.seed import seed
@@ -30,7 +30,7 @@ def main() -> None:
         summary = seed(engine, args.rows)
         elapsed = time.perf_counter() - started
         with make_session_factory(engine)() as session:
-            counts = queue.count_by_status(session)
+            counts = listing.count_by_status(session)
         size = sum(p.stat().st_size for p in Path(folder).glob("bench.sqlite3*"))
         engine.dispose()
     print(f"machine: {platform.machine()} python {platform.python_version()}")

@@ -26,9 +26,10 @@ from writeback_console.export import write_rows
 from writeback_console.intake import InputError, parse_time, validate_writeback
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.settings import AppSettings
-from writeback_console.store import queue
+from writeback_console.store import audit_trail, lifecycle, listing, operator_actions
 from writeback_console.store.engine import make_engine, make_session_factory, write_transaction
 from writeback_console.store.migrate import SchemaOutOfDate, ensure_schema, upgrade
+from writeback_console.store.rows import NotFound, QueueError, RetryRefused, WritebackRow, current_actor
 
 EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT = 0, 1, 2
 E = TypeVar("E", Status, Kind)
@@ -115,11 +116,11 @@ def _choices(values: Sequence[str] | None, enum: type[E], flag: str) -> frozense
     return frozenset(chosen)
 
 
-def _filter(args: argparse.Namespace) -> queue.WritebackFilter:
+def _filter(args: argparse.Namespace) -> listing.WritebackFilter:
     stuck_before = None
     if args.stuck is not None:
         stuck_before = utcnow() - timedelta(minutes=args.stuck)
-    return queue.WritebackFilter(
+    return listing.WritebackFilter(
         statuses=_choices(args.status, Status, "--status"),
         kinds=_choices(args.kind, Kind, "--kind"),
         accounts=frozenset(args.account or ()),
@@ -201,9 +202,9 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         raise CommandError(f"--{exc.field.replace('_', '-')}: {exc.problem}", EXIT_BAD_INPUT) from None
     factory = _open(args)
     with write_transaction(factory) as session:
-        row = queue.enqueue(session, item)
-        queue.record_audit(
-            session, actor=queue.current_actor(), action="enqueue", rows=[(row.id, row.ref)], now=utcnow()
+        row = lifecycle.enqueue(session, item)
+        audit_trail.record_audit(
+            session, actor=current_actor(), action="enqueue", rows=[(row.id, row.ref)], now=utcnow()
         )
     print(f"queued {row.ref} (id {row.id}, {row.kind.label}, {row.status.label})")
     return EXIT_OK
@@ -217,7 +218,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         raise CommandError(f"{path}: no such file", EXIT_BAD_INPUT)
     factory = _open(args)
     try:
-        report = import_file(path, factory, actor=queue.current_actor())
+        report = import_file(path, factory, actor=current_actor())
     except ImportRefused as exc:
         print(f"{path}: {exc.total_errors:,} problem(s); nothing was imported", file=sys.stderr)
         print(str(exc), file=sys.stderr)
@@ -229,7 +230,7 @@ def cmd_import(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _table(rows: Iterable[queue.WritebackRow], out: IO[str]) -> int:
+def _table(rows: Iterable[WritebackRow], out: IO[str]) -> int:
     header = (
         "REF",
         "CREATED",
@@ -263,7 +264,7 @@ def _table(rows: Iterable[queue.WritebackRow], out: IO[str]) -> int:
     return count
 
 
-def _json_row(r: queue.WritebackRow) -> dict[str, Any]:
+def _json_row(r: WritebackRow) -> dict[str, Any]:
     data = r.to_json()
     out = {name: data[name] for name in LIST_FIELDS}
     out["payload"] = data["payload"]
@@ -276,7 +277,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     limit = None if args.all else args.limit
     out = sys.stdout
     with factory() as session:
-        rows = queue.iter_rows(session, flt, sort=args.sort, descending=not args.ascending, limit=limit)
+        rows = listing.iter_rows(session, flt, sort=args.sort, descending=not args.ascending, limit=limit)
         if args.format == "json":
             out.write("[")
             for n, row in enumerate(rows):
@@ -296,11 +297,11 @@ def cmd_show(args: argparse.Namespace) -> int:
     factory = _open(args)
     with factory() as session:
         try:
-            row = queue.get_writeback(session, args.key)
-        except queue.NotFound as exc:
+            row = listing.get_writeback(session, args.key)
+        except NotFound as exc:
             raise CommandError(str(exc)) from None
-        attempts = queue.attempts_of(session, row.id)
-        audit = queue.audit_of(session, row.id)
+        attempts = listing.attempts_of(session, row.id)
+        audit = audit_trail.audit_of(session, row.id)
     data = row.to_json()
     if args.format == "json":
         data["attempt_history"] = [
@@ -336,27 +337,27 @@ def cmd_retry(args: argparse.Namespace) -> int:
     with write_transaction(factory) as session:
         if args.keys:
             try:
-                ids = queue.resolve_ids(session, args.keys)
-            except queue.NotFound as exc:
+                ids = listing.resolve_ids(session, args.keys)
+            except NotFound as exc:
                 raise CommandError(str(exc)) from None
             used_filter = None
         elif args.matching:
-            flt = queue.WritebackFilter(**{**flt.__dict__, "retry_available": True})
-            ids = [r.id for r in queue.iter_rows(session, flt, sort="id", descending=False)]
+            flt = listing.WritebackFilter(**{**flt.__dict__, "retry_available": True})
+            ids = [r.id for r in listing.iter_rows(session, flt, sort="id", descending=False)]
             used_filter = flt.to_json()
             if not ids:
                 raise CommandError("no row matching the filter can be retried now")
         else:
             raise CommandError("name the rows to retry (ids or refs), or use --matching with filters", 2)
         try:
-            result = queue.manual_retry(
+            result = operator_actions.manual_retry(
                 session,
                 ids,
-                actor=queue.current_actor(),
+                actor=current_actor(),
                 filter=used_filter,
                 skip_ineligible=args.skip_ineligible,
             )
-        except queue.RetryRefused as exc:
+        except RetryRefused as exc:
             raise CommandError(f"{exc}\nnothing was changed (--skip-ineligible retries the others)") from None
     for refusal in result.skipped:
         print(f"skipped {refusal.ref}: {refusal.reason}", file=sys.stderr)
@@ -390,7 +391,7 @@ def cmd_seed(args: argparse.Namespace) -> int:
 def cmd_summary(args: argparse.Namespace) -> int:
     factory = _open(args)
     with factory() as session:
-        counts = queue.count_by_status(session)
+        counts = listing.count_by_status(session)
     _print_counts(counts)
     return EXIT_OK
 
@@ -468,10 +469,10 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
 def cmd_schedule_mailing(args: argparse.Namespace) -> int:
     factory = _open(args)
     with write_transaction(factory) as session:
-        row = queue.schedule_mailing_activity(
-            session, args.mailing_id, at=args.at, actor=queue.current_actor()
+        row = operator_actions.schedule_mailing_activity(
+            session, args.mailing_id, at=args.at, actor=current_actor()
         )
-        total, remote = queue.mailing_recipient_counts(session, args.mailing_id)
+        total, remote = listing.mailing_recipient_counts(session, args.mailing_id)
     when = f"at {_iso(row.scheduled_for)}" if row.scheduled_for else "at the next dispatcher run"
     print(f"queued mailing activity {row.ref} for mailing {args.mailing_id} {when}")
     print(f"  {total:,} recipients, {remote:,} known in Personify360")
@@ -492,7 +493,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     folder = demo.prepare(Path(args.folder) if args.folder else data_dir() / "demo", args.rows)
     with folder.database_engine() as engine, make_session_factory(engine)() as session:
-        counts = queue.count_by_status(session)
+        counts = listing.count_by_status(session)
     print("writebacks by status:")
     _print_counts(counts)
     simulator, url = demo.start_simulator(folder)
@@ -564,7 +565,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--sort",
         default="created_at",
-        choices=typing.get_args(queue.SortField),
+        choices=typing.get_args(listing.SortField),
     )
     p.add_argument("--ascending", action="store_true", help="oldest/smallest first")
 
@@ -643,7 +644,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandError as exc:
         print(f"writeback-console: {exc}", file=sys.stderr)
         return exc.code
-    except queue.QueueError as exc:
+    except QueueError as exc:
         print(f"writeback-console: {exc}", file=sys.stderr)
         return EXIT_REFUSED
     except (OperationalError, InterfaceError) as exc:

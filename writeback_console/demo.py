@@ -21,7 +21,7 @@ from writeback_console.domain import Kind, Status
 from writeback_console.personify.mapping import ActivityMapping, ActivitySource, build_activity
 from writeback_console.settings import AppSettings, PasswordStore, save_settings
 from writeback_console.sim.store import Constituent, Database
-from writeback_console.store import queue
+from writeback_console.store import listing
 from writeback_console.store.engine import make_engine, make_session_factory
 from writeback_console.store.migrate import upgrade
 from writeback_console.store.models import MailingRecipient, Writeback
@@ -154,13 +154,13 @@ def _constituents(engine: Engine) -> Iterator[Constituent]:
 def _history(engine: Engine, database: Database) -> int:
     """Activities for the most recent Sent writebacks, as if the dispatcher had written them."""
     mapping = ActivityMapping()
-    flt = queue.WritebackFilter(
+    flt = listing.WritebackFilter(
         statuses=frozenset({Status.SENT}),
         kinds=frozenset(k for k in Kind if k is not Kind.MAILING_ACTIVITY),
     )
     rows = []
     with make_session_factory(engine)() as session:
-        for r in queue.iter_rows(session, flt, limit=HISTORY_ROWS, page_size=5000):
+        for r in listing.iter_rows(session, flt, limit=HISTORY_ROWS, page_size=5000):
             if r.master_customer_id is None or r.email is None:
                 continue
             source = ActivitySource(

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import TextIO
 
-from writeback_console.store.queue import WritebackRow
+from writeback_console.store.rows import WritebackRow
 
 #: The columns in order: who and what first, then the queue's account of it, the id last.
 CSV_HEADER = (

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.domain import Kind, utcnow
 from writeback_console.intake import LineError, WritebackInput, parse_line
-from writeback_console.store import queue
+from writeback_console.store import audit_trail, lifecycle
 from writeback_console.store.engine import write_transaction
 
 #: How many problems are listed before the rest are only counted.
@@ -86,10 +86,10 @@ def check_file(path: Path, session: Session, *, now: datetime | None = None) -> 
                 ref_lines.setdefault(item.ref, []).append(number)
     report.sha256 = digest.hexdigest()
 
-    for mailing_id in sorted(queue.missing_mailings(session, mailing_lines)):
+    for mailing_id in sorted(lifecycle.missing_mailings(session, mailing_lines)):
         for line_number in mailing_lines[mailing_id]:
             problem(LineError(line_number, "mailing_id", f"no mailing with id {mailing_id}"))
-    taken = queue.existing_refs(session, ref_lines)
+    taken = lifecycle.existing_refs(session, ref_lines)
     for ref, numbers in ref_lines.items():
         if ref in taken:
             for line_number in numbers:
@@ -114,11 +114,11 @@ def import_file(
     digest = hashlib.sha256()
     with write_transaction(factory) as session, path.open("rb") as stream:
         items = (i for i in _parsed(stream, now, digest) if isinstance(i, WritebackInput))
-        added = queue.enqueue_many(session, items, now=now)
+        added = lifecycle.enqueue_many(session, items, now=now)
         if digest.hexdigest() != report.sha256 or added != report.added:
             # Raising inside the transaction rolls back everything written so far.
             raise FileChanged(f"{path} changed while it was being imported; nothing was written")
-        queue.record_audit(
+        audit_trail.record_audit(
             session,
             actor=actor,
             action="import",

@@ -47,9 +47,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from writeback_console.domain import DEFAULT_MAX_ATTEMPTS, Kind, Status, new_ref
 from writeback_console.intake import InputError, validate_writeback
 from writeback_console.sim.server import Faults, SaveEvent, Simulator, TlsFiles
-from writeback_console.store import queue
+from writeback_console.store import lifecycle, listing, operator_actions, switches
 from writeback_console.store.engine import make_engine, make_session_factory, write_transaction
-from writeback_console.store.models import AuditEvent, AuditEventRow, Mailing, MailingRecipient
+from writeback_console.store.models import AuditEvent, AuditEventRow, Mailing, MailingRecipient, Writeback
+from writeback_console.store.rows import QueueError, W, WritebackRow
 
 Factory = sessionmaker[Session]
 
@@ -400,7 +401,9 @@ class Run:
         now = datetime.now(UTC)
         with write_transaction(self.factory) as session:
             if self.s.auto_schedule:
-                queue.set_setting(session, queue.AUTO_MAILING_ACTIVITY_DAYS, 0, account="Main", actor="chaos")
+                switches.set_setting(
+                    session, switches.AUTO_MAILING_ACTIVITY_DAYS, 0, account="Main", actor="chaos"
+                )
         # Mailings created after the setting, so automatic scheduling takes them.
         with write_transaction(self.factory) as session:
             for m, spec in enumerate(self.s.mailings):
@@ -428,10 +431,12 @@ class Run:
         with write_transaction(self.factory) as session:
             for raw in items:
                 wb = validate_writeback(raw)
-                row = queue.enqueue(session, wb)
+                row = lifecycle.enqueue(session, wb)
                 self.seen.created_refs.add(row.ref)
             if not self.s.auto_schedule and self.mailing_ids:
-                row = queue.schedule_mailing_activity(session, self.mailing_ids[0], at=None, actor="chaos")
+                row = operator_actions.schedule_mailing_activity(
+                    session, self.mailing_ids[0], at=None, actor="chaos"
+                )
                 self.seen.created_refs.add(row.ref)
         if self.s.poison_rows:
             self._insert_poison_rows(self.s.poison_rows)
@@ -441,7 +446,7 @@ class Run:
             raw = {"kind": "resubscribe", "email": "crash@example.org", "ref": new_ref()}
             raw.update(master_customer_id="000000099999", sub_customer_id=0)
             with write_transaction(self.factory) as session:
-                self.crash_ref = queue.enqueue(session, validate_writeback(raw)).ref
+                self.crash_ref = lifecycle.enqueue(session, validate_writeback(raw)).ref
             self.seen.created_refs.add(self.crash_ref)
 
     @staticmethod
@@ -485,7 +490,7 @@ class Run:
 
     def _insert_poison_rows(self, count: int) -> None:
         """Rows with bytes nobody expected that got in before intake refused them (older versions)."""
-        from writeback_console.store.queue import _values  # the enqueue row shape, bypassing intake
+        from writeback_console.store.lifecycle import _values  # the enqueue row shape, bypassing intake
 
         with write_transaction(self.factory) as session:
             for k in range(count):
@@ -494,7 +499,7 @@ class Run:
                 )
                 wb = dataclasses.replace(good, email=f"poi\x7fson{k}\u0085@example.org")
                 session.execute(
-                    insert(queue.Writeback).values(_values(wb, good.ref or new_ref(), datetime.now(UTC)))
+                    insert(Writeback).values(_values(wb, good.ref or new_ref(), datetime.now(UTC)))
                 )
                 self.seen.created_refs.add(good.ref or "")
 
@@ -652,7 +657,7 @@ class Run:
     def _operate(self, action: str, args: dict[str, Any]) -> None:
         try:
             getattr(self, f"_op_{action}")(**args)
-        except queue.QueueError as exc:
+        except QueueError as exc:
             self.seen.operator_log.append(f"{action}: refused: {exc}")
         except Exception as exc:
             name = type(exc).__name__
@@ -670,7 +675,7 @@ class Run:
                 except InputError as exc:
                     self.seen.operator_log.append(f"enqueue refused: {exc}")
                     continue
-                self.seen.created_refs.add(queue.enqueue(session, wb).ref)
+                self.seen.created_refs.add(lifecycle.enqueue(session, wb).ref)
 
     def _op_import(self, count: int, nasty: bool) -> None:
         raws = [self._writeback_raw(self.rng, nasty=nasty and k == count // 2) for k in range(count)]
@@ -696,10 +701,12 @@ class Run:
 
     def _op_retry(self) -> None:
         with write_transaction(self.factory) as session:
-            flt = queue.WritebackFilter(retry_available=True)
-            ids = [r.id for r in queue.iter_rows(session, flt, limit=20)]
+            flt = listing.WritebackFilter(retry_available=True)
+            ids = [r.id for r in listing.iter_rows(session, flt, limit=20)]
             if ids:
-                result = queue.manual_retry(session, ids, actor="chaos-advisor", skip_ineligible=True)
+                result = operator_actions.manual_retry(
+                    session, ids, actor="chaos-advisor", skip_ineligible=True
+                )
                 self.seen.operator_log.append(f"retry: {len(result.retried)} granted")
 
     def _op_schedule(self) -> None:
@@ -710,15 +717,15 @@ class Run:
             else datetime.now(UTC) + timedelta(seconds=self.rng.uniform(0.5, 3))
         )
         with write_transaction(self.factory) as session:
-            row = queue.schedule_mailing_activity(session, mid, at=at, actor="chaos-staff")
+            row = operator_actions.schedule_mailing_activity(session, mid, at=at, actor="chaos-staff")
             self.seen.created_refs.add(row.ref)
 
-    def _mailing_rows(self, statuses: tuple[Status, ...]) -> list[queue.WritebackRow]:
+    def _mailing_rows(self, statuses: tuple[Status, ...]) -> list[WritebackRow]:
         with self.factory() as session:
-            flt = queue.WritebackFilter(
+            flt = listing.WritebackFilter(
                 statuses=frozenset(statuses), kinds=frozenset({Kind.MAILING_ACTIVITY})
             )
-            return list(queue.iter_rows(session, flt, limit=50))
+            return list(listing.iter_rows(session, flt, limit=50))
 
     def _op_reschedule(self) -> None:
         rows = self._mailing_rows((Status.SCHEDULED, Status.NEW))
@@ -729,21 +736,25 @@ class Run:
                 else datetime.now(UTC) + timedelta(seconds=self.rng.uniform(0.3, 3))
             )
             with write_transaction(self.factory) as session:
-                queue.reschedule(session, self.rng.choice(rows).id, at=at, actor="chaos-staff")
+                operator_actions.reschedule(session, self.rng.choice(rows).id, at=at, actor="chaos-staff")
 
     def _op_cancel(self) -> None:
         rows = self._mailing_rows((Status.SCHEDULED,))
         if rows:
             with write_transaction(self.factory) as session:
-                queue.cancel_scheduled(session, self.rng.choice(rows).id, actor="chaos-staff")
+                operator_actions.cancel_scheduled(session, self.rng.choice(rows).id, actor="chaos-staff")
 
     def _op_switch(self, account: str | None, length: float) -> None:
-        where = account or queue.ALL_ACCOUNTS
+        where = account or switches.ALL_ACCOUNTS
         with write_transaction(self.factory) as session:
-            queue.set_setting(session, queue.WRITEBACK_ENABLED, False, account=where, actor="chaos-advisor")
+            switches.set_setting(
+                session, switches.WRITEBACK_ENABLED, False, account=where, actor="chaos-advisor"
+            )
         time.sleep(length)
         with write_transaction(self.factory) as session:
-            queue.set_setting(session, queue.WRITEBACK_ENABLED, True, account=where, actor="chaos-advisor")
+            switches.set_setting(
+                session, switches.WRITEBACK_ENABLED, True, account=where, actor="chaos-advisor"
+            )
 
     # -- the whole run ------------------------------------------------------------------------
 
@@ -828,9 +839,11 @@ class Run:
             with contextlib.suppress(Exception):
                 future.result(timeout=60)
         with write_transaction(self.factory) as session:
-            for where in (queue.ALL_ACCOUNTS, *ACCOUNTS):
-                if queue.get_setting(session, queue.WRITEBACK_ENABLED, account=where) is False:
-                    queue.set_setting(session, queue.WRITEBACK_ENABLED, True, account=where, actor="chaos")
+            for where in (switches.ALL_ACCOUNTS, *ACCOUNTS):
+                if switches.get_setting(session, switches.WRITEBACK_ENABLED, account=where) is False:
+                    switches.set_setting(
+                        session, switches.WRITEBACK_ENABLED, True, account=where, actor="chaos"
+                    )
         self.slots_wanted = [False] * len(self.s.slots)
         for proc in self.seen.processes:
             if proc.popen.poll() is None:
@@ -903,11 +916,11 @@ def _unsettled(factory: Factory) -> int:
     """Rows a dispatcher still has to act on: New, Processing, due Scheduled, Error with attempts left."""
     now = datetime.now(UTC)
     with factory() as session:
-        w = queue.W
+        w = W
         return int(
             session.execute(
                 select(text("count(*)"))
-                .select_from(queue.Writeback)
+                .select_from(Writeback)
                 .where(
                     (w.status.in_([Status.NEW.value, Status.PROCESSING.value]))
                     | ((w.status == Status.SCHEDULED.value) & (w.scheduled_for <= now))
@@ -920,7 +933,7 @@ def _unsettled(factory: Factory) -> int:
 # --- the invariants --------------------------------------------------------------------------------
 
 
-def _counted(a: queue.AttemptRow) -> bool:
+def _counted(a: listing.AttemptRow) -> bool:
     """Whether an attempt used one of the row's attempts."""
     explicit = getattr(a, "counted", None)
     if explicit is not None:
@@ -936,8 +949,8 @@ def _ref_of(activity_text: str) -> str | None:
 def check(factory: Factory, sim: Simulator, seen: Observed) -> list[Violation]:
     out: list[Violation] = []
     with factory() as session:
-        rows = list(queue.iter_rows(session, queue.WritebackFilter(), sort="id", descending=False))
-        attempts = {r.id: queue.attempts_of(session, r.id) for r in rows}
+        rows = list(listing.iter_rows(session, listing.WritebackFilter(), sort="id", descending=False))
+        attempts = {r.id: listing.attempts_of(session, r.id) for r in rows}
         audit_rows = session.execute(
             select(AuditEventRow.writeback_id, AuditEventRow.ref, AuditEvent.action, AuditEvent.detail).join(
                 AuditEvent, AuditEvent.id == AuditEventRow.event_id
@@ -1191,7 +1204,7 @@ def _delivery_refs(session: Session) -> dict[str, int]:
     return {str(ref): int(mid) for ref, mid in found if ref}
 
 
-def _history(history: list[queue.AttemptRow]) -> str:
+def _history(history: list[listing.AttemptRow]) -> str:
     parts = []
     for a in history:
         mark = "" if _counted(a) else "~"

@@ -13,9 +13,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.gui.conftest import BIG_ROWS, wait_loaded
 from writeback_console.domain import Status
 from writeback_console.settings import AppSettings
-from writeback_console.store import queue
+from writeback_console.store import listing
 from writeback_console.store.engine import make_engine, make_session_factory
-from writeback_console.store.queue import WritebackFilter
+from writeback_console.store.listing import WritebackFilter
 from writeback_console.ui.app import build_window
 from writeback_console.ui.tasks import TaskRunner
 from writeback_console.ui.writeback_model import PAGE_SIZE, Column
@@ -82,7 +82,7 @@ def test_jump_to_the_end_is_the_first_page_of_the_other_order(
     page.table.sortByColumn(Column.CREATED, Qt.SortOrder.AscendingOrder)
     wait_loaded(qtbot, model)
     with big_factory() as session:
-        oldest = queue.list_page(
+        oldest = listing.list_page(
             session, WritebackFilter(), sort="created_at", descending=False, limit=PAGE_SIZE
         )
     assert [r.id for r in model.loaded_rows()] == [r.id for r in oldest.rows]

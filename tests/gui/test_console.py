@@ -14,7 +14,7 @@ from writeback_console.dispatch.cycle import CycleSummary, ProblemKind
 from writeback_console.domain import Kind, Status, utcnow
 from writeback_console.settings import AppSettings, PasswordStore, save_settings
 from writeback_console.sim.server import Simulator
-from writeback_console.store import queue
+from writeback_console.store import listing, operator_actions
 from writeback_console.ui.app import Services, open_console, start_services
 from writeback_console.ui.console import Console
 from writeback_console.ui.dialogs import retry
@@ -118,7 +118,7 @@ def test_an_outage_banner_says_since_when_and_that_no_attempt_was_used_until_a_c
     assert "no attempt was used" in text
     assert window.banners[BANNER_UNREACHABLE].property("severity") == "error"
     with factory() as session:
-        row = queue.get_writeback(session, wid)
+        row = listing.get_writeback(session, wid)
     assert (row.status, row.attempts) == (Status.NEW, 0)
 
     sim.faults.update(fail_rate=0.0)
@@ -163,7 +163,7 @@ def test_retry_from_the_window_goes_through_the_dialog_and_refreshes(
     ) -> tuple[list[int], bool]:
         asked.append(list(ids))
         with factory() as session:
-            queue.manual_retry(session, ids, actor="advisor")
+            operator_actions.manual_retry(session, ids, actor="advisor")
             session.commit()
         return list(ids), False
 
@@ -171,7 +171,7 @@ def test_retry_from_the_window_goes_through_the_dialog_and_refreshes(
     console.window.retry_requested.emit([wid])
     assert asked == [[wid]]
     with factory() as session:
-        assert queue.get_writeback(session, wid).status is Status.NEW
+        assert listing.get_writeback(session, wid).status is Status.NEW
 
 
 # The two rare accounts are the oldest rows, so they are not on the first page the list reads.

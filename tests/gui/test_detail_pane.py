@@ -12,9 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers.builders import T0, add_mailing, enqueue, fail, item, minutes, run, token_of
 from writeback_console.domain import Kind, Status
-from writeback_console.store import queue
+from writeback_console.store import listing, operator_actions, recording
 from writeback_console.store.engine import make_engine, make_session_factory, write_transaction
-from writeback_console.store.queue import WritebackFilter
+from writeback_console.store.listing import WritebackFilter
+from writeback_console.store.rows import WritebackRow
 from writeback_console.ui.detail_pane import (
     COUNTED_COLUMN,
     HTTP_COLUMN,
@@ -26,11 +27,11 @@ from writeback_console.ui.tasks import TaskRunner
 Factory = sessionmaker[Session]
 
 
-def known_error_row(factory: Factory) -> tuple[queue.WritebackRow, list[queue.AttemptRow]]:
+def known_error_row(factory: Factory) -> tuple[WritebackRow, list[listing.AttemptRow]]:
     with factory() as session:
         flt = WritebackFilter(statuses=frozenset({Status.ERROR}), retry_available=True)
-        for row in queue.iter_rows(session, flt):
-            attempts = queue.attempts_of(session, row.id)
+        for row in listing.iter_rows(session, flt):
+            attempts = listing.attempts_of(session, row.id)
             if len(attempts) >= 3 and any(a.http_status for a in attempts):
                 return row, attempts
     raise AssertionError("the seed has no error row with three attempts")
@@ -86,7 +87,7 @@ def test_retry_button_is_offered_only_when_retries_are_used_up(
 ) -> None:
     with small_factory() as session:
         sent = next(
-            iter(queue.iter_rows(session, WritebackFilter(statuses=frozenset({Status.SENT})), limit=1))
+            iter(listing.iter_rows(session, WritebackFilter(statuses=frozenset({Status.SENT})), limit=1))
         )
     pane = DetailPane(small_factory, runner)
     qtbot.addWidget(pane)
@@ -113,17 +114,17 @@ def history_with_free_tries(factory: Factory) -> int:
     (wid,) = enqueue(factory, item(Kind.RESUBSCRIBE, "ann@example.org"))
     run(factory, T0)
     with write_transaction(factory) as session:
-        outage = queue.PutBack(
+        outage = recording.PutBack(
             wid, token_of(session, wid), T0 + timedelta(seconds=2), "outage", "HTTP 503", http_status=503
         )
-        assert queue.put_back(session, [outage]) == {wid}
+        assert recording.put_back(session, [outage]) == {wid}
     run(factory, T0 + minutes(10))
     fail(factory, wid, T0 + minutes(10) + timedelta(seconds=5))
     for started in (T0 + minutes(20), T0 + minutes(60)):
         assert [c.id for c in run(factory, started)] == [wid]
         with write_transaction(factory) as session:
             # The lease of a claim runs fifteen minutes; thirty later its holder is taken to be gone.
-            assert queue.recover_expired_leases(session, now=started + minutes(30)) == [wid]
+            assert recording.recover_expired_leases(session, now=started + minutes(30)) == [wid]
     run(factory, T0 + minutes(100))
     fail(factory, wid, T0 + minutes(100) + timedelta(seconds=5))
     return wid
@@ -169,8 +170,10 @@ def test_a_cancelled_mailing_activity_says_it_was_cancelled(
     mailing_id = add_mailing(db, remote=2)
     due = T0 + timedelta(days=3)
     with write_transaction(db) as session:
-        wid = queue.schedule_mailing_activity(session, mailing_id, at=due, actor="staff", now=T0).id
-        queue.cancel_scheduled(session, wid, actor="staff", now=T0 + minutes(5))
+        wid = operator_actions.schedule_mailing_activity(
+            session, mailing_id, at=due, actor="staff", now=T0
+        ).id
+        operator_actions.cancel_scheduled(session, wid, actor="staff", now=T0 + minutes(5))
     pane = DetailPane(db, runner)
     qtbot.addWidget(pane)
     with qtbot.waitSignal(pane.loaded, timeout=5000):

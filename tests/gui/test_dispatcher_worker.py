@@ -14,13 +14,13 @@ from writeback_console.dispatch.cycle import CycleSummary
 from writeback_console.domain import Kind, Status
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.settings import AppSettings
-from writeback_console.store import queue
+from writeback_console.store import listing
 from writeback_console.ui.dispatcher_worker import DispatcherController, DispatcherStatus
 
 
 def statuses(factory: sessionmaker[Session]) -> list[Status]:
     with factory() as session:
-        return [r.status for r in queue.iter_rows(session, queue.WritebackFilter())]
+        return [r.status for r in listing.iter_rows(session, listing.WritebackFilter())]
 
 
 def test_cycles_run_on_the_timer_in_the_worker_thread(

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.gui.conftest import wait_loaded
 from writeback_console.domain import Kind, Status
 from writeback_console.settings import AppSettings
-from writeback_console.store import queue
-from writeback_console.store.queue import WritebackFilter
+from writeback_console.store import listing
+from writeback_console.store.listing import WritebackFilter
 from writeback_console.ui import export
 from writeback_console.ui.app import build_window
 from writeback_console.ui.tasks import TaskRunner
@@ -43,7 +43,7 @@ def test_export_writes_exactly_the_filtered_rows_in_list_order(
         statuses=frozenset({Status.ERROR, Status.SENT}), kinds=frozenset({Kind.UNSUBSCRIBE})
     )
     with small_factory() as session:
-        expected = list(queue.iter_rows(session, flt))
+        expected = list(listing.iter_rows(session, flt))
     rows = read_csv(target)
     assert signal.args == [len(expected), str(target)]
     assert [r["ref"] for r in rows] == [w.ref for w in expected]

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.gui.conftest import wait_loaded
 from writeback_console.domain import Status
-from writeback_console.store import queue
+from writeback_console.store import listing
 from writeback_console.ui.filter_bar import FilterBar
 from writeback_console.ui.tasks import TaskRunner
 from writeback_console.ui.writeback_model import PILL_ROLE, Column
@@ -36,7 +36,7 @@ def test_cancelled_toggle_lists_only_cancelled_rows_with_struck_pills(
     qtbot: QtBot, small_factory: Factory, runner: TaskRunner
 ) -> None:
     with small_factory() as session:
-        counts = queue.count_by_status(session)
+        counts = listing.count_by_status(session)
     assert counts[Status.CANCELLED] > 0, "the seed has no cancelled mailing activity"
     page = WritebackListPage(small_factory, runner)
     qtbot.addWidget(page)

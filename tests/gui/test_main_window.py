@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.gui.conftest import wait_loaded
 from writeback_console.domain import Status
 from writeback_console.settings import AppSettings
-from writeback_console.store import queue
+from writeback_console.store import listing, switches
 from writeback_console.store.engine import make_engine, make_session_factory, write_transaction
 from writeback_console.ui import main_window, resources
 from writeback_console.ui.app import build_window, database_label
@@ -144,7 +144,7 @@ def test_switched_off_writebacks_show_a_banner_on_start(
     engine = make_engine(sqlite_url)
     factory = make_session_factory(engine)
     with write_transaction(factory) as session:
-        queue.set_setting(session, queue.WRITEBACK_ENABLED, False, actor="test")
+        switches.set_setting(session, switches.WRITEBACK_ENABLED, False, actor="test")
     window = open_window(qtbot, factory, runner, tmp_path / "w.ini")
     qtbot.waitUntil(lambda: window.banner_text(BANNER_DISABLED) is not None, timeout=5000)
     assert "switched off" in (window.banner_text(BANNER_DISABLED) or "")
@@ -174,7 +174,7 @@ def test_dashboard_counts_each_status_and_opens_the_list_filtered(
     window = open_window(qtbot, small_factory, runner, tmp_path / "w.ini")
     window.show_page(PAGE_DASHBOARD)
     with small_factory() as session:
-        counts = queue.count_by_status(session)
+        counts = listing.count_by_status(session)
     card = window.dashboard.cards[Status.ERROR.value]
     qtbot.waitUntil(lambda: card.count.text() == f"{counts[Status.ERROR]:,}", timeout=5000)
     for status in Status:

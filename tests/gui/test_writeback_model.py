@@ -15,9 +15,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.gui.conftest import load_everything, wait_loaded
 from tests.helpers.builders import T0, enqueue, item, run
 from writeback_console.domain import Kind, Status, utcnow
-from writeback_console.store import queue
+from writeback_console.store import listing
 from writeback_console.store.engine import make_engine, make_session_factory
-from writeback_console.store.queue import WritebackFilter, WritebackRow
+from writeback_console.store.listing import WritebackFilter
+from writeback_console.store.rows import WritebackRow
 from writeback_console.ui.filter_bar import FilterBar, local_midnight_utc
 from writeback_console.ui.tasks import TaskRunner
 from writeback_console.ui.writeback_model import COLUMNS, Column, ListQuery, WritebackTableModel
@@ -28,7 +29,7 @@ Factory = sessionmaker[Session]
 
 def all_rows(factory: Factory, flt: WritebackFilter, **order: Any) -> list[WritebackRow]:
     with factory() as session:
-        return list(queue.iter_rows(session, flt, **order))
+        return list(listing.iter_rows(session, flt, **order))
 
 
 def make_model(factory: Factory, runner: TaskRunner, page_size: int = 100) -> WritebackTableModel:
@@ -64,8 +65,8 @@ def test_pages_follow_list_page_and_keep_the_cursor(
     model.set_query(ListQuery())
     wait_loaded(qtbot, model)
     with small_factory() as session:
-        first = queue.list_page(session, WritebackFilter(), limit=100)
-        second = queue.list_page(session, WritebackFilter(), after=first.next_cursor, limit=100)
+        first = listing.list_page(session, WritebackFilter(), limit=100)
+        second = listing.list_page(session, WritebackFilter(), after=first.next_cursor, limit=100)
     assert [r.id for r in model.loaded_rows()] == [r.id for r in first.rows]
     assert model.canFetchMore()
     model.fetchMore()
@@ -217,7 +218,7 @@ def test_status_buttons_show_live_counts_under_the_other_filters(
     with qtbot.waitSignal(page.counts_changed, timeout=10_000):
         page.filter_bar.set_kinds([Kind.UNSUBSCRIBE])
     with seeded_factory() as session:
-        counts = queue.count_by_status(session, WritebackFilter(kinds=frozenset({Kind.UNSUBSCRIBE})))
+        counts = listing.count_by_status(session, WritebackFilter(kinds=frozenset({Kind.UNSUBSCRIBE})))
     for status, button in page.filter_bar.status_buttons.items():
         assert button.text() == f"{status.label}  {counts[status]:,}"
 
@@ -247,8 +248,8 @@ def test_sorting_by_each_column_matches_list_page(
     descending = order == Qt.SortOrder.DescendingOrder
     assert model.query.sort == sort and model.query.descending == descending
     with seeded_factory() as session:
-        first = queue.list_page(session, WritebackFilter(), sort=sort, descending=descending, limit=100)
-        second = queue.list_page(
+        first = listing.list_page(session, WritebackFilter(), sort=sort, descending=descending, limit=100)
+        second = listing.list_page(
             session, WritebackFilter(), sort=sort, descending=descending, after=first.next_cursor, limit=100
         )
     assert [r.id for r in model.loaded_rows()] == [r.id for r in first.rows + second.rows]

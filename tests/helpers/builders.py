@@ -10,9 +10,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.domain import Kind
 from writeback_console.intake import WritebackInput
-from writeback_console.store import queue
+from writeback_console.store import lifecycle, listing, recording
 from writeback_console.store.engine import write_transaction
 from writeback_console.store.models import Mailing, MailingRecipient
+from writeback_console.store.rows import W, WritebackRow
 
 T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 DISPATCHER = "test-host:1"
@@ -32,7 +33,7 @@ def item(kind: Kind = Kind.UNSUBSCRIBE, email: str = "ann@example.org", **extra:
 
 def enqueue(factory: sessionmaker[Session], *items: WritebackInput, now: datetime = T0) -> list[int]:
     with write_transaction(factory) as session:
-        return [queue.enqueue(session, i, now=now).id for i in items]
+        return [lifecycle.enqueue(session, i, now=now).id for i in items]
 
 
 def add_mailing(
@@ -62,20 +63,22 @@ def add_mailing(
 
 def run(
     factory: sessionmaker[Session], started: datetime, *, limit: int = 1000, dispatcher: str = DISPATCHER
-) -> list[queue.Claimed]:
+) -> list[lifecycle.Claimed]:
     """Claim like one dispatcher run that started at ``started``."""
     with write_transaction(factory) as session:
-        return queue.claim(session, dispatcher=dispatcher, run_started_at=started, now=started, limit=limit)
+        return lifecycle.claim(
+            session, dispatcher=dispatcher, run_started_at=started, now=started, limit=limit
+        )
 
 
 def token_of(session: Session, writeback_id: int) -> int:
     """The fencing token of the row's current lease (tests act as its holder)."""
-    return int(session.execute(select(queue.W.lease_token).where(queue.W.id == writeback_id)).scalar_one())
+    return int(session.execute(select(W.lease_token).where(W.id == writeback_id)).scalar_one())
 
 
 def fail(factory: sessionmaker[Session], writeback_id: int, at: datetime, message: str = "HTTP 500") -> None:
     with write_transaction(factory) as session:
-        assert queue.mark_error(
+        assert recording.mark_error(
             session,
             writeback_id,
             token=token_of(session, writeback_id),
@@ -89,7 +92,7 @@ def fail(factory: sessionmaker[Session], writeback_id: int, at: datetime, messag
 
 def send(factory: sessionmaker[Session], writeback_id: int, at: datetime) -> None:
     with write_transaction(factory) as session:
-        assert queue.mark_sent(
+        assert recording.mark_sent(
             session,
             writeback_id,
             token=token_of(session, writeback_id),
@@ -99,9 +102,9 @@ def send(factory: sessionmaker[Session], writeback_id: int, at: datetime) -> Non
         )
 
 
-def row(factory: sessionmaker[Session], writeback_id: int) -> queue.WritebackRow:
+def row(factory: sessionmaker[Session], writeback_id: int) -> WritebackRow:
     with factory() as session:
-        return queue.get_writeback(session, writeback_id)
+        return listing.get_writeback(session, writeback_id)
 
 
 def fail_runs(factory: sessionmaker[Session], writeback_id: int, runs: int, start: datetime = T0) -> datetime:

@@ -12,7 +12,7 @@ import pytest
 
 from writeback_console.domain import Kind, Status
 from writeback_console.export import CSV_HEADER, csv_record, formula_safe, write_rows
-from writeback_console.store.queue import WritebackRow
+from writeback_console.store.rows import WritebackRow
 
 T0 = datetime(2026, 11, 20, 9, 0, 5, 123456, tzinfo=UTC)
 

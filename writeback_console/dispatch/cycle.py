@@ -40,8 +40,16 @@ from writeback_console.domain import DEFAULT_SETTLE_SECONDS, Kind, mailing_activ
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.personify.errors import ErrorKind, PersonifyError
 from writeback_console.personify.mapping import ActivityMapping
-from writeback_console.store import queue
+from writeback_console.store import (
+    deliveries,
+    lifecycle,
+    operator_actions,
+    recording,
+    service_health,
+    switches,
+)
 from writeback_console.store.engine import read_session, write_transaction
+from writeback_console.store.rows import dispatcher_identity
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +95,7 @@ class DispatchOptions:
     database_patience: float = 120.0
     #: How long a row whose write may have arrived waits before it is looked for and sent again.
     settle_seconds: float = DEFAULT_SETTLE_SECONDS
-    dispatcher: str = field(default_factory=queue.dispatcher_identity)
+    dispatcher: str = field(default_factory=dispatcher_identity)
 
 
 @dataclass(frozen=True)
@@ -157,7 +165,7 @@ class CycleSummary:
 
 @dataclass
 class _Held:
-    claimed: queue.Claimed
+    claimed: lifecycle.Claimed
     lease: RowLease
 
 
@@ -165,7 +173,7 @@ class _Held:
 class _MailingJob:
     """A mailing-activity writeback being fanned out to its recipients."""
 
-    claimed: queue.Claimed
+    claimed: lifecycle.Claimed
     remote: int
     delivered: int
     outstanding: int
@@ -277,7 +285,7 @@ class _Cycle:
         self.stopped_reason: str | None = None
         self.remaining = 0
         self.skip: list[str] = []
-        self.health: queue.Health | None = None
+        self.health: service_health.Health | None = None
         self.db_trouble_since: float | None = None
         self.db_error = ""
         self.db_tries = 0
@@ -306,19 +314,21 @@ class _Cycle:
         try:
             with read_session(self.factory) as session:
                 self._mono_start = time.monotonic()
-                self._db_start = queue.database_now(session)
+                self._db_start = lifecycle.database_now(session)
                 started = self.clock()
                 self.started = started
-                if not queue.writeback_enabled(session):
+                if not switches.writeback_enabled(session):
                     return CycleSummary(started, self.clock(), disabled=True)
-                self.skip = sorted(queue.disabled_accounts(session))
-                self.health = queue.get_health(session, self.service)
+                self.skip = sorted(switches.disabled_accounts(session))
+                self.health = service_health.get_health(session, self.service)
             with write_transaction(self.factory) as session:
-                recovered = queue.recover_expired_leases(session, now=self._now_for_store())
+                recovered = recording.recover_expired_leases(session, now=self._now_for_store())
             with write_transaction(self.factory) as session:
-                scheduled = queue.auto_schedule_mailings(session, now=self.clock(), actor=self.o.dispatcher)
+                scheduled = operator_actions.auto_schedule_mailings(
+                    session, now=self.clock(), actor=self.o.dispatcher
+                )
             with read_session(self.factory) as session:
-                self.remaining = queue.count_eligible(session, started, self.skip, self.o.settle_seconds)
+                self.remaining = lifecycle.count_eligible(session, started, self.skip, self.o.settle_seconds)
         except sa_exc.DBAPIError as exc:
             if not _database_trouble(exc):
                 raise
@@ -402,7 +412,7 @@ class _Cycle:
                     return False
         return self.remaining > 0
 
-    def _adopt(self, health: queue.Health, *, waiting: bool) -> None:
+    def _adopt(self, health: service_health.Health, *, waiting: bool) -> None:
         """Take over an outage another run found, without sending anything."""
         kind = ProblemKind.AUTH if health.state == "auth" else ProblemKind.OUTAGE
         self.problem = kind
@@ -463,10 +473,10 @@ class _Cycle:
         not_before: datetime | None,
         *,
         learnt_at: datetime | None = None,
-    ) -> queue.Health | None:
+    ) -> service_health.Health | None:
         try:
             with write_transaction(self.factory) as session:
-                health = queue.set_health(
+                health = service_health.set_health(
                     session,
                     self.service,
                     state=state,
@@ -577,7 +587,7 @@ class _Cycle:
         taken = RowLease.now()
         try:
             with write_transaction(self.factory) as session:
-                claimed = queue.claim(
+                claimed = lifecycle.claim(
                     session,
                     dispatcher=self.o.dispatcher,
                     run_started_at=self.started,
@@ -609,7 +619,7 @@ class _Cycle:
                 self.held[c.id] = _Held(c, lease)
                 self.results.append(detail)
             elif kind == "job":
-                assert isinstance(detail, queue.FanOut)
+                assert isinstance(detail, deliveries.FanOut)
                 self.held[c.id] = _Held(c, lease)
                 self.jobs[c.id] = _MailingJob(
                     c, detail.remote_recipients, detail.already_delivered, len(detail.pending)
@@ -636,7 +646,7 @@ class _Cycle:
         self._report()
         return bool(claimed)
 
-    def _plan_row(self, session: Session, c: queue.Claimed) -> tuple[str, object]:
+    def _plan_row(self, session: Session, c: lifecycle.Claimed) -> tuple[str, object]:
         """What to do with a claimed row; a mailing's recipients are prepared in the claim's transaction."""
         if c.kind is not Kind.MAILING_ACTIVITY:
             return "send", None
@@ -646,12 +656,12 @@ class _Cycle:
             )
         try:
             with session.begin_nested():
-                fan = queue.prepare_deliveries(session, c.id, c.mailing_id, now=self.clock())
+                fan = deliveries.prepare_deliveries(session, c.id, c.mailing_id, now=self.clock())
                 if fan.remote_recipients == 0:
-                    queue.mark_no_remote_recipients(session, c.id, token=c.token, now=self.clock())
+                    recording.mark_no_remote_recipients(session, c.id, token=c.token, now=self.clock())
                     return "nrr", None
                 if not fan.pending:
-                    queue.mark_sent(
+                    recording.mark_sent(
                         session, c.id, token=c.token, dispatcher=self.o.dispatcher, sent_at=self.clock()
                     )
                     return "sent", None
@@ -753,10 +763,10 @@ class _Cycle:
         finished = [job for job in jobs.values() if job.outstanding == 0]
         try:
             with write_transaction(self.factory) as session:
-                queue.record_deliveries(
+                deliveries.record_deliveries(
                     session,
                     [
-                        queue.DeliveryResult(
+                        deliveries.DeliveryResult(
                             o.delivery_id,
                             o.writeback_id,
                             self.held[o.writeback_id].claimed.token,
@@ -780,7 +790,7 @@ class _Cycle:
                     for o in plain
                     if o.not_sent and o.writeback_id in self.held
                 }
-                released = queue.release(session, unsent) if unsent else 0
+                released = recording.release(session, unsent) if unsent else 0
         except sa_exc.DBAPIError as exc:
             if not _database_trouble(exc):
                 raise
@@ -810,13 +820,13 @@ class _Cycle:
     def _record(self, session: Session, outcomes: list[Outcome]) -> set[int]:
         if not outcomes:
             return set()
-        queue.store_constituents(
+        lifecycle.store_constituents(
             session, [(o.writeback_id, *o.resolved) for o in outcomes if o.resolved is not None]
         )
-        return queue.record_results(
+        return recording.record_results(
             session,
             [
-                queue.AttemptResult(
+                recording.AttemptResult(
                     o.writeback_id,
                     self.held[o.writeback_id].claimed.token,
                     o.ok,
@@ -849,10 +859,10 @@ class _Cycle:
             # Not all of its recipients were tried: back to the queue, no attempt used; those that
             # arrived stay sent, the rest go in a later run.
             if job.tried:
-                queue.put_back(
+                recording.put_back(
                     session,
                     [
-                        queue.PutBack(
+                        recording.PutBack(
                             c.id,
                             c.token,
                             now,
@@ -865,16 +875,16 @@ class _Cycle:
                     ],
                 )
                 return "put_back"
-            return "released" if queue.release(session, {c.id: c.token}) else "lost"
+            return "released" if recording.release(session, {c.id: c.token}) else "lost"
         if job.held_back:
             if self.problem is None and not final:
                 return "deferred"
             if self.problem is not None:
                 cause = next(f for f in job.failures if f.held_back)
-                queue.put_back(
+                recording.put_back(
                     session,
                     [
-                        queue.PutBack(
+                        recording.PutBack(
                             c.id,
                             c.token,
                             now,
@@ -888,13 +898,13 @@ class _Cycle:
                 )
                 return "put_back"
         if job.delivered >= job.remote:
-            ok = queue.mark_sent(session, c.id, token=c.token, dispatcher=self.o.dispatcher, sent_at=now)
+            ok = recording.mark_sent(session, c.id, token=c.token, dispatcher=self.o.dispatcher, sent_at=now)
             return "sent" if ok else "lost"
         first = job.failures[0] if job.failures else None
         message = mailing_activity_error(job.remote, job.delivered)
         if first is not None:
             message += f" (first: {first.message})"
-        ok = queue.mark_error(
+        ok = recording.mark_error(
             session,
             c.id,
             token=c.token,
@@ -954,13 +964,13 @@ class _Cycle:
         if back and outage:
             # Whom the email led to is kept: a write that may have arrived is looked for under that
             # constituent next time, even if the address has moved to someone else meanwhile.
-            queue.store_constituents(
+            lifecycle.store_constituents(
                 session, [(o.writeback_id, *o.resolved) for o in back if o.resolved is not None]
             )
-            put = queue.put_back(
+            put = recording.put_back(
                 session,
                 [
-                    queue.PutBack(
+                    recording.PutBack(
                         o.writeback_id,
                         self.held[o.writeback_id].claimed.token,
                         now,
@@ -997,7 +1007,7 @@ class _Cycle:
                 counts[verdict] += 1
             settled.add(wid)
         unsent = {wid: h.claimed.token for wid, h in self.held.items() if wid not in settled}
-        counts["released"] += queue.release(session, unsent)
+        counts["released"] += recording.release(session, unsent)
         return counts
 
     def _after_settle(self, counts: dict[str, int]) -> None:
@@ -1018,7 +1028,7 @@ class _Cycle:
         taken = RowLease.now()
         try:
             with write_transaction(self.factory) as session:
-                still = queue.renew_leases(
+                still = lifecycle.renew_leases(
                     session,
                     {wid: h.claimed.token for wid, h in self.held.items()},
                     lease_seconds=self.o.lease_seconds,

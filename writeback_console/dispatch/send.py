@@ -18,7 +18,8 @@ from writeback_console.domain import utcnow
 from writeback_console.personify.client import Constituent, PersonifyClient
 from writeback_console.personify.errors import ErrorKind, PersonifyError
 from writeback_console.personify.mapping import ActivityMapping, ActivitySource, MailingFacts, build_activity
-from writeback_console.store.queue import Claimed, RecipientDelivery
+from writeback_console.store.deliveries import RecipientDelivery
+from writeback_console.store.lifecycle import Claimed
 
 log = logging.getLogger(__name__)
 

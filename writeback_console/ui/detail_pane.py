@@ -31,9 +31,11 @@ from PySide6.QtWidgets import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.domain import Status, attempts_left, manual_retry_decision
-from writeback_console.store import queue
+from writeback_console.store import audit_trail, listing
+from writeback_console.store.audit_trail import AuditRow
 from writeback_console.store.engine import read_session
-from writeback_console.store.queue import AttemptRow, AuditRow, WritebackRow
+from writeback_console.store.listing import AttemptRow
+from writeback_console.store.rows import WritebackRow
 from writeback_console.ui.status_pill import StatusPill
 from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
 from writeback_console.ui.writeback_model import (
@@ -103,9 +105,9 @@ def load_detail(factory: Factory, writeback_id: int) -> WritebackDetail:
     """Runs on a worker thread with its own session."""
     with read_session(factory) as session:
         return WritebackDetail(
-            queue.get_writeback(session, writeback_id),
-            queue.attempts_of(session, writeback_id),
-            queue.audit_of(session, writeback_id),
+            listing.get_writeback(session, writeback_id),
+            listing.attempts_of(session, writeback_id),
+            audit_trail.audit_of(session, writeback_id),
         )
 
 

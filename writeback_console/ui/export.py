@@ -14,9 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.domain import Status
 from writeback_console.export import write_rows
-from writeback_console.store import queue
+from writeback_console.store import listing
 from writeback_console.store.engine import read_session
-from writeback_console.store.queue import WritebackRow
+from writeback_console.store.rows import WritebackRow
 from writeback_console.ui.tasks import TaskGroup, TaskRunner
 from writeback_console.ui.writeback_model import ListQuery
 
@@ -58,12 +58,12 @@ def write_csv(factory: Factory, query: ListQuery, path: Path, job: ExportJob) ->
     partial = path.with_name(path.name + ".part")
     try:
         with read_session(factory) as session:
-            counts = queue.count_by_status(session, query.filter)
+            counts = listing.count_by_status(session, query.filter)
             statuses = query.filter.statuses or frozenset(Status)
             job.total = sum(n for s, n in counts.items() if s in statuses)
             # The byte-order mark makes spreadsheets read the file as UTF-8 rather than the local code page.
             with partial.open("w", newline="", encoding="utf-8-sig") as out:
-                rows = queue.iter_rows(
+                rows = listing.iter_rows(
                     session, query.filter, sort=query.sort, descending=query.descending, page_size=PAGE_SIZE
                 )
                 write_rows(_counted(rows, job), out)

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from writeback_console.domain import Kind, Status, utcnow
-from writeback_console.store.queue import WritebackFilter
+from writeback_console.store.listing import WritebackFilter
 from writeback_console.ui.flow_layout import FlowLayout
 from writeback_console.ui.resources import icon, status_icon_name
 from writeback_console.ui.status_pill import pill_color

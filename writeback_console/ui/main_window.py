@@ -29,9 +29,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from writeback_console.config import config_dir
 from writeback_console.domain import Status, utcnow
 from writeback_console.settings import AppSettings
-from writeback_console.store import queue
+from writeback_console.store import listing, switches
 from writeback_console.store.engine import read_session
-from writeback_console.store.queue import WritebackFilter
+from writeback_console.store.listing import WritebackFilter
 from writeback_console.ui import export
 from writeback_console.ui.resources import icon, status_icon_name
 from writeback_console.ui.status_pill import pill_color
@@ -135,12 +135,12 @@ class Banner(QFrame):
 def dashboard_counts(factory: Factory, lease_seconds: int) -> dict[str, int]:
     """Per-status counts and the two "needs a person" counts; runs on a worker thread."""
     with read_session(factory) as session:
-        counts: dict[str, int] = {s.value: n for s, n in queue.count_by_status(session).items()}
-        counts["retry_available"] = queue.count_by_status(session, WritebackFilter(retry_available=True))[
+        counts: dict[str, int] = {s.value: n for s, n in listing.count_by_status(session).items()}
+        counts["retry_available"] = listing.count_by_status(session, WritebackFilter(retry_available=True))[
             Status.ERROR
         ]
         stuck = WritebackFilter(stuck_before=utcnow())
-        counts["stuck"] = queue.count_by_status(session, stuck)[Status.PROCESSING]
+        counts["stuck"] = listing.count_by_status(session, stuck)[Status.PROCESSING]
     return counts
 
 
@@ -769,4 +769,4 @@ class MainWindow(QMainWindow):
 
 def _query_writeback_enabled(factory: Factory) -> bool:
     with read_session(factory) as session:
-        return queue.writeback_enabled(session)
+        return switches.writeback_enabled(session)

@@ -85,7 +85,7 @@ def take(window: MainWindow, out: Path) -> list[Path]:
 
 def take_dialogs(console: Console, out: Path) -> list[Path]:
     """The Retry, Schedule, constituent viewer and Settings dialogs, filled as a user would see them."""
-    from writeback_console.store import queue
+    from writeback_console.store import listing
     from writeback_console.ui.dialogs.constituent import ConstituentDialog
     from writeback_console.ui.dialogs.retry import RetryDialog
     from writeback_console.ui.dialogs.schedule import ScheduleDialog
@@ -95,19 +95,19 @@ def take_dialogs(console: Console, out: Path) -> list[Path]:
     factory, runner = services.factory, services.runner
     with factory() as session:
         exhausted = [
-            r.id for r in queue.iter_rows(session, queue.WritebackFilter(retry_available=True), limit=40)
+            r.id for r in listing.iter_rows(session, listing.WritebackFilter(retry_available=True), limit=40)
         ]
-        errors = queue.WritebackFilter(statuses=frozenset({Status.ERROR}))
-        not_yet = [r.id for r in queue.iter_rows(session, errors, limit=200) if r.attempts < r.max_attempts][
-            :3
-        ]
+        errors = listing.WritebackFilter(statuses=frozenset({Status.ERROR}))
+        not_yet = [
+            r.id for r in listing.iter_rows(session, errors, limit=200) if r.attempts < r.max_attempts
+        ][:3]
         mailing = next(
-            m for m in queue.list_mailings(session) if m.activity_id is None and m.remote_recipients
+            m for m in listing.list_mailings(session) if m.activity_id is None and m.remote_recipients
         )
         person = next(
             r
-            for r in queue.iter_rows(
-                session, queue.WritebackFilter(statuses=frozenset({Status.SENT})), limit=500
+            for r in listing.iter_rows(
+                session, listing.WritebackFilter(statuses=frozenset({Status.SENT})), limit=500
             )
             if r.email and r.master_customer_id
         )

@@ -25,9 +25,10 @@ from PySide6.QtCore import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.domain import Kind, Status, attempts_left
-from writeback_console.store import queue
+from writeback_console.store import listing
 from writeback_console.store.engine import read_session
-from writeback_console.store.queue import Cursor, Page, SortField, WritebackFilter, WritebackRow
+from writeback_console.store.listing import Cursor, Page, SortField, WritebackFilter
+from writeback_console.store.rows import WritebackRow
 from writeback_console.ui.status_pill import PillSpec
 from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
 
@@ -105,7 +106,7 @@ class ListQuery:
 def fetch_page(factory: Factory, query: ListQuery, after: Cursor | None, limit: int) -> Page:
     """One page of ``query``; runs on a worker thread with its own session."""
     with read_session(factory) as session:
-        return queue.list_page(
+        return listing.list_page(
             session, query.filter, sort=query.sort, descending=query.descending, after=after, limit=limit
         )
 
@@ -113,7 +114,7 @@ def fetch_page(factory: Factory, query: ListQuery, after: Cursor | None, limit: 
 def fetch_rows(factory: Factory, ids: Sequence[int]) -> list[WritebackRow]:
     """The current state of some rows (those gone meanwhile are left out); runs on a worker thread."""
     with read_session(factory) as session:
-        found = queue.get_writebacks(session, ids)
+        found = listing.get_writebacks(session, ids)
     return [found[i] for i in ids if i in found]
 
 

@@ -19,9 +19,10 @@ from PySide6.QtWidgets import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.domain import Kind, Status, normalize_ref
-from writeback_console.store import queue
+from writeback_console.store import listing
 from writeback_console.store.engine import read_session
-from writeback_console.store.queue import WritebackFilter, WritebackRow
+from writeback_console.store.listing import WritebackFilter
+from writeback_console.store.rows import WritebackRow
 from writeback_console.ui.detail_pane import DetailPane
 from writeback_console.ui.filter_bar import DEFAULT_LEASE_SECONDS, FilterBar
 from writeback_console.ui.status_pill import StatusPillDelegate
@@ -42,7 +43,7 @@ Factory = sessionmaker[Session]
 def count_statuses(factory: Factory, flt: WritebackFilter) -> dict[Status, int]:
     """Rows per status under ``flt`` without its status choice; runs on a worker thread."""
     with read_session(factory) as session:
-        return queue.count_by_status(session, flt)
+        return listing.count_by_status(session, flt)
 
 
 class WritebackTable(QTableView):
@@ -178,7 +179,7 @@ class WritebackTable(QTableView):
 
 def _accounts(factory: Factory) -> list[str]:
     with read_session(factory) as session:
-        return queue.list_accounts(session)
+        return listing.list_accounts(session)
 
 
 class WritebackListPage(QWidget):

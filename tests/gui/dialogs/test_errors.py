@@ -8,7 +8,7 @@ from sqlalchemy.exc import OperationalError
 
 from writeback_console.personify.errors import ErrorKind, PersonifyError
 from writeback_console.settings import SettingsError
-from writeback_console.store.queue import QueueError
+from writeback_console.store.rows import QueueError
 from writeback_console.ui.dialogs.errors import ErrorDialog, describe_exception
 
 

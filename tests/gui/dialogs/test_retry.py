@@ -10,7 +10,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers.builders import T0, enqueue, fail, item, minutes, run
 from writeback_console.domain import Status
-from writeback_console.store import queue
+from writeback_console.store import audit_trail, listing
+from writeback_console.store.rows import current_actor
 from writeback_console.ui.dialogs.retry import RetryDialog
 from writeback_console.ui.tasks import TaskRunner
 
@@ -96,15 +97,15 @@ def test_retry_grants_one_more_attempt_keeps_history_and_audits(
     assert dialog.confirm_label.text().startswith("Done: 3 writebacks queued again")
     with db() as session:
         for wid in eligible:
-            row = queue.get_writeback(session, wid)
+            row = listing.get_writeback(session, wid)
             assert (row.status, row.attempts, row.max_attempts) == (Status.NEW, 3, 4)
-            assert len(queue.attempts_of(session, wid)) == 3
-            (event,) = queue.audit_of(session, wid)
-            assert (event.action, event.actor, event.row_count) == ("retry", queue.current_actor(), 3)
+            assert len(listing.attempts_of(session, wid)) == 3
+            (event,) = audit_trail.audit_of(session, wid)
+            assert (event.action, event.actor, event.row_count) == ("retry", current_actor(), 3)
             assert event.filter == {"statuses": ["error"]}
-        untouched = queue.get_writeback(session, rows["attempts_left"])
+        untouched = listing.get_writeback(session, rows["attempts_left"])
         assert (untouched.status, untouched.max_attempts) == (Status.ERROR, 3)
-        assert queue.audit_of(session, rows["attempts_left"]) == []
+        assert audit_trail.audit_of(session, rows["attempts_left"]) == []
 
 
 def test_nothing_eligible_leaves_ok_disabled(

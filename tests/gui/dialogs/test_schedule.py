@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers.builders import add_mailing
 from writeback_console.domain import Kind, Status, utcnow
-from writeback_console.store import queue
+from writeback_console.store import audit_trail, listing, operator_actions
 from writeback_console.store.engine import write_transaction
 from writeback_console.ui.dialogs import schedule
 from writeback_console.ui.dialogs.schedule import ScheduleDialog, to_qdatetime
@@ -32,21 +32,21 @@ def open_dialog(
     return dialog
 
 
-def mailing(db: sessionmaker[Session], mailing_id: int) -> queue.MailingRow:
+def mailing(db: sessionmaker[Session], mailing_id: int) -> listing.MailingRow:
     with db() as session:
-        (row,) = [m for m in queue.list_mailings(session) if m.id == mailing_id]
+        (row,) = [m for m in listing.list_mailings(session) if m.id == mailing_id]
         return row
 
 
 def scheduled(db: sessionmaker[Session], mailing_id: int, at: datetime) -> int:
     with write_transaction(db) as session:
-        return queue.schedule_mailing_activity(session, mailing_id, at=at, actor="test").id
+        return operator_actions.schedule_mailing_activity(session, mailing_id, at=at, actor="test").id
 
 
 def cancelled(db: sessionmaker[Session], mailing_id: int, at: datetime) -> int:
     wid = scheduled(db, mailing_id, at)
     with write_transaction(db) as session:
-        return queue.cancel_scheduled(session, wid, actor="test").id
+        return operator_actions.cancel_scheduled(session, wid, actor="test").id
 
 
 def test_shows_the_counts_and_creates_a_scheduled_row_at_the_chosen_time(
@@ -65,7 +65,7 @@ def test_shows_the_counts_and_creates_a_scheduled_row_at_the_chosen_time(
     with qtbot.waitSignal(dialog.scheduled, timeout=5000) as signal:
         dialog.ok_button.click()
     with db() as session:
-        row = queue.get_writeback(session, signal.args[0])
+        row = listing.get_writeback(session, signal.args[0])
     assert (row.kind, row.status, row.mailing_id, row.scheduled_for) == (
         Kind.MAILING_ACTIVITY,
         Status.SCHEDULED,
@@ -125,9 +125,9 @@ def test_reschedule_a_scheduled_activity(qtbot: QtBot, db: sessionmaker[Session]
         dialog.ok_button.click()
     assert signal.args == [wid]
     with db() as session:
-        row = queue.get_writeback(session, wid)
+        row = listing.get_writeback(session, wid)
         assert (row.status, row.scheduled_for) == (Status.SCHEDULED, later)
-        assert [e.action for e in queue.audit_of(session, wid)] == ["schedule", "reschedule"]
+        assert [e.action for e in audit_trail.audit_of(session, wid)] == ["schedule", "reschedule"]
 
 
 def test_cancel_asks_first_and_then_keeps_the_activity_as_cancelled(
@@ -180,8 +180,8 @@ def test_a_cancelled_activity_is_shown_and_can_be_scheduled_again(
     (new,) = signal.args
     assert new != old
     with db() as session:
-        assert queue.get_writeback(session, old).status is Status.CANCELLED
-        again = queue.get_writeback(session, new)
+        assert listing.get_writeback(session, old).status is Status.CANCELLED
+        again = listing.get_writeback(session, new)
         assert (again.status, again.scheduled_for, again.mailing_id) == (Status.SCHEDULED, due, mailing_id)
     assert mailing(db, mailing_id).activity_id == new
 
@@ -277,8 +277,8 @@ def test_cancelling_on_the_mailings_page_leaves_it_shown_as_cancelled_to_schedul
     qtbot.waitUntil(lambda: row_text(page).startswith("● New"), timeout=5000)
     assert schedule_button.text() == "Schedule…" and not schedule_button.isEnabled()
     with db() as session:
-        assert queue.get_writeback(session, wid).status is Status.CANCELLED
-        assert queue.get_writeback(session, new).status is Status.NEW
+        assert listing.get_writeback(session, wid).status is Status.CANCELLED
+        assert listing.get_writeback(session, new).status is Status.NEW
 
 
 def row_text(page: MailingsPage) -> str:
@@ -293,4 +293,4 @@ def wid_in(text: str) -> str:
 
 def ref_of(db: sessionmaker[Session], writeback_id: int) -> str:
     with db() as session:
-        return queue.get_writeback(session, writeback_id).ref
+        return listing.get_writeback(session, writeback_id).ref

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.helpers.simulator import MakeSimulator
 from writeback_console.settings import AppSettings, PasswordStore, load_settings
 from writeback_console.sim.server import Simulator
-from writeback_console.store import queue
+from writeback_console.store import switches
 from writeback_console.ui.dialogs.settings_dialog import CODE_COLUMN, TEMPLATE_COLUMN, SettingsDialog
 from writeback_console.ui.tasks import TaskRunner
 
@@ -87,8 +87,8 @@ def test_settings_round_trip_without_the_password_on_disk_in_plain_text(
         assert PASSWORD.encode() not in part.read_bytes()
 
     with db() as session:
-        assert queue.writeback_enabled(session) is False
-        assert queue.get_setting(session, queue.AUTO_MAILING_ACTIVITY_DAYS) == 3
+        assert switches.writeback_enabled(session) is False
+        assert switches.get_setting(session, switches.AUTO_MAILING_ACTIVITY_DAYS) == 3
 
     # Opening the dialog again shows what was saved, and the password as stored rather than its text.
     again = open_dialog(qtbot, db, runner, store, path, loaded)
@@ -142,7 +142,7 @@ def test_a_bad_activity_code_is_refused_naming_the_field_and_nothing_is_saved(
     assert not path.exists()
     assert not store.fallback.exists()
     with db() as session:
-        assert queue.writeback_enabled(session) is True
+        assert switches.writeback_enabled(session) is True
 
 
 def test_a_bad_url_is_refused_naming_the_field(

@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from writeback_console.cli import main
 from writeback_console.domain import Status
-from writeback_console.store import queue
+from writeback_console.store import audit_trail, listing
 from writeback_console.store.engine import make_engine, make_session_factory
 from writeback_console.store.models import AuditEvent, Writeback
 
@@ -66,7 +66,8 @@ def test_seeded_errors_listed_as_json_are_exactly_the_error_rows(
     factory = make_session_factory(make_engine(db_url))
     with factory() as session:
         expected = [
-            r.ref for r in queue.iter_rows(session, queue.WritebackFilter(statuses=frozenset({Status.ERROR})))
+            r.ref
+            for r in listing.iter_rows(session, listing.WritebackFilter(statuses=frozenset({Status.ERROR})))
         ]
     assert [r["ref"] for r in rows] == expected
     assert len(rows) > 100
@@ -120,7 +121,7 @@ def test_import_of_a_good_file_adds_every_row_in_one_go(
     engine = make_engine(db_url)
     with make_session_factory(engine)() as session:
         event = session.scalars(select(AuditEvent)).one()
-        first = queue.get_writeback(session, 1)
+        first = listing.get_writeback(session, 1)
     assert event.action == "import" and event.row_count == 4
     assert first.payload == {"reason": "Too many emails"} and first.master_customer_id == "000000001475"
 
@@ -351,25 +352,25 @@ def test_retry_from_the_command_line(sqlite_url: str, capsys: pytest.CaptureFixt
     run_cli(capsys, sqlite_url, "seed", "--rows", "400")
     factory = make_session_factory(make_engine(sqlite_url))
     with factory() as session:
-        exhausted = list(queue.iter_rows(session, queue.WritebackFilter(retry_available=True), limit=2))
+        exhausted = list(listing.iter_rows(session, listing.WritebackFilter(retry_available=True), limit=2))
         young = next(
             r
-            for r in queue.iter_rows(session, queue.WritebackFilter(statuses=frozenset({Status.ERROR})))
+            for r in listing.iter_rows(session, listing.WritebackFilter(statuses=frozenset({Status.ERROR})))
             if r.attempts < r.max_attempts
         )
     code, _, err = run_cli(capsys, sqlite_url, "retry", exhausted[0].ref, young.ref)
     assert code == 1
     assert f"{young.ref}: " in err and "automatic" in err and "nothing was changed" in err
     with factory() as session:
-        assert queue.get_writeback(session, exhausted[0].id).status is Status.ERROR
+        assert listing.get_writeback(session, exhausted[0].id).status is Status.ERROR
 
     code, out, _ = run_cli(capsys, sqlite_url, "retry", exhausted[0].ref, str(exhausted[1].id))
     assert code == 0 and "2 writeback(s) will be retried" in out
     with factory() as session:
         for r in exhausted:
-            again = queue.get_writeback(session, r.id)
+            again = listing.get_writeback(session, r.id)
             assert (again.status, again.max_attempts) == (Status.NEW, r.attempts + 1)
-            assert [e.action for e in queue.audit_of(session, r.id)] == ["retry"]
+            assert [e.action for e in audit_trail.audit_of(session, r.id)] == ["retry"]
 
     code, out, _ = run_cli(capsys, sqlite_url, "retry", "--matching", "--kind", "unsubscribe")
     assert code == 0

@@ -8,7 +8,7 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers.builders import add_mailing, enqueue, item
@@ -16,17 +16,18 @@ from tests.helpers.dispatching import client_for, cycle, recipients_as_constitue
 from tests.helpers.simulator import SAMPLE_CONSTITUENTS, MakeSimulator
 from writeback_console.domain import Kind, Status, utcnow
 from writeback_console.personify.mapping import ActivityMapping, ActivitySource, build_activity
-from writeback_console.store import queue
+from writeback_console.store import lifecycle, listing, operator_actions, switches
 from writeback_console.store.engine import write_transaction
-from writeback_console.store.models import Attempt
+from writeback_console.store.models import Attempt, Mailing
+from writeback_console.store.rows import WritebackRow
 
 Factory = sessionmaker[Session]
 ANN = "ann@example.org"
 
 
-def rows(factory: Factory) -> list[queue.WritebackRow]:
+def rows(factory: Factory) -> list[WritebackRow]:
     with factory() as session:
-        return list(queue.iter_rows(session, queue.WritebackFilter(), sort="id", descending=False))
+        return list(listing.iter_rows(session, listing.WritebackFilter(), sort="id", descending=False))
 
 
 def test_new_writebacks_are_sent_and_marked_sent_with_the_time(
@@ -79,12 +80,12 @@ def test_failing_writeback_is_tried_three_times_over_three_runs_then_waits_for_a
     assert cycle(factory, client).claimed == 0
 
     with write_transaction(factory) as session:
-        queue.manual_retry(session, [wid], actor="advisor")
+        operator_actions.manual_retry(session, [wid], actor="advisor")
     sim.faults.fail_emails = []
     summary = cycle(factory, client)
     assert summary.sent == 1
     with factory() as session:
-        history = queue.attempts_of(session, wid)
+        history = listing.attempts_of(session, wid)
     assert [(a.number, a.outcome) for a in history] == [(1, "error"), (2, "error"), (3, "error"), (4, "sent")]
     assert refs_in(sim) == [rows(factory)[0].ref]
 
@@ -148,7 +149,7 @@ def test_scheduled_mailing_activity_goes_out_when_due_one_activity_per_remote_re
     mailing = add_mailing(factory, remote=4, unknown=3)
     due = utcnow() + timedelta(seconds=1.5)
     with write_transaction(factory) as session:
-        wid = queue.schedule_mailing_activity(session, mailing, at=due, actor="staff").id
+        wid = operator_actions.schedule_mailing_activity(session, mailing, at=due, actor="staff").id
     client = client_for(sim)
 
     assert cycle(factory, client).claimed == 0
@@ -166,7 +167,7 @@ def test_scheduled_mailing_activity_goes_out_when_due_one_activity_per_remote_re
     refs = refs_in(sim)
     assert len(set(refs)) == 4 and row.ref not in refs
     with factory() as session:
-        assert {queue.get_writeback(session, ref).id for ref in refs} == {wid}
+        assert {listing.get_writeback(session, ref).id for ref in refs} == {wid}
 
 
 def test_mailing_without_remote_recipients_ends_as_no_remote_recipients(
@@ -175,7 +176,7 @@ def test_mailing_without_remote_recipients_ends_as_no_remote_recipients(
     sim = make_simulator()
     mailing = add_mailing(factory, remote=0, unknown=5)
     with write_transaction(factory) as session:
-        queue.schedule_mailing_activity(session, mailing, at=None, actor="staff")
+        operator_actions.schedule_mailing_activity(session, mailing, at=None, actor="staff")
     summary = cycle(factory, client_for(sim))
     assert summary.no_remote_recipients == 1
     assert rows(factory)[0].status is Status.NO_REMOTE_RECIPIENTS
@@ -189,7 +190,7 @@ def test_mailing_activity_that_partly_fails_is_retried_for_the_rest_only(
     sim.faults.fail_emails = ["r1@example.org"]
     mailing = add_mailing(factory, remote=3)
     with write_transaction(factory) as session:
-        wid = queue.schedule_mailing_activity(session, mailing, at=None, actor="staff").id
+        wid = operator_actions.schedule_mailing_activity(session, mailing, at=None, actor="staff").id
     client = client_for(sim)
     for _ in range(3):
         cycle(factory, client)
@@ -200,7 +201,7 @@ def test_mailing_activity_that_partly_fails_is_retried_for_the_rest_only(
 
     sim.faults.fail_emails = []
     with write_transaction(factory) as session:
-        queue.manual_retry(session, [wid], actor="advisor")
+        operator_actions.manual_retry(session, [wid], actor="advisor")
     cycle(factory, client)
     assert rows(factory)[0].status is Status.SENT
     per_customer = Counter(str(a["MASTER_CUSTOMER_ID"]) for a in sim.activities())
@@ -216,7 +217,7 @@ def test_row_whose_earlier_write_arrived_is_marked_sent_without_writing_again(
         factory, item(Kind.RESUBSCRIBE, ANN, master_customer_id="000000000101", sub_customer_id=0)
     )
     with write_transaction(factory) as session:
-        claimed = queue.claim(
+        claimed = lifecycle.claim(
             session, dispatcher="dead:1", run_started_at=utcnow(), limit=5, lease_seconds=0.01
         )
     # The dead dispatcher's write reached Personify360 before it died.
@@ -232,7 +233,7 @@ def test_row_whose_earlier_write_arrived_is_marked_sent_without_writing_again(
     row = rows(factory)[0]
     assert row.status is Status.SENT and not row.delivery_uncertain
     with factory() as session:
-        assert [a.outcome for a in queue.attempts_of(session, wid)] == ["interrupted", "sent"]
+        assert [a.outcome for a in listing.attempts_of(session, wid)] == ["interrupted", "sent"]
 
 
 def test_wrong_password_stops_the_cycle_and_rows_keep_their_attempts(
@@ -270,14 +271,16 @@ def test_switched_off_writebacks_queue_up_but_nothing_is_sent(
     sim = make_simulator()
     enqueue(factory, item(Kind.RESUBSCRIBE, ANN), item(Kind.RESUBSCRIBE, ANN, account="Foundation"))
     with write_transaction(factory) as session:
-        queue.set_setting(session, queue.WRITEBACK_ENABLED, False, actor="advisor")
+        switches.set_setting(session, switches.WRITEBACK_ENABLED, False, actor="advisor")
     summary = cycle(factory, client_for(sim))
     assert summary.disabled and summary.describe() == "writebacks are switched off: nothing was sent"
     assert sim.activities() == []
 
     with write_transaction(factory) as session:
-        queue.set_setting(session, queue.WRITEBACK_ENABLED, True, actor="advisor")
-        queue.set_setting(session, queue.WRITEBACK_ENABLED, False, account="Foundation", actor="advisor")
+        switches.set_setting(session, switches.WRITEBACK_ENABLED, True, actor="advisor")
+        switches.set_setting(
+            session, switches.WRITEBACK_ENABLED, False, account="Foundation", actor="advisor"
+        )
     summary = cycle(factory, client_for(sim))
     assert summary.sent == 1
     assert [r.status for r in rows(factory)] == [Status.SENT, Status.NEW]
@@ -289,13 +292,13 @@ def test_automatic_mailing_activity_is_scheduled_for_new_mailings(
     sim = make_simulator()
     old = add_mailing(factory, remote=1, name="Before the switch")
     with write_transaction(factory) as session:
-        queue.set_setting(session, queue.AUTO_MAILING_ACTIVITY_DAYS, 3, actor="staff")
+        switches.set_setting(session, switches.AUTO_MAILING_ACTIVITY_DAYS, 3, actor="staff")
     time.sleep(0.01)
     with write_transaction(factory) as session:
         new = session.execute(
-            queue.insert(queue.Mailing)
+            insert(Mailing)
             .values(account="Main", name="After", sent_at=utcnow(), created_at=utcnow())
-            .returning(queue.Mailing.id)
+            .returning(Mailing.id)
         ).scalar_one()
     summary = cycle(factory, client_for(sim))
     assert summary.auto_scheduled == 1

@@ -28,12 +28,21 @@ from tests.helpers.builders import T0, add_mailing, enqueue, item, minutes, row,
 from tests.helpers.dispatching import client_for, cycle, recipients_as_constituents, refs_in
 from tests.helpers.simulator import MakeSimulator
 from writeback_console.dispatch.cycle import DispatchOptions, ProblemKind, run_cycle
-from writeback_console.domain import Kind, Status, retries_exhausted
+from writeback_console.domain import Kind, Status, retries_exhausted, utcnow
 from writeback_console.personify.mapping import ActivityMapping
 from writeback_console.sim.server import SaveEvent, Simulator, TlsFiles
-from writeback_console.store import queue
+from writeback_console.store import (
+    audit_trail,
+    deliveries,
+    lifecycle,
+    listing,
+    operator_actions,
+    recording,
+    switches,
+)
 from writeback_console.store.engine import make_engine, make_session_factory, write_transaction
 from writeback_console.store.models import AuditEventRow, Mailing, MailingRecipient, Writeback
+from writeback_console.store.rows import WritebackRow
 
 Factory = sessionmaker[Session]
 EXE = str(Path(sys.executable).with_name("writeback-console"))
@@ -57,14 +66,14 @@ def known(k: int, kind: Kind = Kind.RESUBSCRIBE) -> Any:
     return item(kind, f"p{k}@example.org", master_customer_id=f"{k + 1000:012d}", sub_customer_id=0)
 
 
-def rows_of(factory: Factory) -> list[queue.WritebackRow]:
+def rows_of(factory: Factory) -> list[WritebackRow]:
     with factory() as session:
-        return list(queue.iter_rows(session, queue.WritebackFilter(), sort="id", descending=False))
+        return list(listing.iter_rows(session, listing.WritebackFilter(), sort="id", descending=False))
 
 
-def history(factory: Factory, wid: int) -> list[queue.AttemptRow]:
+def history(factory: Factory, wid: int) -> list[listing.AttemptRow]:
     with factory() as session:
-        return queue.attempts_of(session, wid)
+        return listing.attempts_of(session, wid)
 
 
 def assert_each_ref_once(factory: Factory, sim: Simulator) -> None:
@@ -138,16 +147,16 @@ def test_a_row_whose_recipients_cannot_be_prepared_is_its_own_error(
     sim = make_simulator(constituents=recipients_as_constituents(3) + people(5))
     mailing = add_mailing(factory, remote=3)
     with write_transaction(factory) as session:
-        wid = queue.schedule_mailing_activity(session, mailing, at=None, actor="staff").id
+        wid = operator_actions.schedule_mailing_activity(session, mailing, at=None, actor="staff").id
     good = enqueue(factory, *(known(k) for k in range(5)))
-    real = queue.prepare_deliveries
+    real = deliveries.prepare_deliveries
 
-    def broken(session: Session, writeback_id: int, mailing_id: int, **kw: Any) -> queue.FanOut:
+    def broken(session: Session, writeback_id: int, mailing_id: int, **kw: Any) -> deliveries.FanOut:
         if writeback_id == wid:
             raise RuntimeError("a bug met this mailing's data")
         return real(session, writeback_id, mailing_id, **kw)
 
-    monkeypatch.setattr(queue, "prepare_deliveries", broken)
+    monkeypatch.setattr(deliveries, "prepare_deliveries", broken)
     summary = cycle(factory, client_for(sim), batch_size=10)
 
     assert summary.problem is None and summary.sent == 5
@@ -274,20 +283,21 @@ def test_a_holders_writes_name_its_lease_so_a_stale_holder_changes_nothing(facto
     (wid,) = enqueue(factory, item())
     (first,) = run(factory, T0)
     with write_transaction(factory) as session:
-        queue.recover_expired_leases(session, now=T0 + minutes(20))
+        recording.recover_expired_leases(session, now=T0 + minutes(20))
     (second,) = run(factory, T0 + minutes(21))
     assert second.token == first.token + 1
     with write_transaction(factory) as session:
         # Same dispatcher name (a console restarted in the same process), but the old lease's token.
-        assert not queue.mark_sent(
+        assert not recording.mark_sent(
             session, wid, token=first.token, dispatcher="test-host:1", sent_at=T0 + minutes(22)
         )
         assert (
-            queue.renew_leases(session, {wid: first.token}, lease_seconds=60, now=T0 + minutes(22)) == set()
+            lifecycle.renew_leases(session, {wid: first.token}, lease_seconds=60, now=T0 + minutes(22))
+            == set()
         )
-        assert queue.renew_leases(session, {wid: second.token}, lease_seconds=60, now=T0 + minutes(22)) == {
-            wid
-        }
+        assert lifecycle.renew_leases(
+            session, {wid: second.token}, lease_seconds=60, now=T0 + minutes(22)
+        ) == {wid}
     assert row(factory, wid).status is Status.PROCESSING
 
 
@@ -400,10 +410,10 @@ def test_a_cancelled_part_delivered_mailing_activity_is_kept_and_nobody_is_writt
 ) -> None:
     sim = make_simulator(constituents=recipients_as_constituents(6))
     mailing = add_mailing(factory, remote=6)
-    due = queue.utcnow() + timedelta(seconds=1)
+    due = utcnow() + timedelta(seconds=1)
     with write_transaction(factory) as session:
-        first = queue.schedule_mailing_activity(session, mailing, at=due, actor="staff")
-    while queue.utcnow() < due:
+        first = operator_actions.schedule_mailing_activity(session, mailing, at=due, actor="staff")
+    while utcnow() < due:
         time.sleep(0.05)
     client = client_for(sim)
     stop = _stop_after(sim, 3)
@@ -418,9 +428,9 @@ def test_a_cancelled_part_delivered_mailing_activity_is_kept_and_nobody_is_writt
     assert 3 <= len(sim.activities()) < 6
 
     with write_transaction(factory) as session:
-        queue.cancel_scheduled(session, first.id, actor="staff")
+        operator_actions.cancel_scheduled(session, first.id, actor="staff")
     with write_transaction(factory) as session:
-        again = queue.schedule_mailing_activity(session, mailing, at=None, actor="staff")
+        again = operator_actions.schedule_mailing_activity(session, mailing, at=None, actor="staff")
     summary = cycle(factory, client)
 
     assert summary.sent == 1
@@ -429,8 +439,8 @@ def test_a_cancelled_part_delivered_mailing_activity_is_kept_and_nobody_is_writt
     per_constituent = Counter(str(a["MASTER_CUSTOMER_ID"]) for a in sim.activities())
     assert per_constituent == {f"{k:012d}": 1 for k in range(6)}
     with factory() as session:
-        assert [e.action for e in queue.audit_of(session, first.id)] == ["schedule", "cancel"]
-        assert [e.action for e in queue.audit_of(session, again.id)] == ["send_now"]
+        assert [e.action for e in audit_trail.audit_of(session, first.id)] == ["schedule", "cancel"]
+        assert [e.action for e in audit_trail.audit_of(session, again.id)] == ["send_now"]
 
 
 def test_automatic_scheduling_never_recreates_what_staff_cancelled(
@@ -438,9 +448,9 @@ def test_automatic_scheduling_never_recreates_what_staff_cancelled(
 ) -> None:
     sim = make_simulator(constituents=recipients_as_constituents(2))
     with write_transaction(factory) as session:
-        queue.set_setting(
+        switches.set_setting(
             session,
-            queue.AUTO_MAILING_ACTIVITY_DAYS,
+            switches.AUTO_MAILING_ACTIVITY_DAYS,
             1,
             account="Main",
             actor="advisor",
@@ -452,7 +462,7 @@ def test_automatic_scheduling_never_recreates_what_staff_cancelled(
     (auto,) = rows_of(factory)
     assert (auto.status, auto.mailing_id) == (Status.SCHEDULED, mailing)
     with write_transaction(factory) as session:
-        queue.cancel_scheduled(session, auto.id, actor="staff")
+        operator_actions.cancel_scheduled(session, auto.id, actor="staff")
 
     for _ in range(2):
         assert cycle(factory, client).auto_scheduled == 0
@@ -464,7 +474,7 @@ def test_automatic_scheduling_never_recreates_what_staff_cancelled(
 def test_ids_are_never_reused_and_audit_entries_hold_on_to_their_writeback(factory: Factory) -> None:
     first, last = enqueue(factory, item(), item(email="bo@example.org"))
     with write_transaction(factory) as session:
-        queue.record_audit(session, actor="advisor", action="note", rows=[(first, "x")], now=T0)
+        audit_trail.record_audit(session, actor="advisor", action="note", rows=[(first, "x")], now=T0)
     with write_transaction(factory) as session:
         # Someone deletes the newest row by hand; its id is not handed out again.
         session.execute(delete(Writeback).where(Writeback.id == last))
@@ -512,7 +522,7 @@ def test_two_recipients_who_are_one_constituent_are_each_written_once(
     same = f"{0:012d}"
     mailing = _mailing_with(factory, [("home@example.org", same), ("work@example.org", same)])
     with write_transaction(factory) as session:
-        wid = queue.schedule_mailing_activity(session, mailing, at=None, actor="staff").id
+        wid = operator_actions.schedule_mailing_activity(session, mailing, at=None, actor="staff").id
     saves: list[SaveEvent] = []
 
     def on_save(event: SaveEvent) -> None:
@@ -793,7 +803,7 @@ def test_an_interruption_counts_from_the_second_in_a_row(factory: Factory) -> No
             break
         at += minutes(20)  # the dispatcher died holding it; its 15-minute lease ran out
         with write_transaction(factory) as session:
-            queue.recover_expired_leases(session, now=at)
+            recording.recover_expired_leases(session, now=at)
         at += minutes(1)
     r = row(factory, wid)
     assert (r.status, r.attempts, r.max_attempts) == (Status.ERROR, 3, 3)
@@ -805,21 +815,21 @@ def test_an_interruption_counts_from_the_second_in_a_row(factory: Factory) -> No
     ]
     assert "second time in a row" in (r.last_error or "")
     with write_transaction(factory) as session:
-        assert queue.manual_retry(session, [wid], actor="advisor").retried
+        assert operator_actions.manual_retry(session, [wid], actor="advisor").retried
 
 
 def test_a_result_in_between_makes_the_next_interruption_free_again(factory: Factory) -> None:
     (wid,) = enqueue(factory, item())
     run(factory, T0)
     with write_transaction(factory) as session:
-        queue.recover_expired_leases(session, now=T0 + minutes(20))
+        recording.recover_expired_leases(session, now=T0 + minutes(20))
     run(factory, T0 + minutes(21))
     from tests.helpers.builders import fail
 
     fail(factory, wid, T0 + minutes(22))
     run(factory, T0 + minutes(30))
     with write_transaction(factory) as session:
-        queue.recover_expired_leases(session, now=T0 + minutes(50))
+        recording.recover_expired_leases(session, now=T0 + minutes(50))
     r = row(factory, wid)
     assert (r.status, r.attempts) == (Status.ERROR, 1)
     assert [a.counted for a in history(factory, wid)] == [False, True, False]

@@ -19,16 +19,17 @@ from tests.helpers.builders import enqueue, item, row
 from tests.helpers.dispatching import client_for, cycle, refs_in
 from tests.helpers.simulator import MakeSimulator
 from writeback_console.dispatch.cycle import ProblemKind
-from writeback_console.domain import Kind, Status
+from writeback_console.domain import Kind, Status, utcnow
 from writeback_console.sim.server import SaveEvent
-from writeback_console.store import queue
+from writeback_console.store import lifecycle, listing, operator_actions, service_health
+from writeback_console.store.rows import WritebackRow
 
 Factory = sessionmaker[Session]
 
 
-def rows_of(factory: Factory) -> list[queue.WritebackRow]:
+def rows_of(factory: Factory) -> list[WritebackRow]:
     with factory() as session:
-        return list(queue.iter_rows(session, queue.WritebackFilter(), sort="id", descending=False))
+        return list(listing.iter_rows(session, listing.WritebackFilter(), sort="id", descending=False))
 
 
 def person(k: int, **extra: Any) -> dict[str, Any]:
@@ -57,9 +58,9 @@ def test_a_write_that_may_have_arrived_is_looked_for_under_the_constituent_it_wa
     """A row known only by its email is written under the constituent the email led to *then*.
 
     1. The Save for the email-only row reaches Personify360 under constituent X; its answer is lost
-       (timeout). The next Save meets a 503: an outage, so both rows are put back (queue.put_back) with
+       (timeout). The next Save meets a 503: an outage, so both rows are put back (recording.put_back) with
        their doubt, but the constituent the email was resolved to is not kept (only cycle._record calls
-       queue.store_constituents; put_back and recover_expired_leases do not).
+       lifecycle.store_constituents; put_back and recover_expired_leases do not).
     2. Before the next run Personify360's data changes: the address's primary owner is now Y.
     3. The next run resolves the email again, to Y, asks for the reference under Y only
        (client.find_activity_by_ref filters on the constituent), does not find it, and writes it again.
@@ -156,7 +157,7 @@ def test_a_save_the_client_gave_up_on_is_not_written_again_while_personify360_st
     Personify360 may still be processing the first Save, which the client merely stopped waiting for
     (cutting a socket does not cancel a request on the server). The look-up finds nothing yet, the row
     is written again, and then the first Save lands too: two activities with one reference.
-    queue.record_results sets next_attempt_at to the failure time itself, so an uncertain row is
+    recording.record_results sets next_attempt_at to the failure time itself, so an uncertain row is
     eligible for the very next run; nothing waits for a write in flight to settle.
     """
     sim = make_simulator(constituents=[person(0)])
@@ -439,7 +440,9 @@ def test_the_upgrade_goes_through_when_the_second_active_row_of_a_mailing_is_pro
         pytest.fail(f"the upgrade failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
     with factory() as session:
         active = [
-            r for r in queue.iter_rows(session, queue.WritebackFilter()) if r.status is not Status.CANCELLED
+            r
+            for r in listing.iter_rows(session, listing.WritebackFilter())
+            if r.status is not Status.CANCELLED
         ]
     engine.dispose()
     assert len(active) == 1
@@ -535,11 +538,11 @@ def test_recipients_a_cancelled_row_had_reached_are_not_written_again_after_the_
     engine, factory = _upgraded(old_url)
     try:
         with factory() as session:
-            assert queue.get_writeback(session, "WB-CANCELLED1").status is Status.CANCELLED
+            assert listing.get_writeback(session, "WB-CANCELLED1").status is Status.CANCELLED
         from writeback_console.store.engine import write_transaction
 
         with write_transaction(factory) as session:
-            again = queue.schedule_mailing_activity(session, mid, at=None, actor="staff").id
+            again = operator_actions.schedule_mailing_activity(session, mid, at=None, actor="staff").id
         cycle(factory, client)
         assert row(factory, again).status is Status.SENT
     finally:
@@ -611,9 +614,9 @@ def test_a_retry_after_another_dispatcher_just_learnt_is_honoured_by_every_dispa
     """Dispatcher B probes after an old outage and gets an answer; in the moment between that answer
     and B recording "ok", dispatcher A is told 429 with Retry-After: 3600 and records it.
 
-    queue.set_health(state="ok") overwrites whatever is there (since, not_before and all), so B's stale
-    "ok" wipes A's fresh Retry-After, and dispatcher C starts sending at once. The monkeypatch only
-    places A's write in that moment; A's write is the real queue.set_health a cycle makes.
+    set_health(state="ok") overwrote whatever was there (since, not_before and all), so B's stale "ok"
+    wiped A's fresh Retry-After, and dispatcher C started sending at once. The monkeypatch only
+    places A's write in that moment; A's write is the real service_health.set_health a cycle makes.
     """
     from datetime import timedelta
 
@@ -624,8 +627,8 @@ def test_a_retry_after_another_dispatcher_just_learnt_is_honoured_by_every_dispa
     service = b.settings.root
     with write_transaction(factory) as session:
         # An outage some dispatcher found a while ago, whose Retry-After has passed.
-        past = queue.utcnow() - timedelta(minutes=5)
-        queue.set_health(
+        past = utcnow() - timedelta(minutes=5)
+        service_health.set_health(
             session,
             service,
             state="outage",
@@ -639,8 +642,8 @@ def test_a_retry_after_another_dispatcher_just_learnt_is_honoured_by_every_dispa
     def probe() -> None:
         real_probe()  # Personify360 answers B ...
         with write_transaction(factory) as session:  # ... and A, a moment later, is told to wait an hour
-            now = queue.database_now(session)
-            queue.set_health(
+            now = lifecycle.database_now(session)
+            service_health.set_health(
                 session,
                 service,
                 state="outage",
@@ -655,7 +658,7 @@ def test_a_retry_after_another_dispatcher_just_learnt_is_honoured_by_every_dispa
     # B has nothing to send: after an outage it probes all the same (cycle._may_send) and records it.
     cycle(factory, b, dispatcher="b:2")
     with factory() as session:
-        health = queue.get_health(session, service)
+        health = service_health.get_health(session, service)
 
     enqueue(factory, *(known(k) for k in range(3)))
     asked = sim.request_count

@@ -17,11 +17,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.helpers.builders import enqueue, item
 from tests.helpers.dispatching import client_for, cycle, refs_in
 from tests.helpers.simulator import MakeSimulator
-from writeback_console.domain import Kind, Status
+from writeback_console.domain import Kind, Status, utcnow
 from writeback_console.intake import WritebackInput
 from writeback_console.sim.server import Faults, Simulator
-from writeback_console.store import queue
+from writeback_console.store import lifecycle, listing
 from writeback_console.store.engine import write_transaction
+from writeback_console.store.rows import WritebackRow
 
 Factory = sessionmaker[Session]
 EXE = str(Path(sys.executable).with_name("writeback-console"))
@@ -76,9 +77,9 @@ def dispatcher(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     )
 
 
-def all_rows(factory: Factory) -> list[queue.WritebackRow]:
+def all_rows(factory: Factory) -> list[WritebackRow]:
     with factory() as session:
-        return list(queue.iter_rows(session, queue.WritebackFilter(), sort="id", descending=False))
+        return list(listing.iter_rows(session, listing.WritebackFilter(), sort="id", descending=False))
 
 
 def assert_exactly_once(factory: Factory, sim: Simulator) -> None:
@@ -129,9 +130,9 @@ def test_kill_9_at_random_moments_leaves_every_row_sent_exactly_once(
     assert interrupted > 0
 
 
-def _attempts(factory: Factory, wid: int) -> list[queue.AttemptRow]:
+def _attempts(factory: Factory, wid: int) -> list[listing.AttemptRow]:
     with factory() as session:
-        return queue.attempts_of(session, wid)
+        return listing.attempts_of(session, wid)
 
 
 def test_fault_mix_ends_with_every_row_sent_or_failed_by_the_rules_and_no_duplicate(
@@ -145,7 +146,7 @@ def test_fault_mix_ends_with_every_row_sent_or_failed_by_the_rules_and_no_duplic
         # A run may find Personify360 unusable (timeouts piling up) and claim nothing: go on until
         # nothing is left to do, not until a run happens to claim nothing.
         with factory() as session:
-            if queue.count_eligible(session, queue.utcnow()) == 0:
+            if lifecycle.count_eligible(session, utcnow()) == 0:
                 break
     rows = all_rows(factory)
     per_ref = Counter(refs_in(sim))
@@ -169,7 +170,8 @@ def test_two_dispatcher_processes_at_once_send_every_row_exactly_once(
     engine = make_engine(db_url)
     factory = make_session_factory(engine)
     sim = make_simulator(constituents=people())
-    sim.faults.latency_ms = 3
+    # Slow enough that the first is still at work when the second has started, even on a busy machine.
+    sim.faults.latency_ms = 12
     enqueue(factory, *writebacks(1200, seed=3))
     env = env_for(tmp_path, db_url, sim)
     first, second = dispatcher(env, "--batch-size", "25"), dispatcher(env, "--batch-size", "25")
@@ -179,5 +181,5 @@ def test_two_dispatcher_processes_at_once_send_every_row_exactly_once(
     claimed = [int(out.split("claimed ")[1].split(",")[0].replace(",", "")) for out, _ in outputs]
     assert sum(claimed) == 1200 and min(claimed) > 0, outputs
     with write_transaction(factory) as session:
-        assert queue.count_eligible(session, queue.utcnow()) == 0
+        assert lifecycle.count_eligible(session, utcnow()) == 0
     engine.dispose()

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers.builders import T0, enqueue, item
-from writeback_console.store import queue
+from writeback_console.store import lifecycle
 from writeback_console.store.engine import make_engine, make_session_factory, write_transaction
 from writeback_console.store.models import Attempt
 
@@ -28,7 +28,7 @@ def _claim_all(
         gate.wait(timeout=30)
         while True:
             with write_transaction(factory) as session:
-                claimed = queue.claim(
+                claimed = lifecycle.claim(
                     session, dispatcher=name, run_started_at=T0, now=T0, limit=7 + started % 5
                 )
             if not claimed:

@@ -10,7 +10,7 @@ from sqlalchemy import delete, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.domain import QueueState, Status, is_eligible
-from writeback_console.store import queue
+from writeback_console.store import lifecycle
 from writeback_console.store.engine import write_transaction
 from writeback_console.store.models import Attempt, Writeback
 
@@ -67,7 +67,7 @@ def test_sql_claim_takes_exactly_the_rows_the_rule_calls_eligible(
                     .returning(Writeback.id)
                 ).scalar_one()
             )
-        claimed = queue.claim(
+        claimed = lifecycle.claim(
             session, dispatcher="prop:1", run_started_at=RUN, now=RUN, limit=100, settle_seconds=settle
         )
         session.rollback()

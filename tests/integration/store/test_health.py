@@ -8,7 +8,7 @@ from datetime import timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers.builders import T0, minutes
-from writeback_console.store import queue
+from writeback_console.store import service_health
 from writeback_console.store.engine import write_transaction
 
 Factory = sessionmaker[Session]
@@ -17,9 +17,9 @@ SERVICE = "https://pds.example.org/PersonifyDataServices/PersonifyData.svc"
 
 def test_an_outage_keeps_the_time_it_began_until_personify360_answers_again(factory: Factory) -> None:
     with write_transaction(factory) as session:
-        queue.set_health(session, SERVICE, state="outage", now=T0, by="a:1", http_status=503)
+        service_health.set_health(session, SERVICE, state="outage", now=T0, by="a:1", http_status=503)
     with write_transaction(factory) as session:
-        later = queue.set_health(
+        later = service_health.set_health(
             session,
             SERVICE,
             state="outage",
@@ -30,10 +30,10 @@ def test_an_outage_keeps_the_time_it_began_until_personify360_answers_again(fact
         )
     assert (later.since, later.checked_at, later.not_before) == (T0, T0 + minutes(10), T0 + minutes(12))
     with write_transaction(factory) as session:
-        ok = queue.set_health(session, SERVICE, state="ok", now=T0 + minutes(20), by="a:1")
+        ok = service_health.set_health(session, SERVICE, state="ok", now=T0 + minutes(20), by="a:1")
     assert (ok.ok, ok.since, ok.not_before) == (True, None, None)
     with write_transaction(factory) as session:
-        refused = queue.set_health(
+        refused = service_health.set_health(
             session, SERVICE, state="auth", now=T0 + minutes(30), by="a:1", http_status=401
         )
     assert refused.since == T0 + minutes(30)
@@ -49,7 +49,7 @@ def test_dispatchers_reporting_at_the_same_moment_never_fail_on_each_other(facto
             try:
                 gate.wait(5)
                 with write_transaction(factory) as session:
-                    queue.set_health(
+                    service_health.set_health(
                         session,
                         service,
                         state="outage",
@@ -66,6 +66,6 @@ def test_dispatchers_reporting_at_the_same_moment_never_fail_on_each_other(facto
         for t in threads:
             t.join(30)
         with factory() as session:
-            health = queue.get_health(session, service)
+            health = service_health.get_health(session, service)
         assert health is not None and health.state == "outage"
     assert failures == []

@@ -13,10 +13,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.helpers.builders import T0, enqueue, item
 from tests.helpers.fixtures import BACKENDS, create_pg_database, drop_pg_database
 from writeback_console.domain import Kind, Status
-from writeback_console.store import queue
+from writeback_console.store import listing, operator_actions
 from writeback_console.store.engine import make_engine, make_session_factory, write_transaction
 from writeback_console.store.migrate import upgrade
 from writeback_console.store.models import Mailing
+from writeback_console.store.rows import WritebackRow
 from writeback_console.store.seed import seed
 
 Factory = sessionmaker[Session]
@@ -26,7 +27,7 @@ NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 @pytest.fixture(scope="module", params=BACKENDS)
 def seeded_store(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Factory, list[queue.WritebackRow]]]:
+) -> Iterator[tuple[Factory, list[WritebackRow]]]:
     """One seeded database per backend, shared by the read-only tests of this module."""
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path_factory.mktemp('listing') / 'q.sqlite3'}"
@@ -37,7 +38,7 @@ def seeded_store(
     seed(engine, 1500, now=NOW, random_seed=7)
     factory = make_session_factory(engine)
     with factory() as session:
-        rows = list(queue.iter_rows(session, queue.WritebackFilter(), sort="id", descending=False))
+        rows = list(listing.iter_rows(session, listing.WritebackFilter(), sort="id", descending=False))
     yield factory, rows
     engine.dispose()
     if request.param == "postgresql":
@@ -45,16 +46,16 @@ def seeded_store(
 
 
 @pytest.fixture
-def seeded(seeded_store: tuple[Factory, list[queue.WritebackRow]]) -> list[queue.WritebackRow]:
+def seeded(seeded_store: tuple[Factory, list[WritebackRow]]) -> list[WritebackRow]:
     return seeded_store[1]
 
 
 @pytest.fixture
-def seeded_factory(seeded_store: tuple[Factory, list[queue.WritebackRow]]) -> Factory:
+def seeded_factory(seeded_store: tuple[Factory, list[WritebackRow]]) -> Factory:
     return seeded_store[0]
 
 
-def _key(row: queue.WritebackRow, sort: str) -> tuple[Any, ...]:
+def _key(row: WritebackRow, sort: str) -> tuple[Any, ...]:
     email = row.email.lower() if row.email is not None else None
     return {
         "created_at": (row.created_at, row.id),
@@ -71,7 +72,7 @@ def _key(row: queue.WritebackRow, sort: str) -> tuple[Any, ...]:
     }[sort]
 
 
-def _reference(rows: list[queue.WritebackRow], sort: str, descending: bool) -> list[int]:
+def _reference(rows: list[WritebackRow], sort: str, descending: bool) -> list[int]:
     """What the list must show: sorted in Python, rows without a value last in both directions."""
     present = [r for r in rows if _key(r, sort)[0] is not None]
     missing = [r for r in rows if _key(r, sort)[0] is None]
@@ -82,62 +83,62 @@ def _reference(rows: list[queue.WritebackRow], sort: str, descending: bool) -> l
 
 @pytest.mark.parametrize("descending", [True, False], ids=["desc", "asc"])
 @pytest.mark.parametrize(
-    "sort", list(queue.NULLABLE_SORTS | {"created_at", "ref", "kind", "status", "attempts"})
+    "sort", list(listing.NULLABLE_SORTS | {"created_at", "ref", "kind", "status", "attempts"})
 )
 def test_keyset_pages_follow_each_sort_exactly(
-    seeded: list[queue.WritebackRow], seeded_factory: Factory, sort: queue.SortField, descending: bool
+    seeded: list[WritebackRow], seeded_factory: Factory, sort: listing.SortField, descending: bool
 ) -> None:
     with seeded_factory() as session:
         shown = [
             r.id
-            for r in queue.iter_rows(
-                session, queue.WritebackFilter(), sort=sort, descending=descending, page_size=97
+            for r in listing.iter_rows(
+                session, listing.WritebackFilter(), sort=sort, descending=descending, page_size=97
             )
         ]
     assert shown == _reference(seeded, sort, descending)
 
 
 def test_a_page_knows_where_the_next_one_starts_and_when_it_ends(
-    seeded: list[queue.WritebackRow], seeded_factory: Factory
+    seeded: list[WritebackRow], seeded_factory: Factory
 ) -> None:
     with seeded_factory() as session:
-        first = queue.list_page(session, queue.WritebackFilter(), limit=1000)
-        second = queue.list_page(session, queue.WritebackFilter(), after=first.next_cursor, limit=1000)
+        first = listing.list_page(session, listing.WritebackFilter(), limit=1000)
+        second = listing.list_page(session, listing.WritebackFilter(), after=first.next_cursor, limit=1000)
     assert len(first.rows) == 1000 and first.next_cursor is not None
     assert len(second.rows) == 500 and second.next_cursor is None
 
 
-FILTERS: list[tuple[str, queue.WritebackFilter, Any]] = [
+FILTERS: list[tuple[str, listing.WritebackFilter, Any]] = [
     (
         "several statuses",
-        queue.WritebackFilter(statuses=frozenset({Status.ERROR, Status.SCHEDULED})),
+        listing.WritebackFilter(statuses=frozenset({Status.ERROR, Status.SCHEDULED})),
         lambda r: r.status in (Status.ERROR, Status.SCHEDULED),
     ),
-    ("kind", queue.WritebackFilter(kinds=frozenset({Kind.INTERESTS})), lambda r: r.kind is Kind.INTERESTS),
+    ("kind", listing.WritebackFilter(kinds=frozenset({Kind.INTERESTS})), lambda r: r.kind is Kind.INTERESTS),
     (
         "account",
-        queue.WritebackFilter(accounts=frozenset({"Foundation"})),
+        listing.WritebackFilter(accounts=frozenset({"Foundation"})),
         lambda r: r.account == "Foundation",
     ),
     (
         "date range",
-        queue.WritebackFilter(created_from=NOW - timedelta(days=30), created_to=NOW - timedelta(days=10)),
+        listing.WritebackFilter(created_from=NOW - timedelta(days=30), created_to=NOW - timedelta(days=10)),
         lambda r: NOW - timedelta(days=30) <= r.created_at < NOW - timedelta(days=10),
     ),
-    ("retried", queue.WritebackFilter(retried=True), lambda r: r.attempts > 1),
+    ("retried", listing.WritebackFilter(retried=True), lambda r: r.attempts > 1),
     (
         "stuck in processing",
-        queue.WritebackFilter(stuck_before=NOW - timedelta(hours=1)),
+        listing.WritebackFilter(stuck_before=NOW - timedelta(hours=1)),
         lambda r: r.status is Status.PROCESSING and r.lease_expires_at < NOW - timedelta(hours=1),
     ),
     (
         "retry available",
-        queue.WritebackFilter(retry_available=True),
+        listing.WritebackFilter(retry_available=True),
         lambda r: r.status is Status.ERROR and r.attempts >= r.max_attempts,
     ),
     (
         "combined",
-        queue.WritebackFilter(
+        listing.WritebackFilter(
             statuses=frozenset({Status.ERROR}), kinds=frozenset({Kind.UNSUBSCRIBE}), retried=True
         ),
         lambda r: r.status is Status.ERROR and r.kind is Kind.UNSUBSCRIBE and r.attempts > 1,
@@ -147,26 +148,26 @@ FILTERS: list[tuple[str, queue.WritebackFilter, Any]] = [
 
 @pytest.mark.parametrize(("name", "flt", "wanted"), FILTERS, ids=[f[0] for f in FILTERS])
 def test_each_filter_gives_the_rows_a_plain_reading_gives(
-    seeded: list[queue.WritebackRow],
+    seeded: list[WritebackRow],
     seeded_factory: Factory,
     name: str,
-    flt: queue.WritebackFilter,
+    flt: listing.WritebackFilter,
     wanted: Any,
 ) -> None:
     with seeded_factory() as session:
-        shown = [r.id for r in queue.iter_rows(session, flt, page_size=200)]
+        shown = [r.id for r in listing.iter_rows(session, flt, page_size=200)]
     expected = _reference([r for r in seeded if wanted(r)], "created_at", True)
     assert expected, f"the seeded data should hold rows for filter {name!r}"
     assert shown == expected
 
 
 def test_counts_per_status_follow_the_other_filters(
-    seeded: list[queue.WritebackRow], seeded_factory: Factory
+    seeded: list[WritebackRow], seeded_factory: Factory
 ) -> None:
-    flt = queue.WritebackFilter(statuses=frozenset({Status.ERROR}), kinds=frozenset({Kind.UNSUBSCRIBE}))
+    flt = listing.WritebackFilter(statuses=frozenset({Status.ERROR}), kinds=frozenset({Kind.UNSUBSCRIBE}))
     with seeded_factory() as session:
-        counts = queue.count_by_status(session, flt)
-        everything = queue.count_by_status(session)
+        counts = listing.count_by_status(session, flt)
+        everything = listing.count_by_status(session)
     for status in Status:
         assert counts[status] == sum(1 for r in seeded if r.kind is Kind.UNSUBSCRIBE and r.status is status)
         assert everything[status] == sum(1 for r in seeded if r.status is status)
@@ -174,17 +175,17 @@ def test_counts_per_status_follow_the_other_filters(
 
 
 def test_text_search_finds_email_ref_constituent_and_mailing(
-    seeded: list[queue.WritebackRow], seeded_factory: Factory
+    seeded: list[WritebackRow], seeded_factory: Factory
 ) -> None:
     person = next(r for r in seeded if r.email and r.master_customer_id)
     mailing_row = next(r for r in seeded if r.mailing_id is not None)
     with seeded_factory() as session:
-        by_email = queue.iter_rows(session, queue.WritebackFilter(text=person.email.upper()))  # type: ignore[union-attr]
+        by_email = listing.iter_rows(session, listing.WritebackFilter(text=person.email.upper()))  # type: ignore[union-attr]
         assert person.id in {r.id for r in by_email}
-        by_ref = list(queue.iter_rows(session, queue.WritebackFilter(text=person.ref.lower())))
+        by_ref = list(listing.iter_rows(session, listing.WritebackFilter(text=person.ref.lower())))
         assert [r.id for r in by_ref] == [person.id]
         by_customer = {
-            r.id for r in queue.iter_rows(session, queue.WritebackFilter(text=person.master_customer_id))
+            r.id for r in listing.iter_rows(session, listing.WritebackFilter(text=person.master_customer_id))
         }
         assert person.id in by_customer
         assert all(
@@ -195,7 +196,7 @@ def test_text_search_finds_email_ref_constituent_and_mailing(
         )
         name = mailing_row.payload["mailing_name"]
         part = name.split(" – ")[0][3:12].upper()
-        by_mailing = {r.id for r in queue.iter_rows(session, queue.WritebackFilter(text=part))}
+        by_mailing = {r.id for r in listing.iter_rows(session, listing.WritebackFilter(text=part))}
         assert mailing_row.id in by_mailing
 
 
@@ -213,12 +214,12 @@ def test_like_metacharacters_in_search_text_are_taken_literally(factory: Factory
             .returning(Mailing.id)
         ).scalar_one()
         session.execute(insert(Mailing).values(account="Main", name="50 offers", created_at=T0))
-        queue.schedule_mailing_activity(session, sale, at=None, actor="staff", now=T0)
+        operator_actions.schedule_mailing_activity(session, sale, at=None, actor="staff", now=T0)
     with factory() as session:
-        underscore = [r.email for r in queue.iter_rows(session, queue.WritebackFilter(text="a_b"))]
-        percent = [r.email for r in queue.iter_rows(session, queue.WritebackFilter(text="a%"))]
-        sale_rows = [r.mailing_id for r in queue.iter_rows(session, queue.WritebackFilter(text="50%"))]
-        only_percent = [r.mailing_id for r in queue.iter_rows(session, queue.WritebackFilter(text="%"))]
+        underscore = [r.email for r in listing.iter_rows(session, listing.WritebackFilter(text="a_b"))]
+        percent = [r.email for r in listing.iter_rows(session, listing.WritebackFilter(text="a%"))]
+        sale_rows = [r.mailing_id for r in listing.iter_rows(session, listing.WritebackFilter(text="50%"))]
+        only_percent = [r.mailing_id for r in listing.iter_rows(session, listing.WritebackFilter(text="%"))]
     assert underscore == ["a_b@example.org"]
     assert percent == ["a%b@example.org"]
     assert sale_rows == [sale]
@@ -230,5 +231,5 @@ def test_hostile_search_text_is_only_text(factory: Factory) -> None:
     enqueue(factory, item(email="ann@example.org"))
     with factory() as session:
         for text in ("' OR 1=1 --", "x'); DROP TABLE writeback; --", "\\", "'", "%_%"):
-            assert list(queue.iter_rows(session, queue.WritebackFilter(text=text))) == []
-        assert len(list(queue.iter_rows(session, queue.WritebackFilter()))) == 1
+            assert list(listing.iter_rows(session, listing.WritebackFilter(text=text))) == []
+        assert len(list(listing.iter_rows(session, listing.WritebackFilter()))) == 1

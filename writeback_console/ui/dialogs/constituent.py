@@ -32,8 +32,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.personify import odata
 from writeback_console.personify.client import Activity, Constituent, PersonifyClient
-from writeback_console.store import queue
+from writeback_console.store import listing
 from writeback_console.store.engine import read_session
+from writeback_console.store.rows import WritebackRow
 from writeback_console.ui.dialogs import NONE_TEXT, TaskGroup, errors, local_text, status_colour, status_text
 from writeback_console.ui.tasks import Task, TaskRunner
 
@@ -73,12 +74,12 @@ def load_activities(client_factory: ClientFactory, master: str, sub: int) -> lis
         return client.list_activities(master, sub)
 
 
-def queue_rows_for_email(factory: sessionmaker[Session], email: str) -> list[queue.WritebackRow]:
+def queue_rows_for_email(factory: sessionmaker[Session], email: str) -> list[WritebackRow]:
     """Our queue rows for exactly this email (any case), newest first."""
     wanted = email.strip().lower()
     with read_session(factory) as session:
         # The text filter matches the start of the email (and refs, ids, mailing names); keep exact hits.
-        rows = queue.iter_rows(session, queue.WritebackFilter(text=wanted), limit=MAX_QUEUE_ROWS * 2)
+        rows = listing.iter_rows(session, listing.WritebackFilter(text=wanted), limit=MAX_QUEUE_ROWS * 2)
         return [r for r in rows if (r.email or "").lower() == wanted][:MAX_QUEUE_ROWS]
 
 
@@ -148,7 +149,7 @@ class ConstituentViewer(QWidget):
         self.constituents: list[Constituent] = []
         self._chosen: Constituent | None = None
         self.activities: list[Activity] = []
-        self.queue_rows: list[queue.WritebackRow] = []
+        self.queue_rows: list[WritebackRow] = []
 
         self.email_edit = QLineEdit()
         self.email_edit.setPlaceholderText("Email address, e.g. ann@example.org")
@@ -458,7 +459,7 @@ class ConstituentViewer(QWidget):
             self.detail_table.setItem(row, 0, name_item)
             self.detail_table.setItem(row, 1, value_item)
 
-    def _queue_rows_found(self, rows: list[queue.WritebackRow]) -> None:
+    def _queue_rows_found(self, rows: list[WritebackRow]) -> None:
         self.queue_rows = rows
         self.queue_list.clear()
         for row in rows:

@@ -22,7 +22,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from writeback_console.personify.errors import ErrorKind, PersonifyError
 from writeback_console.settings import SettingsError
-from writeback_console.store.queue import QueueError
+from writeback_console.store.rows import QueueError
 
 # Whatever reaches the details box must not carry a secret, even one a lower layer forgot to scrub:
 # a password inside a URL, or an Authorization header echoed back by a proxy.

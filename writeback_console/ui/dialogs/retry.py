@@ -24,8 +24,9 @@ from PySide6.QtWidgets import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.domain import manual_retry_decision
-from writeback_console.store import queue
+from writeback_console.store import listing, operator_actions
 from writeback_console.store.engine import read_session, write_transaction
+from writeback_console.store.rows import WritebackRow, current_actor
 from writeback_console.ui.dialogs import TaskGroup, count_text, errors, local_text, status_text
 from writeback_console.ui.tasks import TaskRunner
 
@@ -40,9 +41,9 @@ class RetryPreview:
     """The selected rows sorted into what a manual retry would do with them (plain data)."""
 
     #: Last error → the eligible rows that failed with it, largest group first.
-    eligible: dict[str, list[queue.WritebackRow]] = field(default_factory=dict)
+    eligible: dict[str, list[WritebackRow]] = field(default_factory=dict)
     #: Rows a manual retry would leave alone, with the reason in words.
-    ineligible: list[tuple[queue.WritebackRow, str]] = field(default_factory=list)
+    ineligible: list[tuple[WritebackRow, str]] = field(default_factory=list)
     #: Ids that no longer exist (cancelled or removed since they were selected).
     missing: list[int] = field(default_factory=list)
 
@@ -54,9 +55,9 @@ class RetryPreview:
 def load_retry_preview(factory: sessionmaker[Session], ids: Sequence[int]) -> RetryPreview:
     """Sort ``ids`` into eligible rows grouped by last error and ineligible rows with reasons."""
     with read_session(factory) as session:
-        rows = queue.get_writebacks(session, ids)
-    groups: dict[str, list[queue.WritebackRow]] = {}
-    ineligible: list[tuple[queue.WritebackRow, str]] = []
+        rows = listing.get_writebacks(session, ids)
+    groups: dict[str, list[WritebackRow]] = {}
+    ineligible: list[tuple[WritebackRow, str]] = []
     for wid in dict.fromkeys(ids):
         row = rows.get(wid)
         if row is None:
@@ -72,11 +73,11 @@ def load_retry_preview(factory: sessionmaker[Session], ids: Sequence[int]) -> Re
 
 def run_manual_retry(
     factory: sessionmaker[Session], ids: Sequence[int], filter: Mapping[str, Any] | None
-) -> queue.RetryResult:
+) -> operator_actions.RetryResult:
     """The retry itself, in one write transaction; rows that changed meanwhile are skipped, not fatal."""
-    actor = queue.current_actor()
+    actor = current_actor()
     with write_transaction(factory) as session:
-        return queue.manual_retry(session, ids, actor=actor, filter=filter, skip_ineligible=True)
+        return operator_actions.manual_retry(session, ids, actor=actor, filter=filter, skip_ineligible=True)
 
 
 class RetryDialog(QDialog):
@@ -107,7 +108,7 @@ class RetryDialog(QDialog):
         self._ids = list(dict.fromkeys(ids))
         self._filter = dict(filter) if filter is not None else None
         self.preview: RetryPreview | None = None
-        self.result_: queue.RetryResult | None = None
+        self.result_: operator_actions.RetryResult | None = None
         self._retrying = False
 
         self.summary_label = QLabel(f"Looking at {count_text(len(self._ids), 'selected writeback')}…")
@@ -290,7 +291,7 @@ class RetryDialog(QDialog):
             on_error=self._retry_failed,
         )
 
-    def _retry_done(self, result: queue.RetryResult) -> None:
+    def _retry_done(self, result: operator_actions.RetryResult) -> None:
         self._retrying = False
         self.cancel_button.setEnabled(True)
         self.result_ = result

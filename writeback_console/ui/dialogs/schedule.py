@@ -30,9 +30,10 @@ from PySide6.QtWidgets import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.domain import Status, utcnow
-from writeback_console.store import queue
+from writeback_console.store import listing, operator_actions
 from writeback_console.store.engine import read_session, write_transaction
 from writeback_console.store.models import Mailing
+from writeback_console.store.rows import QueueError, current_actor
 from writeback_console.ui.dialogs import NONE_TEXT, TaskGroup, count_text, errors, local_text, status_text
 from writeback_console.ui.tasks import Task, TaskRunner
 
@@ -58,40 +59,40 @@ ERROR_STYLE = "QLabel { color: #b3261e; }"
 
 def find_mailings(
     factory: sessionmaker[Session], text: str, include_id: int | None = None
-) -> list[queue.MailingRow]:
+) -> list[listing.MailingRow]:
     """Mailings whose name contains ``text``; ``include_id`` is always among them when it exists."""
     with read_session(factory) as session:
-        rows = queue.list_mailings(session, text=text)
+        rows = listing.list_mailings(session, text=text)
         if include_id is not None and all(r.id != include_id for r in rows):
             mailing = session.get(Mailing, include_id)
             if mailing is not None:
                 # list_mailings has no id filter; its name is a search that is sure to find it.
-                rows += [r for r in queue.list_mailings(session, text=mailing.name) if r.id == include_id]
+                rows += [r for r in listing.list_mailings(session, text=mailing.name) if r.id == include_id]
         return rows
 
 
 def schedule_activity(factory: sessionmaker[Session], mailing_id: int, at: datetime | None) -> int:
-    actor = queue.current_actor()
+    actor = current_actor()
     with write_transaction(factory) as session:
-        return queue.schedule_mailing_activity(session, mailing_id, at=at, actor=actor).id
+        return operator_actions.schedule_mailing_activity(session, mailing_id, at=at, actor=actor).id
 
 
 def reschedule_activity(factory: sessionmaker[Session], writeback_id: int, at: datetime | None) -> int:
-    actor = queue.current_actor()
+    actor = current_actor()
     with write_transaction(factory) as session:
-        return queue.reschedule(session, writeback_id, at=at, actor=actor).id
+        return operator_actions.reschedule(session, writeback_id, at=at, actor=actor).id
 
 
 def cancel_activity(factory: sessionmaker[Session], writeback_id: int) -> int:
-    actor = queue.current_actor()
+    actor = current_actor()
     with write_transaction(factory) as session:
-        return queue.cancel_scheduled(session, writeback_id, actor=actor).id
+        return operator_actions.cancel_scheduled(session, writeback_id, actor=actor).id
 
 
 # --- shared widgets ------------------------------------------------------------------------------
 
 
-def activity_text(row: queue.MailingRow) -> str:
+def activity_text(row: listing.MailingRow) -> str:
     """The mailing's activity in a few words: ``◷ Scheduled 2026-11-21 08:00 · WB-…``."""
     if row.activity_status is None:
         return "none yet"
@@ -119,9 +120,9 @@ class MailingTable(QTreeWidget):
         self.setAlternatingRowColors(True)
         self.setAllColumnsShowFocus(True)
         self.header().setStretchLastSection(True)
-        self._rows: dict[int, queue.MailingRow] = {}
+        self._rows: dict[int, listing.MailingRow] = {}
 
-    def set_mailings(self, rows: list[queue.MailingRow], keep_id: int | None = None) -> None:
+    def set_mailings(self, rows: list[listing.MailingRow], keep_id: int | None = None) -> None:
         """Show ``rows``, keeping (or moving to) the mailing ``keep_id`` selected."""
         keep = keep_id if keep_id is not None else self.current_id()
         self.blockSignals(True)
@@ -162,7 +163,7 @@ class MailingTable(QTreeWidget):
         item = self.currentItem()
         return None if item is None else int(item.data(0, Qt.ItemDataRole.UserRole))
 
-    def current_mailing(self) -> queue.MailingRow | None:
+    def current_mailing(self) -> listing.MailingRow | None:
         wid = self.current_id()
         return None if wid is None else self._rows.get(wid)
 
@@ -345,7 +346,7 @@ class ScheduleDialog(QDialog):
             on_error=self._failed,
         )
 
-    def _show_mailings(self, rows: list[queue.MailingRow], keep: int | None) -> None:
+    def _show_mailings(self, rows: list[listing.MailingRow], keep: int | None) -> None:
         self._search_task = None
         self.progress.setVisible(self._busy)
         self.table.set_mailings(rows, keep)
@@ -526,7 +527,7 @@ class ScheduleDialog(QDialog):
         self._search_task = None
         self.progress.hide()
         self._update_buttons()
-        if isinstance(exc, queue.QueueError):
+        if isinstance(exc, QueueError):
             # The queue's refusals are already in words; they belong next to the choice they refuse.
             self.show_problem(errors.describe_exception(exc)[0])
             self.search()

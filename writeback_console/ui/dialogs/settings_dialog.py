@@ -38,8 +38,9 @@ from writeback_console.personify.client import PersonifyClient, PersonifySetting
 from writeback_console.personify.errors import ErrorKind, PersonifyError
 from writeback_console.personify.mapping import INTEREST_EVENTS, MAILING_EVENTS, ActivityMapping
 from writeback_console.settings import AppSettings, PasswordStore, SettingsError, save_settings
-from writeback_console.store import queue
+from writeback_console.store import switches
 from writeback_console.store.engine import read_session, write_transaction
+from writeback_console.store.rows import current_actor
 from writeback_console.ui.dialogs import NONE_TEXT, TaskGroup, errors
 from writeback_console.ui.tasks import Task, TaskRunner
 
@@ -78,8 +79,8 @@ class Check:
 
 def load_account_settings(factory: sessionmaker[Session]) -> AccountSettings:
     with read_session(factory) as session:
-        enabled = queue.get_setting(session, queue.WRITEBACK_ENABLED, default=True) is not False
-        days = queue.get_setting(session, queue.AUTO_MAILING_ACTIVITY_DAYS)
+        enabled = switches.get_setting(session, switches.WRITEBACK_ENABLED, default=True) is not False
+        days = switches.get_setting(session, switches.AUTO_MAILING_ACTIVITY_DAYS)
     return AccountSettings(enabled, int(days) if isinstance(days, int | float) else None)
 
 
@@ -99,10 +100,10 @@ def save_everything(
 ) -> AppSettings:
     """Database switches first (the likeliest to fail), then the password, then the settings file."""
     if account_changes:
-        actor = queue.current_actor()
+        actor = current_actor()
         with write_transaction(factory) as session:
             for key, value in account_changes.items():
-                queue.set_setting(session, key, value, actor=actor)
+                switches.set_setting(session, key, value, actor=actor)
     current = (settings.service_root_url, settings.user)
     if password is None and current != previous and all(previous):
         # The password is stored per URL and user: keep it when only those changed.
@@ -578,10 +579,10 @@ class SettingsDialog(QDialog):
             return {}
         changes: dict[str, Any] = {}
         if self.enabled_box.isChecked() != self._account.writeback_enabled:
-            changes[queue.WRITEBACK_ENABLED] = self.enabled_box.isChecked()
+            changes[switches.WRITEBACK_ENABLED] = self.enabled_box.isChecked()
         days = self.auto_days_spin.value() if self.auto_box.isChecked() else None
         if days != self._account.auto_mailing_activity_days:
-            changes[queue.AUTO_MAILING_ACTIVITY_DAYS] = days
+            changes[switches.AUTO_MAILING_ACTIVITY_DAYS] = days
         return changes
 
     def typed_password(self) -> str | None:

@@ -20,7 +20,8 @@ from PySide6.QtWidgets import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.domain import Status
-from writeback_console.store.queue import MailingRow, QueueError
+from writeback_console.store.listing import MailingRow
+from writeback_console.store.rows import QueueError
 from writeback_console.ui.dialogs import TaskGroup, count_text, errors, schedule
 from writeback_console.ui.dialogs.schedule import MOVABLE, MailingTable, ScheduleOutcome, can_schedule
 from writeback_console.ui.tasks import Task, TaskRunner

@@ -1,0 +1,428 @@
+"""Reading the queue: single rows and their attempts, the filtered and keyset-paged list with its one
+sort-key table, counts, and the mailings list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, tuple_
+from sqlalchemy.orm import Session
+
+from writeback_console.domain import REF_PREFIX, Kind, Status, normalize_ref
+from writeback_console.store.models import Attempt, Delivery, Mailing, MailingRecipient
+from writeback_console.store.rows import (
+    DELIVERY_TABLE,
+    ROW_COLUMNS,
+    NotFound,
+    W,
+    WritebackRow,
+    chunks,
+    row_from,
+)
+
+
+def get_writeback(session: Session, key: int | str) -> WritebackRow:
+    """One writeback by id, or by reference (any case).
+
+    A mailing recipient's activity in Personify360 ends with that recipient's own reference; it
+    finds the mailing-activity row that carries it.
+    """
+    if isinstance(key, str) and not key.isdigit():
+        ref = normalize_ref(key)
+        condition: ColumnElement[bool] = W.ref == ref
+        row = session.execute(select(*ROW_COLUMNS).where(condition)).first()
+        if row is None:
+            carrier = select(Delivery.writeback_id).where(Delivery.ref == ref).limit(1).scalar_subquery()
+            row = session.execute(select(*ROW_COLUMNS).where(W.id == carrier)).first()
+    else:
+        row = session.execute(select(*ROW_COLUMNS).where(W.id == int(key))).first()
+    if row is None:
+        raise NotFound(f"no writeback {key}")
+    return row_from(row)
+
+
+def get_writebacks(session: Session, ids: Sequence[int]) -> dict[int, WritebackRow]:
+    """Many writebacks by id, a chunk per query (a selection can be thousands of rows)."""
+    rows: dict[int, WritebackRow] = {}
+    for batch in chunks(list(dict.fromkeys(ids))):
+        for r in session.execute(select(*ROW_COLUMNS).where(W.id.in_(batch))):
+            row = row_from(r)
+            rows[row.id] = row
+    return rows
+
+
+def resolve_ids(session: Session, keys: Iterable[str]) -> list[int]:
+    """Ids for a mix of ids and references as typed on a command line; unknown ones are an error."""
+    ids: list[int] = []
+    missing: list[str] = []
+    for key in keys:
+        try:
+            ids.append(get_writeback(session, key).id)
+        except NotFound:
+            missing.append(key)
+    if missing:
+        raise NotFound("no writeback " + ", ".join(missing))
+    return ids
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptRow:
+    number: int
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str | None
+    http_status: int | None
+    message: str | None
+    response_excerpt: str | None
+    dispatcher: str | None
+    manual: bool
+    #: Whether it used one of the row's attempts (an outage or a first interruption does not).
+    counted: bool = True
+
+
+def attempts_of(session: Session, writeback_id: int) -> list[AttemptRow]:
+    return [
+        AttemptRow(
+            a.number,
+            a.started_at,
+            a.finished_at,
+            a.outcome,
+            a.http_status,
+            a.message,
+            a.response_excerpt,
+            a.dispatcher,
+            a.manual,
+            a.counted,
+        )
+        for a in session.scalars(
+            select(Attempt).where(Attempt.writeback_id == writeback_id).order_by(Attempt.number)
+        )
+    ]
+
+
+SortField = Literal[
+    "created_at",
+    "ref",
+    "kind",
+    "email",
+    "master_customer_id",
+    "account",
+    "status",
+    "attempts",
+    "sent_at",
+    "scheduled_for",
+    "id",
+]
+
+
+def _sort_columns(sort: SortField) -> tuple[ColumnElement[Any], ...]:
+    """The columns a sort orders by, each backed by an index ending in id for keyset paging."""
+    return {
+        "created_at": (W.created_at, W.id),
+        "ref": (W.ref,),
+        "kind": (W.kind, W.created_at, W.id),
+        "email": (func.lower(W.email), W.id),
+        "master_customer_id": (W.master_customer_id, W.id),
+        "account": (W.account, W.created_at, W.id),
+        "status": (W.status, W.created_at, W.id),
+        "attempts": (W.attempts, W.id),
+        "sent_at": (W.sent_at, W.id),
+        "scheduled_for": (W.scheduled_for, W.id),
+        "id": (W.id,),
+    }[sort]
+
+
+#: Sorts whose first column may be NULL; NULLs come last in both directions, on both backends.
+NULLABLE_SORTS = frozenset({"email", "master_customer_id", "sent_at", "scheduled_for"})
+
+
+PREFIX_END = "\U0010ffff"
+
+
+def escape_like(text: str, escape: str = "\\") -> str:
+    """``text`` for a LIKE pattern, with its own % and _ taken literally."""
+    return text.replace(escape, escape * 2).replace("%", escape + "%").replace("_", escape + "_")
+
+
+@dataclass(frozen=True)
+class WritebackFilter:
+    """What the Writeback List and ``list`` show; every part is applied in SQL."""
+
+    statuses: frozenset[Status] = frozenset()
+    kinds: frozenset[Kind] = frozenset()
+    accounts: frozenset[str] = frozenset()
+    created_from: datetime | None = None
+    created_to: datetime | None = None
+    #: Matches the start of the email, reference or constituent id, or any part of a mailing's name.
+    text: str | None = None
+    retried: bool = False
+    #: Processing rows whose lease ran out before this time (their dispatcher stopped).
+    stuck_before: datetime | None = None
+    retry_available: bool = False
+    mailing_id: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.statuses:
+            data["statuses"] = sorted(self.statuses)
+        if self.kinds:
+            data["kinds"] = sorted(self.kinds)
+        if self.accounts:
+            data["accounts"] = sorted(self.accounts)
+        for name in ("created_from", "created_to", "stuck_before"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value.isoformat()
+        if self.text:
+            data["text"] = self.text
+        if self.retried:
+            data["retried"] = True
+        if self.retry_available:
+            data["retry_available"] = True
+        if self.mailing_id is not None:
+            data["mailing_id"] = self.mailing_id
+        return data
+
+    def conditions(self, *, include_status: bool = True) -> list[ColumnElement[bool]]:
+        where: list[ColumnElement[bool]] = []
+        if include_status and self.statuses:
+            where.append(W.status.in_(sorted(s.value for s in self.statuses)))
+        if self.kinds:
+            where.append(W.kind.in_(sorted(k.value for k in self.kinds)))
+        if self.accounts:
+            where.append(W.account.in_(sorted(self.accounts)))
+        if self.created_from is not None:
+            where.append(W.created_at >= self.created_from)
+        if self.created_to is not None:
+            where.append(W.created_at < self.created_to)
+        if self.retried:
+            where.append(W.attempts > 1)
+        if self.stuck_before is not None:
+            # The holder's lease, as the holder set it, ran out: it stopped without finishing.
+            where.append(and_(W.status == Status.PROCESSING.value, W.lease_expires_at < self.stuck_before))
+        if self.retry_available:
+            where.append(and_(W.status == Status.ERROR.value, W.attempts >= W.max_attempts))
+        if self.mailing_id is not None:
+            where.append(W.mailing_id == self.mailing_id)
+        text = (self.text or "").strip()
+        if text:
+            where.append(_text_condition(text))
+        return where
+
+
+def _prefix(column: ColumnElement[Any], prefix: str) -> ColumnElement[bool]:
+    # A range rather than LIKE: it uses the index on both backends, and % or _ mean themselves.
+    return and_(column >= prefix, column < prefix + PREFIX_END)
+
+
+def _text_condition(text: str) -> ColumnElement[bool]:
+    mailings = select(Mailing.id).where(
+        func.lower(Mailing.name).like("%" + escape_like(text.lower()) + "%", escape="\\")
+    )
+    conditions = [
+        _prefix(func.lower(W.email), text.lower()),
+        _prefix(W.ref, normalize_ref(text)),
+        _prefix(W.master_customer_id, text),
+        W.mailing_id.in_(mailings.scalar_subquery()),
+    ]
+    ref = normalize_ref(text)
+    if ref.startswith(REF_PREFIX) and len(ref) > len(REF_PREFIX):
+        # A recipient's reference, as support copies it from an activity in CRM360.
+        carriers = select(Delivery.writeback_id).where(_prefix(DELIVERY_TABLE.c.ref, ref))
+        conditions.append(W.id.in_(carriers.scalar_subquery()))
+    return or_(*conditions)
+
+
+Cursor = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    rows: list[WritebackRow]
+    #: Where the next page starts, or None at the end.
+    next_cursor: Cursor | None
+
+
+def _cursor_of(row: WritebackRow, sort: SortField) -> Cursor:
+    def value(column: str) -> Any:
+        if column == "email":
+            return row.email.lower() if row.email is not None else None
+        return getattr(row, column)
+
+    names = {
+        "created_at": ("created_at", "id"),
+        "ref": ("ref",),
+        "kind": ("kind", "created_at", "id"),
+        "email": ("email", "id"),
+        "master_customer_id": ("master_customer_id", "id"),
+        "account": ("account", "created_at", "id"),
+        "status": ("status", "created_at", "id"),
+        "attempts": ("attempts", "id"),
+        "sent_at": ("sent_at", "id"),
+        "scheduled_for": ("scheduled_for", "id"),
+        "id": ("id",),
+    }[sort]
+    return tuple(v.value if isinstance(v, (Kind, Status)) else v for v in (value(n) for n in names))
+
+
+def list_page(
+    session: Session,
+    flt: WritebackFilter,
+    *,
+    sort: SortField = "created_at",
+    descending: bool = True,
+    after: Cursor | None = None,
+    limit: int = 100,
+) -> Page:
+    """One page of the filtered list, continuing after ``after``: keyset paging, never OFFSET."""
+    columns = _sort_columns(sort)
+    base = select(*ROW_COLUMNS).where(*flt.conditions())
+    rows: list[WritebackRow] = []
+    nullable = sort in NULLABLE_SORTS
+    in_null_part = after is not None and nullable and after[0] is None
+
+    if not in_null_part:
+        query = base
+        if nullable:
+            query = query.where(columns[0].is_not(None))
+        if after is not None:
+            key, bound = tuple_(*columns), tuple_(*after)
+            query = query.where(key < bound if descending else key > bound)
+        query = _ordered(query, columns, descending).limit(limit + 1)
+        rows = [row_from(r) for r in session.execute(query)]
+    if nullable and len(rows) <= limit:
+        # The rows without a value follow the others, ordered by id.
+        query = base.where(columns[0].is_(None))
+        if in_null_part and after is not None:
+            query = query.where(W.id < after[-1] if descending else W.id > after[-1])
+        query = query.order_by(W.id.desc() if descending else W.id).limit(limit + 1 - len(rows))
+        rows.extend(row_from(r) for r in session.execute(query))
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return Page(rows, _cursor_of(rows[-1], sort) if more and rows else None)
+
+
+def _ordered(query: Select[Any], columns: Sequence[ColumnElement[Any]], descending: bool) -> Select[Any]:
+    return query.order_by(*(c.desc() if descending else c.asc() for c in columns))
+
+
+def iter_rows(
+    session: Session,
+    flt: WritebackFilter,
+    *,
+    sort: SortField = "created_at",
+    descending: bool = True,
+    page_size: int = 1000,
+    limit: int | None = None,
+) -> Iterator[WritebackRow]:
+    """Every row of the filter in order, a page at a time, so an export never holds them all."""
+    after: Cursor | None = None
+    given = 0
+    while True:
+        size = page_size if limit is None else min(page_size, limit - given)
+        if size <= 0:
+            return
+        page = list_page(session, flt, sort=sort, descending=descending, after=after, limit=size)
+        yield from page.rows
+        given += len(page.rows)
+        if page.next_cursor is None:
+            return
+        after = page.next_cursor
+
+
+def list_accounts(session: Session) -> list[str]:
+    """Every Informz account that has writebacks or mailings, for the account filter."""
+    accounts = set(session.scalars(select(W.account).distinct()))
+    accounts.update(session.scalars(select(Mailing.account).distinct()))
+    return sorted(accounts)
+
+
+def count_by_status(session: Session, flt: WritebackFilter | None = None) -> dict[Status, int]:
+    """Rows per status under a filter (its own status choice left out, so every status has a count)."""
+    where = flt.conditions(include_status=False) if flt else []
+    counts = dict.fromkeys(Status, 0)
+    for status, n in session.execute(select(W.status, func.count()).where(*where).group_by(W.status)):
+        counts[Status(status)] = n
+    return counts
+
+
+def mailing_recipient_counts(session: Session, mailing_id: int) -> tuple[int, int]:
+    """(recipients, recipients known in Personify360) of a mailing."""
+    total, remote = session.execute(
+        select(
+            func.count(),
+            func.count(MailingRecipient.master_customer_id),
+        ).where(MailingRecipient.mailing_id == mailing_id)
+    ).one()
+    return int(total), int(remote)
+
+
+@dataclass(frozen=True, slots=True)
+class MailingRow:
+    """A mailing as staff choose it for mailing activity."""
+
+    id: int
+    account: str
+    name: str
+    sent_at: datetime | None
+    recipients: int
+    remote_recipients: int
+    #: The mailing's mailing-activity writeback, if it has one.
+    activity_id: int | None
+    activity_ref: str | None
+    activity_status: Status | None
+    scheduled_for: datetime | None
+
+
+def list_mailings(session: Session, *, text: str | None = None, limit: int = 200) -> list[MailingRow]:
+    """Mailings, most recently sent first, whose name contains ``text`` (any case, taken literally)."""
+    query = select(Mailing.id, Mailing.account, Mailing.name, Mailing.sent_at)
+    if text and text.strip():
+        pattern = "%" + escape_like(text.strip().lower()) + "%"
+        query = query.where(func.lower(Mailing.name).like(pattern, escape="\\"))
+    mailings = session.execute(
+        query.order_by(Mailing.sent_at.desc().nulls_last(), Mailing.id.desc()).limit(limit)
+    ).all()
+    ids = [m.id for m in mailings]
+    counts: dict[int, tuple[int, int]] = {}
+    activity: dict[int, Any] = {}
+    for batch in chunks(ids):
+        for mid, total, remote in session.execute(
+            select(
+                MailingRecipient.mailing_id,
+                func.count(),
+                func.count(MailingRecipient.master_customer_id),
+            )
+            .where(MailingRecipient.mailing_id.in_(batch))
+            .group_by(MailingRecipient.mailing_id)
+        ):
+            counts[mid] = (int(total), int(remote))
+        for r in session.execute(
+            select(W.id, W.ref, W.status, W.scheduled_for, W.mailing_id)
+            .where(W.mailing_id.in_(batch), W.kind == Kind.MAILING_ACTIVITY.value)
+            .order_by(W.id)
+        ):
+            activity[r.mailing_id] = r
+    rows = []
+    for m in mailings:
+        total, remote = counts.get(m.id, (0, 0))
+        a = activity.get(m.id)
+        rows.append(
+            MailingRow(
+                id=m.id,
+                account=m.account,
+                name=m.name,
+                sent_at=m.sent_at,
+                recipients=total,
+                remote_recipients=remote,
+                activity_id=a.id if a else None,
+                activity_ref=a.ref if a else None,
+                activity_status=Status(a.status) if a else None,
+                scheduled_for=a.scheduled_for if a else None,
+            )
+        )
+    return rows

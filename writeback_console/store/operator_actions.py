@@ -1,0 +1,323 @@
+"""What people do to the queue: manual retry, scheduling and rescheduling mailing activity, cancelling,
+and the automatic scheduling of mailing activity. Each records its audit entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from writeback_console.domain import Kind, QueueState, Status, manual_retry_decision, utcnow
+from writeback_console.intake import WritebackInput
+from writeback_console.store.audit_trail import record_audit
+from writeback_console.store.lifecycle import enqueue
+from writeback_console.store.listing import get_writeback
+from writeback_console.store.models import ACTIVE_MAILING_STATUSES, Mailing, Setting, Writeback
+from writeback_console.store.rows import (
+    NotFound,
+    QueueError,
+    Refusal,
+    RetryRefused,
+    W,
+    WritebackRow,
+    chunks,
+    rows_changed,
+)
+from writeback_console.store.switches import ALL_ACCOUNTS, AUTO_MAILING_ACTIVITY_DAYS
+
+
+def _states(session: Session, ids: Sequence[int]) -> dict[int, tuple[str, QueueState]]:
+    found: dict[int, tuple[str, QueueState]] = {}
+    for batch in chunks(list(ids)):
+        for r in session.execute(
+            select(
+                W.id, W.ref, W.status, W.attempts, W.max_attempts, W.scheduled_for, W.next_attempt_at
+            ).where(W.id.in_(batch))
+        ):
+            found[r.id] = (
+                r.ref,
+                QueueState(Status(r.status), r.attempts, r.max_attempts, r.scheduled_for, r.next_attempt_at),
+            )
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class RetryResult:
+    retried: list[tuple[int, str]]
+    skipped: list[Refusal]
+    audit_event_id: int | None
+
+
+def manual_retry(
+    session: Session,
+    ids: Sequence[int],
+    *,
+    actor: str,
+    now: datetime | None = None,
+    filter: Mapping[str, Any] | None = None,
+    skip_ineligible: bool = False,
+) -> RetryResult:
+    """Grant exactly one more attempt to Error rows whose automatic retries are used up.
+
+    Rows that may not be retried are refused with the reason; unless ``skip_ineligible``, one such row
+    refuses the whole request and nothing changes. The attempt history stays as it was.
+    """
+    now = now or utcnow()
+    wanted = list(dict.fromkeys(ids))
+    states = _states(session, wanted)
+    refusals = [Refusal(i, f"#{i}", "no such writeback") for i in wanted if i not in states]
+    allowed: list[tuple[int, str]] = []
+    for i in wanted:
+        if i not in states:
+            continue
+        ref, state = states[i]
+        decision = manual_retry_decision(state)
+        if decision.allowed:
+            allowed.append((i, ref))
+        else:
+            refusals.append(Refusal(i, ref, decision.reason))
+    if refusals and not skip_ineligible:
+        raise RetryRefused(refusals)
+    changed: list[tuple[int, str]] = []
+    refs = dict(allowed)
+    for batch in chunks([i for i, _ in allowed]):
+        # The condition is repeated in SQL so that a row a dispatcher changed meanwhile is not touched.
+        changed_ids = (
+            session.execute(
+                update(Writeback)
+                .where(
+                    W.id.in_(batch),
+                    W.status == Status.ERROR.value,
+                    W.attempts >= W.max_attempts,
+                )
+                .values(
+                    status=Status.NEW.value,
+                    max_attempts=W.attempts + 1,
+                    next_attempt_at=None,
+                    updated_at=now,
+                )
+                .returning(W.id)
+            )
+            .scalars()
+            .all()
+        )
+        changed.extend((i, refs[i]) for i in sorted(changed_ids))
+    changed_set = set(changed)
+    lost = [
+        Refusal(i, r, "changed by someone else meanwhile") for i, r in allowed if (i, r) not in changed_set
+    ]
+    if lost and not skip_ineligible:
+        raise RetryRefused(lost)
+    event = None
+    if changed:
+        event = record_audit(
+            session,
+            actor=actor,
+            action="retry",
+            rows=changed,
+            now=now,
+            filter=filter,
+            detail={"granted_attempts": 1},
+        )
+    return RetryResult(changed, refusals + lost, event)
+
+
+def schedule_mailing_activity(
+    session: Session,
+    mailing_id: int,
+    *,
+    at: datetime | None,
+    actor: str,
+    now: datetime | None = None,
+) -> WritebackRow:
+    """Queue the mailing activity of a mailing: at the next run (``at`` None) or at a future time."""
+    now = now or utcnow()
+    mailing = session.get(Mailing, mailing_id)
+    if mailing is None:
+        raise NotFound(f"no mailing with id {mailing_id}")
+    if at is not None and at <= now:
+        raise QueueError(f"the time {at.isoformat()} has already passed; choose a time in the future")
+    existing = session.execute(
+        select(W.ref, W.status)
+        .where(
+            W.mailing_id == mailing_id,
+            W.kind == Kind.MAILING_ACTIVITY.value,
+            W.status.in_([s.value for s in (*ACTIVE_MAILING_STATUSES, Status.SENT)]),
+        )
+        .order_by(W.id.desc())
+    ).first()
+    if existing is not None:
+        what = "retry" if Status(existing.status) is Status.ERROR else "reschedule"
+        raise QueueError(
+            f"mailing {mailing_id} already has mailing activity {existing.ref} "
+            f"({Status(existing.status).label}); {what} that one instead"
+            if Status(existing.status) is not Status.SENT
+            else f"the mailing activity of mailing {mailing_id} was already sent ({existing.ref})"
+        )
+    item = WritebackInput(
+        kind=Kind.MAILING_ACTIVITY,
+        account=mailing.account,
+        occurred_at=mailing.sent_at or now,
+        mailing_id=mailing_id,
+        scheduled_for=at,
+        payload={"mailing_name": mailing.name},
+    )
+    try:
+        # The database holds the line too: a second active row for one mailing is refused.
+        with session.begin_nested():
+            row = enqueue(session, item, now=now)
+    except IntegrityError:
+        raise QueueError(
+            f"mailing {mailing_id} was given mailing activity by someone else at the same moment"
+        ) from None
+    record_audit(
+        session,
+        actor=actor,
+        action="schedule" if at else "send_now",
+        rows=[(row.id, row.ref)],
+        now=now,
+        detail={"mailing_id": mailing_id, "scheduled_for": at.isoformat() if at else None},
+    )
+    return row
+
+
+def _mailing_activity_row(session: Session, writeback_id: int) -> WritebackRow:
+    row = get_writeback(session, writeback_id)
+    if row.kind is not Kind.MAILING_ACTIVITY:
+        raise QueueError(f"{row.ref} is {row.kind.label}; only Mailing Activity can be scheduled")
+    return row
+
+
+def reschedule(
+    session: Session, writeback_id: int, *, at: datetime | None, actor: str, now: datetime | None = None
+) -> WritebackRow:
+    """Move a waiting mailing activity to another time (``at`` None: send at the next run)."""
+    now = now or utcnow()
+    row = _mailing_activity_row(session, writeback_id)
+    if row.status not in (Status.SCHEDULED, Status.NEW):
+        raise QueueError(f"{row.ref} is {row.status.label}; only Scheduled or New rows can be rescheduled")
+    if at is not None and at <= now:
+        raise QueueError(f"the time {at.isoformat()} has already passed; choose a time in the future")
+    status = Status.SCHEDULED if at is not None else Status.NEW
+    done = rows_changed(
+        session.execute(
+            update(Writeback)
+            .where(W.id == writeback_id, W.status == row.status.value)
+            .values(status=status.value, scheduled_for=at, updated_at=now)
+        )
+    )
+    if not done:
+        raise QueueError(f"{row.ref} was picked up by a dispatcher meanwhile")
+    record_audit(
+        session,
+        actor=actor,
+        action="reschedule",
+        rows=[(row.id, row.ref)],
+        now=now,
+        detail={
+            "from": row.scheduled_for.isoformat() if row.scheduled_for else None,
+            "to": at.isoformat() if at else None,
+        },
+    )
+    return get_writeback(session, writeback_id)
+
+
+def cancel_scheduled(
+    session: Session, writeback_id: int, *, actor: str, now: datetime | None = None
+) -> WritebackRow:
+    """Withdraw a Scheduled mailing activity before it goes out: it stays, as Cancelled, for good.
+
+    Cancelled is a recorded state, never a delete: the row keeps its reference, its history and its
+    recipients' deliveries, so automatic scheduling does not make the mailing's activity again, and if
+    staff schedule it anew, recipients that already have their activity are not written twice.
+    """
+    now = now or utcnow()
+    row = _mailing_activity_row(session, writeback_id)
+    if row.status is not Status.SCHEDULED:
+        raise QueueError(f"{row.ref} is {row.status.label}; only Scheduled rows can be cancelled")
+    done = rows_changed(
+        session.execute(
+            update(Writeback)
+            .where(W.id == writeback_id, W.status == Status.SCHEDULED.value)
+            .values(status=Status.CANCELLED.value, updated_at=now)
+        )
+    )
+    if not done:
+        raise QueueError(f"{row.ref} was picked up by a dispatcher meanwhile")
+    record_audit(
+        session,
+        actor=actor,
+        action="cancel",
+        rows=[(row.id, row.ref)],
+        now=now,
+        detail={
+            "mailing_id": row.mailing_id,
+            "scheduled_for": row.scheduled_for.isoformat() if row.scheduled_for else None,
+        },
+    )
+    return get_writeback(session, writeback_id)
+
+
+def auto_schedule_mailings(session: Session, *, now: datetime, actor: str) -> list[int]:
+    """Scheduled mailing activity for mailings sent since automatic scheduling was switched on.
+
+    The account setting says how many days after a mailing is sent its activity goes out; mailings
+    created before the setting was turned on are left alone, so switching it on never floods the queue.
+    A mailing that has mailing activity in any state — Cancelled included — is never given another:
+    what staff cancelled stays cancelled.
+    """
+    settings = session.scalars(select(Setting).where(Setting.key == AUTO_MAILING_ACTIVITY_DAYS)).all()
+    by_account = {
+        s.account: s for s in settings if isinstance(s.value, int) and not isinstance(s.value, bool)
+    }
+    if not by_account:
+        return []
+    has_activity = select(W.mailing_id).where(
+        W.kind == Kind.MAILING_ACTIVITY.value, W.mailing_id.is_not(None)
+    )
+    candidates = session.execute(
+        select(Mailing.id, Mailing.account, Mailing.name, Mailing.sent_at, Mailing.created_at).where(
+            Mailing.sent_at.is_not(None), Mailing.id.not_in(has_activity)
+        )
+    ).all()
+    created: list[int] = []
+    for m in candidates:
+        setting = by_account.get(m.account) or by_account.get(ALL_ACCOUNTS)
+        if setting is None or m.created_at < setting.updated_at:
+            continue
+        due = m.sent_at + timedelta(days=setting.value)
+        item = WritebackInput(
+            kind=Kind.MAILING_ACTIVITY,
+            account=m.account,
+            occurred_at=m.sent_at,
+            mailing_id=m.id,
+            scheduled_for=max(due, now),
+            payload={"mailing_name": m.name},
+        )
+        try:
+            # Another dispatcher or a person may schedule the same mailing at this moment; the
+            # database keeps one, and this one is skipped.
+            with session.begin_nested():
+                row = enqueue(session, item, now=now)
+        except IntegrityError:
+            continue
+        created.append(row.id)
+        record_audit(
+            session,
+            actor=actor,
+            action="auto_schedule",
+            rows=[(row.id, row.ref)],
+            now=now,
+            detail={
+                "mailing_id": m.id,
+                "days_after_sent": setting.value,
+                "scheduled_for": item.scheduled_for.isoformat() if item.scheduled_for else None,
+            },
+        )
+    return created
