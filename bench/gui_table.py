@@ -30,13 +30,13 @@ from PySide6.QtCore import QEventLoop, QTimer
 from PySide6.QtWidgets import QApplication, QWidget
 from sqlalchemy.orm import Session, sessionmaker
 
+from writeback_console.demo.seed import seed
 from writeback_console.domain import Status
 from writeback_console.settings import AppSettings
 from writeback_console.store import listing
 from writeback_console.store.engine import make_engine, make_session_factory, read_session
 from writeback_console.store.listing import WritebackFilter
 from writeback_console.store.migrate import upgrade
-from writeback_console.store.seed import seed
 from writeback_console.ui.app import build_window, make_application
 from writeback_console.ui.tasks import TaskRunner
 from writeback_console.ui.writeback_model import PAGE_SIZE, ListQuery, WritebackTableModel

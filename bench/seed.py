@@ -11,10 +11,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from writeback_console.demo.seed import seed
 from writeback_console.store import listing
 from writeback_console.store.engine import make_engine, make_session_factory
 from writeback_console.store.migrate import upgrade
-from writeback_console.store.seed import seed
 
 
 def main() -> None:

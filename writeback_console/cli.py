@@ -366,7 +366,7 @@ def cmd_retry(args: argparse.Namespace) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from writeback_console.store.seed import seed
+    from writeback_console.demo.seed import seed
 
     if args.rows < 1:
         raise CommandError("--rows must be at least 1", EXIT_BAD_INPUT)

@@ -11,9 +11,9 @@ from pytestqt.qtbot import QtBot
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers.fixtures import create_pg_database, drop_pg_database
+from writeback_console.demo.seed import seed
 from writeback_console.store.engine import make_engine, make_session_factory
 from writeback_console.store.migrate import upgrade
-from writeback_console.store.seed import seed
 from writeback_console.ui.tasks import TaskRunner
 from writeback_console.ui.writeback_model import WritebackTableModel
 

@@ -12,13 +12,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers.builders import T0, enqueue, item
 from tests.helpers.fixtures import BACKENDS, create_pg_database, drop_pg_database
+from writeback_console.demo.seed import seed
 from writeback_console.domain import Kind, Status
 from writeback_console.store import listing, operator_actions
 from writeback_console.store.engine import make_engine, make_session_factory, write_transaction
 from writeback_console.store.migrate import upgrade
 from writeback_console.store.models import Mailing
 from writeback_console.store.rows import WritebackRow
-from writeback_console.store.seed import seed
 
 Factory = sessionmaker[Session]
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
+from writeback_console.demo.seed import person, seed
 from writeback_console.domain import Kind, Status
 from writeback_console.personify.mapping import ActivityMapping, ActivitySource, build_activity
 from writeback_console.settings import AppSettings, PasswordStore, save_settings
@@ -25,7 +26,6 @@ from writeback_console.store import listing
 from writeback_console.store.engine import make_engine, make_session_factory
 from writeback_console.store.migrate import upgrade
 from writeback_console.store.models import MailingRecipient, Writeback
-from writeback_console.store.seed import person, seed
 
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo"
