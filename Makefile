@@ -48,6 +48,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check writeback_console tests bench
 	$(BIN)/ruff format --check writeback_console tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) build *.egg-info
