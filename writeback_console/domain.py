@@ -1,4 +1,8 @@
-"""The writeback domain: kinds, statuses and the rules between them (DESIGN §2), with no I/O."""
+"""The writeback domain: kinds, statuses and the rules between them, with no I/O.
+
+Where each rule also runs in SQL, and where it is tested: docs/architecture.md, "Statuses and the rules
+between them".
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The rules of DESIGN §2 as plain functions."""
+"""The status rules (docs/architecture.md) as plain functions."""
 
 from __future__ import annotations
 

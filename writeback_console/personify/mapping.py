@@ -1,4 +1,8 @@
-"""How a writeback becomes a Personify360 CusActivity: codes, subcodes and text per kind (DESIGN §3)."""
+"""How a writeback becomes a Personify360 CusActivity: codes, subcodes and text per kind.
+
+The default codes are listed in docs/architecture.md ("Personify360, as the client and the simulator
+speak it"); the project's SQL script for Personify360 creates them.
+"""
 
 from __future__ import annotations
 

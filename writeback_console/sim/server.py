@@ -1,4 +1,6 @@
-"""The Personify360 simulator: an HTTP server speaking Personify Data Services as DESIGN §3 describes it.
+"""The Personify360 simulator: an HTTP server speaking Personify Data Services as the client uses it.
+
+What that is: docs/architecture.md, "Personify360, as the client and the simulator speak it".
 
 Decisions where the real service is unknown or the simulator is stricter on purpose, so that a client
 bug shows up here rather than at a customer's site:
@@ -7,8 +9,8 @@ bug shows up here rather than at a customer's site:
   (key access, Create, Save) is always ``{"d": {...}}``. Save answers 200 with the stored entity.
 - JSON must be asked for (``Accept: …json…`` or ``$format=json``); otherwise 415, where the real
   service would answer in Atom. ``$metadata`` is XML regardless.
-- ``$top``, ``$skip``, ``$orderby``, ``$expand`` and ``$inlinecount`` are refused with 400 (DESIGN §3:
-  not documented, do not rely on them); collections come in insertion order.
+- ``$top``, ``$skip``, ``$orderby``, ``$expand`` and ``$inlinecount`` are refused with 400 (the service
+  does not document them, so the client must not rely on them); collections come in insertion order.
 - Text compares case-insensitively, like Personify's SQL Server collation.
 - Save refuses unknown properties and wrongly typed values (400, as WCF's deserialiser does) and reports
   Personify validation issues (400, the reason two ``internalexception`` levels deep). ``ActivityId`` and
@@ -802,7 +804,7 @@ def _activity_from_record(
 
 
 class Simulator:
-    """A running (or ready to run) Personify360 simulator; see DESIGN §3 and the module docstring.
+    """A running (or ready to run) Personify360 simulator; see docs/architecture.md and the module docstring.
 
     ``faults``, ``json_shape``, ``error_format``, ``users`` and ``on_save`` may be changed while it
     serves. ``on_save`` is called in the handler thread with a ``SaveEvent`` for every Save request whose

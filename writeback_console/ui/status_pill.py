@@ -1,4 +1,4 @@
-"""The status of a writeback drawn as a coloured pill with icon and text (DESIGN §2), never colour alone."""
+"""The status of a writeback drawn as a coloured pill with icon and text, never colour alone."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Every rule of DESIGN §2 at the queue level, on SQLite and on PostgreSQL."""
+"""Every status rule (docs/architecture.md) at the queue level, on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 

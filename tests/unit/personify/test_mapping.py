@@ -1,4 +1,4 @@
-"""Unit tests for turning writebacks into CusActivity fields (DESIGN §3 activity table)."""
+"""Unit tests for turning writebacks into CusActivity fields (the activity codes in docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 #: What a missing value looks like in every table and form.
 NONE_TEXT = "—"
 
-#: DESIGN §2 colours, softened so dark text stays readable on them; the symbol and the label carry the
+#: The status colours, softened so dark text stays readable on them; the symbol and the label carry the
 #: meaning as well, since colour alone must never be the only sign.
 STATUS_COLOURS: dict[Status, str] = {
     Status.NEW: "#cfd8dc",
