@@ -25,6 +25,7 @@ from writeback_console.ui.main_window import (
     PAGE_WRITEBACKS,
     MainWindow,
 )
+from writeback_console.ui.status_style import status_icon_name
 from writeback_console.ui.tasks import TaskRunner
 from writeback_console.ui.writeback_model import Column
 
@@ -254,7 +255,7 @@ def test_default_state_file_is_an_ini_in_the_config_folder(monkeypatch: object) 
 
 def test_every_icon_and_the_style_sheet_are_in_the_package() -> None:
     for status in Status:
-        assert resources.path_of(resources.status_icon_name(status) + ".svg").is_file()
+        assert resources.path_of(status_icon_name(status) + ".svg").is_file()
     for name in resources.ACTION_ICONS:
         assert resources.path_of(name + ".svg").is_file()
     assert resources.path_of("app.svg").is_file()

@@ -18,15 +18,13 @@ from PySide6.QtWidgets import QStyleOptionViewItem, QTableView
 from pytestqt.qtbot import QtBot
 
 from writeback_console.domain import Status
-from writeback_console.ui.resources import status_icon_name, svg_image
-from writeback_console.ui.status_pill import (
+from writeback_console.ui.resources import svg_image
+from writeback_console.ui.status_pill import PillSpec, StatusPillDelegate, contrast, paint_pill
+from writeback_console.ui.status_style import (
     ERROR_RETRYING_COLOR,
     STATUS_COLORS,
-    PillSpec,
-    StatusPillDelegate,
-    contrast,
-    paint_pill,
-    pill_color,
+    status_color,
+    status_icon_name,
 )
 from writeback_console.ui.writeback_model import PILL_ROLE
 
@@ -70,7 +68,7 @@ def test_pill_paints_its_colour_with_readable_text_and_icon(qtbot: QtBot, spec: 
 
 
 def test_error_is_lighter_while_automatic_retries_remain() -> None:
-    exhausted, retrying = pill_color(Status.ERROR), pill_color(Status.ERROR, retries_remain=True)
+    exhausted, retrying = status_color(Status.ERROR), status_color(Status.ERROR, retries_remain=True)
     assert retrying == QColor(ERROR_RETRYING_COLOR)
     assert retrying.lightness() > exhausted.lightness()
     assert len({c.lower() for c in STATUS_COLORS.values()}) == len(Status)
@@ -94,7 +92,7 @@ def test_delegate_paints_the_pill_from_the_model(qtbot: QtBot) -> None:
     painter = QPainter(image)
     delegate.paint(painter, option, model.index(0, 0))
     painter.end()
-    sent = pill_color(Status.SENT)
+    sent = status_color(Status.SENT)
     assert sum(_near(p, sent) for p in _pixels(image)) > 500
     hint = delegate.sizeHint(option, model.index(0, 0))
     assert hint.width() > 40 and hint.height() > 10

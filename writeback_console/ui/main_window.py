@@ -33,8 +33,8 @@ from writeback_console.store import listing, switches
 from writeback_console.store.engine import read_session
 from writeback_console.store.listing import WritebackFilter
 from writeback_console.ui import export
-from writeback_console.ui.resources import icon, status_icon_name
-from writeback_console.ui.status_pill import pill_color
+from writeback_console.ui.resources import icon
+from writeback_console.ui.status_style import status_color, status_icon_name
 from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
 from writeback_console.ui.writeback_view import WritebackListPage
 
@@ -109,7 +109,7 @@ class Banner(QFrame):
         self.setObjectName("banner")
         self.setProperty("severity", BANNER_SEVERITY.get(kind, "warning"))
         self.icon = QLabel()
-        self.icon.setPixmap(icon("warning", pill_color(Status.ERROR)).pixmap(20, 20))
+        self.icon.setPixmap(icon("warning", status_color(Status.ERROR)).pixmap(20, 20))
         self.label = QLabel(text)
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -209,7 +209,7 @@ class DashboardPage(QWidget):
             card = StatusCard(
                 status.label,
                 status_icon_name(status),
-                pill_color(status).name(),
+                status_color(status).name(),
                 self._emitter(self.status_clicked, status),
             )
             self.cards[status.value] = card
@@ -226,7 +226,7 @@ class DashboardPage(QWidget):
             )
         ):
             card = StatusCard(
-                text, name, pill_color(Status.ERROR).name(), self._emitter(self.attention_clicked, key)
+                text, name, status_color(Status.ERROR).name(), self._emitter(self.attention_clicked, key)
             )
             self.cards[key] = card
             # Two columns each, so that their longer words do not widen the status columns above.

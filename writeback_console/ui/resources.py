@@ -10,8 +10,6 @@ from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPalette, QPixmap
 from PySide6.QtSvg import QSvgRenderer
 from PySide6.QtWidgets import QApplication
 
-from writeback_console.domain import Status
-
 RESOURCE_DIR = Path(__file__).with_name("resources")
 
 #: The action icons the window uses; each is ``<name>.svg`` drawn in ``currentColor``.
@@ -93,7 +91,3 @@ def icon(name: str, color: QColor | None = None) -> QIcon:
         result.addPixmap(tinted_pixmap(name, normal, size), QIcon.Mode.Normal)
         result.addPixmap(tinted_pixmap(name, disabled, size), QIcon.Mode.Disabled)
     return result
-
-
-def status_icon_name(status: Status) -> str:
-    return f"status-{status.value}"

@@ -10,22 +10,8 @@ from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter, QPaintEvent
 from PySide6.QtWidgets import QApplication, QStyle, QStyledItemDelegate, QStyleOptionViewItem, QWidget
 
 from writeback_console.domain import Status
-from writeback_console.ui.resources import status_icon_name, tinted_pixmap
-
-#: Pill background per status; Error has two shades (see ``pill_color``).
-STATUS_COLORS: dict[Status, str] = {
-    Status.NEW: "#546e7a",  # blue-grey
-    Status.SCHEDULED: "#7b52c7",  # violet
-    Status.PROCESSING: "#f0a818",  # amber
-    Status.SENT: "#2e7d32",  # green
-    Status.ERROR: "#c62828",  # red: automatic retries used up, a person must act
-    Status.NO_REMOTE_RECIPIENTS: "#9a9a9a",  # grey
-    Status.CANCELLED: "#b3b3b3",  # a lighter grey, and the label struck through
-}
-#: Statuses whose label is struck through: what staff withdrew, kept so that it is not made again.
-STRUCK_STATUSES = frozenset({Status.CANCELLED})
-#: Error while automatic retries remain: lighter, because nobody needs to act yet.
-ERROR_RETRYING_COLOR = "#ef8a80"
+from writeback_console.ui.resources import tinted_pixmap
+from writeback_console.ui.status_style import STRUCK_STATUSES, status_color, status_icon_name
 
 DARK_TEXT = QColor("#1d1d1d")
 LIGHT_TEXT = QColor("#ffffff")
@@ -33,12 +19,6 @@ LIGHT_TEXT = QColor("#ffffff")
 PADDING_X = 8
 ICON_GAP = 4
 MARGIN = 3
-
-
-def pill_color(status: Status, retries_remain: bool = False) -> QColor:
-    if status is Status.ERROR and retries_remain:
-        return QColor(ERROR_RETRYING_COLOR)
-    return QColor(STATUS_COLORS[status])
 
 
 def _luminance(color: QColor) -> float:
@@ -75,7 +55,7 @@ class PillSpec:
 
     @property
     def background(self) -> QColor:
-        return pill_color(self.status, self.retries_remain)
+        return status_color(self.status, self.retries_remain)
 
     @property
     def foreground(self) -> QColor:

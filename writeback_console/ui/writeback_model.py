@@ -30,6 +30,7 @@ from writeback_console.store.engine import read_session
 from writeback_console.store.listing import Cursor, Page, SortField, WritebackFilter
 from writeback_console.store.rows import WritebackRow
 from writeback_console.ui.status_pill import PillSpec
+from writeback_console.ui.status_style import local_text
 from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
 
 Factory = sessionmaker[Session]
@@ -120,9 +121,8 @@ def fetch_rows(factory: Factory, ids: Sequence[int]) -> list[WritebackRow]:
 
 def local_time(value: datetime | None) -> str:
     """A stored (UTC) time as the user's local wall-clock time, to the minute."""
-    if value is None:
-        return ""
-    return value.astimezone().strftime("%Y-%m-%d %H:%M")
+    # The list leaves an empty cell where a form shows NONE_TEXT.
+    return "" if value is None else local_text(value)
 
 
 def mailing_label(row: WritebackRow) -> str:

@@ -35,7 +35,8 @@ from writeback_console.personify.client import Activity, Constituent, PersonifyC
 from writeback_console.store import listing
 from writeback_console.store.engine import read_session
 from writeback_console.store.rows import WritebackRow
-from writeback_console.ui.dialogs import NONE_TEXT, TaskGroup, errors, local_text, status_colour, status_text
+from writeback_console.ui.dialogs import TaskGroup, errors
+from writeback_console.ui.status_style import NONE_TEXT, local_text, status_text, status_tint
 from writeback_console.ui.tasks import Task, TaskRunner
 
 ClientFactory = Callable[[], PersonifyClient]
@@ -475,7 +476,7 @@ class ConstituentViewer(QWidget):
                     first_line(row.last_error or ""),
                 ]
             )
-            item.setBackground(0, QBrush(status_colour(row.status)))
+            item.setBackground(0, QBrush(status_tint(row.status)))
             item.setForeground(0, QBrush(Qt.GlobalColor.black))
             item.setToolTip(6, row.last_error or "")
             item.setData(1, Qt.ItemDataRole.UserRole, row.ref)

@@ -27,7 +27,8 @@ from writeback_console.domain import manual_retry_decision
 from writeback_console.store import listing, operator_actions
 from writeback_console.store.engine import read_session, write_transaction
 from writeback_console.store.rows import WritebackRow, current_actor
-from writeback_console.ui.dialogs import TaskGroup, count_text, errors, local_text, status_text
+from writeback_console.ui.dialogs import TaskGroup, count_text, errors
+from writeback_console.ui.status_style import local_text, status_text
 from writeback_console.ui.tasks import TaskRunner
 
 #: Rows shown under one error or in the not-eligible list: a tree of 50,000 items helps nobody and

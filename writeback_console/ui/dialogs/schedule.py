@@ -34,7 +34,8 @@ from writeback_console.store import listing, operator_actions
 from writeback_console.store.engine import read_session, write_transaction
 from writeback_console.store.models import Mailing
 from writeback_console.store.rows import QueueError, current_actor
-from writeback_console.ui.dialogs import NONE_TEXT, TaskGroup, count_text, errors, local_text, status_text
+from writeback_console.ui.dialogs import TaskGroup, count_text, errors
+from writeback_console.ui.status_style import NONE_TEXT, local_text, status_text
 from writeback_console.ui.tasks import Task, TaskRunner
 
 #: Filter-as-you-type waits this long after the last key before it queries.

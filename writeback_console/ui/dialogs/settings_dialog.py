@@ -41,7 +41,8 @@ from writeback_console.settings import AppSettings, PasswordStore, SettingsError
 from writeback_console.store import switches
 from writeback_console.store.engine import read_session, write_transaction
 from writeback_console.store.rows import current_actor
-from writeback_console.ui.dialogs import NONE_TEXT, TaskGroup, errors
+from writeback_console.ui.dialogs import TaskGroup, errors
+from writeback_console.ui.status_style import NONE_TEXT
 from writeback_console.ui.tasks import Task, TaskRunner
 
 ERROR_STYLE = "QLabel { color: #b3261e; }"
