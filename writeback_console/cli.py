@@ -21,7 +21,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console import __version__
 from writeback_console.config import redact_url, resolve_db_url
-from writeback_console.domain import Kind, Status, utcnow
+from writeback_console.domain import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_INTERVAL_SECONDS,
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_SETTLE_SECONDS,
+    Kind,
+    Status,
+    utcnow,
+)
 from writeback_console.export import write_rows
 from writeback_console.intake import InputError, parse_time, validate_writeback
 from writeback_console.personify.client import PersonifyClient
@@ -427,16 +436,21 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from writeback_console.dispatch.cycle import DispatchOptions, ProblemKind, run_cycle
+    from writeback_console.dispatch.cycle import ProblemKind, run_cycle
+    from writeback_console.settings import SettingsError
 
     factory = _open(args)
     settings, client = _personify_client(args)
-    options = DispatchOptions(
-        concurrency=args.concurrency or settings.concurrency,
-        lease_seconds=args.lease_seconds or settings.lease_seconds,
-        batch_size=args.batch_size or settings.batch_size,
-        settle_seconds=settings.settle_seconds if args.settle_seconds is None else args.settle_seconds,
-    )
+    try:
+        options = settings.dispatch_options(
+            concurrency=args.concurrency,
+            lease_seconds=args.lease_seconds,
+            batch_size=args.batch_size,
+            settle_seconds=args.settle_seconds,
+            interval_seconds=args.interval,
+        )
+    except SettingsError as exc:
+        raise CommandError(f"dispatch: {exc}") from None
     interval = args.interval or settings.interval_seconds
     stop = threading.Event()
 
@@ -590,16 +604,34 @@ def build_parser() -> argparse.ArgumentParser:
     once.add_argument("--once", action="store_true", help="run one cycle and exit")
     once.add_argument("--forever", action="store_true", help="run a cycle every --interval seconds")
     p.add_argument(
-        "--interval", type=int, metavar="S", help="seconds between cycles (default: settings, 600)"
+        "--interval",
+        type=int,
+        metavar="S",
+        help=f"seconds between cycles (default: settings, {DEFAULT_INTERVAL_SECONDS})",
     )
-    p.add_argument("--concurrency", type=int, metavar="N", help="writebacks sent at once (default 8)")
-    p.add_argument("--lease-seconds", type=int, metavar="S", help="lease on claimed rows (default 900)")
-    p.add_argument("--batch-size", type=int, metavar="N", help="rows claimed per statement (default 200)")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        metavar="N",
+        help=f"writebacks sent at once (default {DEFAULT_CONCURRENCY})",
+    )
+    p.add_argument(
+        "--lease-seconds",
+        type=int,
+        metavar="S",
+        help=f"lease on claimed rows (default {DEFAULT_LEASE_SECONDS})",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        metavar="N",
+        help=f"rows claimed per statement (default {DEFAULT_BATCH_SIZE})",
+    )
     p.add_argument(
         "--settle-seconds",
         type=int,
         metavar="S",
-        help="wait after a write that may have arrived before looking for it (default 120)",
+        help=f"wait after a possible write before looking for it (default {DEFAULT_SETTLE_SECONDS})",
     )
 
     p = command("schedule-mailing", cmd_schedule_mailing, "queue the mailing activity of a mailing")

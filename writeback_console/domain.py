@@ -143,6 +143,14 @@ def retries_exhausted(state: QueueState) -> bool:
     return state.status is Status.ERROR and attempts_left(state) == 0
 
 
+#: The dispatcher's rhythm, unless Settings (or the command's options) say otherwise: a run every ten
+#: minutes, eight writebacks sent at once, 200 rows claimed per statement, and a lease of fifteen
+#: minutes on what a run claimed (renewed while it works, so only a dead or frozen holder loses it).
+DEFAULT_INTERVAL_SECONDS = 600
+DEFAULT_CONCURRENCY = 8
+DEFAULT_BATCH_SIZE = 200
+DEFAULT_LEASE_SECONDS = 900
+
 #: How long after a write that may have arrived the row waits before Personify360 is asked for it: a
 #: slow Save may still be under way on the server after the client gave up (IIS lets a request run for
 #: 110 s), and looking too early would find nothing and write it again.

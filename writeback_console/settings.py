@@ -19,7 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from writeback_console.config import config_dir
-from writeback_console.domain import DEFAULT_SETTLE_SECONDS
+from writeback_console.dispatch.cycle import DispatchOptions
+from writeback_console.domain import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_INTERVAL_SECONDS,
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_SETTLE_SECONDS,
+)
 from writeback_console.personify.client import PersonifySettings, check_operator
 from writeback_console.personify.mapping import ActivityMapping
 
@@ -50,13 +57,13 @@ class AppSettings:
     #: Plain http:// to another computer, which sends the password unencrypted: only on a trusted network.
     allow_insecure_http: bool = False
     #: Seconds between dispatcher runs.
-    interval_seconds: int = 600
+    interval_seconds: int = DEFAULT_INTERVAL_SECONDS
     #: Writebacks sent at once.
-    concurrency: int = 8
+    concurrency: int = DEFAULT_CONCURRENCY
     #: How long a claimed row stays locked without renewal before another run may recover it.
-    lease_seconds: int = 900
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
     #: Rows claimed per statement.
-    batch_size: int = 200
+    batch_size: int = DEFAULT_BATCH_SIZE
     #: The longest one request to Personify360 may take, however slowly the answer trickles in.
     request_deadline: float = 60.0
     #: How long a writeback whose write may have arrived waits before Personify360 is asked for it.
@@ -85,6 +92,18 @@ class AppSettings:
     @property
     def activity_mapping(self) -> ActivityMapping:
         return ActivityMapping.from_dict(self.mapping)
+
+    def dispatch_options(self, **overrides: Any) -> DispatchOptions:
+        """The dispatcher's options from these settings; an override that is not None wins, and is held
+        to the same limits as the setting (SettingsError naming it otherwise)."""
+        given = {name: value for name, value in overrides.items() if value is not None}
+        chosen = replace(self, **given) if given else self
+        return DispatchOptions(
+            concurrency=chosen.concurrency,
+            lease_seconds=chosen.lease_seconds,
+            batch_size=chosen.batch_size,
+            settle_seconds=chosen.settle_seconds,
+        )
 
     def personify(self, password: str) -> PersonifySettings:
         """Client settings; raises SettingsError naming what is missing."""

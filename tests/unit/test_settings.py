@@ -151,3 +151,42 @@ def test_with_a_keyring_the_password_never_touches_disk(
     assert not (tmp_path / "credentials.json").exists()
     for file in tmp_path.rglob("*"):
         assert b"s3cret-value" not in file.read_bytes()
+
+
+def test_dispatch_options_come_from_the_settings_and_an_override_wins() -> None:
+    settings = AppSettings(concurrency=3, lease_seconds=60, batch_size=10, settle_seconds=5)
+    options = settings.dispatch_options()
+    assert (options.concurrency, options.lease_seconds, options.batch_size, options.settle_seconds) == (
+        3,
+        60,
+        10,
+        5,
+    )
+    chosen = settings.dispatch_options(concurrency=None, lease_seconds=1, settle_seconds=0)
+    assert (chosen.concurrency, chosen.lease_seconds, chosen.settle_seconds) == (3, 1, 0)
+
+
+def test_defaults_are_the_declared_ones() -> None:
+    from writeback_console import domain
+
+    options = AppSettings().dispatch_options()
+    assert AppSettings().interval_seconds == domain.DEFAULT_INTERVAL_SECONDS
+    assert (options.concurrency, options.lease_seconds, options.batch_size, options.settle_seconds) == (
+        domain.DEFAULT_CONCURRENCY,
+        domain.DEFAULT_LEASE_SECONDS,
+        domain.DEFAULT_BATCH_SIZE,
+        domain.DEFAULT_SETTLE_SECONDS,
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ({"concurrency": 0}, "concurrency: must be between 1 and 64, not 0"),
+        ({"lease_seconds": -5}, "lease_seconds: must be between 1 and 86400, not -5"),
+        ({"interval_seconds": 0}, "interval_seconds: must be between 1 and 604800, not 0"),
+    ],
+)
+def test_an_override_is_held_to_the_setting_s_limits(override: dict[str, int], message: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{re.escape(message)}$"):
+        AppSettings().dispatch_options(**override)

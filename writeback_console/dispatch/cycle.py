@@ -36,7 +36,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.dispatch.lease import RowLease
 from writeback_console.dispatch.send import Outcome, Resolver, send_recipient, send_writeback
-from writeback_console.domain import DEFAULT_SETTLE_SECONDS, Kind, mailing_activity_error, utcnow
+from writeback_console.domain import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_SETTLE_SECONDS,
+    Kind,
+    mailing_activity_error,
+    utcnow,
+)
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.personify.errors import ErrorKind, PersonifyError
 from writeback_console.personify.mapping import ActivityMapping
@@ -84,9 +92,11 @@ class ProblemKind(enum.StrEnum):
 
 @dataclass(frozen=True)
 class DispatchOptions:
-    concurrency: int = 8
-    lease_seconds: float = 900
-    batch_size: int = 200
+    """How one dispatcher works; built from the settings by ``AppSettings.dispatch_options``."""
+
+    concurrency: int = DEFAULT_CONCURRENCY
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    batch_size: int = DEFAULT_BATCH_SIZE
     #: Consecutive "cannot be reached" answers that stop the cycle.
     breaker_threshold: int = 3
     #: Results are written in batches at most this far apart (seconds).

@@ -14,7 +14,15 @@ from typing import Any, cast
 from sqlalchemy import ColumnElement, and_, bindparam, func, insert, or_, select, tuple_, update
 from sqlalchemy.orm import Session
 
-from writeback_console.domain import DEFAULT_MAX_ATTEMPTS, OPEN_STATUSES, Kind, Status, new_ref, utcnow
+from writeback_console.domain import (
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_MAX_ATTEMPTS,
+    OPEN_STATUSES,
+    Kind,
+    Status,
+    new_ref,
+    utcnow,
+)
 from writeback_console.intake import WritebackInput
 from writeback_console.store.listing import get_writeback
 from writeback_console.store.models import Attempt, Mailing, Writeback
@@ -205,7 +213,7 @@ def claim(
     dispatcher: str,
     run_started_at: datetime,
     limit: int,
-    lease_seconds: float = 900,
+    lease_seconds: float = DEFAULT_LEASE_SECONDS,
     now: datetime | None = None,
     skip_accounts: Iterable[str] = (),
     settle_seconds: float = 0,

@@ -17,7 +17,7 @@ from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, QTimer, Signal, Sl
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 from sqlalchemy.orm import Session, sessionmaker
 
-from writeback_console.dispatch.cycle import CycleProgress, CycleSummary, DispatchOptions, run_cycle
+from writeback_console.dispatch.cycle import CycleProgress, CycleSummary, run_cycle
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.settings import AppSettings, SettingsError
 
@@ -126,12 +126,7 @@ class DispatcherWorker(QObject):
         self.state_changed.emit(DispatcherState("idle", time.monotonic() + interval_ms / 1000))
 
     def _cycle(self) -> CycleSummary:
-        options = DispatchOptions(
-            concurrency=self._settings.concurrency,
-            lease_seconds=self._settings.lease_seconds,
-            batch_size=self._settings.batch_size,
-            settle_seconds=self._settings.settle_seconds,
-        )
+        options = self._settings.dispatch_options()
         with self._client_factory() as client:
             return run_cycle(
                 self._factory,

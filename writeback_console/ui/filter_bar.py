@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from writeback_console.domain import Kind, Status, utcnow
+from writeback_console.domain import DEFAULT_LEASE_SECONDS, Kind, Status, utcnow
 from writeback_console.store.listing import WritebackFilter
 from writeback_console.ui.flow_layout import FlowLayout
 from writeback_console.ui.resources import icon
@@ -32,7 +32,6 @@ from writeback_console.ui.status_style import status_color, status_icon_name
 #: Filter-as-you-type waits this long after the last key before it queries.
 TEXT_THROTTLE_MS = 300
 ALL_ACCOUNTS_LABEL = "All accounts"
-DEFAULT_LEASE_SECONDS = 15 * 60
 
 
 def local_midnight_utc(day: date) -> datetime:

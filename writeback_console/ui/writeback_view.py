@@ -18,13 +18,13 @@ from PySide6.QtWidgets import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from writeback_console.domain import Kind, Status, normalize_ref
+from writeback_console.domain import DEFAULT_LEASE_SECONDS, Kind, Status, normalize_ref
 from writeback_console.store import listing
 from writeback_console.store.engine import read_session
 from writeback_console.store.listing import WritebackFilter
 from writeback_console.store.rows import WritebackRow
 from writeback_console.ui.detail_pane import DetailPane
-from writeback_console.ui.filter_bar import DEFAULT_LEASE_SECONDS, FilterBar
+from writeback_console.ui.filter_bar import FilterBar
 from writeback_console.ui.status_pill import StatusPillDelegate
 from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
 from writeback_console.ui.writeback_model import (

@@ -183,3 +183,27 @@ def test_two_dispatcher_processes_at_once_send_every_row_exactly_once(
     with write_transaction(factory) as session:
         assert lifecycle.count_eligible(session, utcnow()) == 0
     engine.dispose()
+
+
+def test_a_dispatch_option_out_of_range_is_refused_before_anything_is_claimed(
+    tmp_path: Path, sqlite_url: str, make_simulator: MakeSimulator
+) -> None:
+    from writeback_console.store.engine import make_engine, make_session_factory
+
+    engine = make_engine(sqlite_url)
+    factory = make_session_factory(engine)
+    enqueue(factory, *writebacks(3, seed=4))
+    sim = make_simulator(constituents=people())
+    done = subprocess.run(
+        [EXE, "dispatch", "--once", "--concurrency", "0"],
+        env=env_for(tmp_path, sqlite_url, sim),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "concurrency: must be between 1 and 64, not 0" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert {r.status for r in all_rows(factory)} == {Status.NEW}
+    assert refs_in(sim) == []
+    engine.dispose()
