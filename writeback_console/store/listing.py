@@ -119,25 +119,30 @@ SortField = Literal[
 ]
 
 
+#: Every order of the list, written once: the row fields it sorts by, ending in a unique one so that keyset
+#: paging can resume after any row. Each is backed by an index of the same columns (see models); email
+#: sorts without regard to case.
+SORT_KEYS: dict[SortField, tuple[str, ...]] = {
+    "created_at": ("created_at", "id"),
+    "ref": ("ref",),
+    "kind": ("kind", "created_at", "id"),
+    "email": ("email", "id"),
+    "master_customer_id": ("master_customer_id", "id"),
+    "account": ("account", "created_at", "id"),
+    "status": ("status", "created_at", "id"),
+    "attempts": ("attempts", "id"),
+    "sent_at": ("sent_at", "id"),
+    "scheduled_for": ("scheduled_for", "id"),
+    "id": ("id",),
+}
+
+
 def _sort_columns(sort: SortField) -> tuple[ColumnElement[Any], ...]:
-    """The columns a sort orders by, each backed by an index ending in id for keyset paging."""
-    return {
-        "created_at": (W.created_at, W.id),
-        "ref": (W.ref,),
-        "kind": (W.kind, W.created_at, W.id),
-        "email": (func.lower(W.email), W.id),
-        "master_customer_id": (W.master_customer_id, W.id),
-        "account": (W.account, W.created_at, W.id),
-        "status": (W.status, W.created_at, W.id),
-        "attempts": (W.attempts, W.id),
-        "sent_at": (W.sent_at, W.id),
-        "scheduled_for": (W.scheduled_for, W.id),
-        "id": (W.id,),
-    }[sort]
+    return tuple(func.lower(W.email) if name == "email" else W[name] for name in SORT_KEYS[sort])
 
 
 #: Sorts whose first column may be NULL; NULLs come last in both directions, on both backends.
-NULLABLE_SORTS = frozenset({"email", "master_customer_id", "sent_at", "scheduled_for"})
+NULLABLE_SORTS = frozenset(sort for sort, keys in SORT_KEYS.items() if W[keys[0]].nullable)
 
 
 PREFIX_END = "\U0010ffff"
@@ -253,19 +258,7 @@ def _cursor_of(row: WritebackRow, sort: SortField) -> Cursor:
             return row.email.lower() if row.email is not None else None
         return getattr(row, column)
 
-    names = {
-        "created_at": ("created_at", "id"),
-        "ref": ("ref",),
-        "kind": ("kind", "created_at", "id"),
-        "email": ("email", "id"),
-        "master_customer_id": ("master_customer_id", "id"),
-        "account": ("account", "created_at", "id"),
-        "status": ("status", "created_at", "id"),
-        "attempts": ("attempts", "id"),
-        "sent_at": ("sent_at", "id"),
-        "scheduled_for": ("scheduled_for", "id"),
-        "id": ("id",),
-    }[sort]
+    names = SORT_KEYS[sort]
     return tuple(v.value if isinstance(v, (Kind, Status)) else v for v in (value(n) for n in names))
 
 

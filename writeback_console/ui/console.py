@@ -22,6 +22,9 @@ from writeback_console.ui.main_window import (
     BANNER_DATABASE,
     BANNER_DISABLED,
     BANNER_UNREACHABLE,
+    PAGE_CONSTITUENTS,
+    PAGE_MAILINGS,
+    PAGE_SETTINGS,
     MainWindow,
 )
 from writeback_console.ui.pages.mailings import MailingsPage
@@ -30,10 +33,6 @@ if TYPE_CHECKING:
     from writeback_console.ui.app import Services
 
 log = logging.getLogger(__name__)
-
-PAGE_MAILINGS = "mailings"
-PAGE_CONSTITUENTS = "constituents"
-PAGE_SETTINGS = "settings"
 
 
 class SettingsPage(QWidget):
