@@ -195,3 +195,16 @@ def test_account_filter_offers_every_account_at_once(
         assert [combo.itemText(i) for i in range(1, 4)] == ["Chapters", "Foundation", "Main"]
     finally:
         services.close()
+
+
+def test_incomplete_settings_show_the_banner_by_kind_not_by_words(console: Console) -> None:
+    from writeback_console.ui.dispatcher_worker import CycleFailure, FailureKind
+
+    window, failed = console.window, console.controller.worker.failed
+    failed.emit(CycleFailure(FailureKind.SETTINGS, "user: not set"))
+    assert "user: not set" in (window.banner_text(BANNER_UNREACHABLE) or "")
+    window.hide_banner(BANNER_UNREACHABLE)
+    # An internal failure whose words happen to mention settings is not a settings problem.
+    failed.emit(CycleFailure(FailureKind.INTERNAL, "could not read the settings cache: disk full"))
+    assert window.banner_text(BANNER_UNREACHABLE) is None
+    assert "disk full" in console.status.last_label.text()

@@ -16,7 +16,12 @@ from writeback_console.dispatch.cycle import CycleSummary, ProblemKind
 from writeback_console.settings import AppSettings
 from writeback_console.ui.dialogs import retry, schedule, settings_dialog
 from writeback_console.ui.dialogs.constituent import ConstituentViewer
-from writeback_console.ui.dispatcher_worker import DispatcherController, DispatcherStatus
+from writeback_console.ui.dispatcher_worker import (
+    CycleFailure,
+    DispatcherController,
+    DispatcherStatus,
+    FailureKind,
+)
 from writeback_console.ui.main_window import (
     BANNER_CREDENTIALS,
     BANNER_DATABASE,
@@ -186,11 +191,11 @@ class Console(QObject):
         self.mailings.refresh()
         w.show_message(f"Dispatcher: {summary.describe()}", 15_000)
 
-    @Slot(str)
-    def cycle_failed(self, text: str) -> None:
-        self.window.show_message(text, 20_000)
-        if "settings" in text.lower():
-            self.window.show_banner(BANNER_UNREACHABLE, text)
+    @Slot(object)
+    def cycle_failed(self, failure: CycleFailure) -> None:
+        self.window.show_message(failure.text, 20_000)
+        if failure.kind is FailureKind.SETTINGS:
+            self.window.show_banner(BANNER_UNREACHABLE, failure.text)
 
     def shut_down(self, wait_ms: int = 70_000) -> None:
         """Finish or release an in-flight dispatcher cycle, then end its thread."""

@@ -7,6 +7,7 @@ queued signals and a thread-safe stop event; everything the worker reports is pl
 
 from __future__ import annotations
 
+import enum
 import logging
 import threading
 import time
@@ -36,6 +37,22 @@ class DispatcherState:
     next_run_at: float | None
 
 
+class FailureKind(enum.StrEnum):
+    """Why a cycle could not run at all; the console picks its banner by this, never by the words."""
+
+    #: The Personify360 settings are incomplete or wrong: nothing can be sent until they are fixed.
+    SETTINGS = "settings"
+    #: Anything else (the database unreachable, a bug): the next run tries again.
+    INTERNAL = "internal"
+
+
+@dataclass(frozen=True)
+class CycleFailure:
+    kind: FailureKind
+    #: In words, for the status bar and the banner.
+    text: str
+
+
 class DispatcherWorker(QObject):
     """Runs dispatcher cycles on a timer in its own thread.
 
@@ -43,13 +60,13 @@ class DispatcherWorker(QObject):
         state_changed(DispatcherState): idle/running/paused and when the next run is due.
         progress(CycleProgress): during a cycle, after each batch of results is recorded.
         finished(CycleSummary): after every cycle.
-        failed(str): a cycle could not run (settings incomplete, database unreachable), in words.
+        failed(CycleFailure): a cycle could not run (settings incomplete, database unreachable).
     """
 
     state_changed = Signal(object)
     progress = Signal(object)
     finished = Signal(object)
-    failed = Signal(str)
+    failed = Signal(object)
 
     def __init__(
         self,
@@ -89,10 +106,12 @@ class DispatcherWorker(QObject):
         try:
             summary = self._cycle()
         except SettingsError as exc:
-            self.failed.emit(f"Personify360 settings are incomplete: {exc}")
+            self.failed.emit(
+                CycleFailure(FailureKind.SETTINGS, f"Personify360 settings are incomplete: {exc}")
+            )
         except Exception as exc:  # shown in the status bar; the next run tries again
             log.exception("dispatcher cycle failed")
-            self.failed.emit(f"the dispatcher run failed: {exc}")
+            self.failed.emit(CycleFailure(FailureKind.INTERNAL, f"the dispatcher run failed: {exc}"))
         else:
             self.finished.emit(summary)
         self._schedule()
@@ -246,9 +265,9 @@ class DispatcherStatus(QWidget):
     def show_summary(self, summary: CycleSummary) -> None:
         self.last_label.setText(f"Last run {summary.finished_at.astimezone():%H:%M}: {summary.describe()}")
 
-    @Slot(str)
-    def show_failure(self, text: str) -> None:
-        self.last_label.setText(text)
+    @Slot(object)
+    def show_failure(self, failure: CycleFailure) -> None:
+        self.last_label.setText(failure.text)
 
     @Slot()
     def _tick(self) -> None:
