@@ -27,6 +27,7 @@ from writeback_console.domain import (
     DEFAULT_INTERVAL_SECONDS,
     DEFAULT_LEASE_SECONDS,
     DEFAULT_SETTLE_SECONDS,
+    AuditAction,
     Kind,
     Status,
     utcnow,
@@ -213,7 +214,7 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
     with write_transaction(factory) as session:
         row = lifecycle.enqueue(session, item)
         audit_trail.record_audit(
-            session, actor=current_actor(), action="enqueue", rows=[(row.id, row.ref)], now=utcnow()
+            session, actor=current_actor(), action=AuditAction.ENQUEUE, rows=[(row.id, row.ref)], now=utcnow()
         )
     print(f"queued {row.ref} (id {row.id}, {row.kind.label}, {row.status.label})")
     return EXIT_OK

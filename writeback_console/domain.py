@@ -90,6 +90,52 @@ FINAL_STATUSES = frozenset({Status.SENT, Status.NO_REMOTE_RECIPIENTS, Status.CAN
 OPEN_STATUSES = frozenset(Status) - FINAL_STATUSES
 
 
+class AttemptOutcome(enum.StrEnum):
+    """How an attempt ended; an attempt still under way has none yet."""
+
+    SENT = "sent"
+    ERROR = "error"
+    NO_REMOTE_RECIPIENTS = "no_remote_recipients"
+    #: The dispatcher that held the row died or lost its lease while sending.
+    INTERRUPTED = "interrupted"
+    #: Personify360 as a whole was unavailable; the row went back without using an attempt.
+    OUTAGE = "outage"
+    #: The run stopped part-way through a mailing's recipients.
+    STOPPED = "stopped"
+
+
+class DeliveryStatus(enum.StrEnum):
+    """Where one mailing recipient's activity is."""
+
+    PENDING = "pending"
+    SENT = "sent"
+    ERROR = "error"
+
+
+class AuditAction(enum.StrEnum):
+    """What a person (or automatic scheduling on their behalf) did, as the audit log records it."""
+
+    ENQUEUE = "enqueue"
+    IMPORT = "import"
+    RETRY = "retry"
+    SCHEDULE = "schedule"
+    SEND_NOW = "send_now"
+    RESCHEDULE = "reschedule"
+    CANCEL = "cancel"
+    AUTO_SCHEDULE = "auto_schedule"
+    SETTING = "setting"
+
+
+class HealthState(enum.StrEnum):
+    """Personify360 as a whole, as the dispatchers last found it."""
+
+    OK = "ok"
+    #: Unavailable: maintenance, overload, gateway pages, timeouts.
+    OUTAGE = "outage"
+    #: The credentials were rejected.
+    AUTH = "auth"
+
+
 #: Shifts this process's clock by so many seconds. The chaos tests use it to run dispatchers whose clocks
 #: disagree, which must change nothing: leases and eligibility follow the database's clock.
 CLOCK_SKEW_ENV = "WRITEBACK_CLOCK_SKEW_SECONDS"

@@ -12,7 +12,7 @@ from typing import BinaryIO
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from writeback_console.domain import Kind, utcnow
+from writeback_console.domain import AuditAction, Kind, utcnow
 from writeback_console.intake import LineError, WritebackInput, parse_line
 from writeback_console.store import audit_trail, lifecycle
 from writeback_console.store.engine import write_transaction
@@ -121,7 +121,7 @@ def import_file(
         audit_trail.record_audit(
             session,
             actor=actor,
-            action="import",
+            action=AuditAction.IMPORT,
             rows=[],
             row_count=added,
             now=now,

@@ -41,6 +41,8 @@ from writeback_console.domain import (
     DEFAULT_CONCURRENCY,
     DEFAULT_LEASE_SECONDS,
     DEFAULT_SETTLE_SECONDS,
+    AttemptOutcome,
+    HealthState,
     Kind,
     mailing_activity_error,
     utcnow,
@@ -415,7 +417,7 @@ class _Cycle:
             if bad:
                 assert health is not None
                 log.warning("Personify360 answers again (it was %s since %s)", health.state, health.since)
-                now = self._remember("ok", None, "answers again", None, learnt_at=probe_started)
+                now = self._remember(HealthState.OK, None, "answers again", None, learnt_at=probe_started)
                 if now is not None and now.not_before is not None and now.not_before > self.clock():
                     # Meanwhile another dispatcher learnt worse, with a Retry-After still running.
                     self._adopt(now, waiting=True)
@@ -424,7 +426,7 @@ class _Cycle:
 
     def _adopt(self, health: service_health.Health, *, waiting: bool) -> None:
         """Take over an outage another run found, without sending anything."""
-        kind = ProblemKind.AUTH if health.state == "auth" else ProblemKind.OUTAGE
+        kind = ProblemKind.AUTH if health.state == HealthState.AUTH else ProblemKind.OUTAGE
         self.problem = kind
         self.problem_since = health.since
         self.problem_status = health.http_status
@@ -443,7 +445,7 @@ class _Cycle:
             return
         now = self.clock()
         retry_at = now + timedelta(seconds=retry_after) if retry_after else None
-        state = "auth" if kind is ProblemKind.AUTH else "outage"
+        state = HealthState.AUTH if kind is ProblemKind.AUTH else HealthState.OUTAGE
         health = self._remember(state, status, message, retry_at)
         since = health.since if health is not None and health.since is not None else now
         self.problem = kind
@@ -477,7 +479,7 @@ class _Cycle:
 
     def _remember(
         self,
-        state: str,
+        state: HealthState,
         status: int | None,
         message: str | None,
         not_before: datetime | None,
@@ -878,7 +880,7 @@ class _Cycle:
                             now,
                             # Not an interruption: the run stopped on purpose (asked to, or an outage,
                             # or a lease running short); it says nothing about the row.
-                            "stopped",
+                            AttemptOutcome.STOPPED,
                             f"stopped after {job.tried:,} of {job.tried + job.outstanding + job.unsent:,} "
                             "recipients; the rest go in a later run",
                         )
@@ -898,7 +900,7 @@ class _Cycle:
                             c.id,
                             c.token,
                             now,
-                            "outage",
+                            AttemptOutcome.OUTAGE,
                             self.stopped_reason or cause.message,
                             cause.http_status,
                             cause.excerpt,
@@ -984,7 +986,7 @@ class _Cycle:
                         o.writeback_id,
                         self.held[o.writeback_id].claimed.token,
                         now,
-                        "outage",
+                        AttemptOutcome.OUTAGE,
                         self.stopped_reason or o.message,
                         o.http_status,
                         o.excerpt,

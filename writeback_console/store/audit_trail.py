@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from writeback_console.domain import AuditAction
 from writeback_console.store.models import AuditEvent, AuditEventRow
 
 
@@ -17,7 +18,7 @@ def record_audit(
     session: Session,
     *,
     actor: str,
-    action: str,
+    action: AuditAction,
     rows: Sequence[tuple[int, str]],
     now: datetime,
     filter: Mapping[str, Any] | None = None,
@@ -30,7 +31,7 @@ def record_audit(
         .values(
             at=now,
             actor=actor,
-            action=action,
+            action=AuditAction(action).value,
             row_count=len(rows) if row_count is None else row_count,
             filter=dict(filter) if filter is not None else None,
             detail=dict(detail) if detail is not None else None,

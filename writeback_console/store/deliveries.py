@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Boolean, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from writeback_console.domain import new_ref
+from writeback_console.domain import DeliveryStatus, new_ref
 from writeback_console.store.lifecycle import held_leases
 from writeback_console.store.models import Delivery, Mailing, MailingRecipient
 from writeback_console.store.rows import ACTIVITY_ID_LIMIT, CHUNK, DELIVERY_TABLE, MESSAGE_LIMIT, cut, fits
@@ -109,7 +109,7 @@ def prepare_deliveries(session: Session, writeback_id: int, mailing_id: int, *, 
                     "writeback_id": writeback_id,
                     "recipient_id": rid,
                     "ref": ref,
-                    "status": "pending",
+                    "status": DeliveryStatus.PENDING.value,
                     "attempts": 0,
                     "uncertain": False,
                     "updated_at": now,
@@ -123,7 +123,7 @@ def prepare_deliveries(session: Session, writeback_id: int, mailing_id: int, *, 
         update(Delivery)
         .where(
             Delivery.recipient_id.in_(of_mailing.scalar_subquery()),
-            Delivery.status != "sent",
+            Delivery.status != DeliveryStatus.SENT.value,
             Delivery.writeback_id != writeback_id,
         )
         .values(writeback_id=writeback_id, updated_at=now)
@@ -135,16 +135,16 @@ def prepare_deliveries(session: Session, writeback_id: int, mailing_id: int, *, 
         .where(MailingRecipient.mailing_id == mailing_id)
         .order_by(Delivery.id)
     ).all()
-    delivered = sum(1 for d, _ in rows if d.status == "sent")
+    delivered = sum(1 for d, _ in rows if d.status == DeliveryStatus.SENT)
     # The rank of each unfinished delivery among those sharing a constituent and a reference.
     sent_per_key: dict[tuple[str | None, int, str], int] = {}
     for d, r in rows:
-        if d.status == "sent":
+        if d.status == DeliveryStatus.SENT:
             key = (r.master_customer_id, r.sub_customer_id or 0, d.ref)
             sent_per_key[key] = sent_per_key.get(key, 0) + 1
     ranks: dict[int, int] = {}
     for d, r in rows:
-        if d.status != "sent":
+        if d.status != DeliveryStatus.SENT:
             key = (r.master_customer_id, r.sub_customer_id or 0, d.ref)
             ranks[d.id] = sent_per_key.get(key, 0)
             sent_per_key[key] = ranks[d.id] + 1
@@ -166,7 +166,7 @@ def prepare_deliveries(session: Session, writeback_id: int, mailing_id: int, *, 
             rank=ranks[d.id],
         )
         for d, r in rows
-        if d.status != "sent" and r.master_customer_id is not None
+        if d.status != DeliveryStatus.SENT and r.master_customer_id is not None
     ]
     return FanOut(name, len(rows), delivered, pending)
 
@@ -207,7 +207,7 @@ def record_deliveries(session: Session, results: Sequence[DeliveryResult]) -> se
             .values(
                 attempts=DELIVERY_TABLE.c.attempts + 1,
                 updated_at=bindparam("at"),
-                status="sent",
+                status=DeliveryStatus.SENT.value,
                 sent_at=bindparam("at"),
                 activity_id=bindparam("activity"),
                 last_error=None,
@@ -225,11 +225,13 @@ def record_deliveries(session: Session, results: Sequence[DeliveryResult]) -> se
     if failed:
         conn.execute(
             update(DELIVERY_TABLE)
-            .where(DELIVERY_TABLE.c.id == bindparam("did"), DELIVERY_TABLE.c.status != "sent")
+            .where(
+                DELIVERY_TABLE.c.id == bindparam("did"), DELIVERY_TABLE.c.status != DeliveryStatus.SENT.value
+            )
             .values(
                 attempts=DELIVERY_TABLE.c.attempts + 1,
                 updated_at=bindparam("at"),
-                status="error",
+                status=DeliveryStatus.ERROR.value,
                 last_error=bindparam("error"),
                 uncertain=or_(DELIVERY_TABLE.c.uncertain, bindparam("mha", type_=Boolean)),
             ),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,7 +26,15 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from writeback_console.domain import OPEN_STATUSES, Kind, Status
+from writeback_console.domain import (
+    OPEN_STATUSES,
+    AttemptOutcome,
+    AuditAction,
+    DeliveryStatus,
+    HealthState,
+    Kind,
+    Status,
+)
 
 #: Statuses in which a mailing's activity is still on its way; a mailing has at most one such row.
 ACTIVE_MAILING_STATUSES = frozenset({Status.NEW, Status.SCHEDULED, Status.PROCESSING, Status.ERROR})
@@ -76,7 +85,8 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
-def _in_list(column: str, values: frozenset[str] | type[Kind] | type[Status]) -> str:
+def _in_list(column: str, values: Iterable[str]) -> str:
+    """A CHECK that the column holds one of the enum's values: the enum is the one list of them."""
     return f"{column} IN ({', '.join(repr(str(v)) for v in sorted(values))})"
 
 
@@ -237,9 +247,7 @@ class Attempt(Base):
     number: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
-    # None while running; then sent, error, no_remote_recipients, interrupted (the dispatcher died or
-    # lost its lease), outage (Personify360 as a whole was unavailable) or stopped (the run stopped
-    # part-way through a mailing's recipients).
+    # None while running; then one of AttemptOutcome.
     outcome: Mapped[str | None] = mapped_column(String(24))
     # Whether it used one of the row's attempts: an outage never does, a first interruption neither.
     counted: Mapped[bool] = mapped_column(Boolean, default=True, server_default=text("true"))
@@ -251,7 +259,10 @@ class Attempt(Base):
 
     writeback: Mapped[Writeback] = relationship(back_populates="attempt_rows")
 
-    __table_args__ = (UniqueConstraint("writeback_id", "number"),)
+    __table_args__ = (
+        UniqueConstraint("writeback_id", "number"),
+        CheckConstraint(f"outcome IS NULL OR {_in_list('outcome', AttemptOutcome)}", name="outcome"),
+    )
 
 
 class Delivery(Base):
@@ -280,6 +291,7 @@ class Delivery(Base):
 
     __table_args__ = (
         UniqueConstraint("recipient_id"),
+        CheckConstraint(_in_list("status", DeliveryStatus), name="status"),
         Index("ix_delivery_writeback_id_status", "writeback_id", "status"),
         Index("ix_delivery_ref", "ref"),
     )
@@ -298,7 +310,11 @@ class AuditEvent(Base):
     filter: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
-    __table_args__ = (Index("ix_audit_event_at", "at"), {"sqlite_autoincrement": True})
+    __table_args__ = (
+        Index("ix_audit_event_at", "at"),
+        CheckConstraint(_in_list("action", AuditAction), name="action"),
+        {"sqlite_autoincrement": True},
+    )
 
 
 class AuditEventRow(Base):
@@ -336,7 +352,7 @@ class RemoteHealth(Base):
     __tablename__ = "remote_health"
 
     service: Mapped[str] = mapped_column(String(500), primary_key=True)
-    #: ok, outage or auth.
+    #: One of HealthState.
     state: Mapped[str] = mapped_column(String(16))
     #: When the current outage or refusal began (None while ok).
     since: Mapped[datetime | None] = mapped_column(UTCDateTime())
@@ -346,4 +362,4 @@ class RemoteHealth(Base):
     not_before: Mapped[datetime | None] = mapped_column(UTCDateTime())
     checked_by: Mapped[str | None] = mapped_column(String(200))
 
-    __table_args__ = (CheckConstraint("state IN ('ok', 'outage', 'auth')", name="state"),)
+    __table_args__ = (CheckConstraint(_in_list("state", HealthState), name="state"),)

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from writeback_console.domain import Kind, QueueState, Status, manual_retry_decision, utcnow
+from writeback_console.domain import AuditAction, Kind, QueueState, Status, manual_retry_decision, utcnow
 from writeback_console.intake import WritebackInput
 from writeback_console.store.audit_trail import record_audit
 from writeback_console.store.lifecycle import enqueue
@@ -119,7 +119,7 @@ def manual_retry(
         event = record_audit(
             session,
             actor=actor,
-            action="retry",
+            action=AuditAction.RETRY,
             rows=changed,
             now=now,
             filter=filter,
@@ -179,7 +179,7 @@ def schedule_mailing_activity(
     record_audit(
         session,
         actor=actor,
-        action="schedule" if at else "send_now",
+        action=AuditAction.SCHEDULE if at else AuditAction.SEND_NOW,
         rows=[(row.id, row.ref)],
         now=now,
         detail={"mailing_id": mailing_id, "scheduled_for": at.isoformat() if at else None},
@@ -217,7 +217,7 @@ def reschedule(
     record_audit(
         session,
         actor=actor,
-        action="reschedule",
+        action=AuditAction.RESCHEDULE,
         rows=[(row.id, row.ref)],
         now=now,
         detail={
@@ -253,7 +253,7 @@ def cancel_scheduled(
     record_audit(
         session,
         actor=actor,
-        action="cancel",
+        action=AuditAction.CANCEL,
         rows=[(row.id, row.ref)],
         now=now,
         detail={
@@ -311,7 +311,7 @@ def auto_schedule_mailings(session: Session, *, now: datetime, actor: str) -> li
         record_audit(
             session,
             actor=actor,
-            action="auto_schedule",
+            action=AuditAction.AUTO_SCHEDULE,
             rows=[(row.id, row.ref)],
             now=now,
             detail={

@@ -24,7 +24,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from writeback_console.domain import FREE_INTERRUPTIONS, Kind, Status
+from writeback_console.domain import FREE_INTERRUPTIONS, AttemptOutcome, DeliveryStatus, Kind, Status
 from writeback_console.store.lifecycle import Leases, database_now, fenced, held_leases, pair_chunks
 from writeback_console.store.models import Attempt, Delivery, Writeback
 from writeback_console.store.rows import (
@@ -43,7 +43,7 @@ def _finish_attempt(
     session: Session,
     writeback_id: int,
     *,
-    outcome: str,
+    outcome: AttemptOutcome,
     now: datetime,
     http_status: int | None = None,
     message: str | None = None,
@@ -54,7 +54,7 @@ def _finish_attempt(
         update(Attempt)
         .where(Attempt.writeback_id == writeback_id, Attempt.outcome.is_(None))
         .values(
-            outcome=outcome,
+            outcome=AttemptOutcome(outcome).value,
             finished_at=now,
             http_status=http_status,
             message=cut(message, MESSAGE_LIMIT),
@@ -95,7 +95,7 @@ class _Closed:
     """How an open attempt ends, for :func:`_close_attempts`."""
 
     writeback_id: int
-    outcome: str
+    outcome: AttemptOutcome
     at: datetime
     http_status: int | None
     message: str | None
@@ -123,7 +123,7 @@ def _close_attempts(
         [
             {
                 "wid": c.writeback_id,
-                "outcome": c.outcome,
+                "outcome": AttemptOutcome(c.outcome).value,
                 "at": c.at,
                 "http": c.http_status,
                 "message": cut(c.message, MESSAGE_LIMIT),
@@ -206,7 +206,7 @@ def record_results(session: Session, results: Sequence[AttemptResult], *, dispat
             [
                 _Closed(
                     r.writeback_id,
-                    "sent" if r.ok else "error",
+                    AttemptOutcome.SENT if r.ok else AttemptOutcome.ERROR,
                     r.at,
                     r.http_status,
                     r.message,
@@ -274,7 +274,7 @@ def mark_no_remote_recipients(session: Session, writeback_id: int, *, token: int
         _finish_attempt(
             session,
             writeback_id,
-            outcome="no_remote_recipients",
+            outcome=AttemptOutcome.NO_REMOTE_RECIPIENTS,
             now=now,
             message="the mailing has no recipient that exists in Personify360",
         )
@@ -310,7 +310,7 @@ class PutBack:
     token: int
     at: datetime
     #: outage (Personify360 as a whole unavailable) or stopped (the run stopped part-way through it).
-    outcome: str
+    outcome: AttemptOutcome
     message: str
     http_status: int | None = None
     response_excerpt: str | None = None
@@ -426,13 +426,15 @@ def recover_expired_leases(session: Session, *, now: datetime | None = None) -> 
             session.execute(
                 update(Attempt)
                 .where(Attempt.writeback_id.in_(batch), Attempt.outcome.is_(None))
-                .values(outcome="interrupted", finished_at=now, message=message, counted=counts)
+                .values(
+                    outcome=AttemptOutcome.INTERRUPTED.value, finished_at=now, message=message, counted=counts
+                )
                 .execution_options(synchronize_session=False)
             )
             # Every unfinished recipient of a mailing may have arrived too.
             session.execute(
                 update(Delivery)
-                .where(Delivery.writeback_id.in_(batch), Delivery.status != "sent")
+                .where(Delivery.writeback_id.in_(batch), Delivery.status != DeliveryStatus.SENT.value)
                 .values(uncertain=True)
                 .execution_options(synchronize_session=False)
             )

@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from writeback_console.domain import HealthState
 from writeback_console.store.models import RemoteHealth
 from writeback_console.store.rows import MESSAGE_LIMIT, cut
 
@@ -31,7 +32,7 @@ class Health:
 
     @property
     def ok(self) -> bool:
-        return self.state == "ok"
+        return self.state == HealthState.OK
 
 
 def get_health(session: Session, service: str) -> Health | None:
@@ -54,7 +55,7 @@ def set_health(
     session: Session,
     service: str,
     *,
-    state: str,
+    state: HealthState,
     now: datetime,
     by: str,
     http_status: int | None = None,
@@ -69,27 +70,28 @@ def set_health(
     learnt from a request that began at ``learnt_at`` does not wipe out what another dispatcher
     recorded after that, nor a Retry-After still running: the news that is worse and newer stands.
     """
+    state = HealthState(state)
     dialect = session.get_bind().dialect.name
     make = pg_insert if dialect == "postgresql" else sqlite_insert
     session.execute(
         make(RemoteHealth)
-        .values(service=service, state=state, since=None, checked_at=now)
+        .values(service=service, state=state.value, since=None, checked_at=now)
         .on_conflict_do_nothing(index_elements=["service"])
     )
     row = session.get(RemoteHealth, service, with_for_update=True, populate_existing=True)
     assert row is not None
-    if state == "ok" and row.state != "ok":
+    if state == HealthState.OK and row.state != HealthState.OK:
         newer = learnt_at is not None and row.checked_at > learnt_at
         waiting = row.not_before is not None and row.not_before > now
         if newer or waiting:
             health = get_health(session, service)
             assert health is not None
             return health
-    if state == "ok":
+    if state == HealthState.OK:
         row.since = None
     elif row.state != state or row.since is None:
         row.since = now
-    row.state = state
+    row.state = state.value
     row.checked_at = now
     row.checked_by = by
     row.http_status = http_status

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from writeback_console.domain import utcnow
+from writeback_console.domain import AuditAction, utcnow
 from writeback_console.store.audit_trail import record_audit
 from writeback_console.store.models import Setting
 
@@ -51,7 +51,7 @@ def set_setting(
     record_audit(
         session,
         actor=actor,
-        action="setting",
+        action=AuditAction.SETTING,
         rows=[],
         now=now,
         detail={"account": account, "key": key, "from": old, "to": value},

@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from writeback_console.domain import Status, attempts_left, manual_retry_decision
+from writeback_console.domain import AttemptOutcome, Status, attempts_left, manual_retry_decision
 from writeback_console.store import audit_trail, listing
 from writeback_console.store.audit_trail import AuditRow
 from writeback_console.store.engine import read_session
@@ -50,10 +50,10 @@ Factory = sessionmaker[Session]
 ATTEMPT_COLUMNS = ("#", "Started", "Finished", "Outcome", "Counted", "HTTP", "Message", "Response excerpt")
 COUNTED_COLUMN, HTTP_COLUMN, MESSAGE_COLUMN, EXCERPT_COLUMN = 4, 5, 6, 7
 #: Why an attempt in the history used none of the row's attempts, by its outcome.
-NOT_COUNTED_WHY = {
-    "outage": "Personify360 was unavailable",
-    "interrupted": "the dispatcher stopped while sending",
-    "stopped": "the run stopped before every recipient was sent",
+NOT_COUNTED_WHY: dict[str, str] = {
+    AttemptOutcome.OUTAGE: "Personify360 was unavailable",
+    AttemptOutcome.INTERRUPTED: "the dispatcher stopped while sending",
+    AttemptOutcome.STOPPED: "the run stopped before every recipient was sent",
 }
 AUDIT_WORDS = {
     "retry": "Manual retry",
@@ -147,7 +147,7 @@ def counted_text(attempt: AttemptRow) -> str:
     if not attempt.counted:
         why = NOT_COUNTED_WHY.get(attempt.outcome or "")
         return f"did not count: {why}" if why else "did not count"
-    if attempt.outcome == "interrupted":
+    if attempt.outcome == AttemptOutcome.INTERRUPTED:
         # Only the first interruption in a row is free; its message says so at length.
         return "counted: the dispatcher stopped again"
     return "counted"

@@ -28,7 +28,7 @@ from tests.helpers.builders import T0, add_mailing, enqueue, item, minutes, row,
 from tests.helpers.dispatching import client_for, cycle, recipients_as_constituents, refs_in
 from tests.helpers.simulator import MakeSimulator
 from writeback_console.dispatch.cycle import DispatchOptions, ProblemKind, run_cycle
-from writeback_console.domain import Kind, Status, retries_exhausted, utcnow
+from writeback_console.domain import AuditAction, Kind, Status, retries_exhausted, utcnow
 from writeback_console.personify.mapping import ActivityMapping
 from writeback_console.sim.server import SaveEvent, Simulator, TlsFiles
 from writeback_console.store import (
@@ -474,7 +474,9 @@ def test_automatic_scheduling_never_recreates_what_staff_cancelled(
 def test_ids_are_never_reused_and_audit_entries_hold_on_to_their_writeback(factory: Factory) -> None:
     first, last = enqueue(factory, item(), item(email="bo@example.org"))
     with write_transaction(factory) as session:
-        audit_trail.record_audit(session, actor="advisor", action="note", rows=[(first, "x")], now=T0)
+        audit_trail.record_audit(
+            session, actor="advisor", action=AuditAction.RETRY, rows=[(first, "x")], now=T0
+        )
     with write_transaction(factory) as session:
         # Someone deletes the newest row by hand; its id is not handed out again.
         session.execute(delete(Writeback).where(Writeback.id == last))
