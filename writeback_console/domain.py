@@ -38,11 +38,6 @@ class Kind(enum.StrEnum):
     def label(self) -> str:
         return _KIND_LABELS[self]
 
-    @property
-    def goes_out_automatically(self) -> bool:
-        """Mailing Activity is sent by hand or on a schedule; the others as soon as they are queued."""
-        return self is not Kind.MAILING_ACTIVITY
-
 
 _KIND_LABELS = {
     Kind.UNSUBSCRIBE: "Unsubscribe",
@@ -68,11 +63,6 @@ class Status(enum.StrEnum):
     @property
     def label(self) -> str:
         return _STATUS_LABELS[self]
-
-    @property
-    def is_final(self) -> bool:
-        """A final row never changes again by itself."""
-        return self in FINAL_STATUSES
 
 
 _STATUS_LABELS = {
@@ -244,7 +234,10 @@ def manual_retry_decision(state: QueueState) -> RetryDecision:
 
 
 def after_manual_retry(state: QueueState) -> QueueState:
-    """The state a manual retry leaves: exactly one more attempt, queued for the next run."""
+    """The state a manual retry leaves: exactly one more attempt, queued for the next run.
+
+    A New row is due at once, so the time a mailing activity was once scheduled for stays as history.
+    """
     decision = manual_retry_decision(state)
     if not decision.allowed:
         raise ValueError(decision.reason)
@@ -252,7 +245,7 @@ def after_manual_retry(state: QueueState) -> QueueState:
         status=Status.NEW,
         attempts=state.attempts,
         max_attempts=state.attempts + 1,
-        scheduled_for=None,
+        scheduled_for=state.scheduled_for,
         next_attempt_at=None,
         uncertain_since=state.uncertain_since,
     )

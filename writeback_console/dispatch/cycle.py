@@ -44,7 +44,9 @@ from writeback_console.domain import (
     AttemptOutcome,
     HealthState,
     Kind,
+    Status,
     mailing_activity_error,
+    mailing_activity_outcome,
     utcnow,
 )
 from writeback_console.personify.client import PersonifyClient
@@ -669,15 +671,23 @@ class _Cycle:
         try:
             with session.begin_nested():
                 fan = deliveries.prepare_deliveries(session, c.id, c.mailing_id, now=self.clock())
-                if fan.remote_recipients == 0:
+                if fan.pending:
+                    return "job", fan
+                # Nothing left to send: the mailing's outcome is already decided.
+                verdict = mailing_activity_outcome(fan.remote_recipients, fan.already_delivered)
+                if verdict is Status.NO_REMOTE_RECIPIENTS:
                     recording.mark_no_remote_recipients(session, c.id, token=c.token, now=self.clock())
                     return "nrr", None
-                if not fan.pending:
+                if verdict is Status.SENT:
                     recording.mark_sent(
                         session, c.id, token=c.token, dispatcher=self.o.dispatcher, sent_at=self.clock()
                     )
                     return "sent", None
-                return "job", fan
+                return "failed", Outcome.failure(
+                    c.id,
+                    mailing_activity_error(fan.remote_recipients, fan.already_delivered),
+                    finished_at=self.clock(),
+                )
         except sa_exc.DBAPIError as exc:
             if _database_trouble(exc):
                 raise
@@ -909,7 +919,7 @@ class _Cycle:
                     ],
                 )
                 return "put_back"
-        if job.delivered >= job.remote:
+        if mailing_activity_outcome(job.remote, job.delivered) is Status.SENT:
             ok = recording.mark_sent(session, c.id, token=c.token, dispatcher=self.o.dispatcher, sent_at=now)
             return "sent" if ok else "lost"
         first = job.failures[0] if job.failures else None

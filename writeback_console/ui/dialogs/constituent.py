@@ -564,18 +564,3 @@ class ConstituentDialog(QDialog):
         self.chosen_ref = ref
         self.open_ref.emit(ref)
         self.accept()
-
-
-def ask_constituent(
-    factory: sessionmaker[Session],
-    runner: TaskRunner,
-    client_factory: ClientFactory,
-    parent: QWidget | None = None,
-    email: str | None = None,
-) -> str | None:
-    """Run the viewer as a modal dialog; the reference the user chose to open, if any."""
-    dialog = ConstituentDialog(factory, runner, client_factory, parent, email)
-    dialog.exec()
-    ref = dialog.chosen_ref
-    dialog.deleteLater()
-    return ref
