@@ -433,6 +433,21 @@ def _personify_client(args: argparse.Namespace) -> tuple[AppSettings, PersonifyC
         raise CommandError(f"Personify360 settings: {exc}") from None
 
 
+def cmd_check_connection(args: argparse.Namespace) -> int:
+    from writeback_console.connection import check_connection
+    from writeback_console.settings import PasswordStore, SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise CommandError(f"Personify360 settings: {exc}") from None
+    checks = check_connection(settings, None, PasswordStore())
+    marks = {True: "ok", False: "FAILED", None: "not checked"}
+    for check in checks:
+        print(f"{marks[check.ok]:<12} {check.name}: {check.text}")
+    return EXIT_OK if all(c.ok for c in checks) else EXIT_PERSONIFY_UNUSABLE
+
+
 def cmd_dispatch(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -599,6 +614,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--random-seed", type=int, default=20261127, metavar="S")
 
     command("summary", cmd_summary, "writebacks per status")
+
+    command(
+        "check-connection",
+        cmd_check_connection,
+        "does Personify360 answer, accept the credentials and know the activity codes?",
+    )
 
     p = command("dispatch", cmd_dispatch, "send queued writebacks to Personify360")
     once = p.add_mutually_exclusive_group(required=True)

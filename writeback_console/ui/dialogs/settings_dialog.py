@@ -33,9 +33,9 @@ from PySide6.QtWidgets import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from writeback_console.connection import Check, check_connection
 from writeback_console.domain import Kind
-from writeback_console.personify.client import PersonifyClient, PersonifySettings
-from writeback_console.personify.errors import ErrorKind, PersonifyError
+from writeback_console.personify.client import PersonifySettings
 from writeback_console.personify.mapping import INTEREST_EVENTS, MAILING_EVENTS, ActivityMapping
 from writeback_console.settings import AppSettings, PasswordStore, SettingsError, save_settings
 from writeback_console.store import switches
@@ -62,17 +62,6 @@ class AccountSettings:
     writeback_enabled: bool
     #: Days after a mailing was sent at which its mailing activity goes out by itself; None: never.
     auto_mailing_activity_days: int | None
-
-
-@dataclass(frozen=True)
-class Check:
-    """One step of Test connection, in words."""
-
-    name: str
-    #: True passed, False failed, None not checked (an earlier step failed).
-    ok: bool | None
-    text: str
-    details: str = ""
 
 
 # --- work done off the GUI thread ----------------------------------------------------------------
@@ -113,50 +102,6 @@ def save_everything(
         store.set(settings.service_root_url, settings.user, password)
     save_settings(settings, path)
     return settings
-
-
-def check_connection(settings: AppSettings, password: str | None, store: PasswordStore) -> list[Check]:
-    """Does the URL answer, are the credentials accepted, do the activity codes exist? In words."""
-    url, user = settings.service_root_url, settings.user
-    skipped = "an earlier check failed"
-    answer = Check("Service root URL", None, skipped)
-    login = Check("User name and password", None, skipped)
-    codes = Check("Activity codes", None, skipped)
-    if password is None:
-        password = store.get(url, user) if url and user else None
-    try:
-        client_settings = settings.personify(password or "")
-    except SettingsError as exc:
-        return [Check("Settings", False, errors.describe_exception(exc)[0]), answer, login, codes]
-    if not password:
-        login = Check(login.name, False, "No password is typed or stored for this user.")
-    mapping = settings.activity_mapping
-    try:
-        with PersonifyClient(client_settings) as client:
-            result = client.check_activity_codes(mapping.expected_codes())
-    except PersonifyError as exc:
-        message, details = errors.describe_exception(exc)
-        if exc.kind is ErrorKind.AUTH:
-            answer = Check(answer.name, True, f"Personify360 answers at {url}.")
-            login = Check(login.name, False, message, details)
-        elif exc.kind in (ErrorKind.NOT_FOUND, ErrorKind.MALFORMED):
-            answer = Check(
-                answer.name,
-                False,
-                f"Something answers at {url}, but not Personify Data Services: {message}",
-                details,
-            )
-        elif exc.kind in (ErrorKind.VALIDATION, ErrorKind.SERVER):
-            answer = Check(answer.name, True, f"Personify360 answers at {url}.")
-            login = Check(login.name, True, "Accepted.")
-            codes = Check(codes.name, False, message, details)
-        else:
-            answer = Check(answer.name, False, message, details)
-        return [answer, login, codes]
-    answer = Check(answer.name, True, f"Personify360 answers at {url}.")
-    login = Check(login.name, True, f"Accepted for {user}.")
-    codes = Check(codes.name, result.ok, result.describe())
-    return [answer, login, codes]
 
 
 # --- the dialog ----------------------------------------------------------------------------------
