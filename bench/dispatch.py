@@ -27,7 +27,8 @@ from typing import Any
 import requests
 from sqlalchemy import func, select
 
-from writeback_console.dispatch.cycle import DispatchOptions, run_cycle
+from writeback_console.dispatch.cycle import run_cycle
+from writeback_console.dispatch.summary import DispatchOptions
 from writeback_console.domain import Kind, utcnow
 from writeback_console.intake import WritebackInput
 from writeback_console.personify.client import PersonifyClient, PersonifySettings

@@ -24,7 +24,7 @@ from PySide6.QtWidgets import QApplication
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from dispatch import PEOPLE, fill_queue, start_simulator
 
-from writeback_console.dispatch.cycle import CycleSummary
+from writeback_console.dispatch.summary import CycleSummary
 from writeback_console.settings import AppSettings, PasswordStore, save_settings
 from writeback_console.ui.app import make_application, open_console, start_services
 

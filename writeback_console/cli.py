@@ -452,7 +452,8 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
     import signal
     import threading
 
-    from writeback_console.dispatch.cycle import ProblemKind, run_cycle
+    from writeback_console.dispatch.cycle import run_cycle
+    from writeback_console.dispatch.summary import ProblemKind
     from writeback_console.settings import SettingsError
 
     factory = _open(args)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from writeback_console.config import config_dir
-from writeback_console.dispatch.cycle import DispatchOptions
+from writeback_console.dispatch.summary import DispatchOptions
 from writeback_console.domain import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CONCURRENCY,

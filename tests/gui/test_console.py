@@ -10,7 +10,7 @@ from pytestqt.qtbot import QtBot
 
 from tests.helpers.builders import enqueue, fail_runs, item
 from tests.helpers.simulator import MakeSimulator
-from writeback_console.dispatch.cycle import CycleSummary, ProblemKind
+from writeback_console.dispatch.summary import CycleSummary, ProblemKind
 from writeback_console.domain import Kind, Status, utcnow
 from writeback_console.settings import AppSettings, PasswordStore, save_settings
 from writeback_console.sim.server import Simulator

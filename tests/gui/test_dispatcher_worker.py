@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.helpers.builders import enqueue, item
 from tests.helpers.dispatching import client_for
 from tests.helpers.simulator import MakeSimulator
-from writeback_console.dispatch.cycle import CycleSummary
+from writeback_console.dispatch.summary import CycleSummary
 from writeback_console.domain import Kind, Status
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.settings import AppSettings

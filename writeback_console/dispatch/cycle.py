@@ -16,11 +16,15 @@ What the cycle promises, whatever happens around it (see docs/architecture.md, "
 - A database that refuses writes (locked, connection dropped) does not lose what was learnt: results
   are kept and written when it answers again, within a patience; after that the cycle ends with the
   problem in words and the rows come back to the queue when their leases run out.
+
+The module is longer than the project's guide of about 700 lines on purpose: it is one state machine
+(``_Cycle``), and its sections (is Personify360 usable, sending, claiming, results, the end of a run,
+leases, a database that refuses) all read and change the same run state. What it is given and what it
+reports live in ``dispatch/summary.py``.
 """
 
 from __future__ import annotations
 
-import enum
 import logging
 import threading
 import time
@@ -36,11 +40,14 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.dispatch.lease import RowLease
 from writeback_console.dispatch.send import Outcome, Resolver, send_recipient, send_writeback
+from writeback_console.dispatch.summary import (
+    CycleProgress,
+    CycleSummary,
+    DispatchOptions,
+    ProblemKind,
+    clock_text,
+)
 from writeback_console.domain import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_LEASE_SECONDS,
-    DEFAULT_SETTLE_SECONDS,
     AttemptOutcome,
     HealthState,
     Kind,
@@ -61,7 +68,6 @@ from writeback_console.store import (
     switches,
 )
 from writeback_console.store.engine import read_session, write_transaction
-from writeback_console.store.rows import dispatcher_identity
 
 log = logging.getLogger(__name__)
 
@@ -79,102 +85,6 @@ def _database_trouble(exc: BaseException) -> bool:
     if isinstance(exc, sa_exc.OperationalError | sa_exc.InterfaceError):
         return True
     return isinstance(exc, sa_exc.DBAPIError) and bool(exc.connection_invalidated)
-
-
-class ProblemKind(enum.StrEnum):
-    """Why a cycle could not do its work, for the summary, the exit code and the console's banner."""
-
-    #: Personify360 rejected the credentials.
-    AUTH = "auth"
-    #: Personify360 cannot be reached at all (refused, DNS, TLS handshake).
-    UNREACHABLE = "unreachable"
-    #: Personify360 answers that it is unavailable (maintenance, overload, gateway errors, timeouts).
-    OUTAGE = "outage"
-    #: The queue database refused to record what was done.
-    DATABASE = "database"
-
-
-@dataclass(frozen=True)
-class DispatchOptions:
-    """How one dispatcher works; built from the settings by ``AppSettings.dispatch_options``."""
-
-    concurrency: int = DEFAULT_CONCURRENCY
-    lease_seconds: float = DEFAULT_LEASE_SECONDS
-    batch_size: int = DEFAULT_BATCH_SIZE
-    #: Consecutive "cannot be reached" answers that stop the cycle.
-    breaker_threshold: int = 3
-    #: Results are written in batches at most this far apart (seconds).
-    flush_interval: float = 0.2
-    #: How long a cycle keeps trying to write to a database that refuses (seconds).
-    database_patience: float = 120.0
-    #: How long a row whose write may have arrived waits before it is looked for and sent again.
-    settle_seconds: float = DEFAULT_SETTLE_SECONDS
-    dispatcher: str = field(default_factory=dispatcher_identity)
-
-
-@dataclass(frozen=True)
-class CycleProgress:
-    """Where a running cycle is, for the status bar and the log."""
-
-    claimed: int
-    sent: int
-    failed: int
-    no_remote_recipients: int
-    in_flight: int
-    remaining: int
-
-
-def _clock_text(moment: datetime) -> str:
-    return moment.astimezone().strftime("%H:%M")
-
-
-@dataclass(frozen=True)
-class CycleSummary:
-    started_at: datetime
-    finished_at: datetime
-    claimed: int = 0
-    sent: int = 0
-    failed: int = 0
-    no_remote_recipients: int = 0
-    #: Claimed rows put back without using an attempt (stopped, Personify360 unusable, lease short).
-    released: int = 0
-    recovered: int = 0
-    auto_scheduled: int = 0
-    disabled: bool = False
-    #: Why the cycle stopped early, in words; None when it ran to the end.
-    stopped_reason: str | None = None
-    problem: ProblemKind | None = None
-    #: Since when the problem has lasted (across cycles), its HTTP status, and when to try again.
-    problem_since: datetime | None = None
-    problem_status: int | None = None
-    retry_at: datetime | None = None
-    #: Every writeback whose row this cycle changed, for screens to refresh just those.
-    changed_ids: tuple[int, ...] = ()
-
-    @property
-    def seconds(self) -> float:
-        return (self.finished_at - self.started_at).total_seconds()
-
-    def describe(self) -> str:
-        if self.disabled:
-            return "writebacks are switched off: nothing was sent"
-        parts = [
-            f"claimed {self.claimed:,}",
-            f"sent {self.sent:,}",
-            f"failed {self.failed:,}",
-        ]
-        if self.no_remote_recipients:
-            parts.append(f"no remote recipients {self.no_remote_recipients:,}")
-        if self.released:
-            parts.append(f"put back {self.released:,}")
-        if self.recovered:
-            parts.append(f"recovered from a stopped dispatcher {self.recovered:,}")
-        if self.auto_scheduled:
-            parts.append(f"mailing activity scheduled {self.auto_scheduled:,}")
-        text = ", ".join(parts) + f" in {self.seconds:.1f} s"
-        if self.stopped_reason:
-            text = f"stopped early: {self.stopped_reason}; " + text
-        return text
 
 
 @dataclass
@@ -465,7 +375,7 @@ class _Cycle:
         since: datetime | None,
         retry_at: datetime | None,
     ) -> str:
-        when = f" since {_clock_text(since)}" if since else ""
+        when = f" since {clock_text(since)}" if since else ""
         detail = f" ({message})" if message else ""
         if kind is ProblemKind.AUTH:
             text = f"credentials rejected by Personify360{when}{detail}; one probe per run until they change"
@@ -476,7 +386,7 @@ class _Cycle:
             text = f"Personify360 unavailable{code}{when}"
         text += "; no attempt was used"
         if retry_at is not None:
-            text += f"; next try after {_clock_text(retry_at)}"
+            text += f"; next try after {clock_text(retry_at)}"
         return text
 
     def _remember(

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from PySide6.QtCore import QObject, Qt, Slot
 from PySide6.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
-from writeback_console.dispatch.cycle import CycleSummary, ProblemKind
+from writeback_console.dispatch.summary import CycleSummary, ProblemKind
 from writeback_console.settings import AppSettings
 from writeback_console.ui.dialogs import retry, schedule, settings_dialog
 from writeback_console.ui.dialogs.constituent import ConstituentViewer

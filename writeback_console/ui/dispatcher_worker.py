@@ -18,7 +18,8 @@ from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, QTimer, Signal, Sl
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
 from sqlalchemy.orm import Session, sessionmaker
 
-from writeback_console.dispatch.cycle import CycleProgress, CycleSummary, run_cycle
+from writeback_console.dispatch.cycle import run_cycle
+from writeback_console.dispatch.summary import CycleProgress, CycleSummary
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.settings import AppSettings, SettingsError
 

@@ -322,7 +322,8 @@ def test_stopping_a_cycle_finishes_in_flight_and_puts_back_the_rest(
     )
     stop = threading.Event()
     threading.Timer(0.4, stop.set).start()
-    from writeback_console.dispatch.cycle import DispatchOptions, run_cycle
+    from writeback_console.dispatch.cycle import run_cycle
+    from writeback_console.dispatch.summary import DispatchOptions
 
     summary = run_cycle(
         factory, client_for(sim), ActivityMapping(), DispatchOptions(concurrency=4, batch_size=20), stop=stop

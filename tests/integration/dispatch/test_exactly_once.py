@@ -27,7 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.helpers.builders import T0, add_mailing, enqueue, item, minutes, row, run
 from tests.helpers.dispatching import client_for, cycle, recipients_as_constituents, refs_in
 from tests.helpers.simulator import MakeSimulator
-from writeback_console.dispatch.cycle import DispatchOptions, ProblemKind, run_cycle
+from writeback_console.dispatch.cycle import run_cycle
+from writeback_console.dispatch.summary import DispatchOptions, ProblemKind
 from writeback_console.domain import AuditAction, Kind, Status, retries_exhausted, utcnow
 from writeback_console.personify.mapping import ActivityMapping
 from writeback_console.sim.server import SaveEvent, Simulator, TlsFiles

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.helpers.builders import enqueue, item, row
 from tests.helpers.dispatching import client_for, cycle, refs_in
 from tests.helpers.simulator import MakeSimulator
-from writeback_console.dispatch.cycle import ProblemKind
+from writeback_console.dispatch.summary import ProblemKind
 from writeback_console.domain import Kind, Status, utcnow
 from writeback_console.sim.server import SaveEvent
 from writeback_console.store import lifecycle, listing, operator_actions, service_health
