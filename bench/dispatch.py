@@ -31,9 +31,10 @@ from writeback_console.dispatch.cycle import run_cycle
 from writeback_console.dispatch.summary import DispatchOptions
 from writeback_console.domain import Kind, utcnow
 from writeback_console.intake import WritebackInput
-from writeback_console.personify.client import PersonifyClient, PersonifySettings
+from writeback_console.personify.client import PersonifyClient
 from writeback_console.personify.mapping import ActivityMapping, ActivitySource, build_activity
 from writeback_console.personify.odata import format_date
+from writeback_console.personify.values import PersonifySettings
 from writeback_console.store import lifecycle
 from writeback_console.store.engine import make_engine, make_session_factory, write_transaction
 from writeback_console.store.migrate import upgrade

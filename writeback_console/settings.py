@@ -27,8 +27,8 @@ from writeback_console.domain import (
     DEFAULT_LEASE_SECONDS,
     DEFAULT_SETTLE_SECONDS,
 )
-from writeback_console.personify.client import PersonifySettings, check_operator
 from writeback_console.personify.mapping import ActivityMapping
+from writeback_console.personify.values import PersonifySettings, check_operator
 
 log = logging.getLogger(__name__)
 

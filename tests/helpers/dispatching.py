@@ -8,8 +8,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.dispatch.cycle import run_cycle
 from writeback_console.dispatch.summary import CycleSummary, DispatchOptions
-from writeback_console.personify.client import PersonifyClient, PersonifySettings
+from writeback_console.personify.client import PersonifyClient
 from writeback_console.personify.mapping import ActivityMapping
+from writeback_console.personify.values import PersonifySettings
 from writeback_console.sim.server import Simulator, TlsFiles
 
 

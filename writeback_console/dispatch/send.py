@@ -15,9 +15,10 @@ from datetime import datetime
 
 from writeback_console.dispatch.lease import RowLease
 from writeback_console.domain import utcnow
-from writeback_console.personify.client import Constituent, PersonifyClient
+from writeback_console.personify.client import PersonifyClient
 from writeback_console.personify.errors import ErrorKind, PersonifyError
 from writeback_console.personify.mapping import ActivityMapping, ActivitySource, MailingFacts, build_activity
+from writeback_console.personify.values import Constituent
 from writeback_console.store.deliveries import RecipientDelivery
 from writeback_console.store.lifecycle import Claimed
 

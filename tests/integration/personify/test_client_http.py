@@ -14,7 +14,7 @@ import pytest
 
 from tests.helpers.simulator import MakeSimulator
 from writeback_console.domain import Kind, new_ref
-from writeback_console.personify.client import PersonifyClient, PersonifySettings
+from writeback_console.personify.client import PersonifyClient
 from writeback_console.personify.errors import ErrorKind, PersonifyError
 from writeback_console.personify.mapping import (
     ActivityMapping,
@@ -22,6 +22,7 @@ from writeback_console.personify.mapping import (
     MailingFacts,
     build_activity,
 )
+from writeback_console.personify.values import PersonifySettings
 from writeback_console.sim.server import Simulator
 
 USER = "wbuser"

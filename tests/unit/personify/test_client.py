@@ -19,12 +19,9 @@ import urllib3.exceptions
 from requests.adapters import BaseAdapter
 
 from writeback_console.personify import client as client_module
-from writeback_console.personify.client import (
-    CodeCheck,
-    PersonifyClient,
-    PersonifySettings,
-)
+from writeback_console.personify.client import PersonifyClient
 from writeback_console.personify.errors import ErrorKind, PersonifyError
+from writeback_console.personify.values import CodeCheck, PersonifySettings
 
 ROOT = "https://pds.example.org/PersonifyDataServices/PersonifyData.svc"
 PASSWORD = "s3cret-Pa55"

@@ -31,7 +31,8 @@ from PySide6.QtWidgets import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.personify import odata
-from writeback_console.personify.client import Activity, Constituent, PersonifyClient
+from writeback_console.personify.client import PersonifyClient
+from writeback_console.personify.values import Activity, Constituent
 from writeback_console.store import listing
 from writeback_console.store.engine import read_session
 from writeback_console.store.rows import WritebackRow

@@ -35,8 +35,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.connection import Check, check_connection
 from writeback_console.domain import Kind
-from writeback_console.personify.client import PersonifySettings
 from writeback_console.personify.mapping import INTEREST_EVENTS, MAILING_EVENTS, ActivityMapping
+from writeback_console.personify.values import PersonifySettings
 from writeback_console.settings import AppSettings, PasswordStore, SettingsError, save_settings
 from writeback_console.store import switches
 from writeback_console.store.engine import read_session, write_transaction
