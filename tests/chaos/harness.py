@@ -46,7 +46,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.domain import DEFAULT_MAX_ATTEMPTS, Kind, Status, new_ref
 from writeback_console.intake import InputError, validate_writeback
-from writeback_console.sim.server import Faults, SaveEvent, Simulator, TlsFiles
+from writeback_console.sim.server import Faults, SaveEvent, TlsFiles
+from writeback_console.sim.simulator import Simulator
 from writeback_console.store import lifecycle, listing, operator_actions, switches
 from writeback_console.store.engine import make_engine, make_session_factory, write_transaction
 from writeback_console.store.models import AuditEvent, AuditEventRow, Mailing, MailingRecipient, Writeback

@@ -13,7 +13,7 @@ from tests.helpers.simulator import MakeSimulator
 from writeback_console.dispatch.summary import CycleSummary, ProblemKind
 from writeback_console.domain import Kind, Status, utcnow
 from writeback_console.settings import AppSettings, PasswordStore, save_settings
-from writeback_console.sim.server import Simulator
+from writeback_console.sim.simulator import Simulator
 from writeback_console.store import listing, operator_actions
 from writeback_console.ui.app import Services, open_console, start_services
 from writeback_console.ui.console import Console

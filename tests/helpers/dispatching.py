@@ -11,7 +11,8 @@ from writeback_console.dispatch.summary import CycleSummary, DispatchOptions
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.personify.mapping import ActivityMapping
 from writeback_console.personify.values import PersonifySettings
-from writeback_console.sim.server import Simulator, TlsFiles
+from writeback_console.sim.server import TlsFiles
+from writeback_console.sim.simulator import Simulator
 
 
 def client_for(

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from writeback_console.sim.server import Simulator
+from writeback_console.sim.simulator import Simulator
 
 USER = "u"
 PASSWORD = "p"

@@ -12,7 +12,8 @@ from pathlib import Path
 from types import FrameType
 
 from writeback_console.sim.faults import CLASSIC_FAULT_KINDS, FaultKind, Faults, parse_fault_kinds
-from writeback_console.sim.server import ERROR_FORMATS, JSON_SHAPES, Simulator, TlsFiles
+from writeback_console.sim.server import ERROR_FORMATS, JSON_SHAPES, TlsFiles
+from writeback_console.sim.simulator import Simulator
 from writeback_console.sim.store import Constituent
 
 #: Exit status for bad command-line input, as argparse uses.

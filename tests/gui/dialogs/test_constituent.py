@@ -16,7 +16,7 @@ from writeback_console.domain import Kind
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.personify.mapping import ActivityMapping, ActivitySource, build_activity
 from writeback_console.personify.values import PersonifySettings
-from writeback_console.sim.server import Simulator
+from writeback_console.sim.simulator import Simulator
 from writeback_console.ui.dialogs.constituent import ClientFactory, ConstituentViewer
 from writeback_console.ui.tasks import TaskRunner
 

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers.simulator import MakeSimulator
 from writeback_console.settings import AppSettings, PasswordStore, load_settings
-from writeback_console.sim.server import Simulator
+from writeback_console.sim.simulator import Simulator
 from writeback_console.store import switches
 from writeback_console.ui.dialogs.settings_dialog import CODE_COLUMN, TEMPLATE_COLUMN, SettingsDialog
 from writeback_console.ui.tasks import TaskRunner

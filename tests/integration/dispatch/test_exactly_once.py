@@ -31,7 +31,8 @@ from writeback_console.dispatch.cycle import run_cycle
 from writeback_console.dispatch.summary import DispatchOptions, ProblemKind
 from writeback_console.domain import AuditAction, Kind, Status, retries_exhausted, utcnow
 from writeback_console.personify.mapping import ActivityMapping
-from writeback_console.sim.server import SaveEvent, Simulator, TlsFiles
+from writeback_console.sim.server import SaveEvent, TlsFiles
+from writeback_console.sim.simulator import Simulator
 from writeback_console.store import (
     audit_trail,
     deliveries,

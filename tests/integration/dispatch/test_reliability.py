@@ -19,7 +19,8 @@ from tests.helpers.dispatching import client_for, cycle, refs_in
 from tests.helpers.simulator import MakeSimulator
 from writeback_console.domain import Kind, Status, utcnow
 from writeback_console.intake import WritebackInput
-from writeback_console.sim.server import Faults, Simulator
+from writeback_console.sim.server import Faults
+from writeback_console.sim.simulator import Simulator
 from writeback_console.store import lifecycle, listing
 from writeback_console.store.engine import write_transaction
 from writeback_console.store.rows import WritebackRow

@@ -23,7 +23,7 @@ from writeback_console.personify.mapping import (
     build_activity,
 )
 from writeback_console.personify.values import PersonifySettings
-from writeback_console.sim.server import Simulator
+from writeback_console.sim.simulator import Simulator
 
 USER = "wbuser"
 PASSWORD = "Pa55-w0rd-that-must-never-leak"

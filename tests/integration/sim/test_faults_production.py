@@ -24,7 +24,8 @@ from tests.helpers.simulator import PASSWORD, SAMPLE_CONSTITUENTS, USER, MakeSim
 from tests.helpers.tls import make_test_certificate
 from writeback_console.sim.cli import add_arguments, run
 from writeback_console.sim.faults import ALL_FAULT_KINDS, CLASSIC_FAULT_KINDS, FaultKind, Faults
-from writeback_console.sim.server import ROOT_PATH, SaveEvent, Simulator, TlsFiles
+from writeback_console.sim.server import ROOT_PATH, SaveEvent, TlsFiles
+from writeback_console.sim.simulator import Simulator
 
 SAVE = "/Save?EntityName='CusActivity'"
 #: A lookup whose answer is short, so dripping it stays quick.

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 
 from tests.helpers.simulator import PASSWORD, SAMPLE_CONSTITUENTS, USER, MakeSimulator
 from writeback_console.personify.mapping import DEFAULT_ACTIVITY_CODES, DEFAULT_SUBCODES
-from writeback_console.sim.server import Faults, Simulator
+from writeback_console.sim.server import Faults
+from writeback_console.sim.simulator import Simulator
 from writeback_console.sim.wcf import METADATA_NS
 
 NS = {"m": METADATA_NS}
