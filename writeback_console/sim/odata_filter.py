@@ -73,6 +73,7 @@ class Token:
 
 
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_DIGITS = "0123456789"
 _INT_RE = re.compile(r"-?[0-9]+")
 _WHITESPACE = frozenset(" \t\r\n")
 _PUNCTUATION = {"(": TokenKind.LPAREN, ")": TokenKind.RPAREN, ",": TokenKind.COMMA}
@@ -122,7 +123,8 @@ def tokenize(text: str) -> list[Token]:
         elif ch in _PUNCTUATION:
             tokens.append(Token(_PUNCTUATION[ch], None, i))
             i += 1
-        elif ch.isascii() and (ch.isdigit() or (ch == "-" and text[i + 1 : i + 2].isdigit())):
+        # ASCII digits only: "²" is a digit to str.isdigit, but no number to int().
+        elif ch in _DIGITS or (ch == "-" and i + 1 < n and text[i + 1] in _DIGITS):
             match = _INT_RE.match(text, i)
             assert match is not None  # the branch condition guarantees at least one digit
             end = match.end()
