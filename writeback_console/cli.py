@@ -212,9 +212,10 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         raise CommandError(f"--{exc.field.replace('_', '-')}: {exc.problem}", EXIT_BAD_INPUT) from None
     factory = _open(args)
     with write_transaction(factory) as session:
-        row = lifecycle.enqueue(session, item)
+        actor = current_actor()
+        row = lifecycle.enqueue(session, item, actor=actor)
         audit_trail.record_audit(
-            session, actor=current_actor(), action=AuditAction.ENQUEUE, rows=[(row.id, row.ref)], now=utcnow()
+            session, actor=actor, action=AuditAction.ENQUEUE, rows=[(row.id, row.ref)], now=utcnow()
         )
     print(f"queued {row.ref} (id {row.id}, {row.kind.label}, {row.status.label})")
     return EXIT_OK

@@ -114,7 +114,7 @@ def import_file(
     digest = hashlib.sha256()
     with write_transaction(factory) as session, path.open("rb") as stream:
         items = (i for i in _parsed(stream, now, digest) if isinstance(i, WritebackInput))
-        added = lifecycle.enqueue_many(session, items, now=now)
+        added = lifecycle.enqueue_many(session, items, now=now, actor=actor)
         if digest.hexdigest() != report.sha256 or added != report.added:
             # Raising inside the transaction rolls back everything written so far.
             raise FileChanged(f"{path} changed while it was being imported; nothing was written")

@@ -12,7 +12,8 @@ and Personify360 to the promise:
   Cancelled, or Error with its automatic attempts used up and a message.
 - **I3** attempts never exceed what the rules allow, an outage or a lone interruption uses none, and the
   history holds every Save that reached Personify360.
-- **I4** no audit or timeline entry belongs to another row.
+- **I4** no audit or timeline entry belongs to another row, and every row's event log runs without a gap
+  from its first status to its status now.
 - **I5** no dispatcher or command ends in a traceback; a dispatcher stops within seconds when asked.
 
 Everything random comes from ``random.Random(seed)``, so a failing seed replays the same schedule
@@ -23,6 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib.util
+import itertools
 import json
 import os
 import random
@@ -1151,6 +1154,27 @@ def check(factory: Factory, sim: Simulator, seen: Observed) -> list[Violation]:
                 )
             )
 
+    # I4: every row's event log tells its story without a gap: it begins with no earlier status, each
+    # event starts where the one before it ended, and the last ends at the row's status.
+    if "events" in supported_features():
+        chains: dict[int, list[tuple[str | None, str]]] = {}
+        with factory() as session:
+            for wid, before, after in session.execute(
+                text("SELECT writeback_id, from_status, to_status FROM writeback_event ORDER BY id")
+            ):
+                chains.setdefault(wid, []).append((before, after))
+        for wid, row in by_id.items():
+            chain = chains.get(wid, [])
+            story = " → ".join([str(chain[0][0]), *(b for _a, b in chain)]) if chain else "no events"
+            broken = (
+                not chain
+                or chain[0][0] is not None
+                or any(prev[1] != nxt[0] for prev, nxt in itertools.pairwise(chain))
+                or chain[-1][1] != row.status.value
+            )
+            if broken:
+                out.append(Violation("I4", f"{row.ref} ({row.status.label}): event log {story}"))
+
     # I5: no tracebacks, every cycle in time.
     for proc in seen.processes:
         err = proc.stderr.read_text(encoding="utf-8", errors="replace") if proc.stderr.exists() else ""
@@ -1230,6 +1254,8 @@ def supported_features() -> frozenset[str]:
         features.add("busy_timeout")
     if hasattr(FaultKind, "LATE_WRITE"):
         features.add("late_write")
+    if importlib.util.find_spec("writeback_console.store.history") is not None:
+        features.add("events")
     return frozenset(features)
 
 

@@ -15,11 +15,13 @@ from typing import Any, cast
 from sqlalchemy import Connection, Engine, Index, Table, func, insert, select
 
 from writeback_console.domain import DEFAULT_MAX_ATTEMPTS, REF_ALPHABET, REF_PREFIX, Kind, Status, utcnow
+from writeback_console.store.history import suspended_event_triggers
 from writeback_console.store.models import (
     Attempt,
     Mailing,
     MailingRecipient,
     Writeback,
+    WritebackEvent,
 )
 
 ACCOUNTS = (("Main", 70), ("Foundation", 20), ("Chapters", 10))
@@ -256,7 +258,7 @@ def seed(
         # Building an index once over sorted data is much faster than keeping it up to date row by row.
         dropped: list[Index] = []
         if empty and engine.dialect.name == "sqlite":
-            dropped = [*_table(Writeback).indexes, *_table(Attempt).indexes]
+            dropped = [*_table(Writeback).indexes, *_table(Attempt).indexes, *_table(WritebackEvent).indexes]
             for index in dropped:
                 index.drop(conn)
         if engine.dialect.name == "sqlite":
@@ -278,19 +280,22 @@ def seed(
             mailing_status_weights=mailing_status_weights,
         )
         write = _sqlite_writer(conn) if sqlite else _core_writer(conn)
-        totals = {"writebacks": 0, "attempts": 0, "mailings": 0, "recipients": 0}
+        totals = {"writebacks": 0, "attempts": 0, "mailings": 0, "recipients": 0, "events": 0}
         names = {
             Writeback: "writebacks",
             Attempt: "attempts",
             Mailing: "mailings",
             MailingRecipient: "recipients",
+            WritebackEvent: "events",
         }
-        for out in _batches(spec):
-            for model, part in out:
-                write(model, part)
-                totals[names[model]] += len(part)
-            if progress:
-                progress(totals["writebacks"])
+        # The seed writes each row's history itself, as the database would have recorded it.
+        with suspended_event_triggers(conn):
+            for out in _batches(spec):
+                for model, part in out:
+                    write(model, part)
+                    totals[names[model]] += len(part)
+                if progress:
+                    progress(totals["writebacks"])
         for index in dropped:
             index.create(conn)
         if not sqlite:
@@ -398,6 +403,7 @@ def _generate(spec: _Spec) -> Iterator[Batch]:
 
     writebacks: list[tuple[Any, ...]] = []
     attempts: list[tuple[Any, ...]] = []
+    events: list[tuple[Any, ...]] = []
     mailings: list[tuple[Any, ...]] = []
     recipients: list[tuple[Any, ...]] = []
 
@@ -407,8 +413,9 @@ def _generate(spec: _Spec) -> Iterator[Batch]:
             (MailingRecipient, recipients[:]),
             (Writeback, writebacks[:]),
             (Attempt, attempts[:]),
+            (WritebackEvent, events[:]),
         ]
-        for part in (mailings, recipients, writebacks, attempts):
+        for part in (mailings, recipients, writebacks, attempts, events):
             part.clear()
         return out
 
@@ -484,6 +491,13 @@ def _generate(spec: _Spec) -> Iterator[Batch]:
                 scheduled_for = t(occurred + timedelta(days=1 + int(rand() * 5)))
         wb_attempts, history, last = _history(rng, kind, status, created, email, master, remote_count)
         final = len(history)
+        # The status history the database would have recorded, told by the same story.
+        queued_as = Status.SCHEDULED if scheduled_for is not None else Status.NEW
+        events.append((None, wid, None, queued_as.value, t(created), "demo import", 0))
+        if status is Status.CANCELLED:
+            cancelled_at = t(created + timedelta(minutes=5 + int(rand() * 600)))
+            events.append((None, wid, queued_as.value, status.value, cancelled_at, "staff@demo", 0))
+        before = queued_as
         for number, (at, failure) in enumerate(history, start=1):
             running = status is Status.PROCESSING and number == final
             # Column order of the attempt table.
@@ -503,6 +517,12 @@ def _generate(spec: _Spec) -> Iterator[Batch]:
                     False,
                 )
             )
+            by = attempts[-1][10]
+            events.append((None, wid, before.value, Status.PROCESSING.value, t(at), by, number))
+            if not running:
+                after = Status.ERROR if number < final or status is Status.ERROR else status
+                events.append((None, wid, Status.PROCESSING.value, after.value, attempts[-1][4], by, number))
+                before = after
             next_attempt += 1
         locked = status is Status.PROCESSING
         failed = last is not None and status is Status.ERROR
@@ -542,6 +562,7 @@ def _generate(spec: _Spec) -> Iterator[Batch]:
                 last.failure.http_status if failed and last else None,
                 t(created),
                 t(history[-1][0]) if history else t(created),
+                "demo import",
             )
         )
         if len(writebacks) >= spec.batch:

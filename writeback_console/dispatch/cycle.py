@@ -246,7 +246,9 @@ class _Cycle:
                 self.skip = sorted(switches.disabled_accounts(session))
                 self.health = service_health.get_health(session, self.service)
             with write_transaction(self.factory) as session:
-                recovered = recording.recover_expired_leases(session, now=self._now_for_store())
+                recovered = recording.recover_expired_leases(
+                    session, now=self._now_for_store(), by=self.o.dispatcher
+                )
             with write_transaction(self.factory) as session:
                 scheduled = operator_actions.auto_schedule_mailings(
                     session, now=self.clock(), actor=self.o.dispatcher
@@ -722,7 +724,7 @@ class _Cycle:
                     for o in plain
                     if o.not_sent and o.writeback_id in self.held
                 }
-                released = recording.release(session, unsent) if unsent else 0
+                released = recording.release(session, unsent, now=self._now_for_store()) if unsent else 0
         except sa_exc.DBAPIError as exc:
             if not _database_trouble(exc):
                 raise
@@ -807,7 +809,11 @@ class _Cycle:
                     ],
                 )
                 return "put_back"
-            return "released" if recording.release(session, {c.id: c.token}) else "lost"
+            return (
+                "released"
+                if recording.release(session, {c.id: c.token}, now=self._now_for_store())
+                else "lost"
+            )
         if job.held_back:
             if self.problem is None and not final:
                 return "deferred"
@@ -939,7 +945,7 @@ class _Cycle:
                 counts[verdict] += 1
             settled.add(wid)
         unsent = {wid: h.claimed.token for wid, h in self.held.items() if wid not in settled}
-        counts["released"] += recording.release(session, unsent)
+        counts["released"] += recording.release(session, unsent, now=self._now_for_store())
         return counts
 
     def _after_settle(self, counts: dict[str, int]) -> None:

@@ -39,7 +39,7 @@ from writeback_console.store.rows import (
 )
 
 
-def _values(item: WritebackInput, ref: str, now: datetime) -> dict[str, Any]:
+def _values(item: WritebackInput, ref: str, now: datetime, actor: str | None = None) -> dict[str, Any]:
     if item.kind is Kind.MAILING_ACTIVITY and item.scheduled_for is not None:
         status = Status.SCHEDULED
     else:
@@ -61,6 +61,7 @@ def _values(item: WritebackInput, ref: str, now: datetime) -> dict[str, Any]:
         "delivery_uncertain": False,
         "created_at": now,
         "updated_at": now,
+        "changed_by": actor,
     }
 
 
@@ -99,7 +100,9 @@ def assign_refs(session: Session, items: Sequence[WritebackInput]) -> list[str]:
             refs[i] = new_ref()
 
 
-def enqueue(session: Session, item: WritebackInput, *, now: datetime | None = None) -> WritebackRow:
+def enqueue(
+    session: Session, item: WritebackInput, *, now: datetime | None = None, actor: str | None = None
+) -> WritebackRow:
     """Queue one validated writeback and return it as stored."""
     now = now or utcnow()
     if item.mailing_id is not None and missing_mailings(session, [item.mailing_id]):
@@ -107,12 +110,19 @@ def enqueue(session: Session, item: WritebackInput, *, now: datetime | None = No
     if item.ref is not None and existing_refs(session, [item.ref]):
         raise QueueError(f"reference {item.ref} is already in use")
     (ref,) = assign_refs(session, [item])
-    new_id = session.execute(insert(Writeback).values(_values(item, ref, now)).returning(W.id)).scalar_one()
+    new_id = session.execute(
+        insert(Writeback).values(_values(item, ref, now, actor)).returning(W.id)
+    ).scalar_one()
     return get_writeback(session, new_id)
 
 
 def enqueue_many(
-    session: Session, items: Iterable[WritebackInput], *, now: datetime | None = None, batch: int = 2000
+    session: Session,
+    items: Iterable[WritebackInput],
+    *,
+    now: datetime | None = None,
+    batch: int = 2000,
+    actor: str | None = None,
 ) -> int:
     """Queue validated writebacks in bulk (no ORM objects); the caller's transaction holds them all."""
     now = now or utcnow()
@@ -121,7 +131,9 @@ def enqueue_many(
 
     def flush() -> None:
         refs = assign_refs(session, pending)
-        session.execute(insert(Writeback), [_values(i, r, now) for i, r in zip(pending, refs, strict=True)])
+        session.execute(
+            insert(Writeback), [_values(i, r, now, actor) for i, r in zip(pending, refs, strict=True)]
+        )
         pending.clear()
 
     for item in items:
@@ -257,6 +269,7 @@ def claim(
             lease_expires_at=expires,
             lease_token=W.lease_token + 1,
             updated_at=now,
+            changed_by=dispatcher,
         )
         .returning(
             W.id,

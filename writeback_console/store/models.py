@@ -185,6 +185,9 @@ class Writeback(Base):
     last_http_status: Mapped[int | None] = mapped_column(Integer)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # Who made the last change: a person, or the dispatcher that holds (or held) the row. Every statement
+    # that changes the status sets it, and the database writes the change to writeback_event with it.
+    changed_by: Mapped[str | None] = mapped_column(String(200))
 
     mailing: Mapped[Mailing | None] = relationship()
     attempt_rows: Mapped[list[Attempt]] = relationship(
@@ -327,6 +330,34 @@ class AuditEventRow(Base):
     ref: Mapped[str] = mapped_column(Key(16))
 
     __table_args__ = (Index("ix_audit_event_row_writeback_id", "writeback_id"),)
+
+
+class WritebackEvent(Base):
+    """One status transition of a writeback, from whoever made it: the dispatcher's and a person's alike.
+
+    The database writes these itself (triggers on ``writeback``, created by migration 0004) in the
+    transaction of the change, so no path that changes a status can forget one. ``attempt`` is the row's
+    attempt count after the change. The first event of a row has no ``from_status``.
+    """
+
+    __tablename__ = "writeback_event"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    writeback_id: Mapped[int] = mapped_column(ForeignKey("writeback.id", ondelete="CASCADE"))
+    from_status: Mapped[str | None] = mapped_column(String(24))
+    to_status: Mapped[str] = mapped_column(String(24))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor: Mapped[str | None] = mapped_column(String(200))
+    attempt: Mapped[int] = mapped_column(Integer)
+
+    __table_args__ = (
+        # The timeline of one row, in order.
+        Index("ix_writeback_event_writeback_id", "writeback_id", "id"),
+        # "Errors per hour over the last 30 days": a range of time, per status reached.
+        Index("ix_writeback_event_to_status_at", "to_status", "at"),
+        Index("ix_writeback_event_at", "at"),
+        {"sqlite_autoincrement": True},
+    )
 
 
 class Setting(Base):

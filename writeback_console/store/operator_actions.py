@@ -101,6 +101,7 @@ def manual_retry(
                     max_attempts=W.attempts + 1,
                     next_attempt_at=None,
                     updated_at=now,
+                    changed_by=actor,
                 )
                 .returning(W.id)
             )
@@ -171,7 +172,7 @@ def schedule_mailing_activity(
     try:
         # The database holds the line too: a second active row for one mailing is refused.
         with session.begin_nested():
-            row = enqueue(session, item, now=now)
+            row = enqueue(session, item, now=now, actor=actor)
     except IntegrityError:
         raise QueueError(
             f"mailing {mailing_id} was given mailing activity by someone else at the same moment"
@@ -209,7 +210,7 @@ def reschedule(
         session.execute(
             update(Writeback)
             .where(W.id == writeback_id, W.status == row.status.value)
-            .values(status=status.value, scheduled_for=at, updated_at=now)
+            .values(status=status.value, scheduled_for=at, updated_at=now, changed_by=actor)
         )
     )
     if not done:
@@ -245,7 +246,7 @@ def cancel_scheduled(
         session.execute(
             update(Writeback)
             .where(W.id == writeback_id, W.status == Status.SCHEDULED.value)
-            .values(status=Status.CANCELLED.value, updated_at=now)
+            .values(status=Status.CANCELLED.value, updated_at=now, changed_by=actor)
         )
     )
     if not done:
@@ -304,7 +305,7 @@ def auto_schedule_mailings(session: Session, *, now: datetime, actor: str) -> li
             # Another dispatcher or a person may schedule the same mailing at this moment; the
             # database keeps one, and this one is skipped.
             with session.begin_nested():
-                row = enqueue(session, item, now=now)
+                row = enqueue(session, item, now=now, actor=actor)
         except IntegrityError:
             continue
         created.append(row.id)

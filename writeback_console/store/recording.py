@@ -81,12 +81,14 @@ class AttemptResult:
     checked_absent: bool = False
 
 
-#: What every end of a claim writes: no lease, nothing to restore.
+#: What every end of a claim writes: no lease, nothing to restore, and the holder as the one who made the
+#: change (SET sees the row as it was, so this is the holder that is letting go).
 UNLOCKED: dict[str, Any] = {
     "locked_by": None,
     "locked_at": None,
     "lease_expires_at": None,
     "claimed_from": None,
+    "changed_by": WRITEBACK_TABLE.c.locked_by,
 }
 
 
@@ -281,15 +283,16 @@ def mark_no_remote_recipients(session: Session, writeback_id: int, *, token: int
     return bool(done)
 
 
-def release(session: Session, leases: Leases) -> int:
+def release(session: Session, leases: Leases, *, now: datetime | None = None) -> int:
     """Put claimed rows that were never sent back exactly as they were; no attempt is counted."""
+    now = now or database_now(session)
     released = 0
     for batch in pair_chunks(leases):
         rows = (
             session.execute(
                 update(Writeback)
                 .where(fenced(batch))
-                .values(status=W.claimed_from, attempts=W.attempts - 1, **UNLOCKED)
+                .values(status=W.claimed_from, attempts=W.attempts - 1, updated_at=now, **UNLOCKED)
                 .returning(W.id)
                 .execution_options(synchronize_session=False)
             )
@@ -378,7 +381,9 @@ def _holder_message(template: str) -> ColumnElement[str]:
     return literal(before) + func.coalesce(W.locked_by, "?") + literal(after)
 
 
-def recover_expired_leases(session: Session, *, now: datetime | None = None) -> list[int]:
+def recover_expired_leases(
+    session: Session, *, now: datetime | None = None, by: str | None = None
+) -> list[int]:
     """Take back Processing rows whose lease ran out by the database's clock (their holder is gone).
 
     The lease is the holder's: its stored expiry decides, never the recovering dispatcher's own lease
@@ -405,7 +410,8 @@ def recover_expired_leases(session: Session, *, now: datetime | None = None) -> 
             # Counted or not, the write may have arrived: the wait before looking for it starts now.
             uncertain_since=now,
             interruptions=W.interruptions + 1,
-            **UNLOCKED,
+            # The change is the recovering dispatcher's; without one, the holder whose lease ran out.
+            **{**UNLOCKED, "changed_by": by if by is not None else W.locked_by},
             delivery_uncertain=True,
             last_error=case(
                 (again, _holder_message(LEASE_LOST_AGAIN_MESSAGE)), else_=_holder_message(LEASE_LOST_MESSAGE)

@@ -31,9 +31,10 @@ from PySide6.QtWidgets import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.domain import AttemptOutcome, Status, attempts_left, manual_retry_decision
-from writeback_console.store import audit_trail, listing
+from writeback_console.store import audit_trail, history, listing
 from writeback_console.store.audit_trail import AuditRow
 from writeback_console.store.engine import read_session
+from writeback_console.store.history import EventRow
 from writeback_console.store.listing import AttemptRow
 from writeback_console.store.rows import WritebackRow
 from writeback_console.ui.status_pill import StatusPill
@@ -55,14 +56,22 @@ NOT_COUNTED_WHY: dict[str, str] = {
     AttemptOutcome.INTERRUPTED: "the dispatcher stopped while sending",
     AttemptOutcome.STOPPED: "the run stopped before every recipient was sent",
 }
-AUDIT_WORDS = {
-    "retry": "Manual retry",
-    "schedule": "Mailing activity scheduled",
-    "send_now": "Mailing activity set to send now",
-    "reschedule": "Rescheduled",
-    "cancel": "Schedule cancelled",
-    "auto_schedule": "Scheduled automatically",
+#: What a transition means to someone reading a row's timeline, when the words depend only on its ends.
+TRANSITION_WORDS: dict[tuple[Status | None, Status], str] = {
+    (None, Status.NEW): "Queued",
+    (None, Status.SCHEDULED): "Queued, scheduled",
+    (Status.PROCESSING, Status.SENT): "Sent to Personify360",
+    (Status.PROCESSING, Status.ERROR): "Failed",
+    (Status.PROCESSING, Status.NO_REMOTE_RECIPIENTS): "No recipient known to Personify360",
+    (Status.PROCESSING, Status.NEW): "Put back unsent",
+    (Status.PROCESSING, Status.SCHEDULED): "Put back unsent",
+    (Status.ERROR, Status.NEW): "Retry granted",
+    (Status.SCHEDULED, Status.NEW): "Set to send now",
+    (Status.NEW, Status.SCHEDULED): "Scheduled",
+    (Status.SCHEDULED, Status.CANCELLED): "Schedule cancelled",
 }
+#: The actor of the event that stands for a row's whole earlier history, made when the log began.
+UPGRADE_ACTOR = "upgrade"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +81,7 @@ class WritebackDetail:
     row: WritebackRow
     attempts: list[AttemptRow]
     audit: list[AuditRow]
+    events: list[EventRow]
 
     def to_json(self) -> dict[str, Any]:
         def iso(value: datetime | None) -> str | None:
@@ -98,6 +108,16 @@ class WritebackDetail:
                 {"at": iso(e.at), "actor": e.actor, "action": e.action, "rows": e.row_count}
                 for e in self.audit
             ],
+            "events": [
+                {
+                    "at": iso(e.at),
+                    "from": e.from_status.value if e.from_status else None,
+                    "to": e.to_status.value,
+                    "by": e.actor,
+                    "attempt": e.attempt,
+                }
+                for e in self.events
+            ],
         }
 
 
@@ -108,6 +128,7 @@ def load_detail(factory: Factory, writeback_id: int) -> WritebackDetail:
             listing.get_writeback(session, writeback_id),
             listing.attempts_of(session, writeback_id),
             audit_trail.audit_of(session, writeback_id),
+            history.events_of(session, writeback_id),
         )
 
 
@@ -120,24 +141,44 @@ class TimelineEvent:
 
 
 def timeline(detail: WritebackDetail) -> list[TimelineEvent]:
-    """Creation, every attempt and every audited action on the row, oldest first."""
-    row = detail.row
-    events = [TimelineEvent(row.created_at, "Queued", "", f"{row.kind.label} for account {row.account}")]
-    for attempt in detail.attempts:
-        outcome = attempt.outcome or ("running" if attempt.finished_at is None else "")
-        http = f"HTTP {attempt.http_status}" if attempt.http_status else ""
-        words = " · ".join(p for p in (outcome.replace("_", " "), http, first_text(attempt.message)) if p)
-        what = f"Attempt {attempt.number}" + (" (manual)" if attempt.manual else "")
-        if not attempt.counted:
-            what += " (did not count)"
-        events.append(TimelineEvent(attempt.started_at, what, attempt.dispatcher or "", words))
-    for event in detail.audit:
-        what = AUDIT_WORDS.get(event.action, event.action.replace("_", " ").capitalize())
-        rows = f"{event.row_count:,} row(s) in one action" if event.row_count > 1 else ""
-        events.append(TimelineEvent(event.at, what, event.actor, rows))
-    if row.sent_at is not None:
-        events.append(TimelineEvent(row.sent_at, "Sent to Personify360", "", ""))
-    return sorted(events, key=lambda e: e.at)
+    """Every status transition of the row, oldest first, as the database recorded it.
+
+    Each claim opened one attempt, so the k-th move into Processing is the k-th attempt: its number,
+    whether it counted and how it ended come from the attempt history.
+    """
+    attempts = iter(detail.attempts)
+    events = []
+    current: AttemptRow | None = None
+    for e in detail.events:
+        who = e.actor or ""
+        if e.from_status is None and who == UPGRADE_ACTOR:
+            what = f"{e.to_status.label} when the history began (earlier attempts: Attempts tab)"
+            events.append(TimelineEvent(e.at, what, "", ""))
+            continue
+        if e.to_status is Status.PROCESSING:
+            current = next(attempts, None)
+            what = f"Attempt {current.number if current else e.attempt}"
+            if current is not None and current.manual:
+                what += " (manual)"
+            if current is not None and not current.counted:
+                what += " (did not count)"
+            events.append(TimelineEvent(e.at, what, who, _attempt_words(current)))
+            continue
+        before = e.from_status.label if e.from_status else "nothing"
+        what = TRANSITION_WORDS.get((e.from_status, e.to_status), f"{before} → {e.to_status.label}")
+        detail_text = ""
+        if e.from_status is Status.PROCESSING and current is not None and e.to_status is Status.ERROR:
+            detail_text = first_text(current.message)
+        events.append(TimelineEvent(e.at, what, who, detail_text))
+    return events
+
+
+def _attempt_words(attempt: AttemptRow | None) -> str:
+    if attempt is None:
+        return ""
+    outcome = attempt.outcome or ("running" if attempt.finished_at is None else "")
+    http = f"HTTP {attempt.http_status}" if attempt.http_status else ""
+    return " · ".join(p for p in (outcome.replace("_", " "), http, first_text(attempt.message)) if p)
 
 
 def counted_text(attempt: AttemptRow) -> str:
