@@ -184,3 +184,39 @@ def test_a_cancelled_mailing_activity_says_it_was_cancelled(
     assert pane.values["scheduled_for"].text().endswith("(cancelled)")
     assert not pane.retry_button.isEnabled()
     assert [e[1] for e in pane.timeline_items()][-1] == "Schedule cancelled"
+
+
+def test_the_timeline_is_the_row_s_status_history_with_who_made_each_change(
+    qtbot: QtBot, db: Factory, runner: TaskRunner
+) -> None:
+    from tests.helpers.builders import DISPATCHER, send
+    from writeback_console.store import lifecycle
+
+    with write_transaction(db) as session:
+        wid = lifecycle.enqueue(session, item(), now=T0, actor="importer@desk").id
+    for n in range(3):
+        run(db, T0 + minutes(10 * n + 1))
+        fail(db, wid, T0 + minutes(10 * n + 2), message=f"HTTP 500 number {n + 1}")
+    with write_transaction(db) as session:
+        operator_actions.manual_retry(session, [wid], actor="advisor@desk", now=T0 + minutes(40))
+    run(db, T0 + minutes(41))
+    send(db, wid, T0 + minutes(42))
+    pane = DetailPane(db, runner)
+    qtbot.addWidget(pane)
+    with qtbot.waitSignal(pane.loaded, timeout=5000):
+        pane.show_writeback(wid)
+    items = pane.timeline_items()
+    assert [(what, who) for _when, what, who, _detail in items] == [
+        ("Queued", "importer@desk"),
+        ("Attempt 1", DISPATCHER),
+        ("Failed", DISPATCHER),
+        ("Attempt 2", DISPATCHER),
+        ("Failed", DISPATCHER),
+        ("Attempt 3", DISPATCHER),
+        ("Failed", DISPATCHER),
+        ("Retry granted", "advisor@desk"),
+        ("Attempt 4 (manual)", DISPATCHER),
+        ("Sent to Personify360", DISPATCHER),
+    ]
+    assert items[2][3] == "HTTP 500 number 1" and items[6][3] == "HTTP 500 number 3"
+    assert pane.tabs.tabText(pane.tabs.indexOf(pane.timeline)) == "Timeline (10)"

@@ -178,7 +178,10 @@ def _attempt_words(attempt: AttemptRow | None) -> str:
         return ""
     outcome = attempt.outcome or ("running" if attempt.finished_at is None else "")
     http = f"HTTP {attempt.http_status}" if attempt.http_status else ""
-    return " · ".join(p for p in (outcome.replace("_", " "), http, first_text(attempt.message)) if p)
+    # The message of a failure shows on the "Failed" line that follows; a try that ended otherwise (an
+    # outage, an interruption) has no such line, so its message is given here.
+    message = "" if attempt.outcome == AttemptOutcome.ERROR else first_text(attempt.message)
+    return " · ".join(p for p in (outcome.replace("_", " "), http, message) if p)
 
 
 def counted_text(attempt: AttemptRow) -> str:
