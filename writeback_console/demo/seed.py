@@ -176,6 +176,8 @@ KIND_WEIGHTS = (
 )
 #: Mailings that get real recipient rows; the rest keep only their writeback, which keeps 1,000,000
 #: rows within a minute while leaving plenty of mailings to send and schedule.
+#: The newest rows, whose whole status history the seed writes (what the list shows first).
+HISTORY_ROWS = 50_000
 MAILINGS_WITH_RECIPIENTS = 400
 
 
@@ -491,10 +493,16 @@ def _generate(spec: _Spec) -> Iterator[Batch]:
                 scheduled_for = t(occurred + timedelta(days=1 + int(rand() * 5)))
         wb_attempts, history, last = _history(rng, kind, status, created, email, master, remote_count)
         final = len(history)
-        # The status history the database would have recorded, told by the same story.
+        # The status history the database would have recorded, told by the same story; rows older than
+        # the newest HISTORY_ROWS keep only their status, as rows from before the history began do.
+        full_history = rows - i <= HISTORY_ROWS
         queued_as = Status.SCHEDULED if scheduled_for is not None else Status.NEW
-        events.append((None, wid, None, queued_as.value, t(created), "demo import", 0))
-        if status is Status.CANCELLED:
+        if not full_history:
+            at = history[-1][0] if history else created
+            events.append((None, wid, None, status.value, t(at), "upgrade", wb_attempts))
+        else:
+            events.append((None, wid, None, queued_as.value, t(created), "demo import", 0))
+        if full_history and status is Status.CANCELLED:
             cancelled_at = t(created + timedelta(minutes=5 + int(rand() * 600)))
             events.append((None, wid, queued_as.value, status.value, cancelled_at, "staff@demo", 0))
         before = queued_as
@@ -518,6 +526,9 @@ def _generate(spec: _Spec) -> Iterator[Batch]:
                 )
             )
             by = attempts[-1][10]
+            if not full_history:
+                next_attempt += 1
+                continue
             events.append((None, wid, before.value, Status.PROCESSING.value, t(at), by, number))
             if not running:
                 after = Status.ERROR if number < final or status is Status.ERROR else status
