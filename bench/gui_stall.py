@@ -26,7 +26,7 @@ from dispatch import PEOPLE, fill_queue, start_simulator
 
 from writeback_console.dispatch.summary import CycleSummary
 from writeback_console.settings import AppSettings, PasswordStore, save_settings
-from writeback_console.ui.app import make_application, open_console, start_services
+from writeback_console.ui.composition_root import make_application, open_console, start_services
 
 
 def main() -> None:

@@ -37,7 +37,7 @@ from writeback_console.store import listing
 from writeback_console.store.engine import make_engine, make_session_factory, read_session
 from writeback_console.store.listing import WritebackFilter
 from writeback_console.store.migrate import upgrade
-from writeback_console.ui.app import build_window, make_application
+from writeback_console.ui.composition_root import build_window, make_application
 from writeback_console.ui.tasks import TaskRunner
 from writeback_console.ui.writeback_model import PAGE_SIZE, ListQuery, WritebackTableModel
 

@@ -514,7 +514,7 @@ def cmd_schedule_mailing(args: argparse.Namespace) -> int:
 
 
 def cmd_gui(args: argparse.Namespace) -> int:
-    from writeback_console.ui.app import main as gui_main
+    from writeback_console.ui.composition_root import main as gui_main
 
     return gui_main(args.db)
 
@@ -535,7 +535,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         if args.no_gui:
             print(f"try: writeback-console --db {folder.database} list --status error")
             return EXIT_OK
-        from writeback_console.ui.app import main as gui_main
+        from writeback_console.ui.composition_root import main as gui_main
 
         print("opening the console …", flush=True)
         return gui_main(folder.db_url, settings_path=folder.settings, password_store=folder.password_store())

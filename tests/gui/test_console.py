@@ -15,7 +15,7 @@ from writeback_console.domain import Kind, Status, utcnow
 from writeback_console.settings import AppSettings, PasswordStore, save_settings
 from writeback_console.sim.simulator import Simulator
 from writeback_console.store import listing, operator_actions
-from writeback_console.ui.app import Services, open_console, start_services
+from writeback_console.ui.composition_root import Services, open_console, start_services
 from writeback_console.ui.console import Console
 from writeback_console.ui.dialogs import retry
 from writeback_console.ui.dialogs.constituent import ConstituentViewer

@@ -15,7 +15,7 @@ from writeback_console.settings import AppSettings
 from writeback_console.store import listing
 from writeback_console.store.listing import WritebackFilter
 from writeback_console.ui import export
-from writeback_console.ui.app import build_window
+from writeback_console.ui.composition_root import build_window
 from writeback_console.ui.tasks import TaskRunner
 from writeback_console.ui.writeback_model import ListQuery
 

@@ -16,7 +16,7 @@ from writeback_console.settings import AppSettings
 from writeback_console.store import listing, switches
 from writeback_console.store.engine import make_engine, make_session_factory, write_transaction
 from writeback_console.ui import main_window, resources
-from writeback_console.ui.app import build_window, database_label
+from writeback_console.ui.composition_root import build_window, database_label
 from writeback_console.ui.main_window import (
     BANNER_CREDENTIALS,
     BANNER_DISABLED,

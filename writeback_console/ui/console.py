@@ -35,7 +35,7 @@ from writeback_console.ui.main_window import (
 from writeback_console.ui.pages.mailings import MailingsPage
 
 if TYPE_CHECKING:
-    from writeback_console.ui.app import Services
+    from writeback_console.ui.composition_root import Services
 
 log = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from PySide6.QtCore import QEventLoop
 from PySide6.QtWidgets import QApplication, QWidget
 
 from writeback_console.domain import Status
-from writeback_console.ui.app import make_application
+from writeback_console.ui.composition_root import make_application
 from writeback_console.ui.console import Console
 from writeback_console.ui.main_window import PAGE_DASHBOARD, PAGE_WRITEBACKS, MainWindow
 
@@ -149,7 +149,7 @@ def take_dialogs(console: Console, out: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     from writeback_console import demo
-    from writeback_console.ui.app import open_console, start_services
+    from writeback_console.ui.composition_root import open_console, start_services
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("outdir", type=Path)

@@ -1,4 +1,4 @@
-"""Start-up of the desktop application: the services in one fixed order, then the window."""
+"""The console's composition root: the services built in one fixed order, then the window, wired once."""
 
 from __future__ import annotations
 
