@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from pytestqt.qtbot import QtBot
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers.fixtures import create_pg_database, drop_pg_database
@@ -55,18 +56,28 @@ def seeded_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
-@pytest.fixture
-def seeded_factory(seeded_url: str) -> Iterator[Factory]:
-    engine = make_engine(seeded_url)
-    yield make_session_factory(engine)
-    engine.dispose()
+@pytest.fixture(scope="session")
+def _seeded_engines() -> Iterator[dict[str, Engine]]:
+    """One engine per seeded database for the whole run: an engine made and dropped per test leaves its
+    dialect and pool to the garbage collector while the next test's worker threads are querying."""
+    engines: dict[str, Engine] = {}
+    yield engines
+    for engine in engines.values():
+        engine.dispose()
 
 
 @pytest.fixture
-def small_factory(small_sqlite_url: str) -> Iterator[Factory]:
-    engine = make_engine(small_sqlite_url)
-    yield make_session_factory(engine)
-    engine.dispose()
+def seeded_factory(seeded_url: str, _seeded_engines: dict[str, Engine]) -> Factory:
+    if seeded_url not in _seeded_engines:
+        _seeded_engines[seeded_url] = make_engine(seeded_url)
+    return make_session_factory(_seeded_engines[seeded_url])
+
+
+@pytest.fixture
+def small_factory(small_sqlite_url: str, _seeded_engines: dict[str, Engine]) -> Factory:
+    if small_sqlite_url not in _seeded_engines:
+        _seeded_engines[small_sqlite_url] = make_engine(small_sqlite_url)
+    return make_session_factory(_seeded_engines[small_sqlite_url])
 
 
 @pytest.fixture(scope="session")
@@ -97,7 +108,7 @@ def big_sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 def runner() -> Iterator[TaskRunner]:
     runner = TaskRunner()
     yield runner
-    runner.wait()
+    runner.close()
 
 
 def wait_loaded(qtbot: QtBot, model: WritebackTableModel, timeout: int = 20_000) -> None:

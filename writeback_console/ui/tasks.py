@@ -2,88 +2,54 @@
 
 Database queries and Personify360 calls never run on the GUI thread. A task's function gets only plain
 data and must open its own session (sessions never cross threads); its result comes back through a
-queued signal to a slot that runs the callback in the GUI thread.
+queue that a timer on the GUI thread empties, so the callback runs in the GUI thread.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import queue
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, QTimer, Slot
 
 log = logging.getLogger(__name__)
 
 
-class _Relay(QObject):
-    """Lives in the GUI thread; the worker emits, the queued connection brings it home.
+class _Relay:
+    """One submitted task's way home: its callbacks, and whether its result is still wanted."""
 
-    Signals:
-        succeeded(object): the function's result.
-        failed(object): the exception it raised (with ``__traceback_text__`` set for the details view).
-    """
-
-    succeeded = Signal(object)
-    failed = Signal(object)
+    __slots__ = ("cancelled", "on_done", "on_error")
 
     def __init__(
-        self,
-        on_done: Callable[[Any], None] | None,
-        on_error: Callable[[BaseException], None] | None,
-        runner: TaskRunner,
+        self, on_done: Callable[[Any], None] | None, on_error: Callable[[BaseException], None] | None
     ) -> None:
-        # Owned by the runner on the C++ side: dropping the last Python reference can then never
-        # delete the relay while one of its own slots runs; it goes with deleteLater() instead.
-        super().__init__(runner)
-        self._on_done = on_done
-        self._on_error = on_error
-        self._runner = runner
+        self.on_done = on_done
+        self.on_error = on_error
         self.cancelled = False
-        self.succeeded.connect(self._deliver_result)
-        self.failed.connect(self._deliver_error)
-
-    def _finish(self) -> None:
-        self._runner._pending.discard(self)
-        self.deleteLater()
-
-    @Slot(object)
-    def _deliver_result(self, result: object) -> None:
-        try:
-            if not self.cancelled and self._on_done is not None:
-                self._on_done(result)
-        finally:
-            self._finish()
-
-    @Slot(object)
-    def _deliver_error(self, error: object) -> None:
-        try:
-            if self.cancelled:
-                return
-            assert isinstance(error, BaseException)
-            if self._on_error is not None:
-                self._on_error(error)
-            else:
-                log.error("background task failed: %s", getattr(error, "__traceback_text__", error))
-        finally:
-            self._finish()
 
 
-def _run_job(relay: _Relay, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
-    """Runs on a worker thread; the result or the exception goes home through the relay's signals."""
+def _run_job(
+    done: queue.SimpleQueue[tuple[_Relay, bool, Any]],
+    relay: _Relay,
+    fn: Callable[..., Any],
+    args: tuple[Any, ...],
+) -> None:
+    """Runs on a worker thread; it touches no Qt object, it only puts the outcome in the queue."""
     if relay.cancelled:
-        relay.succeeded.emit(None)  # nothing to deliver, but the relay must be released
+        done.put((relay, True, None))  # nothing to deliver, but the relay must be released
         return
     try:
         result = fn(*args)
     except BaseException as exc:  # reported to the GUI, never lost in the pool
         exc.__traceback_text__ = traceback.format_exc()  # type: ignore[attr-defined]
-        relay.failed.emit(exc)
+        done.put((relay, False, exc))
     else:
-        relay.succeeded.emit(result)
+        done.put((relay, True, result))
 
 
 class Task:
@@ -98,16 +64,26 @@ class Task:
 
 
 class TaskRunner(QObject):
-    """Runs functions off the GUI thread: ``submit(fn, *args, on_done=…, on_error=…)``."""
+    """Runs functions off the GUI thread: ``submit(fn, *args, on_done=…, on_error=…)``.
+
+    Worker threads never touch a Qt object: they put each outcome in a queue, which a timer on the GUI
+    thread empties while work is outstanding. Signals emitted from other threads with Python payloads
+    crash some PySide6 releases under load (see tests/gui/test_qt_threading.py); a queue cannot.
+    """
+
+    #: How often the GUI thread looks for finished work while some is outstanding (ms).
+    POLL_MS = 5
 
     def __init__(self, max_threads: int = 4, parent: QObject | None = None) -> None:
         super().__init__(parent)
-        # Plain Python threads, not QThreadPool with QRunnable subclasses: a runnable's wrapper, deleted
-        # by Qt on a worker thread while the GUI thread's garbage collector visits it, crashes the process.
         self._pool = ThreadPoolExecutor(max_workers=max_threads, thread_name_prefix="console-task")
         self._futures: set[Future[None]] = set()
         self._pending: set[_Relay] = set()
+        self._done: queue.SimpleQueue[tuple[_Relay, bool, Any]] = queue.SimpleQueue()
         self._numbers = itertools.count(1)
+        self._timer = QTimer(self)
+        self._timer.setInterval(self.POLL_MS)
+        self._timer.timeout.connect(self._deliver)
 
     def submit(
         self,
@@ -116,12 +92,33 @@ class TaskRunner(QObject):
         on_done: Callable[[Any], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
     ) -> Task:
-        relay = _Relay(on_done, on_error, self)
-        self._pending.add(relay)  # keeps the relay alive until its result is delivered
-        future = self._pool.submit(_run_job, relay, fn, args)
+        relay = _Relay(on_done, on_error)
+        self._pending.add(relay)
+        future = self._pool.submit(_run_job, self._done, relay, fn, args)
         self._futures.add(future)
         future.add_done_callback(self._futures.discard)
+        if not self._timer.isActive():
+            self._timer.start()
         return Task(relay, next(self._numbers))
+
+    @Slot()
+    def _deliver(self) -> None:
+        """Hand every finished outcome to its callback, on the GUI thread."""
+        while True:
+            try:
+                relay, ok, value = self._done.get_nowait()
+            except queue.Empty:
+                break
+            self._pending.discard(relay)
+            if relay.cancelled:
+                continue
+            callback = relay.on_done if ok else relay.on_error
+            if callback is not None:
+                callback(value)
+            elif not ok:
+                log.error("background task failed: %s", getattr(value, "__traceback_text__", value))
+        if not self._pending:
+            self._timer.stop()
 
     @property
     def busy(self) -> bool:
@@ -131,6 +128,13 @@ class TaskRunner(QObject):
         """Wait for running work to finish (used when the window closes, and by tests)."""
         _done, running = wait(list(self._futures), timeout=msecs / 1000)
         return not running
+
+    def close(self, msecs: int = 30_000) -> bool:
+        """Wait for running work, then end the worker threads; nothing may be submitted after."""
+        finished = self.wait(msecs)
+        self._timer.stop()
+        self._pool.shutdown(wait=finished, cancel_futures=True)
+        return finished
 
 
 class TaskGroup:
