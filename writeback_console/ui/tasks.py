@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
+import time
 import traceback
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -73,6 +74,8 @@ class TaskRunner(QObject):
 
     #: How often the GUI thread looks for finished work while some is outstanding (ms).
     POLL_MS = 5
+    #: The most time one look spends handing results to callbacks before it lets the event loop run.
+    BUDGET_S = 0.008
 
     def __init__(self, max_threads: int = 4, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -103,8 +106,11 @@ class TaskRunner(QObject):
 
     @Slot()
     def _deliver(self) -> None:
-        """Hand every finished outcome to its callback, on the GUI thread."""
-        while True:
+        """Hand finished outcomes to their callbacks, on the GUI thread, a few milliseconds' worth at a
+        time: what piled up is spread over several turns of the event loop, so painting and input are
+        never held up behind it."""
+        budget_end = time.perf_counter() + self.BUDGET_S
+        while time.perf_counter() < budget_end:
             try:
                 relay, ok, value = self._done.get_nowait()
             except queue.Empty:
