@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PySide6.QtWidgets import QApplication
 from pytestqt.qtbot import QtBot
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -15,6 +16,7 @@ from tests.helpers.fixtures import create_pg_database, drop_pg_database
 from writeback_console.demo.seed import seed
 from writeback_console.store.engine import make_engine, make_session_factory
 from writeback_console.store.migrate import upgrade
+from writeback_console.ui import gc_guard
 from writeback_console.ui.tasks import TaskRunner
 from writeback_console.ui.writeback_model import WritebackTableModel
 
@@ -31,6 +33,12 @@ def _seeded(url: str, rows: int) -> None:
     upgrade(engine)
     seed(engine, rows, random_seed=11)
     engine.dispose()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _garbage_collected_on_the_gui_thread(qapp: QApplication) -> None:
+    """As in the console: Qt objects must never be collected by a worker thread."""
+    gc_guard.install(qapp)
 
 
 @pytest.fixture(scope="session")

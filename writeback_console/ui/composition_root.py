@@ -19,6 +19,7 @@ from writeback_console.personify.client import PersonifyClient
 from writeback_console.settings import AppSettings, PasswordStore, load_settings
 from writeback_console.store.engine import make_engine, make_session_factory
 from writeback_console.store.migrate import ensure_schema
+from writeback_console.ui import gc_guard
 from writeback_console.ui.console import Console
 from writeback_console.ui.main_window import MainWindow, page_for
 from writeback_console.ui.resources import app_icon, style_sheet
@@ -116,6 +117,7 @@ def build_window(
 def make_application(argv: list[str] | None = None) -> QApplication:
     existing = QApplication.instance()
     if isinstance(existing, QApplication):
+        gc_guard.install(existing)
         return existing
     QCoreApplication.setOrganizationName(APP_AUTHOR)
     QCoreApplication.setApplicationName(APP_DISPLAY_NAME)
@@ -125,6 +127,7 @@ def make_application(argv: list[str] | None = None) -> QApplication:
     # Fusion looks the same on every platform and follows the light or dark palette it is given.
     app.setStyle("Fusion")
     app.setStyleSheet(style_sheet())
+    gc_guard.install(app)
     return app
 
 
