@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -161,6 +162,13 @@ def test_fault_mix_ends_with_every_row_sent_or_failed_by_the_rules_and_no_duplic
     assert Counter(r.status for r in rows)[Status.SENT] > 200
 
 
+def claimed_in(summary: str) -> int:
+    """The claimed count of a run summary ("claimed 1,125, sent …"), thousands separator included."""
+    found = re.search(r"claimed ([\d,]+), sent", summary)
+    assert found, summary
+    return int(found.group(1).replace(",", ""))
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_two_dispatcher_processes_at_once_send_every_row_exactly_once(
     tmp_path: Path, backend: str, request: pytest.FixtureRequest, make_simulator: MakeSimulator
@@ -179,7 +187,8 @@ def test_two_dispatcher_processes_at_once_send_every_row_exactly_once(
     outputs = [p.communicate(timeout=180) for p in (first, second)]
     assert first.returncode == second.returncode == 0, outputs
     assert_exactly_once(factory, sim)
-    claimed = [int(out.split("claimed ")[1].split(",")[0].replace(",", "")) for out, _ in outputs]
+    # "claimed 1,125, sent …": the count carries a thousands separator, so read digits and commas.
+    claimed = [claimed_in(out) for out, _ in outputs]
     assert sum(claimed) == 1200 and min(claimed) > 0, outputs
     with write_transaction(factory) as session:
         assert lifecycle.count_eligible(session, utcnow()) == 0
