@@ -84,6 +84,16 @@ def all_rows(factory: Factory) -> list[WritebackRow]:
         return list(listing.iter_rows(session, listing.WritebackFilter(), sort="id", descending=False))
 
 
+def wait_until_claimed(factory: Factory, proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
+    """Return once some row is Processing (the dispatcher holds it) or the process has ended."""
+    deadline = time.monotonic() + timeout
+    while proc.poll() is None and time.monotonic() < deadline:
+        with factory() as session:
+            if listing.count_by_status(session).get(Status.PROCESSING, 0):
+                return
+        time.sleep(0.02)
+
+
 def assert_exactly_once(factory: Factory, sim: Simulator) -> None:
     rows = all_rows(factory)
     per_ref = Counter(refs_in(sim))
@@ -103,7 +113,10 @@ def test_kill_9_at_random_moments_leaves_every_row_sent_exactly_once(
     kills = 0
     for _ in range(4):
         proc = dispatcher(env, "--lease-seconds", "1", "--batch-size", "50")
-        time.sleep(rng.uniform(1.0, 2.5))
+        # Killed while it holds rows, wherever in their sending it is: a fixed delay from the start
+        # killed a slow-starting process (a busy machine) before its first claim, interrupting nothing.
+        wait_until_claimed(factory, proc)
+        time.sleep(rng.uniform(0.0, 1.0))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
