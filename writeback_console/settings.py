@@ -89,6 +89,24 @@ class AppSettings:
         except ValueError as exc:
             raise SettingsError(f"mapping: {exc}") from None
 
+    def check_before_saving(self) -> None:
+        """What Save refuses beyond each value's own limits: an empty operator, and a service root URL
+        the client would refuse (``http://`` only to this computer or when allowed). SettingsError."""
+        if not self.operator.strip():
+            raise SettingsError("operator: must not be empty")
+        if self.service_root_url:
+            try:
+                # The client's own rules for the address; a user is needed only to build it.
+                PersonifySettings(
+                    self.service_root_url,
+                    self.user or "-",
+                    "",
+                    operator=self.operator,
+                    allow_insecure_http=self.allow_insecure_http,
+                )
+            except ValueError as exc:
+                raise SettingsError(str(exc)) from None
+
     @property
     def activity_mapping(self) -> ActivityMapping:
         return ActivityMapping.from_dict(self.mapping)

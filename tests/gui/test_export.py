@@ -10,6 +10,7 @@ from pytestqt.qtbot import QtBot
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.gui.conftest import wait_loaded
+from writeback_console import operations
 from writeback_console.domain import Kind, Status
 from writeback_console.settings import AppSettings
 from writeback_console.store import listing
@@ -54,15 +55,15 @@ def test_export_writes_exactly_the_filtered_rows_in_list_order(
 
 
 def test_cancelled_export_leaves_no_file(small_factory: Factory, tmp_path: Path) -> None:
-    job = export.ExportJob()
+    job = operations.ExportProgress()
     job.cancel_requested.set()
     target = tmp_path / "all.csv"
-    with pytest.raises(export.ExportCancelled):
-        export.write_csv(small_factory, ListQuery(), target, job)
+    with pytest.raises(operations.ExportCancelled):
+        operations.export_csv(small_factory, WritebackFilter(), target, progress=job)
     assert not target.exists()
     assert not list(tmp_path.iterdir())
     assert job.total == 1500
-    assert job.written == export.PAGE_SIZE  # it stopped at the first check, not at the end
+    assert job.written == operations.EXPORT_PAGE_SIZE  # it stopped at the first check, not at the end
 
 
 def test_exporter_reports_cancel_from_the_progress_dialog(

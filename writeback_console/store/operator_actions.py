@@ -206,27 +206,13 @@ def reschedule(
     if at is not None and at <= now:
         raise QueueError(f"the time {at.isoformat()} has already passed; choose a time in the future")
     status = Status.SCHEDULED if at is not None else Status.NEW
-    done = rows_changed(
-        session.execute(
-            update(Writeback)
-            .where(W.id == writeback_id, W.status == row.status.value)
-            .values(status=status.value, scheduled_for=at, updated_at=now, changed_by=actor)
-        )
+    detail = {
+        "from": row.scheduled_for.isoformat() if row.scheduled_for else None,
+        "to": at.isoformat() if at else None,
+    }
+    return _move(
+        session, row, AuditAction.RESCHEDULE, detail, now=now, actor=actor, status=status, scheduled_for=at
     )
-    if not done:
-        raise QueueError(f"{row.ref} was picked up by a dispatcher meanwhile")
-    record_audit(
-        session,
-        actor=actor,
-        action=AuditAction.RESCHEDULE,
-        rows=[(row.id, row.ref)],
-        now=now,
-        detail={
-            "from": row.scheduled_for.isoformat() if row.scheduled_for else None,
-            "to": at.isoformat() if at else None,
-        },
-    )
-    return get_writeback(session, writeback_id)
 
 
 def cancel_scheduled(
@@ -242,27 +228,48 @@ def cancel_scheduled(
     row = _mailing_activity_row(session, writeback_id)
     if row.status is not Status.SCHEDULED:
         raise QueueError(f"{row.ref} is {row.status.label}; only Scheduled rows can be cancelled")
+    detail = {
+        "mailing_id": row.mailing_id,
+        "scheduled_for": row.scheduled_for.isoformat() if row.scheduled_for else None,
+    }
+    return _move(session, row, AuditAction.CANCEL, detail, now=now, actor=actor, status=Status.CANCELLED)
+
+
+def _move(
+    session: Session,
+    row: WritebackRow,
+    action: AuditAction,
+    detail: Mapping[str, Any],
+    *,
+    now: datetime,
+    actor: str,
+    status: Status,
+    **values: Any,
+) -> WritebackRow:
+    """Change a waiting row's status (and ``values``' columns) if it still has the status it was read
+    with, and audit it; a dispatcher that claimed it meanwhile makes this a refusal."""
     done = rows_changed(
         session.execute(
             update(Writeback)
-            .where(W.id == writeback_id, W.status == Status.SCHEDULED.value)
-            .values(status=Status.CANCELLED.value, updated_at=now, changed_by=actor)
+            .where(W.id == row.id, W.status == row.status.value)
+            .values(status=status.value, updated_at=now, changed_by=actor, **values)
         )
     )
     if not done:
         raise QueueError(f"{row.ref} was picked up by a dispatcher meanwhile")
-    record_audit(
-        session,
-        actor=actor,
-        action=AuditAction.CANCEL,
-        rows=[(row.id, row.ref)],
-        now=now,
-        detail={
-            "mailing_id": row.mailing_id,
-            "scheduled_for": row.scheduled_for.isoformat() if row.scheduled_for else None,
-        },
-    )
-    return get_writeback(session, writeback_id)
+    record_audit(session, actor=actor, action=action, rows=[(row.id, row.ref)], now=now, detail=detail)
+    return get_writeback(session, row.id)
+
+
+def scheduled_activity_of(session: Session, mailing_id: int) -> int | None:
+    """The id of the mailing's Scheduled mailing activity, if it has one."""
+    return session.execute(
+        select(W.id).where(
+            W.mailing_id == mailing_id,
+            W.kind == Kind.MAILING_ACTIVITY.value,
+            W.status == Status.SCHEDULED.value,
+        )
+    ).scalar_one_or_none()
 
 
 def auto_schedule_mailings(session: Session, *, now: datetime, actor: str) -> list[int]:

@@ -424,9 +424,6 @@ FORMULAS = ('=HYPERLINK("http://x","y")', "@SUM(1+1)", "+1", "-2", "\t=1+1")
 def test_list_as_csv_defuses_formulas_and_has_the_console_export_header(
     sqlite_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from writeback_console.ui.export import ExportJob, write_csv
-    from writeback_console.ui.writeback_model import ListQuery
-
     for n in range(len(FORMULAS) + 1):
         assert run_cli(capsys, sqlite_url, "enqueue", "unsubscribe", "--email", f"a{n}@b.org")[0] == 0
     engine = make_engine(sqlite_url)
@@ -464,7 +461,10 @@ def test_list_as_csv_defuses_formulas_and_has_the_console_export_header(
     errors = {row[header.index("last_error")] for row in rows}
     assert errors == {"'" + text for text in FORMULAS} | {""}
 
-    console = tmp_path / "console.csv"
-    write_csv(make_session_factory(make_engine(sqlite_url)), ListQuery(), console, ExportJob())
-    with console.open(newline="", encoding="utf-8-sig") as f:
-        assert next(csv.reader(f)) == header
+    # The export command writes the file the console's Export writes (the same operation): same header,
+    # the same defused cells, and a byte-order mark so a spreadsheet reads it as UTF-8.
+    exported = tmp_path / "console.csv"
+    assert run_cli(capsys, sqlite_url, "export", str(exported))[0] == 0
+    assert exported.read_bytes().startswith(b"\xef\xbb\xbf")
+    with exported.open(newline="", encoding="utf-8-sig") as f:
+        assert sorted(csv.reader(f)) == sorted([header, *rows])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal, Slot
@@ -23,9 +24,10 @@ from PySide6.QtWidgets import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from writeback_console import operations
 from writeback_console.domain import manual_retry_decision
-from writeback_console.store import listing, operator_actions
-from writeback_console.store.engine import read_session, write_transaction
+from writeback_console.store import listing
+from writeback_console.store.engine import read_session
 from writeback_console.store.rows import WritebackRow, current_actor
 from writeback_console.ui.dialogs import TaskGroup, count_text, errors
 from writeback_console.ui.status_style import local_text, status_text
@@ -72,15 +74,6 @@ def load_retry_preview(factory: sessionmaker[Session], ids: Sequence[int]) -> Re
     return RetryPreview(ordered, ineligible, [i for i in dict.fromkeys(ids) if i not in rows])
 
 
-def run_manual_retry(
-    factory: sessionmaker[Session], ids: Sequence[int], filter: Mapping[str, Any] | None
-) -> operator_actions.RetryResult:
-    """The retry itself, in one write transaction; rows that changed meanwhile are skipped, not fatal."""
-    actor = current_actor()
-    with write_transaction(factory) as session:
-        return operator_actions.manual_retry(session, ids, actor=actor, filter=filter, skip_ineligible=True)
-
-
 class RetryDialog(QDialog):
     """Confirm and perform a manual retry of the selected writebacks.
 
@@ -109,7 +102,7 @@ class RetryDialog(QDialog):
         self._ids = list(dict.fromkeys(ids))
         self._filter = dict(filter) if filter is not None else None
         self.preview: RetryPreview | None = None
-        self.result_: operator_actions.RetryResult | None = None
+        self.result_: operations.RetryResult | None = None
         self._retrying = False
 
         self.summary_label = QLabel(f"Looking at {count_text(len(self._ids), 'selected writeback')}…")
@@ -283,16 +276,21 @@ class RetryDialog(QDialog):
         self.cancel_button.setEnabled(False)
         self.progress.show()
         self.confirm_label.setText(f"Retrying {count_text(len(self.preview.eligible_ids), 'writeback')}…")
+        # Rows that changed since the preview are skipped and named, not a refusal of the whole retry.
         self._runner.submit(
-            run_manual_retry,
-            self._factory,
-            self.preview.eligible_ids,
-            self._filter,
+            partial(
+                operations.retry,
+                self._factory,
+                self.preview.eligible_ids,
+                actor=current_actor(),
+                filter=self._filter,
+                skip_ineligible=True,
+            ),
             on_done=self._retry_done,
             on_error=self._retry_failed,
         )
 
-    def _retry_done(self, result: operator_actions.RetryResult) -> None:
+    def _retry_done(self, result: operations.RetryResult) -> None:
         self._retrying = False
         self.cancel_button.setEnabled(True)
         self.result_ = result

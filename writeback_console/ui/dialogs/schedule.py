@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Literal
 
 from PySide6.QtCore import QDateTime, Qt, QTimer, Signal, Slot
@@ -29,11 +30,12 @@ from PySide6.QtWidgets import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from writeback_console import operations
 from writeback_console.domain import Status, utcnow
-from writeback_console.store import listing, operator_actions
-from writeback_console.store.engine import read_session, write_transaction
+from writeback_console.store import listing
+from writeback_console.store.engine import read_session
 from writeback_console.store.models import Mailing
-from writeback_console.store.rows import QueueError, current_actor
+from writeback_console.store.rows import QueueError, WritebackRow, current_actor
 from writeback_console.ui.dialogs import TaskGroup, count_text, errors
 from writeback_console.ui.status_style import NONE_TEXT, local_text, status_text
 from writeback_console.ui.tasks import Task, TaskRunner
@@ -72,22 +74,9 @@ def find_mailings(
         return rows
 
 
-def schedule_activity(factory: sessionmaker[Session], mailing_id: int, at: datetime | None) -> int:
-    actor = current_actor()
-    with write_transaction(factory) as session:
-        return operator_actions.schedule_mailing_activity(session, mailing_id, at=at, actor=actor).id
-
-
-def reschedule_activity(factory: sessionmaker[Session], writeback_id: int, at: datetime | None) -> int:
-    actor = current_actor()
-    with write_transaction(factory) as session:
-        return operator_actions.reschedule(session, writeback_id, at=at, actor=actor).id
-
-
-def cancel_activity(factory: sessionmaker[Session], writeback_id: int) -> int:
-    actor = current_actor()
-    with write_transaction(factory) as session:
-        return operator_actions.cancel_scheduled(session, writeback_id, actor=actor).id
+def activity_id(result: WritebackRow | operations.ScheduledActivity) -> int:
+    """The mailing-activity writeback's id from what an operation returned."""
+    return result.row.id if isinstance(result, operations.ScheduledActivity) else result.id
 
 
 # --- shared widgets ------------------------------------------------------------------------------
@@ -470,11 +459,14 @@ class ScheduleDialog(QDialog):
                 f"{local_text(at)} has already passed; choose a time in the future or Send now."
             )
             return
+        actor, factory = current_actor(), self._factory
         if mode == "schedule":
-            self._start(schedule_activity, mailing.id, at, action="scheduled")
+            new = partial(operations.schedule_mailing_activity, factory, mailing.id, at=at, actor=actor)
+            self._start(new, action="scheduled", send_now=at is None)
         else:
             assert mailing.activity_id is not None
-            self._start(reschedule_activity, mailing.activity_id, at, action="rescheduled")
+            work = partial(operations.reschedule, factory, mailing.activity_id, at=at, actor=actor)
+            self._start(work, action="rescheduled", send_now=at is None)
 
     @Slot()
     def cancel_activity(self) -> None:
@@ -488,26 +480,23 @@ class ScheduleDialog(QDialog):
             "mailing unless it is scheduled again."
         )
         if confirm(self, "Cancel scheduled mailing activity", question):
-            self._start(cancel_activity, mailing.activity_id, action="cancelled")
+            work = partial(operations.cancel, self._factory, mailing.activity_id, actor=current_actor())
+            self._start(work, action="cancelled", send_now=False)
 
     def _start(
         self,
-        fn: Callable[..., int],
-        key: int,
-        at: datetime | None = None,
+        work: Callable[[], WritebackRow | operations.ScheduledActivity],
         *,
         action: Literal["scheduled", "rescheduled", "cancelled"],
+        send_now: bool,
     ) -> None:
         self._busy = True
         self.progress.show()
         self.error_label.hide()
         self._update_buttons()
-        args = (self._factory, key) if action == "cancelled" else (self._factory, key, at)
-        send_now = action != "cancelled" and at is None
         self._runner.submit(
-            fn,
-            *args,
-            on_done=lambda writeback_id: self._done(ScheduleOutcome(action, int(writeback_id), send_now)),
+            work,
+            on_done=lambda result: self._done(ScheduleOutcome(action, activity_id(result), send_now)),
             on_error=self._failed,
         )
 

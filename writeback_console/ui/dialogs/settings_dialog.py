@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +34,12 @@ from PySide6.QtWidgets import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from writeback_console import operations
 from writeback_console.connection import Check, check_connection
 from writeback_console.domain import Kind
 from writeback_console.personify.mapping import INTEREST_EVENTS, MAILING_EVENTS, ActivityMapping
-from writeback_console.personify.values import PersonifySettings
-from writeback_console.settings import AppSettings, PasswordStore, SettingsError, save_settings
+from writeback_console.settings import AppSettings, PasswordStore, SettingsError
 from writeback_console.store import switches
-from writeback_console.store.engine import read_session, write_transaction
 from writeback_console.store.rows import current_actor
 from writeback_console.ui.dialogs import TaskGroup, errors
 from writeback_console.ui.status_style import NONE_TEXT
@@ -52,56 +52,14 @@ SUBCODE_EVENTS: dict[Kind, tuple[str, ...]] = {
     Kind.INTERESTS: INTEREST_EVENTS,
 }
 CODE_COLUMN, SUBCODE_COLUMN, TEMPLATE_COLUMN = 1, 2, 3
-MAX_AUTO_DAYS = 365
-
-
-@dataclass(frozen=True)
-class AccountSettings:
-    """The account-wide switches kept in the database (shared by every console and dispatcher)."""
-
-    writeback_enabled: bool
-    #: Days after a mailing was sent at which its mailing activity goes out by itself; None: never.
-    auto_mailing_activity_days: int | None
 
 
 # --- work done off the GUI thread ----------------------------------------------------------------
 
 
-def load_account_settings(factory: sessionmaker[Session]) -> AccountSettings:
-    with read_session(factory) as session:
-        enabled = switches.get_setting(session, switches.WRITEBACK_ENABLED, default=True) is not False
-        days = switches.get_setting(session, switches.AUTO_MAILING_ACTIVITY_DAYS)
-    return AccountSettings(enabled, int(days) if isinstance(days, int | float) else None)
-
-
 def password_is_stored(store: PasswordStore, url: str, user: str) -> bool:
     # The environment override is left out: this asks what Save would keep, not what a run would use.
     return bool(url and user and store.get(url, user, environ={}))
-
-
-def save_everything(
-    factory: sessionmaker[Session],
-    store: PasswordStore,
-    path: Path | None,
-    settings: AppSettings,
-    password: str | None,
-    previous: tuple[str, str],
-    account_changes: Mapping[str, Any],
-) -> AppSettings:
-    """Database switches first (the likeliest to fail), then the password, then the settings file."""
-    if account_changes:
-        actor = current_actor()
-        with write_transaction(factory) as session:
-            for key, value in account_changes.items():
-                switches.set_setting(session, key, value, actor=actor)
-    current = (settings.service_root_url, settings.user)
-    if password is None and current != previous and all(previous):
-        # The password is stored per URL and user: keep it when only those changed.
-        password = store.get(*previous, environ={})
-    if password and all(current):
-        store.set(settings.service_root_url, settings.user, password)
-    save_settings(settings, path)
-    return settings
 
 
 # --- the dialog ----------------------------------------------------------------------------------
@@ -155,7 +113,7 @@ class SettingsDialog(QDialog):
         # Every result comes back through the group, which drops it once this widget is gone.
         self._runner = TaskGroup(self, runner)
         self._path = settings_path
-        self._account: AccountSettings | None = None
+        self._account: operations.AccountSwitches | None = None
         self._busy = False
         self._saving = False
         self._tasks: list[Task] = []
@@ -185,7 +143,10 @@ class SettingsDialog(QDialog):
 
         self._tasks.append(
             self._runner.submit(
-                load_account_settings, factory, on_done=self._account_loaded, on_error=self._account_failed
+                operations.account_switches,
+                factory,
+                on_done=self._account_loaded,
+                on_error=self._account_failed,
             )
         )
         self._tasks.append(
@@ -363,7 +324,7 @@ class SettingsDialog(QDialog):
         self.enabled_box.setToolTip("While off, writebacks still queue up but nothing is sent.")
         self.auto_box = QCheckBox("Send mailing activity automatically")
         self.auto_days_spin = QSpinBox()
-        self.auto_days_spin.setRange(0, MAX_AUTO_DAYS)
+        self.auto_days_spin.setRange(0, operations.MAX_AUTO_MAILING_ACTIVITY_DAYS)
         self.auto_days_spin.setSuffix(" days after the mailing was sent")
         self.auto_box.toggled.connect(self.auto_days_spin.setEnabled)
         self.account_status = QLabel("Loading from the database…")
@@ -391,7 +352,7 @@ class SettingsDialog(QDialog):
 
     # -- loading --------------------------------------------------------------------------------
 
-    def _account_loaded(self, account: AccountSettings) -> None:
+    def _account_loaded(self, account: operations.AccountSwitches) -> None:
         self._account = account
         self.enabled_box.setEnabled(True)
         self.auto_box.setEnabled(True)
@@ -476,21 +437,7 @@ class SettingsDialog(QDialog):
         user = self.user_edit.text().strip()
         operator = self.operator_edit.text().strip()
         try:
-            if not operator:
-                raise SettingsError("operator: must not be empty")
-            if url:
-                # The client's own rules for the address; a user is needed only to build it.
-                try:
-                    PersonifySettings(
-                        url,
-                        user or "-",
-                        "",
-                        operator=operator,
-                        allow_insecure_http=self.allow_http_box.isChecked(),
-                    )
-                except ValueError as exc:
-                    raise SettingsError(str(exc)) from None
-            return replace(
+            settings = replace(
                 self._settings,
                 service_root_url=url,
                 user=user,
@@ -506,6 +453,8 @@ class SettingsDialog(QDialog):
                 batch_size=self.batch_spin.value(),
                 mapping=mapping,
             )
+            settings.check_before_saving()
+            return settings
         except SettingsError as exc:
             raise SettingsError(self._labelled(str(exc))) from None
 
@@ -558,15 +507,21 @@ class SettingsDialog(QDialog):
         self.show_problem("")
         self._set_busy(True)
         self._saving = True
-        self._runner.submit(
-            save_everything,
-            self._factory,
-            self._store,
-            self._path,
+        change = operations.SettingsChange(
             settings,
             self.typed_password(),
-            (self._settings.service_root_url, self._settings.user),
-            self.account_changes(),
+            previous=(self._settings.service_root_url, self._settings.user),
+            account_changes=self.account_changes(),
+        )
+        self._runner.submit(
+            partial(
+                operations.save_all_settings,
+                change,
+                store=self._store,
+                path=self._path,
+                actor=current_actor(),
+                factory=self._factory,
+            ),
             on_done=self._saved,
             on_error=self._save_failed,
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Literal
 
 from PySide6.QtCore import QPoint, Qt, QTimer, Signal, Slot
@@ -19,11 +20,18 @@ from PySide6.QtWidgets import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from writeback_console import operations
 from writeback_console.domain import Status
 from writeback_console.store.listing import MailingRow
-from writeback_console.store.rows import QueueError
+from writeback_console.store.rows import QueueError, WritebackRow, current_actor
 from writeback_console.ui.dialogs import TaskGroup, count_text, errors, schedule
-from writeback_console.ui.dialogs.schedule import MOVABLE, MailingTable, ScheduleOutcome, can_schedule
+from writeback_console.ui.dialogs.schedule import (
+    MOVABLE,
+    MailingTable,
+    ScheduleOutcome,
+    activity_id,
+    can_schedule,
+)
 from writeback_console.ui.tasks import Task, TaskRunner
 
 
@@ -227,11 +235,14 @@ class MailingsPage(QWidget):
             question += " It will end as No Remote Recipients."
         if not schedule.confirm(self, "Send mailing activity now", question):
             return
-        if mailing.activity_status is Status.SCHEDULED:
-            assert mailing.activity_id is not None
-            self._run(schedule.reschedule_activity, mailing.activity_id, "rescheduled")
-        else:
-            self._run(schedule.schedule_activity, mailing.id, "scheduled")
+        action: Literal["scheduled", "rescheduled"] = (
+            "rescheduled" if mailing.activity_status is Status.SCHEDULED else "scheduled"
+        )
+        self._submit(
+            partial(operations.send_mailing_activity_now, self._factory, mailing.id, actor=current_actor()),
+            action,
+            send_now=True,
+        )
 
     @Slot()
     def cancel_chosen(self) -> None:
@@ -244,27 +255,22 @@ class MailingsPage(QWidget):
             "Nothing will be written to Personify360 for this mailing unless it is scheduled again."
         )
         if schedule.confirm(self, "Cancel scheduled mailing activity", question):
-            self._busy = True
-            self._update_actions()
-            self.progress.show()
-            self._runner.submit(
-                schedule.cancel_activity,
-                self._factory,
-                mailing.activity_id,
-                on_done=lambda wid: self._finished(ScheduleOutcome("cancelled", int(wid), False)),
-                on_error=self._failed,
-            )
+            work = partial(operations.cancel, self._factory, mailing.activity_id, actor=current_actor())
+            self._submit(work, "cancelled", send_now=False)
 
-    def _run(self, fn: Callable[..., int], key: int, action: Literal["scheduled", "rescheduled"]) -> None:
+    def _submit(
+        self,
+        work: Callable[[], WritebackRow | operations.ScheduledActivity],
+        action: Literal["scheduled", "rescheduled", "cancelled"],
+        *,
+        send_now: bool,
+    ) -> None:
         self._busy = True
         self._update_actions()
         self.progress.show()
         self._runner.submit(
-            fn,
-            self._factory,
-            key,
-            None,
-            on_done=lambda wid: self._finished(ScheduleOutcome(action, int(wid), True)),
+            work,
+            on_done=lambda result: self._finished(ScheduleOutcome(action, activity_id(result), send_now)),
             on_error=self._failed,
         )
 

@@ -1,0 +1,115 @@
+"""The commands that change what the queue does, as a user runs them: reschedule, send now, cancel,
+the account switches and the settings — the same operations the console's dialogs call."""
+
+from __future__ import annotations
+
+import io
+import json
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.builders import add_mailing, row
+from tests.integration.cli.test_cli import run_cli
+from writeback_console.domain import Status, utcnow
+from writeback_console.settings import PasswordStore, load_settings
+from writeback_console.store import listing
+from writeback_console.store.engine import make_engine, make_session_factory
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A user with no settings yet and no keyring: settings and password go to files under ``home``."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("WRITEBACK_NO_KEYRING", "1")
+    for name in ("WRITEBACK_PERSONIFY_URL", "WRITEBACK_PERSONIFY_USER", "WRITEBACK_PERSONIFY_PASSWORD"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def test_a_scheduled_mailing_activity_is_rescheduled_sent_now_and_cancelled_from_the_command_line(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    factory = make_session_factory(make_engine(sqlite_url))
+    mailing = add_mailing(factory, remote=2)
+    tomorrow = (utcnow() + timedelta(days=1)).replace(microsecond=0)
+    code, out, _ = run_cli(capsys, sqlite_url, "schedule-mailing", str(mailing), "--at", tomorrow.isoformat())
+    assert code == 0, out
+    ref = out.split("queued mailing activity ")[1].split()[0]
+    later = tomorrow + timedelta(hours=3)
+    code, out, _ = run_cli(capsys, sqlite_url, "reschedule", ref, "--at", later.isoformat())
+    assert code == 0 and ref in out and later.isoformat().replace("+00:00", "Z") in out
+    code, out, _ = run_cli(capsys, sqlite_url, "send-now", str(mailing))
+    assert code == 0 and ref in out and "next dispatcher run" in out
+    with factory() as session:
+        [wid] = listing.resolve_ids(session, [ref])
+    assert row(factory, wid).status is Status.NEW
+    code, _, err = run_cli(capsys, sqlite_url, "cancel", ref)
+    assert code == 1 and "only Scheduled rows can be cancelled" in err
+    run_cli(capsys, sqlite_url, "reschedule", ref, "--at", later.isoformat())
+    code, out, _ = run_cli(capsys, sqlite_url, "cancel", ref)
+    assert code == 0 and "cancelled" in out
+    assert row(factory, wid).status is Status.CANCELLED
+    code, _, err = run_cli(capsys, sqlite_url, "reschedule", "WB-NOSUCH", "--at", later.isoformat())
+    assert code == 1 and "WB-NOSUCH" in err
+
+
+def test_account_switches_are_shown_changed_and_refused_in_words(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(capsys, sqlite_url, "account")
+    assert code == 0 and "writeback: on" in out and "by itself: never" in out
+    code, out, _ = run_cli(
+        capsys, sqlite_url, "account", "--writeback", "off", "--auto-mailing-activity-days", "14"
+    )
+    assert code == 0 and "writeback: off" in out and "14 day(s)" in out
+    with pytest.raises(SystemExit) as refused:
+        run_cli(capsys, sqlite_url, "account", "--auto-mailing-activity-days", "400")
+    assert refused.value.code == 2 and "between 0 and 365 days, not 400" in capsys.readouterr().err
+    code, out, _ = run_cli(capsys, sqlite_url, "account", "--auto-mailing-activity-days", "never")
+    assert code == 0 and "writeback: off" in out and "by itself: never" in out
+
+
+def test_settings_are_changed_one_name_at_a_time_and_a_bad_value_saves_nothing(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str], home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO("pa55word\n"))
+    code, out, err = run_cli(
+        capsys,
+        sqlite_url,
+        "settings",
+        "--set",
+        "service_root_url=https://p360.example.org/odata",
+        "--set",
+        "user=svc",
+        "--set",
+        "concurrency=8",
+        "--set",
+        "verify_tls=false",
+        "--password-stdin",
+    )
+    assert code == 0, err
+    path = home / "config" / "writeback-console" / "settings.json"
+    saved = load_settings(path, environ={})
+    assert (saved.service_root_url, saved.user, saved.concurrency, saved.verify_tls) == (
+        "https://p360.example.org/odata",
+        "svc",
+        8,
+        False,
+    )
+    assert "password: stored" in out and "pa55word" not in out
+    assert PasswordStore(use_keyring=False).get(saved.service_root_url, "svc", environ={}) == "pa55word"
+    before = path.read_bytes()
+    for assignment, words in (
+        ("concurrency=0", "concurrency: must be between 1 and 64, not 0"),
+        ("colour=red", "colour: unknown setting"),
+        ("concurrency", "write NAME=VALUE"),
+        ("verify_tls=maybe", "verify_tls: must be true or false"),
+        ("service_root_url=http://10.0.0.9/odata", "service_root_url: http:// would send the Personify360"),
+    ):
+        code, _, err = run_cli(capsys, sqlite_url, "settings", "--set", assignment)
+        assert code == 2 and words in err, err
+        assert path.read_bytes() == before
+    code, out, _ = run_cli(capsys, sqlite_url, "settings")
+    assert code == 0 and json.dumps(8) in out and "https://p360.example.org/odata" in out

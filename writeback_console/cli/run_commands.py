@@ -1,0 +1,292 @@
+"""Commands that run things: the database schema, demo data, the connection check, the dispatcher, the
+settings, the console and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from writeback_console import operations
+from writeback_console.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_PERSONIFY_UNUSABLE,
+    EXIT_REFUSED,
+    AddCommand,
+    CommandError,
+    first_line,
+    iso,
+    open_queue,
+    print_counts,
+)
+from writeback_console.config import redact_url, resolve_db_url
+from writeback_console.domain import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CONCURRENCY,
+    DEFAULT_INTERVAL_SECONDS,
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_SETTLE_SECONDS,
+)
+from writeback_console.personify.client import PersonifyClient
+from writeback_console.settings import (
+    AppSettings,
+    PasswordStore,
+    SettingsError,
+    load_settings,
+    settings_from_json,
+    settings_path,
+)
+from writeback_console.store import listing
+from writeback_console.store.engine import make_engine, make_session_factory
+from writeback_console.store.migrate import upgrade
+from writeback_console.store.rows import current_actor
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    url = resolve_db_url(args.db)
+    try:
+        engine = make_engine(url)
+        upgrade(engine)
+    except (SQLAlchemyError, ValueError) as exc:
+        raise CommandError(f"cannot upgrade {redact_url(url)}: {first_line(exc)}") from None
+    print(f"database {redact_url(url)} is up to date")
+    return EXIT_OK
+
+
+def cmd_seed(args: argparse.Namespace) -> int:
+    from writeback_console.demo.seed import seed
+
+    if args.rows < 1:
+        raise CommandError("--rows must be at least 1", EXIT_BAD_INPUT)
+    factory = open_queue(args)
+    engine: Engine = args.engine
+    del factory
+
+    def progress(done: int) -> None:
+        if sys.stderr.isatty():
+            print(f"\r{done:,} / {args.rows:,}", end="", file=sys.stderr, flush=True)
+
+    summary = seed(engine, args.rows, random_seed=args.random_seed, progress=progress)
+    if sys.stderr.isatty():
+        print(file=sys.stderr)
+    print(
+        f"seeded {summary.writebacks:,} writebacks, {summary.attempts:,} attempts, "
+        f"{summary.mailings:,} mailings, {summary.recipients:,} recipients in {summary.seconds:.1f} s"
+    )
+    return EXIT_OK
+
+
+def _personify_client(args: argparse.Namespace) -> tuple[AppSettings, PersonifyClient]:
+    """Settings and a client from the settings file and WRITEBACK_PERSONIFY_* variables."""
+    try:
+        settings = load_settings()
+        password = PasswordStore().get(settings.service_root_url, settings.user)
+        if password is None:
+            raise SettingsError(
+                "password: none stored for this user and URL "
+                "(set it in Settings, or WRITEBACK_PERSONIFY_PASSWORD for a headless dispatcher)"
+            )
+        return settings, PersonifyClient(settings.personify(password))
+    except SettingsError as exc:
+        raise CommandError(f"Personify360 settings: {exc}") from None
+
+
+def cmd_check_connection(args: argparse.Namespace) -> int:
+    from writeback_console.connection import check_connection
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        raise CommandError(f"Personify360 settings: {exc}") from None
+    checks = check_connection(settings, None, PasswordStore())
+    marks = {True: "ok", False: "FAILED", None: "not checked"}
+    for check in checks:
+        print(f"{marks[check.ok]:<12} {check.name}: {check.text}")
+    return EXIT_OK if all(c.ok for c in checks) else EXIT_PERSONIFY_UNUSABLE
+
+
+def cmd_dispatch(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from writeback_console.dispatch.cycle import run_cycle
+    from writeback_console.dispatch.summary import ProblemKind
+
+    factory = open_queue(args)
+    settings, client = _personify_client(args)
+    try:
+        options = settings.dispatch_options(
+            concurrency=args.concurrency,
+            lease_seconds=args.lease_seconds,
+            batch_size=args.batch_size,
+            settle_seconds=args.settle_seconds,
+            interval_seconds=args.interval,
+        )
+    except SettingsError as exc:
+        raise CommandError(f"dispatch: {exc}") from None
+    interval = args.interval or settings.interval_seconds
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        # Finish what is in flight, put back what was claimed but not sent, then exit.
+        print(f"\nstopping ({signal.Signals(signum).name}): finishing requests in flight …", file=sys.stderr)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, on_signal)
+    mapping = settings.activity_mapping
+    code = EXIT_OK
+    try:
+        while True:
+            summary = run_cycle(factory, client, mapping, options, stop=stop)
+            print(f"{iso(summary.finished_at)} {summary.describe()}", flush=True)
+            if summary.problem is ProblemKind.DATABASE:
+                code = EXIT_REFUSED
+            elif summary.problem is not None:
+                code = EXIT_PERSONIFY_UNUSABLE
+            else:
+                code = EXIT_OK
+            if args.once or stop.wait(interval):
+                break
+    finally:
+        client.close()
+    return code
+
+
+def _setting_value(name: str, text: str) -> Any:
+    """A value as typed on the command line: JSON where it parses (numbers, true, an object), else text."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def cmd_settings(args: argparse.Namespace) -> int:
+    path = settings_path()
+    store = PasswordStore()
+    try:
+        # The file alone: the environment's overrides belong to a run, not to what is saved.
+        saved = load_settings(path, environ={})
+        if args.set or args.password_stdin:
+            data = saved.to_json()
+            for assignment in args.set or ():
+                name, sep, text = assignment.partition("=")
+                if not sep:
+                    raise CommandError(f"--set {assignment}: write NAME=VALUE", EXIT_BAD_INPUT)
+                data[name.strip()] = _setting_value(name, text)
+            settings = settings_from_json(data)
+            password = sys.stdin.readline().rstrip("\r\n") if args.password_stdin else None
+            if args.password_stdin and not password:
+                raise CommandError("--password-stdin: no password on standard input", EXIT_BAD_INPUT)
+            change = operations.SettingsChange(
+                settings, password, previous=(saved.service_root_url, saved.user)
+            )
+            saved = operations.save_all_settings(change, store=store, path=path, actor=current_actor())
+            print(f"saved {path}")
+    except SettingsError as exc:
+        raise CommandError(f"settings: {exc}; nothing was saved", EXIT_BAD_INPUT) from None
+    for name, value in saved.to_json().items():
+        print(f"{name:>20}: {json.dumps(value) if not isinstance(value, str) else value}")
+    stored = bool(
+        saved.service_root_url and saved.user and store.get(saved.service_root_url, saved.user, environ={})
+    )
+    print(f"{'password':>20}: {'stored (' + store.where + ')' if stored else 'not stored'}")
+    return EXIT_OK
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    from writeback_console.ui.composition_root import main as gui_main
+
+    return gui_main(args.db)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from writeback_console import demo
+    from writeback_console.config import data_dir
+
+    folder = demo.prepare(Path(args.folder) if args.folder else data_dir() / "demo", args.rows)
+    with folder.database_engine() as engine, make_session_factory(engine)() as session:
+        counts = listing.count_by_status(session)
+    print("writebacks by status:")
+    print_counts(counts)
+    simulator, url = demo.start_simulator(folder)
+    try:
+        demo.configure(folder, url)
+        print(f"Personify360 simulator at {url} (user {demo.DEMO_USER}, password {demo.DEMO_PASSWORD})")
+        if args.no_gui:
+            print(f"try: writeback-console --db {folder.database} list --status error")
+            return EXIT_OK
+        from writeback_console.ui.composition_root import main as gui_main
+
+        print("opening the console …", flush=True)
+        return gui_main(folder.db_url, settings_path=folder.settings, password_store=folder.password_store())
+    finally:
+        simulator.terminate()
+        simulator.wait(10)
+
+
+def register(command: AddCommand) -> None:
+    db = command("db", lambda a: EXIT_BAD_INPUT, "database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    up = db_sub.add_parser("upgrade", help="create or upgrade the schema to this version")
+    up.set_defaults(handler=cmd_db_upgrade)
+
+    p = command("seed", cmd_seed, "add realistic demo data in every kind and status")
+    p.add_argument("--rows", type=int, default=10_000, metavar="N")
+    p.add_argument("--random-seed", type=int, default=20261127, metavar="S")
+
+    command(
+        "check-connection",
+        cmd_check_connection,
+        "does Personify360 answer, accept the credentials and know the activity codes?",
+    )
+
+    p = command("dispatch", cmd_dispatch, "send queued writebacks to Personify360")
+    once = p.add_mutually_exclusive_group(required=True)
+    once.add_argument("--once", action="store_true", help="run one cycle and exit")
+    once.add_argument("--forever", action="store_true", help="run a cycle every --interval seconds")
+    for flag, metavar, default, what in (
+        ("--interval", "S", DEFAULT_INTERVAL_SECONDS, "seconds between cycles"),
+        ("--concurrency", "N", DEFAULT_CONCURRENCY, "writebacks sent at once"),
+        ("--lease-seconds", "S", DEFAULT_LEASE_SECONDS, "lease on claimed rows"),
+        ("--batch-size", "N", DEFAULT_BATCH_SIZE, "rows claimed per statement"),
+        (
+            "--settle-seconds",
+            "S",
+            DEFAULT_SETTLE_SECONDS,
+            "wait before looking for a possible write",
+        ),
+    ):
+        p.add_argument(
+            flag, type=int, metavar=metavar, help=f"{what} (default: the settings, else {default})"
+        )
+
+    p = command("settings", cmd_settings, "show the settings of this user, or change them")
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="NAME=VALUE",
+        help="change one setting (repeatable); VALUE is JSON where it parses, else text",
+    )
+    p.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="store the password read from standard input",
+    )
+
+    command("gui", cmd_gui, "open the desktop console on the configured database (the default)")
+
+    p = command(
+        "demo", cmd_demo, "a fresh seeded demo queue and Personify360 simulator, opened in the console"
+    )
+    p.add_argument(
+        "--rows", type=int, default=800_000, metavar="N", help="writebacks to seed (default 800,000)"
+    )
+    p.add_argument("--folder", metavar="DIR", help="where the demo lives (default: the data folder's demo/)")
+    p.add_argument("--no-gui", action="store_true", help="prepare the demo and exit")

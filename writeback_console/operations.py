@@ -1,0 +1,273 @@
+"""Everything a person does to the queue: one function per action, each its own transaction.
+
+The command line and the console call these for every change a person makes (the console off the GUI
+thread), so an action means the same from both: the same checks, the same audit entry, the same
+transaction boundary. Reads that only show something stay with the screen or command that shows it.
+
+Each function takes the session factory and the acting person (``actor``, the operator's name as the
+audit trail and the status history record it); a refusal is a ``QueueError`` whose text says why, and
+then nothing was changed.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from writeback_console.domain import AuditAction, Status, utcnow
+from writeback_console.export import write_rows
+from writeback_console.intake import WritebackInput
+from writeback_console.settings import AppSettings, PasswordStore, save_settings
+from writeback_console.store import audit_trail, lifecycle, listing, operator_actions, switches
+from writeback_console.store.engine import read_session, write_transaction
+from writeback_console.store.rows import QueueError, WritebackRow
+
+Factory = sessionmaker[Session]
+RetryResult = operator_actions.RetryResult
+
+#: The longest wait, in days after a mailing was sent, for its mailing activity to go out by itself.
+MAX_AUTO_MAILING_ACTIVITY_DAYS = 365
+#: Rows read per page while exporting: the file is written as they come, never all held at once.
+EXPORT_PAGE_SIZE = 1000
+
+
+# --- queueing ------------------------------------------------------------------------------------
+
+
+def enqueue(factory: Factory, item: WritebackInput, *, actor: str) -> WritebackRow:
+    """Queue one validated writeback by hand, with its audit entry."""
+    with write_transaction(factory) as session:
+        row = lifecycle.enqueue(session, item, actor=actor)
+        audit_trail.record_audit(
+            session, actor=actor, action=AuditAction.ENQUEUE, rows=[(row.id, row.ref)], now=utcnow()
+        )
+    return row
+
+
+# --- manual retry --------------------------------------------------------------------------------
+
+
+def retry(
+    factory: Factory,
+    ids: Sequence[int],
+    *,
+    actor: str,
+    filter: Mapping[str, Any] | None = None,
+    skip_ineligible: bool = False,
+) -> RetryResult:
+    """One more attempt for each row; ``filter`` is recorded with the audit entry when rows were chosen by it.
+
+    A row that may not be retried refuses the whole action (``RetryRefused``), unless
+    ``skip_ineligible``: then it is skipped and named in the result (rows that changed meanwhile, too).
+    """
+    with write_transaction(factory) as session:
+        return operator_actions.manual_retry(
+            session, ids, actor=actor, filter=filter, skip_ineligible=skip_ineligible
+        )
+
+
+def retry_matching(
+    factory: Factory, flt: listing.WritebackFilter, *, actor: str, skip_ineligible: bool = False
+) -> RetryResult:
+    """Retry every row matching ``flt`` that may be retried now, chosen and retried in one transaction."""
+    flt = listing.WritebackFilter(**{**flt.__dict__, "retry_available": True})
+    with write_transaction(factory) as session:
+        ids = [r.id for r in listing.iter_rows(session, flt, sort="id", descending=False)]
+        if not ids:
+            raise QueueError("no row matching the filter can be retried now")
+        return operator_actions.manual_retry(
+            session, ids, actor=actor, filter=flt.to_json(), skip_ineligible=skip_ineligible
+        )
+
+
+# --- mailing activity ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledActivity:
+    """A mailing activity as it stands after scheduling, with its mailing's recipients."""
+
+    row: WritebackRow
+    recipients: int
+    remote_recipients: int
+
+
+def schedule_mailing_activity(
+    factory: Factory, mailing_id: int, *, at: datetime | None, actor: str
+) -> ScheduledActivity:
+    """Queue a mailing's activity at ``at``, or at the next dispatcher run when ``at`` is None."""
+    with write_transaction(factory) as session:
+        row = operator_actions.schedule_mailing_activity(session, mailing_id, at=at, actor=actor)
+        total, remote = listing.mailing_recipient_counts(session, mailing_id)
+    return ScheduledActivity(row, total, remote)
+
+
+def reschedule(factory: Factory, writeback_id: int, *, at: datetime | None, actor: str) -> WritebackRow:
+    """Move a waiting mailing activity to ``at`` (None: the next dispatcher run)."""
+    with write_transaction(factory) as session:
+        return operator_actions.reschedule(session, writeback_id, at=at, actor=actor)
+
+
+def send_mailing_activity_now(factory: Factory, mailing_id: int, *, actor: str) -> WritebackRow:
+    """A mailing's activity at the next dispatcher run: its waiting one brought forward, or a new one."""
+    with write_transaction(factory) as session:
+        waiting = operator_actions.scheduled_activity_of(session, mailing_id)
+        if waiting is not None:
+            return operator_actions.reschedule(session, waiting, at=None, actor=actor)
+        return operator_actions.schedule_mailing_activity(session, mailing_id, at=None, actor=actor)
+
+
+def cancel(factory: Factory, writeback_id: int, *, actor: str) -> WritebackRow:
+    """Withdraw a Scheduled mailing activity; it stays, as Cancelled."""
+    with write_transaction(factory) as session:
+        return operator_actions.cancel_scheduled(session, writeback_id, actor=actor)
+
+
+# --- account switches and settings ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AccountSwitches:
+    """The account-wide switches kept in the database (shared by every console and dispatcher)."""
+
+    writeback_enabled: bool
+    #: Days after a mailing was sent at which its mailing activity goes out by itself; None: never.
+    auto_mailing_activity_days: int | None
+
+
+def account_switches(factory: Factory) -> AccountSwitches:
+    with read_session(factory) as session:
+        enabled = switches.get_setting(session, switches.WRITEBACK_ENABLED, default=True) is not False
+        days = switches.get_setting(session, switches.AUTO_MAILING_ACTIVITY_DAYS)
+    return AccountSwitches(enabled, int(days) if isinstance(days, int | float) else None)
+
+
+def set_account_switches(factory: Factory, changes: Mapping[str, Any], *, actor: str) -> None:
+    """Change account switches (``switches.WRITEBACK_ENABLED``, ``AUTO_MAILING_ACTIVITY_DAYS``) together."""
+    unknown = set(changes) - {switches.WRITEBACK_ENABLED, switches.AUTO_MAILING_ACTIVITY_DAYS}
+    if unknown:
+        raise QueueError(f"no account switch called {', '.join(sorted(unknown))}")
+    enabled = changes.get(switches.WRITEBACK_ENABLED, True)
+    if not isinstance(enabled, bool):
+        raise QueueError(f"{switches.WRITEBACK_ENABLED}: on or off, not {enabled!r}")
+    days = changes.get(switches.AUTO_MAILING_ACTIVITY_DAYS)
+    if days is not None and (
+        isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= MAX_AUTO_MAILING_ACTIVITY_DAYS
+    ):
+        raise QueueError(
+            f"{switches.AUTO_MAILING_ACTIVITY_DAYS}: a number of days from 0 to "
+            f"{MAX_AUTO_MAILING_ACTIVITY_DAYS}, or never; not {days!r}"
+        )
+    with write_transaction(factory) as session:
+        for key, value in changes.items():
+            switches.set_setting(session, key, value, actor=actor)
+
+
+@dataclass(frozen=True, slots=True)
+class SettingsChange:
+    """What Save in Settings keeps: the settings file, the password and the account switches."""
+
+    settings: AppSettings
+    #: The typed password; None keeps the stored one.
+    password: str | None = None
+    #: The service root URL and user the settings had before, whose password is kept when only they change.
+    previous: tuple[str, str] = ("", "")
+    account_changes: Mapping[str, Any] = field(default_factory=dict)
+
+
+def save_all_settings(
+    change: SettingsChange,
+    *,
+    store: PasswordStore,
+    path: Path | None,
+    actor: str,
+    factory: Factory | None = None,
+) -> AppSettings:
+    """Database switches first (the likeliest to fail), then the password, then the settings file.
+
+    Settings that could not work are refused (SettingsError) before anything is written.
+    """
+    change.settings.check_before_saving()
+    if change.account_changes:
+        if factory is None:
+            raise ValueError("account switches are kept in the database: give the session factory")
+        set_account_switches(factory, change.account_changes, actor=actor)
+    settings, password = change.settings, change.password
+    current = (settings.service_root_url, settings.user)
+    if password is None and current != change.previous and all(change.previous):
+        # The password is stored per URL and user: keep it when only those changed.
+        password = store.get(*change.previous, environ={})
+    if password and all(current):
+        store.set(settings.service_root_url, settings.user, password)
+    save_settings(settings, path)
+    return settings
+
+
+# --- export --------------------------------------------------------------------------------------
+
+
+class ExportCancelled(Exception):
+    """The export was cancelled; the partial file has been removed."""
+
+
+class ExportProgress:
+    """Shared between the exporting thread and whoever watches: progress goes one way, cancel the other.
+
+    Plain attributes written by one thread and read by another; an int is replaced atomically.
+    """
+
+    def __init__(self) -> None:
+        self.total: int | None = None
+        self.written = 0
+        self.cancel_requested = threading.Event()
+
+
+def _counted(rows: Iterable[WritebackRow], progress: ExportProgress) -> Iterator[WritebackRow]:
+    for row in rows:
+        yield row
+        progress.written += 1
+        if progress.written % EXPORT_PAGE_SIZE == 0 and progress.cancel_requested.is_set():
+            raise ExportCancelled
+
+
+def export_csv(
+    factory: Factory,
+    flt: listing.WritebackFilter,
+    path: Path,
+    *,
+    sort: listing.SortField = "created_at",
+    descending: bool = True,
+    progress: ExportProgress | None = None,
+) -> int:
+    """Write every row matching ``flt`` to ``path`` as CSV in the list's order; returns the rows written.
+
+    The rows are streamed into a temporary file beside ``path``, which replaces ``path`` only when
+    complete: a cancelled or failed export leaves no half file and keeps an older file of that name.
+    """
+    progress = progress or ExportProgress()
+    partial = path.with_name(path.name + ".part")
+    try:
+        with read_session(factory) as session:
+            counts = listing.count_by_status(session, flt)
+            statuses = flt.statuses or frozenset(Status)
+            progress.total = sum(n for s, n in counts.items() if s in statuses)
+            # The byte-order mark makes spreadsheets read the file as UTF-8 rather than the local code page.
+            with partial.open("w", newline="", encoding="utf-8-sig") as out:
+                rows = listing.iter_rows(
+                    session, flt, sort=sort, descending=descending, page_size=EXPORT_PAGE_SIZE
+                )
+                write_rows(_counted(rows, progress), out)
+        if progress.cancel_requested.is_set():
+            raise ExportCancelled
+        os.replace(partial, path)
+        return progress.written
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
