@@ -12,13 +12,14 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from writeback_console.dispatch.lease import RowLease
 from writeback_console.domain import utcnow
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.personify.errors import ErrorKind, PersonifyError
 from writeback_console.personify.mapping import ActivityMapping, ActivitySource, MailingFacts, build_activity
-from writeback_console.personify.values import Constituent
+from writeback_console.personify.values import Activity, Constituent
 from writeback_console.store.deliveries import RecipientDelivery
 from writeback_console.store.lifecycle import Claimed
 
@@ -60,6 +61,13 @@ class Outcome:
     def held_back(self) -> bool:
         """A failure whose meaning depends on the whole run: an outage costs no attempt."""
         return not self.ok and (self.service or self.auth)
+
+    @classmethod
+    def saved(cls, writeback_id: int, activity: Activity, **extra: Any) -> Outcome:
+        """Personify360 saved the activity (``activity`` is what Save answered)."""
+        return cls(
+            writeback_id, True, "saved", http_status=200, activity_id=_id(activity.activity_id), **extra
+        )
 
     @classmethod
     def failure(cls, writeback_id: int, message: str, **extra: object) -> Outcome:
@@ -217,16 +225,7 @@ def send_writeback(
                     finished_at=clock(),
                 )
             saved = client.create_activity(fields)
-        return Outcome(
-            c.id,
-            True,
-            "saved",
-            http_status=200,
-            activity_id=_id(saved.activity_id),
-            checked=checked,
-            resolved=resolved,
-            finished_at=clock(),
-        )
+        return Outcome.saved(c.id, saved, checked=checked, resolved=resolved, finished_at=clock())
     except ConstituentNotFound as exc:
         return Outcome.failure(c.id, str(exc), finished_at=clock())
     except PersonifyError as exc:
@@ -291,15 +290,7 @@ def send_recipient(
                     c.id, f"cannot build the activity: {exc}", delivery_id=r.delivery_id, finished_at=clock()
                 )
             saved = client.create_activity(fields)
-        return Outcome(
-            c.id,
-            True,
-            "saved",
-            http_status=200,
-            activity_id=_id(saved.activity_id),
-            delivery_id=r.delivery_id,
-            finished_at=clock(),
-        )
+        return Outcome.saved(c.id, saved, delivery_id=r.delivery_id, finished_at=clock())
     except PersonifyError as exc:
         return Outcome.from_error(c.id, exc, at=clock(), delivery_id=r.delivery_id)
     except Exception as exc:

@@ -215,17 +215,9 @@ class PersonifyClient:
         It fetches the activity template anew (which Save needs anyway), so a dispatcher in doubt
         makes one request, never a write, before deciding whether to send anything.
         """
-        answer = self._call("GET", "Create", {"EntityName": odata.quote_literal("CusActivity")})
-        entities = self._unwrap(answer, "Create")
-        if len(entities) != 1:
-            raise PersonifyError(
-                ErrorKind.MALFORMED,
-                f"Create answered with {len(entities)} templates instead of one",
-                status=200,
-                sent=True,
-            )
+        template = self._fetch_template(sent=True)
         with self._template_lock:
-            self._template = MappingProxyType(entities[0])
+            self._template = template
 
     def check_activity_codes(self, codes: Mapping[str, Sequence[str]]) -> CodeCheck:
         """Whether each code (and its expected subcodes) exists, is active and is not contact tracking."""
@@ -314,16 +306,21 @@ class PersonifyClient:
             return template
         with self._template_lock:
             if self._template is None:
-                answer = self._call("GET", "Create", {"EntityName": odata.quote_literal("CusActivity")})
-                entities = self._unwrap(answer, "Create")
-                if len(entities) != 1:
-                    raise PersonifyError(
-                        ErrorKind.MALFORMED,
-                        f"Create answered with {len(entities)} templates instead of one",
-                        status=200,
-                    )
-                self._template = MappingProxyType(entities[0])
+                self._template = self._fetch_template(sent=None)
             return self._template
+
+    def _fetch_template(self, *, sent: bool | None) -> Mapping[str, Any]:
+        """Ask Create for the CusActivity template; exactly one must come back."""
+        answer = self._call("GET", "Create", {"EntityName": odata.quote_literal("CusActivity")})
+        entities = self._unwrap(answer, "Create")
+        if len(entities) != 1:
+            raise PersonifyError(
+                ErrorKind.MALFORMED,
+                f"Create answered with {len(entities)} templates instead of one",
+                status=200,
+                sent=sent,
+            )
+        return MappingProxyType(entities[0])
 
     def _get_entities(
         self, entity_set: str, filter_: str, select: Iterable[str] = ()

@@ -74,6 +74,16 @@ def find_mailings(
         return rows
 
 
+def confirm_cancel(parent: QWidget, mailing: listing.MailingRow) -> bool:
+    """Ask before a Scheduled mailing activity is cancelled (the dialog and the Mailings page alike)."""
+    when = f", scheduled for {local_text(mailing.scheduled_for)}" if mailing.scheduled_for else ""
+    question = (
+        f"Cancel the mailing activity {mailing.activity_ref} of “{mailing.name}”{when}?\n\n"
+        "Nothing will be written to Personify360 for this mailing unless it is scheduled again."
+    )
+    return confirm(parent, "Cancel scheduled mailing activity", question)
+
+
 def activity_id(result: WritebackRow | operations.ScheduledActivity) -> int:
     """The mailing-activity writeback's id from what an operation returned."""
     return result.row.id if isinstance(result, operations.ScheduledActivity) else result.id
@@ -474,12 +484,7 @@ class ScheduleDialog(QDialog):
         if mailing is None or mailing.activity_status is not Status.SCHEDULED:
             return
         assert mailing.activity_id is not None
-        question = (
-            f"Cancel the mailing activity {mailing.activity_ref} of “{mailing.name}”, scheduled for "
-            f"{local_text(mailing.scheduled_for)}?\n\nNothing will be written to Personify360 for this "
-            "mailing unless it is scheduled again."
-        )
-        if confirm(self, "Cancel scheduled mailing activity", question):
+        if confirm_cancel(self, mailing):
             work = partial(operations.cancel, self._factory, mailing.activity_id, actor=current_actor())
             self._start(work, action="cancelled", send_now=False)
 

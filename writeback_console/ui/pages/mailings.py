@@ -250,11 +250,7 @@ class MailingsPage(QWidget):
         if mailing is None or mailing.activity_status is not Status.SCHEDULED:
             return
         assert mailing.activity_id is not None
-        question = (
-            f"Cancel the mailing activity {mailing.activity_ref} of “{mailing.name}”?\n\n"
-            "Nothing will be written to Personify360 for this mailing unless it is scheduled again."
-        )
-        if schedule.confirm(self, "Cancel scheduled mailing activity", question):
+        if schedule.confirm_cancel(self, mailing):
             work = partial(operations.cancel, self._factory, mailing.activity_id, actor=current_actor())
             self._submit(work, "cancelled", send_now=False)
 
