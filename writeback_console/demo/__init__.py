@@ -17,7 +17,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine, select
 
-from writeback_console.demo.seed import person, seed
+from writeback_console.demo.people import person
+from writeback_console.demo.seed import seed
 from writeback_console.domain import Kind, Status
 from writeback_console.personify.mapping import ActivityMapping, ActivitySource, build_activity
 from writeback_console.settings import AppSettings, PasswordStore, save_settings

@@ -1,2 +1,2 @@
-"""Pages of the main window that are not the Writeback List: Mailings (and the Constituent lookup,
-which is :class:`writeback_console.ui.dialogs.constituent.ConstituentViewer` used as a page)."""
+"""Pages of the main window that are not the Writeback List: Mailings, the Dashboard (and the Constituent
+lookup, which is :class:`writeback_console.ui.dialogs.constituent.ConstituentViewer` used as a page)."""

@@ -1,0 +1,171 @@
+"""The Dashboard page: a card per status with its count, each opening the list filtered to it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from PySide6.QtCore import Qt, Signal, SignalInstance, Slot
+from PySide6.QtGui import QColor, QMouseEvent
+from PySide6.QtWidgets import (
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+from writeback_console.domain import Status, utcnow
+from writeback_console.store import listing
+from writeback_console.store.engine import read_session
+from writeback_console.store.listing import WritebackFilter
+from writeback_console.ui.resources import icon
+from writeback_console.ui.status_style import status_color, status_icon_name
+from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
+
+Factory = sessionmaker[Session]
+
+#: Status cards side by side on the dashboard: seven statuses fit in two rows.
+CARDS_PER_ROW = 4
+
+
+def dashboard_counts(factory: Factory, lease_seconds: int) -> dict[str, int]:
+    """Per-status counts and the two "needs a person" counts; runs on a worker thread."""
+    with read_session(factory) as session:
+        counts: dict[str, int] = {s.value: n for s, n in listing.count_by_status(session).items()}
+        counts["retry_available"] = listing.count_by_status(session, WritebackFilter(retry_available=True))[
+            Status.ERROR
+        ]
+        stuck = WritebackFilter(stuck_before=utcnow())
+        counts["stuck"] = listing.count_by_status(session, stuck)[Status.PROCESSING]
+    return counts
+
+
+class StatusCard(QFrame):
+    """A clickable card with an icon, a count and what it counts."""
+
+    def __init__(self, title: str, icon_name: str, color: str, on_click: Callable[[], None]) -> None:
+        super().__init__()
+        self.setObjectName("statusCard")
+        self.setCursor(Qt.CursorShape.PointingHandCursor)
+        self._on_click = on_click
+        symbol = QLabel()
+        symbol.setPixmap(icon(icon_name, QColor(color)).pixmap(28, 28))
+        self.count = QLabel("…")
+        self.count.setObjectName("cardCount")
+        self.title = QLabel(title)
+        self.title.setWordWrap(True)
+        self.open_button = QPushButton("Show")
+        self.open_button.setToolTip(f"Open the Writeback List filtered to {title}")
+        self.open_button.clicked.connect(self._clicked)
+        top = QHBoxLayout()
+        top.addWidget(symbol)
+        top.addWidget(self.count, 1)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(self.title)
+        layout.addWidget(self.open_button, 0, Qt.AlignmentFlag.AlignRight)
+
+    @Slot()
+    def _clicked(self) -> None:
+        self._on_click()
+
+    def set_count(self, count: int | None) -> None:
+        self.count.setText("…" if count is None else f"{count:,}")
+
+    def mouseReleaseEvent(self, event: QMouseEvent) -> None:
+        if event.button() == Qt.MouseButton.LeftButton:
+            self._on_click()
+
+
+class DashboardPage(QWidget):
+    """Per-status counts as cards; a card opens the list filtered to it.
+
+    Signals:
+        status_clicked(object): a status card was clicked (a ``Status``).
+        attention_clicked(str): "retry_available" or "stuck" was clicked.
+    """
+
+    status_clicked = Signal(object)
+    attention_clicked = Signal(str)
+
+    def __init__(self, factory: Factory, runner: TaskRunner, lease_seconds: int) -> None:
+        super().__init__()
+        self._factory = factory
+        self._runner = TaskGroup(self, runner)
+        self._lease_seconds = lease_seconds
+        self._task: Task | None = None
+        self.cards: dict[str, StatusCard] = {}
+
+        title = QLabel("Dashboard")
+        title.setObjectName("pageTitle")
+        self.note = QLabel("Writebacks in the queue by status.")
+        self.grid = grid = QGridLayout()
+        grid.setSpacing(12)
+        for n, status in enumerate(Status):
+            card = StatusCard(
+                status.label,
+                status_icon_name(status),
+                status_color(status).name(),
+                self._emitter(self.status_clicked, status),
+            )
+            self.cards[status.value] = card
+            grid.addWidget(card, n // CARDS_PER_ROW, n % CARDS_PER_ROW)
+        # The attention cards go below however many rows the statuses take.
+        below = -(-len(Status) // CARDS_PER_ROW)
+        attention = QLabel("Needs a person")
+        attention.setObjectName("sectionTitle")
+        grid.addWidget(attention, below, 0, 1, CARDS_PER_ROW)
+        for n, (key, text, name) in enumerate(
+            (
+                ("retry_available", "Errors with automatic retries used up: retry by hand", "retry"),
+                ("stuck", "Stuck in Processing: the dispatcher's lease ran out", "status-processing"),
+            )
+        ):
+            card = StatusCard(
+                text, name, status_color(Status.ERROR).name(), self._emitter(self.attention_clicked, key)
+            )
+            self.cards[key] = card
+            # Two columns each, so that their longer words do not widen the status columns above.
+            grid.addWidget(card, below + 1, 2 * n, 1, 2)
+        for column in range(CARDS_PER_ROW):
+            grid.setColumnStretch(column, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(16, 16, 16, 16)
+        layout.addWidget(title)
+        layout.addWidget(self.note)
+        layout.addLayout(grid)
+        layout.addStretch(1)
+
+    @staticmethod
+    def _emitter(signal: SignalInstance, value: object) -> Callable[[], None]:
+        def emit() -> None:
+            signal.emit(value)
+
+        return emit
+
+    @Slot()
+    def refresh(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self._task = self._runner.submit(
+            dashboard_counts,
+            self._factory,
+            self._lease_seconds,
+            on_done=self._show_counts,
+            on_error=self._show_error,
+        )
+
+    def _show_counts(self, counts: dict[str, int]) -> None:
+        self._task = None
+        for key, card in self.cards.items():
+            card.set_count(counts.get(key, 0))
+        self.note.setText(
+            f"{sum(counts.get(s.value, 0) for s in Status):,} writebacks in the queue by status."
+        )
+
+    def _show_error(self, error: BaseException) -> None:
+        self._task = None
+        self.note.setText(f"The counts could not be read: {error}")
