@@ -47,15 +47,14 @@ from urllib.parse import parse_qsl, unquote
 from writeback_console.sim import entities, wcf
 from writeback_console.sim.entities import ENTITY_SETS, WRITABLE, EntitySet
 from writeback_console.sim.faults import AFTER_WRITE_KINDS, ANSWER_FAULT_KINDS, FaultKind, Faults
+from writeback_console.sim.front_end import FRONT_END_PAGES, RETRY_AFTER_KINDS, UNAUTHORIZED_PAGE
+from writeback_console.sim.keys import parse_key, unquote_string
 from writeback_console.sim.odata_filter import (
-    EdmType,
     FilterError,
-    TokenKind,
     compile_filter,
     datetime_to_storage,
     parse_filter,
     string_literals,
-    tokenize,
 )
 from writeback_console.sim.store import NewActivity, save_activity
 from writeback_console.sim.wcf import ODataError
@@ -95,57 +94,8 @@ _REASONS = {
     503: "Service Unavailable",
     504: "Gateway Timeout",
 }
-_UNAUTHORIZED_PAGE = (
-    b"<!DOCTYPE html><html><head><title>401 - Unauthorized: Access is denied due to invalid credentials."
-    b"</title></head><body><h2>401 - Unauthorized: Access is denied due to invalid credentials.</h2>"
-    b"<p>You do not have permission to view this directory or page using the credentials that you "
-    b"supplied.</p></body></html>"
-)
 
 
-def _html_page(title: str, text: str) -> bytes:
-    return (
-        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title></head>'
-        f"<body><h1>{title}</h1><p>{text}</p></body></html>"
-    ).encode()
-
-
-#: What the front end answers instead of the service, by fault: status and HTML page.
-_FRONT_END_PAGES: dict[FaultKind, tuple[int, bytes]] = {
-    FaultKind.UNAVAILABLE: (
-        503,
-        _html_page(
-            "Service Unavailable",
-            "Personify360 is down for scheduled maintenance. Please try again later.",
-        ),
-    ),
-    FaultKind.THROTTLED: (
-        429,
-        _html_page("Too Many Requests", "The request rate limit was exceeded. Slow down and retry later."),
-    ),
-    FaultKind.BAD_GATEWAY: (
-        502,
-        _html_page(
-            "502 - Web server received an invalid response while acting as a gateway or proxy server.",
-            "There is a problem with the page you are looking for, and it cannot be displayed.",
-        ),
-    ),
-    FaultKind.GATEWAY_TIMEOUT: (
-        504,
-        _html_page(
-            "504 - Gateway Timeout",
-            "The server, while acting as a gateway or proxy, did not receive a timely response.",
-        ),
-    ),
-    FaultKind.HTML_PAGE: (
-        200,
-        _html_page(
-            "Personify360 - Site Maintenance",
-            "We are upgrading Personify360. The site will be back shortly; thank you for your patience.",
-        ),
-    ),
-}
-_RETRY_AFTER_KINDS = frozenset({FaultKind.UNAVAILABLE, FaultKind.THROTTLED})
 #: A TLS application-data record header claiming 32 bytes, which follow as random noise: a TLS client
 #: fails to decrypt it; a plain-HTTP client finds no status line in it.
 _TLS_RECORD_HEADER = b"\x17\x03\x03\x00\x20"
@@ -186,75 +136,6 @@ def _not_found(segment: str) -> ODataError:
 
 def _method_not_allowed() -> ODataError:
     return ODataError(405, "The method is not allowed for this resource.")
-
-
-def _unquote_string(raw: str, name: str) -> str:
-    """The value of a quoted service-operation parameter such as ``EntityName='CusActivity'``."""
-    if len(raw) < 2 or raw[0] != "'" or raw[-1] != "'" or "'" in raw[1:-1].replace("''", ""):
-        raise _bad_request(
-            f"Bad Request - Error in query syntax: parameter '{name}' must be a quoted string."
-        )
-    return raw[1:-1].replace("''", "'")
-
-
-def parse_key(entity: EntitySet, text: str) -> dict[str, object]:
-    """The key values in ``(…)`` after an entity set name; 400 if malformed or not the entity's keys."""
-    values: dict[str, object] = {}
-    parts = _split_key(text)
-    if len(parts) == 1 and parts[0][0] is None and len(entity.keys) == 1:
-        values[entity.keys[0]] = parts[0][1]
-    else:
-        for name, value in parts:
-            if name is None or name not in entity.keys or name in values:
-                raise _bad_request("Bad Request - Error in query syntax.")
-            values[name] = value
-    if set(values) != set(entity.keys):
-        raise _bad_request(f"Bad Request - the key of '{entity.set_name}' is ({', '.join(entity.keys)}).")
-    for name, value in values.items():
-        want_string = entity.by_name[name].type is EdmType.STRING
-        if want_string != isinstance(value, str):
-            raise _bad_request(f"Bad Request - Error in query syntax: wrong type for key '{name}'.")
-    return values
-
-
-def _split_key(text: str) -> list[tuple[str | None, object]]:
-    """``Name='v',Other=3`` or a lone literal, as (name or None, value) pairs."""
-    # '=' is not part of the filter syntax, so split on it outside string literals before tokenizing.
-    pieces: list[tuple[str | None, object]] = []
-    for part in _split_outside_quotes(text, ","):
-        halves = _split_outside_quotes(part, "=")
-        if len(halves) > 2:
-            raise _bad_request("Bad Request - Error in query syntax.")
-        name: str | None = None
-        if len(halves) == 2:
-            name = halves[0].strip()
-            if not name.isidentifier():
-                raise _bad_request("Bad Request - Error in query syntax.")
-        try:
-            tokens = tokenize(halves[-1])
-        except FilterError:
-            raise _bad_request("Bad Request - Error in query syntax.") from None
-        if len(tokens) != 2 or tokens[0].kind not in (TokenKind.STRING, TokenKind.INTEGER):
-            raise _bad_request("Bad Request - Error in query syntax.")
-        pieces.append((name, tokens[0].value))
-    return pieces
-
-
-def _split_outside_quotes(text: str, separator: str) -> list[str]:
-    parts: list[str] = []
-    current: list[str] = []
-    in_quotes = False
-    for ch in text:
-        if ch == "'":
-            # A doubled quote toggles twice, which leaves the state as it was: exactly right.
-            in_quotes = not in_quotes
-        if ch == separator and not in_quotes:
-            parts.append("".join(current))
-            current = []
-        else:
-            current.append(ch)
-    parts.append("".join(current))
-    return parts
 
 
 @dataclass(frozen=True, slots=True)
@@ -450,7 +331,7 @@ class Handler(BaseHTTPRequestHandler):
         return self.rfile.read(length) if length else b""
 
     def _unauthorized(self) -> None:
-        self._send(401, _UNAUTHORIZED_PAGE, "text/html", f'WWW-Authenticate: Basic realm="{REALM}"\r\n')
+        self._send(401, UNAUTHORIZED_PAGE, "text/html", f'WWW-Authenticate: Basic realm="{REALM}"\r\n')
 
     def _fail_connection(self, kind: FaultKind) -> None:
         """Leave the request unanswered: at once for a drop, after the hold time for a timeout, and with
@@ -465,10 +346,10 @@ class Handler(BaseHTTPRequestHandler):
         shutdown(self.connection)
 
     def _send_front_end_page(self, kind: FaultKind) -> None:
-        status, page = _FRONT_END_PAGES[kind]
+        status, page = FRONT_END_PAGES[kind]
         extra = ""
         retry_after = self.sim.faults.retry_after_seconds
-        if kind in _RETRY_AFTER_KINDS and retry_after is not None:
+        if kind in RETRY_AFTER_KINDS and retry_after is not None:
             extra = f"Retry-After: {math.ceil(retry_after)}\r\n"
         self._send(status, page, "text/html; charset=utf-8", extra, from_service=False)
 
@@ -561,7 +442,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def _fail_before_the_service(self, kind: FaultKind) -> None:
         """A fault that strikes before the service sees the request, so nothing is stored."""
-        if kind in _FRONT_END_PAGES:
+        if kind in FRONT_END_PAGES:
             self._send_front_end_page(kind)
         elif kind is FaultKind.SERVER_ERROR:
             self._send_error(wcf.server_fault())
@@ -611,7 +492,7 @@ class Handler(BaseHTTPRequestHandler):
         raw = params.get("EntityName")
         if raw is None:
             raise _bad_request("Bad Request - the parameter 'EntityName' is missing.")
-        name = _unquote_string(raw, "EntityName")
+        name = unquote_string(raw, "EntityName")
         entity = WRITABLE.get(name)
         if entity is None:
             raise ODataError(
