@@ -142,15 +142,22 @@ class AccountSwitches:
     auto_mailing_activity_days: int | None
 
 
-def account_switches(factory: Factory) -> AccountSwitches:
+def account_switches(factory: Factory, account: str = switches.ALL_ACCOUNTS) -> AccountSwitches:
+    """The switches for every account (the default), or as set for one Informz account."""
     with read_session(factory) as session:
-        enabled = switches.get_setting(session, switches.WRITEBACK_ENABLED, default=True) is not False
-        days = switches.get_setting(session, switches.AUTO_MAILING_ACTIVITY_DAYS)
+        enabled = (
+            switches.get_setting(session, switches.WRITEBACK_ENABLED, account=account, default=True)
+            is not False
+        )
+        days = switches.get_setting(session, switches.AUTO_MAILING_ACTIVITY_DAYS, account=account)
     return AccountSwitches(enabled, int(days) if isinstance(days, int | float) else None)
 
 
-def set_account_switches(factory: Factory, changes: Mapping[str, Any], *, actor: str) -> None:
-    """Change account switches (``switches.WRITEBACK_ENABLED``, ``AUTO_MAILING_ACTIVITY_DAYS``) together."""
+def set_account_switches(
+    factory: Factory, changes: Mapping[str, Any], *, actor: str, account: str = switches.ALL_ACCOUNTS
+) -> None:
+    """Change switches (``switches.WRITEBACK_ENABLED``, ``AUTO_MAILING_ACTIVITY_DAYS``) together, for
+    every account (the default) or for one Informz account."""
     unknown = set(changes) - {switches.WRITEBACK_ENABLED, switches.AUTO_MAILING_ACTIVITY_DAYS}
     if unknown:
         raise QueueError(f"no account switch called {', '.join(sorted(unknown))}")
@@ -167,7 +174,7 @@ def set_account_switches(factory: Factory, changes: Mapping[str, Any], *, actor:
         )
     with write_transaction(factory) as session:
         for key, value in changes.items():
-            switches.set_setting(session, key, value, actor=actor)
+            switches.set_setting(session, key, value, account=account, actor=actor)
 
 
 @dataclass(frozen=True, slots=True)

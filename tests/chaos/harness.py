@@ -47,6 +47,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from writeback_console import operations
 from writeback_console.domain import DEFAULT_MAX_ATTEMPTS, Kind, Status, new_ref
 from writeback_console.intake import InputError, validate_writeback
 from writeback_console.sim.server import Faults, SaveEvent, TlsFiles
@@ -671,15 +672,14 @@ class Run:
                 self.seen.violations.append(Violation("I5", f"operator action {action} crashed: {exc!r}"))
 
     def _op_enqueue(self, count: int, nasty: bool) -> None:
-        with write_transaction(self.factory) as session:
-            for k in range(count):
-                raw = self._writeback_raw(self.rng, nasty=nasty and k == 0)
-                try:
-                    wb = validate_writeback(raw)
-                except InputError as exc:
-                    self.seen.operator_log.append(f"enqueue refused: {exc}")
-                    continue
-                self.seen.created_refs.add(lifecycle.enqueue(session, wb).ref)
+        for k in range(count):
+            raw = self._writeback_raw(self.rng, nasty=nasty and k == 0)
+            try:
+                wb = validate_writeback(raw)
+            except InputError as exc:
+                self.seen.operator_log.append(f"enqueue refused: {exc}")
+                continue
+            self.seen.created_refs.add(operations.enqueue(self.factory, wb, actor="chaos-staff").ref)
 
     def _op_import(self, count: int, nasty: bool) -> None:
         raws = [self._writeback_raw(self.rng, nasty=nasty and k == count // 2) for k in range(count)]
@@ -704,14 +704,14 @@ class Run:
         )
 
     def _op_retry(self) -> None:
-        with write_transaction(self.factory) as session:
+        # As the Retry dialog does: the rows are read for the preview, then retried, skipping any that a
+        # dispatcher or another person changed in between.
+        with self.factory() as session:
             flt = listing.WritebackFilter(retry_available=True)
             ids = [r.id for r in listing.iter_rows(session, flt, limit=20)]
-            if ids:
-                result = operator_actions.manual_retry(
-                    session, ids, actor="chaos-advisor", skip_ineligible=True
-                )
-                self.seen.operator_log.append(f"retry: {len(result.retried)} granted")
+        if ids:
+            result = operations.retry(self.factory, ids, actor="chaos-advisor", skip_ineligible=True)
+            self.seen.operator_log.append(f"retry: {len(result.retried)} granted")
 
     def _op_schedule(self) -> None:
         mid = self.rng.choice(self.mailing_ids)
@@ -720,9 +720,8 @@ class Run:
             if self.rng.random() < 0.5
             else datetime.now(UTC) + timedelta(seconds=self.rng.uniform(0.5, 3))
         )
-        with write_transaction(self.factory) as session:
-            row = operator_actions.schedule_mailing_activity(session, mid, at=at, actor="chaos-staff")
-            self.seen.created_refs.add(row.ref)
+        done = operations.schedule_mailing_activity(self.factory, mid, at=at, actor="chaos-staff")
+        self.seen.created_refs.add(done.row.ref)
 
     def _mailing_rows(self, statuses: tuple[Status, ...]) -> list[WritebackRow]:
         with self.factory() as session:
@@ -739,26 +738,20 @@ class Run:
                 if self.rng.random() < 0.3
                 else datetime.now(UTC) + timedelta(seconds=self.rng.uniform(0.3, 3))
             )
-            with write_transaction(self.factory) as session:
-                operator_actions.reschedule(session, self.rng.choice(rows).id, at=at, actor="chaos-staff")
+            operations.reschedule(self.factory, self.rng.choice(rows).id, at=at, actor="chaos-staff")
 
     def _op_cancel(self) -> None:
         rows = self._mailing_rows((Status.SCHEDULED,))
         if rows:
-            with write_transaction(self.factory) as session:
-                operator_actions.cancel_scheduled(session, self.rng.choice(rows).id, actor="chaos-staff")
+            operations.cancel(self.factory, self.rng.choice(rows).id, actor="chaos-staff")
 
     def _op_switch(self, account: str | None, length: float) -> None:
         where = account or switches.ALL_ACCOUNTS
-        with write_transaction(self.factory) as session:
-            switches.set_setting(
-                session, switches.WRITEBACK_ENABLED, False, account=where, actor="chaos-advisor"
+        for enabled, pause in ((False, length), (True, 0.0)):
+            operations.set_account_switches(
+                self.factory, {switches.WRITEBACK_ENABLED: enabled}, actor="chaos-advisor", account=where
             )
-        time.sleep(length)
-        with write_transaction(self.factory) as session:
-            switches.set_setting(
-                session, switches.WRITEBACK_ENABLED, True, account=where, actor="chaos-advisor"
-            )
+            time.sleep(pause)
 
     # -- the whole run ------------------------------------------------------------------------
 

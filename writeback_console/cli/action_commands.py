@@ -110,9 +110,12 @@ def cmd_account(args: argparse.Namespace) -> int:
         changes[switches.WRITEBACK_ENABLED] = args.writeback == "on"
     if args.auto_days is not None:
         changes[switches.AUTO_MAILING_ACTIVITY_DAYS] = args.auto_days[0]
+    account = args.informz_account or switches.ALL_ACCOUNTS
     if changes:
-        operations.set_account_switches(factory, changes, actor=current_actor())
-    now = operations.account_switches(factory)
+        operations.set_account_switches(factory, changes, actor=current_actor(), account=account)
+    now = operations.account_switches(factory, account)
+    if args.informz_account:
+        print(f"Informz account {args.informz_account}:")
     days = now.auto_mailing_activity_days
     print(f"writeback: {'on' if now.writeback_enabled else 'off (the dispatcher sends nothing)'}")
     print(
@@ -144,6 +147,12 @@ def register(command: AddCommand) -> None:
     p.add_argument("key", metavar="ID|REF")
 
     p = command("account", cmd_account, "show or change the account switches every console shares")
+    p.add_argument(
+        "--account",
+        dest="informz_account",
+        metavar="NAME",
+        help="the switches of one Informz account (default: those for every account)",
+    )
     p.add_argument("--writeback", choices=("on", "off"), help="off: the dispatcher sends nothing")
     p.add_argument(
         "--auto-mailing-activity-days",

@@ -14,7 +14,7 @@ from tests.helpers.builders import add_mailing, row
 from tests.integration.cli.test_cli import run_cli
 from writeback_console.domain import Status, utcnow
 from writeback_console.settings import PasswordStore, load_settings
-from writeback_console.store import listing
+from writeback_console.store import listing, switches
 from writeback_console.store.engine import make_engine, make_session_factory
 
 
@@ -69,6 +69,17 @@ def test_account_switches_are_shown_changed_and_refused_in_words(
     assert refused.value.code == 2 and "between 0 and 365 days, not 400" in capsys.readouterr().err
     code, out, _ = run_cli(capsys, sqlite_url, "account", "--auto-mailing-activity-days", "never")
     assert code == 0 and "writeback: off" in out and "by itself: never" in out
+
+
+def test_one_informz_account_is_switched_off_without_touching_the_others(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(capsys, sqlite_url, "account", "--account", "Foundation", "--writeback", "off")
+    assert code == 0 and "Informz account Foundation:" in out and "writeback: off" in out
+    assert "writeback: on" in run_cli(capsys, sqlite_url, "account")[1]
+    factory = make_session_factory(make_engine(sqlite_url))
+    with factory() as session:
+        assert switches.disabled_accounts(session) == {"Foundation"}
 
 
 def test_settings_are_changed_one_name_at_a_time_and_a_bad_value_saves_nothing(
