@@ -200,6 +200,30 @@ def cmd_settings(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_sql(args: argparse.Namespace) -> int:
+    from writeback_console import dba_scripts
+
+    text = dba_scripts.script_text(args.set, rollback=args.rollback)
+    if args.output is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    path = Path(args.output)
+    if path.is_dir():
+        path = path / dba_scripts.file_name(args.set, rollback=args.rollback)
+    if not path.parent.is_dir():
+        raise CommandError(f"{path.parent}: no such folder", EXIT_BAD_INPUT)
+    partial = path.with_name(path.name + ".part")
+    try:
+        # Bytes as shipped (UTF-8, the script's own line ends): what the DBA reviews is what runs.
+        partial.write_bytes(text.encode("utf-8"))
+        partial.replace(path)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise CommandError(f"{path}: cannot be written ({exc.strerror or exc})") from None
+    print(f"wrote {path}", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     from writeback_console.ui.composition_root import main as gui_main
 
@@ -279,6 +303,18 @@ def register(command: AddCommand) -> None:
         action="store_true",
         help="store the password read from standard input",
     )
+
+    from writeback_console.dba_scripts import SCRIPT_SETS
+
+    p = command("sql", cmd_sql, "print or write the SQL scripts for database administrators")
+    p.add_argument(
+        "set",
+        metavar="SCRIPTS",
+        choices=list(SCRIPT_SETS),
+        help="; ".join(f"{name}: {s.purpose}" for name, s in SCRIPT_SETS.items()),
+    )
+    p.add_argument("--rollback", action="store_true", help="the script that undoes it")
+    p.add_argument("--output", metavar="FILE|DIR", help="write it there instead of printing it")
 
     command("gui", cmd_gui, "open the desktop console on the configured database (the default)")
 

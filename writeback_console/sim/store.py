@@ -10,18 +10,14 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.resources import files
 from pathlib import Path
 
-import writeback_console
 from writeback_console.sim.odata_filter import datetime_to_storage
 
-#: The SQLite form of sql/personify360/informz_activity_codes.sql, kept beside it in the repository.
-ACTIVITY_CODES_SCRIPT = (
-    Path(writeback_console.__file__).resolve().parent.parent
-    / "sql"
-    / "personify360"
-    / "informz_activity_codes.sqlite.sql"
-)
+#: The SQLite form of sql/personify360/informz_activity_codes.sql, kept beside it in the repository and
+#: shipped with it in the package.
+ACTIVITY_CODES_SCRIPT = files("writeback_console.sql.personify360") / "informz_activity_codes.sqlite.sql"
 
 # Text columns compare case-insensitively because Personify's SQL Server database uses a
 # case-insensitive collation: an email looked up in another case still matches.

@@ -1,8 +1,10 @@
-"""Icons and the style sheet, found next to this module so that an installed copy finds them too."""
+"""Icons and the style sheet: the package ``writeback_console.resources`` (the repository's top-level
+``resources/`` folder), found through importlib.resources in a checkout and an installed wheel alike."""
 
 from __future__ import annotations
 
 from functools import cache
+from importlib.resources import files
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QRectF, Qt
@@ -10,7 +12,8 @@ from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPalette, QPixmap
 from PySide6.QtSvg import QSvgRenderer
 from PySide6.QtWidgets import QApplication
 
-RESOURCE_DIR = Path(__file__).with_name("resources")
+#: The package installs as files on disk (never zipped), so its folder is a real path Qt can read.
+RESOURCE_DIR = Path(str(files("writeback_console.resources")))
 
 #: The action icons the window uses; each is ``<name>.svg`` drawn in ``currentColor``.
 ACTION_ICONS = (
