@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import platformdirs
@@ -35,11 +36,27 @@ def resolve_db_url(given: str | None = None) -> str:
     return url
 
 
+#: scheme://user:password@rest, the password running to the last "@" (a password typed with a raw "@"
+#: in it must not show its end).
+_URL_CREDENTIALS = re.compile(
+    r"^(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@]*:)(?P<password>.*)@(?P<rest>[^@]*)$"
+)
+
+
 def redact_url(url: str) -> str:
-    """The URL as it may be shown: any password replaced by ***."""
+    """The URL as it may be shown: any password replaced by ***, in the address or as a query parameter
+    (``?password=…``, which libpq and the drivers take as the password too)."""
     from sqlalchemy.engine import make_url
 
+    hidden = _URL_CREDENTIALS.sub(r"\g<head>***@\g<rest>", url)
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(hidden)
     except Exception:
         return "<unparsable database URL>"
+    secret = {k: "***" for k in parsed.query if k.lower() in ("password", "passwd", "pwd")}
+    if parsed.password is None and not secret:
+        # Nothing to hide: shown as typed (a file path keeps its "@" and spaces unescaped).
+        return url
+    if secret:
+        parsed = parsed.update_query_dict(secret)
+    return parsed.render_as_string(hide_password=True).replace("%2A%2A%2A", "***")

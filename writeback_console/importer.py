@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import heapq
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -54,7 +55,9 @@ def _parsed(stream: BinaryIO, now: datetime, digest: hashlib._Hash) -> Iterator[
 def check_file(path: Path, session: Session, *, now: datetime | None = None) -> ImportReport:
     """Read the whole file and raise ImportRefused listing every bad line; nothing is written."""
     now = now or utcnow()
-    errors: list[LineError] = []
+    # The earliest MAX_REPORTED problems by line, whichever check finds them: a heap whose top is the
+    # latest line kept, so a problem found later for an earlier line (an unknown mailing) displaces it.
+    earliest: list[tuple[int, int, LineError]] = []
     total_errors = 0
     report = ImportReport()
     mailing_lines: dict[int, list[int]] = {}
@@ -64,8 +67,11 @@ def check_file(path: Path, session: Session, *, now: datetime | None = None) -> 
     def problem(error: LineError) -> None:
         nonlocal total_errors
         total_errors += 1
-        if len(errors) < MAX_REPORTED:
-            errors.append(error)
+        entry = (-error.line, -total_errors, error)
+        if len(earliest) < MAX_REPORTED:
+            heapq.heappush(earliest, entry)
+        elif entry > earliest[0]:
+            heapq.heapreplace(earliest, entry)
 
     with path.open("rb") as stream:
         number = 0
@@ -97,7 +103,8 @@ def check_file(path: Path, session: Session, *, now: datetime | None = None) -> 
         for line_number in numbers[1:]:
             problem(LineError(line_number, "ref", f"{ref} is also used on line {numbers[0]}"))
     if total_errors:
-        errors.sort(key=lambda e: e.line)
+        # By line, and on one line in the order the checks found them.
+        errors = [error for _, _, error in sorted(earliest, reverse=True)]
         raise ImportRefused(errors, total_errors)
     if report.added == 0:
         raise ImportRefused([LineError(0, "file", "holds no writebacks")], 1)

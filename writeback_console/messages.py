@@ -16,16 +16,25 @@ from writeback_console.store.rows import QueueError
 
 # Whatever reaches the details box must not carry a secret, even one a lower layer forgot to scrub:
 # a password inside a URL, or an Authorization header echoed back by a proxy.
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]+:)[^@\s]+@")
+_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
 _AUTH_HEADER = re.compile(r"(?i)(?P<head>authorization['\"]?\s*[:=]\s*['\"]?(basic|bearer)\s+)[^\s'\",}]+")
-_PASSWORD_FIELD = re.compile(r"(?i)(?P<head>password['\"]?\s*[:=]\s*['\"]?)[^\s'\",}]+")
+#: A password field's value: quoted (spaces and commas inside belong to it), or up to a separator.
+_PASSWORD_FIELD = re.compile(
+    r"(?i)(?P<head>password['\"]?\s*[:=]\s*)(?P<value>\"[^\"]*\"?|'[^']*'?|[^\s'\",}&;]+)"
+)
 
 
 def scrub(text: str) -> str:
     """``text`` with passwords in URLs, Authorization headers and password fields replaced by ***."""
     text = _URL_PASSWORD.sub(r"\g<head>***@", text)
     text = _AUTH_HEADER.sub(r"\g<head>***", text)
-    return _PASSWORD_FIELD.sub(r"\g<head>***", text)
+    return _PASSWORD_FIELD.sub(_hidden_field, text)
+
+
+def _hidden_field(match: re.Match[str]) -> str:
+    value = match["value"]
+    quote = value[0] if value[0] in "'\"" else ""
+    return f"{match['head']}{quote}***{quote}"
 
 
 def _sentence(text: str) -> str:
@@ -64,6 +73,12 @@ def _personify_message(exc: PersonifyError) -> str:
         )
     if kind is ErrorKind.SERVER:
         return _sentence(f"Personify360 reported an internal error: {detail}")
+    if kind is ErrorKind.UNAVAILABLE:
+        status = f" ({exc.status})" if exc.status else ""
+        return _sentence(f"Personify360 is unavailable right now{status}: {detail}") + " Try again later."
+    if kind in (ErrorKind.NOT_SENT, ErrorKind.REQUEST):
+        # Nothing reached Personify360: the words must not suggest it answered.
+        return _sentence(f"Nothing was sent to Personify360: {detail}")
     return _sentence(f"Personify360 answered with something unexpected: {detail}")
 
 

@@ -154,10 +154,6 @@ def test_only_the_first_problems_are_listed_and_the_rest_are_counted(
     assert str(error).splitlines()[-1] == "… and 1,005 more"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="check_file lists the first 200 parse errors, then drops earlier lines' queue problems",
-)
 def test_the_problems_listed_are_those_of_the_earliest_lines_whichever_check_found_them(
     tmp_path: Path, factory: sessionmaker[Session]
 ) -> None:

@@ -151,20 +151,12 @@ def test_the_details_say_what_was_raised_where_with_status_only_when_there_is_on
     assert "HTTP status" not in exception_details(PersonifyError(ErrorKind.DROPPED, "reset"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="UNAVAILABLE has no branch in _personify_message: a 503 is 'answered with something unexpected'",
-)
 def test_a_service_that_says_it_is_unavailable_is_not_told_as_an_unexpected_answer() -> None:
     message = message_for(PersonifyError(ErrorKind.UNAVAILABLE, "Service Unavailable", status=503))
     assert "Service Unavailable" in message
     assert "unexpected" not in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="NOT_SENT and REQUEST fall to the default branch, which says Personify360 answered",
-)
 @pytest.mark.parametrize(
     ("kind", "detail"),
     [
@@ -180,10 +172,6 @@ def test_a_request_that_never_left_is_not_told_as_an_answer_from_personify(
     assert "answered" not in message
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_PASSWORD_FIELD stops at a space or comma even inside quotes: the rest of the password shows",
-)
 @pytest.mark.parametrize(
     "text", ['{"password": "correct horse battery"}', "password='correct horse, battery'"]
 )
@@ -192,9 +180,5 @@ def test_a_quoted_password_with_spaces_or_commas_is_replaced_whole(text: str) ->
     assert "horse" not in scrubbed and "battery" not in scrubbed
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_URL_PASSWORD needs a user name before the colon: scheme://:secret@host is not scrubbed",
-)
 def test_a_url_password_without_a_user_name_is_replaced() -> None:
     assert "hunter2" not in scrub("could not connect to postgresql://:hunter2@db.example.org/queue")
