@@ -22,19 +22,31 @@ RECORD ?= chaos-results.jsonl
 .PHONY: run test install pg lint bench-seed clean chaos
 
 $(STAMP): pyproject.toml
+	@# A bare Debian/Ubuntu has Python without its venv module: install it as root, or say how.
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv; \
+	  else \
+	    echo "writeback-console: Python's venv module is missing; install it with: sudo apt-get install -y python3-venv" >&2; \
+	    exit 1; \
+	  fi; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# The system check comes before anything slow: Qt's missing system libraries are installed (as root) or
+# named with the apt-get line to run, and a machine without a display is told so.
 run: $(STAMP)
+	$(BIN)/python -m writeback_console.system_check --for window --install
 	$(BIN)/writeback-console demo
 
 pg:
 	bash tests/helpers/start_postgres.sh
 
 test: $(STAMP) pg lint
+	$(BIN)/python -m writeback_console.system_check --for tests --install
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -p no:cacheprovider
 
 chaos: $(STAMP) pg

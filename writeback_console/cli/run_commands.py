@@ -224,9 +224,19 @@ def cmd_sql(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _check_window() -> None:
+    """Stop before anything slow when no window can open here (no display, Qt's libraries missing)."""
+    from writeback_console.system_check import window_problem
+
+    problem = window_problem()
+    if problem is not None:
+        raise CommandError(problem)
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     from writeback_console.ui.composition_root import main as gui_main
 
+    _check_window()
     return gui_main(args.db)
 
 
@@ -234,6 +244,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from writeback_console import demo
     from writeback_console.config import data_dir
 
+    if not args.no_gui:
+        _check_window()
     folder = demo.prepare(Path(args.folder) if args.folder else data_dir() / "demo", args.rows)
     with folder.database_engine() as engine, make_session_factory(engine)() as session:
         counts = listing.count_by_status(session)
