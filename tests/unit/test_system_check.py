@@ -126,3 +126,30 @@ def test_the_command_says_no_display_and_fails_before_anything_slow(tmp_path: Pa
         assert done.returncode == 1 and "apt-get install" in done.stderr
     else:
         assert done.returncode == 1 and NO_DISPLAY in done.stderr
+
+
+@pytest.mark.skipif(not Path("/usr/bin/dpkg").exists(), reason="the package names are Debian's")
+def test_every_system_library_qt_loads_here_is_named_as_a_package_this_machine_has() -> None:
+    """The naming rule checked against the real thing: each library ldd resolves for the window, named
+    by ``debian_package``, is a package dpkg knows as installed."""
+    qt = system_check.qt_folder()
+    assert qt is not None
+    libraries: set[str] = set()
+    for relative in system_check.NEEDS["window"]:
+        out = subprocess.run(["ldd", str(qt / relative)], capture_output=True, text=True, timeout=60).stdout
+        for line in out.splitlines():
+            name, arrow, where = line.strip().partition(" => ")
+            if arrow and where.startswith("/") and "site-packages" not in where:
+                libraries.add(name)
+    assert len(libraries) > 20
+    packages = sorted({debian_package(name) for name in libraries})
+    known = subprocess.run(
+        ["dpkg-query", "-W", "-f", "${Package} ${db:Status-Status}\n", *packages],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    installed = {
+        line.split()[0].split(":")[0] for line in known.stdout.splitlines() if line.endswith("installed")
+    }
+    assert set(packages) - installed == set()
