@@ -11,6 +11,7 @@ import os
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Literal, get_args
 
 #: Attempts a writeback gets before only a person can retry it: the first one and two automatic retries.
 DEFAULT_MAX_ATTEMPTS = 3
@@ -273,3 +274,24 @@ def mailing_activity_outcome(remote_recipients: int, delivered: int) -> Status:
 def mailing_activity_error(remote_recipients: int, delivered: int) -> str:
     failed = remote_recipients - delivered
     return f"{failed:,} of {remote_recipients:,} recipients failed"
+
+
+#: The longest wait, in days after a mailing was sent, for its mailing activity to go out by itself.
+MAX_AUTO_MAILING_ACTIVITY_DAYS = 365
+
+#: What the Writeback List (and `list --sort`) can be ordered by; each has its key columns in
+#: ``store.listing.SORT_KEYS``.
+SortField = Literal[
+    "created_at",
+    "ref",
+    "kind",
+    "email",
+    "master_customer_id",
+    "account",
+    "status",
+    "attempts",
+    "sent_at",
+    "scheduled_for",
+    "id",
+]
+SORT_FIELDS: tuple[SortField, ...] = get_args(SortField)

@@ -21,7 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from writeback_console.domain import AuditAction, Status, utcnow
+from writeback_console.domain import MAX_AUTO_MAILING_ACTIVITY_DAYS, AuditAction, SortField, Status, utcnow
 from writeback_console.export import write_rows
 from writeback_console.intake import WritebackInput
 from writeback_console.settings import AppSettings, PasswordStore, save_settings
@@ -32,8 +32,6 @@ from writeback_console.store.rows import QueueError, WritebackRow
 Factory = sessionmaker[Session]
 RetryResult = operator_actions.RetryResult
 
-#: The longest wait, in days after a mailing was sent, for its mailing activity to go out by itself.
-MAX_AUTO_MAILING_ACTIVITY_DAYS = 365
 #: Rows read per page while exporting: the file is written as they come, never all held at once.
 EXPORT_PAGE_SIZE = 1000
 
@@ -249,7 +247,7 @@ def export_csv(
     flt: listing.WritebackFilter,
     path: Path,
     *,
-    sort: listing.SortField = "created_at",
+    sort: SortField = "created_at",
     descending: bool = True,
     progress: ExportProgress | None = None,
 ) -> int:

@@ -8,14 +8,13 @@ import sys
 
 from writeback_console import operations
 from writeback_console.cli.common import (
-    EXIT_OK,
-    AddCommand,
-    CommandError,
-    add_filter_arguments,
     filter_from,
     iso,
     open_queue,
-    time_arg,
+)
+from writeback_console.cli.exits import (
+    EXIT_OK,
+    CommandError,
 )
 from writeback_console.store import listing, switches
 from writeback_console.store.rows import NotFound, RetryRefused, WritebackRow, current_actor
@@ -89,20 +88,6 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _days(text: str) -> int | None:
-    if text.strip().lower() in ("never", "off", "none"):
-        return None
-    try:
-        days = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a number of days or 'never', not {text!r}") from None
-    if not 0 <= days <= operations.MAX_AUTO_MAILING_ACTIVITY_DAYS:
-        raise argparse.ArgumentTypeError(
-            f"between 0 and {operations.MAX_AUTO_MAILING_ACTIVITY_DAYS} days, not {days}"
-        )
-    return days
-
-
 def cmd_account(args: argparse.Namespace) -> int:
     factory = open_queue(args)
     changes: dict[str, object] = {}
@@ -123,42 +108,3 @@ def cmd_account(args: argparse.Namespace) -> int:
         + ("never" if days is None else f"{days} day(s) after each mailing was sent")
     )
     return EXIT_OK
-
-
-def register(command: AddCommand) -> None:
-    p = command("retry", cmd_retry, "grant one more attempt to rows whose automatic retries are used up")
-    p.add_argument("keys", nargs="*", metavar="ID|REF")
-    p.add_argument("--matching", action="store_true", help="every retryable row matching the filters")
-    p.add_argument("--skip-ineligible", action="store_true", help="retry the eligible rows, skip the others")
-    add_filter_arguments(p)
-
-    p = command("schedule-mailing", cmd_schedule_mailing, "queue the mailing activity of a mailing")
-    p.add_argument("mailing_id", type=int, metavar="MAILING_ID")
-    p.add_argument("--at", type=time_arg, metavar="WHEN", help="ISO-8601 time (default: the next run)")
-
-    p = command("reschedule", cmd_reschedule, "move a waiting mailing activity to another time")
-    p.add_argument("key", metavar="ID|REF")
-    p.add_argument("--at", type=time_arg, metavar="WHEN", help="ISO-8601 time (default: the next run)")
-
-    p = command("send-now", cmd_send_now, "send a mailing's activity at the next run, scheduled or not")
-    p.add_argument("mailing_id", type=int, metavar="MAILING_ID")
-
-    p = command("cancel", cmd_cancel, "cancel a scheduled mailing activity (it stays, as Cancelled)")
-    p.add_argument("key", metavar="ID|REF")
-
-    p = command("account", cmd_account, "show or change the account switches every console shares")
-    p.add_argument(
-        "--account",
-        dest="informz_account",
-        metavar="NAME",
-        help="the switches of one Informz account (default: those for every account)",
-    )
-    p.add_argument("--writeback", choices=("on", "off"), help="off: the dispatcher sends nothing")
-    p.add_argument(
-        "--auto-mailing-activity-days",
-        dest="auto_days",
-        type=_days,
-        nargs=1,
-        metavar="DAYS|never",
-        help="send each mailing's activity by itself this many days after it was sent",
-    )

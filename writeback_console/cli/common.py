@@ -1,39 +1,23 @@
-"""What every command shares: exit codes, opening the database, the filter options, times in text."""
+"""What the commands share once they run: opening the database, the filter, times and counts in text."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TypeVar
 
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
+from writeback_console.cli.exits import EXIT_BAD_INPUT, CommandError
 from writeback_console.config import redact_url, resolve_db_url
 from writeback_console.domain import Kind, Status, utcnow
-from writeback_console.intake import InputError, parse_time
 from writeback_console.store import listing
 from writeback_console.store.engine import make_engine, make_session_factory
 from writeback_console.store.migrate import SchemaOutOfDate, ensure_schema
 
-#: 0 done; 1 refused or failed (the message says why); 2 bad input (usage, a bad file);
-#: 3 Personify360 could not be used (settings, credentials, an outage).
-EXIT_OK, EXIT_REFUSED, EXIT_BAD_INPUT, EXIT_PERSONIFY_UNUSABLE = 0, 1, 2, 3
 E = TypeVar("E", Status, Kind)
-
-
-Handler = Callable[[argparse.Namespace], int]
-#: Adds a subcommand: name, handler, one line of help; returns its parser for the arguments.
-AddCommand = Callable[[str, Handler, str], argparse.ArgumentParser]
-
-
-class CommandError(Exception):
-    """Ends a command with a message on stderr and the given exit code."""
-
-    def __init__(self, message: str, code: int = EXIT_REFUSED) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 def open_queue(args: argparse.Namespace, *, upgrade_schema: bool | None = None) -> sessionmaker[Session]:
@@ -55,17 +39,6 @@ def open_queue(args: argparse.Namespace, *, upgrade_schema: bool | None = None) 
 def first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def time_arg(text: str) -> datetime:
-    """An ISO-8601 time, or a date (taken as midnight UTC), for --from/--to/--at."""
-    value = text.strip()
-    if len(value) == 10:
-        value += "T00:00:00Z"
-    try:
-        return parse_time(value, "time")
-    except InputError as exc:
-        raise argparse.ArgumentTypeError(exc.problem) from None
 
 
 def enum_choices(values: Sequence[str] | None, enum: type[E], flag: str) -> frozenset[E]:
@@ -102,27 +75,6 @@ def filter_from(args: argparse.Namespace) -> listing.WritebackFilter:
         retry_available=args.retry_available,
         mailing_id=args.mailing,
     )
-
-
-def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("filters (all must match)")
-    group.add_argument("--status", action="append", metavar="S", help="status; repeat or comma-separate")
-    group.add_argument("--kind", action="append", metavar="K", help="kind; repeat or comma-separate")
-    group.add_argument("--account", action="append", metavar="NAME", help="Informz account; repeatable")
-    group.add_argument("--search", metavar="TEXT", help="start of email, ref or constituent id; mailing name")
-    group.add_argument(
-        "--from", dest="created_from", type=time_arg, metavar="WHEN", help="created at or after"
-    )
-    group.add_argument("--to", dest="created_to", type=time_arg, metavar="WHEN", help="created before")
-    group.add_argument("--retried", action="store_true", help="only rows tried more than once")
-    group.add_argument(
-        "--stuck",
-        type=int,
-        metavar="MINUTES",
-        help="only Processing rows whose lease ran out at least this many minutes ago (0: at all)",
-    )
-    group.add_argument("--retry-available", action="store_true", help="only rows a person may retry now")
-    group.add_argument("--mailing", type=int, metavar="ID", help="only rows of this mailing")
 
 
 def iso(value: datetime | None) -> str:

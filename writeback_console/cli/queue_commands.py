@@ -1,4 +1,8 @@
-"""Commands that queue and read writebacks: enqueue, import, list, show, summary, export."""
+"""Commands that queue and read writebacks: enqueue, import, list, show, summary, export.
+
+The reading commands load only the store; the operations (and the settings behind them) are loaded by
+the commands that change something, so that `summary` or `list` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -6,26 +10,23 @@ import argparse
 import dataclasses
 import json
 import sys
-import typing
 from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
-from writeback_console import operations
 from writeback_console.cli.common import (
-    EXIT_BAD_INPUT,
-    EXIT_OK,
-    AddCommand,
-    CommandError,
-    add_filter_arguments,
     filter_from,
     iso,
     open_queue,
     print_counts,
     short,
 )
-from writeback_console.domain import Kind
+from writeback_console.cli.exits import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    CommandError,
+)
 from writeback_console.export import write_rows
 from writeback_console.intake import InputError, validate_writeback
 from writeback_console.store import audit_trail, listing
@@ -75,6 +76,8 @@ def cmd_enqueue(args: argparse.Namespace) -> int:
         item = validate_writeback(raw)
     except InputError as exc:
         raise CommandError(f"--{exc.field.replace('_', '-')}: {exc.problem}", EXIT_BAD_INPUT) from None
+    from writeback_console import operations
+
     row = operations.enqueue(open_queue(args), item, actor=current_actor())
     print(f"queued {row.ref} (id {row.id}, {row.kind.label}, {row.status.label})")
     return EXIT_OK
@@ -215,54 +218,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         raise CommandError(f"{path}: is a folder; name the file to write", EXIT_BAD_INPUT)
     if not path.parent.is_dir():
         raise CommandError(f"{path.parent}: no such folder", EXIT_BAD_INPUT)
+    from writeback_console import operations
+
     written = operations.export_csv(
         open_queue(args), filter_from(args), path, sort=args.sort, descending=not args.ascending
     )
     print(f"exported {written:,} writebacks to {path}")
     return EXIT_OK
-
-
-def _add_order_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sort", default="created_at", choices=typing.get_args(listing.SortField))
-    p.add_argument("--ascending", action="store_true", help="oldest/smallest first")
-
-
-def register(command: AddCommand) -> None:
-    p = command("enqueue", cmd_enqueue, "queue one writeback")
-    p.add_argument("kind_name", metavar="KIND", choices=[k.value for k in Kind])
-    p.add_argument("--email")
-    p.add_argument("--account")
-    p.add_argument("--reason")
-    p.add_argument("--master-customer-id", dest="master_customer_id")
-    p.add_argument("--sub-customer-id", dest="sub_customer_id", type=int)
-    p.add_argument("--occurred-at", dest="occurred_at", metavar="WHEN")
-    p.add_argument("--interest")
-    p.add_argument("--opted", dest="opted_in", choices=("in", "out"))
-    p.add_argument("--mailing-id", dest="mailing_id", type=int)
-    p.add_argument("--scheduled-for", dest="scheduled_for", metavar="WHEN")
-    p.add_argument("--ref")
-
-    p = command("import", cmd_import, "queue every writeback of a JSONL file, or none if any line is bad")
-    p.add_argument("file", metavar="FILE.jsonl")
-
-    p = command("list", cmd_list, "list writebacks, newest first")
-    add_filter_arguments(p)
-    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N rows (default 50)")
-    p.add_argument("--all", action="store_true", help="every matching row")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
-    _add_order_arguments(p)
-
-    p = command("show", cmd_show, "every field of one writeback, its attempts and audit trail")
-    p.add_argument("key", metavar="ID|REF")
-    p.add_argument("--format", choices=("text", "json"), default="text")
-
-    command("summary", cmd_summary, "writebacks per status")
-
-    p = command(
-        "export",
-        cmd_export,
-        "write the matching writebacks to a CSV file, as the console exports them",
-    )
-    p.add_argument("file", metavar="FILE.csv")
-    add_filter_arguments(p)
-    _add_order_arguments(p)

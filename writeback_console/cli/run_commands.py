@@ -14,25 +14,19 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from writeback_console import operations
 from writeback_console.cli.common import (
-    EXIT_BAD_INPUT,
-    EXIT_OK,
-    EXIT_PERSONIFY_UNUSABLE,
-    EXIT_REFUSED,
-    AddCommand,
-    CommandError,
     first_line,
     iso,
     open_queue,
     print_counts,
 )
-from writeback_console.config import redact_url, resolve_db_url
-from writeback_console.domain import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_CONCURRENCY,
-    DEFAULT_INTERVAL_SECONDS,
-    DEFAULT_LEASE_SECONDS,
-    DEFAULT_SETTLE_SECONDS,
+from writeback_console.cli.exits import (
+    EXIT_BAD_INPUT,
+    EXIT_OK,
+    EXIT_PERSONIFY_UNUSABLE,
+    EXIT_REFUSED,
+    CommandError,
 )
+from writeback_console.config import redact_url, resolve_db_url
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.settings import (
     AppSettings,
@@ -265,76 +259,3 @@ def cmd_demo(args: argparse.Namespace) -> int:
     finally:
         simulator.terminate()
         simulator.wait(10)
-
-
-def register(command: AddCommand) -> None:
-    db = command("db", lambda a: EXIT_BAD_INPUT, "database maintenance")
-    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
-    up = db_sub.add_parser("upgrade", help="create or upgrade the schema to this version")
-    up.set_defaults(handler=cmd_db_upgrade)
-
-    p = command("seed", cmd_seed, "add realistic demo data in every kind and status")
-    p.add_argument("--rows", type=int, default=10_000, metavar="N")
-    p.add_argument("--random-seed", type=int, default=20261127, metavar="S")
-
-    command(
-        "check-connection",
-        cmd_check_connection,
-        "does Personify360 answer, accept the credentials and know the activity codes?",
-    )
-
-    p = command("dispatch", cmd_dispatch, "send queued writebacks to Personify360")
-    once = p.add_mutually_exclusive_group(required=True)
-    once.add_argument("--once", action="store_true", help="run one cycle and exit")
-    once.add_argument("--forever", action="store_true", help="run a cycle every --interval seconds")
-    for flag, metavar, default, what in (
-        ("--interval", "S", DEFAULT_INTERVAL_SECONDS, "seconds between cycles"),
-        ("--concurrency", "N", DEFAULT_CONCURRENCY, "writebacks sent at once"),
-        ("--lease-seconds", "S", DEFAULT_LEASE_SECONDS, "lease on claimed rows"),
-        ("--batch-size", "N", DEFAULT_BATCH_SIZE, "rows claimed per statement"),
-        (
-            "--settle-seconds",
-            "S",
-            DEFAULT_SETTLE_SECONDS,
-            "wait before looking for a possible write",
-        ),
-    ):
-        p.add_argument(
-            flag, type=int, metavar=metavar, help=f"{what} (default: the settings, else {default})"
-        )
-
-    p = command("settings", cmd_settings, "show the settings of this user, or change them")
-    p.add_argument(
-        "--set",
-        action="append",
-        metavar="NAME=VALUE",
-        help="change one setting (repeatable); VALUE is JSON where it parses, else text",
-    )
-    p.add_argument(
-        "--password-stdin",
-        action="store_true",
-        help="store the password read from standard input",
-    )
-
-    from writeback_console.dba_scripts import SCRIPT_SETS
-
-    p = command("sql", cmd_sql, "print or write the SQL scripts for database administrators")
-    p.add_argument(
-        "set",
-        metavar="SCRIPTS",
-        choices=list(SCRIPT_SETS),
-        help="; ".join(f"{name}: {s.purpose}" for name, s in SCRIPT_SETS.items()),
-    )
-    p.add_argument("--rollback", action="store_true", help="the script that undoes it")
-    p.add_argument("--output", metavar="FILE|DIR", help="write it there instead of printing it")
-
-    command("gui", cmd_gui, "open the desktop console on the configured database (the default)")
-
-    p = command(
-        "demo", cmd_demo, "a fresh seeded demo queue and Personify360 simulator, opened in the console"
-    )
-    p.add_argument(
-        "--rows", type=int, default=800_000, metavar="N", help="writebacks to seed (default 800,000)"
-    )
-    p.add_argument("--folder", metavar="DIR", help="where the demo lives (default: the data folder's demo/)")
-    p.add_argument("--no-gui", action="store_true", help="prepare the demo and exit")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from writeback_console.sim.cli import add_arguments, run
+from writeback_console.sim.arguments import add_arguments
+from writeback_console.sim.cli import run
 
 
 def main(argv: list[str] | None = None) -> int:

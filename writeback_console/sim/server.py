@@ -41,7 +41,7 @@ from datetime import UTC, datetime
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import parse_qsl, unquote
 
 from writeback_console.sim import entities, wcf
@@ -72,10 +72,6 @@ KEEP_ALIVE_SECONDS = 60.0
 #: A client gets this long to finish the TLS handshake; it happens in the connection's own thread.
 HANDSHAKE_SECONDS = 10.0
 
-JsonShape = Literal["d", "results"]
-ErrorFormat = Literal["xml", "json"]
-JSON_SHAPES: tuple[JsonShape, ...] = ("d", "results")
-ERROR_FORMATS: tuple[ErrorFormat, ...] = ("xml", "json")
 
 _JSON = "application/json;charset=utf-8"
 _XML = "application/xml;charset=utf-8"

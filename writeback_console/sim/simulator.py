@@ -17,12 +17,8 @@ from typing import Self
 
 from writeback_console.sim.faults import Faults
 from writeback_console.sim.server import (
-    ERROR_FORMATS,
-    JSON_SHAPES,
     ROOT_PATH,
-    ErrorFormat,
     Handler,
-    JsonShape,
     SaveEvent,
     Server,
     TlsFiles,
@@ -30,6 +26,7 @@ from writeback_console.sim.server import (
     shutdown,
 )
 from writeback_console.sim.store import Constituent, Database
+from writeback_console.sim.wcf import ERROR_FORMATS, JSON_SHAPES, ErrorFormat, JsonShape
 
 
 class Simulator:

@@ -6,7 +6,15 @@ import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 from xml.sax.saxutils import escape
+
+#: How collections are wrapped (``{"d": [...]}`` or ``{"d": {"results": [...]}}``; both occur in the wild).
+JsonShape = Literal["d", "results"]
+#: The error document WCF writes: XML (its default) or JSON.
+ErrorFormat = Literal["xml", "json"]
+JSON_SHAPES: tuple[JsonShape, ...] = ("d", "results")
+ERROR_FORMATS: tuple[ErrorFormat, ...] = ("xml", "json")
 
 METADATA_NS = "http://schemas.microsoft.com/ado/2007/08/dataservices/metadata"
 GENERIC_MESSAGE = "An error occurred while processing this request."

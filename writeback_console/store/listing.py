@@ -7,12 +7,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy import ColumnElement, Select, and_, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from writeback_console.domain import REF_PREFIX, Kind, Status, normalize_ref
+from writeback_console.domain import REF_PREFIX, Kind, SortField, Status, normalize_ref
 from writeback_console.store.models import Attempt, Delivery, Mailing, MailingRecipient
 from writeback_console.store.rows import (
     DELIVERY_TABLE,
@@ -102,21 +102,6 @@ def attempts_of(session: Session, writeback_id: int) -> list[AttemptRow]:
             select(Attempt).where(Attempt.writeback_id == writeback_id).order_by(Attempt.number)
         )
     ]
-
-
-SortField = Literal[
-    "created_at",
-    "ref",
-    "kind",
-    "email",
-    "master_customer_id",
-    "account",
-    "status",
-    "attempts",
-    "sent_at",
-    "scheduled_for",
-    "id",
-]
 
 
 #: Every order of the list, written once: the row fields it sorts by, ending in a unique one so that keyset

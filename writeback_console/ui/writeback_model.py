@@ -24,10 +24,10 @@ from PySide6.QtCore import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from writeback_console.domain import Kind, Status, attempts_left
+from writeback_console.domain import Kind, SortField, Status, attempts_left
 from writeback_console.store import listing
 from writeback_console.store.engine import read_session
-from writeback_console.store.listing import Cursor, Page, SortField, WritebackFilter
+from writeback_console.store.listing import Cursor, Page, WritebackFilter
 from writeback_console.store.rows import WritebackRow
 from writeback_console.ui.status_pill import PillSpec
 from writeback_console.ui.status_style import local_text

@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console import operations
 from writeback_console.connection import Check, check_connection
-from writeback_console.domain import Kind
+from writeback_console.domain import MAX_AUTO_MAILING_ACTIVITY_DAYS, Kind
 from writeback_console.personify.mapping import INTEREST_EVENTS, MAILING_EVENTS, ActivityMapping
 from writeback_console.settings import AppSettings, PasswordStore, SettingsError
 from writeback_console.store import switches
@@ -324,7 +324,7 @@ class SettingsDialog(QDialog):
         self.enabled_box.setToolTip("While off, writebacks still queue up but nothing is sent.")
         self.auto_box = QCheckBox("Send mailing activity automatically")
         self.auto_days_spin = QSpinBox()
-        self.auto_days_spin.setRange(0, operations.MAX_AUTO_MAILING_ACTIVITY_DAYS)
+        self.auto_days_spin.setRange(0, MAX_AUTO_MAILING_ACTIVITY_DAYS)
         self.auto_days_spin.setSuffix(" days after the mailing was sent")
         self.auto_box.toggled.connect(self.auto_days_spin.setEnabled)
         self.account_status = QLabel("Loading from the database…")

@@ -1,0 +1,67 @@
+"""How quickly the command answers: `writeback-console --help`, and `summary` on an empty SQLite queue.
+
+Each command runs as a new process (what a user or a script pays), `--runs` times; the median and the
+fastest are reported, since this machine is shared and noisy. Targets (issue 10): `--help` ≤ 0.25 s,
+`summary` ≤ 0.4 s.
+
+    .venv/bin/python bench/cli_start.py [--runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+EXE = Path(sys.executable).with_name("writeback-console")
+
+
+def timed(args: list[str], runs: int, env: dict[str, str]) -> list[float]:
+    seconds = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([str(EXE), *args], env=env, check=True, stdout=subprocess.DEVNULL)
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    runs = parser.parse_args().runs
+    with tempfile.TemporaryDirectory() as folder:
+        env = {**os.environ, "XDG_CONFIG_HOME": folder, "XDG_DATA_HOME": folder, "WRITEBACK_NO_KEYRING": "1"}
+        db = str(Path(folder) / "empty.sqlite3")
+        subprocess.run(
+            [str(EXE), "--db", db, "db", "upgrade"], env=env, check=True, stdout=subprocess.DEVNULL
+        )
+        python = timed_python(runs, env)
+        for name, args, target in (
+            ("--help", ["--help"], 0.25),
+            ("summary", ["--db", db, "summary"], 0.40),
+        ):
+            seconds = timed(args, runs, env)
+            median = statistics.median(seconds)
+            print(
+                f"{name:<8} median {median:.3f} s, fastest {min(seconds):.3f} s over {runs} runs "
+                f"(target {target:.2f} s: {'met' if median <= target else 'MISSED'})"
+            )
+        print(f"python   median {python:.3f} s to start and exit an empty interpreter (for scale)")
+
+
+def timed_python(runs: int, env: dict[str, str]) -> float:
+    seconds = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-c", "pass"], env=env, check=True)
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds)
+
+
+if __name__ == "__main__":
+    main()
