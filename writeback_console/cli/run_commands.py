@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
+import signal
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -234,6 +238,35 @@ def cmd_gui(args: argparse.Namespace) -> int:
     return gui_main(args.db)
 
 
+def _serve_until_interrupted(simulator: subprocess.Popen[str], database: Path, url: str) -> None:
+    """Keep the demo's simulator up for the command line until Ctrl+C (or SIGTERM), then stop it."""
+    from writeback_console.demo import DEMO_PASSWORD, DEMO_USER
+
+    credentials = {
+        "WRITEBACK_PERSONIFY_URL": url,
+        "WRITEBACK_PERSONIFY_USER": DEMO_USER,
+        "WRITEBACK_PERSONIFY_PASSWORD": DEMO_PASSWORD,
+    }
+    if os.name == "nt":
+        setup = "".join(f"      set {name}={value}\n" for name, value in credentials.items())
+        dispatch = f"{setup}      writeback-console --db {database} dispatch --once"
+    else:
+        names = " ".join(f"{name}={shlex.quote(value)}" for name, value in credentials.items())
+        dispatch = f"      {names} writeback-console --db {shlex.quote(str(database))} dispatch --once"
+    print(f"try:  writeback-console --db {database} list --status error")
+    print(dispatch)
+    print("the simulator runs until Ctrl+C", flush=True)
+
+    def stop(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        simulator.wait()
+    except KeyboardInterrupt:
+        print("stopping the simulator …", file=sys.stderr, flush=True)
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from writeback_console import demo
     from writeback_console.config import data_dir
@@ -250,7 +283,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         demo.configure(folder, url)
         print(f"Personify360 simulator at {url} (user {demo.DEMO_USER}, password {demo.DEMO_PASSWORD})")
         if args.no_gui:
-            print(f"try: writeback-console --db {folder.database} list --status error")
+            _serve_until_interrupted(simulator, folder.database, url)
             return EXIT_OK
         from writeback_console.ui.composition_root import main as gui_main
 

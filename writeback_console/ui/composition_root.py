@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QCoreApplication
+from PySide6.QtCore import QCoreApplication, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
 from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
@@ -141,6 +143,26 @@ def open_console(services: Services, *, state_path: Path | None = None, dispatch
     return console
 
 
+def close_on_interrupt(app: QApplication, window: QWidget) -> QTimer:
+    """Ctrl+C (SIGINT) or SIGTERM from the terminal closes the window as its close button does, so the
+    console ends as it always does (layout saved, dispatcher stopped, queries finished) instead of with
+    a traceback. Qt's event loop runs no Python between events; the returned timer wakes the interpreter
+    often enough to notice the signal."""
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("closing on %s", signal.Signals(signum).name)
+        QTimer.singleShot(0, window.close)
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, on_signal)
+    timer = QTimer(app)
+    timer.setObjectName("interrupt_watch")
+    timer.timeout.connect(lambda: None)
+    timer.start(200)
+    return timer
+
+
 def main(
     db_url: str | None = None,
     *,
@@ -160,8 +182,10 @@ def main(
         return 1
     console = open_console(services)
     console.window.show()
+    watcher = close_on_interrupt(app, console.window)
     try:
         return int(app.exec())
     finally:
+        watcher.stop()
         console.shut_down()
         services.close()

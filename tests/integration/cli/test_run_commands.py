@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.demo_process import start_demo
 from tests.integration.cli.test_cli import run_cli
 
 SCRIPTS = Path(__file__).resolve().parents[3] / "sql" / "personify360"
@@ -33,3 +36,30 @@ def test_the_dba_script_is_written_to_a_named_file_and_a_missing_folder_is_refus
     assert sorted(
         p.name for p in tmp_path.iterdir() if p.suffix != ".sqlite3" and "sqlite" not in p.name
     ) == ["codes.sql"]
+
+
+def test_the_demo_without_a_window_serves_its_simulator_until_ctrl_c(tmp_path: Path) -> None:
+    env = {
+        **os.environ,
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
+        "XDG_DATA_HOME": str(tmp_path / "data"),
+        "WRITEBACK_NO_KEYRING": "1",
+    }
+    command = [
+        sys.executable,
+        "-m",
+        "writeback_console.cli",
+        "demo",
+        "--no-gui",
+        "--folder",
+        str(tmp_path / "d"),
+    ]
+    demo = start_demo(command, env, tmp_path)
+    try:
+        assert "CusActivity" in demo.metadata()
+        assert "CusActivity" in demo.metadata()  # still there: it waits for Ctrl+C, not for us
+    finally:
+        code, err = demo.interrupt()
+    assert code == 0 and "Traceback" not in err, err
+    with pytest.raises(OSError):
+        demo.metadata()  # the simulator went with it
