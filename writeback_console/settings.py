@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import stat
+import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -250,6 +251,8 @@ class PasswordStore:
         """In words, where the password is kept (shown in Settings)."""
         if self._keyring is not None:
             return f"the system keyring ({type(self._keyring).__name__})"
+        if sys.platform.startswith("win"):
+            return f"{self.fallback} (in your own user profile)"
         return f"{self.fallback} (readable only by you)"
 
     @staticmethod
@@ -287,7 +290,7 @@ class PasswordStore:
             mode = self.fallback.stat().st_mode
         except FileNotFoundError:
             return {}
-        if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        if _posix_modes() and mode & (stat.S_IRWXG | stat.S_IRWXO):
             # Someone loosened it; tighten before reading rather than trust it.
             os.chmod(self.fallback, 0o600)
         try:
@@ -302,7 +305,8 @@ class PasswordStore:
         # Created 0600 from the start: there is no moment at which another user could read it.
         fd, tmp = tempfile.mkstemp(prefix=".credentials-", dir=self.fallback.parent)
         try:
-            os.fchmod(fd, 0o600)
+            if _posix_modes() and hasattr(os, "fchmod"):
+                os.fchmod(fd, 0o600)
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 json.dump(data, f)
             os.replace(tmp, self.fallback)
@@ -310,6 +314,13 @@ class PasswordStore:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+
+
+def _posix_modes() -> bool:
+    """Whether file mode bits protect a file here. On Windows they do not (and ``os.fchmod`` is missing
+    before Python 3.13): the fallback file sits in the user's own profile folder, whose access list
+    already keeps other users out, and ``mkstemp`` creates it readable by its owner only."""
+    return not sys.platform.startswith("win")
 
 
 def _usable_keyring() -> Any:

@@ -10,6 +10,7 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import Any
 
 from writeback_console.sim.arguments import add_arguments
 from writeback_console.sim.faults import Faults
@@ -44,7 +45,11 @@ def read_constituents(path: Path) -> list[dict[str, object]]:
     return records
 
 
-def _alive(pid: int) -> bool:
+def _alive(pid: int, *, platform: str | None = None, kernel32: Any = None) -> bool:
+    """Whether process ``pid`` still runs. Never ``os.kill`` on Windows: there signal 0 is CTRL_C_EVENT,
+    which would interrupt the console that started the simulator; the process is asked for instead."""
+    if (platform or sys.platform).startswith("win"):
+        return _alive_on_windows(pid, kernel32)
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -52,6 +57,27 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+#: Windows' access right to ask a process for its exit code, and the code of one still running.
+PROCESS_QUERY_LIMITED_INFORMATION = 0x1000
+STILL_ACTIVE = 259
+
+
+def _alive_on_windows(pid: int, kernel32: Any = None) -> bool:
+    import ctypes
+
+    kernel32 = kernel32 or ctypes.windll.kernel32  # type: ignore[attr-defined]
+    handle = kernel32.OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, False, pid)
+    if not handle:
+        return False
+    try:
+        code = ctypes.c_ulong()
+        if not kernel32.GetExitCodeProcess(handle, ctypes.byref(code)):
+            return True
+        return code.value == STILL_ACTIVE
+    finally:
+        kernel32.CloseHandle(handle)
 
 
 def run(args: argparse.Namespace) -> int:

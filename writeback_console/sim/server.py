@@ -181,8 +181,15 @@ def shutdown(conn: socket.socket) -> None:
         socket.socket.shutdown(conn, socket.SHUT_RDWR)
 
 
+def reuse_address_is_safe(platform: str | None = None) -> bool:
+    """SO_REUSEADDR lets a restarted simulator take its port again at once; on Windows it would let a
+    second server take a port that is in use, so there it stays off."""
+    return not (platform or sys.platform).startswith("win")
+
+
 class Server(ThreadingHTTPServer):
     daemon_threads = True
+    allow_reuse_address = reuse_address_is_safe()
     # The simulator joins its handler threads itself, with a time limit, after waking them up.
     block_on_close = False
     sim: Simulator
