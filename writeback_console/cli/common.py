@@ -83,10 +83,3 @@ def iso(value: datetime | None) -> str:
 
 def short(value: datetime | None) -> str:
     return "" if value is None else value.strftime("%Y-%m-%d %H:%M")
-
-
-def print_counts(counts: dict[Status, int]) -> None:
-    width = max(len(s.label) for s in Status)
-    for status, n in counts.items():
-        print(f"  {status.label:<{width}}  {n:>10,}")
-    print(f"  {'Total':<{width}}  {sum(counts.values()):>10,}")

@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key", metavar="ID|REF")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
-    command("summary", "queue_commands.cmd_summary", "writebacks per status")
+    command("summary", "summary_command.cmd_summary", "writebacks per status")
 
     p = command(
         "export",

@@ -1,4 +1,4 @@
-"""Commands that queue and read writebacks: enqueue, import, list, show, summary, export.
+"""Commands that queue and read writebacks: enqueue, import, list, show, export (summary: summary_command).
 
 The reading commands load only the store; the operations (and the settings behind them) are loaded by
 the commands that change something, so that `summary` or `list` answers at once.
@@ -19,7 +19,6 @@ from writeback_console.cli.common import (
     filter_from,
     iso,
     open_queue,
-    print_counts,
     short,
 )
 from writeback_console.cli.exits import (
@@ -201,14 +200,6 @@ def cmd_show(args: argparse.Namespace) -> int:
         print("\naudit:")
         for e in audit:
             print(f"  {iso(e.at)} {e.actor} {e.action} {json.dumps(e.detail) if e.detail else ''}")
-    return EXIT_OK
-
-
-def cmd_summary(args: argparse.Namespace) -> int:
-    factory = open_queue(args)
-    with factory() as session:
-        counts = listing.count_by_status(session)
-    print_counts(counts)
     return EXIT_OK
 
 

@@ -21,7 +21,6 @@ from writeback_console.cli.common import (
     first_line,
     iso,
     open_queue,
-    print_counts,
 )
 from writeback_console.cli.exits import (
     EXIT_BAD_INPUT,
@@ -30,6 +29,7 @@ from writeback_console.cli.exits import (
     EXIT_REFUSED,
     CommandError,
 )
+from writeback_console.cli.summary_command import print_counts
 from writeback_console.config import redact_url, resolve_db_url
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.settings import (

@@ -11,13 +11,12 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, inspect, text
 
+from writeback_console.store.schema_version import HEAD_REVISION, VERSION_TABLE
+
 if TYPE_CHECKING:
     from alembic.config import Config
 
 MIGRATIONS = Path(__file__).resolve().parent / "migrations"
-#: The newest migration in ``migrations/versions``; a test holds it to Alembic's own answer.
-HEAD_REVISION = "0004"
-VERSION_TABLE = "alembic_version"
 
 
 class SchemaOutOfDate(RuntimeError):

@@ -97,6 +97,6 @@ def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(tmp_path: Path
 
 def test_the_head_revision_the_fast_check_knows_is_the_newest_migration() -> None:
     # ensure_schema compares with HEAD_REVISION without loading Alembic; a new migration must move it.
-    from writeback_console.store.migrate import HEAD_REVISION
+    from writeback_console.store.schema_version import HEAD_REVISION
 
     assert head_revision() == HEAD_REVISION
