@@ -43,3 +43,24 @@ def test_an_interrupt_from_the_terminal_closes_the_console_cleanly(tmp_path: Pat
     assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr
     # The close button's path ran: the window saved its layout.
     assert (tmp_path / "config" / "writeback-console" / "window.ini").is_file()
+
+
+def test_the_handlers_that_were_there_come_back_when_the_console_closes(qtbot: object) -> None:
+    import signal as signals
+
+    from PySide6.QtWidgets import QWidget
+
+    from writeback_console.ui.composition_root import InterruptWatch, make_application
+
+    def mine(signum: int, frame: object) -> None:
+        raise AssertionError("not called")
+
+    before = signals.signal(signals.SIGTERM, mine)
+    try:
+        window = QWidget()
+        watch = InterruptWatch(make_application(), window)
+        assert signals.getsignal(signals.SIGTERM) is not mine
+        watch.stop()
+        assert signals.getsignal(signals.SIGTERM) is mine
+    finally:
+        signals.signal(signals.SIGTERM, before)

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QCoreApplication, QTimer
 from PySide6.QtWidgets import QApplication, QMessageBox, QWidget
@@ -143,24 +144,34 @@ def open_console(services: Services, *, state_path: Path | None = None, dispatch
     return console
 
 
-def close_on_interrupt(app: QApplication, window: QWidget) -> QTimer:
+class InterruptWatch:
     """Ctrl+C (SIGINT) or SIGTERM from the terminal closes the window as its close button does, so the
     console ends as it always does (layout saved, dispatcher stopped, queries finished) instead of with
-    a traceback. Qt's event loop runs no Python between events; the returned timer wakes the interpreter
-    often enough to notice the signal."""
+    a traceback. Qt's event loop runs no Python between events; a timer wakes the interpreter often
+    enough to notice the signal. ``stop`` gives the handlers that were there back."""
 
-    def on_signal(signum: int, _frame: object) -> None:
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self, app: QApplication, window: QWidget) -> None:
+        self._window = window
+        self._previous: dict[int, Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self._previous[sig] = signal.signal(sig, self._on_signal)
+        self._timer = QTimer(app)
+        self._timer.setObjectName("interrupt_watch")
+        self._timer.timeout.connect(lambda: None)
+        self._timer.start(200)
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
         log.info("closing on %s", signal.Signals(signum).name)
-        QTimer.singleShot(0, window.close)
+        QTimer.singleShot(0, self._window.close)
 
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, on_signal)
-    timer = QTimer(app)
-    timer.setObjectName("interrupt_watch")
-    timer.timeout.connect(lambda: None)
-    timer.start(200)
-    return timer
+    def stop(self) -> None:
+        self._timer.stop()
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
 
 
 def main(
@@ -182,7 +193,7 @@ def main(
         return 1
     console = open_console(services)
     console.window.show()
-    watcher = close_on_interrupt(app, console.window)
+    watcher = InterruptWatch(app, console.window)
     try:
         return int(app.exec())
     finally:
