@@ -59,8 +59,10 @@ sys.exit(main(sys.argv[1:]))
 
 
 def one_run(demo_args: list[str], folder: Path) -> float:
+    # As an installed environment has it: the package compiled, bytecode kept.
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env = {
-        **os.environ,
+        **env,
         "XDG_CONFIG_HOME": str(folder / "config"),
         "XDG_DATA_HOME": str(folder / "data"),
         "WRITEBACK_NO_KEYRING": "1",
@@ -82,6 +84,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("demo_args", nargs="*", help="options for `writeback-console demo`")
     args = parser.parse_args()
+    import compileall
+
+    import writeback_console
+
+    compileall.compile_dir(Path(writeback_console.__file__).parent, quiet=1)
     seconds = []
     for _ in range(args.runs):
         with tempfile.TemporaryDirectory() as folder:

@@ -51,3 +51,10 @@ def test_summary_of_a_current_sqlite_queue_loads_neither_sqlalchemy_nor_the_clie
         f"    assert main(['--db', {str(db)!r}, 'summary']) == 0"
     )
     assert {m for m in modules if m.startswith(("sqlalchemy", "requests", "alembic", "PySide6"))} == set()
+
+
+def test_the_demo_profiles_the_command_offers_are_the_demos() -> None:
+    from writeback_console.cli.parser import DEMO_PROFILES
+    from writeback_console.demo import PROFILES
+
+    assert DEMO_PROFILES == PROFILES

@@ -102,3 +102,19 @@ def test_elsewhere_the_simulator_sees_whether_its_console_still_runs(platform: s
 def test_a_port_in_use_cannot_be_shared_on_windows() -> None:
     assert reuse_address_is_safe("linux") and reuse_address_is_safe("darwin")
     assert not reuse_address_is_safe("win32")
+
+
+@pytest.mark.parametrize(
+    ("platform", "options"),
+    [
+        ("linux", {"start_new_session": True}),
+        ("darwin", {"start_new_session": True}),
+        ("win32", {"creationflags": 0x200}),
+    ],
+)
+def test_ctrl_c_in_the_terminal_reaches_the_console_not_its_simulator(
+    platform: str, options: dict[str, object]
+) -> None:
+    from writeback_console.demo import apart_from_the_terminal
+
+    assert apart_from_the_terminal(platform) == options

@@ -22,6 +22,8 @@ from writeback_console.domain import (
 )
 from writeback_console.intake import InputError, parse_time
 
+#: The demo's profiles (``writeback_console.demo.PROFILES``, which a test holds this to), the default first.
+DEMO_PROFILES = ("realistic", "stress")
 #: Adds a subcommand: name, its handler as "module.function", one line of help; returns its parser.
 AddCommand = Callable[[str, str, str], argparse.ArgumentParser]
 
@@ -259,10 +261,22 @@ def build_parser() -> argparse.ArgumentParser:
         "a fresh seeded demo queue and Personify360 simulator, opened in the console",
     )
     p.add_argument(
-        "--rows", type=int, default=800_000, metavar="N", help="writebacks to seed (default 800,000)"
+        "--profile",
+        choices=DEMO_PROFILES,
+        default=DEMO_PROFILES[0],
+        help="realistic: a queue at rest, as 90 days of a real association leave it (the default); "
+        "stress: every status evenly over many rows, for benchmarks and screenshots of each status",
+    )
+    p.add_argument(
+        "--rows",
+        type=int,
+        metavar="N",
+        help="writebacks to make (default: 20,000 realistic, 800,000 stress)",
     )
     p.add_argument("--folder", metavar="DIR", help="where the demo lives (default: the data folder's demo/)")
-    p.add_argument("--no-gui", action="store_true", help="prepare the demo and exit")
+    p.add_argument(
+        "--no-gui", action="store_true", help="prepare the demo and serve its simulator until Ctrl+C"
+    )
 
     _add_simulator(sub)
     return parser

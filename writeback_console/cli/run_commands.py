@@ -273,12 +273,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     if not args.no_gui:
         _check_window()
-    folder = demo.prepare(Path(args.folder) if args.folder else data_dir() / "demo", args.rows)
+    if args.rows is not None and args.rows < 1:
+        raise CommandError("--rows must be at least 1", EXIT_BAD_INPUT)
+    root = Path(args.folder) if args.folder else data_dir() / "demo"
+    folder = demo.prepare(root, args.rows, profile=args.profile)
     with folder.database_engine() as engine, make_session_factory(engine)() as session:
         counts = listing.count_by_status(session)
     print("writebacks by status:")
     print_counts(counts)
-    simulator, url = demo.start_simulator(folder)
+    # With a window, the simulator starts while the console opens; without one it must answer first.
+    simulator, url = demo.start_simulator(folder, wait=args.no_gui)
     try:
         demo.configure(folder, url)
         print(f"Personify360 simulator at {url} (user {demo.DEMO_USER}, password {demo.DEMO_PASSWORD})")

@@ -5,32 +5,41 @@ Nothing here touches the user's real settings or database: everything lives in o
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, select
 
+from writeback_console.demo import realistic
 from writeback_console.demo.people import person
 from writeback_console.demo.seed import seed
 from writeback_console.domain import Kind, Status
 from writeback_console.personify.mapping import ActivityMapping, ActivitySource, build_activity
 from writeback_console.settings import AppSettings, PasswordStore, save_settings
+from writeback_console.sim.server import ROOT_PATH
 from writeback_console.sim.store import Constituent, Database
 from writeback_console.store import listing
 from writeback_console.store.engine import make_engine, make_session_factory
 from writeback_console.store.migrate import upgrade
 from writeback_console.store.models import MailingRecipient, Writeback
 
+log = logging.getLogger(__name__)
+
 DEMO_USER = "demo"
 DEMO_PASSWORD = "demo"
-#: Kinds and statuses balanced so that every status but Cancelled holds at least 100,000 of 800,000 rows.
+#: The stress profile: kinds and statuses balanced so that every status but Cancelled holds at least
+#: 100,000 of 800,000 rows.
 DEMO_KINDS = (
     (Kind.UNSUBSCRIBE, 20),
     (Kind.RESUBSCRIBE, 10),
@@ -47,6 +56,10 @@ DEMO_MAILING = (
     (Status.CANCELLED, 4),
 )
 DEFAULT_ROWS = 800_000
+#: The demo's profiles: a queue at rest as a real association has it (the default), and an even spread
+#: of every status over many rows.
+PROFILES = ("realistic", "stress")
+DEFAULT_ROWS_BY_PROFILE = {"realistic": realistic.DEFAULT_ROWS, "stress": DEFAULT_ROWS}
 _NUMBER = re.compile(r"(\d+)@")
 #: Sent writebacks whose activities the simulator already holds, so CRM360 lookups show history.
 HISTORY_ROWS = 50_000
@@ -88,14 +101,51 @@ class DemoFolder:
         return PasswordStore(fallback=self.credentials, use_keyring=False)
 
 
-def prepare(root: Path, rows: int = DEFAULT_ROWS, *, say: Callable[[str], None] = print) -> DemoFolder:
-    """Build the demo folder from scratch: queue database, simulator database."""
+def prepare(
+    root: Path,
+    rows: int | None = None,
+    *,
+    profile: str = "realistic",
+    say: Callable[[str], None] = print,
+) -> DemoFolder:
+    """Build the demo folder from scratch: queue database, simulator database.
+
+    ``profile`` "realistic" is a queue at rest, as ninety days of a real association leave it (see
+    ``realistic.py``); "stress" spreads ``rows`` evenly over every status. ``rows`` None is the
+    profile's default (``DEFAULT_ROWS_BY_PROFILE``).
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown demo profile {profile!r}; choose one of {', '.join(PROFILES)}")
+    rows = DEFAULT_ROWS_BY_PROFILE[profile] if rows is None else rows
     folder = DemoFolder(root)
     if root.exists():
         shutil.rmtree(root)
     root.mkdir(parents=True)
     engine = make_engine(folder.db_url)
-    upgrade(engine)
+    try:
+        if profile == "realistic":
+            _prepare_realistic(folder, engine, rows, say)
+        else:
+            upgrade(engine)
+            _prepare_stress(folder, engine, rows, say)
+    finally:
+        engine.dispose()
+    return folder
+
+
+def _prepare_realistic(folder: DemoFolder, engine: Engine, rows: int, say: Callable[[str], None]) -> None:
+    say(f"building a queue at rest: {rows:,} writebacks over {realistic.DAYS} days, and Personify360 …")
+    # The schema is made while the demo is drawn (in a process of its own where there is fork).
+    summary, people, history = realistic.seed_realistic(
+        engine, folder.simulator_database, rows, schema=lambda: upgrade(engine)
+    )
+    say(
+        f"  {summary.writebacks:,} writebacks, {summary.mailings:,} mailings to {summary.recipients:,} "
+        f"recipients; {people:,} constituents, {history:,} activities in {summary.seconds:.1f} s"
+    )
+
+
+def _prepare_stress(folder: DemoFolder, engine: Engine, rows: int, say: Callable[[str], None]) -> None:
     say(f"seeding {rows:,} writebacks …")
     summary = seed(
         engine,
@@ -112,9 +162,7 @@ def prepare(root: Path, rows: int = DEFAULT_ROWS, *, say: Callable[[str], None] 
         history = _history(engine, database)
     finally:
         database.close()
-    engine.dispose()
     say(f"  {people:,} constituents, {history:,} activities")
-    return folder
 
 
 def _constituents(engine: Engine) -> Iterator[Constituent]:
@@ -200,8 +248,22 @@ def _history(engine: Engine, database: Database) -> int:
     return len(rows)
 
 
-def start_simulator(folder: DemoFolder) -> tuple[subprocess.Popen[str], str]:
-    """The simulator in its own process (so it never competes with the window for Python's GIL)."""
+def apart_from_the_terminal(platform: str | None = None) -> dict[str, Any]:
+    """How to start a helper process so that Ctrl+C in the terminal reaches only the console, which then
+    ends the helper itself, after its own dispatcher has stopped talking to it: a session of its own
+    on POSIX, a process group of its own on Windows."""
+    if (platform or sys.platform).startswith("win"):
+        return {"creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0x200)}
+    return {"start_new_session": True}
+
+
+def start_simulator(folder: DemoFolder, *, wait: bool = True) -> tuple[subprocess.Popen[str], str]:
+    """The simulator in its own process (so it never competes with the window for Python's GIL).
+
+    With ``wait`` False it is given a free port and left to start while the console opens (it answers
+    well before the first dispatcher run); a failure to start is logged, and its log is in the folder.
+    """
+    port = _free_port() if not wait else 0
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -213,6 +275,8 @@ def start_simulator(folder: DemoFolder) -> tuple[subprocess.Popen[str], str]:
             f"{DEMO_USER}:{DEMO_PASSWORD}",
             "--latency-ms",
             "15",
+            "--port",
+            str(port),
             "--parent-pid",
             str(os.getpid()),
         ],
@@ -220,14 +284,33 @@ def start_simulator(folder: DemoFolder) -> tuple[subprocess.Popen[str], str]:
         # A file, not a pipe: nobody reads the simulator's log while it runs, and a full pipe would stall it.
         stderr=(folder.root / "simulator.log").open("w"),
         text=True,
+        **apart_from_the_terminal(),
     )
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
+    if not wait:
+        threading.Thread(target=_confirm_serving, args=(proc, folder), daemon=True).start()
+        return proc, f"http://127.0.0.1:{port}{ROOT_PATH}"
+    line = _serving_line(proc)
     if "serving" not in line:
         proc.kill()
         error = (folder.root / "simulator.log").read_text()
         raise RuntimeError(f"the Personify360 simulator did not start: {line}{error}")
     return proc, line.split("serving ", 1)[1].strip()
+
+
+def _serving_line(proc: subprocess.Popen[str]) -> str:
+    assert proc.stdout is not None
+    return proc.stdout.readline()
+
+
+def _confirm_serving(proc: subprocess.Popen[str], folder: DemoFolder) -> None:
+    if "serving" not in _serving_line(proc):
+        log.error("the Personify360 simulator did not start; see %s", folder.root / "simulator.log")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def configure(folder: DemoFolder, service_root_url: str) -> AppSettings:
