@@ -26,7 +26,6 @@ from writeback_console.ui.composition_root import make_application
 from writeback_console.ui.console import Console
 from writeback_console.ui.main_window import PAGE_DASHBOARD, PAGE_WRITEBACKS, MainWindow
 
-DEMO_ROWS = 20_000
 WINDOW_SIZE = (1440, 900)
 
 
@@ -101,8 +100,11 @@ def take_dialogs(console: Console, out: Path) -> list[Path]:
         not_yet = [
             r.id for r in listing.iter_rows(session, errors, limit=200) if r.attempts < r.max_attempts
         ][:3]
+        # A mailing to schedule; in a queue at rest every mailing has its activity, so one to reschedule.
+        mailings = [m for m in listing.list_mailings(session) if m.remote_recipients]
         mailing = next(
-            m for m in listing.list_mailings(session) if m.activity_id is None and m.remote_recipients
+            (m for m in mailings if m.activity_id is None),
+            next(m for m in mailings if m.activity_status is Status.SCHEDULED),
         )
         person = next(
             r
@@ -153,12 +155,13 @@ def main(argv: list[str] | None = None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("outdir", type=Path)
-    parser.add_argument("--rows", type=int, default=DEMO_ROWS)
+    parser.add_argument("--rows", type=int, default=None, help="writebacks in the demo (default: its own)")
+    parser.add_argument("--profile", default="realistic", help="the demo profile (default: realistic)")
     args = parser.parse_args(argv)
     args.outdir.mkdir(parents=True, exist_ok=True)
     app = make_application([sys.argv[0]])
     with tempfile.TemporaryDirectory() as tmp:
-        folder = demo.prepare(Path(tmp) / "demo", args.rows)
+        folder = demo.prepare(Path(tmp) / "demo", args.rows, profile=args.profile)
         simulator, url = demo.start_simulator(folder)
         try:
             demo.configure(folder, url)
