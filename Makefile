@@ -32,6 +32,8 @@ $(STAMP): pyproject.toml
 	  fi; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@# Compiled once here, as a wheel install does: the first window does not wait for bytecode.
+	$(BIN)/python -m compileall -q writeback_console resources sql
 	touch $(STAMP)
 
 install: $(STAMP)
