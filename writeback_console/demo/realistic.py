@@ -49,7 +49,7 @@ from sqlalchemy import Engine
 from writeback_console.demo import people as names
 from writeback_console.demo import seed
 from writeback_console.demo.bulk import Fork, Part, columns_of, literal, part_of, stage, write_queue
-from writeback_console.dispatch.send import Resolver
+from writeback_console.dispatch.send import choose_constituent
 from writeback_console.domain import DEFAULT_MAX_ATTEMPTS, Kind, Status, mailing_activity_error, utcnow
 from writeback_console.personify import client, errors
 from writeback_console.personify.mapping import ActivityMapping, ActivitySource, MailingFacts, build_activity
@@ -231,7 +231,7 @@ class _Answers:
         """The dispatcher's message for an email Personify360 has for none, or several, of its records."""
         found = [Found(p.master or "", 0, None, p.first, p.last, "I", False, email) for p in records]
         found.sort(key=lambda c: (not c.primary, c.master_customer_id))  # as the client sorts them
-        choice = Resolver._choose(email, found)
+        choice = choose_constituent(email, found)
         assert isinstance(choice, str), "an email of one record is no failure"
         return choice
 

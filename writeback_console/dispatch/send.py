@@ -122,33 +122,33 @@ class Resolver:
         with self._lock:
             cached = self._cache.get(key)
         if cached is None:
-            cached = self._choose(email, self.client.find_constituents_by_email(email))
+            cached = choose_constituent(email, self.client.find_constituents_by_email(email))
             with self._lock:
                 self._cache[key] = cached
         if isinstance(cached, str):
             raise ConstituentNotFound(cached)
         return cached
 
-    @staticmethod
-    def _choose(email: str, found: list[Constituent]) -> tuple[str, int] | str:
-        """One match is it; among several, the single one marked primary; otherwise an error naming them.
 
-        Personify360 marks one communication per person as primary; when one address is shared by
-        several records (a household, a duplicate), only a primary flag says whose it is. Guessing
-        would write an unsubscribe to the wrong person, so without one the row fails and says why.
-        """
-        if not found:
-            return f"no Personify360 constituent has the email {email}"
-        if len(found) == 1:
-            return found[0].master_customer_id, found[0].sub_customer_id
-        primary = [c for c in found if c.primary]
-        if len(primary) == 1:
-            return primary[0].master_customer_id, primary[0].sub_customer_id
-        names = ", ".join(
-            f"{c.master_customer_id}-{c.sub_customer_id} {c.display_name}".strip() for c in found[:10]
-        )
-        which = "none is" if not primary else f"{len(primary)} are"
-        return f"{len(found)} Personify360 constituents share the email {email} and {which} primary: {names}"
+def choose_constituent(email: str, found: list[Constituent]) -> tuple[str, int] | str:
+    """One match is it; among several, the single one marked primary; otherwise an error naming them.
+
+    Personify360 marks one communication per person as primary; when one address is shared by
+    several records (a household, a duplicate), only a primary flag says whose it is. Guessing
+    would write an unsubscribe to the wrong person, so without one the row fails and says why.
+    """
+    if not found:
+        return f"no Personify360 constituent has the email {email}"
+    if len(found) == 1:
+        return found[0].master_customer_id, found[0].sub_customer_id
+    primary = [c for c in found if c.primary]
+    if len(primary) == 1:
+        return primary[0].master_customer_id, primary[0].sub_customer_id
+    names = ", ".join(
+        f"{c.master_customer_id}-{c.sub_customer_id} {c.display_name}".strip() for c in found[:10]
+    )
+    which = "none is" if not primary else f"{len(primary)} are"
+    return f"{len(found)} Personify360 constituents share the email {email} and {which} primary: {names}"
 
 
 def _internal(

@@ -199,7 +199,7 @@ def test_a_nul_byte_in_personify360_data_is_one_rows_error_not_the_end_of_the_cy
     """Personify360 data is bytes nobody vetted: a constituent name with a NUL in it.
 
     Two constituents share an address and neither is primary, so the row fails with a message naming
-    them (send.Resolver._choose). The message carries the NUL; PostgreSQL refuses NUL in text, psycopg
+    them (send.choose_constituent). The message carries the NUL; PostgreSQL refuses NUL in text, psycopg
     raises DataError, which cycle._database_trouble does not count as trouble ("a bug"), so _flush
     re-raises it: run_cycle ends in a traceback, every other result of the batch is not recorded and
     the claimed rows stay Processing until their leases run out (then each is an interruption).
