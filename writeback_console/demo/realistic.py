@@ -749,7 +749,10 @@ def _seed(
     started, sqlite = utcnow(), engine.dialect.name == "sqlite"
     demo = _Demo(rows, random_seed, now or utcnow(), sqlite)
     members, prospects = demo.people()
-    if "fork" in mp.get_all_start_methods() and simulator is not None and sqlite:
+    # Forking is safe only while this process has no other thread (one could hold a lock the child needs,
+    # and a console's Qt threads certainly would): otherwise the same rows are made one after another.
+    alone = threading.active_count() == 1
+    if "fork" in mp.get_all_start_methods() and simulator is not None and sqlite and alone:
         first = Fork(_simulator_job, engine, schema, members, simulator)
         sends = demo.mailings(members, prospects)
         items = demo.decide(members, prospects, sends)

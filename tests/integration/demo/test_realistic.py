@@ -7,6 +7,8 @@ import re
 import shutil
 import sqlite3
 import statistics
+import subprocess
+import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -290,7 +292,22 @@ def test_the_same_seed_and_time_give_the_same_demo_with_or_without_a_second_proc
     now = datetime(2026, 3, 10, 15, 30, tzinfo=UTC)  # two days after the change to daylight saving time
     other = make_engine(f"sqlite:///{tmp_path / 'other.sqlite3'}")
     forked = make_engine(sqlite_url)
-    realistic.seed_realistic(forked, tmp_path / "sim.sqlite3", 3_000, now=now)
+    # The forked path runs only in a process with no other thread (this one may have Qt's): a fresh one.
+    script = (
+        "import sys, threading\n"
+        "from datetime import datetime\n"
+        "from pathlib import Path\n"
+        "from writeback_console.demo import realistic\n"
+        "from writeback_console.store.engine import make_engine\n"
+        "assert threading.active_count() == 1\n"
+        "realistic.seed_realistic(make_engine(sys.argv[1]), Path(sys.argv[2]), 3_000,"
+        " now=datetime.fromisoformat(sys.argv[3]))\n"
+    )
+    subprocess.run(
+        [sys.executable, "-c", script, sqlite_url, str(tmp_path / "sim.sqlite3"), now.isoformat()],
+        check=True,
+        timeout=120,
+    )
     realistic.seed_realistic(other, None, 3_000, now=now, schema=lambda: upgrade(other))
     tables = (
         "writeback",
