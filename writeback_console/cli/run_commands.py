@@ -260,7 +260,9 @@ def _serve_until_interrupted(simulator: subprocess.Popen[str], database: Path, u
     def stop(_signum: int, _frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
+    # Both set here, not inherited: a shell that starts a job in the background ignores SIGINT for it.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, stop)
     try:
         simulator.wait()
     except KeyboardInterrupt:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from tests.helpers.builders import enqueue, fail_runs, item
 from writeback_console.demo.seed import seed
 from writeback_console.domain import Status
 from writeback_console.store import listing
-from writeback_console.store.engine import make_engine
+from writeback_console.store.engine import make_engine, make_session_factory
 from writeback_console.store.quick_counts import sqlite_status_counts
 
 
@@ -26,9 +26,8 @@ def test_the_quick_counts_are_the_stores_counts(sqlite_url: str) -> None:
     assert sum(expected.values()) == 3000
 
 
-def test_the_quick_counts_follow_changes_made_through_the_store(
-    sqlite_url: str, factory: sessionmaker[Session]
-) -> None:
+def test_the_quick_counts_follow_changes_made_through_the_store(sqlite_url: str) -> None:
+    factory = make_session_factory(make_engine(sqlite_url))
     [wid] = enqueue(factory, item())
     fail_runs(factory, wid, 3)
     counts = sqlite_status_counts(sqlite_url)
