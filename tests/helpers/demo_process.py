@@ -25,7 +25,13 @@ class RunningDemo:
     def interrupt(self, timeout: float = 60) -> tuple[int, str]:
         """Ctrl+C, then the exit code and what it wrote to stderr."""
         self.proc.send_signal(signal.SIGINT)
-        _, err = self.proc.communicate(timeout=timeout)
+        try:
+            _, err = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # Never leave it (and, through its parent watch, its simulator) running after the test.
+            self.proc.kill()
+            self.proc.communicate()
+            raise
         return self.proc.returncode, err
 
 
