@@ -118,15 +118,10 @@ def write_queue(engine: Engine, parts: list[Part], staged: Callable[[], Path] | 
                         found += conn.exec_driver_sql(f"PRAGMA quick_check({table})").scalars().all()
                     if set(found) != {"ok"}:
                         raise RuntimeError(f"the demo's rows break a constraint: {found[:3]}")
-                for model in () if sqlite else (m.Mailing, m.MailingRecipient, m.Writeback, m.AuditEvent):
-                    name = model.__tablename__  # ids were given: the sequences move past them
-                    conn.exec_driver_sql(
-                        f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
-                        f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {name}), false)"
-                    )
+                if not sqlite:
+                    seed.advance_sequences(conn, (m.Mailing, m.MailingRecipient, m.Writeback, m.AuditEvent))
             if sqlite:
-                conn.exec_driver_sql("PRAGMA analysis_limit = 2000")
-                conn.exec_driver_sql("ANALYZE")
+                seed.analyze_sample(conn)
                 conn.commit()
         finally:
             if sqlite:

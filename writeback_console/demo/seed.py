@@ -182,17 +182,9 @@ def seed(
         for index in dropped:
             index.create(conn)
         if not sqlite:
-            # Ids were given explicitly; move the sequences past them.
-            for model in (Mailing, MailingRecipient, Writeback, Attempt):
-                name = _table(model).name
-                conn.exec_driver_sql(
-                    f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
-                    f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {name}), false)"
-                )
+            advance_sequences(conn, (Mailing, MailingRecipient, Writeback, Attempt))
         if sqlite:
-            # A sample is enough for the planner and keeps ANALYZE from reading the whole file.
-            conn.exec_driver_sql("PRAGMA analysis_limit = 2000")
-            conn.exec_driver_sql("ANALYZE")
+            analyze_sample(conn)
     if progress:
         progress(rows)
     return SeedSummary(
@@ -495,6 +487,23 @@ def _bulk_journal(engine: Engine) -> Iterator[None]:
                 raw = conn.connection.dbapi_connection
                 assert raw is not None
                 raw.execute("PRAGMA journal_mode = WAL")
+
+
+def advance_sequences(conn: Connection, models: tuple[type[Any], ...]) -> None:
+    """On PostgreSQL, after rows were given their ids explicitly: each table's sequence moves past them."""
+    for model in models:
+        name = _table(model).name
+        conn.exec_driver_sql(
+            f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
+            f"(SELECT COALESCE(MAX(id), 0) + 1 FROM {name}), false)"
+        )
+
+
+def analyze_sample(conn: Connection) -> None:
+    """SQLite's statistics after a bulk load, from a sample: enough for the planner, and ANALYZE does not
+    read the whole file."""
+    conn.exec_driver_sql("PRAGMA analysis_limit = 2000")
+    conn.exec_driver_sql("ANALYZE")
 
 
 def _table(model: type[Any]) -> Table:
