@@ -164,7 +164,8 @@ class QueueState:
     attempts: int
     max_attempts: int
     scheduled_for: datetime | None = None
-    #: When the last failure happened: the row may go again only in a run that started after it.
+    #: When an Error row's next automatic attempt is due: one dispatcher interval after its failure, so
+    #: retries keep the dispatcher's rhythm whatever starts a run. None (or a past time) is due at once.
     next_attempt_at: datetime | None = None
     #: Since when an earlier write may have reached Personify360 (it is looked for before anything is
     #: sent, and only once a slow write has had time to land); None when there is no such doubt.
@@ -198,8 +199,10 @@ def is_eligible(state: QueueState, run_started_at: datetime, settle: timedelta =
     """Whether a dispatcher run that started at ``run_started_at`` may claim the row.
 
     New rows go at once, Scheduled ones once their time has passed, and Error rows with attempts left
-    only if they failed before this run began: a row that fails in a run is not retried in that run.
-    A row whose last write may have arrived waits ``settle`` after that failure, whatever its status.
+    once their automatic retry is due (``after_failure`` sets it one dispatcher interval after the
+    failure), so a row that fails is never retried in the same run, nor in a run started at once by a
+    person or another dispatcher. A row whose last write may have arrived waits ``settle`` after that
+    failure, whatever its status.
     """
     if (
         settle > timedelta(0)
@@ -212,8 +215,8 @@ def is_eligible(state: QueueState, run_started_at: datetime, settle: timedelta =
     if state.status is Status.SCHEDULED:
         return state.scheduled_for is not None and state.scheduled_for <= run_started_at
     if state.status is Status.ERROR:
-        failed_before_run = state.next_attempt_at is None or state.next_attempt_at < run_started_at
-        return attempts_left(state) > 0 and failed_before_run
+        due = state.next_attempt_at is None or state.next_attempt_at <= run_started_at
+        return attempts_left(state) > 0 and due
     return False
 
 
@@ -252,14 +255,19 @@ def after_manual_retry(state: QueueState) -> QueueState:
     )
 
 
-def after_failure(state: QueueState, failed_at: datetime) -> QueueState:
-    """The state a failed attempt leaves: Error, retried automatically while attempts remain."""
+def after_failure(state: QueueState, failed_at: datetime, retry_after: timedelta) -> QueueState:
+    """The state a failed attempt leaves: Error, retried automatically while attempts remain.
+
+    The automatic retry is due ``retry_after`` (the failing dispatcher's interval) after the failure.
+    """
+    if retry_after <= timedelta(0):
+        raise ValueError("retry_after: must be positive, or a row could be retried in the run it failed in")
     return QueueState(
         status=Status.ERROR,
         attempts=state.attempts,
         max_attempts=state.max_attempts,
         scheduled_for=state.scheduled_for,
-        next_attempt_at=failed_at,
+        next_attempt_at=failed_at + retry_after,
         uncertain_since=state.uncertain_since,
     )
 

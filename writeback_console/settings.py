@@ -122,6 +122,7 @@ class AppSettings:
             lease_seconds=chosen.lease_seconds,
             batch_size=chosen.batch_size,
             settle_seconds=chosen.settle_seconds,
+            retry_interval_seconds=chosen.interval_seconds,
         )
 
     def personify(self, password: str) -> PersonifySettings:

@@ -208,3 +208,38 @@ def test_incomplete_settings_show_the_banner_by_kind_not_by_words(console: Conso
     failed.emit(CycleFailure(FailureKind.INTERNAL, "could not read the settings cache: disk full"))
     assert window.banner_text(BANNER_UNREACHABLE) is None
     assert "disk full" in console.status.last_label.text()
+
+
+def test_send_now_on_a_mailing_sends_only_its_writeback(
+    qtbot: QtBot, console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reproduced: Send now started a full run, and every retryable Error row spent another attempt."""
+    from tests.helpers.builders import add_mailing
+    from tests.helpers.dispatching import recipients_as_constituents
+    from writeback_console.ui.dialogs import schedule
+
+    factory = console.services.factory
+    console.sim.add_constituents(recipients_as_constituents(2))  # type: ignore[attr-defined]
+    (failed,) = enqueue(factory, item(Kind.RESUBSCRIBE, "ann@example.org"))
+    fail_runs(factory, failed, 1)  # long ago: a full run would retry it now
+    (waiting,) = enqueue(factory, item(Kind.RESUBSCRIBE, "bob@example.org"))
+    mailing_id = add_mailing(factory, remote=2, name="Spring Appeal")
+    page = console.mailings
+    page.refresh()
+    qtbot.waitUntil(lambda: page.table.topLevelItemCount() == 1, timeout=5000)
+    page.table.setCurrentItem(page.table.topLevelItem(0))
+    monkeypatch.setattr(schedule, "confirm", lambda *_args: True)
+    finished: list[CycleSummary] = []
+    console.controller.worker.finished.connect(finished.append)
+
+    page.send_now_action.trigger()
+
+    qtbot.waitUntil(lambda: bool(finished), timeout=15_000)
+    (summary,) = finished
+    with console.services.factory() as session:
+        rows = list(listing.iter_rows(session, listing.WritebackFilter()))
+    states = {r.id: (r.status, r.attempts) for r in rows}
+    assert summary.claimed == 1 and summary.sent == 1
+    assert states[failed] == (Status.ERROR, 1) and states[waiting] == (Status.NEW, 0)
+    (activity,) = [r for r in rows if r.mailing_id == mailing_id]
+    assert (activity.status, activity.attempts) == (Status.SENT, 1)

@@ -19,6 +19,11 @@ T0 = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 DISPATCHER = "test-host:1"
 
 
+#: A failed row's automatic retry is due this long after its failure, as for a dispatcher whose interval
+#: is a minute (the tests' runs are ten minutes apart unless a test says otherwise).
+RETRY_AFTER = timedelta(minutes=1)
+
+
 def minutes(n: float) -> timedelta:
     return timedelta(minutes=n)
 
@@ -76,7 +81,13 @@ def token_of(session: Session, writeback_id: int) -> int:
     return int(session.execute(select(W.lease_token).where(W.id == writeback_id)).scalar_one())
 
 
-def fail(factory: sessionmaker[Session], writeback_id: int, at: datetime, message: str = "HTTP 500") -> None:
+def fail(
+    factory: sessionmaker[Session],
+    writeback_id: int,
+    at: datetime,
+    message: str = "HTTP 500",
+    retry_after: timedelta = RETRY_AFTER,
+) -> None:
     with write_transaction(factory) as session:
         assert recording.mark_error(
             session,
@@ -87,6 +98,7 @@ def fail(factory: sessionmaker[Session], writeback_id: int, at: datetime, messag
             message=message,
             http_status=500,
             response_excerpt="<error><message>boom</message></error>",
+            retry_after=retry_after,
         )
 
 

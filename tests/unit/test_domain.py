@@ -21,6 +21,7 @@ from writeback_console.domain import (
 )
 
 RUN = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+INTERVAL = timedelta(minutes=10)
 
 
 def state(status: Status, attempts: int = 0, **kw: object) -> QueueState:
@@ -37,9 +38,21 @@ def test_scheduled_is_eligible_only_once_its_time_has_passed() -> None:
 
 
 def test_error_failed_in_this_run_is_not_eligible_until_a_later_run() -> None:
-    failed = after_failure(state(Status.PROCESSING, 1), RUN + timedelta(seconds=4))
+    failed = after_failure(state(Status.PROCESSING, 1), RUN + timedelta(seconds=4), INTERVAL)
     assert not is_eligible(failed, RUN)
-    assert is_eligible(failed, RUN + timedelta(minutes=10))
+    assert is_eligible(failed, RUN + timedelta(seconds=4) + INTERVAL)
+
+
+def test_an_automatic_retry_is_due_one_dispatcher_interval_after_the_failure() -> None:
+    """Whatever starts a run (Run now, Send now, another dispatcher): not before the interval has passed."""
+    failed_at = RUN + timedelta(seconds=4)
+    failed = after_failure(state(Status.PROCESSING, 1), failed_at, INTERVAL)
+    assert failed.next_attempt_at == failed_at + INTERVAL
+    for early in (timedelta(seconds=5), timedelta(minutes=3), INTERVAL - timedelta(seconds=1)):
+        assert not is_eligible(failed, failed_at + early)
+    assert is_eligible(failed, failed_at + INTERVAL)
+    with pytest.raises(ValueError, match="retry_after"):
+        after_failure(state(Status.PROCESSING, 1), failed_at, timedelta(0))
 
 
 def test_a_write_that_may_have_arrived_waits_before_it_is_looked_for_and_sent_again() -> None:
@@ -73,7 +86,7 @@ def test_three_attempts_one_plus_two_automatic() -> None:
             continue
         runs += 1
         s = after_failure(
-            QueueState(Status.PROCESSING, s.attempts + 1, s.max_attempts), at + timedelta(seconds=1)
+            QueueState(Status.PROCESSING, s.attempts + 1, s.max_attempts), at + timedelta(seconds=1), INTERVAL
         )
     assert runs == 3 and s.attempts == 3 and retries_exhausted(s)
 

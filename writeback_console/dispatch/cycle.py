@@ -29,7 +29,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -158,13 +158,17 @@ def run_cycle(
     progress: ProgressCallback | None = None,
     stop: threading.Event | None = None,
     clock: Callable[[], datetime] | None = None,
+    only: Iterable[int] | None = None,
 ) -> CycleSummary:
     """Run one dispatcher cycle and say what it did.
 
     Every time the cycle records comes from the database's clock (``clock`` only for tests), so
-    dispatchers whose own clocks disagree still judge eligibility and leases alike.
+    dispatchers whose own clocks disagree still judge eligibility and leases alike. ``only`` limits the
+    cycle to those writebacks ("Send now" on one mailing): it claims no other row and schedules no
+    mailing activity, though it still takes back rows whose holder died (that is not sending).
     """
-    return _Cycle(factory, client, mapping, options or DispatchOptions(), progress, stop, clock).run()
+    chosen = None if only is None else frozenset(only)
+    return _Cycle(factory, client, mapping, options or DispatchOptions(), progress, stop, clock, chosen).run()
 
 
 class _Cycle:
@@ -177,11 +181,14 @@ class _Cycle:
         progress: ProgressCallback | None,
         stop: threading.Event | None,
         clock: Callable[[], datetime] | None,
+        only: frozenset[int] | None = None,
     ) -> None:
         self.factory = factory
         self.client = client
         self.mapping = mapping
         self.o = options
+        self.only = only
+        self.retry_after = timedelta(seconds=options.retry_interval_seconds)
         self.report = progress
         self.stop = stop or threading.Event()
         self._given_clock = clock
@@ -249,12 +256,15 @@ class _Cycle:
                 recovered = recording.recover_expired_leases(
                     session, now=self._now_for_store(), by=self.o.dispatcher
                 )
-            with write_transaction(self.factory) as session:
-                scheduled = operator_actions.auto_schedule_mailings(
-                    session, now=self.clock(), actor=self.o.dispatcher
-                )
+            if self.only is None:
+                with write_transaction(self.factory) as session:
+                    scheduled = operator_actions.auto_schedule_mailings(
+                        session, now=self.clock(), actor=self.o.dispatcher
+                    )
             with read_session(self.factory) as session:
-                self.remaining = lifecycle.count_eligible(session, started, self.skip, self.o.settle_seconds)
+                self.remaining = lifecycle.count_eligible(
+                    session, started, self.skip, self.o.settle_seconds, only=self.only
+                )
         except sa_exc.DBAPIError as exc:
             if not _database_trouble(exc):
                 raise
@@ -523,6 +533,7 @@ class _Cycle:
                     now=self._now_for_store(),
                     skip_accounts=self.skip,
                     settle_seconds=self.o.settle_seconds,
+                    only=self.only,
                 )
                 plans = [(c, self._plan_row(session, c)) for c in claimed]
         except sa_exc.DBAPIError as exc:
@@ -774,6 +785,7 @@ class _Cycle:
                 for o in outcomes
             ],
             dispatcher=self.o.dispatcher,
+            retry_after=self.retry_after,
         )
 
     def _count_recorded(self, outcomes: list[Outcome], held: set[int]) -> None:
@@ -852,6 +864,7 @@ class _Cycle:
             http_status=first.http_status if first else None,
             response_excerpt=first.excerpt if first else None,
             may_have_arrived=any(f.may_have_arrived for f in job.failures),
+            retry_after=self.retry_after,
         )
         return "failed" if ok else "lost"
 

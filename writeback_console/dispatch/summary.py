@@ -12,6 +12,7 @@ from datetime import datetime
 from writeback_console.domain import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_CONCURRENCY,
+    DEFAULT_INTERVAL_SECONDS,
     DEFAULT_LEASE_SECONDS,
     DEFAULT_SETTLE_SECONDS,
 )
@@ -46,6 +47,9 @@ class DispatchOptions:
     database_patience: float = 120.0
     #: How long a row whose write may have arrived waits before it is looked for and sent again.
     settle_seconds: float = DEFAULT_SETTLE_SECONDS
+    #: A row that fails is retried automatically no sooner than this after the failure: the dispatcher's
+    #: interval, so automatic retries keep its rhythm whatever starts a run.
+    retry_interval_seconds: float = DEFAULT_INTERVAL_SECONDS
     dispatcher: str = field(default_factory=dispatcher_identity)
 
 

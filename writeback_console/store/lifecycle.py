@@ -166,7 +166,7 @@ def eligible_condition(run_started_at: datetime, settle: timedelta = timedelta(0
         and_(
             W.status == Status.ERROR.value,
             W.attempts < W.max_attempts,
-            or_(W.next_attempt_at.is_(None), W.next_attempt_at < run_started_at),
+            or_(W.next_attempt_at.is_(None), W.next_attempt_at <= run_started_at),
         ),
     )
     if settle <= timedelta(0):
@@ -230,6 +230,7 @@ def claim(
     skip_accounts: Iterable[str] = (),
     settle_seconds: float = 0,
     interrupted: bool | None = None,
+    only: Iterable[int] | None = None,
 ) -> list[Claimed]:
     """Claim up to ``limit`` eligible rows for one dispatcher in one atomic statement.
 
@@ -238,6 +239,7 @@ def claim(
     The lease runs ``lease_seconds`` from the database's clock (``now`` only for tests with a fixed
     clock) and carries a new fencing token. Every claim starts an attempt, written in the same
     transaction. ``interrupted`` True takes only rows a dispatcher died sending, False only the others.
+    ``only`` limits the claim to those ids (a cycle sending one writeback at a person's request).
     """
     now = now or database_now(session)
     expires = now + timedelta(seconds=lease_seconds)
@@ -255,6 +257,8 @@ def claim(
         chosen = chosen.where(W.account.not_in(skipped))
     if interrupted is not None:
         chosen = chosen.where(W.interruptions > 0 if interrupted else W.interruptions == 0)
+    if only is not None:
+        chosen = chosen.where(W.id.in_(sorted(set(only))))
     if session.get_bind().dialect.name == "postgresql":
         chosen = chosen.with_for_update(skip_locked=True)
     result = session.execute(
@@ -375,7 +379,12 @@ def held_leases(session: Session, leases: Leases) -> set[int]:
 
 
 def count_eligible(
-    session: Session, run_started_at: datetime, skip_accounts: Iterable[str] = (), settle_seconds: float = 0
+    session: Session,
+    run_started_at: datetime,
+    skip_accounts: Iterable[str] = (),
+    settle_seconds: float = 0,
+    *,
+    only: Iterable[int] | None = None,
 ) -> int:
     """How many rows a run starting now would claim (for progress: "remaining")."""
     query = select(func.count()).where(
@@ -385,6 +394,8 @@ def count_eligible(
     skipped = sorted(set(skip_accounts))
     if skipped:
         query = query.where(W.account.not_in(skipped))
+    if only is not None:
+        query = query.where(W.id.in_(sorted(set(only))))
     return int(session.execute(query).scalar_one())
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -62,6 +62,10 @@ def _finish_attempt(
             counted=counted,
         )
     )
+
+
+#: For a result that cannot fail (a success), where no retry is ever due.
+_ANY = timedelta(seconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,13 +140,20 @@ def _close_attempts(
     )
 
 
-def record_results(session: Session, results: Sequence[AttemptResult], *, dispatcher: str) -> set[int]:
+def record_results(
+    session: Session, results: Sequence[AttemptResult], *, dispatcher: str, retry_after: timedelta
+) -> set[int]:
     """Record many attempts in a few statements; returns the ids whose lease the caller still held.
+
+    A failed row's automatic retry is due ``retry_after`` (the dispatcher's interval) after its failure,
+    as ``domain.after_failure`` says.
 
     A row whose lease was lost meanwhile (recovered by another run, or the holder slept past it) is
     left alone: its fencing token no longer matches, its attempt was closed as interrupted, and it is
     checked by reference before it is sent again.
     """
+    if retry_after <= timedelta(0):
+        raise ValueError("retry_after: must be positive, or a row could be retried in the run it failed in")
     if not results:
         return set()
     held = held_leases(session, {r.writeback_id: r.token for r in results})
@@ -173,7 +184,7 @@ def record_results(session: Session, results: Sequence[AttemptResult], *, dispat
             .where(WRITEBACK_TABLE.c.id == bindparam("wid"))
             .values(
                 status=Status.ERROR.value,
-                next_attempt_at=bindparam("at"),
+                next_attempt_at=bindparam("due"),
                 **UNLOCKED,
                 interruptions=0,
                 # Knowing the earlier write is absent settles the doubt; a new doubt adds to it.
@@ -194,6 +205,7 @@ def record_results(session: Session, results: Sequence[AttemptResult], *, dispat
                 {
                     "wid": r.writeback_id,
                     "at": r.at,
+                    "due": r.at + retry_after,
                     "keep": not r.checked_absent,
                     "mha": r.may_have_arrived,
                     "message": cut(r.message, MESSAGE_LIMIT),
@@ -234,7 +246,7 @@ def mark_sent(
 ) -> bool:
     """Record that Personify360 accepted the row. False if this lease is no longer held."""
     result = AttemptResult(writeback_id, token, True, sent_at, http_status, message)
-    return writeback_id in record_results(session, [result], dispatcher=dispatcher)
+    return writeback_id in record_results(session, [result], dispatcher=dispatcher, retry_after=_ANY)
 
 
 def mark_error(
@@ -248,12 +260,14 @@ def mark_error(
     http_status: int | None = None,
     response_excerpt: str | None = None,
     may_have_arrived: bool = False,
+    retry_after: timedelta,
 ) -> bool:
-    """Record a failed attempt; the row is retried automatically in a later run while attempts remain."""
+    """Record a failed attempt; the row is retried automatically, ``retry_after`` later, while attempts
+    remain."""
     result = AttemptResult(
         writeback_id, token, False, failed_at, http_status, message, response_excerpt, may_have_arrived
     )
-    return writeback_id in record_results(session, [result], dispatcher=dispatcher)
+    return writeback_id in record_results(session, [result], dispatcher=dispatcher, retry_after=retry_after)
 
 
 def mark_no_remote_recipients(session: Session, writeback_id: int, *, token: int, now: datetime) -> bool:

@@ -98,7 +98,8 @@ class Console(QObject):
         window.run_now_requested.connect(self.controller.run_requested)
         window.pause_requested.connect(self.controller.pause_requested)
         self.settings_page.open_button.clicked.connect(self.open_settings)
-        self.mailings.run_requested.connect(self.controller.run_requested)
+        self.mailings.send_requested.connect(self.controller.send_requested)
+        self.controller.worker.send_deferred.connect(self._send_deferred)
         self.mailings.scheduled.connect(self._queue_changed)
         self.mailings.cancelled.connect(self._queue_changed)
         self.mailings.open_ref.connect(window.open_ref)
@@ -129,7 +130,7 @@ class Console(QObject):
         self.window.writebacks.refresh_rows(retried)
         self.window.show_message(f"{len(retried):,} writeback(s) will be retried at the next dispatcher run")
         if send_now:
-            self.controller.run_requested.emit()
+            self.controller.send_requested.emit(list(retried))
 
     @Slot()
     def schedule(self) -> None:
@@ -138,7 +139,12 @@ class Console(QObject):
             return
         self._queue_changed(outcome.writeback_id)
         if outcome.send_now:
-            self.controller.run_requested.emit()
+            self.controller.send_requested.emit([outcome.writeback_id])
+
+    @Slot(int)
+    def _send_deferred(self, count: int) -> None:
+        what = "The writeback is" if count == 1 else f"{count:,} writebacks are"
+        self.window.show_message(f"{what} queued; the dispatcher is paused, so it goes out after Resume.")
 
     @Slot()
     def open_settings(self) -> None:

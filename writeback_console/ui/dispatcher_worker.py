@@ -62,12 +62,15 @@ class DispatcherWorker(QObject):
         progress(CycleProgress): during a cycle, after each batch of results is recorded.
         finished(CycleSummary): after every cycle.
         failed(CycleFailure): a cycle could not run (settings incomplete, database unreachable).
+        send_deferred(int): "Send now" of that many writebacks came while paused: they are queued and go
+            at the first run after Resume.
     """
 
     state_changed = Signal(object)
     progress = Signal(object)
     finished = Signal(object)
     failed = Signal(object)
+    send_deferred = Signal(int)
 
     def __init__(
         self,
@@ -103,9 +106,32 @@ class DispatcherWorker(QObject):
             return
         if self._timer is not None:
             self._timer.stop()
+        self._run(None)
+        self._schedule()
+
+    @Slot(list)
+    def send_now(self, ids: list[int]) -> None:
+        """A cycle for these writebacks only ("Send now"): no other row is claimed or retried.
+
+        The regular timer keeps its time: sending one writeback does not postpone the queue's next run.
+        While paused nothing is sent; the rows stay due and go at the first run after Resume.
+        """
+        if self._stop.is_set() or not ids:
+            return
+        if self._paused:
+            self.send_deferred.emit(len(ids))
+            return
+        self._run(ids)
+        if self._timer is not None and self._timer.isActive():
+            left = self._timer.remainingTime() / 1000
+            self.state_changed.emit(DispatcherState("idle", time.monotonic() + left))
+        else:
+            self._schedule()
+
+    def _run(self, only: list[int] | None) -> None:
         self.state_changed.emit(DispatcherState("running", None))
         try:
-            summary = self._cycle()
+            summary = self._cycle(only)
         except SettingsError as exc:
             self.failed.emit(
                 CycleFailure(FailureKind.SETTINGS, f"Personify360 settings are incomplete: {exc}")
@@ -115,7 +141,6 @@ class DispatcherWorker(QObject):
             self.failed.emit(CycleFailure(FailureKind.INTERNAL, f"the dispatcher run failed: {exc}"))
         else:
             self.finished.emit(summary)
-        self._schedule()
 
     @Slot(bool)
     def set_paused(self, paused: bool) -> None:
@@ -145,7 +170,7 @@ class DispatcherWorker(QObject):
         self._timer.start(interval_ms)
         self.state_changed.emit(DispatcherState("idle", time.monotonic() + interval_ms / 1000))
 
-    def _cycle(self) -> CycleSummary:
+    def _cycle(self, only: list[int] | None = None) -> CycleSummary:
         options = self._settings.dispatch_options()
         with self._client_factory() as client:
             return run_cycle(
@@ -155,6 +180,7 @@ class DispatcherWorker(QObject):
                 options,
                 progress=self.progress.emit,
                 stop=self._stop,
+                only=only,
             )
 
 
@@ -162,6 +188,8 @@ class DispatcherController(QObject):
     """Owns the worker thread: starts it, forwards commands, and stops it cleanly on close."""
 
     run_requested = Signal()
+    #: "Send now": a cycle for these writeback ids only.
+    send_requested = Signal(list)
     pause_requested = Signal(bool)
     settings_changed = Signal(object)
 
@@ -179,6 +207,7 @@ class DispatcherController(QObject):
         self.worker.moveToThread(self.worker_thread)
         self.worker_thread.started.connect(self.worker.start)
         self.run_requested.connect(self.worker.run_now)
+        self.send_requested.connect(self.worker.send_now)
         self.pause_requested.connect(self.worker.set_paused)
         self.settings_changed.connect(self.worker.apply_settings)
 

@@ -232,7 +232,7 @@ def test_mailings_page_actions_follow_the_activity_status(
     states = [a.isEnabled() for a in (page.schedule_action, page.send_now_action, page.reschedule_action)]
     assert [*states, page.cancel_action.isEnabled()] == [True, True, False, False]
     choose(free)
-    with qtbot.waitSignals([page.scheduled, page.run_requested], timeout=5000):
+    with qtbot.waitSignals([page.scheduled, page.send_requested], timeout=5000):
         page.send_now_action.trigger()
     assert mailing(db, free).activity_status is Status.NEW
 
@@ -271,7 +271,7 @@ def test_cancelling_on_the_mailings_page_leaves_it_shown_as_cancelled_to_schedul
 
     made: list[int] = []
     page.scheduled.connect(made.append)
-    with qtbot.waitSignals([page.scheduled, page.run_requested], timeout=5000):
+    with qtbot.waitSignals([page.scheduled, page.send_requested], timeout=5000):
         send_button.click()
     (new,) = made
     qtbot.waitUntil(lambda: row_text(page).startswith("● New"), timeout=5000)

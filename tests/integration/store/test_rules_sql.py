@@ -24,6 +24,7 @@ from writeback_console.store.engine import write_transaction
 from writeback_console.store.models import Attempt, AuditEvent, AuditEventRow, Writeback
 
 RUN = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
+RETRY_AFTER = timedelta(minutes=10)
 offsets = st.one_of(st.none(), st.integers(-3, 3).map(lambda s: RUN + timedelta(seconds=s)))
 
 
@@ -125,11 +126,11 @@ def test_a_recorded_failure_leaves_what_after_failure_says(
         results = [
             recording.AttemptResult(c.id, c.token, ok=False, at=failed_at, message="x") for c in claimed
         ]
-        recording.record_results(session, results, dispatcher="prop:1")
+        recording.record_results(session, results, dispatcher="prop:1", retry_after=RETRY_AFTER)
         after = _states_of(session, mine)
         session.rollback()
     assert set(mine) <= set(ids)
-    assert after == [after_failure(state, failed_at) for state in before]
+    assert after == [after_failure(state, failed_at, RETRY_AFTER) for state in before]
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -42,13 +42,14 @@ class MailingsPage(QWidget):
     Signals:
         scheduled(int): a mailing-activity writeback was created or moved (its id).
         cancelled(int): a Scheduled mailing-activity writeback was withdrawn (its id; it stays, Cancelled).
-        run_requested(): "Send now" was chosen; the caller may start a dispatcher run.
+        send_requested(list): "Send now" was chosen for this mailing-activity writeback (its id, in a list):
+            the caller sends it, and only it, at once.
         open_ref(str): the user asked to see a mailing's activity in the Writeback List.
     """
 
     scheduled = Signal(int)
     cancelled = Signal(int)
-    run_requested = Signal()
+    send_requested = Signal(list)
     open_ref = Signal(str)
 
     def __init__(self, factory: sessionmaker[Session], runner: TaskRunner, parent: QWidget | None = None):
@@ -218,7 +219,7 @@ class MailingsPage(QWidget):
         self.status_label.setText(f"Mailing activity {outcome.action}; it goes out {when}.")
         self.scheduled.emit(outcome.writeback_id)
         if outcome.send_now:
-            self.run_requested.emit()
+            self.send_requested.emit([outcome.writeback_id])
 
     @Slot()
     def send_now(self) -> None:
