@@ -76,9 +76,14 @@ def cmd_reschedule(args: argparse.Namespace) -> int:
 
 
 def cmd_send_now(args: argparse.Namespace) -> int:
-    row = operations.send_mailing_activity_now(open_queue(args), args.mailing_id, actor=current_actor())
-    print(f"mailing activity {row.ref} of mailing {args.mailing_id} goes out at the next dispatcher run")
-    return EXIT_OK
+    factory = open_queue(args)
+    row = operations.send_mailing_activity_now(factory, args.mailing_id, actor=current_actor())
+    if not args.now:
+        print(f"mailing activity {row.ref} of mailing {args.mailing_id} goes out at the next dispatcher run")
+        return EXIT_OK
+    from writeback_console.cli.run_commands import send_only
+
+    return send_only(factory, [row.id], f"mailing activity {row.ref} of mailing {args.mailing_id}")
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

@@ -165,9 +165,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command(
         "send-now",
         "action_commands.cmd_send_now",
-        "send a mailing's activity at the next run, scheduled or not",
+        "send a mailing's activity at the next run, scheduled or not (--now: here and now, and only it)",
     )
     p.add_argument("mailing_id", type=int, metavar="MAILING_ID")
+    p.add_argument(
+        "--now",
+        action="store_true",
+        help="send it at once with a dispatcher cycle for this writeback alone (needs Personify360 settings)",
+    )
 
     p = command(
         "cancel", "action_commands.cmd_cancel", "cancel a scheduled mailing activity (it stays, as Cancelled)"

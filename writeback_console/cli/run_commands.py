@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console import operations
 from writeback_console.cli.common import (
@@ -107,6 +108,24 @@ def cmd_check_connection(args: argparse.Namespace) -> int:
     for check in checks:
         print(f"{marks[check.ok]:<12} {check.name}: {check.text}")
     return EXIT_OK if all(c.ok for c in checks) else EXIT_PERSONIFY_UNUSABLE
+
+
+def send_only(factory: sessionmaker[Session], ids: list[int], what: str) -> int:
+    """One dispatcher cycle for these writebacks alone (``send-now --now``); its summary, and an exit code."""
+    from writeback_console.dispatch.cycle import run_cycle
+    from writeback_console.dispatch.summary import ProblemKind
+
+    settings, client = _personify_client(argparse.Namespace())
+    try:
+        summary = run_cycle(factory, client, settings.activity_mapping, settings.dispatch_options(), only=ids)
+    finally:
+        client.close()
+    print(f"{what}: {summary.describe()}")
+    if summary.problem is ProblemKind.DATABASE or (summary.problem is None and summary.failed):
+        return EXIT_REFUSED
+    if summary.problem is not None:
+        return EXIT_PERSONIFY_UNUSABLE
+    return EXIT_OK
 
 
 def cmd_dispatch(args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers.builders import add_mailing, row
+from tests.helpers.simulator import MakeSimulator
 from tests.integration.cli.test_cli import run_cli
 from writeback_console.domain import Status, utcnow
 from writeback_console.settings import PasswordStore, load_settings
@@ -124,3 +125,29 @@ def test_settings_are_changed_one_name_at_a_time_and_a_bad_value_saves_nothing(
         assert path.read_bytes() == before
     code, out, _ = run_cli(capsys, sqlite_url, "settings")
     assert code == 0 and json.dumps(8) in out and "https://p360.example.org/odata" in out
+
+
+def test_send_now_with_now_sends_that_mailings_activity_and_nothing_else(
+    sqlite_url: str,
+    capsys: pytest.CaptureFixture[str],
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make_simulator: MakeSimulator,
+) -> None:
+    from tests.helpers.builders import enqueue, item
+    from tests.helpers.dispatching import recipients_as_constituents
+
+    sim = make_simulator(constituents=recipients_as_constituents(2))
+    monkeypatch.setenv("WRITEBACK_PERSONIFY_URL", sim.url)
+    monkeypatch.setenv("WRITEBACK_PERSONIFY_USER", "u")
+    monkeypatch.setenv("WRITEBACK_PERSONIFY_PASSWORD", "p")
+    factory = make_session_factory(make_engine(sqlite_url))
+    (other,) = enqueue(factory, item())
+    mailing = add_mailing(factory, remote=2)
+
+    code, out, err = run_cli(capsys, sqlite_url, "send-now", str(mailing), "--now")
+
+    assert code == 0, err
+    assert "sent 1" in out
+    assert len(sim.activities()) == 2
+    assert row(factory, other).status is Status.NEW
