@@ -10,8 +10,9 @@ and Personify360 to the promise:
   exactly once; no writeback the queue was given disappears.
 - **I2** nothing is left New, Processing or due Scheduled; every row is Sent, No Remote Recipients,
   Cancelled, or Error with its automatic attempts used up and a message.
-- **I3** attempts never exceed what the rules allow, an outage or a lone interruption uses none, and the
-  history holds every Save that reached Personify360.
+- **I3** attempts never exceed what the rules allow, an outage or a lone interruption uses none, an
+  automatic retry comes no sooner than one dispatcher interval after the failure (Send now included),
+  and the history holds every Save that reached Personify360.
 - **I4** no audit or timeline entry belongs to another row, and every row's event log runs without a gap
   from its first status to its status now.
 - **I5** no dispatcher or command ends in a traceback; a dispatcher stops within seconds when asked.
@@ -173,6 +174,8 @@ FAULT_PROFILES = (
     "crash",
 )
 OPERATOR_ACTIONS = ("enqueue", "import", "retry", "schedule", "reschedule", "cancel", "switch")
+#: The chaos dispatchers' interval (their settings' interval_seconds): an automatic retry waits this long.
+RETRY_INTERVAL = timedelta(seconds=1)
 
 
 def generate(seed: int, backend: str, *, supports: frozenset[str] = frozenset()) -> Schedule:
@@ -241,6 +244,11 @@ def generate(seed: int, backend: str, *, supports: frozenset[str] = frozenset())
         if action == "switch":
             args = {"account": rng.choice((None, *ACCOUNTS)), "length": round(rng.uniform(0.5, 3.0), 2)}
         events.append(Event(round(rng.uniform(0.2, duration - 0.3), 2), action, args))
+    # Send now (a cycle for one mailing's activity alone, as the console's Send now), drawn apart so the
+    # rest of a seed's schedule stays what it was before this action existed.
+    extra = random.Random(f"{seed}:{backend}:send-now")
+    for _ in range(extra.randint(0, 3)):
+        events.append(Event(round(extra.uniform(0.2, duration - 0.3), 2), "send_now"))
     events.sort(key=lambda e: (e.at, e.action))
     return Schedule(
         seed=seed,
@@ -681,6 +689,26 @@ class Run:
                 continue
             self.seen.created_refs.add(operations.enqueue(self.factory, wb, actor="chaos-staff").ref)
 
+    def _op_send_now(self) -> None:
+        # The Mailings page's Send now from another machine: the CLI's one-off cycle for that row alone,
+        # alongside the running dispatchers.
+        if not self.mailing_ids:
+            return
+        mid = self.rng.choice(self.mailing_ids)
+        env = self.env("send-now", DispatcherSpec(30, 2, 10))
+        done = subprocess.run(
+            [sys.executable, "-m", "writeback_console.cli", "send-now", str(mid), "--now"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if "Traceback" in done.stderr:
+            self.seen.violations.append(Violation("I5", f"send-now crashed:\n{done.stderr[-2000:]}"))
+        self.seen.operator_log.append(
+            f"send-now {mid}: exit {done.returncode} {(done.stdout + done.stderr).strip()[:200]}"
+        )
+
     def _op_import(self, count: int, nasty: bool) -> None:
         raws = [self._writeback_raw(self.rng, nasty=nasty and k == count // 2) for k in range(count)]
         path = self.workdir / f"import-{time.monotonic_ns()}.jsonl"
@@ -1107,6 +1135,20 @@ def check(factory: Factory, sim: Simulator, seen: Observed) -> list[Violation]:
                     f"({outage[0].http_status}): {_history(history)}",
                 )
             )
+        ordered = sorted(history, key=lambda a: a.started_at)
+        for failed, next_ in itertools.pairwise(ordered):
+            automatic = failed.outcome == "error" and _counted(failed) and not next_.manual
+            if not automatic or failed.finished_at is None:
+                continue
+            early = failed.finished_at + RETRY_INTERVAL - next_.started_at
+            if early > timedelta(milliseconds=5):
+                out.append(
+                    Violation(
+                        "I3",
+                        f"{r.ref} was tried again {early.total_seconds():.3f} s before its automatic retry "
+                        f"was due: {_history(history)}",
+                    )
+                )
         streak = longest = 0
         for a in history:
             streak = streak + 1 if (a.outcome == "interrupted" and not _counted(a)) else 0
