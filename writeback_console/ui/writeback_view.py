@@ -242,6 +242,7 @@ class WritebackListPage(QWidget):
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.table.doubleClicked.connect(self._open_detail)
         self.detail.retry_requested.connect(self.retry_requested)
+        self.detail.vanished.connect(self._row_vanished)
         self.model.first_page_loaded.connect(self._first_page_loaded)
         self.model.page_appended.connect(self._page_appended)
         self.model.loading_changed.connect(self._update_summary)
@@ -346,8 +347,15 @@ class WritebackListPage(QWidget):
         if row is None or row.id not in ids:
             row = self.model.row_at(self.table.selectionModel().selectedRows()[0].row()) if ids else None
         if row is None or row.id != self.detail.writeback_id:
-            self.detail.show_writeback(row.id if row else None)
+            self.detail.show_writeback(row.id if row else None, row.ref if row else None)
         self.selection_changed.emit(ids)
+
+    @Slot(int, str)
+    def _row_vanished(self, _writeback_id: int, ref: str) -> None:
+        # The list is read again without it; the pane then follows what is still selected.
+        self.status_message.emit(f"{ref or 'The writeback shown'} is no longer in the queue")
+        self.model.reload()
+        self.refresh_counts()
 
     @Slot(bool)
     def _first_page_loaded(self, _keep_position: bool) -> None:
