@@ -87,7 +87,10 @@ class Console(QObject):
         window.set_page(PAGE_SETTINGS, self.settings_page)
 
         self.controller = DispatcherController(factory, services.settings, services.client, self)
-        self.status = DispatcherStatus(self.controller)
+        # The window's Run now and Pause actions are the status bar's buttons too: one state for all.
+        self.status = DispatcherStatus(
+            self.controller, run_action=window.run_now_action, pause_action=window.pause_action
+        )
         layout = window.dispatcher_slot.layout()
         assert layout is not None
         layout.addWidget(self.status)
@@ -189,7 +192,7 @@ class Console(QObject):
             w.writebacks.reload()
         w.dashboard.refresh()
         self.mailings.refresh()
-        w.show_message(f"Dispatcher: {summary.describe()}", 15_000)
+        # The run's result is the status bar's "Last run" (whole in its tooltip): not said twice.
 
     @Slot(object)
     def cycle_failed(self, failure: CycleFailure) -> None:

@@ -163,7 +163,9 @@ class MainWindow(QMainWindow):
         self.settings = settings
         self.database_label = database_label
         self.state_path = state_path or window_state_path()
-        self.setWindowTitle(f"Writeback Console — {database_label}")
+        # The application's name last: Qt appends it to any title that does not end with it (on X11
+        # and Windows), which made "Writeback Console — demo.sqlite3 — Writeback Console".
+        self.setWindowTitle(f"{database_label} — Writeback Console")
         self.setObjectName("mainWindow")
         self._enabled_task: Task | None = None
         self._tasks = TaskGroup(self, runner)
