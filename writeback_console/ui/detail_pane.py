@@ -30,7 +30,7 @@ from PySide6.QtWidgets import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from writeback_console.domain import AttemptOutcome, Status, attempts_left, manual_retry_decision
+from writeback_console.domain import AttemptOutcome, Kind, Status, attempts_left, manual_retry_decision
 from writeback_console.messages import describe_exception
 from writeback_console.store import audit_trail, history, listing
 from writeback_console.store.audit_trail import AuditRow
@@ -38,6 +38,7 @@ from writeback_console.store.engine import read_session
 from writeback_console.store.history import EventRow
 from writeback_console.store.listing import AttemptRow
 from writeback_console.store.rows import NotFound, WritebackRow
+from writeback_console.ui.dialogs.schedule import MOVABLE
 from writeback_console.ui.status_pill import StatusPill
 from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
 from writeback_console.ui.writeback_model import (
@@ -235,11 +236,15 @@ class DetailPane(QWidget):
         retry_requested(list): the user pressed Retry for this row (ids).
         loaded(int): the detail of this writeback id is on screen.
         vanished(int, str): the writeback shown (id, reference) is no longer in the queue database.
+        reschedule_requested(WritebackRow): Reschedule… on this mailing activity.
+        cancel_requested(WritebackRow): Cancel scheduled… on this Scheduled mailing activity.
     """
 
     retry_requested = Signal(list)
     loaded = Signal(int)
     vanished = Signal(int, str)
+    reschedule_requested = Signal(object)
+    cancel_requested = Signal(object)
 
     FIELDS = (
         ("ref", "Reference"),
@@ -290,6 +295,14 @@ class DetailPane(QWidget):
             "Send this writeback once more (only when automatic retries are used up)"
         )
         self.retry_button.clicked.connect(self._retry_clicked)
+        self.reschedule_button = QPushButton("Reschedule…")
+        self.reschedule_button.setToolTip("Send this mailing activity at another time, or at the next run")
+        self.reschedule_button.clicked.connect(self._reschedule_clicked)
+        self.cancel_button = QPushButton("Cancel scheduled…")
+        self.cancel_button.setToolTip(
+            "Withdraw this Scheduled mailing activity; it stays listed as Cancelled"
+        )
+        self.cancel_button.clicked.connect(self._cancel_clicked)
         self.copy_button = QPushButton("Copy details")
         self.copy_button.setToolTip("Copy every field, attempt and event as JSON, e.g. for a support ticket")
         self.copy_button.clicked.connect(self.copy_details)
@@ -298,6 +311,8 @@ class DetailPane(QWidget):
         header.addWidget(self.title)
         header.addWidget(self.pill)
         header.addStretch(1)
+        header.addWidget(self.reschedule_button)
+        header.addWidget(self.cancel_button)
         header.addWidget(self.retry_button)
         header.addWidget(self.copy_button)
 
@@ -445,6 +460,10 @@ class DetailPane(QWidget):
         self.subtitle.setText(f"{row.kind.label} · {row.account}" + (f" · {who}" if who else ""))
         self.retry_button.setEnabled(manual_retry_decision(row.state).allowed)
         self.retry_button.setToolTip(manual_retry_decision(row.state).reason.capitalize())
+        # Staff act where the row is: a waiting mailing activity can be moved, a Scheduled one cancelled.
+        mailing_activity = row.kind is Kind.MAILING_ACTIVITY
+        self.reschedule_button.setVisible(mailing_activity and row.status in MOVABLE)
+        self.cancel_button.setVisible(mailing_activity and row.status is Status.SCHEDULED)
         self._fill_fields(row, detail.attempts)
         self.payload.setPlainText(json.dumps(dict(row.payload), indent=2, ensure_ascii=False, sort_keys=True))
         self._fill_attempts(detail.attempts, reading)
@@ -599,6 +618,16 @@ class DetailPane(QWidget):
         if self.detail is not None:
             text = json.dumps(self.detail.to_json(), indent=2, ensure_ascii=False, default=str)
             QGuiApplication.clipboard().setText(text)
+
+    @Slot()
+    def _reschedule_clicked(self) -> None:
+        if self.detail is not None:
+            self.reschedule_requested.emit(self.detail.row)
+
+    @Slot()
+    def _cancel_clicked(self) -> None:
+        if self.detail is not None:
+            self.cancel_requested.emit(self.detail.row)
 
     @Slot()
     def _retry_clicked(self) -> None:
