@@ -74,7 +74,7 @@ def test_run_now_sends_and_the_list_shows_it(qtbot: QtBot, console: Console) -> 
         return {model.row_at(n).status for n in range(model.rowCount())}  # type: ignore[union-attr]
 
     qtbot.waitUntil(lambda: shown_statuses() == {Status.SENT}, timeout=10_000)
-    assert "sent 3" in console.status.last_label.text()
+    assert "3 sent" in console.status.last_label.text()
 
 
 def test_rejected_credentials_show_a_banner(

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,6 +24,7 @@ from writeback_console.ui.detail_pane import (
     DetailPane,
 )
 from writeback_console.ui.tasks import TaskRunner
+from writeback_console.ui.writeback_view import WritebackListPage
 
 Factory = sessionmaker[Session]
 
@@ -220,3 +222,133 @@ def test_the_timeline_is_the_row_s_status_history_with_who_made_each_change(
     ]
     assert items[2][3] == "HTTP 500 number 1" and items[6][3] == "HTTP 500 number 3"
     assert pane.tabs.tabText(pane.tabs.indexOf(pane.timeline)) == "Timeline (10)"
+
+
+def error_rows_with_equal_attempts(factory: Factory) -> tuple[WritebackRow, WritebackRow, int]:
+    """Two seeded Error rows with the same number of attempts (at least two)."""
+    seen: dict[int, WritebackRow] = {}
+    with factory() as session:
+        for row in listing.iter_rows(session, WritebackFilter(statuses=frozenset({Status.ERROR}))):
+            n = len(listing.attempts_of(session, row.id))
+            if n < 2:
+                continue
+            if n in seen:
+                return seen[n], row, n
+            seen[n] = row
+    raise AssertionError("the seed has no two error rows with as many attempts")
+
+
+def attempt_header(pane: DetailPane) -> str:
+    return pane.attempt_text.toPlainText().splitlines()[0] if pane.attempt_text.toPlainText() else ""
+
+
+def test_attempts_tab_shows_the_newest_attempt_of_each_row_and_any_attempt_clicked(
+    qtbot: QtBot, small_factory: Factory, runner: TaskRunner
+) -> None:
+    first, second, count = error_rows_with_equal_attempts(small_factory)
+    pane = DetailPane(small_factory, runner)
+    qtbot.addWidget(pane)
+    pane.resize(1000, 500)
+    pane.show()
+    pane.tabs.setCurrentIndex(2)
+    with qtbot.waitSignal(pane.loaded, timeout=5000):
+        pane.show_writeback(first.id)
+    # An older attempt of the first row is being read when the user moves to the next row.
+    pane.attempts.selectRow(0)
+    pane.attempts.selectRow(count - 1)
+    with qtbot.waitSignal(pane.loaded, timeout=5000):
+        pane.show_writeback(second.id)
+    assert pane.detail is not None and pane.detail.row.id == second.id
+    # The highlighted attempt is the newest one, and it is the one shown.
+    assert [i.row() for i in pane.attempts.selectionModel().selectedRows()] == [count - 1]
+    newest = pane.detail.attempts[-1]
+    assert attempt_header(pane).startswith(f"Attempt {newest.number} by")
+    assert (newest.message or "—") in pane.attempt_text.toPlainText()
+
+    # Clicking an attempt shows it, the highlighted one included.
+    viewport = pane.attempts.viewport()
+    for n in (0, count - 1, count - 1):
+        pane.attempt_text.setPlainText("")
+        rect = pane.attempts.visualRect(pane.attempts.model().index(n, 1))
+        qtbot.mouseClick(viewport, Qt.MouseButton.LeftButton, pos=rect.center())
+        assert attempt_header(pane).startswith(f"Attempt {pane.detail.attempts[n].number} by")
+
+
+def test_refreshing_a_row_keeps_the_attempt_being_read(
+    qtbot: QtBot, small_factory: Factory, runner: TaskRunner
+) -> None:
+    row, attempts = known_error_row(small_factory)
+    pane = DetailPane(small_factory, runner)
+    qtbot.addWidget(pane)
+    with qtbot.waitSignal(pane.loaded, timeout=5000):
+        pane.show_writeback(row.id)
+    pane.attempts.selectRow(0)
+    with qtbot.waitSignal(pane.loaded, timeout=5000):
+        pane.refresh()
+    assert [i.row() for i in pane.attempts.selectionModel().selectedRows()] == [0]
+    assert attempt_header(pane).startswith(f"Attempt {attempts[0].number} by")
+
+
+def delete_writeback(factory: Factory, writeback_id: int) -> None:
+    """The row goes from the database behind the console's back (another console's database, a purge)."""
+    from sqlalchemy import delete
+
+    from writeback_console.store.models import Writeback
+
+    with write_transaction(factory) as session:
+        session.execute(delete(Writeback).where(Writeback.id == writeback_id))
+
+
+def list_page(qtbot: QtBot, factory: Factory, runner: TaskRunner) -> WritebackListPage:
+    page = WritebackListPage(factory, runner)
+    qtbot.addWidget(page)
+    page.start()
+    qtbot.waitUntil(lambda: page.model.rowCount() > 0 and not page.model.loading, timeout=5000)
+    return page
+
+
+def select_and_wait(qtbot: QtBot, page: WritebackListPage, writeback_id: int) -> None:
+    with qtbot.waitSignal(page.detail.loaded, timeout=5000):
+        page.table.select_ids([writeback_id], current=writeback_id)
+
+
+def test_a_row_that_vanishes_leaves_the_list_and_the_pane_asks_for_a_selection(
+    qtbot: QtBot, db: Factory, runner: TaskRunner
+) -> None:
+    ids = enqueue(db, *(item(Kind.RESUBSCRIBE, f"p{n}@example.org") for n in range(3)))
+    page = list_page(qtbot, db, runner)
+    select_and_wait(qtbot, page, ids[1])
+    ref = page.detail.detail.row.ref if page.detail.detail else ""
+    messages: list[str] = []
+    page.status_message.connect(messages.append)
+    delete_writeback(db, ids[1])
+    # A dispatcher run reports the row as changed: the list and the pane read it again.
+    page.refresh_rows([ids[1]])
+    qtbot.waitUntil(lambda: page.model.row_of_id(ids[1]) is None, timeout=5000)
+    qtbot.waitUntil(lambda: page.detail.hint.text().startswith("Select a writeback"), timeout=5000)
+    assert page.detail.stack.currentIndex() == 0 and page.detail.writeback_id is None
+    assert any(ref in m and "no longer in the queue" in m for m in messages)
+    # Whatever happens next, the pane never names the internal id.
+    page.filter_bar.clear()
+    page.filter_bar.set_text("p0@example.org")
+    qtbot.waitUntil(lambda: not page.model.loading and page.model.rowCount() == 1, timeout=5000)
+    for text in [page.detail.hint.text(), *messages]:
+        assert "no writeback" not in text and str(ids[1]) not in text.replace(ref, "")
+    assert page.detail.hint.text().startswith("Select a writeback")
+
+
+def test_a_row_that_fails_to_load_is_named_by_its_reference_and_the_next_choice_clears_it(
+    qtbot: QtBot, db: Factory, runner: TaskRunner
+) -> None:
+    ids = enqueue(db, *(item(Kind.RESUBSCRIBE, f"p{n}@example.org") for n in range(2)))
+    pane = DetailPane(db, runner)
+    qtbot.addWidget(pane)
+    with qtbot.waitSignal(pane.loaded, timeout=5000):
+        pane.show_writeback(ids[0])
+    ref = pane.detail.row.ref if pane.detail else ""
+    delete_writeback(db, ids[0])
+    with qtbot.waitSignal(pane.vanished, timeout=5000):
+        pane.refresh()
+    assert pane.hint.text() == f"{ref} is no longer in the queue."
+    pane.show_writeback(None)
+    assert pane.hint.text().startswith("Select a writeback")

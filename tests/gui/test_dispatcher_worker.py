@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from pathlib import Path
 
+import pytest
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QToolBar, QToolButton
 from pytestqt.qtbot import QtBot
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -11,11 +16,13 @@ from tests.helpers.builders import enqueue, item
 from tests.helpers.dispatching import client_for
 from tests.helpers.simulator import MakeSimulator
 from writeback_console.dispatch.summary import CycleSummary
-from writeback_console.domain import Kind, Status
+from writeback_console.domain import Kind, Status, utcnow
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.settings import AppSettings
 from writeback_console.store import listing
-from writeback_console.ui.dispatcher_worker import DispatcherController, DispatcherStatus
+from writeback_console.ui.composition_root import open_console
+from writeback_console.ui.console import Console
+from writeback_console.ui.dispatcher_worker import DispatcherController, DispatcherState, DispatcherStatus
 
 
 def statuses(factory: sessionmaker[Session]) -> list[Status]:
@@ -71,10 +78,10 @@ def test_run_now_pause_and_a_clean_stop_mid_cycle(
     controller.worker.progress.connect(progress.append)
     controller.start()
     qtbot.waitUntil(lambda: "Next run in" in status.state_label.text(), timeout=5000)
-    status.pause_button.click()
-    qtbot.waitUntil(lambda: status.state_label.text() == "Dispatcher paused", timeout=5000)
     status.run_button.click()
     qtbot.waitUntil(lambda: len(progress) >= 2, timeout=10_000)
+    # Paused mid-cycle: the run goes on until it is stopped.
+    status.pause_button.click()
     assert controller.stop(30_000)
     found = statuses(factory)
     assert Status.PROCESSING not in found
@@ -96,3 +103,133 @@ def test_dispatcher_runs_every_ten_minutes_by_default(
         qtbot.waitUntil(lambda: status.state_label.text().startswith("Next run in 9:5"), timeout=5000)
     finally:
         assert controller.stop()
+
+
+@pytest.fixture
+def console(
+    qtbot: QtBot, tmp_path: Path, sqlite_url: str, make_simulator: MakeSimulator
+) -> Iterator[Console]:
+    """The assembled console with its dispatcher running on an hourly timer."""
+    from tests.gui.test_console import services_for
+
+    services = services_for(tmp_path, sqlite_url, make_simulator())
+    console = open_console(services, state_path=tmp_path / "window.ini")
+    qtbot.addWidget(console.window)
+    qtbot.waitUntil(lambda: "Next run in" in console.status.state_label.text(), timeout=5000)
+    yield console
+    console.shut_down()
+    services.close()
+
+
+def toolbar_button(console: Console, action: QAction) -> QToolButton:
+    toolbar = console.window.findChild(QToolBar, "mainToolbar")
+    assert toolbar is not None
+    button = toolbar.widgetForAction(action)
+    assert isinstance(button, QToolButton)
+    return button
+
+
+def paused_everywhere(console: Console) -> list[bool]:
+    """What each Pause control shows: the menu item, the toolbar button, the status-bar button."""
+    action = console.window.pause_action
+    return [
+        action.isChecked(),
+        toolbar_button(console, action).isChecked(),
+        console.status.pause_button.isChecked(),
+    ]
+
+
+def test_toolbar_pause_is_shown_by_every_pause_control(qtbot: QtBot, console: Console) -> None:
+    console.window.pause_action.trigger()
+    qtbot.waitUntil(lambda: console.status.state_label.text() == "Dispatcher paused", timeout=5000)
+    assert paused_everywhere(console) == [True, True, True]
+    assert console.status.pause_button.text() == "Resume"
+    assert console.window.pause_action.text() == "Resume dispatcher"
+    assert console.window.pause_action.toolTip().startswith("Resume the dispatcher")
+
+
+def test_status_bar_pause_pauses_and_resumes_what_the_toolbar_and_menu_show(
+    qtbot: QtBot, console: Console
+) -> None:
+    console.status.pause_button.click()
+    qtbot.waitUntil(lambda: console.status.state_label.text() == "Dispatcher paused", timeout=5000)
+    assert paused_everywhere(console) == [True, True, True]
+    assert console.controller.worker.paused
+    console.status.pause_button.click()
+    qtbot.waitUntil(lambda: "Next run in" in console.status.state_label.text(), timeout=5000)
+    assert paused_everywhere(console) == [False, False, False]
+    assert console.status.pause_button.text() == "Pause"
+    assert console.window.pause_action.text() == "Pause dispatcher"
+
+
+def test_after_resume_no_pause_control_stays_pressed(qtbot: QtBot, console: Console) -> None:
+    console.window.pause_action.trigger()
+    qtbot.waitUntil(lambda: console.status.state_label.text() == "Dispatcher paused", timeout=5000)
+    console.status.pause_button.click()
+    qtbot.waitUntil(lambda: "Next run in" in console.status.state_label.text(), timeout=5000)
+    assert paused_everywhere(console) == [False, False, False]
+    assert not console.controller.worker.paused
+
+
+def test_run_now_is_disabled_while_paused_and_says_why(qtbot: QtBot, console: Console) -> None:
+    window, status = console.window, console.status
+    assert window.run_now_action.isEnabled() and status.run_button.isEnabled()
+    window.pause_action.trigger()
+    qtbot.waitUntil(lambda: status.state_label.text() == "Dispatcher paused", timeout=5000)
+    assert not window.run_now_action.isEnabled()
+    assert not status.run_button.isEnabled()
+    assert not toolbar_button(console, window.run_now_action).isEnabled()
+    assert window.run_now_action.toolTip() == "The dispatcher is paused: Resume to run it"
+    assert status.run_button.toolTip() == "The dispatcher is paused: Resume to run it"
+    window.pause_action.trigger()
+    qtbot.waitUntil(lambda: "Next run in" in status.state_label.text(), timeout=5000)
+    assert window.run_now_action.isEnabled() and status.run_button.isEnabled()
+    assert "paused" not in window.run_now_action.toolTip()
+
+
+def test_a_pause_asked_for_during_a_run_holds_when_the_run_ends(
+    qtbot: QtBot, factory: sessionmaker[Session], make_simulator: MakeSimulator
+) -> None:
+    sim = make_simulator()
+    sim.faults.latency_ms = 20
+    enqueue(factory, *(item(Kind.RESUBSCRIBE, "ann@example.org") for _ in range(20)))
+    controller = DispatcherController(
+        factory, AppSettings(interval_seconds=3600, concurrency=1), lambda: client_for(sim)
+    )
+    status = DispatcherStatus(controller)
+    qtbot.addWidget(status)
+    states: list[DispatcherState] = []
+    finished: list[CycleSummary] = []
+    controller.worker.state_changed.connect(states.append)
+    controller.worker.finished.connect(finished.append)
+    controller.start()
+    try:
+        qtbot.waitUntil(lambda: "Next run in" in status.state_label.text(), timeout=5000)
+        status.run_button.click()
+        qtbot.waitUntil(lambda: bool(states) and states[-1].mode == "running", timeout=5000)
+        status.pause_button.click()
+        assert status.pause_button.isChecked()
+        asked = len(states)
+        qtbot.waitUntil(lambda: bool(finished) and states[-1].mode == "paused", timeout=15_000)
+    finally:
+        assert controller.stop()
+    # No state between the request and the end of the run said "not paused", so no control flickered.
+    assert all(state.paused for state in states[asked:])
+    assert status.pause_button.isChecked() and not status.run_button.isEnabled()
+
+
+def test_last_run_is_said_once_and_whole_in_a_1024_pixel_window(qtbot: QtBot, console: Console) -> None:
+    window, status = console.window, console.status
+    window.resize(1024, 700)
+    window.show()
+    qtbot.waitExposed(window)
+    now = utcnow()
+    summary = CycleSummary(now, now, claimed=1200, sent=1187, failed=13, released=4)
+    console.controller.worker.finished.emit(summary)
+    qtbot.waitUntil(lambda: status.last_label.full_text().startswith("Last run"), timeout=5000)
+    # Laid out again for the new text, it fits whole.
+    qtbot.waitUntil(status.last_label.text_fits, timeout=3000)
+    assert "1,187 sent" in status.last_label.text() and "13 failed" in status.last_label.text()
+    # The whole summary is one hover away, and the status bar does not say it a second time.
+    assert summary.describe() in status.last_label.toolTip()
+    assert "1,187" not in window.statusBar().currentMessage()

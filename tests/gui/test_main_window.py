@@ -43,7 +43,8 @@ def test_title_names_the_database_and_navigation_mirrors_informz(
     qtbot: QtBot, small_factory: Factory, runner: TaskRunner, tmp_path: Path
 ) -> None:
     window = open_window(qtbot, small_factory, runner, tmp_path / "w.ini")
-    assert window.windowTitle() == "Writeback Console — small.sqlite3"
+    # Qt adds the application's name to a title that does not end with it: the name comes last, once.
+    assert window.windowTitle() == "small.sqlite3 — Writeback Console"
     tree = window.navigation
     admin = tree.topLevelItem(0)
     assert admin.text(0) == "Admin"
@@ -267,3 +268,22 @@ def test_placeholder_pages_have_a_title() -> None:
     page = main_window.page_for("mailings")
     assert isinstance(page, QWidget)
     assert page.findChild(QLabel).text() == "Mailings"  # type: ignore[union-attr]
+
+
+def test_the_window_title_says_writeback_console_once(
+    qtbot: QtBot, small_factory: Factory, runner: TaskRunner, tmp_path: Path
+) -> None:
+    from PySide6.QtGui import QGuiApplication
+
+    from writeback_console.ui.composition_root import APP_DISPLAY_NAME
+
+    before = QGuiApplication.applicationDisplayName()
+    QGuiApplication.setApplicationDisplayName(APP_DISPLAY_NAME)
+    try:
+        window = open_window(qtbot, small_factory, runner, tmp_path / "w.ini")
+        title = window.windowTitle()
+        # The platform appends the display name unless the title already ends with it (X11, Windows).
+        shown = title if title.endswith(APP_DISPLAY_NAME) else f"{title} — {APP_DISPLAY_NAME}"
+        assert shown.count(APP_DISPLAY_NAME) == 1
+    finally:
+        QGuiApplication.setApplicationDisplayName(before)

@@ -7,15 +7,20 @@ built and tested on its own.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject, Qt, Slot
 from PySide6.QtWidgets import QLabel, QPushButton, QVBoxLayout, QWidget
 
+from writeback_console import operations
 from writeback_console.dispatch.summary import CycleSummary, ProblemKind
+from writeback_console.domain import Kind
 from writeback_console.settings import AppSettings
-from writeback_console.ui.dialogs import retry, schedule, settings_dialog
+from writeback_console.store.rows import WritebackRow, current_actor
+from writeback_console.ui.dialogs import errors, retry, schedule, settings_dialog
 from writeback_console.ui.dialogs.constituent import ConstituentViewer
+from writeback_console.ui.dialogs.schedule import ScheduleOutcome
 from writeback_console.ui.dispatcher_worker import (
     CycleFailure,
     DispatcherController,
@@ -30,9 +35,11 @@ from writeback_console.ui.main_window import (
     PAGE_CONSTITUENTS,
     PAGE_MAILINGS,
     PAGE_SETTINGS,
+    PAGE_WRITEBACKS,
     MainWindow,
 )
 from writeback_console.ui.pages.mailings import MailingsPage
+from writeback_console.ui.tasks import TaskGroup
 
 if TYPE_CHECKING:
     from writeback_console.ui.composition_root import Services
@@ -78,6 +85,7 @@ class Console(QObject):
         self.services = services
         self.window = window
         factory, runner = services.factory, services.runner
+        self._tasks = TaskGroup(self, runner)
 
         self.mailings = MailingsPage(factory, runner)
         self.constituents = ConstituentViewer(factory, runner, services.client)
@@ -87,13 +95,18 @@ class Console(QObject):
         window.set_page(PAGE_SETTINGS, self.settings_page)
 
         self.controller = DispatcherController(factory, services.settings, services.client, self)
-        self.status = DispatcherStatus(self.controller)
+        # The window's Run now and Pause actions are the status bar's buttons too: one state for all.
+        self.status = DispatcherStatus(
+            self.controller, run_action=window.run_now_action, pause_action=window.pause_action
+        )
         layout = window.dispatcher_slot.layout()
         assert layout is not None
         layout.addWidget(self.status)
 
         window.retry_requested.connect(self.retry)
         window.schedule_requested.connect(self.schedule)
+        window.reschedule_requested.connect(self.reschedule)
+        window.cancel_scheduled_requested.connect(self.cancel_scheduled)
         window.settings_requested.connect(self.open_settings)
         window.run_now_requested.connect(self.controller.run_requested)
         window.pause_requested.connect(self.controller.pause_requested)
@@ -134,10 +147,32 @@ class Console(QObject):
 
     @Slot()
     def schedule(self) -> None:
-        outcome = schedule.ask_schedule(self.services.factory, self.services.runner, self.window)
-        if outcome is None:
+        """The Schedule dialog, with the mailing of the mailing activity chosen in the list, if any."""
+        row = self.window.acted_row() if self.window.current_page() == PAGE_WRITEBACKS else None
+        mailing_id = row.mailing_id if row is not None and row.kind is Kind.MAILING_ACTIVITY else None
+        outcome = schedule.ask_schedule(self.services.factory, self.services.runner, self.window, mailing_id)
+        if outcome is not None:
+            self._scheduled(outcome)
+
+    @Slot(object)
+    def reschedule(self, row: WritebackRow) -> None:
+        """Reschedule… on a row: the Schedule dialog opens on its mailing, ready to move it."""
+        if row.mailing_id is None:
             return
-        self._queue_changed(outcome.writeback_id)
+        outcome = schedule.ask_schedule(
+            self.services.factory, self.services.runner, self.window, row.mailing_id
+        )
+        if outcome is not None:
+            self._scheduled(outcome)
+
+    def _scheduled(self, outcome: ScheduleOutcome) -> None:
+        """Say what happened, in local time and UTC, and show the row in the list."""
+        self.window.show_message(outcome.confirmation(), 20_000)
+        self.mailings.refresh()
+        if outcome.action == "cancelled":
+            self.window.writebacks.reload()
+        else:
+            self.show_row(outcome.writeback_id, outcome.ref)
         if outcome.send_now:
             self.controller.send_requested.emit([outcome.writeback_id])
 
@@ -145,6 +180,35 @@ class Console(QObject):
     def _send_deferred(self, count: int) -> None:
         what = "The writeback is" if count == 1 else f"{count:,} writebacks are"
         self.window.show_message(f"{what} queued; the dispatcher is paused, so it goes out after Resume.")
+
+    @Slot(object)
+    def cancel_scheduled(self, row: WritebackRow) -> None:
+        """Cancel scheduled… on a row: asked first, then cancelled off the GUI thread."""
+        if not schedule.confirm_cancel_row(self.window, row):
+            return
+        work = partial(operations.cancel, self.services.factory, row.id, actor=current_actor())
+        self.window.show_message(f"Cancelling {row.ref}…")
+        self._tasks.submit(work, on_done=self._cancelled, on_error=self._cancel_failed)
+
+    def _cancelled(self, row: WritebackRow) -> None:
+        self.window.show_message(ScheduleOutcome.of("cancelled", row, False).confirmation(), 20_000)
+        self._queue_changed(row.id)
+
+    def _cancel_failed(self, exc: BaseException) -> None:
+        # Whatever the refusal says (it was sent or picked up meanwhile), the list shows how it is now.
+        self.window.show_message("Nothing was cancelled")
+        self._queue_changed()
+        errors.report_exception(self.window, "Cancel scheduled mailing activity", exc)
+
+    def show_row(self, writeback_id: int, ref: str) -> None:
+        """Select this writeback in the list: where it is, or else found alone by its reference."""
+        page = self.window.writebacks
+        if page.model.row_of_id(writeback_id) is not None:
+            self.window.show_page(PAGE_WRITEBACKS)
+            page.table.select_ids([writeback_id], current=writeback_id)
+            page.reload()
+        elif ref:
+            self.window.open_ref(ref)
 
     @Slot()
     def open_settings(self) -> None:
@@ -195,7 +259,7 @@ class Console(QObject):
             w.writebacks.reload()
         w.dashboard.refresh()
         self.mailings.refresh()
-        w.show_message(f"Dispatcher: {summary.describe()}", 15_000)
+        # The run's result is the status bar's "Last run" (whole in its tooltip): not said twice.
 
     @Slot(object)
     def cycle_failed(self, failure: CycleFailure) -> None:

@@ -30,13 +30,15 @@ from PySide6.QtWidgets import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from writeback_console.domain import AttemptOutcome, Status, attempts_left, manual_retry_decision
+from writeback_console.domain import AttemptOutcome, Kind, Status, attempts_left, manual_retry_decision
+from writeback_console.messages import describe_exception
 from writeback_console.store import audit_trail, history, listing
 from writeback_console.store.audit_trail import AuditRow
 from writeback_console.store.engine import read_session
 from writeback_console.store.history import EventRow
 from writeback_console.store.listing import AttemptRow
-from writeback_console.store.rows import WritebackRow
+from writeback_console.store.rows import NotFound, WritebackRow
+from writeback_console.ui.dialogs.schedule import MOVABLE
 from writeback_console.ui.status_pill import StatusPill
 from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
 from writeback_console.ui.writeback_model import (
@@ -72,6 +74,8 @@ TRANSITION_WORDS: dict[tuple[Status | None, Status], str] = {
 }
 #: The actor of the event that stands for a row's whole earlier history, made when the log began.
 UPGRADE_ACTOR = "upgrade"
+#: What the pane says when no row is chosen (and after any message about a row that went away).
+EMPTY_HINT = "Select a writeback to see its fields, payload, attempts and timeline."
 
 
 @dataclass(frozen=True, slots=True)
@@ -231,10 +235,16 @@ class DetailPane(QWidget):
     Signals:
         retry_requested(list): the user pressed Retry for this row (ids).
         loaded(int): the detail of this writeback id is on screen.
+        vanished(int, str): the writeback shown (id, reference) is no longer in the queue database.
+        reschedule_requested(WritebackRow): Reschedule… on this mailing activity.
+        cancel_requested(WritebackRow): Cancel scheduled… on this Scheduled mailing activity.
     """
 
     retry_requested = Signal(list)
     loaded = Signal(int)
+    vanished = Signal(int, str)
+    reschedule_requested = Signal(object)
+    cancel_requested = Signal(object)
 
     FIELDS = (
         ("ref", "Reference"),
@@ -266,9 +276,11 @@ class DetailPane(QWidget):
         self._runner = TaskGroup(self, runner)
         self._task: Task | None = None
         self._wanted: int | None = None
+        #: The reference of the wanted row, when known: messages about a row name it, never its id.
+        self._wanted_ref: str | None = None
         self.detail: WritebackDetail | None = None
 
-        self.hint = QLabel("Select a writeback to see its fields, payload, attempts and timeline.")
+        self.hint = QLabel(EMPTY_HINT)
         self.hint.setObjectName("emptyHint")
         self.hint.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.hint.setWordWrap(True)
@@ -283,6 +295,14 @@ class DetailPane(QWidget):
             "Send this writeback once more (only when automatic retries are used up)"
         )
         self.retry_button.clicked.connect(self._retry_clicked)
+        self.reschedule_button = QPushButton("Reschedule…")
+        self.reschedule_button.setToolTip("Send this mailing activity at another time, or at the next run")
+        self.reschedule_button.clicked.connect(self._reschedule_clicked)
+        self.cancel_button = QPushButton("Cancel scheduled…")
+        self.cancel_button.setToolTip(
+            "Withdraw this Scheduled mailing activity; it stays listed as Cancelled"
+        )
+        self.cancel_button.clicked.connect(self._cancel_clicked)
         self.copy_button = QPushButton("Copy details")
         self.copy_button.setToolTip("Copy every field, attempt and event as JSON, e.g. for a support ticket")
         self.copy_button.clicked.connect(self.copy_details)
@@ -291,6 +311,8 @@ class DetailPane(QWidget):
         header.addWidget(self.title)
         header.addWidget(self.pill)
         header.addStretch(1)
+        header.addWidget(self.reschedule_button)
+        header.addWidget(self.cancel_button)
         header.addWidget(self.retry_button)
         header.addWidget(self.copy_button)
 
@@ -331,6 +353,8 @@ class DetailPane(QWidget):
         for column, width in enumerate((30, 120, 120, 80, 150, 45, 220)):
             self.attempts.setColumnWidth(column, width)
         self.attempts.itemSelectionChanged.connect(self._attempt_selected)
+        # A click on the attempt already highlighted changes no selection, yet must show it too.
+        self.attempts.cellClicked.connect(self._attempt_clicked)
         self.attempt_text = QPlainTextEdit()
         self.attempt_text.setReadOnly(True)
         self.attempt_text.setFont(mono)
@@ -372,14 +396,21 @@ class DetailPane(QWidget):
     def writeback_id(self) -> int | None:
         return self._wanted
 
-    def show_writeback(self, writeback_id: int | None) -> None:
-        """Show this writeback (read in the background), or the hint for None."""
+    def show_writeback(self, writeback_id: int | None, ref: str | None = None) -> None:
+        """Show this writeback (read in the background), or the hint for None.
+
+        ``ref`` is the row's reference when the caller knows it, for a message should it fail to load.
+        """
         if self._task is not None:
             self._task.cancel()
             self._task = None
+        if ref is None and self.detail is not None and self.detail.row.id == writeback_id:
+            ref = self.detail.row.ref
         self._wanted = writeback_id
+        self._wanted_ref = ref
         if writeback_id is None:
             self.detail = None
+            self.hint.setText(EMPTY_HINT)
             self.stack.setCurrentIndex(0)
             return
         self._task = self._runner.submit(
@@ -403,14 +434,24 @@ class DetailPane(QWidget):
             return
         self._task = None
         self.detail = None
-        self.hint.setText(f"The writeback could not be read: {error}")
+        name = self._wanted_ref or "This writeback"
+        if isinstance(error, NotFound):
+            self.hint.setText(f"{name} is no longer in the queue.")
+        else:
+            self.hint.setText(f"{name} could not be read. {describe_exception(error)[0]}")
         self.stack.setCurrentIndex(0)
+        if isinstance(error, NotFound):
+            self.vanished.emit(writeback_id, self._wanted_ref or "")
 
     def _show(self, writeback_id: int, detail: WritebackDetail) -> None:
         if writeback_id != self._wanted:
             return  # the user moved on to another row meanwhile
         self._task = None
+        # The same row read again keeps the attempt being read; another row starts at its newest.
+        same_row = self.detail is not None and self.detail.row.id == writeback_id
+        reading = self._selected_attempt() if same_row else None
         self.detail = detail
+        self._wanted_ref = detail.row.ref
         row = detail.row
         self.title.setText(row.ref)
         self.pill.set_spec(pill_spec(row))
@@ -419,9 +460,13 @@ class DetailPane(QWidget):
         self.subtitle.setText(f"{row.kind.label} · {row.account}" + (f" · {who}" if who else ""))
         self.retry_button.setEnabled(manual_retry_decision(row.state).allowed)
         self.retry_button.setToolTip(manual_retry_decision(row.state).reason.capitalize())
+        # Staff act where the row is: a waiting mailing activity can be moved, a Scheduled one cancelled.
+        mailing_activity = row.kind is Kind.MAILING_ACTIVITY
+        self.reschedule_button.setVisible(mailing_activity and row.status in MOVABLE)
+        self.cancel_button.setVisible(mailing_activity and row.status is Status.SCHEDULED)
         self._fill_fields(row, detail.attempts)
         self.payload.setPlainText(json.dumps(dict(row.payload), indent=2, ensure_ascii=False, sort_keys=True))
-        self._fill_attempts(detail.attempts)
+        self._fill_attempts(detail.attempts, reading)
         self._fill_timeline(timeline(detail))
         self.tabs.setTabText(2, attempts_tab_text(detail.attempts))
         self.tabs.setTabText(3, f"Timeline ({len(self.timeline_items())})")
@@ -475,7 +520,15 @@ class DetailPane(QWidget):
         for key, label in self.values.items():
             label.setText(values.get(key) or "—")
 
-    def _fill_attempts(self, attempts: list[AttemptRow]) -> None:
+    def _fill_attempts(self, attempts: list[AttemptRow], reading: int | None = None) -> None:
+        """The attempt history, with the attempt numbered ``reading`` chosen, or else the newest.
+
+        The selection is cleared first: a row with as many attempts as the one before would otherwise
+        keep its highlight without a change of selection, and so without its text.
+        """
+        self.attempts.blockSignals(True)
+        self.attempts.clearSelection()
+        self.attempts.blockSignals(False)
         self.attempts.setRowCount(len(attempts))
         for n, attempt in enumerate(attempts):
             cells = (
@@ -500,7 +553,10 @@ class DetailPane(QWidget):
         self.attempts.resizeColumnToContents(COUNTED_COLUMN)
         self.attempt_text.clear()
         if attempts:
-            self.attempts.selectRow(len(attempts) - 1)
+            numbers = [a.number for a in attempts]
+            chosen = numbers.index(reading) if reading in numbers else len(attempts) - 1
+            self.attempts.selectRow(chosen)
+            self._show_attempt(chosen)
 
     def _fill_timeline(self, events: list[TimelineEvent]) -> None:
         self.timeline.clear()
@@ -518,13 +574,30 @@ class DetailPane(QWidget):
                 rows.append([item.text(c) for c in range(self.timeline.columnCount())])
         return rows
 
+    def _selected_attempt(self) -> int | None:
+        """The number of the attempt being read, if one is chosen."""
+        rows = self.attempts.selectionModel().selectedRows()
+        if self.detail is None or not rows or rows[0].row() >= len(self.detail.attempts):
+            return None
+        return self.detail.attempts[rows[0].row()].number
+
     @Slot()
     def _attempt_selected(self) -> None:
         rows = self.attempts.selectionModel().selectedRows()
-        if self.detail is None or not rows:
+        if not rows:
             self.attempt_text.clear()
             return
-        attempt = self.detail.attempts[rows[0].row()]
+        self._show_attempt(rows[0].row())
+
+    @Slot(int, int)
+    def _attempt_clicked(self, row: int, _column: int) -> None:
+        self._show_attempt(row)
+
+    def _show_attempt(self, n: int) -> None:
+        if self.detail is None or not 0 <= n < len(self.detail.attempts):
+            self.attempt_text.clear()
+            return
+        attempt = self.detail.attempts[n]
         parts = [
             f"Attempt {attempt.number} by {attempt.dispatcher or 'unknown'}"
             + (" (manual retry)" if attempt.manual else ""),
@@ -545,6 +618,16 @@ class DetailPane(QWidget):
         if self.detail is not None:
             text = json.dumps(self.detail.to_json(), indent=2, ensure_ascii=False, default=str)
             QGuiApplication.clipboard().setText(text)
+
+    @Slot()
+    def _reschedule_clicked(self) -> None:
+        if self.detail is not None:
+            self.reschedule_requested.emit(self.detail.row)
+
+    @Slot()
+    def _cancel_clicked(self) -> None:
+        if self.detail is not None:
+            self.cancel_requested.emit(self.detail.row)
 
     @Slot()
     def _retry_clicked(self) -> None:

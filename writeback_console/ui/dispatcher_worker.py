@@ -14,8 +14,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from PySide6.QtCore import QMetaObject, QObject, Qt, QThread, QTimer, Signal, Slot
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+from PySide6.QtCore import QMetaObject, QObject, QSize, Qt, QThread, QTimer, Signal, Slot
+from PySide6.QtGui import QAction, QKeySequence, QResizeEvent
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QToolButton, QWidget
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.dispatch.cycle import run_cycle
@@ -36,6 +37,14 @@ class DispatcherState:
     mode: str
     #: time.monotonic() of the next run, None while running or paused
     next_run_at: float | None
+    #: Whether the dispatcher is paused: the one value every Pause control shows. While paused nothing
+    #: is sent: Run now is disabled and a Send now waits for Resume.
+    paused: bool = False
+
+
+#: What Run now says, disabled, while the dispatcher is paused (and while a run is under way).
+RUN_NOW_PAUSED_TIP = "The dispatcher is paused: Resume to run it"
+RUN_NOW_BUSY_TIP = "A dispatcher run is under way"
 
 
 class FailureKind(enum.StrEnum):
@@ -83,13 +92,25 @@ class DispatcherWorker(QObject):
         self._settings = settings
         self._client_factory = client_factory
         self._stop = threading.Event()
-        self._paused = False
+        # An Event, like the stop: a pause asked for during a cycle holds when that cycle ends.
+        self._paused = threading.Event()
         self._timer: QTimer | None = None
 
     # Called from the GUI thread: setting an Event is thread-safe, and it must act during a cycle,
     # when the worker's event loop is busy and a queued slot would wait for the cycle to end.
     def request_stop(self) -> None:
         self._stop.set()
+
+    def request_pause(self, paused: bool) -> None:
+        """Pause or resume from the GUI thread at once (the timer follows in ``set_paused``)."""
+        if paused:
+            self._paused.set()
+        else:
+            self._paused.clear()
+
+    @property
+    def paused(self) -> bool:
+        return self._paused.is_set()
 
     @Slot()
     def start(self) -> None:
@@ -118,18 +139,18 @@ class DispatcherWorker(QObject):
         """
         if self._stop.is_set() or not ids:
             return
-        if self._paused:
+        if self.paused:
             self.send_deferred.emit(len(ids))
             return
         self._run(ids)
-        if self._timer is not None and self._timer.isActive():
+        if self._timer is not None and self._timer.isActive() and not self.paused:
             left = self._timer.remainingTime() / 1000
             self.state_changed.emit(DispatcherState("idle", time.monotonic() + left))
         else:
             self._schedule()
 
     def _run(self, only: list[int] | None) -> None:
-        self.state_changed.emit(DispatcherState("running", None))
+        self.state_changed.emit(DispatcherState("running", None, self.paused))
         try:
             summary = self._cycle(only)
         except SettingsError as exc:
@@ -144,7 +165,7 @@ class DispatcherWorker(QObject):
 
     @Slot(bool)
     def set_paused(self, paused: bool) -> None:
-        self._paused = paused
+        self.request_pause(paused)
         self._schedule()
 
     @Slot(object)
@@ -157,14 +178,14 @@ class DispatcherWorker(QObject):
         self._stop.set()
         if self._timer is not None:
             self._timer.stop()
-        self.state_changed.emit(DispatcherState("stopping", None))
+        self.state_changed.emit(DispatcherState("stopping", None, self.paused))
 
     def _schedule(self) -> None:
         if self._timer is None or self._stop.is_set():
             return
-        if self._paused:
+        if self.paused:
             self._timer.stop()
-            self.state_changed.emit(DispatcherState("paused", None))
+            self.state_changed.emit(DispatcherState("paused", None, True))
             return
         interval_ms = int(self._settings.interval_seconds * 1000)
         self._timer.start(interval_ms)
@@ -192,6 +213,8 @@ class DispatcherController(QObject):
     send_requested = Signal(list)
     pause_requested = Signal(bool)
     settings_changed = Signal(object)
+    #: To the worker's thread, where its timer is stopped or started again.
+    _pause_changed = Signal(bool)
 
     def __init__(
         self,
@@ -208,11 +231,18 @@ class DispatcherController(QObject):
         self.worker_thread.started.connect(self.worker.start)
         self.run_requested.connect(self.worker.run_now)
         self.send_requested.connect(self.worker.send_now)
-        self.pause_requested.connect(self.worker.set_paused)
+        self.pause_requested.connect(self._pause)
+        self._pause_changed.connect(self.worker.set_paused)
         self.settings_changed.connect(self.worker.apply_settings)
 
     def start(self) -> None:
         self.worker_thread.start()
+
+    @Slot(bool)
+    def _pause(self, paused: bool) -> None:
+        # The flag first: a cycle under way sees it when it ends, so it never schedules a run between.
+        self.worker.request_pause(paused)
+        self._pause_changed.emit(paused)
 
     def stop(self, wait_ms: int = 60_000) -> bool:
         """Finish or release an in-flight cycle and end the thread; True if it ended in time."""
@@ -225,13 +255,95 @@ class DispatcherController(QObject):
         return bool(self.worker_thread.wait(wait_ms))
 
 
-class DispatcherStatus(QWidget):
-    """The status bar's dispatcher area: state, countdown, progress, last result, Run now and Pause."""
+class ElidedLabel(QLabel):
+    """One line that shortens itself with "…" to the room it gets; the whole text is its tooltip."""
 
-    def __init__(self, controller: DispatcherController, parent: QWidget | None = None) -> None:
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._full = ""
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+
+    def set_full_text(self, text: str, tooltip: str | None = None) -> None:
+        self._full = text
+        self.setToolTip(tooltip or text)
+        self.updateGeometry()
+        self._elide()
+
+    def full_text(self) -> str:
+        return self._full
+
+    def sizeHint(self) -> QSize:
+        # As wide as the whole text (not the shortened one shown), so it gets that room when there is.
+        hint = super().sizeHint()
+        return QSize(self.fontMetrics().horizontalAdvance(self._full) + 4, hint.height())
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(min(80, self.sizeHint().width()), super().minimumSizeHint().height())
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        self._elide()
+
+    def _elide(self) -> None:
+        shown = self.fontMetrics().elidedText(self._full, Qt.TextElideMode.ElideRight, max(self.width(), 1))
+        self.setText(shown)
+
+    def text_fits(self) -> bool:
+        return self.text() == self._full
+
+
+def last_run_text(summary: CycleSummary) -> str:
+    """The status bar's short word on the last run; the whole summary is its tooltip."""
+    if summary.disabled:
+        outcome = "writebacks are switched off"
+    else:
+        parts = [f"{summary.sent:,} sent", f"{summary.failed:,} failed"]
+        if summary.no_remote_recipients:
+            parts.append(f"{summary.no_remote_recipients:,} no remote recipients")
+        if summary.released:
+            parts.append(f"{summary.released:,} put back")
+        outcome = ", ".join(parts) + ("; stopped early" if summary.stopped_reason else "")
+    return f"Last run {summary.finished_at.astimezone():%H:%M}: {outcome}"
+
+
+def _with_shortcut(action: QAction, text: str) -> str:
+    key = action.shortcut()
+    return f"{text} ({key.toString(QKeySequence.SequenceFormat.NativeText)})" if not key.isEmpty() else text
+
+
+class DispatcherStatus(QWidget):
+    """The status bar's dispatcher area: state, countdown, progress, last result, Run now and Pause.
+
+    Run now and Pause are actions shared with the window's toolbar and Queue menu (``run_action``,
+    ``pause_action``; made here, and wired to the controller, when the widget stands alone). The
+    worker's state is the one source of truth: every control shows what it last reported, paused or
+    not, with the matching label and tooltip, and Run now is disabled while the dispatcher is paused.
+    """
+
+    def __init__(
+        self,
+        controller: DispatcherController,
+        parent: QWidget | None = None,
+        *,
+        run_action: QAction | None = None,
+        pause_action: QAction | None = None,
+    ) -> None:
         super().__init__(parent)
         self.controller = controller
         self._state = DispatcherState("idle", None)
+        if run_action is None:
+            run_action = QAction("Run dispatcher now", self)
+            run_action.setToolTip("Start a dispatcher run now instead of waiting for the next one")
+            run_action.triggered.connect(controller.run_requested)
+        if pause_action is None:
+            pause_action = QAction("Pause dispatcher", self)
+            pause_action.setCheckable(True)
+            pause_action.toggled.connect(controller.pause_requested)
+        self.run_action = run_action
+        self.pause_action = pause_action
+        self.pause_action.setCheckable(True)
+        #: Run now's own tooltip, kept while a disabled Run now says why it is disabled.
+        self._run_tip: str | None = None
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.state_label = QLabel("Dispatcher starting…")
@@ -239,22 +351,20 @@ class DispatcherStatus(QWidget):
         self.progress_bar.setMaximumWidth(160)
         self.progress_bar.setTextVisible(True)
         self.progress_bar.hide()
-        self.last_label = QLabel("")
-        self.run_button = QPushButton("Run now")
-        self.run_button.setToolTip("Start a dispatcher run now (F9)")
-        self.pause_button = QPushButton("Pause")
-        self.pause_button.setCheckable(True)
-        self.pause_button.setToolTip("Pause or resume the dispatcher's timer")
-        for widget in (
-            self.state_label,
-            self.progress_bar,
-            self.last_label,
-            self.run_button,
-            self.pause_button,
-        ):
-            layout.addWidget(widget)
-        self.run_button.clicked.connect(controller.run_requested)
-        self.pause_button.toggled.connect(self._pause_toggled)
+        self.last_label = ElidedLabel()
+        self.run_button = QToolButton()
+        self.run_button.setObjectName("runNowButton")
+        self.run_button.setDefaultAction(run_action)
+        self.pause_button = QToolButton()
+        self.pause_button.setObjectName("pauseButton")
+        self.pause_button.setDefaultAction(pause_action)
+        for button in (self.run_button, self.pause_button):
+            button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        layout.addWidget(self.state_label)
+        layout.addWidget(self.progress_bar)
+        layout.addWidget(self.last_label, 1)
+        layout.addWidget(self.run_button)
+        layout.addWidget(self.pause_button)
         worker = controller.worker
         worker.state_changed.connect(self.show_state)
         worker.progress.connect(self.show_progress)
@@ -265,22 +375,47 @@ class DispatcherStatus(QWidget):
         self._countdown.setInterval(1000)
         self._countdown.timeout.connect(self._tick)
         self._countdown.start()
-
-    @Slot(bool)
-    def _pause_toggled(self, paused: bool) -> None:
-        self.pause_button.setText("Resume" if paused else "Pause")
-        self.controller.pause_requested.emit(paused)
+        self._show_controls(self._state)
 
     @Slot(object)
     def show_state(self, state: DispatcherState) -> None:
         self._state = state
-        self.run_button.setEnabled(state.mode in ("idle", "paused"))
+        self._show_controls(state)
         if state.mode == "running":
             self.progress_bar.setRange(0, 0)
             self.progress_bar.show()
         else:
             self.progress_bar.hide()
         self._tick()
+
+    def _show_controls(self, state: DispatcherState) -> None:
+        """Every Run now and Pause control from the state: checked, label, tooltip, enabled."""
+        pause = self.pause_action
+        # Quietly: showing the state must not ask for it again (the toggle is the user's request).
+        pause.blockSignals(True)
+        pause.setChecked(state.paused)
+        pause.blockSignals(False)
+        if state.paused:
+            pause.setText("Resume dispatcher")
+            pause.setIconText("Resume")
+            pause.setToolTip(_with_shortcut(pause, "Resume the dispatcher: runs start again on its timer"))
+        else:
+            pause.setText("Pause dispatcher")
+            pause.setIconText("Pause")
+            pause.setToolTip(_with_shortcut(pause, "Pause the dispatcher: no run starts until you resume it"))
+        run = self.run_action
+        run.setIconText("Run now")
+        why_not = RUN_NOW_PAUSED_TIP if state.paused else None
+        if why_not is None and state.mode in ("running", "stopping"):
+            why_not = RUN_NOW_BUSY_TIP
+        run.setEnabled(why_not is None)
+        if why_not is not None:
+            if self._run_tip is None:
+                self._run_tip = run.toolTip()
+            run.setToolTip(why_not)
+        elif self._run_tip is not None:
+            run.setToolTip(self._run_tip)
+            self._run_tip = None
 
     @Slot(object)
     def show_progress(self, p: CycleProgress) -> None:
@@ -293,11 +428,12 @@ class DispatcherStatus(QWidget):
 
     @Slot(object)
     def show_summary(self, summary: CycleSummary) -> None:
-        self.last_label.setText(f"Last run {summary.finished_at.astimezone():%H:%M}: {summary.describe()}")
+        when = f"{summary.finished_at.astimezone():%H:%M}"
+        self.last_label.set_full_text(last_run_text(summary), f"Last run {when}: {summary.describe()}")
 
     @Slot(object)
     def show_failure(self, failure: CycleFailure) -> None:
-        self.last_label.setText(failure.text)
+        self.last_label.set_full_text(failure.text)
 
     @Slot()
     def _tick(self) -> None:

@@ -25,11 +25,13 @@ from PySide6.QtWidgets import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.config import config_dir
-from writeback_console.domain import Status, utcnow
+from writeback_console.domain import Kind, Status, utcnow
 from writeback_console.settings import AppSettings
 from writeback_console.store import switches
 from writeback_console.store.engine import read_session
+from writeback_console.store.rows import WritebackRow
 from writeback_console.ui import export
+from writeback_console.ui.dialogs.schedule import MOVABLE
 from writeback_console.ui.pages.dashboard import DashboardPage
 from writeback_console.ui.resources import icon
 from writeback_console.ui.status_style import status_color
@@ -134,6 +136,9 @@ class MainWindow(QMainWindow):
     Signals:
         retry_requested(list): Ctrl+R or a Retry action on these writeback ids (wired to the Retry dialog).
         schedule_requested(): Ctrl+Shift+S (wired to the Schedule Mailing Activity dialog).
+        reschedule_requested(WritebackRow): Reschedule… on this mailing activity (Queue menu, the list's
+            context menu, the detail pane).
+        cancel_scheduled_requested(WritebackRow): Cancel scheduled… on this Scheduled mailing activity.
         run_now_requested(): "Run dispatcher now".
         pause_requested(bool): pause (True) or resume (False) the dispatcher.
         settings_requested(): Settings was chosen from a menu or the toolbar.
@@ -142,6 +147,8 @@ class MainWindow(QMainWindow):
 
     retry_requested = Signal(list)
     schedule_requested = Signal()
+    reschedule_requested = Signal(object)
+    cancel_scheduled_requested = Signal(object)
     run_now_requested = Signal()
     pause_requested = Signal(bool)
     settings_requested = Signal()
@@ -163,7 +170,9 @@ class MainWindow(QMainWindow):
         self.settings = settings
         self.database_label = database_label
         self.state_path = state_path or window_state_path()
-        self.setWindowTitle(f"Writeback Console — {database_label}")
+        # The application's name last: Qt appends it to any title that does not end with it (on X11
+        # and Windows), which made "Writeback Console — demo.sqlite3 — Writeback Console".
+        self.setWindowTitle(f"{database_label} — Writeback Console")
         self.setObjectName("mainWindow")
         self._enabled_task: Task | None = None
         self._tasks = TaskGroup(self, runner)
@@ -209,6 +218,9 @@ class MainWindow(QMainWindow):
 
         self.writebacks.retry_requested.connect(self.retry_requested)
         self.writebacks.selection_changed.connect(self._selection_changed)
+        self.writebacks.model.rows_refreshed.connect(self._rows_refreshed)
+        self.writebacks.reschedule_requested.connect(self.reschedule_requested)
+        self.writebacks.cancel_requested.connect(self.cancel_scheduled_requested)
         self.writebacks.status_message.connect(self.show_message)
         self.dashboard.status_clicked.connect(self._show_status)
         self.dashboard.attention_clicked.connect(self._show_attention)
@@ -298,6 +310,14 @@ class MainWindow(QMainWindow):
             "Schedule Mailing Activity…", self.schedule_requested.emit, shortcut="Ctrl+Shift+S",
             icon_name="schedule", tip="Send or schedule the mailing activity of a mailing",
         )  # fmt: skip
+        self.reschedule_action = self._action(
+            "Reschedule mailing activity…", self.request_reschedule, icon_name="schedule",
+            tip="Send the selected mailing activity at another time, or at the next dispatcher run",
+        )  # fmt: skip
+        self.cancel_scheduled_action = self._action(
+            "Cancel scheduled mailing activity…", self.request_cancel_scheduled,
+            tip="Withdraw the selected Scheduled mailing activity; it stays listed as Cancelled",
+        )  # fmt: skip
         self.run_now_action = self._action(
             "Run dispatcher now", self.run_now_requested.emit, shortcut="Ctrl+Shift+R", icon_name="run-now",
             tip="Start a dispatcher run now instead of waiting for the next one",
@@ -354,6 +374,8 @@ class MainWindow(QMainWindow):
         queue_menu = bar.addMenu("&Queue")
         queue_menu.addAction(self.retry_action)
         queue_menu.addAction(self.schedule_action)
+        queue_menu.addAction(self.reschedule_action)
+        queue_menu.addAction(self.cancel_scheduled_action)
         queue_menu.addSeparator()
         queue_menu.addAction(self.run_now_action)
         queue_menu.addAction(self.pause_action)
@@ -504,6 +526,31 @@ class MainWindow(QMainWindow):
         else:
             self.show_message("Select the writebacks to retry first")
 
+    def acted_row(self) -> WritebackRow | None:
+        """The one selected row of the Writeback List, which the row actions act on."""
+        rows = self.writebacks.selected_rows()
+        return rows[0] if len(rows) == 1 else None
+
+    def _waiting_activity(self) -> WritebackRow | None:
+        row = self.acted_row()
+        return row if row is not None and row.kind is Kind.MAILING_ACTIVITY else None
+
+    @Slot()
+    def request_reschedule(self) -> None:
+        row = self._waiting_activity()
+        if row is not None and row.status in MOVABLE:
+            self.reschedule_requested.emit(row)
+        else:
+            self.show_message("Select one New or Scheduled mailing activity to reschedule")
+
+    @Slot()
+    def request_cancel_scheduled(self) -> None:
+        row = self._waiting_activity()
+        if row is not None and row.status is Status.SCHEDULED:
+            self.cancel_scheduled_requested.emit(row)
+        else:
+            self.show_message("Select one Scheduled mailing activity to cancel")
+
     @Slot()
     def open_settings(self) -> None:
         self.show_page(PAGE_SETTINGS)
@@ -533,6 +580,14 @@ class MainWindow(QMainWindow):
         on_list = self.current_page() in (PAGE_WRITEBACKS, "")
         self.retry_action.setEnabled(on_list and bool(ids))
         self.retry_action.setText(f"Retry selected ({len(ids):,})…" if len(ids) > 1 else "Retry selected…")
+        activity = self._waiting_activity() if on_list else None
+        self.reschedule_action.setEnabled(activity is not None and activity.status in MOVABLE)
+        self.cancel_scheduled_action.setEnabled(activity is not None and activity.status is Status.SCHEDULED)
+
+    @Slot(list)
+    def _rows_refreshed(self, _ids: list[int]) -> None:
+        # A row read again may have changed status under the selection: the row actions follow.
+        self._selection_changed(self.writebacks.selected_ids())
 
     @Slot()
     def about(self) -> None:

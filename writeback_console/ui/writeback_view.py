@@ -24,6 +24,7 @@ from writeback_console.store.engine import read_session
 from writeback_console.store.listing import WritebackFilter
 from writeback_console.store.rows import WritebackRow
 from writeback_console.ui.detail_pane import DetailPane
+from writeback_console.ui.dialogs.schedule import MOVABLE
 from writeback_console.ui.filter_bar import FilterBar
 from writeback_console.ui.status_pill import StatusPillDelegate
 from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
@@ -190,9 +191,13 @@ class WritebackListPage(QWidget):
         selection_changed(list): ids of the selected rows.
         status_message(str): something to tell the user in the status bar.
         counts_changed(dict): rows per status under the current filter (without its status choice).
+        reschedule_requested(WritebackRow): Reschedule… on a mailing activity (context menu, detail pane).
+        cancel_requested(WritebackRow): Cancel scheduled… on a Scheduled mailing activity.
     """
 
     retry_requested = Signal(list)
+    reschedule_requested = Signal(object)
+    cancel_requested = Signal(object)
     selection_changed = Signal(list)
     status_message = Signal(str)
     counts_changed = Signal(dict)
@@ -242,6 +247,9 @@ class WritebackListPage(QWidget):
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.table.doubleClicked.connect(self._open_detail)
         self.detail.retry_requested.connect(self.retry_requested)
+        self.detail.vanished.connect(self._row_vanished)
+        self.detail.reschedule_requested.connect(self.reschedule_requested)
+        self.detail.cancel_requested.connect(self.cancel_requested)
         self.model.first_page_loaded.connect(self._first_page_loaded)
         self.model.page_appended.connect(self._page_appended)
         self.model.loading_changed.connect(self._update_summary)
@@ -346,8 +354,15 @@ class WritebackListPage(QWidget):
         if row is None or row.id not in ids:
             row = self.model.row_at(self.table.selectionModel().selectedRows()[0].row()) if ids else None
         if row is None or row.id != self.detail.writeback_id:
-            self.detail.show_writeback(row.id if row else None)
+            self.detail.show_writeback(row.id if row else None, row.ref if row else None)
         self.selection_changed.emit(ids)
+
+    @Slot(int, str)
+    def _row_vanished(self, _writeback_id: int, ref: str) -> None:
+        # The list is read again without it; the pane then follows what is still selected.
+        self.status_message.emit(f"{ref or 'The writeback shown'} is no longer in the queue")
+        self.model.reload()
+        self.refresh_counts()
 
     @Slot(bool)
     def _first_page_loaded(self, _keep_position: bool) -> None:
@@ -414,6 +429,8 @@ class WritebackListPage(QWidget):
         ids = self.selected_ids() or [row.id]
         retry = menu.addAction(f"Retry selected ({len(ids):,})…", lambda: self.retry_requested.emit(ids))
         retry.setShortcut("Ctrl+R")
+        if row.kind is Kind.MAILING_ACTIVITY:
+            self._add_schedule_entries(menu, row)
         menu.addSeparator()
         menu.addAction(f"Filter by status “{row.status.label}”", lambda: self.filter_by_status(row.status))
         menu.addAction(f"Filter by kind “{row.kind.label}”", lambda: self.filter_by_kind(row.kind))
@@ -427,6 +444,12 @@ class WritebackListPage(QWidget):
                 lambda: self.filter_by_text(row.master_customer_id),
             )
         return menu
+
+    def _add_schedule_entries(self, menu: QMenu, row: WritebackRow) -> None:
+        reschedule = menu.addAction("Reschedule…", lambda: self.reschedule_requested.emit(row))
+        reschedule.setEnabled(row.status in MOVABLE)
+        cancel = menu.addAction("Cancel scheduled…", lambda: self.cancel_requested.emit(row))
+        cancel.setEnabled(row.status is Status.SCHEDULED)
 
     def copy_text(self, text: str) -> None:
         QGuiApplication.clipboard().setText(text)

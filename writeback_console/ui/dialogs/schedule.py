@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Literal
@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console import operations
+from writeback_console.confirmations import schedule_confirmation
 from writeback_console.domain import Status, utcnow
 from writeback_console.store import listing
 from writeback_console.store.engine import read_session
@@ -84,9 +85,26 @@ def confirm_cancel(parent: QWidget, mailing: listing.MailingRow) -> bool:
     return confirm(parent, "Cancel scheduled mailing activity", question)
 
 
+def confirm_cancel_row(parent: QWidget, row: WritebackRow) -> bool:
+    """Ask before a Scheduled mailing activity chosen in the Writeback List is cancelled."""
+    name = row.payload.get("mailing_name")
+    of = f" of “{name}”" if isinstance(name, str) and name else ""
+    when = f", scheduled for {local_text(row.scheduled_for)}" if row.scheduled_for else ""
+    question = (
+        f"Cancel the mailing activity {row.ref}{of}{when}?\n\n"
+        "Nothing will be written to Personify360 for this mailing unless it is scheduled again."
+    )
+    return confirm(parent, "Cancel scheduled mailing activity", question)
+
+
+def activity_row(result: WritebackRow | operations.ScheduledActivity) -> WritebackRow:
+    """The mailing-activity writeback from what an operation returned."""
+    return result.row if isinstance(result, operations.ScheduledActivity) else result
+
+
 def activity_id(result: WritebackRow | operations.ScheduledActivity) -> int:
     """The mailing-activity writeback's id from what an operation returned."""
-    return result.row.id if isinstance(result, operations.ScheduledActivity) else result.id
+    return activity_row(result).id
 
 
 # --- shared widgets ------------------------------------------------------------------------------
@@ -203,6 +221,27 @@ class ScheduleOutcome:
     writeback_id: int
     #: The activity is to go at the next dispatcher run rather than at a set time.
     send_now: bool
+    #: The row's reference and when it is due now, for the confirmation (not part of what it did).
+    ref: str = field(default="", compare=False)
+    scheduled_for: datetime | None = field(default=None, compare=False)
+
+    @classmethod
+    def of(
+        cls,
+        action: Literal["scheduled", "rescheduled", "cancelled"],
+        result: WritebackRow | operations.ScheduledActivity,
+        send_now: bool,
+    ) -> ScheduleOutcome:
+        row = activity_row(result)
+        due = None if send_now else row.scheduled_for
+        return cls(action, row.id, send_now, ref=row.ref, scheduled_for=due)
+
+    def confirmation(self) -> str:
+        """``Rescheduled for Wed 2 Dec 09:00 (14:00 UTC) · WB-…``, or what a cancel did."""
+        if self.action == "cancelled":
+            return f"{self.ref} cancelled: nothing is written to Personify360 unless it is scheduled again"
+        text = schedule_confirmation(self.action.capitalize(), self.scheduled_for)
+        return f"{text} · {self.ref}" if self.ref else text
 
 
 class ScheduleDialog(QDialog):
@@ -501,7 +540,7 @@ class ScheduleDialog(QDialog):
         self._update_buttons()
         self._runner.submit(
             work,
-            on_done=lambda result: self._done(ScheduleOutcome(action, activity_id(result), send_now)),
+            on_done=lambda result: self._done(ScheduleOutcome.of(action, result, send_now)),
             on_error=self._failed,
         )
 
