@@ -25,8 +25,9 @@ from writeback_console.store.migrate import ensure_schema
 from writeback_console.ui import gc_guard
 from writeback_console.ui.console import Console
 from writeback_console.ui.main_window import MainWindow, page_for
-from writeback_console.ui.resources import app_icon, style_sheet
+from writeback_console.ui.resources import app_icon
 from writeback_console.ui.tasks import TaskRunner
+from writeback_console.ui.theme import ThemeManager, choice_from_environment
 
 log = logging.getLogger(__name__)
 
@@ -127,9 +128,10 @@ def make_application(argv: list[str] | None = None) -> QApplication:
     app = QApplication(argv if argv is not None else sys.argv)
     app.setApplicationDisplayName(APP_DISPLAY_NAME)
     app.setWindowIcon(app_icon())
-    # Fusion looks the same on every platform and follows the light or dark palette it is given.
+    # Fusion looks the same on every platform and follows the light or dark palette it is given: the
+    # system's scheme, or the one WRITEBACK_CONSOLE_THEME names, and again whenever the system's changes.
     app.setStyle("Fusion")
-    app.setStyleSheet(style_sheet())
+    ThemeManager(app, choice_from_environment()).apply()
     gc_guard.install(app)
     return app
 

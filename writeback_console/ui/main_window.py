@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QColor, QKeySequence
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -31,9 +31,9 @@ from writeback_console.store import switches
 from writeback_console.store.engine import read_session
 from writeback_console.ui import export
 from writeback_console.ui.pages.dashboard import DashboardPage
-from writeback_console.ui.resources import icon
-from writeback_console.ui.status_style import status_color
+from writeback_console.ui.resources import IconLabel, icon
 from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
+from writeback_console.ui.theme import banner_icon_color
 from writeback_console.ui.writeback_view import WritebackListPage
 
 Factory = sessionmaker[Session]
@@ -103,9 +103,9 @@ class Banner(QFrame):
         super().__init__(parent)
         self.kind = kind
         self.setObjectName("banner")
-        self.setProperty("severity", BANNER_SEVERITY.get(kind, "warning"))
-        self.icon = QLabel()
-        self.icon.setPixmap(icon("warning", status_color(Status.ERROR)).pixmap(20, 20))
+        severity = BANNER_SEVERITY.get(kind, "warning")
+        self.setProperty("severity", severity)
+        self.icon = IconLabel(icon("warning", lambda: QColor(banner_icon_color(severity))), 20)
         self.label = QLabel(text)
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
