@@ -22,7 +22,7 @@ from writeback_console.personify.client import PersonifyClient
 from writeback_console.settings import AppSettings, PasswordStore, load_settings
 from writeback_console.store.engine import make_engine, make_session_factory
 from writeback_console.store.migrate import ensure_schema
-from writeback_console.ui import gc_guard
+from writeback_console.ui import gc_guard, keyboard
 from writeback_console.ui.console import Console
 from writeback_console.ui.main_window import MainWindow, page_for
 from writeback_console.ui.resources import app_icon
@@ -113,6 +113,7 @@ def build_window(
         state_path=state_path,
         page_factory=page_factory,
     )
+    keyboard.show_shortcuts_in_tips(window)
     if start:
         window.start()
     return window
@@ -142,6 +143,10 @@ def open_console(services: Services, *, state_path: Path | None = None, dispatch
         services.factory, services.settings, runner=services.runner, state_path=state_path, start=False
     )
     console = Console(services, window, dispatcher=dispatcher)
+    # The pages are in now: their actions too name their keys; the status bar's buttons are the actions'.
+    keyboard.show_shortcuts_in_tips(window)
+    keyboard.follow_action_tip(console.status.run_button, window.run_now_action, window)
+    keyboard.follow_action_tip(console.status.pause_button, window.pause_action, window)
     window.start()
     return console
 

@@ -212,7 +212,7 @@ class DispatcherStatus(QWidget):
         self.progress_bar.hide()
         self.last_label = QLabel("")
         self.run_button = QPushButton("Run now")
-        self.run_button.setToolTip("Start a dispatcher run now (F9)")
+        self.run_button.setToolTip("Start a dispatcher run now")
         self.pause_button = QPushButton("Pause")
         self.pause_button.setCheckable(True)
         self.pause_button.setToolTip("Pause or resume the dispatcher's timer")

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from writeback_console.domain import DEFAULT_LEASE_SECONDS, Kind, Status, utcnow
 from writeback_console.store.listing import WritebackFilter
+from writeback_console.ui import keyboard
 from writeback_console.ui.flow_layout import FlowLayout
 from writeback_console.ui.resources import icon
 from writeback_console.ui.status_style import status_icon
@@ -176,6 +177,10 @@ class FilterBar(QFrame):
         layout.addLayout(statuses)
         layout.addLayout(flags)
         self._update_kind_text()
+        # Tab in reading order, each row of toggles one step (arrow keys within it): a few steps to the list.
+        self.tab_chain = keyboard.tab_in_layout_order(self)
+        keyboard.roving_focus(self.status_buttons.values())
+        keyboard.roving_focus((self.retried, self.stuck, self.retry_available, self.clear_button))
 
     # --- reading ---------------------------------------------------------------------------------
 

@@ -312,7 +312,7 @@ class MainWindow(QMainWindow):
             "Settings…", self.open_settings, shortcut="Ctrl+,", icon_name="settings",
             tip="Personify360 connection, activity codes, dispatcher interval",
         )  # fmt: skip
-        self.quit_action = self._action("Quit", self.close, shortcut=QKeySequence.StandardKey.Quit)
+        self.quit_action = self._action("Quit", self.close, shortcut="Ctrl+Q")
         self.detail_action = self._action("Detail pane", lambda: None, shortcut="Ctrl+D")
         self.detail_action.setCheckable(True)
         self.detail_action.setChecked(True)
