@@ -235,6 +235,13 @@ def test_switching_the_palette_restyles_the_open_window(
         )
         cell = table.visualRect(window.writebacks.model.index(0, 1))
         rows = table.viewport().grab().toImage()
+        symbol = window.dashboard.cards[Status.SENT.value].symbol.grab().toImage()
+        sent = status_color(Status.SENT)
+        assert any(
+            contrast(symbol.pixelColor(x, y), sent) < 1.1
+            for x in range(symbol.width())
+            for y in range(symbol.height())
+        ), "the dashboard's Sent icon is not in the palette's Sent colour"
         return {
             "banner": shot.pixelColor(label.right() - 4, label.center().y()),
             "toolbar_ink": ink,
