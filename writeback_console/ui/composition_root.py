@@ -22,11 +22,12 @@ from writeback_console.personify.client import PersonifyClient
 from writeback_console.settings import AppSettings, PasswordStore, load_settings
 from writeback_console.store.engine import make_engine, make_session_factory
 from writeback_console.store.migrate import ensure_schema
-from writeback_console.ui import gc_guard
+from writeback_console.ui import gc_guard, keyboard
 from writeback_console.ui.console import Console
 from writeback_console.ui.main_window import MainWindow, page_for
-from writeback_console.ui.resources import app_icon, style_sheet
+from writeback_console.ui.resources import app_icon
 from writeback_console.ui.tasks import TaskRunner
+from writeback_console.ui.theme import ThemeManager, choice_from_environment
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ def build_window(
         state_path=state_path,
         page_factory=page_factory,
     )
+    keyboard.show_shortcuts_in_tips(window)
     if start:
         window.start()
     return window
@@ -127,9 +129,10 @@ def make_application(argv: list[str] | None = None) -> QApplication:
     app = QApplication(argv if argv is not None else sys.argv)
     app.setApplicationDisplayName(APP_DISPLAY_NAME)
     app.setWindowIcon(app_icon())
-    # Fusion looks the same on every platform and follows the light or dark palette it is given.
+    # Fusion looks the same on every platform and follows the light or dark palette it is given: the
+    # system's scheme, or the one WRITEBACK_CONSOLE_THEME names, and again whenever the system's changes.
     app.setStyle("Fusion")
-    app.setStyleSheet(style_sheet())
+    ThemeManager(app, choice_from_environment()).apply()
     gc_guard.install(app)
     return app
 
@@ -140,6 +143,9 @@ def open_console(services: Services, *, state_path: Path | None = None, dispatch
         services.factory, services.settings, runner=services.runner, state_path=state_path, start=False
     )
     console = Console(services, window, dispatcher=dispatcher)
+    # The pages are in now: their actions too name their keys. The status bar's Run now and Pause
+    # buttons show the window's own actions, tooltips included.
+    keyboard.show_shortcuts_in_tips(window)
     window.start()
     return console
 

@@ -25,9 +25,10 @@ from PySide6.QtWidgets import (
 
 from writeback_console.domain import DEFAULT_LEASE_SECONDS, Kind, Status, utcnow
 from writeback_console.store.listing import WritebackFilter
+from writeback_console.ui import keyboard
 from writeback_console.ui.flow_layout import FlowLayout
 from writeback_console.ui.resources import icon
-from writeback_console.ui.status_style import status_color, status_icon_name
+from writeback_console.ui.status_style import status_icon
 
 #: Filter-as-you-type waits this long after the last key before it queries.
 TEXT_THROTTLE_MS = 300
@@ -117,7 +118,7 @@ class FilterBar(QFrame):
             button.setObjectName("statusToggle")
             button.setCheckable(True)
             button.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-            button.setIcon(icon(status_icon_name(status), status_color(status)))
+            button.setIcon(status_icon(status))
             button.setText(status.label)
             button.setToolTip(f"Show {status.label} writebacks (several statuses can be on at once)")
             button.toggled.connect(self._changed)
@@ -176,6 +177,10 @@ class FilterBar(QFrame):
         layout.addLayout(statuses)
         layout.addLayout(flags)
         self._update_kind_text()
+        # Tab in reading order, each row of toggles one step (arrow keys within it): a few steps to the list.
+        self.tab_chain = keyboard.tab_in_layout_order(self)
+        keyboard.roving_focus(self.status_buttons.values())
+        keyboard.roving_focus((self.retried, self.stuck, self.retry_available, self.clear_button))
 
     # --- reading ---------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QColor, QKeySequence
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -33,9 +33,9 @@ from writeback_console.store.rows import WritebackRow
 from writeback_console.ui import export
 from writeback_console.ui.dialogs.schedule import MOVABLE
 from writeback_console.ui.pages.dashboard import DashboardPage
-from writeback_console.ui.resources import icon
-from writeback_console.ui.status_style import status_color
+from writeback_console.ui.resources import IconLabel, icon
 from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
+from writeback_console.ui.theme import banner_icon_color
 from writeback_console.ui.writeback_view import WritebackListPage
 
 Factory = sessionmaker[Session]
@@ -105,9 +105,9 @@ class Banner(QFrame):
         super().__init__(parent)
         self.kind = kind
         self.setObjectName("banner")
-        self.setProperty("severity", BANNER_SEVERITY.get(kind, "warning"))
-        self.icon = QLabel()
-        self.icon.setPixmap(icon("warning", status_color(Status.ERROR)).pixmap(20, 20))
+        severity = BANNER_SEVERITY.get(kind, "warning")
+        self.setProperty("severity", severity)
+        self.icon = IconLabel(icon("warning", lambda: QColor(banner_icon_color(severity))), 20)
         self.label = QLabel(text)
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -311,11 +311,12 @@ class MainWindow(QMainWindow):
             icon_name="schedule", tip="Send or schedule the mailing activity of a mailing",
         )  # fmt: skip
         self.reschedule_action = self._action(
-            "Reschedule mailing activity…", self.request_reschedule, icon_name="schedule",
+            "Reschedule mailing activity…", self.request_reschedule, shortcut="Ctrl+Shift+T",
+            icon_name="schedule",
             tip="Send the selected mailing activity at another time, or at the next dispatcher run",
         )  # fmt: skip
         self.cancel_scheduled_action = self._action(
-            "Cancel scheduled mailing activity…", self.request_cancel_scheduled,
+            "Cancel scheduled mailing activity…", self.request_cancel_scheduled, shortcut="Ctrl+Delete",
             tip="Withdraw the selected Scheduled mailing activity; it stays listed as Cancelled",
         )  # fmt: skip
         self.run_now_action = self._action(
@@ -332,7 +333,7 @@ class MainWindow(QMainWindow):
             "Settings…", self.open_settings, shortcut="Ctrl+,", icon_name="settings",
             tip="Personify360 connection, activity codes, dispatcher interval",
         )  # fmt: skip
-        self.quit_action = self._action("Quit", self.close, shortcut=QKeySequence.StandardKey.Quit)
+        self.quit_action = self._action("Quit", self.close, shortcut="Ctrl+Q")
         self.detail_action = self._action("Detail pane", lambda: None, shortcut="Ctrl+D")
         self.detail_action.setCheckable(True)
         self.detail_action.setChecked(True)

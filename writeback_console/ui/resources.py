@@ -3,14 +3,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
+from string import Template
 
-from PySide6.QtCore import QByteArray, QRectF, Qt
-from PySide6.QtGui import QColor, QIcon, QImage, QPainter, QPalette, QPixmap
+from PySide6.QtCore import QByteArray, QEvent, QRect, QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QIcon, QIconEngine, QImage, QPainter, QPaintEvent, QPalette, QPixmap
 from PySide6.QtSvg import QSvgRenderer
-from PySide6.QtWidgets import QApplication
+from PySide6.QtWidgets import QApplication, QSizePolicy, QWidget
 
 #: The package installs as files on disk (never zipped), so its folder is a real path Qt can read.
 RESOURCE_DIR = Path(str(files("writeback_console.resources")))
@@ -43,8 +45,14 @@ def path_of(name: str) -> Path:
     return path
 
 
-def style_sheet() -> str:
-    return path_of("style.qss").read_text(encoding="utf-8")
+def style_sheet(tokens: Mapping[str, str] | None = None) -> str:
+    """The style sheet with its ``${name}`` colours filled from ``tokens`` (a theme's); without tokens,
+    the light theme's."""
+    if tokens is None:
+        from writeback_console.ui.theme import LIGHT  # the theme module builds on this one
+
+        tokens = LIGHT.tokens()
+    return Template(path_of("style.qss").read_text(encoding="utf-8")).substitute(tokens)
 
 
 def app_icon() -> QIcon:
@@ -84,13 +92,75 @@ def tinted_pixmap(name: str, color: QColor, size: int, device_pixel_ratio: float
     return pixmap
 
 
-def icon(name: str, color: QColor | None = None) -> QIcon:
-    """An action icon in the palette's text colour (light and dark themes alike), greyed when disabled."""
-    palette = QApplication.palette()
-    normal = color or palette.color(QPalette.ColorRole.WindowText)
-    disabled = palette.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.WindowText)
-    result = QIcon()
-    for size in (16, 24, 32, 48):
-        result.addPixmap(tinted_pixmap(name, normal, size), QIcon.Mode.Normal)
-        result.addPixmap(tinted_pixmap(name, disabled, size), QIcon.Mode.Disabled)
-    return result
+#: How an icon is coloured: a fixed colour, a function asked each time it is drawn, or None for the
+#: palette's text colour.
+Tone = QColor | Callable[[], QColor] | None
+
+
+class TintedIconEngine(QIconEngine):
+    """Draws an SVG icon in its tone at the moment it is painted, so that an icon made once follows a
+    change of palette (light to dark) without being made again; disabled, it takes the palette's
+    disabled text colour."""
+
+    def __init__(self, name: str, tone: Tone = None) -> None:
+        super().__init__()
+        self._name = name
+        self._tone = tone
+
+    def color(self, mode: QIcon.Mode) -> QColor:
+        palette = QApplication.palette()
+        if mode == QIcon.Mode.Disabled:
+            return palette.color(QPalette.ColorGroup.Disabled, QPalette.ColorRole.WindowText)
+        if self._tone is None:
+            return palette.color(QPalette.ColorRole.WindowText)
+        return self._tone() if callable(self._tone) else QColor(self._tone)
+
+    def pixmap(self, size: QSize, mode: QIcon.Mode, state: QIcon.State) -> QPixmap:
+        return tinted_pixmap(self._name, self.color(mode), max(1, min(size.width(), size.height())))
+
+    def paint(self, painter: QPainter, rect: QRect, mode: QIcon.Mode, state: QIcon.State) -> None:
+        ratio = painter.device().devicePixelRatioF() if painter.device() is not None else 1.0
+        side = min(rect.width(), rect.height())
+        pixmap = tinted_pixmap(self._name, self.color(mode), max(1, side), ratio)
+        painter.drawPixmap(
+            rect.left() + (rect.width() - side) // 2, rect.top() + (rect.height() - side) // 2, pixmap
+        )
+
+    def clone(self) -> QIconEngine:
+        return TintedIconEngine(self._name, self._tone)
+
+
+def icon(name: str, color: Tone = None) -> QIcon:
+    """An action icon in ``color`` (by default the palette's text colour), greyed when disabled; it is
+    drawn anew in the palette in use whenever it is painted."""
+    return QIcon(TintedIconEngine(name, color))
+
+
+class IconLabel(QWidget):
+    """An icon on its own (a banner's, a dashboard card's), painted from its ``QIcon`` each time, so that
+    it follows the palette as buttons do; a ``QLabel`` would keep the pixmap of the old palette."""
+
+    def __init__(self, icon_: QIcon, size: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self._icon = icon_
+        self._size = size
+        self.setFixedSize(size, size)
+        self.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
+
+    def icon(self) -> QIcon:
+        return self._icon
+
+    def set_icon(self, icon_: QIcon) -> None:
+        self._icon = icon_
+        self.update()
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.StyleChange):
+            self.update()
+        super().changeEvent(event)
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        mode = QIcon.Mode.Normal if self.isEnabled() else QIcon.Mode.Disabled
+        self._icon.paint(painter, self.rect(), Qt.AlignmentFlag.AlignCenter, mode)
+        painter.end()

@@ -2,7 +2,8 @@
 
 It builds a small demo (queue and Personify360 simulator) in a temporary folder, opens the console and
 saves PNGs of the Writeback List, the detail pane of a failed writeback, the dashboard and the Retry,
-Schedule Mailing Activity, constituent viewer and Settings dialogs.
+Schedule Mailing Activity, constituent viewer and Settings dialogs. ``--palette dark`` takes them on the
+dark palette (each file named ``…-dark.png``); ``--size 1024x700`` sets the window's size.
 """
 
 from __future__ import annotations
@@ -22,11 +23,14 @@ from PySide6.QtCore import QEventLoop
 from PySide6.QtWidgets import QApplication, QWidget
 
 from writeback_console.domain import Status
+from writeback_console.ui import theme
 from writeback_console.ui.composition_root import make_application
 from writeback_console.ui.console import Console
 from writeback_console.ui.main_window import PAGE_DASHBOARD, PAGE_WRITEBACKS, MainWindow
 
 WINDOW_SIZE = (1440, 900)
+#: What ``save`` adds to every file name: "-dark" on the dark palette.
+_suffix = ""
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -40,6 +44,7 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 
 
 def save(widget: QWidget, path: Path) -> Path:
+    path = path.with_name(path.stem + _suffix + path.suffix)
     if not widget.grab().save(str(path)):
         raise OSError(f"could not write {path}")
     print(path)
@@ -157,9 +162,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("outdir", type=Path)
     parser.add_argument("--rows", type=int, default=None, help="writebacks in the demo (default: its own)")
     parser.add_argument("--profile", default="realistic", help="the demo profile (default: realistic)")
+    parser.add_argument("--palette", choices=["light", "dark"], default="light", help="default: light")
+    parser.add_argument("--size", default="x".join(map(str, WINDOW_SIZE)), help="the window's WIDTHxHEIGHT")
     args = parser.parse_args(argv)
+    try:
+        width, height = (int(n) for n in args.size.lower().split("x"))
+    except ValueError:
+        parser.error(f"--size {args.size!r} is not WIDTHxHEIGHT, e.g. 1024x700")
     args.outdir.mkdir(parents=True, exist_ok=True)
     app = make_application([sys.argv[0]])
+    themes = theme.manager(app)
+    if themes is not None:
+        themes.set_choice(theme.Choice(args.palette))
+    global _suffix
+    _suffix = "-dark" if args.palette == "dark" else ""
     with tempfile.TemporaryDirectory() as tmp:
         folder = demo.prepare(Path(tmp) / "demo", args.rows, profile=args.profile)
         simulator, url = demo.start_simulator(folder)
@@ -170,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             console = open_console(services, state_path=Path(tmp) / "window.ini", dispatcher=False)
             window = console.window
-            window.resize(*WINDOW_SIZE)
+            window.resize(width, height)
             window.show()
             try:
                 take(window, args.outdir)

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QIcon, QPalette
 
 from writeback_console.domain import Status
+from writeback_console.ui import theme
+from writeback_console.ui.resources import icon
+from writeback_console.ui.theme import Scheme
 
-#: A status's own colour: pills, icons, dashboard cards. Error has two shades (see ``status_color``).
+#: A status's own colour on the light palette: pills, icons, dashboard cards. Error has two shades (see
+#: ``status_color``). Adding a status is one line here and one in ``DARK_STATUS_COLORS``.
 STATUS_COLORS: dict[Status, str] = {
     Status.NEW: "#546e7a",  # blue-grey
     Status.SCHEDULED: "#7b52c7",  # violet
@@ -23,8 +27,22 @@ STATUS_COLORS: dict[Status, str] = {
     Status.NO_REMOTE_RECIPIENTS: "#9a9a9a",  # grey
     Status.CANCELLED: "#b3b3b3",  # a lighter grey, and the label struck through
 }
-#: Error while automatic retries remain: lighter, because nobody needs to act yet.
+#: The same on the dark palette: lighter shades, which read as icons on a dark page and carry dark text.
+DARK_STATUS_COLORS: dict[Status, str] = {
+    Status.NEW: "#90a4ae",
+    Status.SCHEDULED: "#b39ddb",
+    Status.PROCESSING: "#ffca28",
+    Status.SENT: "#66bb6a",
+    Status.ERROR: "#ef5350",
+    Status.NO_REMOTE_RECIPIENTS: "#9e9e9e",
+    Status.CANCELLED: "#6e6e6e",  # faded towards the dark page, as the light one fades towards white
+}
+#: Error while automatic retries remain: nearer the page's colour than the exhausted red, because nobody
+#: needs to act yet (lighter on the light palette, darker on the dark one).
 ERROR_RETRYING_COLOR = "#ef8a80"
+DARK_ERROR_RETRYING_COLOR = "#8e4a45"
+PALETTE_STATUS_COLORS = {Scheme.LIGHT: STATUS_COLORS, Scheme.DARK: DARK_STATUS_COLORS}
+PALETTE_ERROR_RETRYING_COLORS = {Scheme.LIGHT: ERROR_RETRYING_COLOR, Scheme.DARK: DARK_ERROR_RETRYING_COLOR}
 #: Statuses whose label is struck through: what staff withdrew, kept so that it is not made again.
 STRUCK_STATUSES = frozenset({Status.CANCELLED})
 #: The symbol that goes with the word where no icon can be drawn (plain text, tree items, tooltips).
@@ -37,8 +55,10 @@ STATUS_SYMBOLS: dict[Status, str] = {
     Status.NO_REMOTE_RECIPIENTS: "∅",
     Status.CANCELLED: "⊗",
 }
-#: How much of a tint is white: enough for dark text to read on it at any status.
-TINT_WHITE = 0.72
+#: How much of a tint is the page's base colour (white, or the dark base): enough for the palette's text
+#: to read on it at any status.
+TINT_BASE = 0.72
+TINT_BASES = {Scheme.LIGHT: "#ffffff", Scheme.DARK: theme.DARK_ROLES[QPalette.ColorRole.Base]}
 
 #: What a missing value looks like in every table and form.
 NONE_TEXT = "—"
@@ -46,21 +66,33 @@ TIME_FORMAT = "%Y-%m-%d %H:%M"
 TIME_FORMAT_SECONDS = "%Y-%m-%d %H:%M:%S"
 
 
-def status_color(status: Status, retries_remain: bool = False) -> QColor:
-    """The status's own colour; an Error with automatic retries left is the lighter red."""
+def status_color(status: Status, retries_remain: bool = False, scheme: Scheme | None = None) -> QColor:
+    """The status's own colour on ``scheme`` (by default the palette in use); an Error with automatic
+    retries left is the paler red."""
+    scheme = scheme or theme.current().scheme
     if status is Status.ERROR and retries_remain:
-        return QColor(ERROR_RETRYING_COLOR)
-    return QColor(STATUS_COLORS[status])
+        return QColor(PALETTE_ERROR_RETRYING_COLORS[scheme])
+    return QColor(PALETTE_STATUS_COLORS[scheme][status])
 
 
-def status_tint(status: Status, retries_remain: bool = False) -> QColor:
-    """A pale background of the status's colour, for rows and cells that carry dark text."""
-    strong = status_color(status, retries_remain)
+def status_tint(status: Status, retries_remain: bool = False, scheme: Scheme | None = None) -> QColor:
+    """A background of the status's colour mostly made of the page's base, for rows and cells that
+    carry the palette's text colour."""
+    scheme = scheme or theme.current().scheme
+    strong = status_color(status, retries_remain, scheme)
+    base = QColor(TINT_BASES[scheme])
 
-    def mix(channel: int) -> int:
-        return round(channel + (255 - channel) * TINT_WHITE)
+    def mix(channel: int, towards: int) -> int:
+        return round(channel + (towards - channel) * TINT_BASE)
 
-    return QColor(mix(strong.red()), mix(strong.green()), mix(strong.blue()))
+    return QColor(
+        mix(strong.red(), base.red()), mix(strong.green(), base.green()), mix(strong.blue(), base.blue())
+    )
+
+
+def status_icon(status: Status, retries_remain: bool = False) -> QIcon:
+    """The status's icon in its colour, drawn in the palette in use whenever it is painted."""
+    return icon(status_icon_name(status), lambda: status_color(status, retries_remain))
 
 
 def status_text(status: Status) -> str:

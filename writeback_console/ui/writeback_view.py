@@ -23,6 +23,7 @@ from writeback_console.store import listing
 from writeback_console.store.engine import read_session
 from writeback_console.store.listing import WritebackFilter
 from writeback_console.store.rows import WritebackRow
+from writeback_console.ui import keyboard
 from writeback_console.ui.detail_pane import DetailPane
 from writeback_console.ui.dialogs.schedule import MOVABLE
 from writeback_console.ui.filter_bar import FilterBar
@@ -246,6 +247,8 @@ class WritebackListPage(QWidget):
         self.table.selected_ids_changed.connect(self._selection_changed)
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.table.doubleClicked.connect(self._open_detail)
+        self.table.activated.connect(self._open_detail)  # Enter, as a double click
+        keyboard.list_keys(self.filter_bar.search, self.filter_bar.tab_chain[-1], self.table)
         self.detail.retry_requested.connect(self.retry_requested)
         self.detail.vanished.connect(self._row_vanished)
         self.detail.reschedule_requested.connect(self.reschedule_requested)

@@ -37,8 +37,10 @@ from writeback_console.store import listing
 from writeback_console.store.engine import read_session
 from writeback_console.store.rows import WritebackRow
 from writeback_console.ui.dialogs import TaskGroup, errors
+from writeback_console.ui.status_pill import text_color_on
 from writeback_console.ui.status_style import NONE_TEXT, local_text, status_text, status_tint
 from writeback_console.ui.tasks import Task, TaskRunner
+from writeback_console.ui.theme import set_tone
 
 ClientFactory = Callable[[], PersonifyClient]
 
@@ -60,7 +62,6 @@ FIELD_ORDER = (
     "ModOper",
     "ModDate",
 )
-ERROR_STYLE = "QLabel { color: #b3261e; }"
 
 
 # --- work done off the GUI thread ----------------------------------------------------------------
@@ -477,8 +478,9 @@ class ConstituentViewer(QWidget):
                     first_line(row.last_error or ""),
                 ]
             )
-            item.setBackground(0, QBrush(status_tint(row.status)))
-            item.setForeground(0, QBrush(Qt.GlobalColor.black))
+            tint = status_tint(row.status)
+            item.setBackground(0, QBrush(tint))
+            item.setForeground(0, QBrush(text_color_on(tint)))
             item.setToolTip(6, row.last_error or "")
             item.setData(1, Qt.ItemDataRole.UserRole, row.ref)
             self.queue_list.addTopLevelItem(item)
@@ -509,7 +511,7 @@ class ConstituentViewer(QWidget):
 
     def _set_message(self, text: str, *, error: bool = False) -> None:
         self.message_label.setText(text)
-        self.message_label.setStyleSheet(ERROR_STYLE if error else "")
+        set_tone(self.message_label, "error" if error else None)
         self.details_button.setVisible(error)
 
     def _show_error(self, exc: BaseException) -> None:

@@ -40,6 +40,7 @@ from writeback_console.store.rows import QueueError, WritebackRow, current_actor
 from writeback_console.ui.dialogs import TaskGroup, count_text, errors
 from writeback_console.ui.status_style import NONE_TEXT, local_text, status_text
 from writeback_console.ui.tasks import Task, TaskRunner
+from writeback_console.ui.theme import set_tone
 
 #: Filter-as-you-type waits this long after the last key before it queries.
 SEARCH_DELAY_MS = 250
@@ -52,10 +53,6 @@ SCHEDULABLE_AFTER = frozenset({Status.NO_REMOTE_RECIPIENTS, Status.CANCELLED})
 def can_schedule(status: Status | None) -> bool:
     """Whether a mailing whose latest activity is in ``status`` (None: it has none) may be scheduled."""
     return status is None or status in SCHEDULABLE_AFTER
-
-
-WARNING_STYLE = "QLabel { background: #fff3cd; color: #664d03; border: 1px solid #e6c65c; padding: 6px; }"
-ERROR_STYLE = "QLabel { color: #b3261e; }"
 
 
 # --- work done off the GUI thread ----------------------------------------------------------------
@@ -308,7 +305,7 @@ class ScheduleDialog(QDialog):
         form.addRow("Mailing activity:", self.activity_value)
         self.warning_label = QLabel()
         self.warning_label.setWordWrap(True)
-        self.warning_label.setStyleSheet(WARNING_STYLE)
+        set_tone(self.warning_label, "notice")
         self.warning_label.hide()
 
         self.now_radio = QRadioButton("Send now (at the next dispatcher run)")
@@ -339,7 +336,7 @@ class ScheduleDialog(QDialog):
 
         self.error_label = QLabel()
         self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet(ERROR_STYLE)
+        set_tone(self.error_label, "error")
         self.error_label.hide()
 
         self.buttons = QDialogButtonBox()

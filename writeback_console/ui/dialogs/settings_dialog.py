@@ -44,8 +44,8 @@ from writeback_console.store.rows import current_actor
 from writeback_console.ui.dialogs import TaskGroup, errors
 from writeback_console.ui.status_style import NONE_TEXT
 from writeback_console.ui.tasks import Task, TaskRunner
+from writeback_console.ui.theme import set_tone
 
-ERROR_STYLE = "QLabel { color: #b3261e; }"
 #: Events each kind's subcodes are keyed by in the mapping; kinds not listed have no subcode.
 SUBCODE_EVENTS: dict[Kind, tuple[str, ...]] = {
     Kind.MAILING_ACTIVITY: MAILING_EVENTS,
@@ -127,7 +127,7 @@ class SettingsDialog(QDialog):
 
         self.error_label = QLabel()
         self.error_label.setWordWrap(True)
-        self.error_label.setStyleSheet(ERROR_STYLE)
+        set_tone(self.error_label, "error")
         self.error_label.hide()
         self.buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Save | QDialogButtonBox.StandardButton.Cancel
@@ -367,7 +367,7 @@ class SettingsDialog(QDialog):
         self.account_status.setText(
             f"The account settings could not be read, so they will not be saved. {message}"
         )
-        self.account_status.setStyleSheet(ERROR_STYLE)
+        set_tone(self.account_status, "error")
 
     def _password_known(self, stored: bool) -> None:
         self.password_edit.setPlaceholderText(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from PySide6.QtCore import Qt, Signal, SignalInstance, Slot
-from PySide6.QtGui import QColor, QMouseEvent
+from PySide6.QtGui import QColor, QIcon, QMouseEvent
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -21,8 +21,8 @@ from writeback_console.domain import Status, utcnow
 from writeback_console.store import listing
 from writeback_console.store.engine import read_session
 from writeback_console.store.listing import WritebackFilter
-from writeback_console.ui.resources import icon
-from writeback_console.ui.status_style import status_color, status_icon_name
+from writeback_console.ui.resources import IconLabel, icon
+from writeback_console.ui.status_style import status_color, status_icon
 from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
 
 Factory = sessionmaker[Session]
@@ -43,16 +43,20 @@ def dashboard_counts(factory: Factory, lease_seconds: int) -> dict[str, int]:
     return counts
 
 
+def error_color() -> QColor:
+    """The attention cards' colour: the exhausted Error's, on the palette in use."""
+    return status_color(Status.ERROR)
+
+
 class StatusCard(QFrame):
     """A clickable card with an icon, a count and what it counts."""
 
-    def __init__(self, title: str, icon_name: str, color: str, on_click: Callable[[], None]) -> None:
+    def __init__(self, title: str, symbol_icon: QIcon, on_click: Callable[[], None]) -> None:
         super().__init__()
         self.setObjectName("statusCard")
         self.setCursor(Qt.CursorShape.PointingHandCursor)
         self._on_click = on_click
-        symbol = QLabel()
-        symbol.setPixmap(icon(icon_name, QColor(color)).pixmap(28, 28))
+        self.symbol = symbol = IconLabel(symbol_icon, 28)
         self.count = QLabel("…")
         self.count.setObjectName("cardCount")
         self.title = QLabel(title)
@@ -105,12 +109,7 @@ class DashboardPage(QWidget):
         self.grid = grid = QGridLayout()
         grid.setSpacing(12)
         for n, status in enumerate(Status):
-            card = StatusCard(
-                status.label,
-                status_icon_name(status),
-                status_color(status).name(),
-                self._emitter(self.status_clicked, status),
-            )
+            card = StatusCard(status.label, status_icon(status), self._emitter(self.status_clicked, status))
             self.cards[status.value] = card
             grid.addWidget(card, n // CARDS_PER_ROW, n % CARDS_PER_ROW)
         # The attention cards go below however many rows the statuses take.
@@ -124,9 +123,7 @@ class DashboardPage(QWidget):
                 ("stuck", "Stuck in Processing: the dispatcher's lease ran out", "status-processing"),
             )
         ):
-            card = StatusCard(
-                text, name, status_color(Status.ERROR).name(), self._emitter(self.attention_clicked, key)
-            )
+            card = StatusCard(text, icon(name, error_color), self._emitter(self.attention_clicked, key))
             self.cards[key] = card
             # Two columns each, so that their longer words do not widen the status columns above.
             grid.addWidget(card, below + 1, 2 * n, 1, 2)

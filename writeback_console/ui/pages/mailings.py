@@ -85,8 +85,9 @@ class MailingsPage(QWidget):
         self.reschedule_action = QAction("Reschedule…", self)
         self.cancel_action = QAction("Cancel scheduled…", self)
         self.open_action = QAction("Show in Writeback List", self)
-        self.schedule_action.setShortcut(QKeySequence("Ctrl+Shift+S"))
-        self.cancel_action.setShortcut(QKeySequence("Ctrl+Shift+X"))
+        # Ctrl+Shift+S is the window's Schedule (which it ran here too) and Ctrl+Shift+X the window's Clear
+        # filters: Cancel takes Delete, within this page.
+        self.cancel_action.setShortcut(QKeySequence(QKeySequence.StandardKey.Delete))
         self.schedule_action.triggered.connect(self.schedule_chosen)
         self.send_now_action.triggered.connect(self.send_now)
         self.reschedule_action.triggered.connect(self.reschedule_chosen)
