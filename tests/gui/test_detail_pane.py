@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -352,3 +353,25 @@ def test_a_row_that_fails_to_load_is_named_by_its_reference_and_the_next_choice_
     assert pane.hint.text() == f"{ref} is no longer in the queue."
     pane.show_writeback(None)
     assert pane.hint.text().startswith("Select a writeback")
+
+
+def test_an_error_row_with_attempts_left_says_when_its_automatic_retry_is_due(
+    qtbot: QtBot, db: Factory, runner: TaskRunner
+) -> None:
+    from writeback_console.domain import utcnow
+    from writeback_console.ui.detail_pane import next_retry_text
+
+    (wid,) = enqueue(db, item())
+    failed_at = utcnow()
+    run(db, failed_at - timedelta(seconds=1))
+    fail(db, wid, failed_at, retry_after=timedelta(minutes=10))
+    pane = DetailPane(db, runner)
+    qtbot.addWidget(pane)
+    with qtbot.waitSignal(pane.loaded, timeout=5000):
+        pane.show_writeback(wid)
+    shown = pane.values["next_attempt_at"].text()
+    assert shown.endswith("or the first run after it") and shown != ""
+    with db() as session:
+        row = listing.get_writeback(session, wid)
+    assert next_retry_text(row, failed_at + timedelta(minutes=11)) == "at the next dispatcher run"
+    assert next_retry_text(dataclasses.replace(row, attempts=row.max_attempts), failed_at) == ""

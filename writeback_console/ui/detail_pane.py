@@ -30,7 +30,14 @@ from PySide6.QtWidgets import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from writeback_console.domain import AttemptOutcome, Kind, Status, attempts_left, manual_retry_decision
+from writeback_console.domain import (
+    AttemptOutcome,
+    Kind,
+    Status,
+    attempts_left,
+    manual_retry_decision,
+    utcnow,
+)
 from writeback_console.messages import describe_exception
 from writeback_console.store import audit_trail, history, listing
 from writeback_console.store.audit_trail import AuditRow
@@ -76,6 +83,15 @@ TRANSITION_WORDS: dict[tuple[Status | None, Status], str] = {
 UPGRADE_ACTOR = "upgrade"
 #: What the pane says when no row is chosen (and after any message about a row that went away).
 EMPTY_HINT = "Select a writeback to see its fields, payload, attempts and timeline."
+
+
+def next_retry_text(row: WritebackRow, now: datetime) -> str:
+    """When an Error row's automatic retry is due (one dispatcher interval after its failure), if any."""
+    if row.status is not Status.ERROR or row.attempts >= row.max_attempts:
+        return ""
+    if row.next_attempt_at is None or row.next_attempt_at <= now:
+        return "at the next dispatcher run"
+    return f"{local_time(row.next_attempt_at)} or the first run after it"
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,7 +277,7 @@ class DetailPane(QWidget):
         ("created_at", "Queued"),
         ("updated_at", "Last changed"),
         ("scheduled_for", "Scheduled for"),
-        ("next_attempt_at", "Last failure at"),
+        ("next_attempt_at", "Next automatic retry"),
         ("sent_at", "Sent"),
         ("locked_by", "Claimed by"),
         ("locked_at", "Lease renewed"),
@@ -506,7 +522,7 @@ class DetailPane(QWidget):
             "updated_at": local_time(row.updated_at),
             "scheduled_for": local_time(row.scheduled_for)
             + (" (cancelled)" if row.scheduled_for and row.status is Status.CANCELLED else ""),
-            "next_attempt_at": local_time(row.next_attempt_at),
+            "next_attempt_at": next_retry_text(row, utcnow()),
             "sent_at": local_time(row.sent_at),
             "last_http_status": str(row.last_http_status) if row.last_http_status else "",
             "last_error": row.last_error or "",
