@@ -190,12 +190,14 @@ class WritebackListPage(QWidget):
         selection_changed(list): ids of the selected rows.
         status_message(str): something to tell the user in the status bar.
         counts_changed(dict): rows per status under the current filter (without its status choice).
+        lookup_requested(str): the user asked to see this email in the constituent viewer.
     """
 
     retry_requested = Signal(list)
     selection_changed = Signal(list)
     status_message = Signal(str)
     counts_changed = Signal(dict)
+    lookup_requested = Signal(str)
 
     def __init__(
         self,
@@ -410,6 +412,11 @@ class WritebackListPage(QWidget):
         copy_email = menu.addAction("Copy email", lambda: self.copy_text(row.email or ""))
         copy_email.setEnabled(bool(row.email))
         menu.addAction("Open detail", lambda: self._show_detail_of(row.id))
+        look_up = menu.addAction(
+            "Look up in Personify360", lambda: self.lookup_requested.emit(row.email or "")
+        )
+        look_up.setEnabled(bool(row.email))
+        look_up.setToolTip("Open the constituent viewer on this email: what reached Personify360")
         menu.addSeparator()
         ids = self.selected_ids() or [row.id]
         retry = menu.addAction(f"Retry selected ({len(ids):,})…", lambda: self.retry_requested.emit(ids))
