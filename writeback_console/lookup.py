@@ -38,8 +38,17 @@ def check_email(text: str) -> str:
     try:
         return validate_email(email)
     except InputError as exc:
+        local, at, domain = email.rpartition("@")
+        if not at:
+            problem = f"{email!r} is not an email address: it has no @"
+        elif not domain:
+            problem = f"{email!r} is not an email address: nothing follows the @"
+        elif not local:
+            problem = f"{email!r} is not an email address: nothing comes before the @"
+        else:
+            problem = exc.problem
         raise NotAnEmail(
-            f"{exc.problem[0].upper()}{exc.problem[1:]}: type a whole address such as ann@example.org."
+            f"{problem[0].upper()}{problem[1:]}; type a whole address such as ann@example.org."
         ) from None
 
 

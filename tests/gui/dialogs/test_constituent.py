@@ -176,9 +176,11 @@ def test_an_empty_search_asks_for_an_address(
 @pytest.mark.parametrize(
     ("email", "problem"),
     [
-        ("not an email@", "'not an email@' is not an email address"),
-        ("anthony.garcia57479", "'anthony.garcia57479' is not an email address"),
+        ("not an email@", "'not an email@' is not an email address: nothing follows the @"),
+        ("anthony.garcia57479", "'anthony.garcia57479' is not an email address: it has no @"),
+        ("@example.org", "nothing comes before the @"),
         ("ann@example", "'ann@example' does not have a valid domain"),
+        ("ann lee@example.org", "'ann lee@example.org' is not an email address"),
     ],
 )
 def test_what_is_not_an_email_is_refused_saying_why_and_nothing_is_asked(
