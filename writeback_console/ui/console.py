@@ -196,6 +196,8 @@ class Console(QObject):
             w.writebacks.reload()
         w.dashboard.refresh()
         self.mailings.refresh()
+        # The switches may have been changed elsewhere (another console, `switch`): the banner follows.
+        w.check_writeback_enabled()
         w.show_message(f"Dispatcher: {summary.describe()}", 15_000)
 
     @Slot(object)
