@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import MappingProxyType, TracebackType
 from typing import Any, Self
-from urllib.parse import SplitResult, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import requests
 import urllib3.exceptions
@@ -367,6 +367,8 @@ class PersonifyClient:
         The link is the server's text: followed elsewhere, it would send the Personify360 password
         (Basic auth goes with every request) to whatever host a broken or hostile answer names.
         """
+        # OData writes it absolute; one written relative to the service root stays on its host.
+        link = urljoin(self.settings.root + "/", link)
         own, other = urlsplit(self.settings.service_root_url), urlsplit(link)
         try:
             same = (

@@ -353,7 +353,8 @@ class TestNextPageLinks:
             "https://pds.example.org.evil.example/CusActivities?$skiptoken=1",
             "https://pds.example.org:8443/CusActivities?$skiptoken=1",
             "https://pds.example.org:port/CusActivities",
-            "/PersonifyDataServices/PersonifyData.svc/CusActivities?$skiptoken=1",
+            "//evil.example/CusActivities?$skiptoken=1",
+            "http://pds.example.org/PersonifyDataServices/PersonifyData.svc/CusActivities?$skiptoken=1",
         ],
     )
     def test_a_link_off_the_service_root_is_refused(self, link: str) -> None:
@@ -376,6 +377,17 @@ class TestNextPageLinks:
         client, transport = make_client(lambda r: answer(body=next(pages)))
         assert [a.activity_id for a in client.list_activities("000000000101", 0)] == [2, 1]
         assert (transport.requests[1].url or "").endswith("/CusActivities?$skiptoken=1")
+
+    def test_a_link_relative_to_the_service_root_is_followed_there(self) -> None:
+        pages = iter(
+            [
+                {"d": {"results": [activity_row(1, None, "a")], "__next": "CusActivities?$skiptoken=1"}},
+                {"d": {"results": [activity_row(2, None, "b")]}},
+            ]
+        )
+        client, transport = make_client(lambda r: answer(body=next(pages)))
+        assert [a.activity_id for a in client.list_activities("000000000101", 0)] == [2, 1]
+        assert transport.requests[1].url == ROOT + "/CusActivities?$skiptoken=1"
 
     def test_a_next_link_that_is_not_text_is_malformed(self) -> None:
         client, _ = make_client(lambda r: answer(body={"d": {"results": [], "__next": 5}}))
