@@ -19,13 +19,7 @@ from writeback_console.ui.composition_root import Services, open_console, start_
 from writeback_console.ui.console import Console
 from writeback_console.ui.dialogs import retry
 from writeback_console.ui.dialogs.constituent import ConstituentViewer
-from writeback_console.ui.main_window import (
-    BANNER_CREDENTIALS,
-    BANNER_DATABASE,
-    BANNER_UNREACHABLE,
-    PAGE_CONSTITUENTS,
-    PAGE_WRITEBACKS,
-)
+from writeback_console.ui.main_window import BANNER_CREDENTIALS, BANNER_DATABASE, BANNER_UNREACHABLE
 from writeback_console.ui.pages.mailings import MailingsPage
 
 
@@ -214,42 +208,3 @@ def test_incomplete_settings_show_the_banner_by_kind_not_by_words(console: Conso
     failed.emit(CycleFailure(FailureKind.INTERNAL, "could not read the settings cache: disk full"))
     assert window.banner_text(BANNER_UNREACHABLE) is None
     assert "disk full" in console.status.last_label.text()
-
-
-def test_support_goes_from_a_list_row_to_the_person_and_from_their_activity_back_to_the_row(
-    qtbot: QtBot, console: Console
-) -> None:
-    (writeback_id,) = enqueue(console.services.factory, item(Kind.RESUBSCRIBE, "ann@example.org"))
-    window = console.window
-    page = window.writebacks
-    page.reload()
-    qtbot.waitUntil(lambda: page.model.rowCount() == 1, timeout=10_000)
-    finished: list[CycleSummary] = []
-    console.controller.worker.finished.connect(finished.append)
-    window.run_now_requested.emit()
-    qtbot.waitUntil(lambda: bool(finished), timeout=15_000)
-    row = page.model.row_at(0)
-    assert row is not None
-
-    menu = page.context_menu_for(row)
-    (look_up,) = [a for a in menu.actions() if a.text() == "Look up in Personify360"]
-    look_up.trigger()
-    viewer = console.constituents
-    assert window.current_page() == PAGE_CONSTITUENTS
-    qtbot.waitUntil(lambda: not viewer.busy and len(viewer.activities) == 1, timeout=10_000)
-    assert viewer.email_edit.text() == "ann@example.org"
-
-    viewer.open_queue_row_button.click()
-    qtbot.waitUntil(
-        lambda: window.current_page() == PAGE_WRITEBACKS and page.selected_ids() == [writeback_id],
-        timeout=10_000,
-    )
-
-
-def test_a_row_without_an_email_cannot_be_looked_up(console: Console) -> None:
-    page = console.window.writebacks
-    (writeback_id,) = enqueue(console.services.factory, item(Kind.MAILING_ACTIVITY, mailing_id=None))
-    with console.services.factory() as session:
-        row = listing.get_writeback(session, writeback_id)
-    (look_up,) = [a for a in page.context_menu_for(row).actions() if a.text() == "Look up in Personify360"]
-    assert not look_up.isEnabled()

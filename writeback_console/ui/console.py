@@ -177,6 +177,8 @@ class Console(QObject):
         w = self.window
         if summary.disabled:
             w.show_banner(BANNER_DISABLED, "Writebacks are switched off: they queue up but nothing is sent.")
+        # The switches may have been changed elsewhere (another console, `switch`): the banner follows.
+        w.check_writeback_enabled()
         # The banner is chosen by the kind of problem, and its words come from the cycle's own summary.
         reason = _sentence(summary.stopped_reason or "")
         if summary.problem is ProblemKind.AUTH:
@@ -196,8 +198,6 @@ class Console(QObject):
             w.writebacks.reload()
         w.dashboard.refresh()
         self.mailings.refresh()
-        # The switches may have been changed elsewhere (another console, `switch`): the banner follows.
-        w.check_writeback_enabled()
         w.show_message(f"Dispatcher: {summary.describe()}", 15_000)
 
     @Slot(object)

@@ -188,9 +188,9 @@ class WritebackListPage(QWidget):
     Signals:
         retry_requested(list): the user asked to retry these writeback ids (context menu, detail pane).
         selection_changed(list): ids of the selected rows.
+        lookup_requested(str): the user asked to see this email in the constituent viewer.
         status_message(str): something to tell the user in the status bar.
         counts_changed(dict): rows per status under the current filter (without its status choice).
-        lookup_requested(str): the user asked to see this email in the constituent viewer.
     """
 
     retry_requested = Signal(list)

@@ -198,6 +198,7 @@ def test_what_is_not_an_email_is_refused_saying_why_and_nothing_is_asked(
     assert problem in viewer.message
     assert "No Personify360 constituent" not in viewer.message
     assert "ann@example.org" in viewer.message  # what a whole address looks like
+    assert viewer.details_button.isHidden()
     assert simulator.request_count == before
 
 
@@ -252,7 +253,7 @@ def test_a_recipients_activity_opens_its_mailings_row_listed_under_queue(
     listed = viewer.queue_list.topLevelItem(0)
     assert listed is not None
     assert listed.text(1) == carrier_ref
-    assert listed.text(6) == f"November News: {annes.ref} pending"
+    assert listed.text(7) == f"November News: {annes.ref} pending"
     assert viewer.tabs.tabText(1) == "Queue (1)"
     with qtbot.waitSignal(viewer.open_ref, timeout=5000) as signal:
         viewer.open_queue_row_button.click()

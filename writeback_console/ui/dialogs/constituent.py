@@ -60,6 +60,8 @@ FIELD_ORDER = (
     "ModDate",
 )
 ERROR_STYLE = "QLabel { color: #b3261e; }"
+#: The Queue tab's column with the person's own part of a mailing's row.
+RECIPIENT_COLUMN = 7
 
 
 # --- work done off the GUI thread ----------------------------------------------------------------
@@ -283,7 +285,7 @@ class ConstituentViewer(QWidget):
 
         self.queue_list = QTreeWidget()
         self.queue_list.setHeaderLabels(
-            ["Status", "Ref", "Kind", "Created", "Sent / scheduled", "Attempts", "As recipient", "Last error"]
+            ["Status", "Ref", "Kind", "Created", "Sent / scheduled", "Attempts", "Last error", "As recipient"]
         )
         self.queue_list.setRootIsDecorated(False)
         self.queue_list.setUniformRowHeights(True)
@@ -338,7 +340,9 @@ class ConstituentViewer(QWidget):
         except lookup.NotAnEmail as exc:
             # Asking anyway would answer "nobody has it", which reads as "this person does not exist".
             self._clear()
-            self._set_message(str(exc), error=bool(email), details=False)
+            self._set_message(str(exc), error=bool(email))
+            # What is wrong is all there is to say: there are no technical details to show.
+            self.details_button.hide()
             return
         self._clear()
         self._email = email
@@ -544,7 +548,6 @@ class ConstituentViewer(QWidget):
         for person_row in rows:
             row = person_row.row
             when = row.sent_at or row.scheduled_for
-            error = row.last_error or ""
             item = QTreeWidgetItem(
                 [
                     status_text(row.status),
@@ -553,19 +556,19 @@ class ConstituentViewer(QWidget):
                     local_text(row.created_at),
                     local_text(when) if when else NONE_TEXT,
                     f"{row.attempts}/{row.max_attempts}",
+                    first_line(row.last_error or ""),
                     recipient_text(person_row),
-                    first_line(error),
                 ]
             )
             item.setBackground(0, QBrush(status_tint(row.status)))
             item.setForeground(0, QBrush(Qt.GlobalColor.black))
+            item.setToolTip(6, row.last_error or "")
+            item.setData(1, Qt.ItemDataRole.UserRole, row.ref)
             recipient = person_row.recipient
             if recipient is not None and recipient.last_error:
-                item.setToolTip(6, recipient.last_error)
-            item.setToolTip(7, error)
-            item.setData(1, Qt.ItemDataRole.UserRole, row.ref)
+                item.setToolTip(RECIPIENT_COLUMN, recipient.last_error)
             self.queue_list.addTopLevelItem(item)
-        for column in range(7):
+        for column in range(RECIPIENT_COLUMN + 1):
             self.queue_list.resizeColumnToContents(column)
         self._update_tab_titles()
 
@@ -630,10 +633,10 @@ class ConstituentViewer(QWidget):
         self.tabs.setTabText(0, f"System Activities ({len(self.activities)})")
         self.tabs.setTabText(1, f"Queue ({len(self.queue_rows)})")
 
-    def _set_message(self, text: str, *, error: bool = False, details: bool = True) -> None:
+    def _set_message(self, text: str, *, error: bool = False) -> None:
         self.message_label.setText(text)
         self.message_label.setStyleSheet(ERROR_STYLE if error else "")
-        self.details_button.setVisible(error and details)
+        self.details_button.setVisible(error)
 
     def _show_error(self, exc: BaseException) -> None:
         message, self._error_details = errors.describe_exception(exc)

@@ -424,11 +424,9 @@ class SettingsDialog(QDialog):
             )
 
     def _per_account_failed(self, exc: BaseException) -> None:
-        message, _details = errors.describe_exception(exc)
-        self.account_list_status.setText(
-            f"The accounts could not be read, so their switches will not be saved. {message}"
-        )
-        self.account_list_status.setStyleSheet(ERROR_STYLE)
+        # Said where the other account settings say they could not be read; none of them is saved.
+        self.account_list_status.setText("The accounts could not be read.")
+        self._account_failed(exc)
 
     @staticmethod
     def _describe_account(item: QTreeWidgetItem) -> None:
