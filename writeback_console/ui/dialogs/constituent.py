@@ -43,6 +43,8 @@ from writeback_console.ui.status_style import NONE_TEXT, local_text, status_text
 from writeback_console.ui.tasks import Task, TaskRunner
 
 ClientFactory = lookup.ClientFactory
+#: The Queue tab's column with the person's own part of a mailing's row.
+RECIPIENT_COLUMN = 7
 #: CRM360 shows these first, in this order; any other field the service sends follows alphabetically.
 FIELD_ORDER = (
     "ActivityId",
@@ -60,8 +62,6 @@ FIELD_ORDER = (
     "ModDate",
 )
 ERROR_STYLE = "QLabel { color: #b3261e; }"
-#: The Queue tab's column with the person's own part of a mailing's row.
-RECIPIENT_COLUMN = 7
 
 
 # --- work done off the GUI thread ----------------------------------------------------------------
