@@ -175,6 +175,18 @@ def set_account_switches(
             switches.set_setting(session, key, value, account=account, actor=actor)
 
 
+def set_writeback_by_account(factory: Factory, states: Mapping[str, bool], *, actor: str) -> None:
+    """Switch writebacks on or off for each named Informz account, all in one transaction."""
+    for account, on in states.items():
+        if not isinstance(account, str) or not account.strip() or account == switches.ALL_ACCOUNTS:
+            raise QueueError(f"not an Informz account name: {account!r}")
+        if not isinstance(on, bool):
+            raise QueueError(f"{account}: on or off, not {on!r}")
+    with write_transaction(factory) as session:
+        for account, on in states.items():
+            switches.set_setting(session, switches.WRITEBACK_ENABLED, on, account=account, actor=actor)
+
+
 @dataclass(frozen=True, slots=True)
 class SettingsChange:
     """What Save in Settings keeps: the settings file, the password and the account switches."""
@@ -185,6 +197,8 @@ class SettingsChange:
     #: The service root URL and user the settings had before, whose password is kept when only they change.
     previous: tuple[str, str] = ("", "")
     account_changes: Mapping[str, Any] = field(default_factory=dict)
+    #: Informz account → writebacks on or off, for the accounts whose switch changed.
+    account_writeback: Mapping[str, bool] = field(default_factory=dict)
 
 
 def save_all_settings(
@@ -200,10 +214,13 @@ def save_all_settings(
     Settings that could not work are refused (SettingsError) before anything is written.
     """
     change.settings.check_before_saving()
-    if change.account_changes:
+    if change.account_changes or change.account_writeback:
         if factory is None:
             raise ValueError("account switches are kept in the database: give the session factory")
-        set_account_switches(factory, change.account_changes, actor=actor)
+        if change.account_changes:
+            set_account_switches(factory, change.account_changes, actor=actor)
+        if change.account_writeback:
+            set_writeback_by_account(factory, change.account_writeback, actor=actor)
     settings, password = change.settings, change.password
     current = (settings.service_root_url, settings.user)
     if password is None and current != change.previous and all(change.previous):

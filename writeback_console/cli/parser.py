@@ -283,8 +283,39 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-gui", action="store_true", help="prepare the demo and serve its simulator until Ctrl+C"
     )
 
+    _add_support_commands(command)
     _add_simulator(sub)
     return parser
+
+
+def _add_support_commands(command: AddCommand) -> None:
+    """``lookup``, ``switch`` and ``check`` (``support_commands`` and the connection check)."""
+    p = command(
+        "lookup",
+        "support_commands.cmd_lookup",
+        "one person by email: constituents, System Activities and queue rows",
+    )
+    p.add_argument("email", metavar="EMAIL")
+    p.add_argument("--format", choices=("table", "json"), default="table")
+    p.epilog = (
+        "Each activity is printed with every field Personify360 sent; the queue rows are those for the "
+        "email and the mailing activity of every mailing sent to it, with the person's own delivery."
+    )
+
+    p = command(
+        "switch",
+        "support_commands.cmd_switch",
+        "switch one Informz account's writebacks on or off ('*': every account)",
+    )
+    p.add_argument("informz_account", metavar="ACCOUNT")
+    p.add_argument("state", choices=("on", "off"), metavar="on|off")
+    p.epilog = "While an account is off its writebacks queue up and nothing is sent; every console says so."
+
+    command(
+        "check",
+        "run_commands.cmd_check_connection",
+        "test the connection to Personify360, as Settings does (same as check-connection)",
+    )
 
 
 def _add_simulator(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

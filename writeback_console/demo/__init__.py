@@ -257,13 +257,17 @@ def apart_from_the_terminal(platform: str | None = None) -> dict[str, Any]:
     return {"start_new_session": True}
 
 
-def start_simulator(folder: DemoFolder, *, wait: bool = True) -> tuple[subprocess.Popen[str], str]:
+def start_simulator(
+    folder: DemoFolder, *, wait: bool = True, page_size: int | None = None
+) -> tuple[subprocess.Popen[str], str]:
     """The simulator in its own process (so it never competes with the window for Python's GIL).
 
     With ``wait`` False it is given a free port and left to start while the console opens (it answers
     well before the first dispatcher run); a failure to start is logged, and its log is in the folder.
+    ``page_size`` makes it page its answers as some sites do (off by default, as at most sites).
     """
     port = _free_port() if not wait else 0
+    paging = ["--page-size", str(page_size)] if page_size is not None else []
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -279,6 +283,7 @@ def start_simulator(folder: DemoFolder, *, wait: bool = True) -> tuple[subproces
             str(port),
             "--parent-pid",
             str(os.getpid()),
+            *paging,
         ],
         stdout=subprocess.PIPE,
         # A file, not a pipe: nobody reads the simulator's log while it runs, and a full pipe would stall it.

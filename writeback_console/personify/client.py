@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from types import MappingProxyType, TracebackType
 from typing import Any, Self
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import requests
 import urllib3.exceptions
@@ -47,6 +47,11 @@ log = logging.getLogger(__name__)
 #: far smaller, and a broken or hostile server must not exhaust the console's memory.
 MAX_RESPONSE_BODY = 32_000_000
 MAX_MESSAGE_LENGTH = 1000
+#: A collection that a site pages server-side is followed through its ``__next`` links up to this many
+#: rows and pages in all; past either the read fails with a message rather than show part of the answer.
+#: One constituent's activities, one email's communication rows and the activity codes are far fewer.
+MAX_COLLECTION_ROWS = 10_000
+MAX_COLLECTION_PAGES = 500
 #: Constituents per CustomerInfos request: one `or` filter keeps round trips down, the cap keeps the
 #: URL well under the 2,048 characters that IIS allows by default.
 _NAMES_PER_REQUEST = 10
@@ -325,11 +330,79 @@ class PersonifyClient:
     def _get_entities(
         self, entity_set: str, filter_: str, select: Iterable[str] = ()
     ) -> list[dict[str, Any]]:
+        """Every row of a collection, following the ``__next`` links of a site that pages its answers."""
         options = {"$filter": filter_}
         columns = [odata.field(name) for name in select]
         if columns:
             options["$select"] = ",".join(columns)
-        return self._unwrap(self._call("GET", entity_set, options), entity_set)
+        rows, next_link = self._unwrap_page(self._call("GET", entity_set, options), entity_set)
+        pages = 1
+        followed: set[str] = set()
+        while next_link is not None:
+            if len(rows) >= MAX_COLLECTION_ROWS or pages >= MAX_COLLECTION_PAGES:
+                raise PersonifyError(
+                    ErrorKind.MALFORMED,
+                    f"Personify360 answered {entity_set} with more than {len(rows):,} rows in "
+                    f"{pages:,} pages; the console reads at most {MAX_COLLECTION_ROWS:,} rows in "
+                    f"{MAX_COLLECTION_PAGES:,} pages, so it stopped rather than show part of the answer",
+                    status=200,
+                )
+            url = self._next_page_url(next_link, entity_set)
+            if url in followed:
+                raise PersonifyError(
+                    ErrorKind.MALFORMED,
+                    f"Personify360 answered {entity_set} with a next-page link it had already given; "
+                    "the pages would never end",
+                    status=200,
+                )
+            followed.add(url)
+            page, next_link = self._unwrap_page(self._call("GET", entity_set, {}, url=url), entity_set)
+            rows.extend(page)
+            pages += 1
+        return rows
+
+    def _next_page_url(self, link: str, entity_set: str) -> str:
+        """A ``__next`` link, if it stays on the service root's scheme, host and port.
+
+        The link is the server's text: followed elsewhere, it would send the Personify360 password
+        (Basic auth goes with every request) to whatever host a broken or hostile answer names.
+        """
+        # OData writes it absolute; one written relative to the service root stays on its host.
+        link = urljoin(self.settings.root + "/", link)
+        own, other = urlsplit(self.settings.service_root_url), urlsplit(link)
+        try:
+            same = (
+                other.scheme.lower() == own.scheme.lower()
+                and other.hostname == own.hostname
+                and _port_of(other) == _port_of(own)
+                and other.username is None
+                and other.password is None
+            )
+        except ValueError:  # a port that is no number
+            same = False
+        if not same:
+            where = other.netloc.rpartition("@")[2][:100] or "an address without a host"
+            raise PersonifyError(
+                ErrorKind.MALFORMED,
+                self._scrub(
+                    f"Personify360 answered {entity_set} with a link to its next page on "
+                    f"{other.scheme or '?'}://{where}, not on {own.scheme}://{_where(self.settings)} "
+                    "(the service root URL in the settings); the console does not follow it"
+                ),
+                status=200,
+            )
+        return link
+
+    def _unwrap_page(self, answer: Any, what: str) -> tuple[list[dict[str, Any]], str | None]:
+        try:
+            return odata.unwrap_page(answer)
+        except odata.UnexpectedShape as exc:
+            raise PersonifyError(
+                ErrorKind.MALFORMED,
+                f"Personify360 answered {what} with unexpected content: {exc}",
+                status=200,
+                excerpt=self._scrub.excerpt(json.dumps(answer, ensure_ascii=False, default=str)),
+            ) from None
 
     def _unwrap(self, answer: Any, what: str, write: bool = False) -> list[dict[str, Any]]:
         try:
@@ -352,9 +425,14 @@ class PersonifyClient:
         body: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         write: bool = False,
+        url: str | None = None,
     ) -> Any:
-        """One HTTP exchange: the parsed JSON of a 2xx answer, or PersonifyError."""
-        url = f"{self.settings.root}/{resource}?{odata.query_string(options)}"
+        """One HTTP exchange: the parsed JSON of a 2xx answer, or PersonifyError.
+
+        ``url`` is a whole address already checked (a next page); ``resource`` then only names it.
+        """
+        if url is None:
+            url = f"{self.settings.root}/{resource}?{odata.query_string(options)}"
         guard: transport.RequestGuard | None = getattr(self._guards, "guard", None)
         started = time.monotonic()
         deadline = started + self.settings.request_deadline
@@ -631,6 +709,11 @@ def _classify(exc: requests.RequestException, settings: PersonifySettings) -> tu
     # Something unforeseen. Nothing says the request did not go out, so a write is treated as one that
     # may have arrived: checking the reference first is cheap, a double write is not.
     return ErrorKind.CONNECTION, f"could not talk to {where} ({type(exc).__name__})", False
+
+
+def _port_of(parts: SplitResult) -> int | None:
+    """The port an address names, or its scheme's default."""
+    return parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
 
 
 def _constituent_filter(master_customer_id: str, sub_customer_id: int) -> str:

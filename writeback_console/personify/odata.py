@@ -123,11 +123,25 @@ def unwrap_results(body: Any) -> list[dict[str, Any]]:
     Both shapes seen in the wild are accepted — ``{"d": [...]}`` and ``{"d": {"results": [...]}}`` —
     as is a single entity ``{"d": {...}}``, which comes back as a list of one.
     """
+    return unwrap_page(body)[0]
+
+
+def unwrap_page(body: Any) -> tuple[list[dict[str, Any]], str | None]:
+    """The entities of one answer, as :func:`unwrap_results` reads them, and its ``__next`` link.
+
+    A site that pages its answers server-side (WCF's ``SetEntitySetPageSize``) sends at most a page of
+    rows with ``{"d": {"results": [...], "__next": "…?$skiptoken=…"}}``; None when no page follows.
+    """
     if not isinstance(body, dict) or "d" not in body:
         raise UnexpectedShape("the answer has no 'd' member")
     inner = body["d"]
+    next_link: str | None = None
     if isinstance(inner, dict) and isinstance(inner.get("results"), list):
         rows: list[Any] = inner["results"]
+        raw_next = inner.get("__next")
+        if raw_next is not None and not (isinstance(raw_next, str) and raw_next.strip()):
+            raise UnexpectedShape("'__next' is not an address")
+        next_link = raw_next.strip() if isinstance(raw_next, str) else None
     elif isinstance(inner, list):
         rows = inner
     elif isinstance(inner, dict):
@@ -139,7 +153,7 @@ def unwrap_results(body: Any) -> list[dict[str, Any]]:
         if not isinstance(row, dict):
             raise UnexpectedShape(f"an entity is {type(row).__name__}, not an object")
         entities.append({key: value for key, value in row.items() if key != "__metadata"})
-    return entities
+    return entities, next_link
 
 
 def parse_date(value: str) -> datetime:

@@ -62,6 +62,16 @@ def _port(text: str) -> int:
     return value
 
 
+def _page_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1: {text!r}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the simulator's options to ``parser`` (its own or the ``sim`` subcommand's)."""
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
@@ -116,6 +126,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tls-key", type=Path, metavar="FILE.pem", help="the private key of --tls-cert")
     parser.add_argument("--json-shape", choices=JSON_SHAPES, default="d", help="collection result shape")
     parser.add_argument("--error-format", choices=ERROR_FORMATS, default="xml", help="error document format")
+    parser.add_argument(
+        "--page-size",
+        type=_page_size,
+        default=None,
+        metavar="N",
+        help="answer collections N rows at a time with a __next link, as WCF sites with server paging "
+        "do (default: off)",
+    )
     parser.add_argument("--unauthorized", action="store_true", help="answer 401 to every request")
     parser.add_argument("--seed", type=int, default=None, help="seed for the fault dice, for repeatable runs")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process is gone")

@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> int:
             host=args.host,
             port=args.port,
             tls=tls,
+            page_size=args.page_size,
         )
     except ValueError as error:  # a certificate or key that cannot be loaded
         print(f"error: {error}", file=sys.stderr)

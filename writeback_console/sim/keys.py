@@ -1,9 +1,10 @@
 """Keys in a request's address: ``CustomerInfos(MasterCustomerId='000000001475',SubCustomerId=0)`` and
-quoted service-operation parameters such as ``EntityName='CusActivity'``, refused with WCF's 400s."""
+quoted service-operation parameters such as ``EntityName='CusActivity'``, and the ``$skiptoken`` of a
+paged answer (the key of the last row sent), refused with WCF's 400s."""
 
 from __future__ import annotations
 
-from writeback_console.sim.entities import EntitySet
+from writeback_console.sim.entities import EntitySet, format_literal
 from writeback_console.sim.odata_filter import EdmType, FilterError, TokenKind, tokenize
 from writeback_console.sim.wcf import ODataError
 
@@ -79,3 +80,32 @@ def _split_outside_quotes(text: str, separator: str) -> list[str]:
             current.append(ch)
     parts.append("".join(current))
     return parts
+
+
+def skiptoken(entity: EntitySet, row: dict[str, object]) -> str:
+    """The ``$skiptoken`` WCF writes for the page that ends with ``row``: its key values, in key order."""
+    return ",".join(format_literal(row[name]) for name in entity.keys)
+
+
+def parse_skiptoken(entity: EntitySet, text: str) -> list[object]:
+    """The key values of a ``$skiptoken`` such as ``'000000000101',0``; 400 if it is not one of ours."""
+    refused = _bad_request(f"The skip token '{text[:60]}' is not valid for '{entity.set_name}'.")
+    try:
+        tokens = tokenize(text)
+    except FilterError:
+        raise refused from None
+    values: list[object] = []
+    for position, token in enumerate(tokens[:-1]):
+        if position % 2:
+            if token.kind is not TokenKind.COMMA:
+                raise refused
+            continue
+        if token.kind not in (TokenKind.STRING, TokenKind.INTEGER):
+            raise refused
+        values.append(token.value)
+    if len(values) != len(entity.keys) or len(tokens) != 2 * len(values):
+        raise refused
+    for name, value in zip(entity.keys, values, strict=True):
+        if (entity.by_name[name].type is EdmType.STRING) != isinstance(value, str):
+            raise refused
+    return values

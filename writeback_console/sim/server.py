@@ -11,6 +11,11 @@ bug shows up here rather than at a customer's site:
   service would answer in Atom. ``$metadata`` is XML regardless.
 - ``$top``, ``$skip``, ``$orderby``, ``$expand`` and ``$inlinecount`` are refused with 400 (the service
   does not document them, so the client must not rely on them); collections come in insertion order.
+- With ``page_size`` set (WCF's ``SetEntitySetPageSize``; off by default, as at most sites) a collection
+  comes in key order, at most that many rows an answer, in the verbose shape with a ``__next`` link
+  carrying ``$skiptoken`` (the key of the page's last row). ``$metadata`` does not say so, as WCF's does
+  not; ``$skiptoken`` is refused while paging is off. ``next_link_root`` makes the links name another
+  service root, as a site behind a proxy that advertises its inner address does.
 - Text compares case-insensitively, like Personify's SQL Server collation.
 - Save refuses unknown properties and wrongly typed values (400, as WCF's deserialiser does) and reports
   Personify validation issues (400, the reason two ``internalexception`` levels deep). ``ActivityId`` and
@@ -42,13 +47,13 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, quote, unquote
 
 from writeback_console.sim import entities, wcf
 from writeback_console.sim.entities import ENTITY_SETS, WRITABLE, EntitySet
 from writeback_console.sim.faults import AFTER_WRITE_KINDS, ANSWER_FAULT_KINDS, FaultKind, Faults
 from writeback_console.sim.front_end import FRONT_END_PAGES, RETRY_AFTER_KINDS, UNAUTHORIZED_PAGE
-from writeback_console.sim.keys import parse_key, unquote_string
+from writeback_console.sim.keys import parse_key, parse_skiptoken, skiptoken, unquote_string
 from writeback_console.sim.odata_filter import (
     FilterError,
     compile_filter,
@@ -527,6 +532,8 @@ class Handler(BaseHTTPRequestHandler):
             key = parse_key(entity, rest[:-1])
         selected: list[str] | None = None
         filter_text: str | None = None
+        page_size = self.sim.page_size if key is None else None
+        after: list[object] | None = None
         for option, value in params.items():
             if not option.startswith("$"):
                 continue
@@ -537,6 +544,8 @@ class Handler(BaseHTTPRequestHandler):
             elif option == "$format":
                 if value != "json":
                     raise _bad_request(f"Unsupported $format '{value}'; only 'json' is available.")
+            elif option == "$skiptoken" and page_size is not None:
+                after = parse_skiptoken(entity, value)
             elif option in _REFUSED_OPTIONS:
                 raise _bad_request(f"Query option '{option}' is not supported by this service.")
             else:
@@ -552,23 +561,52 @@ class Handler(BaseHTTPRequestHandler):
                 raise _bad_request("Query option '$filter' cannot be applied to a single entity.")
             sql += " WHERE " + " AND ".join(f"{entity.by_name[k].column} = ?" for k in entity.keys)
             sql_params = [key[k] for k in entity.keys]
-        elif filter_text is not None:
-            where, sql_params = self._compile_filter(entity, filter_text)
-            sql += " WHERE " + where
-        sql += " ORDER BY rowid"
+        key_columns = ", ".join(entity.by_name[k].column for k in entity.keys)
+        if key is None:
+            conditions = []
+            if filter_text is not None:
+                where, sql_params = self._compile_filter(entity, filter_text)
+                conditions.append(f"({where})")
+            if after is not None:
+                # Row values compare left to right, with each key column's own collation.
+                conditions.append(f"({key_columns}) > ({', '.join('?' * len(after))})")
+                sql_params = [*sql_params, *after]
+            if conditions:
+                sql += " WHERE " + " AND ".join(conditions)
+        if page_size is not None:
+            # WCF pages in key order, and asks for one row more than a page to know whether one follows.
+            sql += f" ORDER BY {key_columns} LIMIT {page_size + 1}"
+        else:
+            sql += " ORDER BY rowid"
         try:
             rows = self.sim.db.query(sql, sql_params)
         except (sqlite3.OperationalError, RecursionError) as error:
             # Only a filter SQLite finds too deep or too big gets here; the compiler checked the rest.
             raise _bad_request(f"The filter is too complex to evaluate ({error}).") from None
+        next_link: str | None = None
+        if page_size is not None and len(rows) > page_size:
+            rows = rows[:page_size]
+            last = dict(zip(entity.keys, rows[-1][len(proj.properties) :], strict=True))
+            next_link = self._next_link(entity, params, skiptoken(entity, last))
         items = entities.rows_to_json(proj, rows, self.sim.url)
         if key is not None:
             if not items:
                 raise _not_found(entity.set_name)
             return 200, json.dumps({"d": items[0]}).encode(), _JSON
+        if next_link is not None:
+            # Only the verbose shape has room for the link, so a paged answer always takes it.
+            return 200, json.dumps({"d": {"results": items, "__next": next_link}}).encode(), _JSON
         if self.sim.json_shape == "results":
             return 200, json.dumps({"d": {"results": items}}).encode(), _JSON
         return 200, json.dumps({"d": items}).encode(), _JSON
+
+    def _next_link(self, entity: EntitySet, params: Mapping[str, str], token: str) -> str:
+        """The ``__next`` address: the same query with the skip token of the page's last row."""
+        options = {name: value for name, value in params.items() if name != "$skiptoken"}
+        options["$skiptoken"] = token
+        query = "&".join(f"{quote(n, safe='$')}={quote(v, safe='')}" for n, v in options.items())
+        root = self.sim.next_link_root or self.sim.url
+        return f"{root}/{entity.set_name}?{query}"
 
     def _parse_select(self, entity: EntitySet, value: str) -> list[str] | None:
         names = [n.strip() for n in value.split(",")]

@@ -32,13 +32,17 @@ from writeback_console.sim.wcf import ERROR_FORMATS, JSON_SHAPES, ErrorFormat, J
 class Simulator:
     """A running (or ready to run) Personify360 simulator; see docs/architecture.md and the module docstring.
 
-    ``faults``, ``json_shape``, ``error_format``, ``users`` and ``on_save`` may be changed while it
-    serves. ``on_save`` is called in the handler thread with a ``SaveEvent`` for every Save request whose
-    body was read, once its outcome is decided (and the activity stored, if it is) and before the answer
-    or the fault goes out; what it raises is printed on stderr and otherwise ignored.
+    ``faults``, ``json_shape``, ``error_format``, ``users``, ``page_size``, ``next_link_root`` and
+    ``on_save`` may be changed while it serves. ``page_size`` (None: off) pages every collection as
+    WCF's ``SetEntitySetPageSize`` does; ``next_link_root`` is the service root its ``__next`` links
+    name (None: its own URL). ``on_save`` is called in the handler thread with a ``SaveEvent`` for every
+    Save request whose body was read, once its outcome is decided (and the activity stored, if it is)
+    and before the answer or the fault goes out; what it raises is printed on stderr and otherwise
+    ignored.
     """
 
     on_save: Callable[[SaveEvent], None] | None = None
+    next_link_root: str | None = None
 
     def __init__(
         self,
@@ -51,8 +55,10 @@ class Simulator:
         host: str = "127.0.0.1",
         port: int = 0,
         tls: TlsFiles | None = None,
+        page_size: int | None = None,
     ) -> None:
         self._tls_context = server_context(tls) if tls is not None else None
+        self.page_size = page_size
         self.json_shape = json_shape
         self.error_format = error_format
         self.users = {"u": "p"} if users is None else users
@@ -103,6 +109,16 @@ class Simulator:
         if value not in ERROR_FORMATS:
             raise ValueError(f"error_format must be one of {ERROR_FORMATS}, not {value!r}")
         self._error_format = value
+
+    @property
+    def page_size(self) -> int | None:
+        return self._page_size
+
+    @page_size.setter
+    def page_size(self, value: int | None) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise ValueError(f"page_size must be a positive whole number or None, not {value!r}")
+        self._page_size = value
 
     @property
     def users(self) -> dict[str, str]:
@@ -274,4 +290,5 @@ class Simulator:
 
     def __repr__(self) -> str:
         where = self.url if self._server is not None and not self._stopped else "not listening"
-        return f"<Simulator {where} json_shape={self.json_shape} error_format={self.error_format}>"
+        paging = f" page_size={self.page_size}" if self.page_size is not None else ""
+        return f"<Simulator {where} json_shape={self.json_shape} error_format={self.error_format}{paging}>"

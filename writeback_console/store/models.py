@@ -137,6 +137,7 @@ class MailingRecipient(Base):
 
     __table_args__ = (
         Index("ix_mailing_recipient_mailing_id", "mailing_id", "id"),
+        Index("ix_mailing_recipient_email_lower", func.lower(text("email")), "id"),
         UniqueConstraint("mailing_id", "email"),
     )
 

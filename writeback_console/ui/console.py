@@ -117,6 +117,7 @@ class Console(QObject):
         self.mailings.cancelled.connect(self._queue_changed)
         self.mailings.open_ref.connect(window.open_ref)
         self.constituents.open_ref.connect(window.open_ref)
+        window.writebacks.lookup_requested.connect(self.look_up)
         window.page_changed.connect(self._page_shown)
         self.controller.worker.finished.connect(self.cycle_finished)
         self.controller.worker.failed.connect(self.cycle_failed)
@@ -133,6 +134,12 @@ class Console(QObject):
             self.constituents.email_edit.setFocus()
         elif name == PAGE_MAILINGS:
             self.mailings.refresh()
+
+    @Slot(str)
+    def look_up(self, email: str) -> None:
+        """A list row's email, shown in the constituent viewer (the viewer's refs lead back)."""
+        self.window.show_page(PAGE_CONSTITUENTS)
+        self.constituents.search(email)
 
     @Slot(list)
     def retry(self, ids: list[int]) -> None:
@@ -240,6 +247,8 @@ class Console(QObject):
         w = self.window
         if summary.disabled:
             w.show_banner(BANNER_DISABLED, "Writebacks are switched off: they queue up but nothing is sent.")
+        # The switches may have been changed elsewhere (another console, `switch`): the banner follows.
+        w.check_writeback_enabled()
         # The banner is chosen by the kind of problem, and its words come from the cycle's own summary.
         reason = _sentence(summary.stopped_reason or "")
         if summary.problem is ProblemKind.AUTH:

@@ -494,13 +494,16 @@ class MainWindow(QMainWindow):
             _query_writeback_enabled, self.factory, on_done=self._enabled_known, on_error=self._enabled_failed
         )
 
-    def _enabled_known(self, enabled: bool) -> None:
+    def _enabled_known(self, state: tuple[bool, list[str]]) -> None:
         self._enabled_task = None
+        enabled, accounts_off = state
         self.writeback_enabled = enabled
-        if enabled:
-            self.hide_banner(BANNER_DISABLED)
-        else:
+        if not enabled:
             self.show_banner(BANNER_DISABLED, DISABLED_TEXT)
+        elif accounts_off:
+            self.show_banner(BANNER_DISABLED, accounts_off_text(accounts_off))
+        else:
+            self.hide_banner(BANNER_DISABLED)
 
     def _enabled_failed(self, error: BaseException) -> None:
         self._enabled_task = None
@@ -679,6 +682,21 @@ class MainWindow(QMainWindow):
         super().closeEvent(event)
 
 
-def _query_writeback_enabled(factory: Factory) -> bool:
+def _query_writeback_enabled(factory: Factory) -> tuple[bool, list[str]]:
+    """Whether writebacks are on at all, and the Informz accounts switched off one by one."""
     with read_session(factory) as session:
-        return switches.writeback_enabled(session)
+        return switches.writeback_enabled(session), sorted(switches.disabled_accounts(session), key=str.lower)
+
+
+def accounts_off_text(accounts: list[str], shown: int = 5) -> str:
+    """The banner for accounts switched off one by one, naming them (the first few, then how many more)."""
+    names = [f"“{a}”" for a in accounts[:shown]]
+    if len(accounts) > shown:
+        names.append(f"{len(accounts) - shown:,} more")
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+    which = "account" if len(accounts) == 1 else "accounts"
+    theirs = "its" if len(accounts) == 1 else "their"
+    return (
+        f"Writebacks are switched off for the Informz {which} {listed}: {theirs} writebacks are queued, "
+        "but nothing is sent to Personify360 until switched on again in Settings."
+    )

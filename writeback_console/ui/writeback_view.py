@@ -190,6 +190,7 @@ class WritebackListPage(QWidget):
     Signals:
         retry_requested(list): the user asked to retry these writeback ids (context menu, detail pane).
         selection_changed(list): ids of the selected rows.
+        lookup_requested(str): the user asked to see this email in the constituent viewer.
         status_message(str): something to tell the user in the status bar.
         counts_changed(dict): rows per status under the current filter (without its status choice).
         reschedule_requested(WritebackRow): Reschedule… on a mailing activity (context menu, detail pane).
@@ -202,6 +203,7 @@ class WritebackListPage(QWidget):
     selection_changed = Signal(list)
     status_message = Signal(str)
     counts_changed = Signal(dict)
+    lookup_requested = Signal(str)
 
     def __init__(
         self,
@@ -428,6 +430,11 @@ class WritebackListPage(QWidget):
         copy_email = menu.addAction("Copy email", lambda: self.copy_text(row.email or ""))
         copy_email.setEnabled(bool(row.email))
         menu.addAction("Open detail", lambda: self._show_detail_of(row.id))
+        look_up = menu.addAction(
+            "Look up in Personify360", lambda: self.lookup_requested.emit(row.email or "")
+        )
+        look_up.setEnabled(bool(row.email))
+        look_up.setToolTip("Open the constituent viewer on this email: what reached Personify360")
         menu.addSeparator()
         ids = self.selected_ids() or [row.id]
         retry = menu.addAction(f"Retry selected ({len(ids):,})…", lambda: self.retry_requested.emit(ids))

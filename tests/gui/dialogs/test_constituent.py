@@ -6,18 +6,22 @@ from datetime import timedelta
 
 import pytest
 from PySide6.QtCore import Qt
-from PySide6.QtWidgets import QTreeWidget, QTreeWidgetItem
+from PySide6.QtWidgets import QApplication, QTreeWidget, QTreeWidgetItem
 from pytestqt.qtbot import QtBot
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.helpers.builders import T0, enqueue, item
+from tests.helpers.builders import T0, add_mailing, enqueue, item, row
 from tests.helpers.simulator import MakeSimulator
 from writeback_console.domain import Kind
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.personify.mapping import ActivityMapping, ActivitySource, build_activity
 from writeback_console.personify.values import PersonifySettings
 from writeback_console.sim.simulator import Simulator
-from writeback_console.ui.dialogs.constituent import ClientFactory, ConstituentViewer
+from writeback_console.store import deliveries
+from writeback_console.store.engine import write_transaction
+from writeback_console.store.models import MailingRecipient
+from writeback_console.ui.dialogs.constituent import ActivityTextBox, ClientFactory, ConstituentViewer
 from writeback_console.ui.tasks import TaskRunner
 
 
@@ -93,10 +97,11 @@ def test_shows_exactly_the_activities_the_simulator_holds_newest_first_and_the_q
     assert set(fields) == set(raw) - {"__metadata"}
     assert fields["ActivityCode"] == "INFORMZ_BADEMAIL"
     assert fields["MasterCustomerId"] == "000000000101"
-    assert "[ref WB-0000000003]" in viewer.text_box.toPlainText()
+    assert "[ref WB-0000000003]" in viewer.text_box.activity_text()
+    assert shown[1].text(3) == "WB-0000000003"
 
     qtbot.waitUntil(lambda: len(viewer.queue_rows) == 2, timeout=5000)
-    assert sorted(r.id for r in viewer.queue_rows) == sorted(mine)
+    assert sorted(p.row.id for p in viewer.queue_rows) == sorted(mine)
     first = viewer.queue_list.topLevelItem(0)
     assert first is not None
     with qtbot.waitSignal(viewer.open_ref, timeout=2000) as signal:
@@ -166,3 +171,133 @@ def test_an_empty_search_asks_for_an_address(
     viewer.search(email)
     assert not viewer.busy
     assert viewer.message == "Type an email address to look up."
+
+
+@pytest.mark.parametrize(
+    ("email", "problem"),
+    [
+        ("not an email@", "'not an email@' is not an email address: nothing follows the @"),
+        ("anthony.garcia57479", "'anthony.garcia57479' is not an email address: it has no @"),
+        ("@example.org", "nothing comes before the @"),
+        ("ann@example", "'ann@example' does not have a valid domain"),
+        ("ann lee@example.org", "'ann lee@example.org' is not an email address"),
+    ],
+)
+def test_what_is_not_an_email_is_refused_saying_why_and_nothing_is_asked(
+    qtbot: QtBot,
+    db: sessionmaker[Session],
+    runner: TaskRunner,
+    simulator: Simulator,
+    email: str,
+    problem: str,
+) -> None:
+    viewer = make_viewer(qtbot, db, runner, client_factory(simulator))
+    before = simulator.request_count
+    viewer.search(email)
+    assert not viewer.busy
+    assert problem in viewer.message
+    assert "No Personify360 constituent" not in viewer.message
+    assert "ann@example.org" in viewer.message  # what a whole address looks like
+    assert viewer.details_button.isHidden()
+    assert simulator.request_count == before
+
+
+def _open_viewer_on_ann(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, simulator: Simulator, activities: int
+) -> ConstituentViewer:
+    viewer = make_viewer(qtbot, db, runner, client_factory(simulator))
+    viewer.search("ann@example.org")
+    qtbot.waitUntil(lambda: not viewer.busy and len(viewer.activities) == activities, timeout=10_000)
+    return viewer
+
+
+def test_an_activity_opens_the_queue_row_its_ref_names(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, simulator: Simulator
+) -> None:
+    (writeback_id,) = enqueue(db, item(email="ann@example.org"))
+    ref = row(db, writeback_id).ref
+    add_activity(simulator, "000000000101", 0, Kind.UNSUBSCRIBE, ref, days=0)
+    viewer = _open_viewer_on_ann(qtbot, db, runner, simulator, 1)
+    assert viewer.open_queue_row_button.isEnabled()
+    with qtbot.waitSignal(viewer.open_ref, timeout=5000) as signal:
+        viewer.open_queue_row_button.click()
+    assert signal.args == [ref]
+    # Enter or a double-click on the activity does the same.
+    first = viewer.activity_list.topLevelItem(0)
+    assert first is not None
+    with qtbot.waitSignal(viewer.open_ref, timeout=5000) as signal:
+        viewer.activity_list.itemActivated.emit(first, 0)
+    assert signal.args == [ref]
+
+
+def test_a_recipients_activity_opens_its_mailings_row_listed_under_queue(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, simulator: Simulator
+) -> None:
+    mailing_id = add_mailing(db, remote=2, name="November News")
+    with write_transaction(db) as session:
+        session.execute(
+            update(MailingRecipient)
+            .where(MailingRecipient.mailing_id == mailing_id, MailingRecipient.email == "r0@example.org")
+            .values(email="ann@example.org", master_customer_id="000000000101")
+        )
+    (carrier,) = enqueue(db, item(Kind.MAILING_ACTIVITY, mailing_id=mailing_id))
+    with write_transaction(db) as session:
+        fan_out = deliveries.prepare_deliveries(session, carrier, mailing_id, now=T0)
+    (annes,) = [d for d in fan_out.pending if d.email == "ann@example.org"]
+    add_activity(simulator, "000000000101", 0, Kind.UNSUBSCRIBE, annes.ref, days=0)
+    viewer = _open_viewer_on_ann(qtbot, db, runner, simulator, 1)
+
+    # The Queue tab lists the mailing's row, found through the recipient, not the (empty) email.
+    qtbot.waitUntil(lambda: len(viewer.queue_rows) == 1, timeout=5000)
+    carrier_ref = row(db, carrier).ref
+    listed = viewer.queue_list.topLevelItem(0)
+    assert listed is not None
+    assert listed.text(1) == carrier_ref
+    assert listed.text(7) == f"November News: {annes.ref} pending"
+    assert viewer.tabs.tabText(1) == "Queue (1)"
+    with qtbot.waitSignal(viewer.open_ref, timeout=5000) as signal:
+        viewer.open_queue_row_button.click()
+    assert signal.args == [carrier_ref]
+
+
+def test_a_ref_no_queue_row_carries_is_said_so(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, simulator: Simulator
+) -> None:
+    add_activity(simulator, "000000000101", 0, Kind.UNSUBSCRIBE, "WB-0000000009", days=0)
+    viewer = _open_viewer_on_ann(qtbot, db, runner, simulator, 1)
+    with qtbot.assertNotEmitted(viewer.open_ref, wait=200):
+        viewer.open_queue_row_button.click()
+        qtbot.waitUntil(lambda: "No row of this queue carries" in viewer.message, timeout=5000)
+    assert "WB\u20110000000009" in viewer.message  # never broken across the label's lines
+
+
+def _widths_that_break_inside_the_ref(box: ActivityTextBox, text: str) -> list[int]:
+    start = text.index("[ref ")
+    end = text.index("]", start)
+    broken = []
+    for width in range(100, 700, 5):
+        box.resize(width, 200)
+        QApplication.processEvents()
+        layout = box.document().firstBlock().layout()
+        starts = [layout.lineAt(i).textStart() for i in range(layout.lineCount())]
+        broken += [width for s in starts if start < s <= end]
+    return broken
+
+
+def test_a_ref_is_never_broken_across_lines_and_copies_as_written(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, simulator: Simulator
+) -> None:
+    add_activity(simulator, "000000000101", 0, Kind.UNSUBSCRIBE, "WB-0000000007", days=0)
+    viewer = _open_viewer_on_ann(qtbot, db, runner, simulator, 1)
+    text = viewer.activities[0].text
+    assert viewer.text_box.activity_text() == text
+    box = ActivityTextBox()
+    qtbot.addWidget(box)
+    box.show()
+    box.setPlainText(text)
+    assert _widths_that_break_inside_the_ref(box, text)  # as plain text, some widths do
+    box.set_activity_text(text)
+    assert _widths_that_break_inside_the_ref(box, text) == []
+    box.selectAll()
+    box.copy()
+    assert QApplication.clipboard().text() == text

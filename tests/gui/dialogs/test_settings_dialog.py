@@ -6,14 +6,19 @@ import stat
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFormLayout, QLabel
 from pytestqt.qtbot import QtBot
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.helpers.builders import enqueue, item
 from tests.helpers.simulator import MakeSimulator
 from writeback_console.settings import AppSettings, PasswordStore, load_settings
 from writeback_console.sim.simulator import Simulator
 from writeback_console.store import switches
+from writeback_console.store.engine import write_transaction
+from writeback_console.store.models import AuditEvent
 from writeback_console.ui.dialogs.settings_dialog import CODE_COLUMN, TEMPLATE_COLUMN, SettingsDialog
 from writeback_console.ui.tasks import TaskRunner
 
@@ -241,3 +246,37 @@ def test_test_connection_checks_url_credentials_and_activity_codes(
     qtbot.waitUntil(lambda: bool(dialog.checks), timeout=10_000)
     assert dialog.checks[2].ok is False
     assert "Missing activity codes: NO_SUCH_CODE" in dialog.checks[2].text
+
+
+def test_each_informz_account_has_its_own_writeback_switch(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, store: PasswordStore, tmp_path: Path
+) -> None:
+    enqueue(db, item(account="Main"), item(account="Foundation"), item(account="chapter"))
+    with write_transaction(db) as session:
+        switches.set_setting(session, switches.WRITEBACK_ENABLED, False, account="Foundation", actor="test")
+    dialog = open_dialog(
+        qtbot, db, runner, store, tmp_path / "settings.json", AppSettings(service_root_url=URL, user="u")
+    )
+    qtbot.waitUntil(lambda: dialog.account_list.topLevelItemCount() == 3, timeout=5000)
+    items = {
+        dialog.account_list.topLevelItem(n).text(0): dialog.account_list.topLevelItem(n) for n in range(3)
+    }  # type: ignore[union-attr]
+    assert list(items) == ["chapter", "Foundation", "Main"]
+    assert items["Foundation"].checkState(0) == Qt.CheckState.Unchecked
+    assert items["Foundation"].text(1) == "switched off: queued, not sent"
+    assert items["Main"].checkState(0) == Qt.CheckState.Checked and items["Main"].text(1) == "sent"
+
+    items["Foundation"].setCheckState(0, Qt.CheckState.Checked)
+    items["Main"].setCheckState(0, Qt.CheckState.Unchecked)
+    assert items["Main"].text(1) == "switched off: queued, not sent"
+    assert dialog.account_writeback_changes() == {"Foundation": True, "Main": False}
+    with qtbot.waitSignal(dialog.saved, timeout=5000):
+        dialog.save_button.click()
+    with db() as session:
+        assert switches.disabled_accounts(session) == {"Main"}
+        assert switches.writeback_enabled(session)  # every account at once: still on
+        changed = [
+            (e.detail or {}).get("account")
+            for e in session.scalars(select(AuditEvent).where(AuditEvent.action == "setting"))
+        ]
+    assert sorted(a for a in changed if a in ("Main", "Foundation")) == ["Foundation", "Foundation", "Main"]

@@ -14,6 +14,7 @@ import pytest
 
 from tests.helpers.simulator import MakeSimulator
 from writeback_console.domain import Kind, new_ref
+from writeback_console.personify import client as client_module
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.personify.errors import ErrorKind, PersonifyError
 from writeback_console.personify.mapping import (
@@ -84,14 +85,25 @@ CONSTITUENTS: list[dict[str, Any]] = [
 
 
 @pytest.fixture(
-    params=[("d", "xml"), ("results", "json"), ("d", "json"), ("results", "xml")],
-    ids=lambda p: f"{p[0]}-{p[1]}",
+    params=[
+        ("d", "xml", None),
+        ("results", "json", None),
+        ("d", "json", None),
+        ("results", "xml", None),
+        ("d", "xml", 2),
+    ],
+    ids=lambda p: f"{p[0]}-{p[1]}" + (f"-paged-{p[2]}" if p[2] else ""),
 )
 def sim(request: pytest.FixtureRequest, make_simulator: MakeSimulator) -> Simulator:
-    """The simulator in each JSON shape and error format, so every test runs against all four."""
-    json_shape, error_format = request.param
+    """The simulator in each JSON shape and error format, and paging its answers two rows at a time as
+    some sites do, so every test runs against all five."""
+    json_shape, error_format, page_size = request.param
     return make_simulator(
-        users={USER: PASSWORD}, constituents=CONSTITUENTS, json_shape=json_shape, error_format=error_format
+        users={USER: PASSWORD},
+        constituents=CONSTITUENTS,
+        json_shape=json_shape,
+        error_format=error_format,
+        page_size=page_size,
     )
 
 
@@ -286,6 +298,99 @@ class TestCodeCheck:
         assert check.missing_codes == ("NOPE",)
         assert check.missing_subcodes == (("INFORMZ_IPM", "MAYBE"),)
         assert not check.ok and "NOPE" in check.describe()
+
+
+class TestPagedAnswers:
+    """A site that pages server-side sends a few rows and a ``__next`` link; every page is read."""
+
+    @pytest.fixture
+    def paged(self, make_simulator: MakeSimulator) -> Simulator:
+        return make_simulator(users={USER: PASSWORD}, constituents=CONSTITUENTS, page_size=2)
+
+    def test_email_lookup_sees_the_constituents_on_every_page(self, paged: Simulator) -> None:
+        with connect(paged) as client:
+            found = client.find_constituents_by_email("shared@example.org")
+        # Three communication rows: two on the first page, one on the second.
+        assert [(c.master_customer_id, c.sub_customer_id, c.last_name) for c in found] == [
+            ("000000000102", 0, "Ray"),
+            ("000000000103", 0, "Ng"),
+            ("000000000103", 1, "Ng Jr"),
+        ]
+
+    def test_activities_on_every_page_are_listed(self, paged: Simulator) -> None:
+        refs = [new_ref() for _ in range(5)]
+        with connect(paged) as client:
+            for days, ref in enumerate(refs):
+                client.create_activity(fields(ref=ref, occurred_at=WHEN + timedelta(days=days)))
+            before = paged.request_count
+            activities = client.list_activities("000000000101", 0)
+            pages = paged.request_count - before
+        assert [a.text.rsplit("[ref ", 1)[1][:-1] for a in activities] == refs[::-1]
+        assert pages == 3
+
+    def test_a_ref_on_a_later_page_is_found(self, paged: Simulator) -> None:
+        ref = new_ref()
+        with connect(paged) as client:
+            client.create_activity(fields(ref=ref))
+            paged.page_size = 1
+            # The marker matches the activity; the constituent's older rows are not asked for.
+            assert client.find_activity_by_ref("000000000101", 0, ref) is not None
+
+    def test_activity_codes_on_every_page_are_checked(self, paged: Simulator) -> None:
+        paged.page_size = 1
+        with connect(paged) as client:
+            check = client.check_activity_codes(ActivityMapping().expected_codes())
+        assert check.ok, check.describe()
+        assert check.subcodes_checked
+
+    def test_many_constituents_on_several_pages_get_their_names(self, make_simulator: MakeSimulator) -> None:
+        people = [
+            {
+                "master_customer_id": f"0000000002{n:02}",
+                "sub_customer_id": 0,
+                "email": "team@example.org",
+                "first_name": "P",
+                "last_name": f"Person {n}",
+            }
+            for n in range(13)
+        ]
+        sim = make_simulator(users={USER: PASSWORD}, constituents=people, page_size=3)
+        with connect(sim) as client:
+            found = client.find_constituents_by_email("team@example.org")
+        assert sorted(c.last_name or "" for c in found) == sorted(f"Person {n}" for n in range(13))
+
+    def test_a_next_link_to_another_host_is_not_followed(self, paged: Simulator) -> None:
+        # A site behind a proxy that names its inner address; following it would send the password.
+        paged.next_link_root = "http://10.0.0.7:8080/PersonifyDataServices/PersonifyData.svc"
+        with connect(paged) as client:
+            before = paged.request_count
+            with pytest.raises(PersonifyError) as info:
+                client.find_constituents_by_email("shared@example.org")
+        assert paged.request_count - before == 1
+        assert info.value.kind is ErrorKind.MALFORMED
+        assert "http://10.0.0.7:8080" in info.value.message
+        assert "does not follow it" in info.value.message
+
+    def test_a_next_link_on_another_port_or_scheme_is_not_followed(self, paged: Simulator) -> None:
+        for root in (
+            paged.url.replace(f":{paged.port}/", f":{paged.port + 1}/"),
+            paged.url.replace("http://", "https://"),
+        ):
+            paged.next_link_root = root
+            with connect(paged) as client, pytest.raises(PersonifyError, match="does not follow it"):
+                client.check_activity_codes({"INFORMZ_UNSUB": ()})
+
+    def test_past_the_cap_the_read_fails_saying_so(
+        self, paged: Simulator, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(client_module, "MAX_COLLECTION_ROWS", 4)
+        with connect(paged) as client:
+            for _ in range(5):
+                client.create_activity(fields())
+            with pytest.raises(PersonifyError) as info:
+                client.list_activities("000000000101", 0)
+        assert "more than 4 rows" in info.value.message
+        assert "reads at most 4 rows" in info.value.message
 
 
 # -- failures -------------------------------------------------------------------------------------

@@ -36,6 +36,8 @@ def parse(*argv: str) -> argparse.Namespace:
         (["--json-shape", "atom"], "invalid choice"),
         (["--error-format", "html"], "invalid choice"),
         (["--port", "70000"], "not a port number"),
+        (["--page-size", "0"], "must be at least 1"),
+        (["--page-size", "two"], "not a whole number"),
     ],
 )
 def test_bad_options_exit_2(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -50,6 +52,8 @@ def test_options_are_parsed() -> None:
     assert args.users == {"a": "b:c", "d": "e"}
     assert args.fail_kinds == frozenset({"drop", "timeout"})
     assert args.fail_emails == ["x@y.z", "q@r.s"]
+    assert args.page_size is None
+    assert parse("--page-size", "100").page_size == 100
 
 
 def test_missing_constituents_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -398,6 +398,72 @@ class TestKeysAndSelect:
         assert response.status_code == 400
 
 
+class TestServerPaging:
+    """``page_size`` pages collections as WCF's SetEntitySetPageSize does; off, nothing changes."""
+
+    def test_a_paged_answer_carries_a_next_link_until_the_last_page(
+        self, make_simulator: MakeSimulator, http: requests.Session
+    ) -> None:
+        sim = make_simulator(page_size=3)
+        url: str | None = sim.url + "/CusCommunications?$filter=CommTypeCodeString%20eq%20'EMAIL'"
+        pages: list[list[str]] = []
+        while url is not None:
+            response = http.get(url, timeout=5)
+            pages.append([row["MasterCustomerId"] for row in results(response)])
+            d = response.json()["d"]
+            url = d.get("__next") if isinstance(d, dict) else None
+            if url is not None:
+                assert url.startswith(sim.url + "/CusCommunications?")
+                assert "%24filter=" in url or "$filter=" in url
+        assert pages == [["000000000101", "000000000102", "000000000103"], ["000000000104"]]
+
+    def test_composite_keys_page_in_key_order(
+        self, make_simulator: MakeSimulator, http: requests.Session
+    ) -> None:
+        sim = make_simulator(page_size=2, json_shape="d")
+        first = http.get(sim.url + "/CustomerInfos", timeout=5).json()["d"]
+        assert [r["MasterCustomerId"] for r in first["results"]] == ["000000000101", "000000000102"]
+        assert first["__next"].endswith("$skiptoken=%27000000000102%27%2C0")
+        rest = http.get(first["__next"], timeout=5).json()["d"]
+        # The last page has no link, and in the shape asked for.
+        assert [r["MasterCustomerId"] for r in rest] == ["000000000103", "000000000104"]
+
+    def test_a_select_is_kept_on_every_page(
+        self, make_simulator: MakeSimulator, http: requests.Session
+    ) -> None:
+        sim = make_simulator(page_size=1)
+        first = get(http, sim, "/CustomerInfos", **{"$select": "LastName"}).json()["d"]
+        second = http.get(first["__next"], timeout=5).json()["d"]
+        assert [set(r) for r in second["results"]] == [{"__metadata", "LastName"}]
+
+    @pytest.mark.parametrize("token", ["0", "'000000000101'", "'a',0,1", "0,'a'", "'a'0", "x"])
+    def test_a_skiptoken_that_is_not_a_key_is_400(
+        self, make_simulator: MakeSimulator, http: requests.Session, token: str
+    ) -> None:
+        sim = make_simulator(page_size=2)
+        response = get(http, sim, "/CustomerInfos", **{"$skiptoken": token})
+        assert response.status_code == 400
+        assert "skip token" in deepest_message(response)
+
+    def test_without_paging_a_skiptoken_is_refused_and_nothing_is_cut(
+        self, simulator: Simulator, http: requests.Session
+    ) -> None:
+        assert get(http, simulator, "/CustomerInfos", **{"$skiptoken": "'000000000101',0"}).status_code == 400
+        d = get(http, simulator, "/CustomerInfos").json()["d"]
+        assert isinstance(d, list) and len(d) == len(SAMPLE_CONSTITUENTS)
+
+    def test_a_single_entity_is_not_paged(
+        self, make_simulator: MakeSimulator, http: requests.Session
+    ) -> None:
+        sim = make_simulator(page_size=1)
+        d = get(http, sim, "/CustomerInfos(MasterCustomerId='000000000101',SubCustomerId=0)").json()["d"]
+        assert d["LastName"] == "Lee" and "__next" not in d
+
+    def test_page_size_must_be_positive(self) -> None:
+        with pytest.raises(ValueError, match="page_size"):
+            Simulator(page_size=0)
+
+
 class TestFilters:
     def test_hostile_value_matches_nothing(self, simulator: Simulator, http: requests.Session) -> None:
         assert results(get(http, simulator, "/CusCommunications", **{"$filter": HOSTILE_FILTER})) == []

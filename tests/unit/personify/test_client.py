@@ -334,6 +334,67 @@ def test_find_by_ref_uses_the_bracketed_marker_and_rechecks() -> None:
     assert "substringof('[ref WB-ABC]',ActivityText)" in options(transport.requests[0])["$filter"]
 
 
+class TestNextPageLinks:
+    """What a ``__next`` link may be; the pages themselves are read against the simulator."""
+
+    def test_a_link_given_twice_ends_the_read(self) -> None:
+        link = ROOT + "/CusActivities?$skiptoken=1"
+        client, transport = make_client(
+            lambda r: answer(body={"d": {"results": [activity_row(1, None, "x")], "__next": link}})
+        )
+        with pytest.raises(PersonifyError, match="already given"):
+            client.list_activities("000000000101", 0)
+        assert len(transport.requests) == 2
+
+    @pytest.mark.parametrize(
+        "link",
+        [
+            "https://svc:x@pds.example.org/PersonifyDataServices/PersonifyData.svc/CusActivities?$skiptoken=1",
+            "https://pds.example.org.evil.example/CusActivities?$skiptoken=1",
+            "https://pds.example.org:8443/CusActivities?$skiptoken=1",
+            "https://pds.example.org:port/CusActivities",
+            "//evil.example/CusActivities?$skiptoken=1",
+            "http://pds.example.org/PersonifyDataServices/PersonifyData.svc/CusActivities?$skiptoken=1",
+        ],
+    )
+    def test_a_link_off_the_service_root_is_refused(self, link: str) -> None:
+        client, transport = make_client(lambda r: answer(body={"d": {"results": [], "__next": link}}))
+        with pytest.raises(PersonifyError, match="does not follow it") as info:
+            client.list_activities("000000000101", 0)
+        assert len(transport.requests) == 1
+        assert PASSWORD not in info.value.message
+
+    def test_the_default_port_is_the_same_port(self) -> None:
+        link = (
+            "https://PDS.example.org:443/PersonifyDataServices/PersonifyData.svc/CusActivities?$skiptoken=1"
+        )
+        pages = iter(
+            [
+                {"d": {"results": [activity_row(1, None, "a")], "__next": link}},
+                {"d": {"results": [activity_row(2, None, "b")]}},
+            ]
+        )
+        client, transport = make_client(lambda r: answer(body=next(pages)))
+        assert [a.activity_id for a in client.list_activities("000000000101", 0)] == [2, 1]
+        assert (transport.requests[1].url or "").endswith("/CusActivities?$skiptoken=1")
+
+    def test_a_link_relative_to_the_service_root_is_followed_there(self) -> None:
+        pages = iter(
+            [
+                {"d": {"results": [activity_row(1, None, "a")], "__next": "CusActivities?$skiptoken=1"}},
+                {"d": {"results": [activity_row(2, None, "b")]}},
+            ]
+        )
+        client, transport = make_client(lambda r: answer(body=next(pages)))
+        assert [a.activity_id for a in client.list_activities("000000000101", 0)] == [2, 1]
+        assert transport.requests[1].url == ROOT + "/CusActivities?$skiptoken=1"
+
+    def test_a_next_link_that_is_not_text_is_malformed(self) -> None:
+        client, _ = make_client(lambda r: answer(body={"d": {"results": [], "__next": 5}}))
+        with pytest.raises(PersonifyError, match="'__next' is not an address"):
+            client.list_activities("000000000101", 0)
+
+
 def test_find_by_ref_none_when_absent() -> None:
     client, _ = make_client(lambda r: answer(body={"d": [activity_row(1, None, "x [ref WB-ABCD]")]}))
     assert client.find_activity_by_ref("000000000101", 0, "WB-ABC") is None

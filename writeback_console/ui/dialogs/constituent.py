@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QBrush, QKeySequence
+from PySide6.QtCore import QMimeData, Qt, Signal, Slot
+from PySide6.QtGui import QBrush, QKeySequence, QTextOption
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -30,22 +31,22 @@ from PySide6.QtWidgets import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from writeback_console import lookup
 from writeback_console.personify import odata
-from writeback_console.personify.client import PersonifyClient
 from writeback_console.personify.values import Activity, Constituent
 from writeback_console.store import listing
 from writeback_console.store.engine import read_session
-from writeback_console.store.rows import WritebackRow
+from writeback_console.store.people import PersonRow
+from writeback_console.store.rows import NotFound
 from writeback_console.ui.dialogs import TaskGroup, errors
 from writeback_console.ui.status_pill import text_color_on
 from writeback_console.ui.status_style import NONE_TEXT, local_text, status_text, status_tint
 from writeback_console.ui.tasks import Task, TaskRunner
 from writeback_console.ui.theme import set_tone
 
-ClientFactory = Callable[[], PersonifyClient]
-
-#: Queue rows shown for one email; a person with more than this has a problem the list is better at.
-MAX_QUEUE_ROWS = 1000
+ClientFactory = lookup.ClientFactory
+#: The Queue tab's column with the person's own part of a mailing's row.
+RECIPIENT_COLUMN = 7
 #: CRM360 shows these first, in this order; any other field the service sends follows alphabetically.
 FIELD_ORDER = (
     "ActivityId",
@@ -67,26 +68,55 @@ FIELD_ORDER = (
 # --- work done off the GUI thread ----------------------------------------------------------------
 
 
-def lookup_constituents(client_factory: ClientFactory, email: str) -> list[Constituent]:
-    with client_factory() as client:
-        return client.find_constituents_by_email(email)
-
-
-def load_activities(client_factory: ClientFactory, master: str, sub: int) -> list[Activity]:
-    with client_factory() as client:
-        return client.list_activities(master, sub)
-
-
-def queue_rows_for_email(factory: sessionmaker[Session], email: str) -> list[WritebackRow]:
-    """Our queue rows for exactly this email (any case), newest first."""
-    wanted = email.strip().lower()
+def queue_row_ref(factory: sessionmaker[Session], ref: str) -> str | None:
+    """The reference of the queue row an activity's ``[ref …]`` names (a recipient's reference leads
+    to the mailing's row), or None when no row of this queue carries it."""
     with read_session(factory) as session:
-        # The text filter matches the start of the email (and refs, ids, mailing names); keep exact hits.
-        rows = listing.iter_rows(session, listing.WritebackFilter(text=wanted), limit=MAX_QUEUE_ROWS * 2)
-        return [r for r in rows if (r.email or "").lower() == wanted][:MAX_QUEUE_ROWS]
+        try:
+            return listing.get_writeback(session, ref).ref
+        except NotFound:
+            return None
 
 
 # --- formatting ----------------------------------------------------------------------------------
+
+#: Shown in place of the space and hyphen of ``[ref WB-…]``, so that a wrapped line never splits a
+#: reference; copying gives the ordinary characters back.
+_NO_BREAK = str.maketrans({" ": "\u00a0", "-": "\u2011"})
+_BREAKABLE = str.maketrans({"\u00a0": " ", "\u2011": "-"})
+# Qt's toPlainText gives the no-break space back as a space already.
+_UNBROKEN_MARKER = re.compile("\\[ref[\u00a0 ]WB\u2011[A-Z0-9]+\\]", re.IGNORECASE)
+
+
+def unbroken_refs(text: str) -> str:
+    """``text`` with every ``[ref WB-…]`` written so that no line break can fall inside it."""
+    return lookup.REF_MARKER.sub(lambda m: m.group(0).translate(_NO_BREAK), text)
+
+
+def plain_refs(text: str) -> str:
+    """The inverse of :func:`unbroken_refs`, for what leaves the console (the clipboard)."""
+    return _UNBROKEN_MARKER.sub(lambda m: m.group(0).translate(_BREAKABLE), text)
+
+
+class ActivityTextBox(QPlainTextEdit):
+    """The whole ActivityText, wrapped, with its reference kept on one line; copies the true text."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        # Only between words: in a box narrower than the reference it scrolls rather than splits it.
+        self.setWordWrapMode(QTextOption.WrapMode.WordWrap)
+
+    def set_activity_text(self, text: str) -> None:
+        self.setPlainText(unbroken_refs(text))
+
+    def activity_text(self) -> str:
+        """The text shown, as Personify360 holds it."""
+        return plain_refs(self.toPlainText())
+
+    def createMimeDataFromSelection(self) -> QMimeData:
+        data = QMimeData()
+        data.setText(plain_refs(self.textCursor().selectedText().replace("\u2029", "\n")))
+        return data
 
 
 def field_value(value: Any) -> str:
@@ -119,6 +149,17 @@ def constituent_id(c: Constituent) -> str:
     return f"{c.master_customer_id}-{c.sub_customer_id}"
 
 
+def recipient_text(person_row: PersonRow) -> str:
+    """The person's own part of a mailing's row: their recipient reference and how it went."""
+    recipient = person_row.recipient
+    if recipient is None:
+        return ""
+    if recipient.ref is None or recipient.status is None:
+        return f"{recipient.mailing_name}: not sent yet"
+    when = f" {local_text(recipient.sent_at)}" if recipient.sent_at else ""
+    return f"{recipient.mailing_name}: {recipient.ref} {recipient.status.value}{when}"
+
+
 # --- the viewer ----------------------------------------------------------------------------------
 
 
@@ -126,7 +167,8 @@ class ConstituentViewer(QWidget):
     """Search by email → constituent(s) → activities newest first and every field of one; plus queue rows.
 
     Signals:
-        open_ref(str): the user double-clicked a queue row's reference; show it in the Writeback List.
+        open_ref(str): show this queue row in the Writeback List (a queue row double-clicked, or the
+            row an activity's ``[ref …]`` names).
     """
 
     open_ref = Signal(str)
@@ -152,7 +194,7 @@ class ConstituentViewer(QWidget):
         self.constituents: list[Constituent] = []
         self._chosen: Constituent | None = None
         self.activities: list[Activity] = []
-        self.queue_rows: list[WritebackRow] = []
+        self.queue_rows: list[PersonRow] = []
 
         self.email_edit = QLineEdit()
         self.email_edit.setPlaceholderText("Email address, e.g. ann@example.org")
@@ -193,12 +235,14 @@ class ConstituentViewer(QWidget):
         self.constituent_label.hide()
 
         self.activity_list = QTreeWidget()
-        self.activity_list.setHeaderLabels(["Date", "Code", "Subcode", "Text"])
+        # The reference has a column of its own, so that it is never cut or wrapped with the text.
+        self.activity_list.setHeaderLabels(["Date", "Code", "Subcode", "Ref", "Text"])
         self.activity_list.setRootIsDecorated(False)
         self.activity_list.setUniformRowHeights(True)
         self.activity_list.setAlternatingRowColors(True)
         self.activity_list.header().setStretchLastSection(True)
         self.activity_list.currentItemChanged.connect(self._activity_chosen)
+        self.activity_list.itemActivated.connect(self._activity_activated)
         self.detail_table = QTableWidget(0, 2)
         self.detail_table.setHorizontalHeaderLabels(["Field", "Value"])
         self.detail_table.verticalHeader().hide()
@@ -209,12 +253,27 @@ class ConstituentViewer(QWidget):
         self.detail_table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.ResizeToContents)
         self.detail_table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
         self.detail_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.text_box = QPlainTextEdit()
+        self.text_box = ActivityTextBox()
         self.text_box.setReadOnly(True)
         self.text_box.setPlaceholderText("ActivityText of the selected activity")
+        self.open_queue_row_button = QPushButton("Open its queue row")
+        self.open_queue_row_button.setToolTip(
+            "Show the writeback that wrote this activity in the Writeback List (double-click or Enter "
+            "on the activity does the same)"
+        )
+        self.open_queue_row_button.setEnabled(False)
+        self.open_queue_row_button.clicked.connect(self.open_activity_ref)
+        text_pane = QWidget()
+        text_layout = QVBoxLayout(text_pane)
+        text_layout.setContentsMargins(0, 0, 0, 0)
+        text_layout.addWidget(self.text_box, 1)
+        open_row = QHBoxLayout()
+        open_row.addStretch(1)
+        open_row.addWidget(self.open_queue_row_button)
+        text_layout.addLayout(open_row)
         details = QSplitter(Qt.Orientation.Vertical)
         details.addWidget(self.detail_table)
-        details.addWidget(self.text_box)
+        details.addWidget(text_pane)
         details.setStretchFactor(0, 3)
         details.setStretchFactor(1, 1)
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -227,7 +286,7 @@ class ConstituentViewer(QWidget):
 
         self.queue_list = QTreeWidget()
         self.queue_list.setHeaderLabels(
-            ["Status", "Ref", "Kind", "Created", "Sent / scheduled", "Attempts", "Last error"]
+            ["Status", "Ref", "Kind", "Created", "Sent / scheduled", "Attempts", "Last error", "As recipient"]
         )
         self.queue_list.setRootIsDecorated(False)
         self.queue_list.setUniformRowHeights(True)
@@ -236,7 +295,12 @@ class ConstituentViewer(QWidget):
         queue_tab = QWidget()
         queue_layout = QVBoxLayout(queue_tab)
         queue_layout.addWidget(self.queue_list, 1)
-        hint = QLabel("Double-click a row (or press Enter) to open it in the Writeback List.")
+        hint = QLabel(
+            "The rows for this email, and the mailing activity of every mailing sent to it (As recipient: "
+            "the person's own activity of that mailing). Double-click a row (or press Enter) to open it "
+            "in the Writeback List."
+        )
+        hint.setWordWrap(True)
         hint.setEnabled(False)
         queue_layout.addWidget(hint)
 
@@ -272,39 +336,53 @@ class ConstituentViewer(QWidget):
         email = email.strip()
         if self.email_edit.text().strip() != email:
             self.email_edit.setText(email)
-        if not email:
-            self._set_message("Type an email address to look up.")
+        try:
+            email = lookup.check_email(email)
+        except lookup.NotAnEmail as exc:
+            # Asking anyway would answer "nobody has it", which reads as "this person does not exist".
+            self._clear()
+            self._set_message(str(exc), error=bool(email))
+            # What is wrong is all there is to say: there are no technical details to show.
+            self.details_button.hide()
             return
-        for task in self._tasks:
-            task.cancel()
-        self._tasks.clear()
-        self._pending = 0
-        self._generation += 1
+        self._clear()
         self._email = email
-        self.constituents, self.activities, self.queue_rows = [], [], []
-        self.constituent_list.clear()
-        self.constituent_list.hide()
-        self.constituent_label.hide()
-        self.activity_list.clear()
-        self.detail_table.setRowCount(0)
-        self.text_box.clear()
-        self.queue_list.clear()
         self._set_message("")
-        self._update_tab_titles()
         self._submit(
             f"Looking up {email} in Personify360…",
-            lookup_constituents,
+            lookup.find_constituents,
             self._client_factory,
             email,
             on_done=self._constituents_found,
         )
         self._submit(
             "",
-            queue_rows_for_email,
+            lookup.queue_rows,
             self._factory,
             email,
             on_done=self._queue_rows_found,
         )
+
+    def _clear(self) -> None:
+        """Forget the previous search: its answers still on their way are dropped."""
+        for task in self._tasks:
+            task.cancel()
+        self._tasks.clear()
+        self._pending = 0
+        self._generation += 1
+        self._update_busy()
+        self._email = ""
+        self.constituents, self.activities, self.queue_rows = [], [], []
+        self._chosen = None
+        self.constituent_list.clear()
+        self.constituent_list.hide()
+        self.constituent_label.hide()
+        self.activity_list.clear()
+        self.detail_table.setRowCount(0)
+        self.text_box.clear()
+        self.open_queue_row_button.setEnabled(False)
+        self.queue_list.clear()
+        self._update_tab_titles()
 
     def _submit(
         self, busy_text: str, fn: Callable[..., Any], *args: Any, on_done: Callable[[Any], None]
@@ -399,7 +477,7 @@ class ConstituentViewer(QWidget):
         self._generation += 1
         self._submit(
             f"Loading the activities of {constituent_id(chosen)}…",
-            load_activities,
+            lookup.load_activities,
             self._client_factory,
             chosen.master_customer_id,
             chosen.sub_customer_id,
@@ -409,7 +487,7 @@ class ConstituentViewer(QWidget):
             # The queue query was cancelled with the rest; ask again (it is cheap).
             self._submit(
                 "",
-                queue_rows_for_email,
+                lookup.queue_rows,
                 self._factory,
                 self._email,
                 on_done=self._queue_rows_found,
@@ -424,12 +502,13 @@ class ConstituentViewer(QWidget):
                     local_text(activity.date),
                     activity.code or "",
                     activity.subcode or "",
+                    lookup.ref_in(activity.text) or "",
                     first_line(activity.text),
                 ]
             )
-            item.setToolTip(3, activity.text)
+            item.setToolTip(4, unbroken_refs(activity.text))
             self.activity_list.addTopLevelItem(item)
-        for column in range(3):
+        for column in range(4):
             self.activity_list.resizeColumnToContents(column)
         who = f"{constituent_id(self._chosen)}  {self._chosen.display_name}" if self._chosen else ""
         if activities:
@@ -445,8 +524,10 @@ class ConstituentViewer(QWidget):
         if not 0 <= index < len(self.activities):
             self.detail_table.setRowCount(0)
             self.text_box.clear()
+            self.open_queue_row_button.setEnabled(False)
             return
-        self.text_box.setPlainText(self.activities[index].text)
+        self.text_box.set_activity_text(self.activities[index].text)
+        self.open_queue_row_button.setEnabled(lookup.ref_in(self.activities[index].text) is not None)
         fields = ordered_fields(self.activities[index].raw)
         self.detail_table.setRowCount(len(fields))
         for row, (name, value) in enumerate(fields):
@@ -458,14 +539,15 @@ class ConstituentViewer(QWidget):
             # One line per field keeps the table scannable; the whole text is in the box below.
             value_item = QTableWidgetItem(first_line(field_value(value)))
             value_item.setTextAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignTop)
-            value_item.setToolTip(str(value))
+            value_item.setToolTip(unbroken_refs(str(value)))
             self.detail_table.setItem(row, 0, name_item)
             self.detail_table.setItem(row, 1, value_item)
 
-    def _queue_rows_found(self, rows: list[WritebackRow]) -> None:
+    def _queue_rows_found(self, rows: list[PersonRow]) -> None:
         self.queue_rows = rows
         self.queue_list.clear()
-        for row in rows:
+        for person_row in rows:
+            row = person_row.row
             when = row.sent_at or row.scheduled_for
             item = QTreeWidgetItem(
                 [
@@ -476,6 +558,7 @@ class ConstituentViewer(QWidget):
                     local_text(when) if when else NONE_TEXT,
                     f"{row.attempts}/{row.max_attempts}",
                     first_line(row.last_error or ""),
+                    recipient_text(person_row),
                 ]
             )
             tint = status_tint(row.status)
@@ -483,14 +566,57 @@ class ConstituentViewer(QWidget):
             item.setForeground(0, QBrush(text_color_on(tint)))
             item.setToolTip(6, row.last_error or "")
             item.setData(1, Qt.ItemDataRole.UserRole, row.ref)
+            recipient = person_row.recipient
+            if recipient is not None and recipient.last_error:
+                item.setToolTip(RECIPIENT_COLUMN, recipient.last_error)
             self.queue_list.addTopLevelItem(item)
-        for column in range(6):
+        for column in range(RECIPIENT_COLUMN + 1):
             self.queue_list.resizeColumnToContents(column)
         self._update_tab_titles()
 
     @Slot(QTreeWidgetItem, int)
     def _queue_row_activated(self, item: QTreeWidgetItem, _column: int) -> None:
         self.open_ref.emit(str(item.data(1, Qt.ItemDataRole.UserRole)))
+
+    @Slot(QTreeWidgetItem, int)
+    def _activity_activated(self, _item: QTreeWidgetItem, _column: int) -> None:
+        self.open_activity_ref()
+
+    @Slot()
+    def open_activity_ref(self) -> None:
+        """Show the queue row that wrote the selected activity, found by the ``[ref …]`` it ends with."""
+        index = self._current_index(self.activity_list)
+        if not 0 <= index < len(self.activities):
+            return
+        ref = lookup.ref_in(self.activities[index].text)
+        if ref is None:
+            self._set_message(
+                "This activity carries no [ref WB-…]: it was not written by the writeback queue."
+            )
+            return
+        # Known rows need no query; a recipient's reference of a mailing not listed does.
+        for person_row in self.queue_rows:
+            if ref in person_row.refs:
+                self.open_ref.emit(person_row.row.ref)
+                return
+        generation = self._generation
+
+        def found(queue_ref: str | None) -> None:
+            if generation != self._generation:
+                return
+            if queue_ref is None:
+                self._set_message(
+                    unbroken_refs(
+                        f"No row of this queue carries [ref {ref}]: it was written from another queue "
+                        "database, or its row is gone."
+                    )
+                )
+            else:
+                self.open_ref.emit(queue_ref)
+
+        self._tasks.append(
+            self._runner.submit(queue_row_ref, self._factory, ref, on_done=found, on_error=self._show_error)
+        )
 
     @staticmethod
     def _select_first(tree: QTreeWidget) -> None:

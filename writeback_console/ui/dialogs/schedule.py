@@ -301,7 +301,9 @@ class ScheduleDialog(QDialog):
         form.addRow("Name:", self.name_value)
         form.addRow("Sent:", self.sent_value)
         form.addRow("Recipients:", self.recipients_value)
-        form.addRow("Known in Personify360:", self.remote_value)
+        # Our own table's figure, from when the mailing was recorded; Personify360 is asked when sending.
+        form.addRow("Known in Personify360 when recorded:", self.remote_value)
+        self.remote_value.setToolTip("Personify360 is not asked again until the activity is sent")
         form.addRow("Mailing activity:", self.activity_value)
         self.warning_label = QLabel()
         self.warning_label.setWordWrap(True)

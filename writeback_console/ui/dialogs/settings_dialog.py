@@ -39,7 +39,8 @@ from writeback_console.connection import Check, check_connection
 from writeback_console.domain import MAX_AUTO_MAILING_ACTIVITY_DAYS, Kind
 from writeback_console.personify.mapping import INTEREST_EVENTS, MAILING_EVENTS, ActivityMapping
 from writeback_console.settings import AppSettings, PasswordStore, SettingsError
-from writeback_console.store import switches
+from writeback_console.store import listing, switches
+from writeback_console.store.engine import read_session
 from writeback_console.store.rows import current_actor
 from writeback_console.ui.dialogs import TaskGroup, errors
 from writeback_console.ui.status_style import NONE_TEXT
@@ -55,6 +56,14 @@ CODE_COLUMN, SUBCODE_COLUMN, TEMPLATE_COLUMN = 1, 2, 3
 
 
 # --- work done off the GUI thread ----------------------------------------------------------------
+
+
+def writeback_by_account(factory: sessionmaker[Session]) -> dict[str, bool]:
+    """Every Informz account the queue knows (or that has a switch of its own): writebacks on or off."""
+    with read_session(factory) as session:
+        off = switches.disabled_accounts(session)
+        accounts = set(listing.list_accounts(session)) | off
+    return {account: account not in off for account in sorted(accounts, key=str.lower)}
 
 
 def password_is_stored(store: PasswordStore, url: str, user: str) -> bool:
@@ -114,6 +123,8 @@ class SettingsDialog(QDialog):
         self._runner = TaskGroup(self, runner)
         self._path = settings_path
         self._account: operations.AccountSwitches | None = None
+        #: Each Informz account's switch as read from the database; None until read.
+        self._per_account: dict[str, bool] | None = None
         self._busy = False
         self._saving = False
         self._tasks: list[Task] = []
@@ -147,6 +158,14 @@ class SettingsDialog(QDialog):
                 factory,
                 on_done=self._account_loaded,
                 on_error=self._account_failed,
+            )
+        )
+        self._tasks.append(
+            self._runner.submit(
+                writeback_by_account,
+                factory,
+                on_done=self._per_account_loaded,
+                on_error=self._per_account_failed,
             )
         )
         self._tasks.append(
@@ -346,8 +365,22 @@ class SettingsDialog(QDialog):
         auto_row.addStretch(1)
         layout.addLayout(auto_row)
         layout.addWidget(self.account_status)
+        self.account_list = QTreeWidget()
+        self.account_list.setHeaderLabels(["Informz account", "Writebacks"])
+        self.account_list.setRootIsDecorated(False)
+        self.account_list.setUniformRowHeights(True)
+        self.account_list.setToolTip(
+            "Untick an account to stop sending its writebacks: they still queue up, and are sent once "
+            "it is ticked again. The switch above stops every account at once."
+        )
+        self.account_list.itemChanged.connect(self._account_ticked)
+        self.account_list.setEnabled(False)
+        self.account_list_status = QLabel("Loading the accounts…")
+        self.account_list_status.setWordWrap(True)
+        layout.addWidget(QLabel("Per Informz account (ticked: sent to Personify360):"))
+        layout.addWidget(self.account_list, 1)
+        layout.addWidget(self.account_list_status)
         layout.addWidget(note)
-        layout.addStretch(1)
         return tab
 
     # -- loading --------------------------------------------------------------------------------
@@ -368,6 +401,58 @@ class SettingsDialog(QDialog):
             f"The account settings could not be read, so they will not be saved. {message}"
         )
         set_tone(self.account_status, "error")
+
+    def _per_account_loaded(self, states: dict[str, bool]) -> None:
+        self._per_account = states
+        self.account_list.blockSignals(True)
+        self.account_list.clear()
+        for account, on in states.items():
+            item = QTreeWidgetItem([account, ""])
+            item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+            item.setCheckState(0, Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+            item.setData(0, Qt.ItemDataRole.UserRole, account)
+            self._describe_account(item)
+            self.account_list.addTopLevelItem(item)
+        self.account_list.resizeColumnToContents(0)
+        self.account_list.blockSignals(False)
+        self.account_list.setEnabled(True)
+        if states:
+            self.account_list_status.hide()
+        else:
+            self.account_list_status.setText(
+                "No writeback is in the queue yet, so there is no account to list."
+            )
+
+    def _per_account_failed(self, exc: BaseException) -> None:
+        # Said where the other account settings say they could not be read; none of them is saved.
+        self.account_list_status.setText("The accounts could not be read.")
+        self._account_failed(exc)
+
+    @staticmethod
+    def _describe_account(item: QTreeWidgetItem) -> None:
+        on = item.checkState(0) == Qt.CheckState.Checked
+        item.setText(1, "sent" if on else "switched off: queued, not sent")
+
+    @Slot(QTreeWidgetItem, int)
+    def _account_ticked(self, item: QTreeWidgetItem, _column: int) -> None:
+        self.account_list.blockSignals(True)
+        self._describe_account(item)
+        self.account_list.blockSignals(False)
+
+    def account_writeback_changes(self) -> dict[str, bool]:
+        """Informz accounts whose tick differs from the database (nothing when they could not be read)."""
+        if self._per_account is None:
+            return {}
+        changes: dict[str, bool] = {}
+        for n in range(self.account_list.topLevelItemCount()):
+            item = self.account_list.topLevelItem(n)
+            if item is None:
+                continue
+            account = str(item.data(0, Qt.ItemDataRole.UserRole))
+            on = item.checkState(0) == Qt.CheckState.Checked
+            if self._per_account.get(account) != on:
+                changes[account] = on
+        return changes
 
     def _password_known(self, stored: bool) -> None:
         self.password_edit.setPlaceholderText(
@@ -512,6 +597,7 @@ class SettingsDialog(QDialog):
             self.typed_password(),
             previous=(self._settings.service_root_url, self._settings.user),
             account_changes=self.account_changes(),
+            account_writeback=self.account_writeback_changes(),
         )
         self._runner.submit(
             partial(

@@ -34,6 +34,24 @@ from writeback_console.ui.dialogs.schedule import (
 )
 from writeback_console.ui.tasks import Task, TaskRunner
 
+#: The recipients-known figure is our own table's, set when the mailing was recorded; it is not asked of
+#: Personify360 again until the activity is sent, so every place that shows it says so.
+KNOWN_COLUMN_TITLE = "In Personify360 when recorded"
+KNOWN_EXPLAINED = (
+    "Recipients whose email matched a Personify360 constituent when the mailing was recorded in this "
+    "queue. Personify360 is not asked again until the activity is sent: a constituent removed or merged "
+    "there since then fails as unknown."
+)
+
+
+def known_text(mailing: MailingRow) -> str:
+    """The figure in a sentence that says where it comes from."""
+    return (
+        f"{mailing.remote_recipients:,} of {count_text(mailing.recipients, 'recipient')} "
+        f"{'was' if mailing.remote_recipients == 1 else 'were'} known in Personify360 when the mailing "
+        "was recorded"
+    )
+
 
 class MailingsPage(QWidget):
     """Searchable list of mailings with Schedule… (Schedule again… after a cancel), Send now,
@@ -75,6 +93,9 @@ class MailingsPage(QWidget):
         self.refresh_button.clicked.connect(self.refresh)
 
         self.table = MailingTable()
+        known_column = MailingTable.COLUMNS.index("In Personify360")
+        self.table.headerItem().setText(known_column, KNOWN_COLUMN_TITLE)
+        self.table.headerItem().setToolTip(known_column, KNOWN_EXPLAINED)
         self.table.currentItemChanged.connect(self._update_actions)
         self.table.itemDoubleClicked.connect(self._open_activity)
         self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
@@ -154,6 +175,11 @@ class MailingsPage(QWidget):
         self._task = None
         self.progress.setVisible(self._busy)
         self.table.set_mailings(rows)
+        known_column = MailingTable.COLUMNS.index("In Personify360")
+        for n, row in enumerate(rows):
+            item = self.table.topLevelItem(n)
+            if item is not None:
+                item.setToolTip(known_column, f"{known_text(row)}. {KNOWN_EXPLAINED}")
         shown = count_text(len(rows), "mailing")
         self.count_label.setText(shown if len(rows) < 200 else f"first {shown}; search to narrow")
         self._update_actions()
@@ -230,8 +256,7 @@ class MailingsPage(QWidget):
         again = " again" if mailing.activity_status is Status.CANCELLED else ""
         question = (
             f"Send the mailing activity of “{mailing.name}”{again} at the next dispatcher run?\n\n"
-            f"{count_text(mailing.remote_recipients, 'recipient')} of {mailing.recipients:,} "
-            "are known in Personify360."
+            f"{known_text(mailing)}; one removed or merged in Personify360 since then fails as unknown."
         )
         if mailing.remote_recipients == 0:
             question += " It will end as No Remote Recipients."

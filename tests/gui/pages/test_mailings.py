@@ -1,0 +1,61 @@
+"""The Mailings page says where its recipients-known figure comes from: our table, when recorded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from PySide6.QtWidgets import QFormLayout, QLabel
+from pytestqt.qtbot import QtBot
+from sqlalchemy.orm import Session, sessionmaker
+
+from tests.helpers.builders import add_mailing
+from writeback_console.store.engine import make_engine, make_session_factory
+from writeback_console.ui.dialogs import schedule
+from writeback_console.ui.pages.mailings import MailingsPage
+from writeback_console.ui.tasks import TaskRunner
+
+
+@pytest.fixture
+def db(sqlite_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(sqlite_url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
+def test_the_known_figure_says_it_is_from_when_the_mailing_was_recorded(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    add_mailing(db, remote=20, unknown=1, name="November News")
+    page = MailingsPage(db, runner)
+    qtbot.addWidget(page)
+    qtbot.waitUntil(lambda: page.table.topLevelItemCount() == 1, timeout=5000)
+    header = page.table.headerItem()
+    column = next(n for n in range(header.columnCount()) if header.text(n).startswith("In Personify360"))
+    assert header.text(column) == "In Personify360 when recorded"
+    assert "not asked again until the activity is sent" in header.toolTip(column)
+    item = page.table.topLevelItem(0)
+    assert item is not None and item.text(column) == "20"
+    assert item.toolTip(column).startswith(
+        "20 of 21 recipients were known in Personify360 when the mailing was recorded."
+    )
+
+    asked: list[str] = []
+    monkeypatch.setattr(schedule, "confirm", lambda _parent, _title, text: asked.append(text) or False)
+    page.table.setCurrentItem(item)
+    page.send_now_action.trigger()
+    (question,) = asked
+    assert "20 of 21 recipients were known in Personify360 when the mailing was recorded" in question
+    assert "fails as unknown" in question
+
+
+def test_the_schedule_dialog_names_the_figure_the_same_way(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner
+) -> None:
+    mailing_id = add_mailing(db, remote=1, name="One")
+    dialog = schedule.ScheduleDialog(db, runner, None, mailing_id=mailing_id)
+    qtbot.addWidget(dialog)
+    form = dialog.remote_value.parentWidget().layout()
+    assert isinstance(form, QFormLayout)
+    label = form.labelForField(dialog.remote_value)
+    assert isinstance(label, QLabel) and label.text() == "Known in Personify360 when recorded:"
