@@ -17,13 +17,14 @@ def moment_text(moment: datetime) -> str:
 def schedule_confirmation(verb: str, at: datetime | None, zone: tzinfo | None = None) -> str:
     """``Scheduled for Wed 2 Dec 09:00 (14:00 UTC)`` for a mailing activity set to go out at ``at``.
 
-    ``verb`` is what happened ("Scheduled", "Rescheduled"); ``at`` None means the next dispatcher run.
+    ``verb`` is what happened ("Scheduled", "Rescheduled"); ``at`` None means now ("Send now", a cycle for
+    that writeback alone).
     ``zone`` is the local time zone (None: the computer's own, with its rules for that date, so a date
     past a daylight-saving change is told right). The UTC part names its day too when it falls on
     another day than the local time.
     """
     if at is None:
-        return f"{verb} to go out at the next dispatcher run"
+        return f"{verb} to go out now"
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError(f"{at.isoformat()} has no time zone; give an aware datetime")
     local = at.astimezone(zone) if zone is not None else at.astimezone()

@@ -38,9 +38,7 @@ def test_a_computer_on_utc_says_the_time_once() -> None:
 
 
 def test_the_next_run_is_said_in_words() -> None:
-    assert (
-        schedule_confirmation("Scheduled", None, NEW_YORK) == "Scheduled to go out at the next dispatcher run"
-    )
+    assert schedule_confirmation("Scheduled", None, NEW_YORK) == "Scheduled to go out now"
 
 
 def test_a_time_without_a_zone_is_refused() -> None:

@@ -148,7 +148,9 @@ class Console(QObject):
             return
         retried, send_now = outcome
         self.window.writebacks.refresh_rows(retried)
-        self.window.show_message(f"{len(retried):,} writeback(s) will be retried at the next dispatcher run")
+        what = "1 writeback" if len(retried) == 1 else f"{len(retried):,} writebacks"
+        when = "now, on their own" if send_now else "at the next dispatcher run"
+        self.window.show_message(f"{what} will be retried {when}")
         if send_now:
             self.controller.send_requested.emit(list(retried))
 

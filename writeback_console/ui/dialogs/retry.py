@@ -152,7 +152,7 @@ class RetryDialog(QDialog):
         self.confirm_label.setFont(font)
         self.note_label = QLabel("Each writeback gets exactly one more attempt; its error history is kept.")
         self.note_label.setWordWrap(True)
-        self.send_now_box = QCheckBox("Send now (start a dispatcher run)")
+        self.send_now_box = QCheckBox("Send them now (only these; nothing else is retried)")
 
         self.buttons = QDialogButtonBox()
         self.ok_button = QPushButton("Retry")
@@ -297,7 +297,7 @@ class RetryDialog(QDialog):
         self.progress.hide()
         send_now = self.send_now_box.isChecked()
         done = count_text(len(result.retried), "writeback")
-        when = "now: a dispatcher run starts" if send_now else "at the next dispatcher run"
+        when = "now, on their own" if send_now else "at the next dispatcher run"
         text = f"Done: {done} queued again; they go out {when}."
         changed = [r for r in result.skipped if r.reason == "changed by someone else meanwhile"]
         if changed:

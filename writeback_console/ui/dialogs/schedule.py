@@ -216,7 +216,7 @@ class ScheduleOutcome:
 
     action: Literal["scheduled", "rescheduled", "cancelled"]
     writeback_id: int
-    #: The activity is to go at the next dispatcher run rather than at a set time.
+    #: The activity is to go now, on its own ("Send now"), rather than at a set time.
     send_now: bool
     #: The row's reference and when it is due now, for the confirmation (not part of what it did).
     ref: str = field(default="", compare=False)
@@ -310,7 +310,7 @@ class ScheduleDialog(QDialog):
         set_tone(self.warning_label, "notice")
         self.warning_label.hide()
 
-        self.now_radio = QRadioButton("Send now (at the next dispatcher run)")
+        self.now_radio = QRadioButton("Send now (this mailing's activity only)")
         self.at_radio = QRadioButton("At")
         self.when_group = QButtonGroup(self)
         self.when_group.addButton(self.now_radio)

@@ -242,7 +242,7 @@ class MailingsPage(QWidget):
             )
             self.cancelled.emit(outcome.writeback_id)
             return
-        when = "at the next dispatcher run" if outcome.send_now else "at the chosen time"
+        when = "now, on its own" if outcome.send_now else "at the chosen time"
         self.status_label.setText(f"Mailing activity {outcome.action}; it goes out {when}.")
         self.scheduled.emit(outcome.writeback_id)
         if outcome.send_now:
@@ -255,7 +255,8 @@ class MailingsPage(QWidget):
             return
         again = " again" if mailing.activity_status is Status.CANCELLED else ""
         question = (
-            f"Send the mailing activity of “{mailing.name}”{again} at the next dispatcher run?\n\n"
+            f"Send the mailing activity of “{mailing.name}”{again} now? Only it is sent: nothing else in "
+            "the queue is claimed or retried by it.\n\n"
             f"{known_text(mailing)}; one removed or merged in Personify360 since then fails as unknown."
         )
         if mailing.remote_recipients == 0:
