@@ -287,3 +287,25 @@ def test_the_window_title_says_writeback_console_once(
         assert shown.count(APP_DISPLAY_NAME) == 1
     finally:
         QGuiApplication.setApplicationDisplayName(before)
+
+
+def test_the_first_window_fits_the_screen_it_opens_on(
+    qtbot: QtBot, small_factory: Factory, runner: TaskRunner, tmp_path: Path
+) -> None:
+    """Reproduced: on a 1,280×800 screen the console opened 1,400×860, its status bar below the screen."""
+    from PySide6.QtCore import QSize
+
+    from writeback_console.ui.main_window import fitted_size
+
+    laptop = QSize(1280, 800)
+    minimum = QSize(973, 484)
+    assert fitted_size(QSize(1400, 860), laptop, minimum) == QSize(1264, 760)
+    assert fitted_size(QSize(1100, 700), laptop, minimum) == QSize(1100, 700)
+    assert fitted_size(QSize(1400, 860), QSize(800, 600), minimum) == QSize(973, 560)
+
+    window = open_window(qtbot, small_factory, runner, tmp_path / "w.ini")
+    window.fit_to_screen()
+    screen = window.screen().availableGeometry()
+    expected = fitted_size(QSize(1400, 860), screen.size(), window.minimumSizeHint())
+    assert window.size() == expected
+    assert window.frameGeometry().left() >= screen.left() and window.frameGeometry().top() >= screen.top()

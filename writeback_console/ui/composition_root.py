@@ -198,6 +198,7 @@ def main(
         box.exec()
         return 1
     console = open_console(services)
+    console.window.fit_to_screen()
     console.window.show()
     watcher = InterruptWatch(app, console.window)
     try:

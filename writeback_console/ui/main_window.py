@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QSize, Qt, Signal, Slot
-from PySide6.QtGui import QAction, QCloseEvent, QColor, QKeySequence
+from PySide6.QtGui import QAction, QCloseEvent, QColor, QGuiApplication, QKeySequence
 from PySide6.QtWidgets import (
     QFrame,
     QHBoxLayout,
@@ -654,6 +654,23 @@ class MainWindow(QMainWindow):
         state.setValue("writeback_list/detail_visible", self.detail_action.isChecked())
         state.sync()
 
+    def fit_to_screen(self) -> None:
+        """Before the window is first shown: no bigger than the screen it opens on (a laptop's 1,280×800,
+        or a remembered size from a larger monitor), never smaller than its minimum, and on the screen."""
+        screen = self.screen() or QGuiApplication.primaryScreen()
+        if screen is None:
+            return
+        available = screen.availableGeometry()
+        size = fitted_size(self.size(), available.size(), self.minimumSizeHint())
+        if size != self.size():
+            self.resize(size)
+        frame = self.frameGeometry()
+        if not available.contains(frame):
+            frame.moveCenter(available.center())
+            left = max(frame.left(), available.left())
+            top = max(frame.top(), available.top())
+            self.move(left, top)
+
     def restore_state(self) -> None:
         if not self.state_path.exists():
             return
@@ -680,6 +697,12 @@ class MainWindow(QMainWindow):
         # Let queries in flight finish so that no session is cut off mid-statement.
         self.runner.wait(5000)
         super().closeEvent(event)
+
+
+def fitted_size(wanted: QSize, available: QSize, minimum: QSize) -> QSize:
+    """``wanted`` shrunk to leave room for the window's frame on a screen of ``available`` size."""
+    room = QSize(max(available.width() - 16, 0), max(available.height() - 40, 0))
+    return wanted.boundedTo(room).expandedTo(minimum)
 
 
 def _query_writeback_enabled(factory: Factory) -> tuple[bool, list[str]]:
