@@ -77,7 +77,7 @@ def test_only_rows_whose_automatic_retries_are_used_up_are_offered_grouped_by_er
     reasons = {row.id: reason for row, reason in preview.ineligible}
     assert reasons == {
         rows["attempts_left"]: "2 automatic retries are still to come",
-        rows["new"]: "status is New, only Error rows can be retried",
+        rows["new"]: "status is New, only Error or Discarded rows can be retried",
     }
     assert dialog.ineligible_tree.topLevelItemCount() == 2
     assert dialog.confirm_label.text() == "Retry 3 writebacks?"
