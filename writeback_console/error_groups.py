@@ -79,3 +79,25 @@ def same_refusal_every_time(messages: Sequence[str | None]) -> str | None:
         return None
     reasons = {error_reason(m) for m in messages}
     return reasons.pop() if len(reasons) == 1 else None
+
+
+def repeated_refusal_warning(rows: Sequence[tuple[int, Sequence[str | None]]]) -> str | None:
+    """A warning for a group of rows about to be retried, when sending them again unchanged will most
+    likely be refused again: every counted attempt of every row failed with the same validation refusal.
+
+    ``rows`` holds, per row, its counted attempts and the messages of its failed attempts.
+    """
+    qualifying = [
+        (attempts, messages)
+        for attempts, messages in rows
+        if attempts >= 2 and len(messages) == attempts and same_refusal_every_time(messages) is not None
+    ]
+    if not rows or not qualifying:
+        return None
+    advice = "with the same validation refusal: fix the cause first"
+    if len(qualifying) == len(rows):
+        failed = sum(attempts for attempts, _ in qualifying)
+        if len(rows) == 1:
+            return f"Failed {failed} of {failed} times {advice}"
+        return f"Each failed every time ({failed:,} of {failed:,} attempts) {advice}"
+    return f"{len(qualifying):,} of {len(rows):,} failed every time {advice}"

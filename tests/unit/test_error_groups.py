@@ -10,6 +10,7 @@ from writeback_console.error_groups import (
     NO_MESSAGE,
     error_reason,
     is_validation_refusal,
+    repeated_refusal_warning,
     same_refusal_every_time,
 )
 from writeback_console.store.listing import error_like_pattern
@@ -117,3 +118,27 @@ def test_same_refusal_every_time_needs_every_attempt_to_be_the_same_refusal() ->
     assert same_refusal_every_time(refused[:1]) is None
     assert same_refusal_every_time([*refused[:2], "no answer from Personify360 within 30 s"]) is None
     assert same_refusal_every_time(["HTTP 500", "HTTP 500"]) is None
+
+
+def test_a_group_refused_the_same_way_every_time_gets_a_warning() -> None:
+    refused = ["Validation issues: Customer 000000000001-0 does not exist."] * 3
+    assert repeated_refusal_warning([(3, refused)]) == (
+        "Failed 3 of 3 times with the same validation refusal: fix the cause first"
+    )
+    other = ["Validation issues: Customer 000000000002-0 does not exist."] * 3
+    assert repeated_refusal_warning([(3, refused), (3, other)]) == (
+        "Each failed every time (6 of 6 attempts) with the same validation refusal: fix the cause first"
+    )
+    timeouts = ["no answer from Personify360 within 30 s (read timeout)"] * 3
+    assert repeated_refusal_warning([(3, refused), (3, timeouts)]) == (
+        "1 of 2 failed every time with the same validation refusal: fix the cause first"
+    )
+
+
+def test_no_warning_for_timeouts_a_single_attempt_or_a_success_in_between() -> None:
+    timeouts = ["no answer from Personify360 within 30 s (read timeout)"] * 3
+    assert repeated_refusal_warning([(3, timeouts)]) is None
+    assert repeated_refusal_warning([(1, ["Customer 000000000001-0 does not exist."])]) is None
+    # Four counted attempts, three refused: one went otherwise (an interruption that counted, say).
+    assert repeated_refusal_warning([(4, ["Customer 000000000001-0 does not exist."] * 3)]) is None
+    assert repeated_refusal_warning([]) is None

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from writeback_console.domain import REF_PREFIX, Kind, SortField, Status, normalize_ref
+from writeback_console.domain import REF_PREFIX, AttemptOutcome, Kind, SortField, Status, normalize_ref
 from writeback_console.error_groups import WILDCARD
 from writeback_console.store.models import Attempt, Delivery, Mailing, MailingRecipient
 from writeback_console.store.rows import (
@@ -103,6 +103,24 @@ def attempts_of(session: Session, writeback_id: int) -> list[AttemptRow]:
             select(Attempt).where(Attempt.writeback_id == writeback_id).order_by(Attempt.number)
         )
     ]
+
+
+def failure_messages(session: Session, ids: Sequence[int]) -> dict[int, list[str | None]]:
+    """The messages of each row's failed attempts that counted, oldest first (rows without any left out)."""
+    found: dict[int, list[str | None]] = {}
+    for batch in chunks(list(ids)):
+        query = (
+            select(Attempt.writeback_id, Attempt.message)
+            .where(
+                Attempt.writeback_id.in_(batch),
+                Attempt.outcome == AttemptOutcome.ERROR.value,
+                Attempt.counted.is_(True),
+            )
+            .order_by(Attempt.writeback_id, Attempt.number)
+        )
+        for wid, message in session.execute(query):
+            found.setdefault(wid, []).append(message)
+    return found
 
 
 #: Every order of the list, written once: the row fields it sorts by, ending in a unique one so that keyset

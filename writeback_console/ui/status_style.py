@@ -22,6 +22,7 @@ STATUS_COLORS: dict[Status, str] = {
     Status.ERROR: "#c62828",  # red: automatic retries used up, a person must act
     Status.NO_REMOTE_RECIPIENTS: "#9a9a9a",  # grey
     Status.CANCELLED: "#b3b3b3",  # a lighter grey, and the label struck through
+    Status.DISCARDED: "#5f5f5f",  # dark grey: an advisor stopped retrying it
 }
 #: Error while automatic retries remain: lighter, because nobody needs to act yet.
 ERROR_RETRYING_COLOR = "#ef8a80"
@@ -36,6 +37,7 @@ STATUS_SYMBOLS: dict[Status, str] = {
     Status.ERROR: "✕",
     Status.NO_REMOTE_RECIPIENTS: "∅",
     Status.CANCELLED: "⊗",
+    Status.DISCARDED: "⊖",
 }
 #: How much of a tint is white: enough for dark text to read on it at any status.
 TINT_WHITE = 0.72
