@@ -10,7 +10,8 @@ matches anything).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 #: What stands for a varying part of a message, in a reason and in an error-text filter.
 WILDCARD = "…"
@@ -101,3 +102,51 @@ def repeated_refusal_warning(rows: Sequence[tuple[int, Sequence[str | None]]]) -
             return f"Failed {failed} of {failed} times {advice}"
         return f"Each failed every time ({failed:,} of {failed:,} attempts) {advice}"
     return f"{len(qualifying):,} of {len(rows):,} failed every time {advice}"
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorGroup:
+    """Error rows whose last errors share one reason, with how many of them failed recently."""
+
+    reason: str
+    rows: int
+    #: Of those rows, how many failed last within the past 24 hours, and within the 24 hours before.
+    last_day: int
+    day_before: int
+    #: One message as it was recorded, and how many different messages the group holds.
+    example: str
+    messages: int
+
+    @property
+    def trend(self) -> int:
+        return self.last_day - self.day_before
+
+
+def group_by_reason(counts: Iterable[tuple[str | None, int, int, int]]) -> list[ErrorGroup]:
+    """Groups of (message, rows, failed in the last day, failed in the day before), largest first."""
+    groups: dict[str, list[tuple[str, int, int, int]]] = {}
+    for message, rows, last_day, day_before in counts:
+        groups.setdefault(error_reason(message), []).append((message or "", rows, last_day, day_before))
+    result = []
+    for reason, members in groups.items():
+        example = max(members, key=lambda m: m[1])[0]
+        result.append(
+            ErrorGroup(
+                reason,
+                sum(m[1] for m in members),
+                sum(m[2] for m in members),
+                sum(m[3] for m in members),
+                example,
+                len(members),
+            )
+        )
+    return sorted(result, key=lambda g: (-g.rows, g.reason))
+
+
+def trend_text(group: ErrorGroup) -> str:
+    """``▲ 12`` (more failed in the last day than the day before), ``▼ 3``, or ``=``."""
+    if group.trend > 0:
+        return f"▲ {group.trend:,}"
+    if group.trend < 0:
+        return f"▼ {-group.trend:,}"
+    return "="

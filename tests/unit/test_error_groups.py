@@ -9,9 +9,11 @@ from writeback_console.domain import Kind
 from writeback_console.error_groups import (
     NO_MESSAGE,
     error_reason,
+    group_by_reason,
     is_validation_refusal,
     repeated_refusal_warning,
     same_refusal_every_time,
+    trend_text,
 )
 from writeback_console.store.listing import error_like_pattern
 
@@ -142,3 +144,21 @@ def test_no_warning_for_timeouts_a_single_attempt_or_a_success_in_between() -> N
     # Four counted attempts, three refused: one went otherwise (an interruption that counted, say).
     assert repeated_refusal_warning([(4, ["Customer 000000000001-0 does not exist."] * 3)]) is None
     assert repeated_refusal_warning([]) is None
+
+
+def test_groups_add_up_their_messages_and_say_the_trend() -> None:
+    groups = group_by_reason(
+        [
+            ("Customer 000000000001-0 does not exist.", 3, 2, 0),
+            ("Customer 000000000002-0 does not exist.", 1, 0, 1),
+            ("no answer from Personify360 within 30 s (read timeout)", 2, 0, 2),
+            (None, 1, 0, 0),
+        ]
+    )
+    assert [(g.reason, g.rows, g.last_day, g.day_before, g.messages) for g in groups] == [
+        ("Customer … does not exist.", 4, 2, 1, 2),
+        ("no answer from Personify360 within … s (read timeout)", 2, 0, 2, 1),
+        (NO_MESSAGE, 1, 0, 0, 1),
+    ]
+    assert groups[0].example == "Customer 000000000001-0 does not exist."
+    assert [trend_text(g) for g in groups] == ["▲ 1", "▼ 2", "="]

@@ -122,12 +122,17 @@ class Console(QObject):
 
     @Slot(list)
     def retry(self, ids: list[int]) -> None:
-        outcome = retry.ask_retry(self.services.factory, self.services.runner, ids, self.window)
+        # The audit entry names the list's filter the rows were chosen under.
+        chosen_under = self.window.writebacks.current_filter().to_json() or None
+        outcome = retry.ask_retry(
+            self.services.factory, self.services.runner, ids, self.window, filter=chosen_under
+        )
         if outcome is None:
             return
         retried, send_now = outcome
         self.window.writebacks.refresh_rows(retried)
-        self.window.show_message(f"{len(retried):,} writeback(s) will be retried at the next dispatcher run")
+        rows = "1 writeback" if len(retried) == 1 else f"{len(retried):,} writebacks"
+        self.window.show_message(f"{rows} will be retried at the next dispatcher run")
         if send_now:
             self.controller.run_requested.emit()
 

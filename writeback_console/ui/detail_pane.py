@@ -30,7 +30,14 @@ from PySide6.QtWidgets import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from writeback_console.domain import AttemptOutcome, Status, attempts_left, manual_retry_decision
+from writeback_console.domain import (
+    AttemptOutcome,
+    AuditAction,
+    Status,
+    attempts_left,
+    discard_decision,
+    manual_retry_decision,
+)
 from writeback_console.store import audit_trail, history, listing
 from writeback_console.store.audit_trail import AuditRow
 from writeback_console.store.engine import read_session
@@ -69,6 +76,8 @@ TRANSITION_WORDS: dict[tuple[Status | None, Status], str] = {
     (Status.SCHEDULED, Status.NEW): "Set to send now",
     (Status.NEW, Status.SCHEDULED): "Scheduled",
     (Status.SCHEDULED, Status.CANCELLED): "Schedule cancelled",
+    (Status.ERROR, Status.DISCARDED): "Discarded",
+    (Status.DISCARDED, Status.NEW): "Retry granted (discard undone)",
 }
 #: The actor of the event that stands for a row's whole earlier history, made when the log began.
 UPGRADE_ACTOR = "upgrade"
@@ -169,8 +178,17 @@ def timeline(detail: WritebackDetail) -> list[TimelineEvent]:
         detail_text = ""
         if e.from_status is Status.PROCESSING and current is not None and e.to_status is Status.ERROR:
             detail_text = first_text(current.message)
+        if e.to_status is Status.DISCARDED:
+            detail_text = discard_reason(detail.audit, e.at)
         events.append(TimelineEvent(e.at, what, who, detail_text))
     return events
+
+
+def discard_reason(audit: list[AuditRow], at: datetime) -> str:
+    """The reason given with the discard recorded at ``at`` (the audit entry of that moment)."""
+    given = [a for a in audit if a.action == AuditAction.DISCARD.value and a.at <= at]
+    reason = (given[-1].detail or {}).get("reason") if given else None
+    return f"Reason: {reason}" if isinstance(reason, str) and reason else ""
 
 
 def _attempt_words(attempt: AttemptRow | None) -> str:
@@ -230,10 +248,12 @@ class DetailPane(QWidget):
 
     Signals:
         retry_requested(list): the user pressed Retry for this row (ids).
+        discard_requested(list): the user pressed Discard for this row (ids).
         loaded(int): the detail of this writeback id is on screen.
     """
 
     retry_requested = Signal(list)
+    discard_requested = Signal(list)
     loaded = Signal(int)
 
     FIELDS = (
@@ -283,6 +303,9 @@ class DetailPane(QWidget):
             "Send this writeback once more (only when automatic retries are used up)"
         )
         self.retry_button.clicked.connect(self._retry_clicked)
+        self.discard_button = QPushButton("Discard…")
+        self.discard_button.setToolTip("Stop retrying this Error writeback, with a reason (Retry undoes it)")
+        self.discard_button.clicked.connect(self._discard_clicked)
         self.copy_button = QPushButton("Copy details")
         self.copy_button.setToolTip("Copy every field, attempt and event as JSON, e.g. for a support ticket")
         self.copy_button.clicked.connect(self.copy_details)
@@ -292,6 +315,7 @@ class DetailPane(QWidget):
         header.addWidget(self.pill)
         header.addStretch(1)
         header.addWidget(self.retry_button)
+        header.addWidget(self.discard_button)
         header.addWidget(self.copy_button)
 
         # Two columns of fields: the pane is wide and short under the table.
@@ -419,6 +443,7 @@ class DetailPane(QWidget):
         self.subtitle.setText(f"{row.kind.label} · {row.account}" + (f" · {who}" if who else ""))
         self.retry_button.setEnabled(manual_retry_decision(row.state).allowed)
         self.retry_button.setToolTip(manual_retry_decision(row.state).reason.capitalize())
+        self.discard_button.setEnabled(discard_decision(row.state).allowed)
         self._fill_fields(row, detail.attempts)
         self.payload.setPlainText(json.dumps(dict(row.payload), indent=2, ensure_ascii=False, sort_keys=True))
         self._fill_attempts(detail.attempts)
@@ -550,3 +575,8 @@ class DetailPane(QWidget):
     def _retry_clicked(self) -> None:
         if self.detail is not None:
             self.retry_requested.emit([self.detail.row.id])
+
+    @Slot()
+    def _discard_clicked(self) -> None:
+        if self.detail is not None:
+            self.discard_requested.emit([self.detail.row.id])

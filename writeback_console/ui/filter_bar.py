@@ -82,7 +82,7 @@ class FilterBar(QFrame):
             "anything (as in a Top errors group)"
         )
         self.error_text.setClearButtonEnabled(True)
-        self.error_text.setMinimumWidth(160)
+        self.error_text.setMinimumWidth(110)
         self.error_text.setMaxLength(200)
         self.error_text.textChanged.connect(self._text_edited)
         self.error_text.returnPressed.connect(self._text_settled)
@@ -154,7 +154,10 @@ class FilterBar(QFrame):
 
         self.summary = QLabel()
         self.summary.setObjectName("listSummary")
-        self.summary.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        # Its text grows with the counts; it must not widen the window's minimum (1,024 px screens).
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.summary.setMinimumWidth(150)
+        self.summary.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
@@ -178,9 +181,9 @@ class FilterBar(QFrame):
         flags.addWidget(self.retried)
         flags.addWidget(self.stuck)
         flags.addWidget(self.retry_available)
-        flags.addWidget(self.error_text, 1)
+        flags.addWidget(self.error_text, 2)
         flags.addWidget(self.clear_button)
-        flags.addWidget(self.summary)
+        flags.addWidget(self.summary, 3)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 6)

@@ -1,4 +1,5 @@
-"""The Writeback List screen: filter bar, paged table and detail pane, with its actions and context menu."""
+"""The Writeback List screen: filter bar, paged table and detail pane, with its actions and context menu,
+and "Select all N matching" to act on every row of the filter, not only those loaded."""
 
 from __future__ import annotations
 
@@ -9,8 +10,12 @@ from PySide6.QtCore import QByteArray, QItemSelection, QItemSelectionModel, QPoi
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFrame,
+    QHBoxLayout,
     QHeaderView,
+    QLabel,
     QMenu,
+    QPushButton,
     QSplitter,
     QTableView,
     QVBoxLayout,
@@ -19,11 +24,13 @@ from PySide6.QtWidgets import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.domain import DEFAULT_LEASE_SECONDS, Kind, Status, normalize_ref
+from writeback_console.error_groups import NO_MESSAGE, error_reason
 from writeback_console.store import listing
 from writeback_console.store.engine import read_session
 from writeback_console.store.listing import WritebackFilter
 from writeback_console.store.rows import WritebackRow
 from writeback_console.ui.detail_pane import DetailPane
+from writeback_console.ui.dialogs import count_text, discard, matching
 from writeback_console.ui.filter_bar import FilterBar
 from writeback_console.ui.status_pill import StatusPillDelegate
 from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
@@ -38,6 +45,8 @@ from writeback_console.ui.writeback_model import (
 )
 
 Factory = sessionmaker[Session]
+#: Marks the saved column layout of this column order; a layout saved for another order is not restored.
+HEADER_STATE_VERSION = b"columns-2:"
 
 
 def count_statuses(factory: Factory, flt: WritebackFilter) -> dict[Status, int]:
@@ -190,12 +199,14 @@ class WritebackListPage(QWidget):
         selection_changed(list): ids of the selected rows.
         status_message(str): something to tell the user in the status bar.
         counts_changed(dict): rows per status under the current filter (without its status choice).
+        queue_changed(list): this page changed these rows (a discard, an action on all matching rows).
     """
 
     retry_requested = Signal(list)
     selection_changed = Signal(list)
     status_message = Signal(str)
     counts_changed = Signal(dict)
+    queue_changed = Signal(list)
 
     def __init__(
         self,
@@ -213,6 +224,9 @@ class WritebackListPage(QWidget):
         self._count_generation = 0
         self._counts: dict[Status, int] | None = None
         self._select_after_load: str | None = None
+        self._runner_ref = runner
+        #: The filter whose every matching row is selected ("Select all N matching"), or None.
+        self.all_matching: WritebackFilter | None = None
 
         self.model = WritebackTableModel(factory, runner, parent=self)
         if page_size is not None:
@@ -231,17 +245,36 @@ class WritebackListPage(QWidget):
         self.splitter.setStretchFactor(1, 2)
         self.splitter.setChildrenCollapsible(False)
 
+        # Gmail's affordance: once the loaded page is all selected, offer every row of the filter.
+        self.select_all_bar = QFrame()
+        self.select_all_bar.setObjectName("selectAllBar")
+        self.select_all_label = QLabel()
+        self.select_all_button = QPushButton()
+        self.select_all_button.setObjectName("selectAllMatching")
+        self.select_all_button.setFlat(True)
+        self.select_all_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.select_all_button.clicked.connect(self._select_all_clicked)
+        bar_layout = QHBoxLayout(self.select_all_bar)
+        bar_layout.setContentsMargins(8, 2, 8, 2)
+        bar_layout.addStretch(1)
+        bar_layout.addWidget(self.select_all_label)
+        bar_layout.addWidget(self.select_all_button)
+        bar_layout.addStretch(1)
+        self.select_all_bar.hide()
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.filter_bar)
+        layout.addWidget(self.select_all_bar)
         layout.addWidget(self.splitter, 1)
 
         self.filter_bar.filter_changed.connect(self.apply_filters)
         self.table.selected_ids_changed.connect(self._selection_changed)
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.table.doubleClicked.connect(self._open_detail)
-        self.detail.retry_requested.connect(self.retry_requested)
+        self.detail.retry_requested.connect(self.request_retry)
+        self.detail.discard_requested.connect(self.request_discard)
         self.model.first_page_loaded.connect(self._first_page_loaded)
         self.model.page_appended.connect(self._page_appended)
         self.model.loading_changed.connect(self._update_summary)
@@ -264,6 +297,7 @@ class WritebackListPage(QWidget):
     def apply_filters(self) -> None:
         """Re-query with the filter bar's filter, and recount the statuses under it."""
         flt = self.filter_bar.build_filter()
+        self.all_matching = None
         self.model.set_query(replace(self.model.query, filter=flt))
         self.refresh_counts()
         self._update_summary()
@@ -341,6 +375,9 @@ class WritebackListPage(QWidget):
 
     @Slot(list)
     def _selection_changed(self, ids: list[int]) -> None:
+        if self.all_matching is not None and len(ids) != self.model.rowCount():
+            self.all_matching = None
+        self._update_select_all(ids)
         current = self.table.currentIndex()
         row = self.model.row_at(current.row()) if current.isValid() else None
         if row is None or row.id not in ids:
@@ -364,6 +401,100 @@ class WritebackListPage(QWidget):
                 self.table.select_ids([row.id], current=row.id)
                 self.table.scrollTo(self.model.index(n, 0))
         self._update_summary()
+
+    # --- every row matching the filter -----------------------------------------------------------
+
+    def _update_select_all(self, ids: Sequence[int]) -> None:
+        loaded = self.model.rowCount()
+        total = self.matching_rows()
+        if self.all_matching is not None and total is not None:
+            self.select_all_label.setText(f"All {total:,} writebacks matching the filter are selected.")
+            self.select_all_button.setText("Clear selection")
+            self.select_all_bar.show()
+        elif (
+            len(ids) > 1
+            and len(ids) == loaded
+            and not self.model.at_end
+            and total is not None
+            and total > loaded
+        ):
+            self.select_all_label.setText(f"All {loaded:,} loaded writebacks are selected.")
+            self.select_all_button.setText(f"Select all {total:,} matching the filter")
+            self.select_all_bar.show()
+        else:
+            self.select_all_bar.hide()
+
+    @Slot()
+    def _select_all_clicked(self) -> None:
+        if self.all_matching is not None:
+            self.all_matching = None
+            self.table.clearSelection()
+            self._update_select_all([])
+        else:
+            self.select_all_matching()
+
+    def select_all_matching(self) -> None:
+        """Take every row of the current filter as the selection, loaded or not."""
+        self.table.selectAll()
+        self.all_matching = self.model.query.filter
+        self._update_select_all(self.selected_ids())
+        total = self.matching_rows()
+        if total is not None:
+            self.status_message.emit(f"All {total:,} writebacks matching the filter are selected")
+        self.selection_changed.emit(self.selected_ids())
+
+    def selection_count(self) -> int:
+        """How many writebacks the selection stands for: every matching row, or the rows selected."""
+        if self.all_matching is not None:
+            return self.matching_rows() or 0
+        return len(self.selected_ids())
+
+    @Slot(list)
+    def request_retry(self, ids: list[int]) -> None:
+        """Retry: every matching row in batches, or the Retry dialog for these ids."""
+        if self.all_matching is not None:
+            self._act_on_all_matching("retry")
+        elif ids:
+            self.retry_requested.emit(list(ids))
+
+    def act_on_all_matching(self, action: str) -> bool:
+        """Retry or discard every matching row when that is the selection; False when it is not."""
+        if self.all_matching is None:
+            return False
+        self._act_on_all_matching(action)
+        return True
+
+    def _act_on_all_matching(self, action: str) -> None:
+        flt = self.all_matching
+        if flt is None:
+            return
+        result = matching.ask_matching_action(self._factory, self._runner_ref, flt, action, self)
+        if result is None:
+            return
+        _title, past, _ = matching.VERBS[action]
+        self.status_message.emit(f"{count_text(result.changed, 'writeback')} {past}")
+        self.all_matching = None
+        self.reload()
+        self.queue_changed.emit([])
+
+    @Slot(list)
+    def request_discard(self, ids: list[int]) -> None:
+        """Discard: every matching row in batches, or the Discard dialog for these ids."""
+        if self.all_matching is not None:
+            self._act_on_all_matching("discard")
+            return
+        if not ids:
+            self.status_message.emit("Select the writebacks to discard first")
+            return
+        done = discard.ask_discard(
+            self._factory, self._runner_ref, ids, self, filter=self.model.query.filter.to_json() or None
+        )
+        if done:
+            self.status_message.emit(
+                f"{count_text(len(done), 'writeback')} discarded; a Retry sends one again"
+            )
+            self.refresh_rows(done)
+            self.queue_changed.emit(list(done))
 
     @Slot(int)
     def _page_appended(self, _count: int) -> None:
@@ -412,15 +543,20 @@ class WritebackListPage(QWidget):
         menu.addAction("Open detail", lambda: self._show_detail_of(row.id))
         menu.addSeparator()
         ids = self.selected_ids() or [row.id]
-        retry = menu.addAction(f"Retry selected ({len(ids):,})…", lambda: self.retry_requested.emit(ids))
+        count = self.selection_count() or len(ids)
+        what = "all matching" if self.all_matching is not None else "selected"
+        retry = menu.addAction(f"Retry {what} ({count:,})…", lambda: self.request_retry(ids))
         retry.setShortcut("Ctrl+R")
+        menu.addAction(f"Discard {what} ({count:,})…", lambda: self.request_discard(ids))
         menu.addSeparator()
         menu.addAction(f"Filter by status “{row.status.label}”", lambda: self.filter_by_status(row.status))
         menu.addAction(f"Filter by kind “{row.kind.label}”", lambda: self.filter_by_kind(row.kind))
-        by_email = menu.addAction(
-            f"Filter by email “{row.email or ''}”", lambda: self.filter_by_text(row.email)
-        )
-        by_email.setEnabled(bool(row.email))
+        if row.email:
+            menu.addAction(f"Filter by email “{row.email}”", lambda: self.filter_by_text(row.email))
+        reason = error_reason(row.last_error)
+        if row.last_error and reason != NO_MESSAGE:
+            shown = reason if len(reason) <= 60 else reason[:59] + "…"
+            menu.addAction(f"Filter by this error “{shown}”", lambda: self.filter_by_error(reason))
         if row.master_customer_id:
             menu.addAction(
                 f"Filter by constituent “{row.master_customer_id}”",
@@ -443,6 +579,14 @@ class WritebackListPage(QWidget):
         if text:
             self.filter_bar.set_text(text)
 
+    def filter_by_error(self, reason: str) -> None:
+        """Error rows whose last error has this reason (a Top errors group)."""
+        self.filter_bar.blockSignals(True)
+        self.filter_bar.clear()
+        self.filter_bar.set_statuses([Status.ERROR])
+        self.filter_bar.blockSignals(False)
+        self.filter_bar.set_error_text(reason)
+
     def _show_detail_of(self, writeback_id: int) -> None:
         self.detail.setVisible(True)
         if self.detail.writeback_id != writeback_id:
@@ -462,7 +606,7 @@ class WritebackListPage(QWidget):
     def save_state(self) -> Mapping[str, QByteArray]:
         return {
             "splitter": self.splitter.saveState(),
-            "header": self.table.horizontalHeader().saveState(),
+            "header": QByteArray(HEADER_STATE_VERSION) + self.table.horizontalHeader().saveState(),
         }
 
     def restore_state(self, state: Mapping[str, object]) -> None:
@@ -470,6 +614,11 @@ class WritebackListPage(QWidget):
         if isinstance(splitter, QByteArray) and not splitter.isEmpty():
             self.splitter.restoreState(splitter)
         header = state.get("header")
+        if isinstance(header, QByteArray) and header.startsWith(QByteArray(HEADER_STATE_VERSION)):
+            header = header.mid(len(HEADER_STATE_VERSION))
+        else:
+            # Saved for the columns in another order: the widths would land on the wrong columns.
+            header = None
         if isinstance(header, QByteArray) and not header.isEmpty():
             # Quietly: a sort indicator in the saved state must not start a query before start().
             self.table.horizontalHeader().blockSignals(True)
