@@ -181,8 +181,9 @@ def preview_matching(
     return MatchingPreview(count, rows)
 
 
-def too_many_message(count: int, action: BulkAction, cap: int = MATCHING_CAP) -> str:
+def too_many_message(count: int, action: BulkAction, cap: int | None = None) -> str:
     """Why acting on all matching rows is refused: ``count`` (counted up to one past ``cap``) is too many."""
+    cap = MATCHING_CAP if cap is None else cap
     more = f"more than {cap:,}" if count > cap else f"{count:,}"
     return (
         f"{more} rows match; one {action} changes at most {cap:,}. Narrow the filter (a kind, "
@@ -218,8 +219,8 @@ def act_on_matching(
     actor: str,
     reason: str | None = None,
     progress: BulkProgress | None = None,
-    batch_size: int = MATCHING_BATCH,
-    cap: int = MATCHING_CAP,
+    batch_size: int | None = None,
+    cap: int | None = None,
     on_batch: Callable[[BulkProgress], None] | None = None,
 ) -> BulkResult:
     """Retry or discard every row matching ``flt`` that the action may change, a batch per transaction.
@@ -231,6 +232,8 @@ def act_on_matching(
     """
     if action not in BULK_ACTIONS:
         raise ValueError(f"no bulk action {action!r}")
+    batch_size = MATCHING_BATCH if batch_size is None else batch_size
+    cap = MATCHING_CAP if cap is None else cap
     if action == "discard":
         problem = discard_reason_problem(reason)
         if problem:

@@ -76,13 +76,13 @@ class FilterBar(QFrame):
 
         self.error_text = QLineEdit()
         self.error_text.setObjectName("errorText")
-        self.error_text.setPlaceholderText("Last error contains…")
+        self.error_text.setPlaceholderText("Error contains…")
         self.error_text.setToolTip(
             "Only writebacks whose last error contains this text, in any case; … or * stands for "
             "anything (as in a Top errors group)"
         )
         self.error_text.setClearButtonEnabled(True)
-        self.error_text.setMinimumWidth(110)
+        self.error_text.setFixedWidth(190)
         self.error_text.setMaxLength(200)
         self.error_text.textChanged.connect(self._text_edited)
         self.error_text.returnPressed.connect(self._text_settled)
@@ -181,9 +181,9 @@ class FilterBar(QFrame):
         flags.addWidget(self.retried)
         flags.addWidget(self.stuck)
         flags.addWidget(self.retry_available)
-        flags.addWidget(self.error_text, 2)
+        flags.addWidget(self.error_text)
         flags.addWidget(self.clear_button)
-        flags.addWidget(self.summary, 3)
+        flags.addWidget(self.summary, 1)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 6)

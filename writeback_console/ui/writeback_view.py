@@ -514,10 +514,14 @@ class WritebackListPage(QWidget):
         elif self.model.at_end:
             text = f"{shown:,} writeback{'s' if shown != 1 else ''}"
         else:
-            text = f"{shown:,} of {total:,} shown — scroll for more"
+            # Short: at 1,024 px the line it sits on has little room; the tooltip says the rest.
+            text = f"{shown:,} of {total:,} shown"
         if self.model.loading and shown:
             text += "  · loading…"
         self.filter_bar.set_summary(text)
+        self.filter_bar.summary.setToolTip(
+            "" if self.model.at_end else "Rows are read a page at a time: scroll down for more"
+        )
 
     # --- context menu and actions ----------------------------------------------------------------
 
