@@ -82,7 +82,7 @@ class FilterBar(QFrame):
             "anything (as in a Top errors group)"
         )
         self.error_text.setClearButtonEnabled(True)
-        self.error_text.setFixedWidth(190)
+        self.error_text.setFixedWidth(170)
         self.error_text.setMaxLength(200)
         self.error_text.textChanged.connect(self._text_edited)
         self.error_text.returnPressed.connect(self._text_settled)
@@ -156,7 +156,7 @@ class FilterBar(QFrame):
         self.summary.setObjectName("listSummary")
         # Its text grows with the counts; it must not widen the window's minimum (1,024 px screens).
         self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
-        self.summary.setMinimumWidth(150)
+        self.summary.setMinimumWidth(120)
         self.summary.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
         top = QHBoxLayout()

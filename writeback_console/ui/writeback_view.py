@@ -253,6 +253,10 @@ class WritebackListPage(QWidget):
         self.select_all_button.setObjectName("selectAllMatching")
         self.select_all_button.setFlat(True)
         self.select_all_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        # A link, in the palette's link colour (light or dark).
+        self.select_all_button.setStyleSheet(
+            "QPushButton { color: palette(link); text-decoration: underline; border: none; padding: 2px; }"
+        )
         self.select_all_button.clicked.connect(self._select_all_clicked)
         bar_layout = QHBoxLayout(self.select_all_bar)
         bar_layout.setContentsMargins(8, 2, 8, 2)

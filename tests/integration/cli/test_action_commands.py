@@ -149,6 +149,10 @@ def test_discard_by_ref_needs_a_reason_and_a_retry_undoes_it(
     assert code == 1 and "a reason is required" in err and row(factory, wid).status is Status.ERROR
     code, out, _ = run_cli(capsys, sqlite_url, "discard", ref, "--reason", "member left")
     assert code == 0 and "1 writeback discarded" in out and row(factory, wid).status is Status.DISCARDED
+    code, out, _ = run_cli(capsys, sqlite_url, "list", "--status", "discarded", "--format", "json")
+    assert code == 0 and [r["ref"] for r in json.loads(out)] == [ref]
+    code, out, _ = run_cli(capsys, sqlite_url, "summary")
+    assert code == 0 and any(line.split()[:2] == ["Discarded", "1"] for line in out.splitlines())
     code, _, err = run_cli(capsys, sqlite_url, "discard", ref, "--reason", "again")
     assert code == 1 and "1 row cannot be discarded" in err and "already discarded" in err
     code, out, _ = run_cli(capsys, sqlite_url, "retry", ref)
