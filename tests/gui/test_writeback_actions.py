@@ -9,7 +9,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QRect, Qt
+from PySide6.QtGui import QColor, QImage
 from pytestqt.qtbot import QtBot
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -327,3 +328,44 @@ def test_the_retry_action_counts_the_selection_as_it_changes(
     page.table.select_ids(ids[:3])
     assert window.retry_action.text() == "Retry selected (3)…"
     window.close()
+
+
+# --- the sort arrow ------------------------------------------------------------------------------
+
+
+def _arrow_points_down(image: QImage, section: QRect) -> bool:
+    """Whether the arrow drawn at the right of ``section`` is widest at its top (▼) rather than at its
+    bottom (▲): the row of the arrow with the most dark pixels is in its upper half."""
+    rows: list[tuple[int, int]] = []
+    for y in range(section.top(), section.bottom()):
+        dark = sum(
+            1
+            for x in range(section.right() - 24, section.right())
+            if QColor(image.pixel(x, y)).lightness() < 120
+        )
+        if dark:
+            rows.append((y, dark))
+    assert rows, "no sort arrow drawn"
+    widest = max(rows, key=lambda r: r[1])[0]
+    return widest - rows[0][0] < rows[-1][0] - widest
+
+
+def test_the_sort_arrow_points_the_way_the_rows_run(
+    qtbot: QtBot, factory: Factory, runner: TaskRunner
+) -> None:
+    enqueue(factory, *[item(email=f"p{n}@example.org") for n in range(3)])
+    page = open_page(qtbot, factory, runner)
+    page.resize(900, 300)
+    page.show()
+    qtbot.waitExposed(page)
+    header = page.table.horizontalHeader()
+    for order, down in ((Qt.SortOrder.DescendingOrder, True), (Qt.SortOrder.AscendingOrder, False)):
+        page.table.sortByColumn(Column.REF, order)
+        wait_loaded(qtbot, page.model)
+        refs = [r.ref for r in page.model.loaded_rows()]
+        assert refs == sorted(refs, reverse=down)
+        image = header.grab().toImage()
+        section = QRect(
+            header.sectionViewportPosition(Column.REF), 0, header.sectionSize(Column.REF), header.height()
+        )
+        assert _arrow_points_down(image, section) is down

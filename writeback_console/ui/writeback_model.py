@@ -79,7 +79,10 @@ COLUMNS: dict[Column, ColumnSpec] = {
         "Ref", "ref", "Writeback reference, also at the end of the CRM360 activity text", 120
     ),
     Column.EMAIL: ColumnSpec(
-        "Email / Mailing", "email", "Email address, or the mailing for mailing activity", 200
+        "Email / Mailing",
+        "email",
+        "Email address, or the mailing for mailing activity (sorted by email: mailing activity comes last)",
+        200,
     ),
     Column.STATUS: ColumnSpec("Status", "status", "Where the writeback is in its life", 170),
     Column.ATTEMPTS: ColumnSpec("Attempts", "attempts", "Attempts made / attempts allowed", 68),
@@ -89,7 +92,10 @@ COLUMNS: dict[Column, ColumnSpec] = {
     Column.KIND: ColumnSpec("Kind", "kind", "Writeback element", 130),
     Column.CREATED: ColumnSpec("Created", "created_at", "When the writeback was queued (local time)", 125),
     Column.SENT: ColumnSpec(
-        "Sent / Scheduled", "sent_at", "When it reached Personify360, or when it is due", 130
+        "Sent / Scheduled",
+        "sent_at",
+        "When it reached Personify360, or when it is due (sorted by when sent: rows not sent come last)",
+        130,
     ),
     Column.CONSTITUENT: ColumnSpec("Constituent", "master_customer_id", "Personify360 MasterCustomerId", 110),
     Column.ACCOUNT: ColumnSpec("Account", "account", "Informz account", 90),

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from PySide6.QtCore import QByteArray, QItemSelection, QItemSelectionModel, QPoint, Qt, Signal, Slot
-from PySide6.QtGui import QGuiApplication
+from PySide6.QtGui import QGuiApplication, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -15,8 +15,12 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QMenu,
+    QProxyStyle,
     QPushButton,
     QSplitter,
+    QStyle,
+    QStyleOption,
+    QStyleOptionHeader,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -55,6 +59,42 @@ def count_statuses(factory: Factory, flt: WritebackFilter) -> dict[Status, int]:
         return listing.count_by_status(session, flt)
 
 
+def arrow_for(order: Qt.SortOrder) -> QStyleOptionHeader.SortIndicator:
+    """The arrow a sorted column shows: up for ascending (smallest first), down for descending."""
+    if order == Qt.SortOrder.AscendingOrder:
+        return QStyleOptionHeader.SortIndicator.SortUp
+    return QStyleOptionHeader.SortIndicator.SortDown
+
+
+class SortArrowStyle(QProxyStyle):
+    """The header's style, with the sort arrow pointing the way the rows run.
+
+    QHeaderView asks for the "down" arrow when sorting ascending, and Fusion and the Windows styles draw
+    it pointing down, so the newest-first list showed an arrow pointing up. This draws the arrow the
+    header's own order calls for (``arrow_for``), whatever the style underneath.
+    """
+
+    def __init__(self, header: QHeaderView) -> None:
+        super().__init__()
+        self._header = header
+
+    def drawPrimitive(
+        self,
+        element: QStyle.PrimitiveElement,
+        option: QStyleOption,
+        painter: QPainter,
+        widget: QWidget | None = None,
+    ) -> None:
+        if element == QStyle.PrimitiveElement.PE_IndicatorHeaderArrow and isinstance(
+            option, QStyleOptionHeader
+        ):
+            fixed = QStyleOptionHeader(option)
+            fixed.sortIndicator = arrow_for(self._header.sortIndicatorOrder())
+            super().drawPrimitive(element, fixed, painter, widget)
+            return
+        super().drawPrimitive(element, option, painter, widget)
+
+
 class WritebackTable(QTableView):
     """The table of the Writeback List: fixed row height, pill delegate, selection kept across reloads.
 
@@ -90,6 +130,9 @@ class WritebackTable(QTableView):
         rows.setDefaultSectionSize(self.fontMetrics().height() + 12)
 
         header = self.horizontalHeader()
+        self._arrow_style = SortArrowStyle(header)
+        self._arrow_style.setParent(header)
+        header.setStyle(self._arrow_style)
         header.setSectionsMovable(True)
         header.setStretchLastSection(True)
         header.setHighlightSections(False)
