@@ -369,3 +369,16 @@ def test_the_sort_arrow_points_the_way_the_rows_run(
             header.sectionViewportPosition(Column.REF), 0, header.sectionSize(Column.REF), header.height()
         )
         assert _arrow_points_down(image, section) is down
+
+
+def test_rows_that_arrive_while_all_matching_is_chosen_are_selected_too(
+    qtbot: QtBot, factory: Factory, runner: TaskRunner
+) -> None:
+    error_rows(factory, [NOT_FOUND.format(n) for n in range(8)], runs=1)
+    page = open_page(qtbot, factory, runner, page_size=3)
+    page.table.selectAll()
+    page.select_all_matching()
+    page.model.fetchMore()
+    wait_loaded(qtbot, page.model)
+    assert page.model.rowCount() > 3 and len(page.selected_ids()) == page.model.rowCount()
+    assert page.all_matching is not None and page.selection_count() == 8

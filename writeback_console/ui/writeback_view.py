@@ -545,6 +545,9 @@ class WritebackListPage(QWidget):
 
     @Slot(int)
     def _page_appended(self, _count: int) -> None:
+        if self.all_matching is not None:
+            # Every matching row is chosen: the rows that just arrived are too.
+            self.table.selectAll()
         self.filter_bar.add_accounts(
             {row.account for row in self.model.loaded_rows()[-self.model.page_size :]}
         )
