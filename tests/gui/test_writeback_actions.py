@@ -382,3 +382,20 @@ def test_rows_that_arrive_while_all_matching_is_chosen_are_selected_too(
     wait_loaded(qtbot, page.model)
     assert page.model.rowCount() > 3 and len(page.selected_ids()) == page.model.rowCount()
     assert page.all_matching is not None and page.selection_count() == 8
+
+
+def test_the_detail_pane_acts_on_its_own_row_even_when_all_matching_is_chosen(
+    qtbot: QtBot, factory: Factory, runner: TaskRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = error_rows(factory, [NOT_FOUND.format(n) for n in range(6)], runs=1)
+    page = open_page(qtbot, factory, runner, page_size=3)
+    page.table.selectAll()
+    page.select_all_matching()
+    asked: list[list[int]] = []
+    monkeypatch.setattr(discard, "ask_discard", lambda _f, _r, chosen, *_a, **_k: asked.append(chosen))
+    monkeypatch.setattr(matching, "ask_matching_action", lambda *_a: pytest.fail("acted on all matching"))
+    qtbot.waitUntil(lambda: page.detail.detail is not None, timeout=5000)
+    assert page.detail.detail is not None
+    shown = page.detail.detail.row.id
+    page.detail.discard_button.click()
+    assert asked == [[shown]] and shown in ids

@@ -320,8 +320,9 @@ class WritebackListPage(QWidget):
         self.table.selected_ids_changed.connect(self._selection_changed)
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.table.doubleClicked.connect(self._open_detail)
-        self.detail.retry_requested.connect(self.request_retry)
-        self.detail.discard_requested.connect(self.request_discard)
+        # The detail pane acts on its one row, whatever the table's selection stands for.
+        self.detail.retry_requested.connect(self.retry_requested)
+        self.detail.discard_requested.connect(self.discard_rows)
         self.model.first_page_loaded.connect(self._first_page_loaded)
         self.model.page_appended.connect(self._page_appended)
         self.model.loading_changed.connect(self._update_summary)
@@ -530,6 +531,11 @@ class WritebackListPage(QWidget):
         if self.all_matching is not None:
             self._act_on_all_matching("discard")
             return
+        self.discard_rows(ids)
+
+    @Slot(list)
+    def discard_rows(self, ids: list[int]) -> None:
+        """The Discard dialog for exactly these ids."""
         if not ids:
             self.status_message.emit("Select the writebacks to discard first")
             return
