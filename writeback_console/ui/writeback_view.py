@@ -7,7 +7,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
 from PySide6.QtCore import QByteArray, QItemSelection, QItemSelectionModel, QPoint, Qt, Signal, Slot
-from PySide6.QtGui import QGuiApplication, QPainter
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -15,11 +15,8 @@ from PySide6.QtWidgets import (
     QHeaderView,
     QLabel,
     QMenu,
-    QProxyStyle,
     QPushButton,
     QSplitter,
-    QStyle,
-    QStyleOption,
     QStyleOptionHeader,
     QTableView,
     QVBoxLayout,
@@ -66,33 +63,18 @@ def arrow_for(order: Qt.SortOrder) -> QStyleOptionHeader.SortIndicator:
     return QStyleOptionHeader.SortIndicator.SortDown
 
 
-class SortArrowStyle(QProxyStyle):
-    """The header's style, with the sort arrow pointing the way the rows run.
+class SortHeader(QHeaderView):
+    """The list's header, with the sort arrow pointing the way the rows run.
 
-    QHeaderView asks for the "down" arrow when sorting ascending, and Fusion and the Windows styles draw
-    it pointing down, so the newest-first list showed an arrow pointing up. This draws the arrow the
-    header's own order calls for (``arrow_for``), whatever the style underneath.
+    QHeaderView asks the style for the "down" arrow when sorting ascending, and Fusion and the Windows
+    styles draw it pointing down, so the newest-first list showed an arrow pointing up. Each section's
+    style option gets the arrow the header's own order calls for (``arrow_for``).
     """
 
-    def __init__(self, header: QHeaderView) -> None:
-        super().__init__()
-        self._header = header
-
-    def drawPrimitive(
-        self,
-        element: QStyle.PrimitiveElement,
-        option: QStyleOption,
-        painter: QPainter,
-        widget: QWidget | None = None,
-    ) -> None:
-        if element == QStyle.PrimitiveElement.PE_IndicatorHeaderArrow and isinstance(
-            option, QStyleOptionHeader
-        ):
-            fixed = QStyleOptionHeader(option)
-            fixed.sortIndicator = arrow_for(self._header.sortIndicatorOrder())
-            super().drawPrimitive(element, fixed, painter, widget)
-            return
-        super().drawPrimitive(element, option, painter, widget)
+    def initStyleOptionForIndex(self, option: QStyleOptionHeader, logicalIndex: int) -> None:
+        super().initStyleOptionForIndex(option, logicalIndex)
+        if option.sortIndicator != QStyleOptionHeader.SortIndicator.None_:
+            option.sortIndicator = arrow_for(self.sortIndicatorOrder())
 
 
 class WritebackTable(QTableView):
@@ -129,10 +111,9 @@ class WritebackTable(QTableView):
         rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         rows.setDefaultSectionSize(self.fontMetrics().height() + 12)
 
-        header = self.horizontalHeader()
-        self._arrow_style = SortArrowStyle(header)
-        self._arrow_style.setParent(header)
-        header.setStyle(self._arrow_style)
+        header = SortHeader(Qt.Orientation.Horizontal, self)
+        header.setSectionsClickable(True)
+        self.setHorizontalHeader(header)
         header.setSectionsMovable(True)
         header.setStretchLastSection(True)
         header.setHighlightSections(False)
