@@ -72,7 +72,10 @@ class TopErrorsPage(QWidget):
         self.refresh_button = QPushButton(icon("refresh"), "Refresh")
         self.refresh_button.clicked.connect(self.refresh)
         self.open_button = QPushButton("Show in the list")
-        self.open_button.setToolTip("Open the Writeback List on the Error rows of the chosen reason (Enter)")
+        self.open_button.setToolTip(
+            "Open the Writeback List on the Error rows of the chosen reason; "
+            "Enter or a double click does it too"
+        )
         self.open_button.setEnabled(False)
         self.open_button.clicked.connect(self._open_current)
 
