@@ -60,6 +60,8 @@ class Status(enum.StrEnum):
     NO_REMOTE_RECIPIENTS = "no_remote_recipients"
     #: Scheduled mailing activity that staff withdrew: kept, final, never recreated automatically.
     CANCELLED = "cancelled"
+    #: An Error an advisor stopped retrying, with a reason: final until a person retries it.
+    DISCARDED = "discarded"
 
     @property
     def label(self) -> str:
@@ -74,9 +76,11 @@ _STATUS_LABELS = {
     Status.ERROR: "Error",
     Status.NO_REMOTE_RECIPIENTS: "No Remote Recipients",
     Status.CANCELLED: "Cancelled",
+    Status.DISCARDED: "Discarded",
 }
 
-FINAL_STATUSES = frozenset({Status.SENT, Status.NO_REMOTE_RECIPIENTS, Status.CANCELLED})
+#: Statuses no dispatcher acts on. Discarded is one until a person retries it.
+FINAL_STATUSES = frozenset({Status.SENT, Status.NO_REMOTE_RECIPIENTS, Status.CANCELLED, Status.DISCARDED})
 #: Statuses the dispatcher may still act on; PostgreSQL keeps a partial index over exactly these.
 OPEN_STATUSES = frozenset(Status) - FINAL_STATUSES
 
@@ -113,6 +117,7 @@ class AuditAction(enum.StrEnum):
     SEND_NOW = "send_now"
     RESCHEDULE = "reschedule"
     CANCEL = "cancel"
+    DISCARD = "discard"
     AUTO_SCHEDULE = "auto_schedule"
     SETTING = "setting"
 
@@ -227,9 +232,16 @@ class RetryDecision:
 
 
 def manual_retry_decision(state: QueueState) -> RetryDecision:
-    """Whether a person may retry the row now, and if not, why not in words they understand."""
+    """Whether a person may retry the row now, and if not, why not in words they understand.
+
+    A Discarded row may always be retried: that is how a discard is undone.
+    """
+    if state.status is Status.DISCARDED:
+        return RetryDecision(True, "discarded; a retry sends it once more")
     if state.status is not Status.ERROR:
-        return RetryDecision(False, f"status is {state.status.label}, only Error rows can be retried")
+        return RetryDecision(
+            False, f"status is {state.status.label}, only Error or Discarded rows can be retried"
+        )
     left = attempts_left(state)
     if left > 0:
         plural = "retry is" if left == 1 else "retries are"
@@ -251,6 +263,48 @@ def after_manual_retry(state: QueueState) -> QueueState:
         max_attempts=state.attempts + 1,
         scheduled_for=state.scheduled_for,
         next_attempt_at=None,
+        uncertain_since=state.uncertain_since,
+    )
+
+
+#: The longest reason a discard keeps (it is shown in the row's timeline and kept in the audit log).
+DISCARD_REASON_LIMIT = 500
+
+
+def discard_decision(state: QueueState) -> RetryDecision:
+    """Whether a person may discard the row (stop retrying it), and if not, why not."""
+    if state.status is Status.ERROR:
+        return RetryDecision(True, "automatic retries stop; a manual retry undoes it")
+    if state.status is Status.PROCESSING:
+        return RetryDecision(False, "a dispatcher is sending it right now; discard it if it ends as Error")
+    if state.status is Status.DISCARDED:
+        return RetryDecision(False, "already discarded")
+    return RetryDecision(False, f"status is {state.status.label}, only Error rows can be discarded")
+
+
+def discard_reason_problem(reason: str | None) -> str | None:
+    """What is wrong with a discard's reason as typed, or None when it will do."""
+    text = (reason or "").strip()
+    if not text:
+        return "a reason is required: say why the writeback should not be retried"
+    if len(text) > DISCARD_REASON_LIMIT:
+        return f"the reason is {len(text):,} characters long; at most {DISCARD_REASON_LIMIT} are kept"
+    if any(ord(c) < 32 and c not in "\t\n" for c in text):
+        return "the reason holds control characters; type it as plain text"
+    return None
+
+
+def after_discard(state: QueueState) -> QueueState:
+    """The state a discard leaves: Discarded, its attempts as they were, never claimed again."""
+    decision = discard_decision(state)
+    if not decision.allowed:
+        raise ValueError(decision.reason)
+    return QueueState(
+        status=Status.DISCARDED,
+        attempts=state.attempts,
+        max_attempts=state.max_attempts,
+        scheduled_for=state.scheduled_for,
+        next_attempt_at=state.next_attempt_at,
         uncertain_since=state.uncertain_since,
     )
 

@@ -13,15 +13,22 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from writeback_console.domain import MAX_AUTO_MAILING_ACTIVITY_DAYS, AuditAction, SortField, Status, utcnow
+from writeback_console.domain import (
+    MAX_AUTO_MAILING_ACTIVITY_DAYS,
+    AuditAction,
+    SortField,
+    Status,
+    discard_reason_problem,
+    utcnow,
+)
 from writeback_console.export import write_rows
 from writeback_console.intake import WritebackInput
 from writeback_console.settings import AppSettings, PasswordStore, save_settings
@@ -31,6 +38,7 @@ from writeback_console.store.rows import QueueError, WritebackRow
 
 Factory = sessionmaker[Session]
 RetryResult = operator_actions.RetryResult
+DiscardResult = operator_actions.DiscardResult
 
 #: Rows read per page while exporting: the file is written as they come, never all held at once.
 EXPORT_PAGE_SIZE = 1000
@@ -75,7 +83,7 @@ def retry_matching(
     factory: Factory, flt: listing.WritebackFilter, *, actor: str, skip_ineligible: bool = False
 ) -> RetryResult:
     """Retry every row matching ``flt`` that may be retried now, chosen and retried in one transaction."""
-    flt = listing.WritebackFilter(**{**flt.__dict__, "retry_available": True})
+    flt = replace(flt, retry_available=True)
     with write_transaction(factory) as session:
         ids = [r.id for r in listing.iter_rows(session, flt, sort="id", descending=False)]
         if not ids:
@@ -83,6 +91,200 @@ def retry_matching(
         return operator_actions.manual_retry(
             session, ids, actor=actor, filter=flt.to_json(), skip_ineligible=skip_ineligible
         )
+
+
+# --- discard -------------------------------------------------------------------------------------
+
+
+def discard(
+    factory: Factory,
+    ids: Sequence[int],
+    *,
+    actor: str,
+    reason: str,
+    filter: Mapping[str, Any] | None = None,
+    skip_ineligible: bool = False,
+) -> DiscardResult:
+    """Stop retrying Error rows, with the reason; undone by a manual retry.
+
+    A row that may not be discarded (not in Error) refuses the whole action (``DiscardRefused``), unless
+    ``skip_ineligible``: then it is skipped and named in the result.
+    """
+    with write_transaction(factory) as session:
+        return operator_actions.discard(
+            session, ids, actor=actor, reason=reason, filter=filter, skip_ineligible=skip_ineligible
+        )
+
+
+def discard_matching(
+    factory: Factory, flt: listing.WritebackFilter, *, actor: str, reason: str
+) -> DiscardResult:
+    """Discard every Error row matching ``flt``, chosen and discarded in one transaction."""
+    problem = discard_reason_problem(reason)
+    if problem:
+        raise QueueError(problem)
+    narrowed = actionable_filter(flt, "discard")
+    with write_transaction(factory) as session:
+        ids = (
+            []
+            if narrowed is None
+            else [r.id for r in listing.iter_rows(session, narrowed, sort="id", descending=False)]
+        )
+        if not ids:
+            raise QueueError("no row matching the filter can be discarded (only Error rows can)")
+        return operator_actions.discard(
+            session, ids, actor=actor, reason=reason, filter=flt.to_json(), skip_ineligible=True
+        )
+
+
+# --- acting on every row matching a filter --------------------------------------------------------
+
+#: Most rows one Retry or Discard of "all matching" may change; narrow the filter for more.
+MATCHING_CAP = 50_000
+#: Rows per transaction when acting on all matching rows: each batch stays done if a later one fails.
+MATCHING_BATCH = 1_000
+
+BulkAction = str  # "retry" or "discard"
+BULK_ACTIONS = ("retry", "discard")
+
+
+def actionable_filter(flt: listing.WritebackFilter, action: BulkAction) -> listing.WritebackFilter | None:
+    """``flt`` narrowed to the rows ``action`` may change (retryable rows; Error rows for a discard), or
+    None when it leaves none (a discard of a filter on other statuses only)."""
+    if action == "retry":
+        return replace(flt, retry_available=True)
+    if action == "discard":
+        if flt.statuses and Status.ERROR not in flt.statuses:
+            return None
+        return replace(flt, statuses=frozenset({Status.ERROR}), retry_available=False)
+    raise ValueError(f"no bulk action {action!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class MatchingPreview:
+    """How many rows an action on "all matching" would change, and the first few of them."""
+
+    count: int
+    sample: list[WritebackRow]
+
+
+def preview_matching(
+    factory: Factory, flt: listing.WritebackFilter, action: BulkAction, *, sample: int = 10
+) -> MatchingPreview:
+    """Count (up to one past the cap) and a sample of the rows ``action`` would change; changes nothing."""
+    narrowed = actionable_filter(flt, action)
+    if narrowed is None:
+        return MatchingPreview(0, [])
+    with read_session(factory) as session:
+        count = listing.count_matching(session, narrowed, limit=MATCHING_CAP + 1)
+        rows = list(listing.iter_rows(session, narrowed, sort="id", descending=False, limit=sample))
+    return MatchingPreview(count, rows)
+
+
+def too_many_message(count: int, action: BulkAction, cap: int | None = None) -> str:
+    """Why acting on all matching rows is refused: ``count`` (counted up to one past ``cap``) is too many."""
+    cap = MATCHING_CAP if cap is None else cap
+    more = f"more than {cap:,}" if count > cap else f"{count:,}"
+    return (
+        f"{more} rows match; one {action} changes at most {cap:,}. Narrow the filter (a kind, "
+        "an account, a date range or part of the error) and act on each part."
+    )
+
+
+class BulkProgress:
+    """Shared between the thread acting in batches and whoever watches: progress one way, cancel the other."""
+
+    def __init__(self) -> None:
+        self.total: int | None = None
+        self.done = 0
+        self.skipped = 0
+        self.cancel_requested = threading.Event()
+
+
+@dataclass(frozen=True, slots=True)
+class BulkResult:
+    action: BulkAction
+    changed: int
+    skipped: int
+    batches: int
+    cancelled: bool
+    audit_event_ids: list[int]
+
+
+def act_on_matching(
+    factory: Factory,
+    flt: listing.WritebackFilter,
+    action: BulkAction,
+    *,
+    actor: str,
+    reason: str | None = None,
+    progress: BulkProgress | None = None,
+    batch_size: int | None = None,
+    cap: int | None = None,
+    on_batch: Callable[[BulkProgress], None] | None = None,
+) -> BulkResult:
+    """Retry or discard every row matching ``flt`` that the action may change, a batch per transaction.
+
+    Refused before anything changes when more than ``cap`` rows match. Each batch is chosen afresh
+    (rows a dispatcher or a colleague changed meanwhile are no longer chosen), done in its own
+    transaction and audited with ``flt``; a cancel stops between batches, and what was done stays done.
+    ``on_batch`` is called (in this thread) after each batch is committed.
+    """
+    if action not in BULK_ACTIONS:
+        raise ValueError(f"no bulk action {action!r}")
+    batch_size = MATCHING_BATCH if batch_size is None else batch_size
+    cap = MATCHING_CAP if cap is None else cap
+    if action == "discard":
+        problem = discard_reason_problem(reason)
+        if problem:
+            raise QueueError(problem)
+    progress = progress or BulkProgress()
+    narrowed = actionable_filter(flt, action)
+    total = 0
+    if narrowed is not None:
+        with read_session(factory) as session:
+            total = listing.count_matching(session, narrowed, limit=cap + 1)
+    if total > cap:
+        raise QueueError(too_many_message(total, action, cap))
+    if total == 0:
+        raise QueueError(
+            f"no row matching the filter can be {'retried' if action == 'retry' else 'discarded'} now"
+        )
+    progress.total = total
+    recorded = {**flt.to_json(), "matching": True}
+    after = 0
+    events: list[int] = []
+    batches = 0
+    cancelled = False
+    while progress.done + progress.skipped < total:
+        if progress.cancel_requested.is_set():
+            cancelled = True
+            break
+        limit = min(batch_size, total - progress.done - progress.skipped)
+        assert narrowed is not None
+        with write_transaction(factory) as session:
+            ids = listing.matching_ids_after(session, narrowed, after=after, limit=limit)
+            if not ids:
+                break
+            after = ids[-1]
+            if action == "retry":
+                retried = operator_actions.manual_retry(
+                    session, ids, actor=actor, filter=recorded, skip_ineligible=True
+                )
+                changed, event = len(retried.retried), retried.audit_event_id
+            else:
+                discarded = operator_actions.discard(
+                    session, ids, actor=actor, reason=reason or "", filter=recorded, skip_ineligible=True
+                )
+                changed, event = len(discarded.discarded), discarded.audit_event_id
+        batches += 1
+        progress.done += changed
+        progress.skipped += len(ids) - changed
+        if event is not None:
+            events.append(event)
+        if on_batch is not None:
+            on_batch(progress)
+    return BulkResult(action, progress.done, progress.skipped, batches, cancelled, events)
 
 
 # --- mailing activity ----------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from writeback_console.dispatch.summary import CycleSummary, ProblemKind
 from writeback_console.domain import Kind, Status, utcnow
 from writeback_console.settings import AppSettings, PasswordStore, save_settings
 from writeback_console.sim.simulator import Simulator
-from writeback_console.store import listing, operator_actions
+from writeback_console.store import audit_trail, listing, operator_actions
 from writeback_console.ui.composition_root import Services, open_console, start_services
 from writeback_console.ui.console import Console
 from writeback_console.ui.dialogs import retry
@@ -172,6 +172,35 @@ def test_retry_from_the_window_goes_through_the_dialog_and_refreshes(
     assert asked == [[wid]]
     with factory() as session:
         assert listing.get_writeback(session, wid).status is Status.NEW
+
+
+def test_a_retry_from_the_list_is_audited_with_the_list_s_filter(
+    qtbot: QtBot, console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory = console.services.factory
+    (wid,) = enqueue(factory, item(Kind.RESUBSCRIBE, "ann@example.org"))
+    fail_runs(factory, wid, 3)
+    page = console.window.writebacks
+    with qtbot.waitSignal(page.model.first_page_loaded, timeout=5000):
+        page.filter_bar.set_statuses([Status.ERROR])
+    qtbot.waitUntil(lambda: not page.model.loading, timeout=5000)
+
+    def run_dialog(
+        f: object, runner: object, ids: list[int], parent: object = None, **kw: object
+    ) -> tuple[list[int], bool]:
+        dialog = retry.RetryDialog(factory, console.services.runner, ids, filter=kw.get("filter"))  # type: ignore[arg-type]
+        qtbot.addWidget(dialog)
+        qtbot.waitUntil(lambda: dialog.preview is not None, timeout=5000)
+        with qtbot.waitSignal(dialog.retried, timeout=5000) as done:
+            dialog.ok_button.click()
+        return list(done.args[0]), False
+
+    monkeypatch.setattr(retry, "ask_retry", run_dialog)
+    page.table.select_ids([wid])
+    console.window.retry_action.trigger()
+    with factory() as session:
+        (entry,) = audit_trail.audit_of(session, wid)
+    assert (entry.action, entry.filter) == ("retry", {"statuses": ["error"]})
 
 
 # The two rare accounts are the oldest rows, so they are not on the first page the list reads.

@@ -26,7 +26,7 @@ from writeback_console.ui.main_window import MainWindow
 
 Factory = sessionmaker[Session]
 #: From the search box to the list: kind, account, the two dates, the statuses, the flags, the list.
-TABS_TO_THE_LIST = 7
+TABS_TO_THE_LIST = 8
 
 
 @pytest.fixture
@@ -71,6 +71,7 @@ def test_tab_goes_from_the_search_box_through_the_filters_to_the_list_in_a_few_s
         bar.to_check,
         first_status,
         bar.retried,
+        bar.error_text,
         table,
     ], [w.objectName() or type(w).__name__ for w in visited if w is not None]
     assert len(visited) == TABS_TO_THE_LIST

@@ -16,7 +16,7 @@ from writeback_console.domain import AuditAction, Kind, Status, utcnow
 from writeback_console.settings import AppSettings, PasswordStore, load_settings
 from writeback_console.store import audit_trail, listing, switches
 from writeback_console.store.models import AuditEvent
-from writeback_console.store.rows import QueueError, RetryRefused
+from writeback_console.store.rows import DiscardRefused, QueueError, RetryRefused
 
 Factory = sessionmaker[Session]
 ACTOR = "advisor.one"
@@ -176,3 +176,79 @@ def test_export_writes_the_list_in_its_order_and_a_cancel_keeps_the_older_file(
         operations.export_csv(factory, listing.WritebackFilter(), target, progress=progress)
     assert target.read_bytes() == kept
     assert sorted(p.name for p in folder.iterdir()) == ["out.csv"]
+
+
+def test_discard_is_one_audited_action_with_its_reason(factory: Factory) -> None:
+    wid = exhausted(factory)
+    result = operations.discard(factory, [wid], actor=ACTOR, reason="duplicate of WB-1")
+    assert [i for i, _ in result.discarded] == [wid]
+    assert row(factory, wid).status is Status.DISCARDED
+    with factory() as session:
+        [entry] = [e for e in audit_trail.audit_of(session, wid) if e.action == AuditAction.DISCARD.value]
+    assert (entry.actor, entry.detail) == (ACTOR, {"reason": "duplicate of WB-1"})
+
+
+def test_discard_refused_for_one_row_changes_none(factory: Factory) -> None:
+    wid = exhausted(factory)
+    [fresh] = enqueue(factory, item(email="bob@example.org"))
+    before = audit_count(factory)
+    with pytest.raises(DiscardRefused, match="1 row cannot be discarded"):
+        operations.discard(factory, [wid, fresh], actor=ACTOR, reason="no longer wanted")
+    assert row(factory, wid).status is Status.ERROR and audit_count(factory) == before
+
+
+def test_acting_on_all_matching_goes_in_batches_each_audited_with_the_filter(factory: Factory) -> None:
+    ids = [exhausted(factory, f"ann{n}@example.org") for n in range(5)]
+    other = exhausted(factory, "bob@example.org")
+    flt = listing.WritebackFilter(text="ann")
+    assert operations.preview_matching(factory, flt, "retry").count == 5
+    progress = operations.BulkProgress()
+    done = operations.act_on_matching(factory, flt, "retry", actor=ACTOR, progress=progress, batch_size=2)
+    assert (done.changed, done.skipped, done.batches, done.cancelled) == (5, 0, 3, False)
+    assert (progress.total, progress.done) == (5, 5)
+    assert (
+        all(row(factory, i).status is Status.NEW for i in ids) and row(factory, other).status is Status.ERROR
+    )
+    with factory() as session:
+        entries = session.scalars(select(AuditEvent).where(AuditEvent.id.in_(done.audit_event_ids))).all()
+    assert [e.row_count for e in entries] == [2, 2, 1]
+    assert all(e.filter == {"text": "ann", "matching": True} for e in entries)
+
+
+def test_acting_on_all_matching_stops_between_batches_when_cancelled_and_keeps_what_was_done(
+    factory: Factory,
+) -> None:
+    ids = [exhausted(factory, f"ann{n}@example.org") for n in range(4)]
+    # The person presses Cancel while the first batch is being done.
+    done = operations.act_on_matching(
+        factory,
+        listing.WritebackFilter(text="ann"),
+        "discard",
+        actor=ACTOR,
+        reason="stop these",
+        batch_size=3,
+        on_batch=lambda progress: progress.cancel_requested.set(),
+    )
+    assert (done.changed, done.batches, done.cancelled) == (3, 1, True)
+    assert [row(factory, i).status for i in ids] == [Status.DISCARDED] * 3 + [Status.ERROR]
+
+
+def test_acting_on_all_matching_refuses_past_the_cap_before_changing_anything(factory: Factory) -> None:
+    ids = [exhausted(factory, f"ann{n}@example.org") for n in range(3)]
+    before = audit_count(factory)
+    with pytest.raises(QueueError, match=r"more than 2 rows match; one retry changes at most 2\. Narrow"):
+        operations.act_on_matching(factory, listing.WritebackFilter(), "retry", actor=ACTOR, cap=2)
+    assert audit_count(factory) == before and all(row(factory, i).status is Status.ERROR for i in ids)
+
+
+def test_discard_of_all_matching_takes_only_error_rows(factory: Factory) -> None:
+    wid = exhausted(factory)
+    [fresh] = enqueue(factory, item(email="ann.new@example.org"))
+    flt = listing.WritebackFilter(text="ann")
+    preview = operations.preview_matching(factory, flt, "discard")
+    assert (preview.count, [r.id for r in preview.sample]) == (1, [wid])
+    assert operations.preview_matching(
+        factory, listing.WritebackFilter(statuses=frozenset({Status.NEW})), "discard"
+    ) == operations.MatchingPreview(0, [])
+    operations.discard_matching(factory, flt, actor=ACTOR, reason="cleanup")
+    assert row(factory, wid).status is Status.DISCARDED and row(factory, fresh).status is Status.NEW

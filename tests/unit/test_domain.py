@@ -10,8 +10,11 @@ from writeback_console.domain import (
     FINAL_STATUSES,
     QueueState,
     Status,
+    after_discard,
     after_failure,
     after_manual_retry,
+    discard_decision,
+    discard_reason_problem,
     is_eligible,
     mailing_activity_error,
     mailing_activity_outcome,
@@ -117,3 +120,41 @@ def test_references_are_wb_and_crockford_characters() -> None:
     refs = {new_ref() for _ in range(2000)}
     assert len(refs) == 2000
     assert all(r.startswith("WB-") and len(r) == 13 and not set(r[3:]) & set("ILOU") for r in refs)
+
+
+def test_only_error_rows_can_be_discarded() -> None:
+    assert discard_decision(state(Status.ERROR, 1)).allowed
+    assert discard_decision(state(Status.ERROR, 3)).allowed
+    for status in set(Status) - {Status.ERROR}:
+        decision = discard_decision(state(status, 1))
+        assert not decision.allowed and decision.reason
+    assert "sending it right now" in discard_decision(state(Status.PROCESSING, 1)).reason
+
+
+def test_discarded_row_is_never_eligible() -> None:
+    discarded = after_discard(state(Status.ERROR, 1, next_attempt_at=RUN - timedelta(hours=1)))
+    assert discarded.status is Status.DISCARDED and discarded.attempts == 1
+    assert not is_eligible(discarded, RUN + timedelta(days=365))
+
+
+def test_manual_retry_of_discarded_row_gives_one_attempt() -> None:
+    discarded = after_discard(state(Status.ERROR, 1))
+    assert manual_retry_decision(discarded).allowed
+    retried = after_manual_retry(discarded)
+    assert (retried.status, retried.attempts, retried.max_attempts) == (Status.NEW, 1, 2)
+    assert is_eligible(retried, RUN)
+
+
+@pytest.mark.parametrize(
+    ("reason", "problem"),
+    [
+        ("", "a reason is required"),
+        ("  ", "a reason is required"),
+        ("x" * 501, "501 characters"),
+        ("bad\x07bell", "control characters"),
+        ("member merged into 000123", None),
+    ],
+)
+def test_a_discard_needs_a_reason_in_plain_words(reason: str, problem: str | None) -> None:
+    found = discard_reason_problem(reason)
+    assert (found is None) if problem is None else (found is not None and problem in found)

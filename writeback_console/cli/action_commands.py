@@ -1,5 +1,5 @@
-"""Commands that change what the queue does: retry, schedule, reschedule, cancel, send now, the account
-switches. Each is one call of ``writeback_console.operations``, as the console's dialogs are."""
+"""Commands that change what the queue does: retry, discard, schedule, reschedule, cancel, send now, the
+account switches. Each is one call of ``writeback_console.operations``, as the console's dialogs are."""
 
 from __future__ import annotations
 
@@ -13,14 +13,68 @@ from writeback_console.cli.common import (
     open_queue,
 )
 from writeback_console.cli.exits import (
+    EXIT_BAD_INPUT,
     EXIT_OK,
     CommandError,
 )
 from writeback_console.store import listing, switches
-from writeback_console.store.rows import NotFound, RetryRefused, WritebackRow, current_actor
+from writeback_console.store.rows import NotFound, RowsRefused, WritebackRow, current_actor
+
+#: Rows a dry run names.
+SAMPLE = 10
+
+
+def _writebacks(n: int) -> str:
+    return "1 writeback" if n == 1 else f"{n:,} writebacks"
+
+
+def _check_matching(args: argparse.Namespace, verb: str) -> None:
+    if args.keys and args.matching:
+        raise CommandError(
+            f"name the rows to {verb}, or use --matching with filters, not both", EXIT_BAD_INPUT
+        )
+    if not args.keys and not args.matching:
+        raise CommandError(
+            f"name the rows to {verb} (ids or refs), or use --matching with filters", EXIT_BAD_INPUT
+        )
+    if (args.dry_run or args.yes) and not args.matching:
+        raise CommandError("--dry-run and --yes go with --matching", EXIT_BAD_INPUT)
+
+
+def _confirm_matching(
+    args: argparse.Namespace, factory: operations.Factory, flt: listing.WritebackFilter, action: str
+) -> bool:
+    """The dry run's count and sample, or the person's yes; False when nothing is to be done."""
+    preview = operations.preview_matching(factory, flt, action, sample=SAMPLE)
+    verb = "retried" if action == "retry" else "discarded"
+    if preview.count == 0:
+        raise CommandError(f"no row matching the filter can be {verb} now")
+    if preview.count > operations.MATCHING_CAP:
+        raise CommandError(operations.too_many_message(preview.count, action))
+    rows = _writebacks(preview.count)
+    if args.dry_run:
+        print(f"{rows} would be {verb}; nothing was changed. The first {len(preview.sample)}:")
+        for r in preview.sample:
+            error = (r.last_error or "")[:60]
+            print(f"  {r.ref}  {r.kind.label:<22} {r.status.label:<10} {r.email or '':<32} {error}")
+        return False
+    if args.yes:
+        return True
+    if not sys.stdin.isatty():
+        raise CommandError(
+            f"{rows} would be {verb}; this is not a terminal to ask on, so add --yes to go ahead "
+            "(or --dry-run to see them first)",
+            EXIT_BAD_INPUT,
+        )
+    answer = input(f"{action.capitalize()} {rows} matching the filter? [y/N] ")
+    if answer.strip().lower() not in ("y", "yes"):
+        print("nothing was changed")
+        return False
+    return True
 
 
 def cmd_retry(args: argparse.Namespace) -> int:
+    _check_matching(args, "retry")
     factory = open_queue(args)
     try:
         if args.keys:
@@ -29,19 +83,45 @@ def cmd_retry(args: argparse.Namespace) -> int:
             result = operations.retry(
                 factory, ids, actor=current_actor(), skip_ineligible=args.skip_ineligible
             )
-        elif args.matching:
-            result = operations.retry_matching(
-                factory, filter_from(args), actor=current_actor(), skip_ineligible=args.skip_ineligible
-            )
         else:
-            raise CommandError("name the rows to retry (ids or refs), or use --matching with filters", 2)
+            flt = filter_from(args)
+            if not _confirm_matching(args, factory, flt, "retry"):
+                return EXIT_OK
+            result = operations.retry_matching(
+                factory, flt, actor=current_actor(), skip_ineligible=args.skip_ineligible
+            )
     except NotFound as exc:
         raise CommandError(str(exc)) from None
-    except RetryRefused as exc:
+    except RowsRefused as exc:
         raise CommandError(f"{exc}\nnothing was changed (--skip-ineligible retries the others)") from None
     for refusal in result.skipped:
         print(f"skipped {refusal.ref}: {refusal.reason}", file=sys.stderr)
-    print(f"{len(result.retried):,} writeback(s) will be retried at the next dispatcher run")
+    print(f"{_writebacks(len(result.retried))} will be retried at the next dispatcher run")
+    return EXIT_OK
+
+
+def cmd_discard(args: argparse.Namespace) -> int:
+    _check_matching(args, "discard")
+    factory = open_queue(args)
+    try:
+        if args.keys:
+            with factory() as session:
+                ids = listing.resolve_ids(session, args.keys)
+            result = operations.discard(
+                factory, ids, actor=current_actor(), reason=args.reason, skip_ineligible=args.skip_ineligible
+            )
+        else:
+            flt = filter_from(args)
+            if not _confirm_matching(args, factory, flt, "discard"):
+                return EXIT_OK
+            result = operations.discard_matching(factory, flt, actor=current_actor(), reason=args.reason)
+    except NotFound as exc:
+        raise CommandError(str(exc)) from None
+    except RowsRefused as exc:
+        raise CommandError(f"{exc}\nnothing was changed (--skip-ineligible discards the others)") from None
+    for refusal in result.skipped:
+        print(f"skipped {refusal.ref}: {refusal.reason}", file=sys.stderr)
+    print(f"{_writebacks(len(result.discarded))} discarded; a manual retry sends one again")
     return EXIT_OK
 
 

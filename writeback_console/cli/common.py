@@ -74,6 +74,7 @@ def filter_from(args: argparse.Namespace) -> listing.WritebackFilter:
         stuck_before=stuck_before,
         retry_available=args.retry_available,
         mailing_id=args.mailing,
+        error_text=args.error_text,
     )
 
 

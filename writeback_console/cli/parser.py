@@ -70,6 +70,19 @@ def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--retry-available", action="store_true", help="only rows a person may retry now")
     group.add_argument("--mailing", type=int, metavar="ID", help="only rows of this mailing")
+    group.add_argument(
+        "--error",
+        dest="error_text",
+        metavar="TEXT",
+        help="part of the last error, any case; … or * for anything",
+    )
+
+
+def add_matching_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--dry-run", action="store_true", help="with --matching: count and show some; change nothing"
+    )
+    p.add_argument("--yes", action="store_true", help="with --matching: do not ask for confirmation")
 
 
 def add_order_arguments(p: argparse.ArgumentParser) -> None:
@@ -148,6 +161,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("keys", nargs="*", metavar="ID|REF")
     p.add_argument("--matching", action="store_true", help="every retryable row matching the filters")
     p.add_argument("--skip-ineligible", action="store_true", help="retry the eligible rows, skip the others")
+    add_matching_arguments(p)
+    add_filter_arguments(p)
+
+    p = command(
+        "discard",
+        "action_commands.cmd_discard",
+        "stop retrying Error rows, with a reason (a manual retry undoes it)",
+    )
+    p.add_argument("keys", nargs="*", metavar="ID|REF")
+    p.add_argument("--reason", required=True, metavar="TEXT", help="why they should not be retried (kept)")
+    p.add_argument("--matching", action="store_true", help="every Error row matching the filters")
+    p.add_argument("--skip-ineligible", action="store_true", help="discard the Error rows, skip the others")
+    add_matching_arguments(p)
     add_filter_arguments(p)
 
     p = command(

@@ -47,7 +47,13 @@ DEMO_KINDS = (
     (Kind.INTERESTS, 15),
     (Kind.MAILING_ACTIVITY, 40),
 )
-DEMO_AUTOMATIC = ((Status.SENT, 25), (Status.NEW, 25), (Status.ERROR, 25), (Status.PROCESSING, 25))
+DEMO_AUTOMATIC = (
+    (Status.SENT, 25),
+    (Status.NEW, 25),
+    (Status.ERROR, 22),
+    (Status.DISCARDED, 3),
+    (Status.PROCESSING, 25),
+)
 DEMO_MAILING = (
     (Status.SCHEDULED, 33),
     (Status.NO_REMOTE_RECIPIENTS, 33),

@@ -49,9 +49,12 @@ class SeedSummary:
 AUTOMATIC_STATUS_WEIGHTS = (
     (Status.SENT, 62),
     (Status.NEW, 12),
-    (Status.ERROR, 22),
+    (Status.ERROR, 21),
+    (Status.DISCARDED, 1),
     (Status.PROCESSING, 4),
 )
+#: Statuses whose last attempt failed, with its message kept on the row.
+FAILED = (Status.ERROR, Status.DISCARDED)
 MAILING_STATUS_WEIGHTS = (
     (Status.SENT, 30),
     (Status.SCHEDULED, 30),
@@ -404,12 +407,16 @@ def _generate(spec: _Spec) -> Iterator[Batch]:
                 continue
             events.append((None, wid, before.value, Status.PROCESSING.value, t(at), by, number))
             if not running:
-                after = Status.ERROR if number < final or status is Status.ERROR else status
+                after = Status.ERROR if number < final or status in FAILED else status
                 events.append((None, wid, Status.PROCESSING.value, after.value, attempts[-1][4], by, number))
                 before = after
             next_attempt += 1
+        if full_history and status is Status.DISCARDED and history:
+            # An advisor stopped retrying it a while after its last failure.
+            discarded_at = t(history[-1][0] + timedelta(minutes=30 + int(rand() * 600)))
+            events.append((None, wid, Status.ERROR.value, status.value, discarded_at, "advisor@demo", final))
         locked = status is Status.PROCESSING
-        failed = last is not None and status is Status.ERROR
+        failed = last is not None and status in FAILED
         locked_at = lease_expires_at = None
         if locked:
             # Half of the Processing rows have been stuck for hours: a dispatcher died.
@@ -576,7 +583,7 @@ def _history(
         return 1, [(run, None)], None
     if status is Status.SENT:
         earlier = 0 if rng.random() < 0.9 else _randint(rng, 1, 2)
-    elif status is Status.ERROR:
+    elif status in FAILED:
         earlier = rng.choice((1, 1, 2, 3, 3, 3))
     else:  # processing: this attempt is under way
         earlier = rng.choice((0, 0, 0, 1, 2))
@@ -591,7 +598,7 @@ def _history(
         history.append((run + timedelta(minutes=10 * k), cause))
     last_failure = history[-1][1] if history else None
     last = _Last(history[-1][0], last_failure) if last_failure else None
-    if status is Status.ERROR:
+    if status in FAILED:
         return earlier, history, last
     history.append((run + timedelta(minutes=10 * earlier), None))
     return len(history), history, last

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, tuple_
 from sqlalchemy.orm import Session
 
-from writeback_console.domain import REF_PREFIX, Kind, SortField, Status, normalize_ref
+from writeback_console.domain import REF_PREFIX, AttemptOutcome, Kind, SortField, Status, normalize_ref
+from writeback_console.error_groups import WILDCARD
 from writeback_console.store.models import Attempt, Delivery, Mailing, MailingRecipient
 from writeback_console.store.rows import (
     DELIVERY_TABLE,
@@ -104,6 +105,24 @@ def attempts_of(session: Session, writeback_id: int) -> list[AttemptRow]:
     ]
 
 
+def failure_messages(session: Session, ids: Sequence[int]) -> dict[int, list[str | None]]:
+    """The messages of each row's failed attempts that counted, oldest first (rows without any left out)."""
+    found: dict[int, list[str | None]] = {}
+    for batch in chunks(list(ids)):
+        query = (
+            select(Attempt.writeback_id, Attempt.message)
+            .where(
+                Attempt.writeback_id.in_(batch),
+                Attempt.outcome == AttemptOutcome.ERROR.value,
+                Attempt.counted.is_(True),
+            )
+            .order_by(Attempt.writeback_id, Attempt.number)
+        )
+        for wid, message in session.execute(query):
+            found.setdefault(wid, []).append(message)
+    return found
+
+
 #: Every order of the list, written once: the row fields it sorts by, ending in a unique one so that keyset
 #: paging can resume after any row. Each is backed by an index of the same columns (see models); email
 #: sorts without regard to case.
@@ -152,8 +171,13 @@ class WritebackFilter:
     retried: bool = False
     #: Processing rows whose lease ran out before this time (their dispatcher stopped).
     stuck_before: datetime | None = None
+    #: Rows a person may retry now: Error rows whose automatic retries are used up, and Discarded rows
+    #: when the filter asks for Discarded (so "retry everything matching" never undoes a discard that
+    #: was not asked for).
     retry_available: bool = False
     mailing_id: int | None = None
+    #: Part of the last error, any case; ``…`` (or ``*``) stands for anything, as in a Top errors group.
+    error_text: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
@@ -175,6 +199,8 @@ class WritebackFilter:
             data["retry_available"] = True
         if self.mailing_id is not None:
             data["mailing_id"] = self.mailing_id
+        if self.error_text:
+            data["error_text"] = self.error_text
         return data
 
     def conditions(self, *, include_status: bool = True) -> list[ColumnElement[bool]]:
@@ -195,13 +221,27 @@ class WritebackFilter:
             # The holder's lease, as the holder set it, ran out: it stopped without finishing.
             where.append(and_(W.status == Status.PROCESSING.value, W.lease_expires_at < self.stuck_before))
         if self.retry_available:
-            where.append(and_(W.status == Status.ERROR.value, W.attempts >= W.max_attempts))
+            exhausted = and_(W.status == Status.ERROR.value, W.attempts >= W.max_attempts)
+            if Status.DISCARDED in self.statuses:
+                where.append(or_(exhausted, W.status == Status.DISCARDED.value))
+            else:
+                where.append(exhausted)
         if self.mailing_id is not None:
             where.append(W.mailing_id == self.mailing_id)
         text = (self.text or "").strip()
         if text:
             where.append(_text_condition(text))
+        error_text = (self.error_text or "").strip()
+        if error_text:
+            where.append(func.lower(W.last_error).like(error_like_pattern(error_text), escape="\\"))
         return where
+
+
+def error_like_pattern(text: str) -> str:
+    """The LIKE pattern (escape ``\\``) for an error-text filter: a part of the message, any case, with
+    ``…`` or ``*`` standing for anything (the placeholders of a Top errors group)."""
+    parts = text.strip().lower().replace("*", WILDCARD).split(WILDCARD)
+    return "%" + "%".join(escape_like(p) for p in parts) + "%"
 
 
 def _prefix(column: ColumnElement[Any], prefix: str) -> ColumnElement[bool]:
@@ -319,6 +359,20 @@ def list_accounts(session: Session) -> list[str]:
     return sorted(accounts)
 
 
+def count_matching(session: Session, flt: WritebackFilter, *, limit: int | None = None) -> int:
+    """Rows matching ``flt``, counted up to ``limit`` (a count past a cap need not go on)."""
+    chosen = select(W.id).where(*flt.conditions())
+    if limit is not None:
+        chosen = chosen.limit(limit)
+    return int(session.execute(select(func.count()).select_from(chosen.subquery())).scalar_one())
+
+
+def matching_ids_after(session: Session, flt: WritebackFilter, *, after: int, limit: int) -> list[int]:
+    """The ids of up to ``limit`` rows matching ``flt`` past id ``after``, in id order (for batches)."""
+    query = select(W.id).where(*flt.conditions(), W.id > after).order_by(W.id).limit(limit)
+    return list(session.scalars(query))
+
+
 def count_by_status(session: Session, flt: WritebackFilter | None = None) -> dict[Status, int]:
     """Rows per status under a filter (its own status choice left out, so every status has a count)."""
     where = flt.conditions(include_status=False) if flt else []
@@ -326,6 +380,43 @@ def count_by_status(session: Session, flt: WritebackFilter | None = None) -> dic
     for status, n in session.execute(select(W.status, func.count()).where(*where).group_by(W.status)):
         counts[Status(status)] = n
     return counts
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorMessageCount:
+    """Rows in Error now with one last error message, and when they last failed."""
+
+    message: str
+    rows: int
+    #: Of those rows, how many failed last within the 24 hours before ``now``, and in the 24 before that.
+    last_day: int
+    day_before: int
+
+
+def error_message_counts(
+    session: Session, *, now: datetime, flt: WritebackFilter | None = None
+) -> list[ErrorMessageCount]:
+    """Error rows per exact last error, for grouping by reason (``messages.error_group``).
+
+    One pass over the Error rows (the status index), grouped in SQL; the caller groups the messages
+    further, so what comes back is one row per distinct message, not per writeback.
+    """
+    day, two_days = now - timedelta(days=1), now - timedelta(days=2)
+    failed = W.next_attempt_at
+    query = (
+        select(
+            W.last_error,
+            func.count(),
+            func.sum(case((failed >= day, 1), else_=0)),
+            func.sum(case((and_(failed >= two_days, failed < day), 1), else_=0)),
+        )
+        .where(W.status == Status.ERROR.value, *(flt.conditions(include_status=False) if flt else []))
+        .group_by(W.last_error)
+    )
+    return [
+        ErrorMessageCount(message or "", int(n), int(recent or 0), int(before or 0))
+        for message, n, recent, before in session.execute(query)
+    ]
 
 
 def mailing_recipient_counts(session: Session, mailing_id: int) -> tuple[int, int]:

@@ -37,7 +37,10 @@ from writeback_console.domain import (
 )
 
 #: Statuses in which a mailing's activity is still on its way; a mailing has at most one such row.
-ACTIVE_MAILING_STATUSES = frozenset({Status.NEW, Status.SCHEDULED, Status.PROCESSING, Status.ERROR})
+#: A discarded one still counts: retrying it must never meet a second row for the mailing.
+ACTIVE_MAILING_STATUSES = frozenset(
+    {Status.NEW, Status.SCHEDULED, Status.PROCESSING, Status.ERROR, Status.DISCARDED}
+)
 
 # Integer ids are 64-bit on PostgreSQL; SQLite needs the plain INTEGER PRIMARY KEY to alias its rowid.
 BigId = BigInteger().with_variant(Integer(), "sqlite")

@@ -1,5 +1,5 @@
-"""What people do to the queue: manual retry, scheduling and rescheduling mailing activity, cancelling,
-and the automatic scheduling of mailing activity. Each records its audit entry.
+"""What people do to the queue: manual retry, discarding, scheduling and rescheduling mailing activity,
+cancelling, and the automatic scheduling of mailing activity. Each records its audit entry.
 """
 
 from __future__ import annotations
@@ -9,17 +9,27 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from writeback_console.domain import AuditAction, Kind, QueueState, Status, manual_retry_decision, utcnow
+from writeback_console.domain import (
+    AuditAction,
+    Kind,
+    QueueState,
+    Status,
+    discard_decision,
+    discard_reason_problem,
+    manual_retry_decision,
+    utcnow,
+)
 from writeback_console.intake import WritebackInput
 from writeback_console.store.audit_trail import record_audit
 from writeback_console.store.lifecycle import enqueue
 from writeback_console.store.listing import get_writeback
 from writeback_console.store.models import ACTIVE_MAILING_STATUSES, Mailing, Setting, Writeback
 from writeback_console.store.rows import (
+    DiscardRefused,
     NotFound,
     QueueError,
     Refusal,
@@ -63,7 +73,8 @@ def manual_retry(
     filter: Mapping[str, Any] | None = None,
     skip_ineligible: bool = False,
 ) -> RetryResult:
-    """Grant exactly one more attempt to Error rows whose automatic retries are used up.
+    """Grant exactly one more attempt to Error rows whose automatic retries are used up, and to
+    Discarded rows (which undoes the discard).
 
     Rows that may not be retried are refused with the reason; unless ``skip_ineligible``, one such row
     refuses the whole request and nothing changes. The attempt history stays as it was.
@@ -93,8 +104,10 @@ def manual_retry(
                 update(Writeback)
                 .where(
                     W.id.in_(batch),
-                    W.status == Status.ERROR.value,
-                    W.attempts >= W.max_attempts,
+                    or_(
+                        and_(W.status == Status.ERROR.value, W.attempts >= W.max_attempts),
+                        W.status == Status.DISCARDED.value,
+                    ),
                 )
                 .values(
                     status=Status.NEW.value,
@@ -129,6 +142,84 @@ def manual_retry(
     return RetryResult(changed, refusals + lost, event)
 
 
+@dataclass(frozen=True, slots=True)
+class DiscardResult:
+    discarded: list[tuple[int, str]]
+    skipped: list[Refusal]
+    audit_event_id: int | None
+
+
+def discard(
+    session: Session,
+    ids: Sequence[int],
+    *,
+    actor: str,
+    reason: str,
+    now: datetime | None = None,
+    filter: Mapping[str, Any] | None = None,
+    skip_ineligible: bool = False,
+) -> DiscardResult:
+    """Stop retrying Error rows: they become Discarded, with the reason, until a person retries them.
+
+    The attempts and their history stay as they were. Rows that may not be discarded are refused with
+    the reason; unless ``skip_ineligible``, one such row refuses the whole request and nothing changes.
+    The reason is kept in the audit entry, which the row's timeline shows beside the change.
+    """
+    problem = discard_reason_problem(reason)
+    if problem:
+        raise QueueError(problem)
+    reason = reason.strip()
+    now = now or utcnow()
+    wanted = list(dict.fromkeys(ids))
+    states = _states(session, wanted)
+    refusals = [Refusal(i, f"#{i}", "no such writeback") for i in wanted if i not in states]
+    allowed: list[tuple[int, str]] = []
+    for i in wanted:
+        if i not in states:
+            continue
+        ref, state = states[i]
+        decision = discard_decision(state)
+        if decision.allowed:
+            allowed.append((i, ref))
+        else:
+            refusals.append(Refusal(i, ref, decision.reason))
+    if refusals and not skip_ineligible:
+        raise DiscardRefused(refusals)
+    refs = dict(allowed)
+    changed: list[tuple[int, str]] = []
+    for batch in chunks([i for i, _ in allowed]):
+        # Only rows still in Error: one a dispatcher claimed meanwhile is being sent and is left alone.
+        changed_ids = (
+            session.execute(
+                update(Writeback)
+                .where(W.id.in_(batch), W.status == Status.ERROR.value)
+                .values(status=Status.DISCARDED.value, updated_at=now, changed_by=actor)
+                .returning(W.id)
+            )
+            .scalars()
+            .all()
+        )
+        changed.extend((i, refs[i]) for i in sorted(changed_ids))
+    changed_set = set(changed)
+    lost = [
+        Refusal(i, r, "picked up by a dispatcher meanwhile") for i, r in allowed if (i, r) not in changed_set
+    ]
+    if lost and not skip_ineligible:
+        raise DiscardRefused(lost)
+    event = None
+    if changed:
+        event = record_audit(
+            session,
+            actor=actor,
+            action=AuditAction.DISCARD,
+            rows=changed,
+            now=now,
+            filter=filter,
+            detail={"reason": reason},
+        )
+    return DiscardResult(changed, refusals + lost, event)
+
+
 def schedule_mailing_activity(
     session: Session,
     mailing_id: int,
@@ -154,7 +245,7 @@ def schedule_mailing_activity(
         .order_by(W.id.desc())
     ).first()
     if existing is not None:
-        what = "retry" if Status(existing.status) is Status.ERROR else "reschedule"
+        what = "retry" if Status(existing.status) in (Status.ERROR, Status.DISCARDED) else "reschedule"
         raise QueueError(
             f"mailing {mailing_id} already has mailing activity {existing.ref} "
             f"({Status(existing.status).label}); {what} that one instead"

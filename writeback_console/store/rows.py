@@ -63,15 +63,30 @@ class Refusal:
     reason: str
 
 
-class RetryRefused(QueueError):
-    """Some of the rows asked for cannot be retried now; nothing was changed."""
+class RowsRefused(QueueError):
+    """Some of the rows an action was asked for cannot take it; nothing was changed."""
+
+    VERB = "changed"
 
     def __init__(self, refusals: Sequence[Refusal]) -> None:
         lines = [f"{r.ref}: {r.reason}" for r in refusals[:20]]
         if len(refusals) > 20:
             lines.append(f"… and {len(refusals) - 20:,} more")
-        super().__init__(f"{len(refusals):,} row(s) cannot be retried:\n  " + "\n  ".join(lines))
+        rows = "1 row" if len(refusals) == 1 else f"{len(refusals):,} rows"
+        super().__init__(f"{rows} cannot be {self.VERB}:\n  " + "\n  ".join(lines))
         self.refusals = list(refusals)
+
+
+class RetryRefused(RowsRefused):
+    """Some of the rows asked for cannot be retried now; nothing was changed."""
+
+    VERB = "retried"
+
+
+class DiscardRefused(RowsRefused):
+    """Some of the rows asked for cannot be discarded; nothing was changed."""
+
+    VERB = "discarded"
 
 
 @dataclass(frozen=True, slots=True)

@@ -143,7 +143,11 @@ class Console(QObject):
 
     @Slot(list)
     def retry(self, ids: list[int]) -> None:
-        outcome = retry.ask_retry(self.services.factory, self.services.runner, ids, self.window)
+        # The audit entry names the list's filter the rows were chosen under.
+        chosen_under = self.window.writebacks.current_filter().to_json() or None
+        outcome = retry.ask_retry(
+            self.services.factory, self.services.runner, ids, self.window, filter=chosen_under
+        )
         if outcome is None:
             return
         retried, send_now = outcome

@@ -32,9 +32,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.domain import (
     AttemptOutcome,
+    AuditAction,
     Kind,
     Status,
     attempts_left,
+    discard_decision,
     manual_retry_decision,
     utcnow,
 )
@@ -78,6 +80,8 @@ TRANSITION_WORDS: dict[tuple[Status | None, Status], str] = {
     (Status.SCHEDULED, Status.NEW): "Set to send now",
     (Status.NEW, Status.SCHEDULED): "Scheduled",
     (Status.SCHEDULED, Status.CANCELLED): "Schedule cancelled",
+    (Status.ERROR, Status.DISCARDED): "Discarded",
+    (Status.DISCARDED, Status.NEW): "Retry granted (discard undone)",
 }
 #: The actor of the event that stands for a row's whole earlier history, made when the log began.
 UPGRADE_ACTOR = "upgrade"
@@ -189,8 +193,17 @@ def timeline(detail: WritebackDetail) -> list[TimelineEvent]:
         detail_text = ""
         if e.from_status is Status.PROCESSING and current is not None and e.to_status is Status.ERROR:
             detail_text = first_text(current.message)
+        if e.to_status is Status.DISCARDED:
+            detail_text = discard_reason(detail.audit, e.at)
         events.append(TimelineEvent(e.at, what, who, detail_text))
     return events
+
+
+def discard_reason(audit: list[AuditRow], at: datetime) -> str:
+    """The reason given with the discard recorded at ``at`` (the audit entry of that moment)."""
+    given = [a for a in audit if a.action == AuditAction.DISCARD.value and a.at <= at]
+    reason = (given[-1].detail or {}).get("reason") if given else None
+    return f"Reason: {reason}" if isinstance(reason, str) and reason else ""
 
 
 def _attempt_words(attempt: AttemptRow | None) -> str:
@@ -250,6 +263,7 @@ class DetailPane(QWidget):
 
     Signals:
         retry_requested(list): the user pressed Retry for this row (ids).
+        discard_requested(list): the user pressed Discard for this row (ids).
         loaded(int): the detail of this writeback id is on screen.
         vanished(int, str): the writeback shown (id, reference) is no longer in the queue database.
         reschedule_requested(WritebackRow): Reschedule… on this mailing activity.
@@ -257,6 +271,7 @@ class DetailPane(QWidget):
     """
 
     retry_requested = Signal(list)
+    discard_requested = Signal(list)
     loaded = Signal(int)
     vanished = Signal(int, str)
     reschedule_requested = Signal(object)
@@ -319,6 +334,9 @@ class DetailPane(QWidget):
             "Withdraw this Scheduled mailing activity; it stays listed as Cancelled"
         )
         self.cancel_button.clicked.connect(self._cancel_clicked)
+        self.discard_button = QPushButton("Discard…")
+        self.discard_button.setToolTip("Stop retrying this Error writeback, with a reason (Retry undoes it)")
+        self.discard_button.clicked.connect(self._discard_clicked)
         self.copy_button = QPushButton("Copy details")
         self.copy_button.setToolTip("Copy every field, attempt and event as JSON, e.g. for a support ticket")
         self.copy_button.clicked.connect(self.copy_details)
@@ -330,6 +348,7 @@ class DetailPane(QWidget):
         header.addWidget(self.reschedule_button)
         header.addWidget(self.cancel_button)
         header.addWidget(self.retry_button)
+        header.addWidget(self.discard_button)
         header.addWidget(self.copy_button)
 
         # Two columns of fields: the pane is wide and short under the table.
@@ -480,6 +499,7 @@ class DetailPane(QWidget):
         mailing_activity = row.kind is Kind.MAILING_ACTIVITY
         self.reschedule_button.setVisible(mailing_activity and row.status in MOVABLE)
         self.cancel_button.setVisible(mailing_activity and row.status is Status.SCHEDULED)
+        self.discard_button.setEnabled(discard_decision(row.state).allowed)
         self._fill_fields(row, detail.attempts)
         self.payload.setPlainText(json.dumps(dict(row.payload), indent=2, ensure_ascii=False, sort_keys=True))
         self._fill_attempts(detail.attempts, reading)
@@ -649,3 +669,8 @@ class DetailPane(QWidget):
     def _retry_clicked(self) -> None:
         if self.detail is not None:
             self.retry_requested.emit([self.detail.row.id])
+
+    @Slot()
+    def _discard_clicked(self) -> None:
+        if self.detail is not None:
+            self.discard_requested.emit([self.detail.row.id])

@@ -75,6 +75,19 @@ class FilterBar(QFrame):
         self.search.textChanged.connect(self._text_edited)
         self.search.returnPressed.connect(self._text_settled)
 
+        self.error_text = QLineEdit()
+        self.error_text.setObjectName("errorText")
+        self.error_text.setPlaceholderText("Error contains…")
+        self.error_text.setToolTip(
+            "Only writebacks whose last error contains this text, in any case; … or * stands for "
+            "anything (as in a Top errors group)"
+        )
+        self.error_text.setClearButtonEnabled(True)
+        self.error_text.setFixedWidth(170)
+        self.error_text.setMaxLength(200)
+        self.error_text.textChanged.connect(self._text_edited)
+        self.error_text.returnPressed.connect(self._text_settled)
+
         self.kind_button = QToolButton()
         self.kind_button.setObjectName("kindFilter")
         self.kind_button.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
@@ -142,7 +155,10 @@ class FilterBar(QFrame):
 
         self.summary = QLabel()
         self.summary.setObjectName("listSummary")
-        self.summary.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        # Its text grows with the counts; it must not widen the window's minimum (1,024 px screens).
+        self.summary.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.summary.setMinimumWidth(120)
+        self.summary.setAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
 
         top = QHBoxLayout()
         top.setContentsMargins(0, 0, 0, 0)
@@ -155,7 +171,7 @@ class FilterBar(QFrame):
         top.addWidget(self.to_check)
         top.addWidget(self.to_date)
 
-        # Seven statuses with their counts are wider than a small screen: they wrap onto a second line.
+        # Eight statuses with their counts are wider than a small screen: they wrap onto a second line.
         statuses = FlowLayout(spacing=4)
         statuses.setContentsMargins(0, 0, 0, 0)
         for button in self.status_buttons.values():
@@ -166,9 +182,9 @@ class FilterBar(QFrame):
         flags.addWidget(self.retried)
         flags.addWidget(self.stuck)
         flags.addWidget(self.retry_available)
+        flags.addWidget(self.error_text)
         flags.addWidget(self.clear_button)
-        flags.addStretch(1)
-        flags.addWidget(self.summary)
+        flags.addWidget(self.summary, 1)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(8, 8, 8, 6)
@@ -203,6 +219,7 @@ class FilterBar(QFrame):
             retried=self.retried.isChecked(),
             stuck_before=now if self.stuck.isChecked() else None,
             retry_available=self.retry_available.isChecked(),
+            error_text=self.error_text.text().strip() or None,
         )
 
     def selected_statuses(self) -> frozenset[Status]:
@@ -240,6 +257,14 @@ class FilterBar(QFrame):
             self.search.blockSignals(True)
             self.search.setText(text)
             self.search.blockSignals(False)
+            self.text_throttle.stop()
+
+    def set_error_text(self, text: str | None) -> None:
+        """Show only rows whose last error matches ``text`` (a Top errors reason), at once."""
+        with self._one_change():
+            self.error_text.blockSignals(True)
+            self.error_text.setText(text or "")
+            self.error_text.blockSignals(False)
             self.text_throttle.stop()
 
     def set_statuses(self, statuses: Iterable[Status]) -> None:
@@ -303,9 +328,10 @@ class FilterBar(QFrame):
     @Slot()
     def clear(self) -> None:
         with self._one_change():
-            self.search.blockSignals(True)
-            self.search.clear()
-            self.search.blockSignals(False)
+            for edit in (self.search, self.error_text):
+                edit.blockSignals(True)
+                edit.clear()
+                edit.blockSignals(False)
             self.text_throttle.stop()
             for button in self.status_buttons.values():
                 button.setChecked(False)

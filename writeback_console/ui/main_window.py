@@ -33,6 +33,7 @@ from writeback_console.store.rows import WritebackRow
 from writeback_console.ui import export
 from writeback_console.ui.dialogs.schedule import MOVABLE
 from writeback_console.ui.pages.dashboard import DashboardPage
+from writeback_console.ui.pages.top_errors import TopErrorsPage
 from writeback_console.ui.resources import IconLabel, icon
 from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
 from writeback_console.ui.theme import banner_icon_color
@@ -44,6 +45,7 @@ PAGE_WRITEBACKS = "writeback_list"
 PAGE_MAILINGS = "mailings"
 PAGE_CONSTITUENTS = "constituents"
 PAGE_DASHBOARD = "dashboard"
+PAGE_TOP_ERRORS = "top_errors"
 PAGE_SETTINGS = "settings"
 
 PAGE_TITLES = {
@@ -51,6 +53,7 @@ PAGE_TITLES = {
     PAGE_MAILINGS: "Mailings",
     PAGE_CONSTITUENTS: "Constituent lookup (CRM360)",
     PAGE_DASHBOARD: "Dashboard",
+    PAGE_TOP_ERRORS: "Top errors",
     PAGE_SETTINGS: "Settings",
 }
 #: Pages another part of the application supplies; until then ``page_for`` gives a placeholder.
@@ -180,7 +183,12 @@ class MainWindow(QMainWindow):
 
         self.writebacks = WritebackListPage(factory, runner, lease_seconds=settings.lease_seconds)
         self.dashboard = DashboardPage(factory, runner, settings.lease_seconds)
-        self.pages: dict[str, QWidget] = {PAGE_WRITEBACKS: self.writebacks, PAGE_DASHBOARD: self.dashboard}
+        self.top_errors = TopErrorsPage(factory, runner)
+        self.pages: dict[str, QWidget] = {
+            PAGE_WRITEBACKS: self.writebacks,
+            PAGE_DASHBOARD: self.dashboard,
+            PAGE_TOP_ERRORS: self.top_errors,
+        }
         for name in PLUGGED_PAGES:
             self.pages[name] = page_factory(name)
         self.stack = QStackedWidget()
@@ -224,6 +232,7 @@ class MainWindow(QMainWindow):
         self.writebacks.status_message.connect(self.show_message)
         self.dashboard.status_clicked.connect(self._show_status)
         self.dashboard.attention_clicked.connect(self._show_attention)
+        self.top_errors.reason_chosen.connect(self._show_reason)
         self.exporter = export.Exporter(factory, runner, self)
         self.exporter.finished.connect(self._export_finished)
         self.exporter.failed.connect(self._export_failed)
@@ -261,6 +270,7 @@ class MainWindow(QMainWindow):
         page(tree, PAGE_MAILINGS, "mailing")
         page(tree, PAGE_CONSTITUENTS, "constituent")
         page(tree, PAGE_DASHBOARD, "dashboard")
+        page(tree, PAGE_TOP_ERRORS, "warning")
         page(tree, PAGE_SETTINGS, "settings")
         tree.expandAll()
         tree.currentItemChanged.connect(self._navigate)
@@ -448,6 +458,8 @@ class MainWindow(QMainWindow):
             iterator += 1
         if name == PAGE_DASHBOARD:
             self.dashboard.refresh()
+        elif name == PAGE_TOP_ERRORS:
+            self.top_errors.refresh()
         self._selection_changed(self.writebacks.selected_ids())
         self.page_changed.emit(name)
 
@@ -471,6 +483,11 @@ class MainWindow(QMainWindow):
             bar.set_flags(stuck=True)
         else:
             bar.set_flags(retry_available=True)
+        self.show_page(PAGE_WRITEBACKS)
+
+    @Slot(str)
+    def _show_reason(self, reason: str) -> None:
+        self.writebacks.filter_by_error(reason)
         self.show_page(PAGE_WRITEBACKS)
 
     def open_ref(self, ref: str) -> None:
@@ -524,6 +541,8 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def request_retry(self) -> None:
+        if self.writebacks.act_on_all_matching("retry"):
+            return
         ids = self.writebacks.selected_ids()
         if ids:
             self.retry_requested.emit(ids)
@@ -582,8 +601,10 @@ class MainWindow(QMainWindow):
     @Slot(list)
     def _selection_changed(self, ids: list[int]) -> None:
         on_list = self.current_page() in (PAGE_WRITEBACKS, "")
-        self.retry_action.setEnabled(on_list and bool(ids))
-        self.retry_action.setText(f"Retry selected ({len(ids):,})…" if len(ids) > 1 else "Retry selected…")
+        n = self.writebacks.selection_count()
+        what = "all matching" if self.writebacks.all_matching is not None else "selected"
+        self.retry_action.setEnabled(on_list and n > 0)
+        self.retry_action.setText(f"Retry {what} ({n:,})…" if n > 1 else "Retry selected…")
         activity = self._waiting_activity() if on_list else None
         self.reschedule_action.setEnabled(activity is not None and activity.status in MOVABLE)
         self.cancel_scheduled_action.setEnabled(activity is not None and activity.status is Status.SCHEDULED)

@@ -26,6 +26,7 @@ STATUS_COLORS: dict[Status, str] = {
     Status.ERROR: "#c62828",  # red: automatic retries used up, a person must act
     Status.NO_REMOTE_RECIPIENTS: "#9a9a9a",  # grey
     Status.CANCELLED: "#b3b3b3",  # a lighter grey, and the label struck through
+    Status.DISCARDED: "#5f5f5f",  # dark grey: an advisor stopped retrying it
 }
 #: The same on the dark palette: lighter shades, which read as icons on a dark page and carry dark text.
 DARK_STATUS_COLORS: dict[Status, str] = {
@@ -36,6 +37,7 @@ DARK_STATUS_COLORS: dict[Status, str] = {
     Status.ERROR: "#ef5350",
     Status.NO_REMOTE_RECIPIENTS: "#9e9e9e",
     Status.CANCELLED: "#6e6e6e",  # faded towards the dark page, as the light one fades towards white
+    Status.DISCARDED: "#858585",
 }
 #: Error while automatic retries remain: nearer the page's colour than the exhausted red, because nobody
 #: needs to act yet (lighter on the light palette, darker on the dark one).
@@ -54,6 +56,7 @@ STATUS_SYMBOLS: dict[Status, str] = {
     Status.ERROR: "✕",
     Status.NO_REMOTE_RECIPIENTS: "∅",
     Status.CANCELLED: "⊗",
+    Status.DISCARDED: "⊖",
 }
 #: How much of a tint is the page's base colour (white, or the dark base): enough for the palette's text
 #: to read on it at any status.

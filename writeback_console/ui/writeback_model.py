@@ -50,16 +50,19 @@ ID_ROLE = Qt.ItemDataRole.UserRole + 3
 
 
 class Column(enum.IntEnum):
+    """The list's columns in their order: who, then what happened and why (readable at 1,024 px), then
+    the rest."""
+
     REF = 0
-    CREATED = 1
-    KIND = 2
-    EMAIL = 3
-    CONSTITUENT = 4
-    ACCOUNT = 5
-    STATUS = 6
-    ATTEMPTS = 7
-    SENT = 8
-    LAST_ERROR = 9
+    EMAIL = 1
+    STATUS = 2
+    ATTEMPTS = 3
+    LAST_ERROR = 4
+    KIND = 5
+    CREATED = 6
+    SENT = 7
+    CONSTITUENT = 8
+    ACCOUNT = 9
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,21 +76,29 @@ class ColumnSpec:
 
 COLUMNS: dict[Column, ColumnSpec] = {
     Column.REF: ColumnSpec(
-        "Ref", "ref", "Writeback reference, also at the end of the CRM360 activity text", 130
+        "Ref", "ref", "Writeback reference, also at the end of the CRM360 activity text", 120
     ),
-    Column.CREATED: ColumnSpec("Created", "created_at", "When the writeback was queued (local time)", 130),
-    Column.KIND: ColumnSpec("Kind", "kind", "Writeback element", 135),
     Column.EMAIL: ColumnSpec(
-        "Email / Mailing", "email", "Email address, or the mailing for mailing activity", 250
+        "Email / Mailing",
+        "email",
+        "Email address, or the mailing for mailing activity (sorted by email: mailing activity comes last)",
+        200,
+    ),
+    Column.STATUS: ColumnSpec("Status", "status", "Where the writeback is in its life", 170),
+    Column.ATTEMPTS: ColumnSpec("Attempts", "attempts", "Attempts made / attempts allowed", 68),
+    Column.LAST_ERROR: ColumnSpec(
+        "Last error", None, "The last failure, as Personify360 reported it (all of it in the tooltip)", 300
+    ),
+    Column.KIND: ColumnSpec("Kind", "kind", "Writeback element", 130),
+    Column.CREATED: ColumnSpec("Created", "created_at", "When the writeback was queued (local time)", 125),
+    Column.SENT: ColumnSpec(
+        "Sent / Scheduled",
+        "sent_at",
+        "When it reached Personify360, or when it is due (sorted by when sent: rows not sent come last)",
+        130,
     ),
     Column.CONSTITUENT: ColumnSpec("Constituent", "master_customer_id", "Personify360 MasterCustomerId", 110),
     Column.ACCOUNT: ColumnSpec("Account", "account", "Informz account", 90),
-    Column.STATUS: ColumnSpec("Status", "status", "Where the writeback is in its life", 190),
-    Column.ATTEMPTS: ColumnSpec("Attempts", "attempts", "Attempts made / attempts allowed", 70),
-    Column.SENT: ColumnSpec(
-        "Sent / Scheduled", "sent_at", "When it reached Personify360, or when it is due", 140
-    ),
-    Column.LAST_ERROR: ColumnSpec("Last error", None, "The last failure, as Personify360 reported it", 320),
 }
 
 
@@ -157,6 +168,11 @@ def status_tooltip(row: WritebackRow) -> str:
         return f"Processing — claimed by {row.locked_by} at {local_time(row.locked_at)}"
     if row.status is Status.SCHEDULED and row.scheduled_for:
         return f"Scheduled for {local_time(row.scheduled_for)}"
+    if row.status is Status.DISCARDED:
+        return (
+            "Discarded — an advisor stopped retrying it (the reason is in its timeline); "
+            "Retry sends it once more"
+        )
     if row.status is Status.CANCELLED:
         was = f", was due {local_time(row.scheduled_for)}" if row.scheduled_for else ""
         return f"Cancelled by staff{was}; nothing is written unless the mailing is scheduled again"

@@ -1,4 +1,5 @@
-"""The Writeback List screen: filter bar, paged table and detail pane, with its actions and context menu."""
+"""The Writeback List screen: filter bar, paged table and detail pane, with its actions and context menu,
+and "Select all N matching" to act on every row of the filter, not only those loaded."""
 
 from __future__ import annotations
 
@@ -9,9 +10,14 @@ from PySide6.QtCore import QByteArray, QItemSelection, QItemSelectionModel, QPoi
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QFrame,
+    QHBoxLayout,
     QHeaderView,
+    QLabel,
     QMenu,
+    QPushButton,
     QSplitter,
+    QStyleOptionHeader,
     QTableView,
     QVBoxLayout,
     QWidget,
@@ -19,12 +25,14 @@ from PySide6.QtWidgets import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.domain import DEFAULT_LEASE_SECONDS, Kind, Status, normalize_ref
+from writeback_console.error_groups import NO_MESSAGE, error_reason
 from writeback_console.store import listing
 from writeback_console.store.engine import read_session
 from writeback_console.store.listing import WritebackFilter
 from writeback_console.store.rows import WritebackRow
 from writeback_console.ui import keyboard
 from writeback_console.ui.detail_pane import DetailPane
+from writeback_console.ui.dialogs import count_text, discard, matching
 from writeback_console.ui.dialogs.schedule import MOVABLE
 from writeback_console.ui.filter_bar import FilterBar
 from writeback_console.ui.status_pill import StatusPillDelegate
@@ -40,12 +48,35 @@ from writeback_console.ui.writeback_model import (
 )
 
 Factory = sessionmaker[Session]
+#: Marks the saved column layout of this column order; a layout saved for another order is not restored.
+HEADER_STATE_VERSION = b"columns-2:"
 
 
 def count_statuses(factory: Factory, flt: WritebackFilter) -> dict[Status, int]:
     """Rows per status under ``flt`` without its status choice; runs on a worker thread."""
     with read_session(factory) as session:
         return listing.count_by_status(session, flt)
+
+
+def arrow_for(order: Qt.SortOrder) -> QStyleOptionHeader.SortIndicator:
+    """The arrow a sorted column shows: up for ascending (smallest first), down for descending."""
+    if order == Qt.SortOrder.AscendingOrder:
+        return QStyleOptionHeader.SortIndicator.SortUp
+    return QStyleOptionHeader.SortIndicator.SortDown
+
+
+class SortHeader(QHeaderView):
+    """The list's header, with the sort arrow pointing the way the rows run.
+
+    QHeaderView asks the style for the "down" arrow when sorting ascending, and Fusion and the Windows
+    styles draw it pointing down, so the newest-first list showed an arrow pointing up. Each section's
+    style option gets the arrow the header's own order calls for (``arrow_for``).
+    """
+
+    def initStyleOptionForIndex(self, option: QStyleOptionHeader, logicalIndex: int) -> None:
+        super().initStyleOptionForIndex(option, logicalIndex)
+        if option.sortIndicator != QStyleOptionHeader.SortIndicator.None_:
+            option.sortIndicator = arrow_for(self.sortIndicatorOrder())
 
 
 class WritebackTable(QTableView):
@@ -82,7 +113,9 @@ class WritebackTable(QTableView):
         rows.setSectionResizeMode(QHeaderView.ResizeMode.Fixed)
         rows.setDefaultSectionSize(self.fontMetrics().height() + 12)
 
-        header = self.horizontalHeader()
+        header = SortHeader(Qt.Orientation.Horizontal, self)
+        header.setSectionsClickable(True)
+        self.setHorizontalHeader(header)
         header.setSectionsMovable(True)
         header.setStretchLastSection(True)
         header.setHighlightSections(False)
@@ -195,6 +228,7 @@ class WritebackListPage(QWidget):
         counts_changed(dict): rows per status under the current filter (without its status choice).
         reschedule_requested(WritebackRow): Reschedule… on a mailing activity (context menu, detail pane).
         cancel_requested(WritebackRow): Cancel scheduled… on a Scheduled mailing activity.
+        queue_changed(list): this page changed these rows (a discard, an action on all matching rows).
     """
 
     retry_requested = Signal(list)
@@ -204,6 +238,7 @@ class WritebackListPage(QWidget):
     status_message = Signal(str)
     counts_changed = Signal(dict)
     lookup_requested = Signal(str)
+    queue_changed = Signal(list)
 
     def __init__(
         self,
@@ -221,6 +256,9 @@ class WritebackListPage(QWidget):
         self._count_generation = 0
         self._counts: dict[Status, int] | None = None
         self._select_after_load: str | None = None
+        self._runner_ref = runner
+        #: The filter whose every matching row is selected ("Select all N matching"), or None.
+        self.all_matching: WritebackFilter | None = None
 
         self.model = WritebackTableModel(factory, runner, parent=self)
         if page_size is not None:
@@ -239,10 +277,32 @@ class WritebackListPage(QWidget):
         self.splitter.setStretchFactor(1, 2)
         self.splitter.setChildrenCollapsible(False)
 
+        # Gmail's affordance: once the loaded page is all selected, offer every row of the filter.
+        self.select_all_bar = QFrame()
+        self.select_all_bar.setObjectName("selectAllBar")
+        self.select_all_label = QLabel()
+        self.select_all_button = QPushButton()
+        self.select_all_button.setObjectName("selectAllMatching")
+        self.select_all_button.setFlat(True)
+        self.select_all_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        # A link, in the palette's link colour (light or dark).
+        self.select_all_button.setStyleSheet(
+            "QPushButton { color: palette(link); text-decoration: underline; border: none; padding: 2px; }"
+        )
+        self.select_all_button.clicked.connect(self._select_all_clicked)
+        bar_layout = QHBoxLayout(self.select_all_bar)
+        bar_layout.setContentsMargins(8, 2, 8, 2)
+        bar_layout.addStretch(1)
+        bar_layout.addWidget(self.select_all_label)
+        bar_layout.addWidget(self.select_all_button)
+        bar_layout.addStretch(1)
+        self.select_all_bar.hide()
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.filter_bar)
+        layout.addWidget(self.select_all_bar)
         layout.addWidget(self.splitter, 1)
 
         self.filter_bar.filter_changed.connect(self.apply_filters)
@@ -255,6 +315,7 @@ class WritebackListPage(QWidget):
         self.detail.vanished.connect(self._row_vanished)
         self.detail.reschedule_requested.connect(self.reschedule_requested)
         self.detail.cancel_requested.connect(self.cancel_requested)
+        self.detail.discard_requested.connect(self.discard_rows)
         self.model.first_page_loaded.connect(self._first_page_loaded)
         self.model.page_appended.connect(self._page_appended)
         self.model.loading_changed.connect(self._update_summary)
@@ -277,6 +338,7 @@ class WritebackListPage(QWidget):
     def apply_filters(self) -> None:
         """Re-query with the filter bar's filter, and recount the statuses under it."""
         flt = self.filter_bar.build_filter()
+        self.all_matching = None
         self.model.set_query(replace(self.model.query, filter=flt))
         self.refresh_counts()
         self._update_summary()
@@ -354,6 +416,9 @@ class WritebackListPage(QWidget):
 
     @Slot(list)
     def _selection_changed(self, ids: list[int]) -> None:
+        if self.all_matching is not None and len(ids) != self.model.rowCount():
+            self.all_matching = None
+        self._update_select_all(ids)
         current = self.table.currentIndex()
         row = self.model.row_at(current.row()) if current.isValid() else None
         if row is None or row.id not in ids:
@@ -385,8 +450,110 @@ class WritebackListPage(QWidget):
                 self.table.scrollTo(self.model.index(n, 0))
         self._update_summary()
 
+    # --- every row matching the filter -----------------------------------------------------------
+
+    def _update_select_all(self, ids: Sequence[int]) -> None:
+        loaded = self.model.rowCount()
+        total = self.matching_rows()
+        if self.all_matching is not None and total is not None:
+            self.select_all_label.setText(f"All {total:,} writebacks matching the filter are selected.")
+            self.select_all_button.setText("Clear selection")
+            self.select_all_bar.show()
+        elif (
+            len(ids) > 1
+            and len(ids) == loaded
+            and not self.model.at_end
+            and total is not None
+            and total > loaded
+        ):
+            self.select_all_label.setText(f"All {loaded:,} loaded writebacks are selected.")
+            self.select_all_button.setText(f"Select all {total:,} matching the filter")
+            self.select_all_bar.show()
+        else:
+            self.select_all_bar.hide()
+
+    @Slot()
+    def _select_all_clicked(self) -> None:
+        if self.all_matching is not None:
+            self.all_matching = None
+            self.table.clearSelection()
+            self._update_select_all([])
+        else:
+            self.select_all_matching()
+
+    def select_all_matching(self) -> None:
+        """Take every row of the current filter as the selection, loaded or not."""
+        self.table.selectAll()
+        self.all_matching = self.model.query.filter
+        self._update_select_all(self.selected_ids())
+        total = self.matching_rows()
+        if total is not None:
+            self.status_message.emit(f"All {total:,} writebacks matching the filter are selected")
+        self.selection_changed.emit(self.selected_ids())
+
+    def selection_count(self) -> int:
+        """How many writebacks the selection stands for: every matching row, or the rows selected."""
+        if self.all_matching is not None:
+            return self.matching_rows() or 0
+        return len(self.selected_ids())
+
+    @Slot(list)
+    def request_retry(self, ids: list[int]) -> None:
+        """Retry: every matching row in batches, or the Retry dialog for these ids."""
+        if self.all_matching is not None:
+            self._act_on_all_matching("retry")
+        elif ids:
+            self.retry_requested.emit(list(ids))
+
+    def act_on_all_matching(self, action: str) -> bool:
+        """Retry or discard every matching row when that is the selection; False when it is not."""
+        if self.all_matching is None:
+            return False
+        self._act_on_all_matching(action)
+        return True
+
+    def _act_on_all_matching(self, action: str) -> None:
+        flt = self.all_matching
+        if flt is None:
+            return
+        result = matching.ask_matching_action(self._factory, self._runner_ref, flt, action, self)
+        if result is None:
+            return
+        _title, past, _ = matching.VERBS[action]
+        self.status_message.emit(f"{count_text(result.changed, 'writeback')} {past}")
+        self.all_matching = None
+        self.reload()
+        self.queue_changed.emit([])
+
+    @Slot(list)
+    def request_discard(self, ids: list[int]) -> None:
+        """Discard: every matching row in batches, or the Discard dialog for these ids."""
+        if self.all_matching is not None:
+            self._act_on_all_matching("discard")
+            return
+        self.discard_rows(ids)
+
+    @Slot(list)
+    def discard_rows(self, ids: list[int]) -> None:
+        """The Discard dialog for exactly these ids."""
+        if not ids:
+            self.status_message.emit("Select the writebacks to discard first")
+            return
+        done = discard.ask_discard(
+            self._factory, self._runner_ref, ids, self, filter=self.model.query.filter.to_json() or None
+        )
+        if done:
+            self.status_message.emit(
+                f"{count_text(len(done), 'writeback')} discarded; a Retry sends one again"
+            )
+            self.refresh_rows(done)
+            self.queue_changed.emit(list(done))
+
     @Slot(int)
     def _page_appended(self, _count: int) -> None:
+        if self.all_matching is not None:
+            # Every matching row is chosen: the rows that just arrived are too.
+            self.table.selectAll()
         self.filter_bar.add_accounts(
             {row.account for row in self.model.loaded_rows()[-self.model.page_size :]}
         )
@@ -403,10 +570,14 @@ class WritebackListPage(QWidget):
         elif self.model.at_end:
             text = f"{shown:,} writeback{'s' if shown != 1 else ''}"
         else:
-            text = f"{shown:,} of {total:,} shown — scroll for more"
+            # Short: at 1,024 px the line it sits on has little room; the tooltip says the rest.
+            text = f"{shown:,} of {total:,} shown"
         if self.model.loading and shown:
             text += "  · loading…"
         self.filter_bar.set_summary(text)
+        self.filter_bar.summary.setToolTip(
+            "" if self.model.at_end else "Rows are read a page at a time: scroll down for more"
+        )
 
     # --- context menu and actions ----------------------------------------------------------------
 
@@ -437,17 +608,22 @@ class WritebackListPage(QWidget):
         look_up.setToolTip("Open the constituent viewer on this email: what reached Personify360")
         menu.addSeparator()
         ids = self.selected_ids() or [row.id]
-        retry = menu.addAction(f"Retry selected ({len(ids):,})…", lambda: self.retry_requested.emit(ids))
+        count = self.selection_count() or len(ids)
+        what = "all matching" if self.all_matching is not None else "selected"
+        retry = menu.addAction(f"Retry {what} ({count:,})…", lambda: self.request_retry(ids))
         retry.setShortcut("Ctrl+R")
+        menu.addAction(f"Discard {what} ({count:,})…", lambda: self.request_discard(ids))
         if row.kind is Kind.MAILING_ACTIVITY:
             self._add_schedule_entries(menu, row)
         menu.addSeparator()
         menu.addAction(f"Filter by status “{row.status.label}”", lambda: self.filter_by_status(row.status))
         menu.addAction(f"Filter by kind “{row.kind.label}”", lambda: self.filter_by_kind(row.kind))
-        by_email = menu.addAction(
-            f"Filter by email “{row.email or ''}”", lambda: self.filter_by_text(row.email)
-        )
-        by_email.setEnabled(bool(row.email))
+        if row.email:
+            menu.addAction(f"Filter by email “{row.email}”", lambda: self.filter_by_text(row.email))
+        reason = error_reason(row.last_error)
+        if row.last_error and reason != NO_MESSAGE:
+            shown = reason if len(reason) <= 60 else reason[:59] + "…"
+            menu.addAction(f"Filter by this error “{shown}”", lambda: self.filter_by_error(reason))
         if row.master_customer_id:
             menu.addAction(
                 f"Filter by constituent “{row.master_customer_id}”",
@@ -476,6 +652,14 @@ class WritebackListPage(QWidget):
         if text:
             self.filter_bar.set_text(text)
 
+    def filter_by_error(self, reason: str) -> None:
+        """Error rows whose last error has this reason (a Top errors group)."""
+        self.filter_bar.blockSignals(True)
+        self.filter_bar.clear()
+        self.filter_bar.set_statuses([Status.ERROR])
+        self.filter_bar.blockSignals(False)
+        self.filter_bar.set_error_text(reason)
+
     def _show_detail_of(self, writeback_id: int) -> None:
         self.detail.setVisible(True)
         if self.detail.writeback_id != writeback_id:
@@ -495,7 +679,7 @@ class WritebackListPage(QWidget):
     def save_state(self) -> Mapping[str, QByteArray]:
         return {
             "splitter": self.splitter.saveState(),
-            "header": self.table.horizontalHeader().saveState(),
+            "header": QByteArray(HEADER_STATE_VERSION) + self.table.horizontalHeader().saveState(),
         }
 
     def restore_state(self, state: Mapping[str, object]) -> None:
@@ -503,6 +687,11 @@ class WritebackListPage(QWidget):
         if isinstance(splitter, QByteArray) and not splitter.isEmpty():
             self.splitter.restoreState(splitter)
         header = state.get("header")
+        if isinstance(header, QByteArray) and header.startsWith(QByteArray(HEADER_STATE_VERSION)):
+            header = header.mid(len(HEADER_STATE_VERSION))
+        else:
+            # Saved for the columns in another order: the widths would land on the wrong columns.
+            header = None
         if isinstance(header, QByteArray) and not header.isEmpty():
             # Quietly: a sort indicator in the saved state must not start a query before start().
             self.table.horizontalHeader().blockSignals(True)

@@ -9,13 +9,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session, sessionmaker
 
-from tests.helpers.builders import add_mailing, row
+from tests.helpers.builders import add_mailing, enqueue, fail_runs, item, row
 from tests.helpers.simulator import MakeSimulator
 from tests.integration.cli.test_cli import run_cli
 from writeback_console.domain import Status, utcnow
 from writeback_console.settings import PasswordStore, load_settings
-from writeback_console.store import listing, switches
+from writeback_console.store import audit_trail, listing, switches
 from writeback_console.store.engine import make_engine, make_session_factory
 
 
@@ -134,7 +135,6 @@ def test_send_now_with_now_sends_that_mailings_activity_and_nothing_else(
     monkeypatch: pytest.MonkeyPatch,
     make_simulator: MakeSimulator,
 ) -> None:
-    from tests.helpers.builders import enqueue, item
     from tests.helpers.dispatching import recipients_as_constituents
 
     sim = make_simulator(constituents=recipients_as_constituents(2))
@@ -151,3 +151,95 @@ def test_send_now_with_now_sends_that_mailings_activity_and_nothing_else(
     assert "sent 1" in out
     assert len(sim.activities()) == 2
     assert row(factory, other).status is Status.NEW
+
+
+def _error_rows(factory: sessionmaker[Session], emails: list[str], failures: int = 3) -> list[int]:
+    ids = []
+    for email in emails:
+        [wid] = enqueue(factory, item(email=email))
+        fail_runs(factory, wid, failures)
+        ids.append(wid)
+    return ids
+
+
+def test_discard_by_ref_needs_a_reason_and_a_retry_undoes_it(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    factory = make_session_factory(make_engine(sqlite_url))
+    [wid] = _error_rows(factory, ["ann@example.org"], failures=1)
+    ref = row(factory, wid).ref
+    with pytest.raises(SystemExit) as refused:
+        run_cli(capsys, sqlite_url, "discard", ref)
+    assert refused.value.code == 2 and "--reason" in capsys.readouterr().err
+    code, _, err = run_cli(capsys, sqlite_url, "discard", ref, "--reason", "  ")
+    assert code == 1 and "a reason is required" in err and row(factory, wid).status is Status.ERROR
+    code, out, _ = run_cli(capsys, sqlite_url, "discard", ref, "--reason", "member left")
+    assert code == 0 and "1 writeback discarded" in out and row(factory, wid).status is Status.DISCARDED
+    code, out, _ = run_cli(capsys, sqlite_url, "list", "--status", "discarded", "--format", "json")
+    assert code == 0 and [r["ref"] for r in json.loads(out)] == [ref]
+    code, out, _ = run_cli(capsys, sqlite_url, "summary")
+    assert code == 0 and any(line.split()[:2] == ["Discarded", "1"] for line in out.splitlines())
+    code, _, err = run_cli(capsys, sqlite_url, "discard", ref, "--reason", "again")
+    assert code == 1 and "1 row cannot be discarded" in err and "already discarded" in err
+    code, out, _ = run_cli(capsys, sqlite_url, "retry", ref)
+    assert code == 0 and "1 writeback will be retried" in out
+    assert (row(factory, wid).status, row(factory, wid).max_attempts) == (Status.NEW, 2)
+
+
+def test_discard_matching_dry_run_changes_nothing_and_the_real_one_records_the_filter(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    factory = make_session_factory(make_engine(sqlite_url))
+    ids = _error_rows(factory, ["ann@example.org", "ann.b@example.org", "bob@example.org"], failures=1)
+    code, out, _ = run_cli(
+        capsys, sqlite_url, "discard", "--matching", "--search", "ann", "--reason", "gone", "--dry-run"
+    )
+    assert code == 0 and "2 writebacks would be discarded; nothing was changed" in out
+    assert row(factory, ids[0]).ref in out and row(factory, ids[2]).ref not in out
+    assert all(row(factory, i).status is Status.ERROR for i in ids)
+    code, out, _ = run_cli(
+        capsys, sqlite_url, "discard", "--matching", "--search", "ann", "--reason", "gone", "--yes"
+    )
+    assert code == 0 and "2 writebacks discarded" in out
+    assert [row(factory, i).status for i in ids] == [Status.DISCARDED, Status.DISCARDED, Status.ERROR]
+    with factory() as session:
+        [entry] = [e for e in audit_trail.audit_of(session, ids[0]) if e.action == "discard"]
+    assert entry.filter == {"text": "ann"} and entry.detail == {"reason": "gone"}
+
+
+def test_retry_matching_off_a_terminal_without_yes_is_refused_and_dry_run_shows_the_count(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    factory = make_session_factory(make_engine(sqlite_url))
+    ids = _error_rows(factory, ["ann@example.org", "bob@example.org"])
+    code, _, err = run_cli(capsys, sqlite_url, "retry", "--matching")
+    assert code == 2 and "2 writebacks would be retried" in err and "--yes" in err
+    assert all(row(factory, i).status is Status.ERROR for i in ids)
+    code, out, _ = run_cli(capsys, sqlite_url, "retry", "--matching", "--error", "failure …", "--dry-run")
+    assert code == 0 and "2 writebacks would be retried; nothing was changed" in out
+    assert all(row(factory, i).status is Status.ERROR for i in ids)
+    code, _, err = run_cli(capsys, sqlite_url, "retry", "--dry-run", row(factory, ids[0]).ref)
+    assert code == 2 and "--dry-run and --yes go with --matching" in err
+
+
+def test_retry_matching_on_a_terminal_asks_first(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory = make_session_factory(make_engine(sqlite_url))
+    [wid] = _error_rows(factory, ["ann@example.org"])
+    monkeypatch.setattr("sys.stdin", _Terminal("n\n"))
+    code, out, _ = run_cli(capsys, sqlite_url, "retry", "--matching")
+    assert (
+        code == 0 and "Retry 1 writeback matching the filter? [y/N]" in out and "nothing was changed" in out
+    )
+    assert row(factory, wid).status is Status.ERROR
+    monkeypatch.setattr("sys.stdin", _Terminal("y\n"))
+    code, out, _ = run_cli(capsys, sqlite_url, "retry", "--matching")
+    assert code == 0 and "1 writeback will be retried" in out and row(factory, wid).status is Status.NEW
+
+
+class _Terminal(io.StringIO):
+    """Standard input as a terminal that a person answers on."""
+
+    def isatty(self) -> bool:
+        return True

@@ -365,14 +365,14 @@ def test_retry_from_the_command_line(sqlite_url: str, capsys: pytest.CaptureFixt
         assert listing.get_writeback(session, exhausted[0].id).status is Status.ERROR
 
     code, out, _ = run_cli(capsys, sqlite_url, "retry", exhausted[0].ref, str(exhausted[1].id))
-    assert code == 0 and "2 writeback(s) will be retried" in out
+    assert code == 0 and "2 writebacks will be retried" in out
     with factory() as session:
         for r in exhausted:
             again = listing.get_writeback(session, r.id)
             assert (again.status, again.max_attempts) == (Status.NEW, r.attempts + 1)
             assert [e.action for e in audit_trail.audit_of(session, r.id)] == ["retry"]
 
-    code, out, _ = run_cli(capsys, sqlite_url, "retry", "--matching", "--kind", "unsubscribe")
+    code, out, _ = run_cli(capsys, sqlite_url, "retry", "--matching", "--kind", "unsubscribe", "--yes")
     assert code == 0
     with factory() as session:
         event = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()

@@ -100,3 +100,40 @@ def test_the_head_revision_the_fast_check_knows_is_the_newest_migration() -> Non
     from writeback_console.store.schema_version import HEAD_REVISION
 
     assert head_revision() == HEAD_REVISION
+
+
+@pytest.mark.filterwarnings("ignore:Skipped unsupported reflection of expression-based index")
+def test_0006_keeps_the_rows_their_history_triggers_and_indexes_and_takes_discarded(
+    empty_engine: Engine,
+) -> None:
+    upgrade(empty_engine, "0005")
+    with empty_engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO writeback (ref, kind, account, email, payload, occurred_at, status, attempts, "
+            "max_attempts, created_at, updated_at, lease_token, interruptions, delivery_uncertain) VALUES "
+            "('WB-OLD0000001', 'unsubscribe', 'Main', 'a@b.org', '{}', '2026-11-01 10:00:00', 'error', 3, 3, "
+            "'2026-11-01 10:00:00', '2026-11-01 10:00:00', 0, 0, false)"
+        )
+    upgrade(empty_engine)
+    with empty_engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE writeback SET status = 'discarded', changed_by = 'advisor' WHERE ref = 'WB-OLD0000001'"
+        )
+        events = conn.exec_driver_sql(
+            "SELECT from_status, to_status, actor FROM writeback_event ORDER BY id"
+        ).all()
+        conn.exec_driver_sql(
+            "INSERT INTO audit_event (at, actor, action, row_count) "
+            "VALUES ('2026-11-02 10:00:00', 'a', 'discard', 1)"
+        )
+        if empty_engine.dialect.name == "sqlite":
+            query = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'writeback'"
+        else:
+            query = "SELECT indexname FROM pg_indexes WHERE tablename = 'writeback'"
+        names = set(conn.exec_driver_sql(query).scalars())
+    assert [tuple(e) for e in events] == [(None, "error", None), ("error", "discarded", "advisor")]
+    assert {"ix_writeback_email_lower", "ix_writeback_open", "uq_writeback_active_mailing"} <= names
+    # The previous version cannot hold a discarded row: going back is refused, with nothing changed.
+    with pytest.raises(Exception, match="discarded row"):
+        command.downgrade(alembic_config(empty_engine), "0005")
+    assert current_revision(empty_engine) == head_revision()

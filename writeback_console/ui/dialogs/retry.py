@@ -1,4 +1,6 @@
-"""The manual Retry dialog: the selected writebacks grouped by last error, with a confirmation and count."""
+"""The manual Retry dialog: the selected writebacks grouped by the reason of their last error (what varies
+from row to row, such as emails and ids, left out), with a warning on a group that Personify360 refused
+the same way every time, and a confirmation with the count."""
 
 from __future__ import annotations
 
@@ -25,26 +27,32 @@ from PySide6.QtWidgets import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console import operations
-from writeback_console.domain import manual_retry_decision
+from writeback_console.domain import Status, manual_retry_decision
+from writeback_console.error_groups import NO_MESSAGE as NO_REASON
+from writeback_console.error_groups import error_reason, repeated_refusal_warning
 from writeback_console.store import listing
 from writeback_console.store.engine import read_session
 from writeback_console.store.rows import WritebackRow, current_actor
 from writeback_console.ui.dialogs import TaskGroup, count_text, errors
-from writeback_console.ui.status_style import local_text, status_text
+from writeback_console.ui.status_style import local_text, status_color, status_text
 from writeback_console.ui.tasks import TaskRunner
 
 #: Rows shown under one error or in the not-eligible list: a tree of 50,000 items helps nobody and
 #: costs seconds to build; the counts stay exact.
 MAX_ROWS_SHOWN = 200
 NO_MESSAGE = "(no error message recorded)"
+#: Room for a whole reference in the tree's first column, whatever the font.
+REF_SAMPLE = "WB-WWWWWWWWWW"
 
 
 @dataclass(frozen=True)
 class RetryPreview:
     """The selected rows sorted into what a manual retry would do with them (plain data)."""
 
-    #: Last error → the eligible rows that failed with it, largest group first.
+    #: Reason of the last error → the eligible rows that failed with it, largest group first.
     eligible: dict[str, list[WritebackRow]] = field(default_factory=dict)
+    #: Reason → the warning for a group Personify360 refused the same way every time.
+    warnings: dict[str, str] = field(default_factory=dict)
     #: Rows a manual retry would leave alone, with the reason in words.
     ineligible: list[tuple[WritebackRow, str]] = field(default_factory=list)
     #: Ids that no longer exist (cancelled or removed since they were selected).
@@ -55,23 +63,58 @@ class RetryPreview:
         return [row.id for rows in self.eligible.values() for row in rows]
 
 
+def _reason(row: WritebackRow) -> str:
+    reason = error_reason(row.last_error)
+    return NO_MESSAGE if reason == NO_REASON else reason
+
+
 def load_retry_preview(factory: sessionmaker[Session], ids: Sequence[int]) -> RetryPreview:
-    """Sort ``ids`` into eligible rows grouped by last error and ineligible rows with reasons."""
+    """Sort ``ids`` into eligible rows grouped by the reason of their last error and ineligible rows with
+    reasons, and warn of groups that were refused the same way every time."""
     with read_session(factory) as session:
         rows = listing.get_writebacks(session, ids)
-    groups: dict[str, list[WritebackRow]] = {}
-    ineligible: list[tuple[WritebackRow, str]] = []
-    for wid in dict.fromkeys(ids):
-        row = rows.get(wid)
-        if row is None:
-            continue
-        decision = manual_retry_decision(row.state)
-        if decision.allowed:
-            groups.setdefault((row.last_error or "").strip() or NO_MESSAGE, []).append(row)
-        else:
-            ineligible.append((row, decision.reason))
+        groups: dict[str, list[WritebackRow]] = {}
+        ineligible: list[tuple[WritebackRow, str]] = []
+        for wid in dict.fromkeys(ids):
+            row = rows.get(wid)
+            if row is None:
+                continue
+            decision = manual_retry_decision(row.state)
+            if decision.allowed:
+                groups.setdefault(_reason(row), []).append(row)
+            else:
+                ineligible.append((row, decision.reason))
+        failures = listing.failure_messages(session, [r.id for group in groups.values() for r in group])
     ordered = dict(sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])))
-    return RetryPreview(ordered, ineligible, [i for i in dict.fromkeys(ids) if i not in rows])
+    warnings = {}
+    for reason, group in ordered.items():
+        warning = repeated_refusal_warning([(r.attempts, failures.get(r.id, [])) for r in group])
+        if warning:
+            warnings[reason] = warning
+    return RetryPreview(ordered, warnings, ineligible, [i for i in dict.fromkeys(ids) if i not in rows])
+
+
+#: The data of a group's warning line in the tree (rows carry their id there).
+WARNING_ROLE_VALUE = -1
+
+
+def eligible_text(preview: RetryPreview) -> str:
+    """``1 has used up its automatic retries and can be retried by hand``, in the right number, with the
+    discarded ones said apart."""
+    rows = [r for group in preview.eligible.values() for r in group]
+    discarded = sum(1 for r in rows if r.status is Status.DISCARDED)
+    exhausted = len(rows) - discarded
+    parts = []
+    if exhausted:
+        parts.append(
+            f"{exhausted:,} {'has' if exhausted == 1 else 'have'} used up "
+            f"{'its' if exhausted == 1 else 'their'} automatic retries"
+        )
+    if discarded:
+        parts.append(f"{discarded:,} {'was' if discarded == 1 else 'were'} discarded")
+    if len(parts) == 1:
+        return f"{parts[0]} and can be retried by hand"
+    return f"{parts[0]} and {parts[1]}; all {len(rows):,} can be retried by hand"
 
 
 class RetryDialog(QDialog):
@@ -113,11 +156,17 @@ class RetryDialog(QDialog):
         self.progress.setMaximumHeight(8)
 
         self.eligible_tree = QTreeWidget()
-        self.eligible_tree.setHeaderLabels(["Last error / writeback", "Kind", "Email", "Attempts", "Failed"])
+        self.eligible_tree.setHeaderLabels(["Reason / writeback", "Kind", "Email", "Attempts", "Failed"])
         self.eligible_tree.setRootIsDecorated(True)
-        self.eligible_tree.setUniformRowHeights(True)
-        self.eligible_tree.header().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self.eligible_tree.header().setStretchLastSection(False)
+        self.eligible_tree.setUniformRowHeights(False)
+        self.eligible_tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        header = self.eligible_tree.header()
+        header.setStretchLastSection(False)
+        # The reason spans the row; under it the reference is never cut, and the email takes the rest.
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Interactive)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Stretch)
+        ref_width = self.eligible_tree.fontMetrics().horizontalAdvance(REF_SAMPLE)
+        self.eligible_tree.setColumnWidth(0, ref_width + 2 * self.eligible_tree.indentation() + 16)
         self.eligible_label = QLabel("<b>Will be retried</b>")
 
         self.ineligible_tree = QTreeWidget()
@@ -184,13 +233,28 @@ class RetryDialog(QDialog):
         self.progress.hide()
         eligible = preview.eligible_ids
         self.eligible_tree.clear()
-        for message, rows in preview.eligible.items():
-            group = QTreeWidgetItem([f"{message}  ({len(rows):,})"])
-            group.setToolTip(0, message)
+        for reason, rows in preview.eligible.items():
+            group = QTreeWidgetItem([f"{reason}  ({len(rows):,})"])
+            example = (rows[0].last_error or "").strip()
+            group.setToolTip(
+                0, f"{reason}\n\nFor example: {example}" if example and example != reason else reason
+            )
             group.setFirstColumnSpanned(True)
             font = group.font(0)
             font.setBold(True)
             group.setFont(0, font)
+            warning = preview.warnings.get(reason)
+            if warning:
+                note = QTreeWidgetItem([f"⚠ {warning}"])
+                note.setData(0, Qt.ItemDataRole.UserRole, WARNING_ROLE_VALUE)
+                note.setForeground(0, status_color(Status.ERROR))
+                note.setToolTip(
+                    0,
+                    "Personify360 refused these writebacks for the same reason on every attempt; sending "
+                    "them again unchanged will most likely be refused again. Fix the cause (the "
+                    "constituent, the activity code) in Personify360 first; the retry is still allowed.",
+                )
+                group.addChild(note)
             for row in rows[:MAX_ROWS_SHOWN]:
                 child = QTreeWidgetItem(
                     [
@@ -206,11 +270,15 @@ class RetryDialog(QDialog):
             if len(rows) > MAX_ROWS_SHOWN:
                 group.addChild(QTreeWidgetItem([f"… and {len(rows) - MAX_ROWS_SHOWN:,} more"]))
             self.eligible_tree.addTopLevelItem(group)
+            # Spans take only once the item is in the tree.
             group.setFirstColumnSpanned(True)
+            first = group.child(0)
+            if first is not None and first.data(0, Qt.ItemDataRole.UserRole) == WARNING_ROLE_VALUE:
+                first.setFirstColumnSpanned(True)
         # Open the groups when they are few enough to read at a glance.
         if len(preview.eligible) <= 5:
             self.eligible_tree.expandAll()
-        for column in range(1, 5):
+        for column in (1, 3, 4):
             self.eligible_tree.resizeColumnToContents(column)
 
         self.ineligible_tree.clear()
@@ -236,13 +304,13 @@ class RetryDialog(QDialog):
         )
         self.eligible_label.setText(
             f"<b>Will be retried: {count_text(len(eligible), 'writeback')}</b>, "
-            f"grouped by last error ({count_text(len(preview.eligible), 'group')})"
+            f"grouped by the reason of the last error ({count_text(len(preview.eligible), 'group')})"
         )
 
         selected = count_text(len(self._ids), "selected writeback")
         if eligible:
             self.summary_label.setText(
-                f"{selected}: {len(eligible):,} used up their automatic retries and can be retried by hand"
+                f"{selected}: {eligible_text(preview)}"
                 + (f"; {not_eligible:,} cannot." if not_eligible else ".")
             )
             self.confirm_label.setText(f"Retry {count_text(len(eligible), 'writeback')}?")
@@ -252,7 +320,7 @@ class RetryDialog(QDialog):
         else:
             self.summary_label.setText(
                 f"{selected}: none can be retried by hand. Only Error rows whose automatic retries are "
-                "used up can be retried."
+                "used up, and Discarded rows, can be retried."
             )
             self.confirm_label.setText("Nothing to retry.")
             self.note_label.hide()
