@@ -215,8 +215,16 @@ class _Answers:
         what = (f["ActivityCode"], f.get("ActivitySubcode"), datetime_to_storage(f["ActivityDate"]))
         new = store.NewActivity(f["MasterCustomerId"], 0, *what, f["ActivityText"], self.operator)
         reasons, _ = store.save_activity(self.probe, new)
-        if not reasons:
-            return None
+        return self.refused(reasons) if reasons else None
+
+    def inactive(self, source: ActivitySource) -> Failure:
+        """What a Save of this activity is answered with while its activity code is set inactive."""
+        return self.refused(
+            [f"Activity Code '{build_activity(source, self.mapping)['ActivityCode']}' is inactive."]
+        )
+
+    def refused(self, reasons: list[str]) -> Failure:
+        """The validation issue Personify360 answers with for these reasons, as the dispatcher records it."""
         error = wcf.validation_issue(" ".join(reasons))
         body = wcf.render_xml(error)
         message = errors.deepest_message(body, "application/xml") or ""
@@ -254,6 +262,9 @@ class _Demo:
         self.gone: dict[int, float] = {}  # who unsubscribed or bounced, and when
         self.left: list[tuple[float, Person]] = []  # unsubscribes, some of whom resubscribe
         self.failures: dict[tuple[int, bool], Failure | None] = {}
+        # Three days before the last run someone at the association set the Interests activity code
+        # inactive in Personify360 for five hours; it is active again, so those rows go once retried.
+        self.code_off = (self.last_run - 3 * 86400, self.last_run - 3 * 86400 + 5 * 3600)
         self.office: list[bool] = []  # per hour since the start: office hours (the console runs some runs)
         columns = "writeback_id recipient_id ref status attempts sent_at activity_id last_error updated_at"
         self.deliveries = part_of(m.Delivery, columns, {"uncertain": False})
@@ -439,7 +450,13 @@ class _Demo:
             elif not a.with_id and p.household:
                 outcome = self.answers.resolve(p.email, p.household), None, None
             self.failures[key] = outcome
-        return self.failures[key]
+        found = self.failures[key]
+        if found is None and a.kind is Kind.INTERESTS and self.code_off[0] <= a.created < self.code_off[1]:
+            # The Save itself was refused while the code was inactive, whoever the writeback was for.
+            when = datetime.fromtimestamp(a.occurred, UTC)
+            who = (a.kind, "WB-0000000000", a.account, a.person.email, when, a.person.master or "", 0)
+            return self.answers.inactive(ActivitySource(*who, **a.payload))
+        return found
 
     def decide(self, members: list[Person], prospects: list[Person], sends: list[Send]) -> list[Item]:
         """Everything else that happened, in the order the queue got it (the order of the ids)."""

@@ -26,11 +26,13 @@ from writeback_console.domain import Status
 from writeback_console.ui import theme
 from writeback_console.ui.composition_root import make_application
 from writeback_console.ui.console import Console
-from writeback_console.ui.main_window import PAGE_DASHBOARD, PAGE_WRITEBACKS, MainWindow
+from writeback_console.ui.main_window import PAGE_DASHBOARD, PAGE_TOP_ERRORS, PAGE_WRITEBACKS, MainWindow
 
 WINDOW_SIZE = (1440, 900)
-#: What ``save`` adds to every file name: "-dark" on the dark palette.
+#: What ``save`` adds to every file name: "-dark" on the dark palette, "-1024x700" at another size.
 _suffix = ""
+#: The shots to keep (file stems); empty: all of them.
+_only: frozenset[str] = frozenset()
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
@@ -44,6 +46,8 @@ def wait_until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
 
 
 def save(widget: QWidget, path: Path) -> Path:
+    if _only and path.stem not in _only:
+        return path
     path = path.with_name(path.stem + _suffix + path.suffix)
     if not widget.grab().save(str(path)):
         raise OSError(f"could not write {path}")
@@ -79,6 +83,20 @@ def take(window: MainWindow, out: Path) -> list[Path]:
     page.filter_bar.set_flags(retry_available=True)
     wait_until(lambda: not model.loading and page.matching_rows() is not None)
     shots.append(save(window, out / "writeback-list-filtered.png"))
+
+    # Every Error row: more than one page, so selecting the loaded ones offers all of them.
+    page.filter_bar.set_flags(retry_available=False)
+    wait_until(lambda: not model.loading and page.matching_rows() is not None)
+    page.table.setFocus()
+    page.table.selectAll()
+    wait_until(lambda: page.select_all_bar.isVisible())
+    shots.append(save(window, out / "select-all-matching.png"))
+    page.table.clearSelection()
+
+    window.show_page(PAGE_TOP_ERRORS)
+    window.top_errors.refresh()
+    wait_until(lambda: bool(window.top_errors.groups))
+    shots.append(save(window, out / "top-errors.png"))
 
     window.show_page(PAGE_DASHBOARD)
     wait_until(lambda: window.dashboard.cards[Status.SENT.value].count.text() != "…")
@@ -164,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="realistic", help="the demo profile (default: realistic)")
     parser.add_argument("--palette", choices=["light", "dark"], default="light", help="default: light")
     parser.add_argument("--size", default="x".join(map(str, WINDOW_SIZE)), help="the window's WIDTHxHEIGHT")
+    parser.add_argument("--only", default="", help="comma-separated names of the shots to keep (default: all)")
     args = parser.parse_args(argv)
     try:
         width, height = (int(n) for n in args.size.lower().split("x"))
@@ -174,8 +193,11 @@ def main(argv: list[str] | None = None) -> int:
     themes = theme.manager(app)
     if themes is not None:
         themes.set_choice(theme.Choice(args.palette))
-    global _suffix
-    _suffix = "-dark" if args.palette == "dark" else ""
+    global _suffix, _only
+    _suffix = ("-dark" if args.palette == "dark" else "") + (
+        f"-{width}x{height}" if (width, height) != WINDOW_SIZE else ""
+    )
+    _only = frozenset(name.strip() for name in args.only.split(",") if name.strip())
     with tempfile.TemporaryDirectory() as tmp:
         folder = demo.prepare(Path(tmp) / "demo", args.rows, profile=args.profile)
         simulator, url = demo.start_simulator(folder)

@@ -25,6 +25,7 @@ from writeback_console.demo import realistic
 from writeback_console.dispatch.cycle import run_cycle
 from writeback_console.domain import Kind, Status
 from writeback_console.personify.client import PersonifyClient
+from writeback_console.sim import store as sim_store
 from writeback_console.store import listing
 from writeback_console.store.engine import make_engine, make_session_factory
 from writeback_console.store.migrate import upgrade
@@ -38,6 +39,8 @@ FAILURE_KINDS = {
     "mailing": re.compile(
         r"[\d,]+ of [\d,]+ recipients failed \(first: Customer \d{12}-0 does not exist\.\)$"
     ),
+    # Interests sent while someone had set the code inactive in Personify360 (active again now).
+    "code inactive": re.compile(r"Activity Code 'INFORMZ_IPM' is inactive\.$"),
 }
 
 
@@ -240,6 +243,7 @@ def test_seeded_errors_are_what_the_dispatcher_records_and_the_first_run_sends_t
             sample[kind].append(wid)
     assert set(sample) == set(FAILURE_KINDS), "every kind of failure is in the demo"
     seeded = {wid: (message, http) for wid, message, http in errors}
+    inactive = sample.pop("code inactive")
     retried = [wid for ids in sample.values() for wid in ids]
     operations.retry(factory, retried, actor="test")
 
@@ -277,6 +281,33 @@ def test_seeded_errors_are_what_the_dispatcher_records_and_the_first_run_sends_t
     assert still_new == 0
     assert sum(1 for wid in backlog if after[wid].status == Status.SENT.value) >= 0.9 * len(backlog)
     assert seconds <= 20
+
+    # The inactive code: with the code inactive again the Save is refused in the very words seeded;
+    # active (as it is now), a retry of them all sends them.
+    codes = sim_store.Database(folder.simulator_database)
+    results: dict[bool, dict[int, tuple[str | None, int | None, str]]] = {}
+    try:
+        for active in (False, True):
+            codes.set_code_active("INFORMZ_IPM", active)
+            operations.retry(factory, inactive, actor="test")
+            client = PersonifyClient(settings.personify(demo.DEMO_PASSWORD))
+            try:
+                run_cycle(
+                    factory, client, settings.activity_mapping, settings.dispatch_options(settle_seconds=0)
+                )
+            finally:
+                client.close()
+            with factory() as session:
+                results[active] = {
+                    r.id: (r.last_error, r.last_http_status, r.status)
+                    for r in session.scalars(select(Writeback).where(Writeback.id.in_(inactive)))
+                }
+    finally:
+        codes.set_code_active("INFORMZ_IPM", True)
+        codes.close()
+        engine.dispose()
+    assert all(results[False][wid] == (*seeded[wid], Status.ERROR.value) for wid in inactive)
+    assert all(results[True][wid][2] == Status.SENT.value for wid in inactive)
 
 
 def test_rows_is_the_number_of_writebacks(tmp_path: Path) -> None:
