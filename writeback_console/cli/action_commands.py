@@ -77,13 +77,22 @@ def cmd_reschedule(args: argparse.Namespace) -> int:
 
 def cmd_send_now(args: argparse.Namespace) -> int:
     factory = open_queue(args)
-    row = operations.send_mailing_activity_now(factory, args.mailing_id, actor=current_actor())
     if not args.now:
+        row = operations.send_mailing_activity_now(factory, args.mailing_id, actor=current_actor())
         print(f"mailing activity {row.ref} of mailing {args.mailing_id} goes out at the next dispatcher run")
         return EXIT_OK
-    from writeback_console.cli.run_commands import send_only
+    from writeback_console.cli.run_commands import personify_client_or_nothing_changed, send_only
 
-    return send_only(factory, [row.id], f"mailing activity {row.ref} of mailing {args.mailing_id}")
+    # The settings first: a command that cannot send must leave the mailing as it was, so that it can
+    # simply be run again once they are fixed.
+    settings, client = personify_client_or_nothing_changed()
+    try:
+        row = operations.send_mailing_activity_now(factory, args.mailing_id, actor=current_actor())
+        return send_only(
+            factory, settings, client, row, f"mailing activity {row.ref} of mailing {args.mailing_id}"
+        )
+    finally:
+        client.close()
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

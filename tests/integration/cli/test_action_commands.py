@@ -151,3 +151,55 @@ def test_send_now_with_now_sends_that_mailings_activity_and_nothing_else(
     assert "sent 1" in out
     assert len(sim.activities()) == 2
     assert row(factory, other).status is Status.NEW
+
+
+def _personify_env(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    monkeypatch.setenv("WRITEBACK_PERSONIFY_URL", url)
+    monkeypatch.setenv("WRITEBACK_PERSONIFY_USER", "u")
+    monkeypatch.setenv("WRITEBACK_PERSONIFY_PASSWORD", "p")
+
+
+def test_send_now_with_now_for_a_switched_off_account_says_nothing_was_sent_and_fails(
+    sqlite_url: str,
+    capsys: pytest.CaptureFixture[str],
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make_simulator: MakeSimulator,
+) -> None:
+    from tests.helpers.dispatching import recipients_as_constituents
+
+    sim = make_simulator(constituents=recipients_as_constituents(2))
+    _personify_env(monkeypatch, sim.url)
+    factory = make_session_factory(make_engine(sqlite_url))
+    mailing = add_mailing(factory, remote=2)
+    assert run_cli(capsys, sqlite_url, "switch", "Main", "off")[0] == 0
+
+    code, out, err = run_cli(capsys, sqlite_url, "send-now", str(mailing), "--now")
+
+    assert code == 1, out
+    assert "nothing was sent" in err and "Informz account Main is switched off" in err
+    assert sim.activities() == []
+
+
+def test_send_now_with_now_and_no_password_changes_nothing_so_it_can_be_run_again(
+    sqlite_url: str,
+    capsys: pytest.CaptureFixture[str],
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make_simulator: MakeSimulator,
+) -> None:
+    from tests.helpers.dispatching import recipients_as_constituents
+
+    sim = make_simulator(constituents=recipients_as_constituents(2))
+    factory = make_session_factory(make_engine(sqlite_url))
+    mailing = add_mailing(factory, remote=2)
+
+    code, _, err = run_cli(capsys, sqlite_url, "send-now", str(mailing), "--now")
+    assert code != 0 and "password" in err and "nothing was changed" in err
+    code, out, _ = run_cli(capsys, sqlite_url, "list")
+    assert "Mailing Activity" not in out
+
+    _personify_env(monkeypatch, sim.url)
+    code, out, err = run_cli(capsys, sqlite_url, "send-now", str(mailing), "--now")
+    assert code == 0, err
+    assert len(sim.activities()) == 2
