@@ -233,3 +233,38 @@ def test_last_run_is_said_once_and_whole_in_a_1024_pixel_window(qtbot: QtBot, co
     # The whole summary is one hover away, and the status bar does not say it a second time.
     assert summary.describe() in status.last_label.toolTip()
     assert "1,187" not in window.statusBar().currentMessage()
+
+
+def test_send_now_while_paused_goes_out_at_resume_and_alone(
+    qtbot: QtBot, factory: sessionmaker[Session], make_simulator: MakeSimulator
+) -> None:
+    """The console says a Send now asked for while paused "goes out after Resume": it does, at once,
+    and it is still only that writeback (the hourly run's rows wait for it)."""
+    sim = make_simulator()
+    chosen, other = enqueue(
+        factory, item(Kind.RESUBSCRIBE, "ann@example.org"), item(Kind.RESUBSCRIBE, "bo@x.org")
+    )
+    controller = DispatcherController(factory, AppSettings(interval_seconds=3600), lambda: client_for(sim))
+    status = DispatcherStatus(controller)
+    qtbot.addWidget(status)
+    deferred: list[int] = []
+    finished: list[CycleSummary] = []
+    controller.worker.send_deferred.connect(deferred.append)
+    controller.worker.finished.connect(finished.append)
+    controller.start()
+    try:
+        qtbot.waitUntil(lambda: "Next run in" in status.state_label.text(), timeout=5000)
+        status.pause_button.click()
+        qtbot.waitUntil(lambda: status.state_label.text() == "Dispatcher paused", timeout=5000)
+        controller.send_requested.emit([chosen])
+        qtbot.waitUntil(lambda: deferred == [1], timeout=5000)
+        assert finished == []
+        status.pause_button.click()
+        qtbot.waitUntil(lambda: len(finished) == 1, timeout=5000)
+        qtbot.waitUntil(lambda: "Next run in 59:" in status.state_label.text(), timeout=5000)
+    finally:
+        assert controller.stop()
+    with factory() as session:
+        assert listing.get_writeback(session, chosen).status is Status.SENT
+        assert listing.get_writeback(session, other).status is Status.NEW
+    assert finished[0].claimed == 1

@@ -71,8 +71,8 @@ class DispatcherWorker(QObject):
         progress(CycleProgress): during a cycle, after each batch of results is recorded.
         finished(CycleSummary): after every cycle.
         failed(CycleFailure): a cycle could not run (settings incomplete, database unreachable).
-        send_deferred(int): "Send now" of that many writebacks came while paused: they are queued and go
-            at the first run after Resume.
+        send_deferred(int): "Send now" of that many writebacks came while paused: they are queued and
+            sent on their own at Resume.
     """
 
     state_changed = Signal(object)
@@ -95,6 +95,8 @@ class DispatcherWorker(QObject):
         # An Event, like the stop: a pause asked for during a cycle holds when that cycle ends.
         self._paused = threading.Event()
         self._timer: QTimer | None = None
+        #: Writebacks a Send now asked for while paused: sent on their own as soon as it resumes.
+        self._deferred: dict[int, None] = {}
 
     # Called from the GUI thread: setting an Event is thread-safe, and it must act during a cycle,
     # when the worker's event loop is busy and a queued slot would wait for the cycle to end.
@@ -135,11 +137,12 @@ class DispatcherWorker(QObject):
         """A cycle for these writebacks only ("Send now"): no other row is claimed or retried.
 
         The regular timer keeps its time: sending one writeback does not postpone the queue's next run.
-        While paused nothing is sent; the rows stay due and go at the first run after Resume.
+        While paused nothing is sent; the rows stay due and are sent on their own at Resume.
         """
         if self._stop.is_set() or not ids:
             return
         if self.paused:
+            self._deferred.update(dict.fromkeys(ids))
             self.send_deferred.emit(len(ids))
             return
         self._run(ids)
@@ -167,6 +170,9 @@ class DispatcherWorker(QObject):
     def set_paused(self, paused: bool) -> None:
         self.request_pause(paused)
         self._schedule()
+        if not paused and self._deferred:
+            deferred, self._deferred = list(self._deferred), {}
+            self.send_now(deferred)
 
     @Slot(object)
     def apply_settings(self, settings: AppSettings) -> None:
