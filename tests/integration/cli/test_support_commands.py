@@ -135,6 +135,10 @@ def test_lookup_as_a_table_prints_each_activity_with_its_fields_and_the_queue(
         ("not an email@", "nothing follows the @"),
         ("anthony.garcia57479", "it has no @"),
         ("", "Type an email"),
+        # A terminal escape, and a byte that is not UTF-8 (as the shell passes it): refused in words,
+        # not a traceback.
+        ("ann\x1b[2J@example.org", "a control character (U+001B)"),
+        ("\udcff@example.org", "a byte that is not UTF-8 text"),
     ],
 )
 def test_lookup_of_what_is_not_an_email_exits_2_saying_why_and_asks_nothing(
