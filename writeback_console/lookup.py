@@ -39,7 +39,8 @@ def check_email(text: str) -> str:
     unseen = _unseen_character(email)
     if unseen is not None:
         raise NotAnEmail(
-            f"{email!r} is not an email address: it has {unseen}; type a whole address such as ann@example.org."
+            f"{email!r} is not an email address: it has {unseen}; "
+            "type a whole address such as ann@example.org."
         )
     try:
         return validate_email(email)

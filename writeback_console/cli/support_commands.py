@@ -106,24 +106,34 @@ def _field_text(value: Any) -> str:
     return str(value)
 
 
+def _say(line: str) -> None:
+    """Print a line whose text came from Personify360 or Informz, its control characters escaped.
+
+    Raw, an escape sequence would retitle or clear the terminal and a carriage return overwrite the
+    line; shown as ``\\x1b`` or ``\\r`` support can still see they are there. Line breaks stay.
+    """
+    print("".join(ch if ch.isprintable() or ch == "\n" else repr(ch)[1:-1] for ch in line))
+
+
 def _print_table(found: lookup.PersonLookup) -> None:
+    """The look-up for a terminal; every text from Personify360 or the queue goes through ``_say``."""
     n = len(found.constituents)
     if n == 0:
-        print(f"Personify360: no constituent has the email {found.email}.")
+        _say(f"Personify360: no constituent has the email {found.email}.")
     else:
-        print(f"Personify360: {n} constituent{'' if n == 1 else 's'} with the email {found.email}.")
+        _say(f"Personify360: {n} constituent{'' if n == 1 else 's'} with the email {found.email}.")
     for entry in found.constituents:
         c = entry.constituent
         primary = "primary email" if c.primary else "not the primary email"
-        print(
+        _say(
             f"\n{c.master_customer_id}-{c.sub_customer_id}  {c.display_name}  "
             f"(record type {c.record_type or '?'}, {primary})"
         )
         count = len(entry.activities)
-        print(f"  System Activities, newest first: {count}")
+        _say(f"  System Activities, newest first: {count}")
         for activity in entry.activities:
             ref = lookup.ref_in(activity.text)
-            print(
+            _say(
                 f"\n  {iso(activity.date) or 'no date':<20}  {activity.code or '':<18}  "
                 f"{activity.subcode or '':<8}  {ref or ''}"
             )
@@ -131,9 +141,9 @@ def _print_table(found: lookup.PersonLookup) -> None:
             for name, value in activity.raw.items():
                 # A text of several lines stays under its field, not at the left margin.
                 text = _field_text(value).replace("\n", "\n" + " " * (width + 6))
-                print(f"    {name:>{width}}: {text}".rstrip())
+                _say(f"    {name:>{width}}: {text}".rstrip())
     rows = found.queue_rows
-    print(f"\nQueue: {len(rows)} row{'' if len(rows) == 1 else 's'} for this email or its mailings")
+    _say(f"\nQueue: {len(rows)} row{'' if len(rows) == 1 else 's'} for this email or its mailings")
     if rows:
         header = (
             "STATUS",
@@ -170,7 +180,7 @@ def _print_table(found: lookup.PersonLookup) -> None:
             )
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
         for line in lines:
-            print("  " + "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+            _say("  " + "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
 
 
 def _account(text: str) -> str:

@@ -239,3 +239,46 @@ def test_help_lists_the_support_and_scheduling_commands(capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     for name in ("lookup", "switch", "check", "reschedule", "cancel"):
         assert f"\n    {name} " in out
+
+
+def test_lookup_as_a_table_shows_control_characters_from_personify360_escaped(
+    sqlite_url: str, personify: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Text typed into Personify360 can hold anything; printed raw, an escape sequence would retitle or
+    clear the support person's terminal, and a carriage return would overwrite the line."""
+    personify.add_constituents(
+        [
+            {
+                "master_customer_id": "000000000777",
+                "sub_customer_id": 0,
+                "email": "eve@example.org",
+                "first_name": "Eve\x1b]0;owned\x07",
+                "last_name": "Lee",
+            }
+        ]
+    )
+    enqueue(make_session_factory(make_engine(sqlite_url)), item(email="eve@example.org"))
+    source = ActivitySource(
+        kind=Kind.UNSUBSCRIBE,
+        mailing=None,
+        ref="WB-EVE1",
+        account="Main",
+        email="eve@example.org",
+        occurred_at=T0,
+        master_customer_id="000000000777",
+        sub_customer_id=0,
+        reason="",
+    )
+    fields = build_activity(source, ActivityMapping())
+    # As someone typed it in CRM360: our own texts never carry such characters.
+    fields["ActivityText"] = "gone\x1b[2J\rfine [ref WB-EVE1]"
+    with PersonifyClient(PersonifySettings(personify.url, "u", "p")) as client:
+        client.create_activity(fields)
+    code, out, err = run_cli(capsys, sqlite_url, "lookup", "eve@example.org")
+    assert code == 0, err
+    assert not any(ch in out for ch in "\x1b\x07\r")
+    assert "Eve\\x1b]0;owned\\x07" in out and "gone\\x1b[2J\\rfine" in out
+    code, out, err = run_cli(capsys, sqlite_url, "lookup", "eve@example.org", "--format", "json")
+    assert code == 0, err
+    assert "\x1b" not in out
+    assert json.loads(out)["constituents"][0]["first_name"] == "Eve\x1b]0;owned\x07"
