@@ -268,3 +268,22 @@ def test_send_now_while_paused_goes_out_at_resume_and_alone(
         assert listing.get_writeback(session, chosen).status is Status.SENT
         assert listing.get_writeback(session, other).status is Status.NEW
     assert finished[0].claimed == 1
+
+
+def test_send_now_for_a_switched_off_account_says_it_was_not_sent_and_why(
+    qtbot: QtBot, console: Console
+) -> None:
+    """The Mailings page says the writeback "goes out now, on its own"; when its account is switched
+    off nothing goes, and the status bar said only "Last run: 0 sent, 0 failed"."""
+    from writeback_console import operations
+
+    factory = console.services.factory
+    (wid,) = enqueue(factory, item(Kind.RESUBSCRIBE, "ann@example.org"))
+    operations.set_writeback_by_account(factory, {"Main": False}, actor="staff@desk")
+    with factory() as session:
+        ref = listing.get_writeback(session, wid).ref
+    console.controller.send_requested.emit([wid])
+    bar = console.window.statusBar()
+    qtbot.waitUntil(lambda: "not sent" in bar.currentMessage(), timeout=5000)
+    assert ref in bar.currentMessage()
+    assert "Informz account Main is switched off" in bar.currentMessage()

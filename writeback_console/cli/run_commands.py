@@ -32,7 +32,6 @@ from writeback_console.cli.exits import (
 )
 from writeback_console.cli.summary_command import print_counts
 from writeback_console.config import redact_url, resolve_db_url
-from writeback_console.domain import Status
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.settings import (
     AppSettings,
@@ -42,7 +41,7 @@ from writeback_console.settings import (
     settings_from_json,
     settings_path,
 )
-from writeback_console.store import listing, switches
+from writeback_console.store import listing
 from writeback_console.store.engine import make_engine, make_session_factory
 from writeback_console.store.migrate import upgrade
 from writeback_console.store.rows import WritebackRow, current_actor
@@ -131,7 +130,7 @@ def send_only(
     A cycle that sends nothing without a problem to name (the row's account switched off, another
     dispatcher already sending it) says why and ends non-zero: the user asked for it to go now.
     """
-    from writeback_console.dispatch.cycle import run_cycle
+    from writeback_console.dispatch.cycle import not_sent_reason, run_cycle
     from writeback_console.dispatch.summary import ProblemKind
 
     summary = run_cycle(
@@ -142,33 +141,10 @@ def send_only(
         return EXIT_REFUSED
     if summary.problem is not None:
         return EXIT_PERSONIFY_UNUSABLE
-    if summary.claimed == 0 and not summary.disabled:
-        why = _why_not_sent(factory, row)
-        if why is not None:
-            raise CommandError(f"nothing was sent: {why}")
-    if summary.disabled:
-        raise CommandError(
-            f"nothing was sent: writeback is switched off for every account; {row.ref} stays "
-            f"{row.status.label} and goes out once it is switched on"
-        )
+    why = not_sent_reason(factory, [row.id], summary)
+    if why is not None:
+        raise CommandError(why)
     return EXIT_OK
-
-
-def _why_not_sent(factory: sessionmaker[Session], row: WritebackRow) -> str | None:
-    """Why a cycle for this row alone claimed nothing; None if it was sent all the same (by another)."""
-    with factory() as session:
-        now = listing.get_writeback(session, row.id)
-        if row.account in switches.disabled_accounts(session):
-            return (
-                f"writeback for Informz account {row.account} is switched off; {row.ref} stays "
-                f"{now.status.label} and goes out once the account is switched on"
-            )
-    if now.status is Status.SENT:
-        print(f"{row.ref} was sent by another dispatcher meanwhile")
-        return None
-    if now.status is Status.PROCESSING:
-        return f"another dispatcher is sending {row.ref} now"
-    return f"{row.ref} is {now.status.label}, so it was not sent"
 
 
 def cmd_dispatch(args: argparse.Namespace) -> int:

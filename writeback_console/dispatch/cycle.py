@@ -62,6 +62,7 @@ from writeback_console.personify.mapping import ActivityMapping
 from writeback_console.store import (
     deliveries,
     lifecycle,
+    listing,
     operator_actions,
     recording,
     service_health,
@@ -169,6 +170,37 @@ def run_cycle(
     """
     chosen = None if only is None else frozenset(only)
     return _Cycle(factory, client, mapping, options or DispatchOptions(), progress, stop, clock, chosen).run()
+
+
+def not_sent_reason(factory: sessionmaker[Session], ids: Iterable[int], summary: CycleSummary) -> str | None:
+    """Why a cycle run for ``ids`` alone ("Send now") sent none of them, in words; None if it did
+    something (it sent or failed them, or names its own problem, such as Personify360 down)."""
+    wanted = sorted(set(ids))
+    if not wanted or summary.claimed or summary.problem is not None:
+        return None
+    with read_session(factory) as session:
+        rows = listing.get_writebacks(session, wanted[:1])
+        off = switches.disabled_accounts(session)
+    if not rows:
+        return None
+    first = rows[wanted[0]]
+    one = len(wanted) == 1
+    what = f"{first.ref} was" if one else f"{len(wanted):,} writebacks ({first.ref}, …) were"
+    goes = "it goes" if one else "they go"
+    if summary.disabled:
+        why = f"writeback is switched off for every account; {goes} out once it is switched on"
+    elif first.account in off:
+        why = (
+            f"writeback for Informz account {first.account} is switched off; "
+            f"{goes} out once the account is switched on"
+        )
+    elif first.status is Status.SENT:
+        return None  # another dispatcher sent it meanwhile
+    elif first.status is Status.PROCESSING:
+        why = f"another dispatcher is sending {'it' if one else 'them'} now"
+    else:
+        why = f"{first.ref} is {first.status.label}"
+    return f"{what} not sent: {why}"
 
 
 class _Cycle:

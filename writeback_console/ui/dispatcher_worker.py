@@ -19,7 +19,7 @@ from PySide6.QtGui import QAction, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QToolButton, QWidget
 from sqlalchemy.orm import Session, sessionmaker
 
-from writeback_console.dispatch.cycle import run_cycle
+from writeback_console.dispatch.cycle import not_sent_reason, run_cycle
 from writeback_console.dispatch.summary import CycleProgress, CycleSummary
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.settings import AppSettings, SettingsError
@@ -73,6 +73,8 @@ class DispatcherWorker(QObject):
         failed(CycleFailure): a cycle could not run (settings incomplete, database unreachable).
         send_deferred(int): "Send now" of that many writebacks came while paused: they are queued and
             sent on their own at Resume.
+        send_refused(str): a Send now sent none of its writebacks, and why in words (their account is
+            switched off, another dispatcher has them).
     """
 
     state_changed = Signal(object)
@@ -80,6 +82,7 @@ class DispatcherWorker(QObject):
     finished = Signal(object)
     failed = Signal(object)
     send_deferred = Signal(int)
+    send_refused = Signal(str)
 
     def __init__(
         self,
@@ -145,14 +148,25 @@ class DispatcherWorker(QObject):
             self._deferred.update(dict.fromkeys(ids))
             self.send_deferred.emit(len(ids))
             return
-        self._run(ids)
+        summary = self._run(ids)
+        if summary is not None:
+            self._say_if_not_sent(ids, summary)
         if self._timer is not None and self._timer.isActive() and not self.paused:
             left = self._timer.remainingTime() / 1000
             self.state_changed.emit(DispatcherState("idle", time.monotonic() + left))
         else:
             self._schedule()
 
-    def _run(self, only: list[int] | None) -> None:
+    def _say_if_not_sent(self, ids: list[int], summary: CycleSummary) -> None:
+        try:
+            why = not_sent_reason(self._factory, ids, summary)
+        except Exception:  # only words are lost; the run itself is over and reported
+            log.exception("could not tell why a Send now sent nothing")
+            return
+        if why is not None:
+            self.send_refused.emit(why)
+
+    def _run(self, only: list[int] | None) -> CycleSummary | None:
         self.state_changed.emit(DispatcherState("running", None, self.paused))
         try:
             summary = self._cycle(only)
@@ -165,6 +179,8 @@ class DispatcherWorker(QObject):
             self.failed.emit(CycleFailure(FailureKind.INTERNAL, f"the dispatcher run failed: {exc}"))
         else:
             self.finished.emit(summary)
+            return summary
+        return None
 
     @Slot(bool)
     def set_paused(self, paused: bool) -> None:
