@@ -203,3 +203,30 @@ def test_send_now_with_now_and_no_password_changes_nothing_so_it_can_be_run_agai
     code, out, err = run_cli(capsys, sqlite_url, "send-now", str(mailing), "--now")
     assert code == 0, err
     assert len(sim.activities()) == 2
+
+
+def test_send_now_with_now_sends_a_mailing_activity_already_waiting_as_new(
+    sqlite_url: str,
+    capsys: pytest.CaptureFixture[str],
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    make_simulator: MakeSimulator,
+) -> None:
+    """After a Send now that could not send (Personify360 down, the account switched off), the activity
+    waits as New; asking again refused with 'already has mailing activity …; reschedule that one'."""
+    from tests.helpers.dispatching import recipients_as_constituents
+
+    sim = make_simulator(constituents=recipients_as_constituents(2))
+    _personify_env(monkeypatch, sim.url)
+    factory = make_session_factory(make_engine(sqlite_url))
+    mailing = add_mailing(factory, remote=2)
+    sim.stop_listening()
+    code, _, _ = run_cli(capsys, sqlite_url, "send-now", str(mailing), "--now")
+    assert code == 3
+    sim.start_listening()
+
+    code, out, err = run_cli(capsys, sqlite_url, "send-now", str(mailing), "--now")
+
+    assert code == 0, err
+    assert "sent 1" in out
+    assert len(sim.activities()) == 2
