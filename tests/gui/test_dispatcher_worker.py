@@ -287,3 +287,27 @@ def test_send_now_for_a_switched_off_account_says_it_was_not_sent_and_why(
     qtbot.waitUntil(lambda: "not sent" in bar.currentMessage(), timeout=5000)
     assert ref in bar.currentMessage()
     assert "Informz account Main is switched off" in bar.currentMessage()
+
+
+def test_the_next_run_never_starts_before_one_interval_after_the_last_run_ended(
+    qtbot: QtBot, factory: sessionmaker[Session], make_simulator: MakeSimulator
+) -> None:
+    """An automatic retry is due one interval after the failure, so the next regular run must not come
+    sooner than one interval after the run that failed it ended. Qt makes a coarse timer of 20 s or
+    more a very coarse one, rounded to whole seconds: a ten-minute timer fired up to half a second
+    early, and the rows that failed in the last half second of a run (its last batch) waited a second
+    interval, twenty minutes, for their retry. A precise timer never fires early."""
+    from PySide6.QtCore import Qt, QTimer
+
+    sim = make_simulator()
+    controller = DispatcherController(factory, AppSettings(interval_seconds=600), lambda: client_for(sim))
+    status = DispatcherStatus(controller)
+    qtbot.addWidget(status)
+    controller.start()
+    try:
+        qtbot.waitUntil(lambda: "Next run in" in status.state_label.text(), timeout=5000)
+        timer = controller.worker.findChild(QTimer, "dispatcher-interval")
+        assert timer is not None
+        assert timer.timerType() is Qt.TimerType.PreciseTimer
+    finally:
+        assert controller.stop()

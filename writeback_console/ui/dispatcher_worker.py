@@ -123,6 +123,9 @@ class DispatcherWorker(QObject):
         self._timer = QTimer(self)
         self._timer.setObjectName("dispatcher-interval")
         self._timer.setSingleShot(True)
+        # Never early: a coarse timer of 20 s or more is rounded to whole seconds and may fire half a
+        # second before its time, before the last failures of the previous run are due for their retry.
+        self._timer.setTimerType(Qt.TimerType.PreciseTimer)
         self._timer.timeout.connect(self.run_now)
         self._schedule()
 
