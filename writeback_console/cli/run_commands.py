@@ -93,7 +93,7 @@ def _personify_client(args: argparse.Namespace) -> tuple[AppSettings, PersonifyC
             )
         return settings, PersonifyClient(settings.personify(password))
     except SettingsError as exc:
-        raise CommandError(f"Personify360 settings: {exc}") from None
+        raise CommandError(f"Personify360 settings: {exc}", EXIT_PERSONIFY_UNUSABLE) from None
 
 
 def cmd_check_connection(args: argparse.Namespace) -> int:
@@ -102,7 +102,7 @@ def cmd_check_connection(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
     except SettingsError as exc:
-        raise CommandError(f"Personify360 settings: {exc}") from None
+        raise CommandError(f"Personify360 settings: {exc}", EXIT_PERSONIFY_UNUSABLE) from None
     checks = check_connection(settings, None, PasswordStore())
     marks = {True: "ok", False: "FAILED", None: "not checked"}
     for check in checks:

@@ -195,7 +195,7 @@ def test_send_now_with_now_and_no_password_changes_nothing_so_it_can_be_run_agai
     mailing = add_mailing(factory, remote=2)
 
     code, _, err = run_cli(capsys, sqlite_url, "send-now", str(mailing), "--now")
-    assert code != 0 and "password" in err and "nothing was changed" in err
+    assert code == 3 and "password" in err and "nothing was changed" in err
     code, out, _ = run_cli(capsys, sqlite_url, "list")
     assert "Mailing Activity" not in out
 

@@ -282,3 +282,18 @@ def test_lookup_as_a_table_shows_control_characters_from_personify360_escaped(
     assert code == 0, err
     assert "\x1b" not in out
     assert json.loads(out)["constituents"][0]["first_name"] == "Eve\x1b]0;owned\x07"
+
+
+def test_lookup_without_personify360_settings_exits_3_naming_what_is_missing(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 3 is "Personify360 could not be used (settings, credentials, an outage)"; a lookup with no
+    password stored ended 1, as a refusal, so a script could not tell it from one."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("WRITEBACK_NO_KEYRING", "1")
+    monkeypatch.setenv("WRITEBACK_PERSONIFY_URL", "https://pds.example.org/PersonifyData.svc")
+    monkeypatch.setenv("WRITEBACK_PERSONIFY_USER", "u")
+    monkeypatch.delenv("WRITEBACK_PERSONIFY_PASSWORD", raising=False)
+    code, out, err = run_cli(capsys, sqlite_url, "lookup", "ann@example.org")
+    assert code == 3
+    assert "password: none stored" in err and out == ""
