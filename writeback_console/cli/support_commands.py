@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from writeback_console import lookup, operations
@@ -37,7 +38,8 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     except PersonifyError as exc:
         raise CommandError(f"lookup: {describe_exception(exc)[0]}", EXIT_PERSONIFY_UNUSABLE) from None
     if args.format == "json":
-        print(json.dumps(_as_json(found), indent=2, ensure_ascii=False))
+        # Non-ASCII as it is where the output takes it, else as \u escapes, which JSON reads the same.
+        print(json.dumps(_as_json(found), indent=2, ensure_ascii=not _output_takes_unicode()))
     else:
         _print_table(found)
     return EXIT_OK
@@ -112,7 +114,17 @@ def _say(line: str) -> None:
     Raw, an escape sequence would retitle or clear the terminal and a carriage return overwrite the
     line; shown as ``\\x1b`` or ``\\r`` support can still see they are there. Line breaks stay.
     """
-    print("".join(ch if ch.isprintable() or ch == "\n" else repr(ch)[1:-1] for ch in line))
+    text = "".join(ch if ch.isprintable() or ch == "\n" else repr(ch)[1:-1] for ch in line)
+    if not _output_takes_unicode():
+        # A code page (Windows output redirected to a file): what it lacks is written escaped, \u0141.
+        encoding = sys.stdout.encoding or "ascii"
+        text = text.encode(encoding, "backslashreplace").decode(encoding)
+    print(text)
+
+
+def _output_takes_unicode() -> bool:
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    return encoding in ("utf8", "utf16", "utf32", "utf8sig")
 
 
 def _print_table(found: lookup.PersonLookup) -> None:

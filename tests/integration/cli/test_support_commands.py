@@ -297,3 +297,35 @@ def test_lookup_without_personify360_settings_exits_3_naming_what_is_missing(
     code, out, err = run_cli(capsys, sqlite_url, "lookup", "ann@example.org")
     assert code == 3
     assert "password: none stored" in err and out == ""
+
+
+def test_lookup_prints_names_its_output_cannot_encode_without_a_traceback(
+    sqlite_url: str, personify: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redirected on Windows (`lookup … --format json > ann.json`), Python writes the ANSI code page:
+    a Polish name ended the lookup with UnicodeEncodeError, JSON and table alike."""
+    import io
+
+    from writeback_console.cli import main
+
+    personify.add_constituents(
+        [
+            {
+                "master_customer_id": "000000000901",
+                "sub_customer_id": 0,
+                "email": "lucja@example.org",
+                "first_name": "Łucja",
+                "last_name": "Żółć",
+            }
+        ]
+    )
+
+    def run_on_a_code_page(*extra: str) -> str:
+        out = io.BytesIO()
+        monkeypatch.setattr("sys.stdout", io.TextIOWrapper(out, encoding="cp1252", write_through=True))
+        assert main(["--db", sqlite_url, "lookup", "lucja@example.org", *extra]) == 0
+        return out.getvalue().decode("cp1252")
+
+    assert json.loads(run_on_a_code_page("--format", "json"))["constituents"][0]["first_name"] == "Łucja"
+    # What the code page lacks is written as Python writes it; what it has (ó) as it is.
+    assert "\\u0141ucja \\u017bó\\u0142\\u0107" in run_on_a_code_page()
