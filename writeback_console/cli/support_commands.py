@@ -218,16 +218,16 @@ def cmd_switch(args: argparse.Namespace) -> int:
     )
     every = account == switches.ALL_ACCOUNTS
     who = "every account" if every else f"Informz account {account}"
-    print(f"writeback for {who}: {args.state}")
+    _say(f"writeback for {who}: {args.state}")
     if not every and account not in known:
-        print(f"note: no writeback of an account named {account!r} is in the queue yet")
+        _say(f"note: no writeback of an account named {account!r} is in the queue yet")
     with read_session(factory) as session:
         everywhere = switches.writeback_enabled(session)
         off = sorted(switches.disabled_accounts(session))
     if not everywhere:
-        print("writebacks are switched off for every account: nothing is sent")
+        _say("writebacks are switched off for every account: nothing is sent")
     elif off:
-        print(f"switched off (their writebacks queue up, nothing is sent): {', '.join(off)}")
+        _say(f"switched off (their writebacks queue up, nothing is sent): {', '.join(off)}")
     else:
-        print("every account sends its writebacks")
+        _say("every account sends its writebacks")
     return EXIT_OK

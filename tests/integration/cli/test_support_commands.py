@@ -329,3 +329,16 @@ def test_lookup_prints_names_its_output_cannot_encode_without_a_traceback(
     assert json.loads(run_on_a_code_page("--format", "json"))["constituents"][0]["first_name"] == "Łucja"
     # What the code page lacks is written as Python writes it; what it has (ó) as it is.
     assert "\\u0141ucja \\u017bó\\u0142\\u0107" in run_on_a_code_page()
+
+
+def test_switch_names_an_account_its_output_cannot_encode_without_a_traceback(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from writeback_console.cli import main
+
+    out = io.BytesIO()
+    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(out, encoding="cp1252", write_through=True))
+    assert main(["--db", sqlite_url, "switch", "Łódź", "off"]) == 0
+    assert "Informz account \\u0141ód\\u017a: off" in out.getvalue().decode("cp1252")
