@@ -286,7 +286,7 @@ def test_send_now_for_a_switched_off_account_says_it_was_not_sent_and_why(
     bar = console.window.statusBar()
     qtbot.waitUntil(lambda: "not sent" in bar.currentMessage(), timeout=5000)
     assert ref in bar.currentMessage()
-    assert "Informz account Main is switched off" in bar.currentMessage()
+    assert "account Main is switched off" in bar.currentMessage()
 
 
 def test_the_next_run_never_starts_before_one_interval_after_the_last_run_ended(

@@ -185,21 +185,18 @@ def not_sent_reason(factory: sessionmaker[Session], ids: Iterable[int], summary:
         return None
     first = rows[wanted[0]]
     one = len(wanted) == 1
-    what = f"{first.ref} was" if one else f"{len(wanted):,} writebacks ({first.ref}, …) were"
-    goes = "it goes" if one else "they go"
+    # Short enough for the console's status bar at 1,024 px beside the dispatcher's own words.
+    what = first.ref if one else f"{len(wanted):,} writebacks"
     if summary.disabled:
-        why = f"writeback is switched off for every account; {goes} out once it is switched on"
+        why = "writebacks are switched off"
     elif first.account in off:
-        why = (
-            f"writeback for Informz account {first.account} is switched off; "
-            f"{goes} out once the account is switched on"
-        )
+        why = f"account {first.account} is switched off"
     elif first.status is Status.SENT:
         return None  # another dispatcher sent it meanwhile
     elif first.status is Status.PROCESSING:
-        why = f"another dispatcher is sending {'it' if one else 'them'} now"
+        why = f"another dispatcher is sending {'it' if one else 'them'}"
     else:
-        why = f"{first.ref} is {first.status.label}"
+        why = f"{'it' if one else first.ref} is {first.status.label}"
     return f"{what} not sent: {why}"
 
 
