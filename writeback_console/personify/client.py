@@ -342,8 +342,9 @@ class PersonifyClient:
             if len(rows) >= MAX_COLLECTION_ROWS or pages >= MAX_COLLECTION_PAGES:
                 raise PersonifyError(
                     ErrorKind.MALFORMED,
-                    f"Personify360 answered {entity_set} with more than {len(rows):,} rows in "
-                    f"{pages:,} pages; the console reads at most {MAX_COLLECTION_ROWS:,} rows in "
+                    f"Personify360 answered {entity_set} with more than {len(rows):,} "
+                    f"row{'' if len(rows) == 1 else 's'} in {pages:,} page{'' if pages == 1 else 's'}; "
+                    f"the console reads at most {MAX_COLLECTION_ROWS:,} rows in "
                     f"{MAX_COLLECTION_PAGES:,} pages, so it stopped rather than show part of the answer",
                     status=200,
                 )
