@@ -4,6 +4,7 @@ Personify360 has for the address, their System Activities, and the queue rows th
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -35,6 +36,12 @@ def check_email(text: str) -> str:
     email = text.strip()
     if not email:
         raise NotAnEmail("Type an email address to look up.")
+    unseen = _unseen_character(email)
+    if unseen is not None:
+        raise NotAnEmail(
+            f"{email!r} is not an email address: it has {unseen}; "
+            "type a whole address such as ann@example.org."
+        )
     try:
         return validate_email(email)
     except InputError as exc:
@@ -50,6 +57,21 @@ def check_email(text: str) -> str:
         raise NotAnEmail(
             f"{problem[0].upper()}{problem[1:]}; type a whole address such as ann@example.org."
         ) from None
+
+
+def _unseen_character(text: str) -> str | None:
+    """What in ``text`` no address holds and no one can see: a control or invisible character, or a
+    byte that was not UTF-8 (a shell passes it on as a lone surrogate); None when there is none."""
+    for ch in text:
+        if ch.isprintable():
+            continue
+        kind = unicodedata.category(ch)
+        if kind == "Cs":
+            return "a byte that is not UTF-8 text"
+        if kind == "Cc":
+            return f"a control character (U+{ord(ch):04X})"
+        return f"an invisible character (U+{ord(ch):04X})"
+    return None
 
 
 def ref_in(text: str) -> str | None:

@@ -375,3 +375,30 @@ def test_an_error_row_with_attempts_left_says_when_its_automatic_retry_is_due(
         row = listing.get_writeback(session, wid)
     assert next_retry_text(row, failed_at + timedelta(minutes=11)) == "at the next dispatcher run"
     assert next_retry_text(dataclasses.replace(row, attempts=row.max_attempts), failed_at) == ""
+
+
+def test_a_row_that_fails_to_load_again_is_still_named_by_its_reference(
+    qtbot: QtBot, db: Factory, runner: TaskRunner
+) -> None:
+    """After one failed read (the database away for a run, a row it cannot read) the next refresh forgot
+    the reference: "This writeback could not be read", then "The writeback shown is no longer…"."""
+    from sqlalchemy import text
+
+    (wid,) = enqueue(db, item(Kind.RESUBSCRIBE, "p0@example.org"))
+    pane = DetailPane(db, runner)
+    qtbot.addWidget(pane)
+    with qtbot.waitSignal(pane.loaded, timeout=5000):
+        pane.show_writeback(wid)
+    ref = pane.detail.row.ref if pane.detail else ""
+    with write_transaction(db) as session:
+        session.execute(text("UPDATE writeback SET payload = '{unreadable' WHERE id = :id"), {"id": wid})
+    for _ in range(2):
+        pane.refresh()
+        qtbot.waitUntil(lambda: "could not be read" in pane.hint.text(), timeout=5000)
+        assert pane.hint.text().startswith(f"{ref} could not be read")
+        pane.hint.setText("")
+    delete_writeback(db, wid)
+    with qtbot.waitSignal(pane.vanished, timeout=5000) as signal:
+        pane.refresh()
+    assert signal.args == [wid, ref]
+    assert pane.hint.text() == f"{ref} is no longer in the queue."

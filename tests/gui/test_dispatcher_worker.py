@@ -233,3 +233,81 @@ def test_last_run_is_said_once_and_whole_in_a_1024_pixel_window(qtbot: QtBot, co
     # The whole summary is one hover away, and the status bar does not say it a second time.
     assert summary.describe() in status.last_label.toolTip()
     assert "1,187" not in window.statusBar().currentMessage()
+
+
+def test_send_now_while_paused_goes_out_at_resume_and_alone(
+    qtbot: QtBot, factory: sessionmaker[Session], make_simulator: MakeSimulator
+) -> None:
+    """The console says a Send now asked for while paused "goes out after Resume": it does, at once,
+    and it is still only that writeback (the hourly run's rows wait for it)."""
+    sim = make_simulator()
+    chosen, other = enqueue(
+        factory, item(Kind.RESUBSCRIBE, "ann@example.org"), item(Kind.RESUBSCRIBE, "bo@x.org")
+    )
+    controller = DispatcherController(factory, AppSettings(interval_seconds=3600), lambda: client_for(sim))
+    status = DispatcherStatus(controller)
+    qtbot.addWidget(status)
+    deferred: list[int] = []
+    finished: list[CycleSummary] = []
+    controller.worker.send_deferred.connect(deferred.append)
+    controller.worker.finished.connect(finished.append)
+    controller.start()
+    try:
+        qtbot.waitUntil(lambda: "Next run in" in status.state_label.text(), timeout=5000)
+        status.pause_button.click()
+        qtbot.waitUntil(lambda: status.state_label.text() == "Dispatcher paused", timeout=5000)
+        controller.send_requested.emit([chosen])
+        qtbot.waitUntil(lambda: deferred == [1], timeout=5000)
+        assert finished == []
+        status.pause_button.click()
+        qtbot.waitUntil(lambda: len(finished) == 1, timeout=5000)
+        qtbot.waitUntil(lambda: "Next run in 59:" in status.state_label.text(), timeout=5000)
+    finally:
+        assert controller.stop()
+    with factory() as session:
+        assert listing.get_writeback(session, chosen).status is Status.SENT
+        assert listing.get_writeback(session, other).status is Status.NEW
+    assert finished[0].claimed == 1
+
+
+def test_send_now_for_a_switched_off_account_says_it_was_not_sent_and_why(
+    qtbot: QtBot, console: Console
+) -> None:
+    """The Mailings page says the writeback "goes out now, on its own"; when its account is switched
+    off nothing goes, and the status bar said only "Last run: 0 sent, 0 failed"."""
+    from writeback_console import operations
+
+    factory = console.services.factory
+    (wid,) = enqueue(factory, item(Kind.RESUBSCRIBE, "ann@example.org"))
+    operations.set_writeback_by_account(factory, {"Main": False}, actor="staff@desk")
+    with factory() as session:
+        ref = listing.get_writeback(session, wid).ref
+    console.controller.send_requested.emit([wid])
+    bar = console.window.statusBar()
+    qtbot.waitUntil(lambda: "not sent" in bar.currentMessage(), timeout=5000)
+    assert ref in bar.currentMessage()
+    assert "account Main is switched off" in bar.currentMessage()
+
+
+def test_the_next_run_never_starts_before_one_interval_after_the_last_run_ended(
+    qtbot: QtBot, factory: sessionmaker[Session], make_simulator: MakeSimulator
+) -> None:
+    """An automatic retry is due one interval after the failure, so the next regular run must not come
+    sooner than one interval after the run that failed it ended. Qt makes a coarse timer of 20 s or
+    more a very coarse one, rounded to whole seconds: a ten-minute timer fired up to half a second
+    early, and the rows that failed in the last half second of a run (its last batch) waited a second
+    interval, twenty minutes, for their retry. A precise timer never fires early."""
+    from PySide6.QtCore import Qt, QTimer
+
+    sim = make_simulator()
+    controller = DispatcherController(factory, AppSettings(interval_seconds=600), lambda: client_for(sim))
+    status = DispatcherStatus(controller)
+    qtbot.addWidget(status)
+    controller.start()
+    try:
+        qtbot.waitUntil(lambda: "Next run in" in status.state_label.text(), timeout=5000)
+        timer = controller.worker.findChild(QTimer, "dispatcher-interval")
+        assert timer is not None
+        assert timer.timerType() is Qt.TimerType.PreciseTimer
+    finally:
+        assert controller.stop()

@@ -22,6 +22,24 @@ def test_an_address_intake_accepts_is_looked_up_without_its_spaces(text: str) ->
     assert lookup.check_email(text) == intake.validate_email(text.strip())
 
 
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("ann\x1b[2J@example.org", "a control character (U+001B)"),
+        ("ann\u200b@example.org", "an invisible character (U+200B)"),
+        ("ann\udcff@example.org", "a byte that is not UTF-8 text"),
+    ],
+)
+def test_an_address_with_a_character_that_cannot_be_typed_is_refused_saying_which(
+    text: str, problem: str
+) -> None:
+    with pytest.raises(lookup.NotAnEmail, match="type a whole address") as info:
+        lookup.check_email(text)
+    assert problem in str(info.value)
+    # The message itself prints anywhere: the character is shown escaped.
+    str(info.value).encode("ascii")
+
+
 def test_an_empty_search_asks_for_an_address() -> None:
     with pytest.raises(lookup.NotAnEmail, match=r"^Type an email address to look up\.$"):
         lookup.check_email("   ")

@@ -17,6 +17,7 @@ from writeback_console.cli.exits import (
     EXIT_OK,
     CommandError,
 )
+from writeback_console.domain import Kind, Status
 from writeback_console.store import listing, switches
 from writeback_console.store.rows import NotFound, RowsRefused, WritebackRow, current_actor
 
@@ -157,13 +158,35 @@ def cmd_reschedule(args: argparse.Namespace) -> int:
 
 def cmd_send_now(args: argparse.Namespace) -> int:
     factory = open_queue(args)
-    row = operations.send_mailing_activity_now(factory, args.mailing_id, actor=current_actor())
     if not args.now:
+        row = operations.send_mailing_activity_now(factory, args.mailing_id, actor=current_actor())
         print(f"mailing activity {row.ref} of mailing {args.mailing_id} goes out at the next dispatcher run")
         return EXIT_OK
-    from writeback_console.cli.run_commands import send_only
+    from writeback_console.cli.run_commands import personify_client_or_nothing_changed, send_only
 
-    return send_only(factory, [row.id], f"mailing activity {row.ref} of mailing {args.mailing_id}")
+    # The settings first: a command that cannot send must leave the mailing as it was, so that it can
+    # simply be run again once they are fixed.
+    settings, client = personify_client_or_nothing_changed()
+    try:
+        # One left New (a Send now that could not send: Personify360 down, the account switched off)
+        # is due already, so it is sent as it is; otherwise the Scheduled one is brought forward.
+        row = _waiting_new(factory, args.mailing_id) or operations.send_mailing_activity_now(
+            factory, args.mailing_id, actor=current_actor()
+        )
+        return send_only(
+            factory, settings, client, row, f"mailing activity {row.ref} of mailing {args.mailing_id}"
+        )
+    finally:
+        client.close()
+
+
+def _waiting_new(factory: operations.Factory, mailing_id: int) -> WritebackRow | None:
+    """The mailing's mailing activity if it is New (due at the next run), else None."""
+    wanted = listing.WritebackFilter(
+        statuses=frozenset({Status.NEW}), kinds=frozenset({Kind.MAILING_ACTIVITY}), mailing_id=mailing_id
+    )
+    with factory() as session:
+        return next(iter(listing.iter_rows(session, wanted)), None)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:

@@ -44,7 +44,7 @@ from writeback_console.settings import (
 from writeback_console.store import listing
 from writeback_console.store.engine import make_engine, make_session_factory
 from writeback_console.store.migrate import upgrade
-from writeback_console.store.rows import current_actor
+from writeback_console.store.rows import WritebackRow, current_actor
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -93,7 +93,7 @@ def _personify_client(args: argparse.Namespace) -> tuple[AppSettings, PersonifyC
             )
         return settings, PersonifyClient(settings.personify(password))
     except SettingsError as exc:
-        raise CommandError(f"Personify360 settings: {exc}") from None
+        raise CommandError(f"Personify360 settings: {exc}", EXIT_PERSONIFY_UNUSABLE) from None
 
 
 def cmd_check_connection(args: argparse.Namespace) -> int:
@@ -102,7 +102,7 @@ def cmd_check_connection(args: argparse.Namespace) -> int:
     try:
         settings = load_settings()
     except SettingsError as exc:
-        raise CommandError(f"Personify360 settings: {exc}") from None
+        raise CommandError(f"Personify360 settings: {exc}", EXIT_PERSONIFY_UNUSABLE) from None
     checks = check_connection(settings, None, PasswordStore())
     marks = {True: "ok", False: "FAILED", None: "not checked"}
     for check in checks:
@@ -110,21 +110,40 @@ def cmd_check_connection(args: argparse.Namespace) -> int:
     return EXIT_OK if all(c.ok for c in checks) else EXIT_PERSONIFY_UNUSABLE
 
 
-def send_only(factory: sessionmaker[Session], ids: list[int], what: str) -> int:
-    """One dispatcher cycle for these writebacks alone (``send-now --now``); its summary, and an exit code."""
-    from writeback_console.dispatch.cycle import run_cycle
+def personify_client_or_nothing_changed() -> tuple[AppSettings, PersonifyClient]:
+    """Settings and a client for a command that would change the queue only to send at once."""
+    try:
+        return _personify_client(argparse.Namespace())
+    except CommandError as exc:
+        raise CommandError(f"{exc}\nnothing was changed", exc.code) from None
+
+
+def send_only(
+    factory: sessionmaker[Session],
+    settings: AppSettings,
+    client: PersonifyClient,
+    row: WritebackRow,
+    what: str,
+) -> int:
+    """One dispatcher cycle for this writeback alone (``send-now --now``); its summary, and an exit code.
+
+    A cycle that sends nothing without a problem to name (the row's account switched off, another
+    dispatcher already sending it) says why and ends non-zero: the user asked for it to go now.
+    """
+    from writeback_console.dispatch.cycle import not_sent_reason, run_cycle
     from writeback_console.dispatch.summary import ProblemKind
 
-    settings, client = _personify_client(argparse.Namespace())
-    try:
-        summary = run_cycle(factory, client, settings.activity_mapping, settings.dispatch_options(), only=ids)
-    finally:
-        client.close()
+    summary = run_cycle(
+        factory, client, settings.activity_mapping, settings.dispatch_options(), only=[row.id]
+    )
     print(f"{what}: {summary.describe()}")
     if summary.problem is ProblemKind.DATABASE or (summary.problem is None and summary.failed):
         return EXIT_REFUSED
     if summary.problem is not None:
         return EXIT_PERSONIFY_UNUSABLE
+    why = not_sent_reason(factory, [row.id], summary)
+    if why is not None:
+        raise CommandError(why)
     return EXIT_OK
 
 

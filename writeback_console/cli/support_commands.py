@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 from writeback_console import lookup, operations
@@ -37,7 +38,8 @@ def cmd_lookup(args: argparse.Namespace) -> int:
     except PersonifyError as exc:
         raise CommandError(f"lookup: {describe_exception(exc)[0]}", EXIT_PERSONIFY_UNUSABLE) from None
     if args.format == "json":
-        print(json.dumps(_as_json(found), indent=2, ensure_ascii=False))
+        # Non-ASCII as it is where the output takes it, else as \u escapes, which JSON reads the same.
+        print(json.dumps(_as_json(found), indent=2, ensure_ascii=not _output_takes_unicode()))
     else:
         _print_table(found)
     return EXIT_OK
@@ -106,24 +108,44 @@ def _field_text(value: Any) -> str:
     return str(value)
 
 
+def _say(line: str) -> None:
+    """Print a line whose text came from Personify360 or Informz, its control characters escaped.
+
+    Raw, an escape sequence would retitle or clear the terminal and a carriage return overwrite the
+    line; shown as ``\\x1b`` or ``\\r`` support can still see they are there. Line breaks stay.
+    """
+    text = "".join(ch if ch.isprintable() or ch == "\n" else repr(ch)[1:-1] for ch in line)
+    if not _output_takes_unicode():
+        # A code page (Windows output redirected to a file): what it lacks is written escaped, \u0141.
+        encoding = sys.stdout.encoding or "ascii"
+        text = text.encode(encoding, "backslashreplace").decode(encoding)
+    print(text)
+
+
+def _output_takes_unicode() -> bool:
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "").replace("_", "")
+    return encoding in ("utf8", "utf16", "utf32", "utf8sig")
+
+
 def _print_table(found: lookup.PersonLookup) -> None:
+    """The look-up for a terminal; every text from Personify360 or the queue goes through ``_say``."""
     n = len(found.constituents)
     if n == 0:
-        print(f"Personify360: no constituent has the email {found.email}.")
+        _say(f"Personify360: no constituent has the email {found.email}.")
     else:
-        print(f"Personify360: {n} constituent{'' if n == 1 else 's'} with the email {found.email}.")
+        _say(f"Personify360: {n} constituent{'' if n == 1 else 's'} with the email {found.email}.")
     for entry in found.constituents:
         c = entry.constituent
         primary = "primary email" if c.primary else "not the primary email"
-        print(
+        _say(
             f"\n{c.master_customer_id}-{c.sub_customer_id}  {c.display_name}  "
             f"(record type {c.record_type or '?'}, {primary})"
         )
         count = len(entry.activities)
-        print(f"  System Activities, newest first: {count}")
+        _say(f"  System Activities, newest first: {count}")
         for activity in entry.activities:
             ref = lookup.ref_in(activity.text)
-            print(
+            _say(
                 f"\n  {iso(activity.date) or 'no date':<20}  {activity.code or '':<18}  "
                 f"{activity.subcode or '':<8}  {ref or ''}"
             )
@@ -131,9 +153,9 @@ def _print_table(found: lookup.PersonLookup) -> None:
             for name, value in activity.raw.items():
                 # A text of several lines stays under its field, not at the left margin.
                 text = _field_text(value).replace("\n", "\n" + " " * (width + 6))
-                print(f"    {name:>{width}}: {text}".rstrip())
+                _say(f"    {name:>{width}}: {text}".rstrip())
     rows = found.queue_rows
-    print(f"\nQueue: {len(rows)} row{'' if len(rows) == 1 else 's'} for this email or its mailings")
+    _say(f"\nQueue: {len(rows)} row{'' if len(rows) == 1 else 's'} for this email or its mailings")
     if rows:
         header = (
             "STATUS",
@@ -170,7 +192,7 @@ def _print_table(found: lookup.PersonLookup) -> None:
             )
         widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
         for line in lines:
-            print("  " + "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
+            _say("  " + "  ".join(cell.ljust(w) for cell, w in zip(line, widths, strict=True)).rstrip())
 
 
 def _account(text: str) -> str:
@@ -196,16 +218,16 @@ def cmd_switch(args: argparse.Namespace) -> int:
     )
     every = account == switches.ALL_ACCOUNTS
     who = "every account" if every else f"Informz account {account}"
-    print(f"writeback for {who}: {args.state}")
+    _say(f"writeback for {who}: {args.state}")
     if not every and account not in known:
-        print(f"note: no writeback of an account named {account!r} is in the queue yet")
+        _say(f"note: no writeback of an account named {account!r} is in the queue yet")
     with read_session(factory) as session:
         everywhere = switches.writeback_enabled(session)
         off = sorted(switches.disabled_accounts(session))
     if not everywhere:
-        print("writebacks are switched off for every account: nothing is sent")
+        _say("writebacks are switched off for every account: nothing is sent")
     elif off:
-        print(f"switched off (their writebacks queue up, nothing is sent): {', '.join(off)}")
+        _say(f"switched off (their writebacks queue up, nothing is sent): {', '.join(off)}")
     else:
-        print("every account sends its writebacks")
+        _say("every account sends its writebacks")
     return EXIT_OK

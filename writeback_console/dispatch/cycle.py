@@ -62,6 +62,7 @@ from writeback_console.personify.mapping import ActivityMapping
 from writeback_console.store import (
     deliveries,
     lifecycle,
+    listing,
     operator_actions,
     recording,
     service_health,
@@ -169,6 +170,34 @@ def run_cycle(
     """
     chosen = None if only is None else frozenset(only)
     return _Cycle(factory, client, mapping, options or DispatchOptions(), progress, stop, clock, chosen).run()
+
+
+def not_sent_reason(factory: sessionmaker[Session], ids: Iterable[int], summary: CycleSummary) -> str | None:
+    """Why a cycle run for ``ids`` alone ("Send now") sent none of them, in words; None if it did
+    something (it sent or failed them, or names its own problem, such as Personify360 down)."""
+    wanted = sorted(set(ids))
+    if not wanted or summary.claimed or summary.problem is not None:
+        return None
+    with read_session(factory) as session:
+        rows = listing.get_writebacks(session, wanted[:1])
+        off = switches.disabled_accounts(session)
+    if not rows:
+        return None
+    first = rows[wanted[0]]
+    one = len(wanted) == 1
+    # Short enough for the console's status bar at 1,024 px beside the dispatcher's own words.
+    what = first.ref if one else f"{len(wanted):,} writebacks"
+    if summary.disabled:
+        why = "writebacks are switched off"
+    elif first.account in off:
+        why = f"account {first.account} is switched off"
+    elif first.status is Status.SENT:
+        return None  # another dispatcher sent it meanwhile
+    elif first.status is Status.PROCESSING:
+        why = f"another dispatcher is sending {'it' if one else 'them'}"
+    else:
+        why = f"{'it' if one else first.ref} is {first.status.label}"
+    return f"{what} not sent: {why}"
 
 
 class _Cycle:

@@ -342,8 +342,9 @@ class PersonifyClient:
             if len(rows) >= MAX_COLLECTION_ROWS or pages >= MAX_COLLECTION_PAGES:
                 raise PersonifyError(
                     ErrorKind.MALFORMED,
-                    f"Personify360 answered {entity_set} with more than {len(rows):,} rows in "
-                    f"{pages:,} pages; the console reads at most {MAX_COLLECTION_ROWS:,} rows in "
+                    f"Personify360 answered {entity_set} with more than {len(rows):,} "
+                    f"row{'' if len(rows) == 1 else 's'} in {pages:,} page{'' if pages == 1 else 's'}; "
+                    f"the console reads at most {MAX_COLLECTION_ROWS:,} rows in "
                     f"{MAX_COLLECTION_PAGES:,} pages, so it stopped rather than show part of the answer",
                     status=200,
                 )
@@ -370,16 +371,25 @@ class PersonifyClient:
         # OData writes it absolute; one written relative to the service root stays on its host.
         link = urljoin(self.settings.root + "/", link)
         own, other = urlsplit(self.settings.service_root_url), urlsplit(link)
+        same: bool | None
         try:
             same = (
                 other.scheme.lower() == own.scheme.lower()
                 and other.hostname == own.hostname
                 and _port_of(other) == _port_of(own)
-                and other.username is None
-                and other.password is None
             )
         except ValueError:  # a port that is no number
             same = False
+        if same and (other.username is not None or other.password is not None):
+            same = None
+        if same is None:
+            # The host is the service root's; the user name in front of it (never shown) is what is wrong.
+            raise PersonifyError(
+                ErrorKind.MALFORMED,
+                f"Personify360 answered {entity_set} with a link to its next page that carries a user "
+                "name or password; the console does not follow it",
+                status=200,
+            )
         if not same:
             where = other.netloc.rpartition("@")[2][:100] or "an address without a host"
             raise PersonifyError(

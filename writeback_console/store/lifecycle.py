@@ -6,12 +6,27 @@ A lease is its holder's: its expiry is stored on the row from the database's clo
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, bindparam, func, insert, or_, select, tuple_, update
+from sqlalchemy import (
+    ARRAY,
+    ColumnElement,
+    Integer,
+    and_,
+    any_,
+    bindparam,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy.orm import Session
 
 from writeback_console.domain import (
@@ -258,7 +273,7 @@ def claim(
     if interrupted is not None:
         chosen = chosen.where(W.interruptions > 0 if interrupted else W.interruptions == 0)
     if only is not None:
-        chosen = chosen.where(W.id.in_(sorted(set(only))))
+        chosen = chosen.where(_one_of(session, only))
     if session.get_bind().dialect.name == "postgresql":
         chosen = chosen.with_for_update(skip_locked=True)
     result = session.execute(
@@ -378,6 +393,25 @@ def held_leases(session: Session, leases: Leases) -> set[int]:
     return held
 
 
+#: Up to this many ids go in the statement one parameter each; more go as one parameter holding them all.
+_IDS_AS_PARAMETERS = 1000
+
+
+def _one_of(session: Session, ids: Iterable[int]) -> ColumnElement[bool]:
+    """The row is one of ``ids`` (a cycle for some writebacks only), however many they are.
+
+    An ``IN`` list takes a parameter per id, and databases cap them (PostgreSQL at 65,535 a statement,
+    the SQLite of many builds at 32,766), yet a retry of every row matching a filter may name more.
+    """
+    chosen = sorted({int(i) for i in ids})
+    if len(chosen) <= _IDS_AS_PARAMETERS:
+        return W.id.in_(chosen)
+    if session.get_bind().dialect.name == "postgresql":
+        return W.id == any_(literal(chosen, ARRAY(Integer)))
+    each = func.json_each(literal(json.dumps(chosen))).table_valued("value")
+    return W.id.in_(select(each.c.value))
+
+
 def count_eligible(
     session: Session,
     run_started_at: datetime,
@@ -395,7 +429,7 @@ def count_eligible(
     if skipped:
         query = query.where(W.account.not_in(skipped))
     if only is not None:
-        query = query.where(W.id.in_(sorted(set(only))))
+        query = query.where(_one_of(session, only))
     return int(session.execute(query).scalar_one())
 
 

@@ -113,6 +113,7 @@ class Console(QObject):
         self.settings_page.open_button.clicked.connect(self.open_settings)
         self.mailings.send_requested.connect(self.controller.send_requested)
         self.controller.worker.send_deferred.connect(self._send_deferred)
+        self.controller.worker.send_refused.connect(self._send_refused)
         self.mailings.scheduled.connect(self._queue_changed)
         self.mailings.cancelled.connect(self._queue_changed)
         self.mailings.open_ref.connect(window.open_ref)
@@ -193,6 +194,10 @@ class Console(QObject):
     def _send_deferred(self, count: int) -> None:
         what = "The writeback is" if count == 1 else f"{count:,} writebacks are"
         self.window.show_message(f"{what} queued; the dispatcher is paused, so it goes out after Resume.")
+
+    @Slot(str)
+    def _send_refused(self, why: str) -> None:
+        self.window.show_message(why[:1].upper() + why[1:], 20_000)
 
     @Slot(object)
     def cancel_scheduled(self, row: WritebackRow) -> None:

@@ -441,6 +441,8 @@ class DetailPane(QWidget):
             self._task = None
         if ref is None and self.detail is not None and self.detail.row.id == writeback_id:
             ref = self.detail.row.ref
+        if ref is None and writeback_id == self._wanted:
+            ref = self._wanted_ref  # read again after a failed read: still the same row's name
         self._wanted = writeback_id
         self._wanted_ref = ref
         if writeback_id is None:

@@ -19,7 +19,7 @@ from PySide6.QtGui import QAction, QKeySequence, QResizeEvent
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QProgressBar, QSizePolicy, QToolButton, QWidget
 from sqlalchemy.orm import Session, sessionmaker
 
-from writeback_console.dispatch.cycle import run_cycle
+from writeback_console.dispatch.cycle import not_sent_reason, run_cycle
 from writeback_console.dispatch.summary import CycleProgress, CycleSummary
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.settings import AppSettings, SettingsError
@@ -71,8 +71,10 @@ class DispatcherWorker(QObject):
         progress(CycleProgress): during a cycle, after each batch of results is recorded.
         finished(CycleSummary): after every cycle.
         failed(CycleFailure): a cycle could not run (settings incomplete, database unreachable).
-        send_deferred(int): "Send now" of that many writebacks came while paused: they are queued and go
-            at the first run after Resume.
+        send_deferred(int): "Send now" of that many writebacks came while paused: they are queued and
+            sent on their own at Resume.
+        send_refused(str): a Send now sent none of its writebacks, and why in words (their account is
+            switched off, another dispatcher has them).
     """
 
     state_changed = Signal(object)
@@ -80,6 +82,7 @@ class DispatcherWorker(QObject):
     finished = Signal(object)
     failed = Signal(object)
     send_deferred = Signal(int)
+    send_refused = Signal(str)
 
     def __init__(
         self,
@@ -95,6 +98,8 @@ class DispatcherWorker(QObject):
         # An Event, like the stop: a pause asked for during a cycle holds when that cycle ends.
         self._paused = threading.Event()
         self._timer: QTimer | None = None
+        #: Writebacks a Send now asked for while paused: sent on their own as soon as it resumes.
+        self._deferred: dict[int, None] = {}
 
     # Called from the GUI thread: setting an Event is thread-safe, and it must act during a cycle,
     # when the worker's event loop is busy and a queued slot would wait for the cycle to end.
@@ -118,6 +123,9 @@ class DispatcherWorker(QObject):
         self._timer = QTimer(self)
         self._timer.setObjectName("dispatcher-interval")
         self._timer.setSingleShot(True)
+        # Never early: a coarse timer of 20 s or more is rounded to whole seconds and may fire half a
+        # second before its time, before the last failures of the previous run are due for their retry.
+        self._timer.setTimerType(Qt.TimerType.PreciseTimer)
         self._timer.timeout.connect(self.run_now)
         self._schedule()
 
@@ -135,21 +143,33 @@ class DispatcherWorker(QObject):
         """A cycle for these writebacks only ("Send now"): no other row is claimed or retried.
 
         The regular timer keeps its time: sending one writeback does not postpone the queue's next run.
-        While paused nothing is sent; the rows stay due and go at the first run after Resume.
+        While paused nothing is sent; the rows stay due and are sent on their own at Resume.
         """
         if self._stop.is_set() or not ids:
             return
         if self.paused:
+            self._deferred.update(dict.fromkeys(ids))
             self.send_deferred.emit(len(ids))
             return
-        self._run(ids)
+        summary = self._run(ids)
+        if summary is not None:
+            self._say_if_not_sent(ids, summary)
         if self._timer is not None and self._timer.isActive() and not self.paused:
             left = self._timer.remainingTime() / 1000
             self.state_changed.emit(DispatcherState("idle", time.monotonic() + left))
         else:
             self._schedule()
 
-    def _run(self, only: list[int] | None) -> None:
+    def _say_if_not_sent(self, ids: list[int], summary: CycleSummary) -> None:
+        try:
+            why = not_sent_reason(self._factory, ids, summary)
+        except Exception:  # only words are lost; the run itself is over and reported
+            log.exception("could not tell why a Send now sent nothing")
+            return
+        if why is not None:
+            self.send_refused.emit(why)
+
+    def _run(self, only: list[int] | None) -> CycleSummary | None:
         self.state_changed.emit(DispatcherState("running", None, self.paused))
         try:
             summary = self._cycle(only)
@@ -162,11 +182,16 @@ class DispatcherWorker(QObject):
             self.failed.emit(CycleFailure(FailureKind.INTERNAL, f"the dispatcher run failed: {exc}"))
         else:
             self.finished.emit(summary)
+            return summary
+        return None
 
     @Slot(bool)
     def set_paused(self, paused: bool) -> None:
         self.request_pause(paused)
         self._schedule()
+        if not paused and self._deferred:
+            deferred, self._deferred = list(self._deferred), {}
+            self.send_now(deferred)
 
     @Slot(object)
     def apply_settings(self, settings: AppSettings) -> None:

@@ -301,3 +301,44 @@ def test_a_ref_is_never_broken_across_lines_and_copies_as_written(
     box.selectAll()
     box.copy()
     assert QApplication.clipboard().text() == text
+
+
+def test_the_queue_tabs_status_colours_follow_a_palette_switch_while_the_viewer_is_open(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, simulator: Simulator
+) -> None:
+    """The Queue tab coloured its status cells once, when filled: switched to dark with the viewer open,
+    they kept the light palette's pastel tints on the dark list."""
+    from PySide6.QtGui import QPalette
+
+    from writeback_console.domain import Status
+    from writeback_console.ui import theme
+    from writeback_console.ui.status_style import status_tint
+
+    app = QApplication.instance()
+    assert isinstance(app, QApplication)
+    manager = theme.ThemeManager(app, theme.Choice.LIGHT, system_scheme=lambda: Qt.ColorScheme.Unknown)
+    try:
+        manager.apply()
+        enqueue(db, item(email="ann@example.org"))
+        viewer = make_viewer(qtbot, db, runner, client_factory(simulator))
+        viewer.search("ann@example.org")
+        qtbot.waitUntil(lambda: len(viewer.queue_rows) == 1, timeout=5000)
+        cell = viewer.queue_list.topLevelItem(0)
+        assert cell is not None
+        assert cell.background(0).color() == status_tint(Status.NEW, scheme=theme.Scheme.LIGHT)
+
+        manager.set_choice(theme.Choice.DARK)
+
+        qtbot.waitUntil(
+            lambda: (
+                (shown := viewer.queue_list.topLevelItem(0)) is not None
+                and shown.background(0).color() == status_tint(Status.NEW, scheme=theme.Scheme.DARK)
+            ),
+            timeout=2000,
+        )
+    finally:
+        manager.setParent(None)
+        manager.deleteLater()
+        app.styleHints().unsetColorScheme()
+        app.setPalette(QPalette())
+        app.setStyleSheet("")

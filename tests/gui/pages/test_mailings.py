@@ -59,3 +59,28 @@ def test_the_schedule_dialog_names_the_figure_the_same_way(
     assert isinstance(form, QFormLayout)
     label = form.labelForField(dialog.remote_value)
     assert isinstance(label, QLabel) and label.text() == "Known in Personify360 when recorded:"
+
+
+def test_send_now_sends_a_mailing_activity_left_new_on_its_own(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Send now that could not send (Personify360 down, the account switched off) leaves the activity
+    New; Send now was then disabled ("already due at the next run"), so it could only wait for the
+    next run, up to an interval away."""
+    from writeback_console import operations
+    from writeback_console.domain import Status
+
+    mailing_id = add_mailing(db, remote=2, name="Left New")
+    row = operations.send_mailing_activity_now(db, mailing_id, actor="staff@desk")
+    page = MailingsPage(db, runner)
+    qtbot.addWidget(page)
+    qtbot.waitUntil(lambda: page.table.topLevelItemCount() == 1, timeout=5000)
+    page.table.setCurrentItem(page.table.topLevelItem(0))
+    chosen = page.table.current_mailing()
+    assert chosen is not None and chosen.activity_status is Status.NEW
+    assert page.send_now_action.isEnabled()
+    monkeypatch.setattr(schedule, "confirm", lambda *_args: True)
+    with qtbot.waitSignal(page.send_requested, timeout=5000) as signal:
+        page.send_now_action.trigger()
+    assert signal.args == [[row.id]]
+    assert "goes out now, on its own" in page.status_label.text()

@@ -135,6 +135,10 @@ def test_lookup_as_a_table_prints_each_activity_with_its_fields_and_the_queue(
         ("not an email@", "nothing follows the @"),
         ("anthony.garcia57479", "it has no @"),
         ("", "Type an email"),
+        # A terminal escape, and a byte that is not UTF-8 (as the shell passes it): refused in words,
+        # not a traceback.
+        ("ann\x1b[2J@example.org", "a control character (U+001B)"),
+        ("\udcff@example.org", "a byte that is not UTF-8 text"),
     ],
 )
 def test_lookup_of_what_is_not_an_email_exits_2_saying_why_and_asks_nothing(
@@ -235,3 +239,106 @@ def test_help_lists_the_support_and_scheduling_commands(capsys: pytest.CaptureFi
     out = capsys.readouterr().out
     for name in ("lookup", "switch", "check", "reschedule", "cancel"):
         assert f"\n    {name} " in out
+
+
+def test_lookup_as_a_table_shows_control_characters_from_personify360_escaped(
+    sqlite_url: str, personify: Simulator, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Text typed into Personify360 can hold anything; printed raw, an escape sequence would retitle or
+    clear the support person's terminal, and a carriage return would overwrite the line."""
+    personify.add_constituents(
+        [
+            {
+                "master_customer_id": "000000000777",
+                "sub_customer_id": 0,
+                "email": "eve@example.org",
+                "first_name": "Eve\x1b]0;owned\x07",
+                "last_name": "Lee",
+            }
+        ]
+    )
+    enqueue(make_session_factory(make_engine(sqlite_url)), item(email="eve@example.org"))
+    source = ActivitySource(
+        kind=Kind.UNSUBSCRIBE,
+        mailing=None,
+        ref="WB-EVE1",
+        account="Main",
+        email="eve@example.org",
+        occurred_at=T0,
+        master_customer_id="000000000777",
+        sub_customer_id=0,
+        reason="",
+    )
+    fields = build_activity(source, ActivityMapping())
+    # As someone typed it in CRM360: our own texts never carry such characters.
+    fields["ActivityText"] = "gone\x1b[2J\rfine [ref WB-EVE1]"
+    with PersonifyClient(PersonifySettings(personify.url, "u", "p")) as client:
+        client.create_activity(fields)
+    code, out, err = run_cli(capsys, sqlite_url, "lookup", "eve@example.org")
+    assert code == 0, err
+    assert not any(ch in out for ch in "\x1b\x07\r")
+    assert "Eve\\x1b]0;owned\\x07" in out and "gone\\x1b[2J\\rfine" in out
+    code, out, err = run_cli(capsys, sqlite_url, "lookup", "eve@example.org", "--format", "json")
+    assert code == 0, err
+    assert "\x1b" not in out
+    assert json.loads(out)["constituents"][0]["first_name"] == "Eve\x1b]0;owned\x07"
+
+
+def test_lookup_without_personify360_settings_exits_3_naming_what_is_missing(
+    sqlite_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Exit 3 is "Personify360 could not be used (settings, credentials, an outage)"; a lookup with no
+    password stored ended 1, as a refusal, so a script could not tell it from one."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("WRITEBACK_NO_KEYRING", "1")
+    monkeypatch.setenv("WRITEBACK_PERSONIFY_URL", "https://pds.example.org/PersonifyData.svc")
+    monkeypatch.setenv("WRITEBACK_PERSONIFY_USER", "u")
+    monkeypatch.delenv("WRITEBACK_PERSONIFY_PASSWORD", raising=False)
+    code, out, err = run_cli(capsys, sqlite_url, "lookup", "ann@example.org")
+    assert code == 3
+    assert "password: none stored" in err and out == ""
+
+
+def test_lookup_prints_names_its_output_cannot_encode_without_a_traceback(
+    sqlite_url: str, personify: Simulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redirected on Windows (`lookup … --format json > ann.json`), Python writes the ANSI code page:
+    a Polish name ended the lookup with UnicodeEncodeError, JSON and table alike."""
+    import io
+
+    from writeback_console.cli import main
+
+    personify.add_constituents(
+        [
+            {
+                "master_customer_id": "000000000901",
+                "sub_customer_id": 0,
+                "email": "lucja@example.org",
+                "first_name": "Łucja",
+                "last_name": "Żółć",
+            }
+        ]
+    )
+
+    def run_on_a_code_page(*extra: str) -> str:
+        out = io.BytesIO()
+        monkeypatch.setattr("sys.stdout", io.TextIOWrapper(out, encoding="cp1252", write_through=True))
+        assert main(["--db", sqlite_url, "lookup", "lucja@example.org", *extra]) == 0
+        return out.getvalue().decode("cp1252")
+
+    assert json.loads(run_on_a_code_page("--format", "json"))["constituents"][0]["first_name"] == "Łucja"
+    # What the code page lacks is written as Python writes it; what it has (ó) as it is.
+    assert "\\u0141ucja \\u017bó\\u0142\\u0107" in run_on_a_code_page()
+
+
+def test_switch_names_an_account_its_output_cannot_encode_without_a_traceback(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import io
+
+    from writeback_console.cli import main
+
+    out = io.BytesIO()
+    monkeypatch.setattr("sys.stdout", io.TextIOWrapper(out, encoding="cp1252", write_through=True))
+    assert main(["--db", sqlite_url, "switch", "Łódź", "off"]) == 0
+    assert "Informz account \\u0141ód\\u017a: off" in out.getvalue().decode("cp1252")

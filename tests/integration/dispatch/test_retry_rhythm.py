@@ -150,3 +150,19 @@ def test_rows_taken_back_from_a_dead_dispatcher_are_due_at_once(factory: Factory
             again = lifecycle.claim(session, dispatcher="next:1", run_started_at=T0, now=T0, limit=10)
             assert [c.id for c in again] == [wid], f"interruption {interruption}"
             session.rollback()
+
+
+def test_send_now_of_more_writebacks_than_one_statement_takes_parameters_sends_them(
+    factory: Factory, make_simulator: MakeSimulator
+) -> None:
+    """Retry with "send now" on every row matching a filter after a long outage names tens of thousands
+    of rows; PostgreSQL takes at most 65,535 parameters a statement, and the run failed outright."""
+    sim = make_simulator(constituents=[person(0), person(1)])
+    chosen = enqueue(factory, known(0), known(1))
+    # Ids of rows that are not in the queue (sent and purged, say) cost nothing but their parameter.
+    many = [*range(10_000_000, 10_070_000), *chosen]
+
+    summary = cycle(factory, client_for(sim), only=many)
+
+    assert summary.problem is None
+    assert (summary.claimed, summary.sent) == (2, 2)

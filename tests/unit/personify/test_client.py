@@ -364,6 +364,26 @@ class TestNextPageLinks:
         assert len(transport.requests) == 1
         assert PASSWORD not in info.value.message
 
+    def test_a_link_carrying_a_user_name_is_refused_saying_so(self) -> None:
+        """Its host is the service root's, so naming only the host read "on https://pds.example.org,
+        not on https://pds.example.org"."""
+        link = "https://evil.example\\@pds.example.org/PersonifyDataServices/PersonifyData.svc/CusActivities"
+        client, _ = make_client(lambda r: answer(body={"d": {"results": [], "__next": link}}))
+        with pytest.raises(PersonifyError, match="does not follow it") as info:
+            client.list_activities("000000000101", 0)
+        assert "a user name or password" in info.value.message
+        assert "evil.example" not in info.value.message
+
+    def test_a_first_page_past_the_cap_says_one_page(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(client_module, "MAX_COLLECTION_ROWS", 1)
+        link = ROOT + "/CusActivities?$skiptoken=1"
+        client, _ = make_client(
+            lambda r: answer(body={"d": {"results": [activity_row(1, None, "x")], "__next": link}})
+        )
+        with pytest.raises(PersonifyError) as info:
+            client.list_activities("000000000101", 0)
+        assert "with more than 1 row in 1 page;" in info.value.message
+
     def test_the_default_port_is_the_same_port(self) -> None:
         link = (
             "https://PDS.example.org:443/PersonifyDataServices/PersonifyData.svc/CusActivities?$skiptoken=1"

@@ -7,7 +7,7 @@ import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from PySide6.QtCore import QMimeData, Qt, Signal, Slot
+from PySide6.QtCore import QEvent, QMimeData, Qt, Signal, Slot
 from PySide6.QtGui import QBrush, QKeySequence, QTextOption
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -32,6 +32,7 @@ from PySide6.QtWidgets import (
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console import lookup
+from writeback_console.domain import Status
 from writeback_console.personify import odata
 from writeback_console.personify.values import Activity, Constituent
 from writeback_console.store import listing
@@ -161,6 +162,13 @@ def recipient_text(person_row: PersonRow) -> str:
 
 
 # --- the viewer ----------------------------------------------------------------------------------
+
+
+def _tint(item: QTreeWidgetItem, status: Status) -> None:
+    """A Queue tab row's status cell in the status's tint of the palette in use."""
+    tint = status_tint(status)
+    item.setBackground(0, QBrush(tint))
+    item.setForeground(0, QBrush(text_color_on(tint)))
 
 
 class ConstituentViewer(QWidget):
@@ -543,6 +551,15 @@ class ConstituentViewer(QWidget):
             self.detail_table.setItem(row, 0, name_item)
             self.detail_table.setItem(row, 1, value_item)
 
+    def changeEvent(self, event: QEvent) -> None:
+        # The status cells carry colours of the palette they were filled in: they take the new one's.
+        if event.type() == QEvent.Type.PaletteChange:
+            for n, person_row in enumerate(self.queue_rows):
+                item = self.queue_list.topLevelItem(n)
+                if item is not None:
+                    _tint(item, person_row.row.status)
+        super().changeEvent(event)
+
     def _queue_rows_found(self, rows: list[PersonRow]) -> None:
         self.queue_rows = rows
         self.queue_list.clear()
@@ -561,9 +578,7 @@ class ConstituentViewer(QWidget):
                     recipient_text(person_row),
                 ]
             )
-            tint = status_tint(row.status)
-            item.setBackground(0, QBrush(tint))
-            item.setForeground(0, QBrush(text_color_on(tint)))
+            _tint(item, row.status)
             item.setToolTip(6, row.last_error or "")
             item.setData(1, Qt.ItemDataRole.UserRole, row.ref)
             recipient = person_row.recipient

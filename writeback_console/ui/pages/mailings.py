@@ -205,8 +205,9 @@ class MailingsPage(QWidget):
         free = mailing is not None and not self._busy and can_schedule(status)
         self.schedule_action.setText("Schedule again…" if status is Status.CANCELLED else "Schedule…")
         self.schedule_action.setEnabled(free)
-        # "Send now" also pulls a Scheduled activity forward; a New one is already due at the next run.
-        self.send_now_action.setEnabled(free or (not self._busy and status is Status.SCHEDULED))
+        # "Send now" also pulls a Scheduled activity forward, and sends a New one (left by a Send now
+        # that could not send) at once rather than at the next run.
+        self.send_now_action.setEnabled(free or (not self._busy and status in (Status.SCHEDULED, Status.NEW)))
         self.reschedule_action.setEnabled(not self._busy and status in MOVABLE)
         self.cancel_action.setEnabled(not self._busy and status is Status.SCHEDULED)
         self.open_action.setEnabled(mailing is not None and mailing.activity_ref is not None)
@@ -262,6 +263,11 @@ class MailingsPage(QWidget):
         if mailing.remote_recipients == 0:
             question += " It will end as No Remote Recipients."
         if not schedule.confirm(self, "Send mailing activity now", question):
+            return
+        if mailing.activity_status is Status.NEW and mailing.activity_id is not None:
+            # Already due: nothing in the queue changes, it is only sent now instead of at the next run.
+            self.status_label.setText("Mailing activity due already; it goes out now, on its own.")
+            self.send_requested.emit([mailing.activity_id])
             return
         action: Literal["scheduled", "rescheduled"] = (
             "rescheduled" if mailing.activity_status is Status.SCHEDULED else "scheduled"
