@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", default="realistic", help="the demo profile (default: realistic)")
     parser.add_argument("--palette", choices=["light", "dark"], default="light", help="default: light")
     parser.add_argument("--size", default="x".join(map(str, WINDOW_SIZE)), help="the window's WIDTHxHEIGHT")
-    parser.add_argument("--only", default="", help="comma-separated names of the shots to keep (default: all)")
+    parser.add_argument("--only", default="", help="comma-separated names of the shots to keep (default all)")
     args = parser.parse_args(argv)
     try:
         width, height = (int(n) for n in args.size.lower().split("x"))
