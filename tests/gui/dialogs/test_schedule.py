@@ -96,7 +96,7 @@ def test_send_now_queues_for_the_next_run_and_asks_for_one(
     dialog = open_dialog(qtbot, db, runner, mailing_id)
     dialog.now_radio.setChecked(True)
     assert dialog.ok_button.text() == "Send now"
-    with qtbot.waitSignals([dialog.scheduled, dialog.run_requested], timeout=5000):
+    with qtbot.waitSignals([dialog.scheduled, dialog.send_requested], timeout=5000):
         dialog.ok_button.click()
     assert mailing(db, mailing_id).activity_status is Status.NEW
 

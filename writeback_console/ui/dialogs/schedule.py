@@ -248,12 +248,13 @@ class ScheduleDialog(QDialog):
     Signals:
         scheduled(int): the id of the mailing-activity writeback that was created or moved.
         cancelled(int): the id of the Scheduled writeback that was withdrawn (it stays, as Cancelled).
-        run_requested(): "Send now" was chosen; the caller may start a dispatcher run.
+        send_requested(list): "Send now" was chosen for this writeback (its id, in a list): the caller sends
+            it, and only it, at once.
     """
 
     scheduled = Signal(int)
     cancelled = Signal(int)
-    run_requested = Signal()
+    send_requested = Signal(list)
 
     def __init__(
         self,
@@ -552,7 +553,7 @@ class ScheduleDialog(QDialog):
         else:
             self.scheduled.emit(outcome.writeback_id)
             if outcome.send_now:
-                self.run_requested.emit()
+                self.send_requested.emit([outcome.writeback_id])
         self.accept()
 
     def _failed(self, exc: BaseException) -> None:
