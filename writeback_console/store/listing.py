@@ -402,7 +402,7 @@ def error_message_counts(
     further, so what comes back is one row per distinct message, not per writeback.
     """
     day, two_days = now - timedelta(days=1), now - timedelta(days=2)
-    failed = W.next_attempt_at
+    failed = W.updated_at  # an Error row last changed when it last failed
     query = (
         select(
             W.last_error,

@@ -81,3 +81,13 @@ def test_failure_messages_are_a_row_s_failed_attempts_in_order(factory: Factory)
         fail(factory, wid, at + timedelta(seconds=1), f"failure {n + 1}")
     with factory() as session:
         assert listing.failure_messages(session, [wid]) == {wid: ["failure 1", "failure 2", "failure 3"]}
+
+
+def test_the_last_day_counts_by_when_a_row_failed_not_when_its_retry_is_due(factory: Factory) -> None:
+    """A failure 24 h 5 min ago whose retry came due ten minutes later failed the day before."""
+    (wid,) = enqueue(factory, item(email="late@example.org"))
+    run(factory, T0)
+    fail(factory, wid, T0, "late", retry_after=timedelta(minutes=10))
+    with factory() as session:
+        (count,) = listing.error_message_counts(session, now=T0 + timedelta(hours=24, minutes=5))
+    assert (count.last_day, count.day_before) == (0, 1)

@@ -262,7 +262,7 @@ class RetryDialog(QDialog):
                         row.kind.label,
                         row.email or "",
                         f"{row.attempts}/{row.max_attempts}",
-                        local_text(row.next_attempt_at or row.updated_at),
+                        local_text(row.updated_at),
                     ]
                 )
                 child.setData(0, Qt.ItemDataRole.UserRole, row.id)
