@@ -31,8 +31,8 @@ def test_the_known_figure_says_it_is_from_when_the_mailing_was_recorded(
     qtbot.addWidget(page)
     qtbot.waitUntil(lambda: page.table.topLevelItemCount() == 1, timeout=5000)
     header = page.table.headerItem()
-    column = next(n for n in range(header.columnCount()) if header.text(n).startswith("In Personify360"))
-    assert header.text(column) == "In Personify360 when recorded"
+    column = next(n for n in range(header.columnCount()) if header.text(n).startswith("Known when"))
+    assert header.text(column) == "Known when recorded"
     assert "not asked again until the activity is sent" in header.toolTip(column)
     item = page.table.topLevelItem(0)
     assert item is not None and item.text(column) == "20"
@@ -84,3 +84,20 @@ def test_send_now_sends_a_mailing_activity_left_new_on_its_own(
         page.send_now_action.trigger()
     assert signal.args == [[row.id]]
     assert "goes out now, on its own" in page.status_label.text()
+
+
+def test_at_1024_pixels_the_mailing_activity_column_is_on_screen(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner
+) -> None:
+    """At 1,024 px (the page beside the navigation: about 770 px) each mailing's activity status shows."""
+    add_mailing(
+        db, remote=20, unknown=1, name="Advocacy Alert: Contact Your Legislators – Dec 1, 2026 – Final call"
+    )
+    page = MailingsPage(db, runner)
+    qtbot.addWidget(page)
+    page.resize(770, 600)
+    page.show()
+    qtbot.waitUntil(lambda: page.table.topLevelItemCount() == 1, timeout=5000)
+    last = page.table.columnCount() - 1
+    header = page.table.header()
+    assert header.sectionViewportPosition(last) + 60 <= page.table.viewport().width()

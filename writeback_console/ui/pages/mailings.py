@@ -36,7 +36,7 @@ from writeback_console.ui.tasks import Task, TaskRunner
 
 #: The recipients-known figure is our own table's, set when the mailing was recorded; it is not asked of
 #: Personify360 again until the activity is sent, so every place that shows it says so.
-KNOWN_COLUMN_TITLE = "In Personify360 when recorded"
+KNOWN_COLUMN_TITLE = "Known when recorded"
 KNOWN_EXPLAINED = (
     "Recipients whose email matched a Personify360 constituent when the mailing was recorded in this "
     "queue. Personify360 is not asked again until the activity is sent: a constituent removed or merged "
@@ -93,6 +93,9 @@ class MailingsPage(QWidget):
         self.refresh_button.clicked.connect(self.refresh)
 
         self.table = MailingTable()
+        # Beside the navigation at 1,024 px the page has about 770 px: long names give way to the
+        # mailing activity's status (the whole name is in its tooltip).
+        self.table.NAME_WIDTH = 240
         known_column = MailingTable.COLUMNS.index("In Personify360")
         self.table.headerItem().setText(known_column, KNOWN_COLUMN_TITLE)
         self.table.headerItem().setToolTip(known_column, KNOWN_EXPLAINED)
