@@ -402,3 +402,22 @@ def test_a_row_that_fails_to_load_again_is_still_named_by_its_reference(
         pane.refresh()
     assert signal.args == [wid, ref]
     assert pane.hint.text() == f"{ref} is no longer in the queue."
+
+
+def test_a_granted_retry_on_the_timeline_says_the_filter_it_was_granted_under(
+    qtbot: QtBot, db: Factory, runner: TaskRunner
+) -> None:
+    from writeback_console import operations
+
+    (wid,) = enqueue(db, item())
+    for n in range(3):
+        run(db, T0 + minutes(10 * n + 1))
+        fail(db, wid, T0 + minutes(10 * n + 2), message="Activity Code NEWS is inactive.")
+    flt = WritebackFilter(statuses=frozenset({Status.ERROR}), error_text="is inactive")
+    operations.act_on_matching(db, flt, "retry", actor="advisor@desk")
+    pane = DetailPane(db, runner)
+    qtbot.addWidget(pane)
+    with qtbot.waitSignal(pane.loaded, timeout=5000):
+        pane.show_writeback(wid)
+    granted = [e for e in pane.timeline_items() if e[1] == "Retry granted"]
+    assert [e[3] for e in granted] == ['all matching: status=error, error contains "is inactive"']

@@ -195,6 +195,8 @@ def timeline(detail: WritebackDetail) -> list[TimelineEvent]:
             detail_text = first_text(current.message)
         if e.to_status is Status.DISCARDED:
             detail_text = discard_reason(detail.audit, e.at)
+        if e.to_status is Status.NEW and e.from_status in (Status.ERROR, Status.DISCARDED):
+            detail_text = retry_filter(detail.audit, e.at)
         events.append(TimelineEvent(e.at, what, who, detail_text))
     return events
 
@@ -204,6 +206,12 @@ def discard_reason(audit: list[AuditRow], at: datetime) -> str:
     given = [a for a in audit if a.action == AuditAction.DISCARD.value and a.at <= at]
     reason = (given[-1].detail or {}).get("reason") if given else None
     return f"Reason: {reason}" if isinstance(reason, str) and reason else ""
+
+
+def retry_filter(audit: list[AuditRow], at: datetime) -> str:
+    """The filter the retry recorded at ``at`` was granted under, in words (empty for picked rows)."""
+    given = [a for a in audit if a.action == AuditAction.RETRY.value and a.at <= at]
+    return audit_trail.filter_words(given[-1].filter) if given else ""
 
 
 def _attempt_words(attempt: AttemptRow | None) -> str:
