@@ -89,7 +89,11 @@ def retry_matching(
         if not ids:
             raise QueueError("no row matching the filter can be retried now")
         return operator_actions.manual_retry(
-            session, ids, actor=actor, filter=flt.to_json(), skip_ineligible=skip_ineligible
+            session,
+            ids,
+            actor=actor,
+            filter={**flt.to_json(), "matching": True},
+            skip_ineligible=skip_ineligible,
         )
 
 
@@ -133,7 +137,12 @@ def discard_matching(
         if not ids:
             raise QueueError("no row matching the filter can be discarded (only Error rows can)")
         return operator_actions.discard(
-            session, ids, actor=actor, reason=reason, filter=flt.to_json(), skip_ineligible=True
+            session,
+            ids,
+            actor=actor,
+            reason=reason,
+            filter={**flt.to_json(), "matching": True},
+            skip_ineligible=True,
         )
 
 

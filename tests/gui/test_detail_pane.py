@@ -402,3 +402,53 @@ def test_a_row_that_fails_to_load_again_is_still_named_by_its_reference(
         pane.refresh()
     assert signal.args == [wid, ref]
     assert pane.hint.text() == f"{ref} is no longer in the queue."
+
+
+def test_a_granted_retry_on_the_timeline_says_the_filter_it_was_granted_under(
+    qtbot: QtBot, db: Factory, runner: TaskRunner
+) -> None:
+    from writeback_console import operations
+
+    (wid,) = enqueue(db, item())
+    for n in range(3):
+        run(db, T0 + minutes(10 * n + 1))
+        fail(db, wid, T0 + minutes(10 * n + 2), message="Activity Code NEWS is inactive.")
+    flt = WritebackFilter(statuses=frozenset({Status.ERROR}), error_text="is inactive")
+    operations.act_on_matching(db, flt, "retry", actor="advisor@desk")
+    pane = DetailPane(db, runner)
+    qtbot.addWidget(pane)
+    with qtbot.waitSignal(pane.loaded, timeout=5000):
+        pane.show_writeback(wid)
+    granted = [e for e in pane.timeline_items() if e[1] == "Retry granted"]
+    assert [e[3] for e in granted] == ['all matching: status=error, error contains "is inactive"']
+
+
+def test_the_attempts_and_timeline_columns_fit_what_they_hold(
+    qtbot: QtBot, db: Factory, runner: TaskRunner
+) -> None:
+    service = "svc-informz@p360.example.org"
+    (wid,) = enqueue(db, item())
+    for n in range(3):
+        run(db, T0 + minutes(10 * n + 1))
+        fail(db, wid, T0 + minutes(10 * n + 2), message="HTTP 500")
+    with write_transaction(db) as session:
+        operator_actions.discard(session, [wid], actor=service, reason="member left", now=T0 + minutes(40))
+        operator_actions.manual_retry(session, [wid], actor=service, now=T0 + minutes(41))
+    run(db, T0 + minutes(42))
+    fail(db, wid, T0 + minutes(43), message="HTTP 500 again")
+    pane = DetailPane(db, runner)
+    qtbot.addWidget(pane)
+    pane.resize(1100, 400)
+    pane.show()
+    with qtbot.waitSignal(pane.loaded, timeout=5000):
+        pane.show_writeback(wid)
+    attempts, header = pane.attempts, pane.attempts.horizontalHeader()
+    assert attempts.item(3, 0).text() == "4 (manual)"
+    for column in range(MESSAGE_COLUMN):
+        wanted = max(attempts.sizeHintForColumn(column), header.sectionSizeHint(column))
+        assert attempts.columnWidth(column) >= wanted, attempts.horizontalHeaderItem(column).text()
+    assert header.defaultAlignment() & Qt.AlignmentFlag.AlignLeft
+    timeline = pane.timeline
+    assert ["Retry granted (discard undone)", service] in [e[1:3] for e in pane.timeline_items()]
+    for column in range(3):
+        assert timeline.columnWidth(column) >= timeline.sizeHintForColumn(column), column

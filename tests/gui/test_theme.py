@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import QRect, Qt
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPalette
-from PySide6.QtWidgets import QApplication, QLabel, QWidget
+from PySide6.QtWidgets import QApplication, QCheckBox, QLabel, QStyle, QStyleOptionButton, QWidget
 from pytestqt.qtbot import QtBot
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -258,3 +258,25 @@ def test_switching_the_palette_restyles_the_open_window(
     assert light["toolbar_ink"].lightness() < 60 and dark["toolbar_ink"].lightness() > 180
     assert window.writebacks.model.rowCount() > 0
     window.close()
+
+
+def test_a_checkbox_square_stands_out_from_the_page_on_both_palettes(qtbot: QtBot, scheme: Scheme) -> None:
+    """WCAG's non-text contrast: the square of an unchecked box is at least 3:1 against the page."""
+    holder = QWidget()
+    qtbot.addWidget(holder)
+    box = QCheckBox("Stuck in Processing", holder)
+    box.move(10, 10)
+    box.adjustSize()
+    holder.resize(260, 50)
+    holder.show()
+    qtbot.waitExposed(holder)
+    option = QStyleOptionButton()
+    box.initStyleOption(option)
+    square = box.style().subElementRect(QStyle.SubElement.SE_CheckBoxIndicator, option, box)
+    image = holder.grab().toImage()
+    page = image.pixelColor(255, 45)
+    assert ink_contrast(image, square.translated(box.pos()), page) >= 3.0
+    box.setChecked(True)
+    image = holder.grab().toImage()
+    edge = square.translated(box.pos())
+    assert contrast(image.pixelColor(edge.left(), edge.center().y()), page) >= 3.0

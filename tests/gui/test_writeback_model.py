@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -398,3 +398,26 @@ def test_set_query_without_running_only_remembers(small_factory: Factory, runner
     model.set_query(replace(ListQuery(), sort="ref"), run=False)
     assert model.query.sort == "ref"
     assert not model.loading
+
+
+def test_the_sent_scheduled_column_shows_a_whole_due_date(
+    qtbot: QtBot, sqlite_url: str, runner: TaskRunner
+) -> None:
+    from tests.helpers.builders import add_mailing
+    from writeback_console.store import operator_actions
+    from writeback_console.store.engine import write_transaction
+
+    db = make_session_factory(make_engine(sqlite_url))
+    mailing_id = add_mailing(db, remote=2)
+    with write_transaction(db) as session:
+        due = datetime(utcnow().year + 1, 12, 28, 23, 58, tzinfo=UTC)
+        operator_actions.schedule_mailing_activity(session, mailing_id, at=due, actor="staff")
+    page = WritebackListPage(db, runner)
+    qtbot.addWidget(page)
+    page.resize(1440, 900)
+    page.show()
+    qtbot.waitUntil(lambda: not page.model.loading and page.model.rowCount() == 1, timeout=5000)
+    table = page.table
+    text = page.model.index(0, Column.SENT).data()
+    assert text.startswith("due ")
+    assert table.columnWidth(Column.SENT) >= table.sizeHintForColumn(Column.SENT)

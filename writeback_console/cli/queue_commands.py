@@ -199,7 +199,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     if audit:
         print("\naudit:")
         for e in audit:
-            print(f"  {iso(e.at)} {e.actor} {e.action} {json.dumps(e.detail) if e.detail else ''}")
+            print(f"  {iso(e.at)} {e.actor} {audit_trail.entry_words(e)}")
     return EXIT_OK
 
 

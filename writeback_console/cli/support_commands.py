@@ -15,7 +15,7 @@ from writeback_console.messages import describe_exception
 from writeback_console.personify import odata
 from writeback_console.personify.errors import PersonifyError
 from writeback_console.personify.values import Activity
-from writeback_console.store import listing, switches
+from writeback_console.store import listing, people, switches
 from writeback_console.store.engine import read_session
 from writeback_console.store.people import PersonRow
 from writeback_console.store.rows import current_actor
@@ -67,10 +67,12 @@ def _queue_json(person_row: PersonRow) -> dict[str, Any]:
         else {
             "mailing": recipient.mailing_name,
             "recipient_id": recipient.recipient_id,
+            "known_to_personify360": recipient.known,
             "ref": recipient.ref,
             "status": recipient.status.value if recipient.status else None,
             "sent_at": iso(recipient.sent_at) or None,
             "last_error": recipient.last_error,
+            "outcome": people.recipient_outcome(person_row, iso),
         }
     )
     return data
@@ -170,13 +172,7 @@ def _print_table(found: lookup.PersonLookup) -> None:
         lines = [header]
         for p in rows:
             row = p.row
-            recipient = p.recipient
-            if recipient is None:
-                mine = ""
-            elif recipient.ref is None or recipient.status is None:
-                mine = f"{recipient.mailing_name}: not sent yet"
-            else:
-                mine = f"{recipient.mailing_name}: {recipient.ref} {recipient.status.value}"
+            mine = people.recipient_outcome(p, iso)
             error = (row.last_error or "").strip().splitlines()
             lines.append(
                 (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -66,3 +67,56 @@ def audit_of(session: Session, writeback_id: int) -> list[AuditRow]:
     return [
         AuditRow(e.at, e.actor, e.action, e.row_count, e.filter, e.detail) for e in session.scalars(query)
     ]
+
+
+def _listed(name: str, values: Any) -> str:
+    chosen = [str(v) for v in values] if isinstance(values, list) else [str(values)]
+    return f"{name}={chosen[0]}" if len(chosen) == 1 else f"{name} in ({', '.join(chosen)})"
+
+
+def _condition(name: str, value: Any) -> str:
+    """One condition of a recorded filter (``WritebackFilter.to_json``) as a person reads it."""
+    if name in ("statuses", "kinds", "accounts"):
+        return _listed(name[:-1] if name != "statuses" else "status", value)
+    phrases = {
+        "created_from": "created from {}",
+        "created_to": "created before {}",
+        "stuck_before": "in Processing since before {}",
+        "text": 'search "{}"',
+        "error_text": 'error contains "{}"',
+        "mailing_id": "mailing {}",
+        "retried": "retried before",
+        "retry_available": "retry available",
+    }
+    if name in phrases:
+        return phrases[name].format(value)
+    return f"{name}={json.dumps(value, ensure_ascii=False)}"
+
+
+def filter_words(recorded: Mapping[str, Any] | None) -> str:
+    """The filter an action was taken under, e.g. ``all matching: status=error, error contains "…"``.
+
+    "all matching" when the action was for every row matching the filter, "filter" when the rows were
+    picked by hand in a list narrowed by it; empty when no filter was recorded.
+    """
+    if not recorded:
+        return ""
+    conditions = [_condition(n, v) for n, v in recorded.items() if n != "matching"]
+    said = ", ".join(conditions) or "no condition (every row)"
+    return f"all matching: {said}" if recorded.get("matching") else f"filter: {said}"
+
+
+def detail_words(detail: Mapping[str, Any] | None) -> str:
+    """What an audit entry's detail records, as ``name=value`` pairs a person reads."""
+    if not detail:
+        return ""
+    return ", ".join(
+        f"{n}={v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)}" for n, v in detail.items()
+    )
+
+
+def entry_words(entry: AuditRow) -> str:
+    """An audit entry's action, the filter it was taken under and its detail, on one line."""
+    head = entry.action if entry.row_count == 1 else f"{entry.action} ({entry.row_count} rows)"
+    said = [w for w in (filter_words(entry.filter), detail_words(entry.detail)) if w]
+    return f"{head} {'; '.join(said)}" if said else head

@@ -61,6 +61,8 @@ Factory = sessionmaker[Session]
 
 ATTEMPT_COLUMNS = ("#", "Started", "Finished", "Outcome", "Counted", "HTTP", "Message", "Response excerpt")
 COUNTED_COLUMN, HTTP_COLUMN, MESSAGE_COLUMN, EXCERPT_COLUMN = 4, 5, 6, 7
+#: The widest a Timeline column other than Detail grows to fit its text.
+TIMELINE_MAX_WIDTH = 320
 #: Why an attempt in the history used none of the row's attempts, by its outcome.
 NOT_COUNTED_WHY: dict[str, str] = {
     AttemptOutcome.OUTAGE: "Personify360 was unavailable",
@@ -195,6 +197,8 @@ def timeline(detail: WritebackDetail) -> list[TimelineEvent]:
             detail_text = first_text(current.message)
         if e.to_status is Status.DISCARDED:
             detail_text = discard_reason(detail.audit, e.at)
+        if e.to_status is Status.NEW and e.from_status in (Status.ERROR, Status.DISCARDED):
+            detail_text = retry_filter(detail.audit, e.at)
         events.append(TimelineEvent(e.at, what, who, detail_text))
     return events
 
@@ -204,6 +208,12 @@ def discard_reason(audit: list[AuditRow], at: datetime) -> str:
     given = [a for a in audit if a.action == AuditAction.DISCARD.value and a.at <= at]
     reason = (given[-1].detail or {}).get("reason") if given else None
     return f"Reason: {reason}" if isinstance(reason, str) and reason else ""
+
+
+def retry_filter(audit: list[AuditRow], at: datetime) -> str:
+    """The filter the retry recorded at ``at`` was granted under, in words (empty for picked rows)."""
+    given = [a for a in audit if a.action == AuditAction.RETRY.value and a.at <= at]
+    return audit_trail.filter_words(given[-1].filter) if given else ""
 
 
 def _attempt_words(attempt: AttemptRow | None) -> str:
@@ -385,6 +395,8 @@ class DetailPane(QWidget):
         header_view = self.attempts.horizontalHeader()
         header_view.setStretchLastSection(True)
         header_view.setSectionResizeMode(QHeaderView.ResizeMode.Interactive)
+        # A title scrolled partly out of view still reads from its start ("Response ex", not "esponse e").
+        header_view.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         for column, width in enumerate((30, 120, 120, 80, 150, 45, 220)):
             self.attempts.setColumnWidth(column, width)
         self.attempts.itemSelectionChanged.connect(self._attempt_selected)
@@ -587,8 +599,9 @@ class DetailPane(QWidget):
                     full = attempt.message if column == MESSAGE_COLUMN else attempt.response_excerpt
                     item.setToolTip((full or "")[:1000])
                 self.attempts.setItem(n, column, item)
-        # The reasons an attempt did not count are read whole, not elided.
-        self.attempts.resizeColumnToContents(COUNTED_COLUMN)
+        # The short columns (and the reasons an attempt did not count) are read whole, not elided.
+        for column in range(MESSAGE_COLUMN):
+            self.attempts.resizeColumnToContents(column)
         self.attempt_text.clear()
         if attempts:
             numbers = [a.number for a in attempts]
@@ -600,8 +613,13 @@ class DetailPane(QWidget):
         self.timeline.clear()
         for event in events:
             item = QTreeWidgetItem([local_time(event.at), event.what, event.who, event.detail])
-            item.setToolTip(3, event.detail)
+            for column, text in ((1, event.what), (2, event.who), (3, event.detail)):
+                item.setToolTip(column, text)
             self.timeline.addTopLevelItem(item)
+        # When, What and Who whole (up to a bound: the tooltip has the rest); Detail takes what is left.
+        for column in range(3):
+            self.timeline.resizeColumnToContents(column)
+            self.timeline.setColumnWidth(column, min(self.timeline.columnWidth(column), TIMELINE_MAX_WIDTH))
 
     def timeline_items(self) -> list[list[str]]:
         """The timeline as text, row by row (tests and copy read it)."""

@@ -52,6 +52,8 @@ def style_sheet(tokens: Mapping[str, str] | None = None) -> str:
         from writeback_console.ui.theme import LIGHT  # the theme module builds on this one
 
         tokens = LIGHT.tokens()
+    # The style sheet's images (the checkbox's tick) are files of this folder.
+    tokens = {**tokens, "resource_dir": RESOURCE_DIR.as_posix()}
     return Template(path_of("style.qss").read_text(encoding="utf-8")).substitute(tokens)
 
 

@@ -58,6 +58,11 @@ class Theme:
     notice_background: str
     notice_border: str
     notice_text: str
+    #: The edge of a checkbox's square: at least 3:1 against the page (WCAG non-text contrast), which
+    #: Fusion's own edge (the window colour, darkened) is not on either palette.
+    indicator_border: str
+    #: The edge of a checked square, filled with the highlight: 3:1 against the page as well.
+    indicator_checked_border: str
 
     def tokens(self) -> Mapping[str, str]:
         """The style sheet's placeholders and their colours."""
@@ -78,6 +83,8 @@ LIGHT = Theme(
     notice_background="#fff3cd",
     notice_border="#e6c65c",
     notice_text="#664d03",
+    indicator_border="#767676",
+    indicator_checked_border="#2f6fc4",
 )
 DARK = Theme(
     scheme=Scheme.DARK,
@@ -93,6 +100,8 @@ DARK = Theme(
     notice_background="#3a3014",
     notice_border="#a8841f",
     notice_text="#f3e9cc",
+    indicator_border="#8d949b",
+    indicator_checked_border="#6ea8f0",
 )
 THEMES = {Scheme.LIGHT: LIGHT, Scheme.DARK: DARK}
 

@@ -22,6 +22,7 @@ from PySide6.QtCore import (
     Signal,
     Slot,
 )
+from PySide6.QtGui import QFontMetrics
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.domain import Kind, SortField, Status, attempts_left
@@ -72,11 +73,14 @@ class ColumnSpec:
     sort: SortField | None
     tooltip: str
     width: int
+    #: The widest text a cell of a short column holds: the column is made at least that wide in the
+    #: font in use, so a date is never cut ("due 2026-12-…").
+    widest: str = ""
 
 
 COLUMNS: dict[Column, ColumnSpec] = {
     Column.REF: ColumnSpec(
-        "Ref", "ref", "Writeback reference, also at the end of the CRM360 activity text", 120
+        "Ref", "ref", "Writeback reference, also at the end of the CRM360 activity text", 120, "WB-MWMWMWMWMW"
     ),
     Column.EMAIL: ColumnSpec(
         "Email / Mailing",
@@ -85,21 +89,34 @@ COLUMNS: dict[Column, ColumnSpec] = {
         200,
     ),
     Column.STATUS: ColumnSpec("Status", "status", "Where the writeback is in its life", 170),
-    Column.ATTEMPTS: ColumnSpec("Attempts", "attempts", "Attempts made / attempts allowed", 68),
+    Column.ATTEMPTS: ColumnSpec("Attempts", "attempts", "Attempts made / attempts allowed", 68, "10/10"),
     Column.LAST_ERROR: ColumnSpec(
         "Last error", None, "The last failure, as Personify360 reported it (all of it in the tooltip)", 300
     ),
     Column.KIND: ColumnSpec("Kind", "kind", "Writeback element", 130),
-    Column.CREATED: ColumnSpec("Created", "created_at", "When the writeback was queued (local time)", 125),
+    Column.CREATED: ColumnSpec(
+        "Created", "created_at", "When the writeback was queued (local time)", 125, "2026-12-28 23:58"
+    ),
     Column.SENT: ColumnSpec(
         "Sent / Scheduled",
         "sent_at",
         "When it reached Personify360, or when it is due (sorted by when sent: rows not sent come last)",
         130,
+        "due 2026-12-28 23:58",
     ),
     Column.CONSTITUENT: ColumnSpec("Constituent", "master_customer_id", "Personify360 MasterCustomerId", 110),
     Column.ACCOUNT: ColumnSpec("Account", "account", "Informz account", 90),
 }
+
+
+#: Room beside a cell's text: the view's margins on both sides and the header's sort arrow.
+CELL_PADDING = 24
+
+
+def fitted_width(spec: ColumnSpec, metrics: QFontMetrics) -> int:
+    """The column's width: its own, or more where its widest text or title needs it in this font."""
+    needed = max(metrics.horizontalAdvance(spec.widest), metrics.horizontalAdvance(spec.title))
+    return max(spec.width, needed + CELL_PADDING)
 
 
 def column_for_sort(sort: SortField) -> Column | None:

@@ -45,6 +45,7 @@ from writeback_console.ui.writeback_model import (
     ListQuery,
     WritebackTableModel,
     column_for_sort,
+    fitted_width,
 )
 
 Factory = sessionmaker[Session]
@@ -121,7 +122,7 @@ class WritebackTable(QTableView):
         header.setHighlightSections(False)
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
         for column, spec in COLUMNS.items():
-            self.setColumnWidth(column, spec.width)
+            self.setColumnWidth(column, fitted_width(spec, self.fontMetrics()))
         header.setSortIndicator(Column.CREATED, Qt.SortOrder.DescendingOrder)
         self._sorted_by = (int(Column.CREATED), Qt.SortOrder.DescendingOrder)
         self.setSortingEnabled(True)

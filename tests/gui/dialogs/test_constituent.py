@@ -13,15 +13,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers.builders import T0, add_mailing, enqueue, item, row
 from tests.helpers.simulator import MakeSimulator
-from writeback_console.domain import Kind
+from writeback_console.domain import Kind, Status
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.personify.mapping import ActivityMapping, ActivitySource, build_activity
 from writeback_console.personify.values import PersonifySettings
 from writeback_console.sim.simulator import Simulator
 from writeback_console.store import deliveries
 from writeback_console.store.engine import write_transaction
-from writeback_console.store.models import MailingRecipient
+from writeback_console.store.models import MailingRecipient, Writeback
 from writeback_console.ui.dialogs.constituent import ActivityTextBox, ClientFactory, ConstituentViewer
+from writeback_console.ui.status_style import local_text
 from writeback_console.ui.tasks import TaskRunner
 
 
@@ -342,3 +343,27 @@ def test_the_queue_tabs_status_colours_follow_a_palette_switch_while_the_viewer_
         app.styleHints().unsetColorScheme()
         app.setPalette(QPalette())
         app.setStyleSheet("")
+
+
+def test_a_sent_mailing_without_a_delivery_for_the_person_reads_as_sent_under_queue(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, simulator: Simulator
+) -> None:
+    # Mailings sent before deliveries were kept per recipient have none: the row's Sent says it all.
+    mailing_id = add_mailing(db, remote=2, name="Member Update – Nov 17, 2026")
+    with write_transaction(db) as session:
+        session.execute(
+            update(MailingRecipient)
+            .where(MailingRecipient.mailing_id == mailing_id, MailingRecipient.email == "r0@example.org")
+            .values(email="ann@example.org", master_customer_id="000000000101")
+        )
+    (carrier,) = enqueue(db, item(Kind.MAILING_ACTIVITY, mailing_id=mailing_id))
+    sent_at = T0 + timedelta(hours=2)
+    with write_transaction(db) as session:
+        session.execute(
+            update(Writeback).where(Writeback.id == carrier).values(status=Status.SENT.value, sent_at=sent_at)
+        )
+    viewer = _open_viewer_on_ann(qtbot, db, runner, simulator, 0)
+    qtbot.waitUntil(lambda: len(viewer.queue_rows) == 1, timeout=5000)
+    listed = viewer.queue_list.topLevelItem(0)
+    assert listed is not None
+    assert listed.text(7) == f"Member Update – Nov 17, 2026: sent {local_text(sent_at)}"

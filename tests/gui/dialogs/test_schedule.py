@@ -294,3 +294,19 @@ def wid_in(text: str) -> str:
 def ref_of(db: sessionmaker[Session], writeback_id: int) -> str:
     with db() as session:
         return listing.get_writeback(session, writeback_id).ref
+
+
+def test_the_mailing_activity_column_shows_its_whole_text(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner
+) -> None:
+    mailing_id = add_mailing(db, remote=2, name="Member Update – Nov 17, 2026 " * 3)
+    scheduled(db, mailing_id, minute(utcnow() + timedelta(days=1)))
+    dialog = open_dialog(qtbot, db, runner, mailing_id)
+    dialog.resize(820, 600)
+    dialog.show()
+    qtbot.waitExposed(dialog)
+    table = dialog.table
+    item = table.currentItem()
+    assert item is not None and item.text(5).startswith("◷ Scheduled for ")
+    assert table.columnWidth(5) >= table.sizeHintForColumn(5)
+    assert item.toolTip(5) == item.text(5)

@@ -204,7 +204,7 @@ def test_discard_matching_dry_run_changes_nothing_and_the_real_one_records_the_f
     assert [row(factory, i).status for i in ids] == [Status.DISCARDED, Status.DISCARDED, Status.ERROR]
     with factory() as session:
         [entry] = [e for e in audit_trail.audit_of(session, ids[0]) if e.action == "discard"]
-    assert entry.filter == {"text": "ann"} and entry.detail == {"reason": "gone"}
+    assert entry.filter == {"text": "ann", "matching": True} and entry.detail == {"reason": "gone"}
 
 
 def test_retry_matching_off_a_terminal_without_yes_is_refused_and_dry_run_shows_the_count(

@@ -376,7 +376,11 @@ def test_retry_from_the_command_line(sqlite_url: str, capsys: pytest.CaptureFixt
     assert code == 0
     with factory() as session:
         event = session.scalars(select(AuditEvent).order_by(AuditEvent.id.desc())).first()
-    assert event is not None and event.filter == {"kinds": ["unsubscribe"], "retry_available": True}
+    assert event is not None and event.filter == {
+        "kinds": ["unsubscribe"],
+        "retry_available": True,
+        "matching": True,
+    }
     code, _, err = run_cli(capsys, sqlite_url, "retry", "WB-NOSUCH")
     assert code == 1 and "no writeback WB-NOSUCH" in err
 

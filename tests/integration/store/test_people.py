@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers.builders import T0, add_mailing, enqueue, item, minutes
-from writeback_console.domain import DeliveryStatus, Kind
+from writeback_console.domain import DeliveryStatus, Kind, Status
 from writeback_console.store import deliveries, people
 from writeback_console.store.engine import write_transaction
-from writeback_console.store.models import MailingRecipient
+from writeback_console.store.models import MailingRecipient, Writeback
 
 
 def _recipient_email(factory: sessionmaker[Session], mailing_id: int, old: str, new: str) -> None:
@@ -63,3 +65,54 @@ def test_nobody_has_no_rows(factory: sessionmaker[Session]) -> None:
     with factory() as session:
         assert people.rows_for_email(session, "nobody@example.org") == []
         assert people.rows_for_email(session, "  ") == []
+
+
+def _as_recorded(
+    factory: sessionmaker[Session], writeback_id: int, status: Status, sent_at: datetime | None
+) -> None:
+    """The row as a mailing recorded before deliveries were kept per recipient left it: no delivery."""
+    with write_transaction(factory) as session:
+        session.execute(
+            update(Writeback)
+            .where(Writeback.id == writeback_id)
+            .values(status=status.value, sent_at=sent_at, scheduled_for=T0, lease_expires_at=T0)
+        )
+
+
+def _outcome(factory: sessionmaker[Session], email: str) -> str:
+    with factory() as session:
+        (found,) = people.rows_for_email(session, email)
+    return people.recipient_outcome(found, lambda t: t.strftime("%Y-%m-%d %H:%M"))
+
+
+def test_a_sent_rows_recipient_without_a_delivery_was_sent_with_it(factory: sessionmaker[Session]) -> None:
+    mailing = add_mailing(factory, remote=2, name="Member Update")
+    (carrier,) = enqueue(factory, item(Kind.MAILING_ACTIVITY, mailing_id=mailing))
+    _as_recorded(factory, carrier, Status.SENT, T0 + minutes(90))
+    sent = (T0 + minutes(90)).strftime("%Y-%m-%d %H:%M")
+    assert _outcome(factory, "r1@example.org") == f"Member Update: sent {sent}"
+
+
+def test_a_recipient_not_known_to_personify360_was_never_sent(factory: sessionmaker[Session]) -> None:
+    mailing = add_mailing(factory, remote=1, unknown=1, name="Member Update")
+    (carrier,) = enqueue(factory, item(Kind.MAILING_ACTIVITY, mailing_id=mailing))
+    _as_recorded(factory, carrier, Status.SENT, T0 + minutes(90))
+    assert _outcome(factory, "r1@example.org") == (
+        "Member Update: not sent, not known to Personify360 when the mailing was recorded"
+    )
+
+
+def test_no_remote_recipients_means_none_was_known_to_personify360(factory: sessionmaker[Session]) -> None:
+    mailing = add_mailing(factory, remote=0, unknown=1, name="Member Update")
+    (carrier,) = enqueue(factory, item(Kind.MAILING_ACTIVITY, mailing_id=mailing))
+    _as_recorded(factory, carrier, Status.NO_REMOTE_RECIPIENTS, None)
+    assert "not sent" in _outcome(factory, "r0@example.org")
+    assert "not known to Personify360" in _outcome(factory, "r0@example.org")
+
+
+def test_a_recipient_of_a_row_still_to_go_is_not_sent_yet(factory: sessionmaker[Session]) -> None:
+    mailing = add_mailing(factory, remote=2, name="Member Update")
+    (carrier,) = enqueue(factory, item(Kind.MAILING_ACTIVITY, mailing_id=mailing))
+    for status in (Status.NEW, Status.SCHEDULED, Status.PROCESSING, Status.ERROR):
+        _as_recorded(factory, carrier, status, None)
+        assert _outcome(factory, "r1@example.org") == "Member Update: not sent yet", status

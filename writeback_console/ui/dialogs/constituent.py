@@ -35,7 +35,7 @@ from writeback_console import lookup
 from writeback_console.domain import Status
 from writeback_console.personify import odata
 from writeback_console.personify.values import Activity, Constituent
-from writeback_console.store import listing
+from writeback_console.store import listing, people
 from writeback_console.store.engine import read_session
 from writeback_console.store.people import PersonRow
 from writeback_console.store.rows import NotFound
@@ -152,13 +152,7 @@ def constituent_id(c: Constituent) -> str:
 
 def recipient_text(person_row: PersonRow) -> str:
     """The person's own part of a mailing's row: their recipient reference and how it went."""
-    recipient = person_row.recipient
-    if recipient is None:
-        return ""
-    if recipient.ref is None or recipient.status is None:
-        return f"{recipient.mailing_name}: not sent yet"
-    when = f" {local_text(recipient.sent_at)}" if recipient.sent_at else ""
-    return f"{recipient.mailing_name}: {recipient.ref} {recipient.status.value}{when}"
+    return people.recipient_outcome(person_row, local_text)
 
 
 # --- the viewer ----------------------------------------------------------------------------------

@@ -125,7 +125,7 @@ class MailingTable(QTreeWidget):
     """Mailings with sent date, recipients, recipients known in Personify360 and mailing activity."""
 
     COLUMNS = ("Mailing", "Account", "Sent", "Recipients", "In Personify360", "Mailing activity")
-    NAME_WIDTH = 320
+    NAME_WIDTH = 260
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -157,12 +157,15 @@ class MailingTable(QTreeWidget):
             )
             item.setData(0, Qt.ItemDataRole.UserRole, row.id)
             item.setToolTip(0, row.name)
+            item.setToolTip(5, item.text(5))
             for column in (3, 4):
                 item.setTextAlignment(column, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.addTopLevelItem(item)
             if row.id == keep:
                 chosen = item
-        for column in range(len(self.COLUMNS) - 1):
+        # Every column as wide as its text, the mailing activity too ("◷ Scheduled for … · WB-…"): the
+        # last column still stretches to the edge when there is room, and the list scrolls when not.
+        for column in range(len(self.COLUMNS)):
             self.resizeColumnToContents(column)
         # Long mailing names would push the counts off screen; the tooltip has the whole name.
         self.setColumnWidth(0, min(self.columnWidth(0), self.NAME_WIDTH))
