@@ -59,18 +59,18 @@ def take(window: MainWindow, out: Path) -> list[Path]:
     page = window.writebacks
     model = page.model
     wait_until(lambda: not model.loading and model.rowCount() > 0 and page.matching_rows() is not None)
-    # A failed writeback whose automatic retries are used up: the row an advisor looks at.
-    target = next(
-        (
-            n
-            for n in range(model.rowCount())
-            if (row := model.row_at(n)) is not None and row.status is Status.ERROR and row.attempts >= 3
-        ),
-        0,
-    )
-    page.table.selectRow(target)
+    page.table.selectRow(0)
     wait_until(lambda: page.detail.detail is not None)
     shots = [save(window, out / "writeback-list.png")]
+
+    # A failed writeback whose automatic retries are used up: the row an advisor looks at.
+    page.filter_bar.set_statuses([Status.ERROR])
+    page.filter_bar.set_flags(retry_available=True)
+    wait_until(lambda: not model.loading and model.rowCount() > 0 and page.matching_rows() is not None)
+    page.table.selectRow(0)
+    detail = page.detail
+    wait_until(lambda: detail.detail is not None and detail.detail.row.status is Status.ERROR)
+    shots.append(save(window, out / "writeback-list-filtered.png"))
     page.detail.tabs.setCurrentIndex(0)
     shots.append(save(page.detail, out / "detail-fields.png"))
     page.detail.tabs.setCurrentIndex(2)
@@ -78,11 +78,6 @@ def take(window: MainWindow, out: Path) -> list[Path]:
     page.detail.tabs.setCurrentIndex(3)
     shots.append(save(page.detail, out / "detail-timeline.png"))
     page.detail.tabs.setCurrentIndex(0)
-
-    page.filter_bar.set_statuses([Status.ERROR])
-    page.filter_bar.set_flags(retry_available=True)
-    wait_until(lambda: not model.loading and page.matching_rows() is not None)
-    shots.append(save(window, out / "writeback-list-filtered.png"))
 
     # Every Error row: more than one page, so selecting the loaded ones offers all of them.
     page.filter_bar.set_flags(retry_available=False)
