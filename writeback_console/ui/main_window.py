@@ -601,10 +601,12 @@ class MainWindow(QMainWindow):
     @Slot(list)
     def _selection_changed(self, ids: list[int]) -> None:
         on_list = self.current_page() in (PAGE_WRITEBACKS, "")
-        n = self.writebacks.selection_count()
+        # Only rows a person may retry now count (Error with its automatic retries used up, or Discarded).
+        n = self.writebacks.actionable_count("retry")
         what = "all matching" if self.writebacks.all_matching is not None else "selected"
+        counted = n > 1 or len(ids) > 1
         self.retry_action.setEnabled(on_list and n > 0)
-        self.retry_action.setText(f"Retry {what} ({n:,})…" if n > 1 else "Retry selected…")
+        self.retry_action.setText(f"Retry {what} ({n:,})…" if counted else "Retry selected…")
         activity = self._waiting_activity() if on_list else None
         self.reschedule_action.setEnabled(activity is not None and activity.status in MOVABLE)
         self.cancel_scheduled_action.setEnabled(activity is not None and activity.status is Status.SCHEDULED)
