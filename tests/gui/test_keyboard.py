@@ -229,6 +229,7 @@ def test_f1_shows_every_key_beside_what_it_does_in_two_columns_with_the_list_key
     rows = dialog.rows()
     assert ("Ctrl+Shift+X", "Clear filters") in rows
     assert ("Ctrl+R", "Retry selected") in rows  # the count of the moment is left out
+    assert ("Ctrl+1", "Go to Writeback List") in rows
     keys = {key for key, _ in rows}
     assert {"Down", "← →", "Enter", "Delete"} <= keys
     assert any(key == "Delete" and "Mailings" in does for key, does in rows)

@@ -640,7 +640,7 @@ class MainWindow(QMainWindow):
             old.deleteLater()
         self.shortcuts_dialog = shortcuts.ShortcutsDialog(
             [
-                ("Anywhere in the window", shortcuts.window_keys(self.actions())),
+                ("Anywhere in the window", shortcuts.window_keys(self.actions(), self.page_actions.values())),
                 ("In the lists", shortcuts.LIST_KEYS),
             ],
             self,

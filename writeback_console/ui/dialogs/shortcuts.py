@@ -40,14 +40,16 @@ def action_label(action: QAction) -> str:
     return _COUNT.sub("", action.text().replace("&", "")).rstrip("…").strip()
 
 
-def window_keys(actions: Iterable[QAction]) -> list[tuple[str, str]]:
-    """(key, what it does) for each action with a shortcut, in the order the window made them."""
+def window_keys(actions: Iterable[QAction], pages: Iterable[QAction] = ()) -> list[tuple[str, str]]:
+    """(key, what it does) for each action with a shortcut, in the order the window made them; the
+    ``pages`` actions open a page, said as "Go to …" (Ctrl+6 opens Settings, Ctrl+, the Settings dialog)."""
+    going = {id(action) for action in pages}
     keys = []
     for action in actions:
         if not action.shortcut().isEmpty():
-            keys.append(
-                (action.shortcut().toString(QKeySequence.SequenceFormat.NativeText), action_label(action))
-            )
+            key = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
+            label = action_label(action)
+            keys.append((key, f"Go to {label}" if id(action) in going else label))
     return keys
 
 
