@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pytestqt.qtbot import QtBot
 
-from tests.helpers.builders import enqueue, fail_runs, item
+from tests.helpers.builders import T0, enqueue, fail_runs, item, minutes
 from tests.helpers.simulator import MakeSimulator
 from writeback_console.dispatch.summary import CycleSummary, ProblemKind
 from writeback_console.domain import Kind, Status, utcnow
@@ -201,6 +201,41 @@ def test_a_retry_from_the_list_is_audited_with_the_list_s_filter(
     with factory() as session:
         (entry,) = audit_trail.audit_of(session, wid)
     assert (entry.action, entry.filter) == ("retry", {"statuses": ["error"]})
+
+
+def test_after_a_retry_with_send_now_the_rows_now_sent_no_longer_offer_retry(
+    qtbot: QtBot, console: Console, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory = console.services.factory
+    ids = []
+    for occurred in (T0, T0 + minutes(1)):
+        (wid,) = enqueue(factory, item(Kind.RESUBSCRIBE, "ann@example.org", occurred_at=occurred))
+        fail_runs(factory, wid, 3)  # automatic retries used up
+        ids.append(wid)
+    window, page = console.window, console.window.writebacks
+    with qtbot.waitSignal(page.model.first_page_loaded, timeout=5000):
+        page.filter_bar.set_statuses([Status.ERROR])
+    qtbot.waitUntil(lambda: not page.model.loading, timeout=5000)
+    page.table.select_ids(ids)
+    assert window.retry_action.isEnabled() and window.retry_action.text() == "Retry selected (2)…"
+
+    def retry_and_send_now(
+        f: object, runner: object, chosen: list[int], parent: object = None, **kw: object
+    ) -> tuple[list[int], bool]:
+        with factory() as session:
+            operator_actions.manual_retry(session, chosen, actor="advisor")
+            session.commit()
+        return list(chosen), True
+
+    monkeypatch.setattr(retry, "ask_retry", retry_and_send_now)
+    window.retry_action.trigger()
+    # The filtered list keeps the rows, read again once sent: Retry no longer offers them.
+    qtbot.waitUntil(lambda: all(r.status is Status.SENT for r in page.selected_rows()), timeout=10_000)
+    assert sorted(page.selected_ids()) == sorted(ids)
+    assert not window.retry_action.isEnabled()
+    row = page.selected_rows()[0]
+    entries = {a.text(): a.isEnabled() for a in page.context_menu_for(row).actions() if a.text()}
+    assert entries["Retry selected (0)…"] is False and entries["Discard selected (0)…"] is False
 
 
 # The two rare accounts are the oldest rows, so they are not on the first page the list reads.

@@ -311,3 +311,34 @@ def test_the_next_run_never_starts_before_one_interval_after_the_last_run_ended(
         assert timer.timerType() is Qt.TimerType.PreciseTimer
     finally:
         assert controller.stop()
+
+
+def test_pause_pressed_during_a_run_shows_resume_at_once_and_says_the_run_ends_first(
+    qtbot: QtBot, tmp_path: Path, sqlite_url: str, make_simulator: MakeSimulator
+) -> None:
+    from tests.gui.test_console import services_for
+
+    sim = make_simulator()
+    sim.faults.latency_ms = 40
+    services = services_for(tmp_path, sqlite_url, sim)
+    enqueue(services.factory, *(item(Kind.RESUBSCRIBE, f"p{n}@example.org") for n in range(40)))
+    console = open_console(services, state_path=tmp_path / "window.ini")
+    qtbot.addWidget(console.window)
+    window, status = console.window, console.status
+    try:
+        qtbot.waitUntil(lambda: "Next run in" in status.state_label.text(), timeout=5000)
+        window.run_now_action.trigger()
+        qtbot.waitUntil(lambda: status.state_label.text().startswith("Dispatcher running"), timeout=5000)
+        toolbar_button(console, window.pause_action).click()
+        # At once, while the run goes on: every Pause control is pressed and offers Resume.
+        assert paused_everywhere(console) == [True, True, True]
+        assert window.pause_action.text() == "Resume dispatcher"
+        assert toolbar_button(console, window.pause_action).text() == "Resume"
+        assert status.pause_button.text() == "Resume"
+        assert status.state_label.text().startswith("Dispatcher running")
+        assert status.state_label.text().endswith("(pauses when this run ends)")
+        qtbot.waitUntil(lambda: status.state_label.text() == "Dispatcher paused", timeout=15_000)
+        assert paused_everywhere(console) == [True, True, True] and status.pause_button.text() == "Resume"
+    finally:
+        console.shut_down()
+        services.close()

@@ -215,3 +215,31 @@ def test_tooltip_words_in_parentheses_are_not_taken_for_keys() -> None:
     assert keyboard.tip_key("Constituent lookup (CRM360)") is None
     assert keyboard.tip_without_key("Constituent lookup (CRM360)") == "Constituent lookup (CRM360)"
     assert keyboard.tip_key("Retry selected (7)") is None
+
+
+# Bringing the open card forward again asks the window system to raise it, which offscreen cannot do.
+@pytest.mark.qt_log_ignore("This plugin does not support raise")
+def test_f1_shows_every_key_beside_what_it_does_in_two_columns_with_the_list_keys(
+    qtbot: QtBot, window: MainWindow
+) -> None:
+    QTest.keyClick(window, Qt.Key.Key_F1)
+    dialog = window.shortcuts_dialog
+    assert dialog is not None
+    qtbot.waitExposed(dialog)
+    rows = dialog.rows()
+    assert ("Ctrl+Shift+X", "Clear filters") in rows
+    assert ("Ctrl+R", "Retry selected") in rows  # the count of the moment is left out
+    assert ("Ctrl+1", "Go to Writeback List") in rows
+    keys = {key for key, _ in rows}
+    assert {"Down", "← →", "Enter", "Delete"} <= keys
+    assert any(key == "Delete" and "Mailings" in does for key, does in rows)
+    # Each key has room of its own: the longest ends well before the words of its row begin.
+    table = dialog.table
+    widest = max(table.fontMetrics().horizontalAdvance(key) for key, does in rows if does)
+    assert table.columnWidth(0) >= widest + 20
+    assert table.columnViewportPosition(1) >= table.columnWidth(0)
+    # It fits beside a 1,024 x 700 window, and F1 again brings the same card forward.
+    assert dialog.width() <= 1024 and dialog.height() <= 700
+    window.show_shortcuts()
+    assert window.shortcuts_dialog is dialog
+    dialog.close()

@@ -11,7 +11,7 @@ from pytestqt.qtbot import QtBot
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.gui.conftest import wait_loaded
-from writeback_console.domain import Status
+from writeback_console.domain import Status, manual_retry_decision
 from writeback_console.settings import AppSettings
 from writeback_console.store import listing, switches
 from writeback_console.store.engine import make_engine, make_session_factory, write_transaction
@@ -98,7 +98,8 @@ def test_shortcuts_emit_retry_and_schedule_with_the_selection(
         window.refresh_action.shortcut().matches(QKeySequence("F5")) == QKeySequence.SequenceMatch.ExactMatch
     )
     assert not window.retry_action.isEnabled()  # nothing selected yet
-    ids = [window.writebacks.model.row_at(n).id for n in (0, 1, 2)]  # type: ignore[union-attr]
+    retryable = [r for r in window.writebacks.model.loaded_rows() if manual_retry_decision(r.state).allowed]
+    ids = [r.id for r in retryable[:3]]
     window.writebacks.table.select_ids(ids)
     assert window.retry_action.isEnabled()
     with qtbot.waitSignal(window.retry_requested) as retry:
@@ -119,7 +120,7 @@ def test_context_menu_offers_copy_detail_retry_and_filters(
 ) -> None:
     window = open_window(qtbot, small_factory, runner, tmp_path / "w.ini")
     page = window.writebacks
-    row = next(r for r in page.model.loaded_rows() if r.email)
+    row = next(r for r in page.model.loaded_rows() if r.email and manual_retry_decision(r.state).allowed)
     page.table.select_ids([row.id])
     menu = page.context_menu_for(row)
     texts = [a.text() for a in menu.actions() if a.text()]

@@ -313,7 +313,7 @@ def test_at_1024_by_700_status_attempts_and_last_error_are_visible_without_scrol
 def test_the_retry_action_counts_the_selection_as_it_changes(
     qtbot: QtBot, factory: Factory, runner: TaskRunner, tmp_path: Path
 ) -> None:
-    ids = error_rows(factory, [NOT_FOUND.format(n) for n in range(7)], runs=1)
+    ids = error_rows(factory, [NOT_FOUND.format(n) for n in range(7)], runs=3)  # retries used up
     window = open_window(qtbot, factory, runner, tmp_path)
     page = window.writebacks
     page.table.select_ids(ids)
@@ -399,3 +399,63 @@ def test_the_detail_pane_acts_on_its_own_row_even_when_all_matching_is_chosen(
     shown = page.detail.detail.row.id
     page.detail.discard_button.click()
     assert asked == [[shown]] and shown in ids
+
+
+# --- Retry and Discard only where they apply --------------------------------------------------------
+
+
+def _row_actions(page: WritebackListPage) -> dict[str, tuple[str, bool]]:
+    """The context menu's Retry and Discard entries of the current row: their text and whether enabled."""
+    row = page.model.row_at(page.table.currentIndex().row())
+    assert row is not None
+    menu = page.context_menu_for(row)
+    found = {a.text().split()[0]: (a.text(), a.isEnabled()) for a in menu.actions() if a.text()}
+    return {"retry": found["Retry"], "discard": found["Discard"]}
+
+
+def test_retry_and_discard_are_offered_only_for_rows_a_person_may_retry_or_discard(
+    qtbot: QtBot, factory: Factory, runner: TaskRunner, tmp_path: Path
+) -> None:
+    used_up = error_rows(factory, [NOT_FOUND.format(1), NOT_FOUND.format(2)], runs=3)
+    retrying, discarded = error_rows(factory, [NOT_FOUND.format(3), NOT_FOUND.format(4)], runs=1)
+    operations.discard(factory, [discarded], actor="ann", reason="duplicate")
+    (new,) = enqueue(factory, item(email="new@example.org"))
+    window = open_window(qtbot, factory, runner, tmp_path)
+    page = window.writebacks
+
+    page.table.select_ids([new], current=new)
+    assert not window.retry_action.isEnabled()
+    assert _row_actions(page) == {
+        "retry": ("Retry selected (0)…", False),
+        "discard": ("Discard selected (0)…", False),
+    }
+    page.table.select_ids([retrying], current=retrying)  # Error with automatic retries still to come
+    assert not window.retry_action.isEnabled()
+    assert _row_actions(page) == {
+        "retry": ("Retry selected (0)…", False),
+        "discard": ("Discard selected (1)…", True),
+    }
+    page.table.select_ids([discarded], current=discarded)
+    assert window.retry_action.isEnabled() and window.retry_action.text() == "Retry selected…"
+    assert _row_actions(page)["discard"] == ("Discard selected (0)…", False)
+
+    everything = [*used_up, retrying, discarded, new]
+    page.table.select_ids(everything, current=new)
+    # Five selected: the used-up Error rows and the Discarded one may be retried; the Error rows discarded.
+    assert window.retry_action.text() == "Retry selected (3)…"
+    assert _row_actions(page) == {
+        "retry": ("Retry selected (3)…", True),
+        "discard": ("Discard selected (3)…", True),
+    }
+
+    # Retried elsewhere (another console, the command line): once the rows are read again, the counts follow.
+    operations.retry(factory, used_up, actor="bob")
+    with qtbot.waitSignal(page.model.rows_refreshed, timeout=5000):
+        page.refresh_rows(used_up)
+    assert sorted(page.selected_ids()) == sorted(everything)
+    assert window.retry_action.text() == "Retry selected (1)…"
+    assert _row_actions(page) == {
+        "retry": ("Retry selected (1)…", True),
+        "discard": ("Discard selected (1)…", True),
+    }
+    window.close()

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from PySide6.QtCore import QMetaObject, QObject, QSize, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence, QResizeEvent
@@ -369,6 +369,8 @@ class DispatcherStatus(QWidget):
         self.pause_action.setCheckable(True)
         #: Run now's own tooltip, kept while a disabled Run now says why it is disabled.
         self._run_tip: str | None = None
+        #: What the state label says of the run under way (a pause asked for meanwhile is added to it).
+        self._running_text = "Dispatcher running…"
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.state_label = QLabel("Dispatcher starting…")
@@ -395,6 +397,7 @@ class DispatcherStatus(QWidget):
         worker.progress.connect(self.show_progress)
         worker.finished.connect(self.show_summary)
         worker.failed.connect(self.show_failure)
+        controller.pause_requested.connect(self._pause_asked)
         self._countdown = QTimer(self)
         self._countdown.setObjectName("dispatcher-countdown")
         self._countdown.setInterval(1000)
@@ -411,6 +414,14 @@ class DispatcherStatus(QWidget):
             self.progress_bar.show()
         else:
             self.progress_bar.hide()
+        self._tick()
+
+    @Slot(bool)
+    def _pause_asked(self, paused: bool) -> None:
+        # The worker takes the pause at once but reports it only when a run under way ends: until then
+        # every control shows it already, and the state label says the run finishes first.
+        self._state = replace(self._state, paused=paused)
+        self._show_controls(self._state)
         self._tick()
 
     def _show_controls(self, state: DispatcherState) -> None:
@@ -449,7 +460,12 @@ class DispatcherStatus(QWidget):
         self.progress_bar.setRange(0, max(total, 1))
         self.progress_bar.setValue(done)
         self.progress_bar.setFormat(f"{done:,} / {total:,}")
-        self.state_label.setText(f"Dispatcher running: {p.sent:,} sent, {p.failed:,} failed")
+        self._running_text = f"Dispatcher running: {p.sent:,} sent, {p.failed:,} failed"
+        self._show_running()
+
+    def _show_running(self) -> None:
+        ending = " (pauses when this run ends)" if self._state.paused else ""
+        self.state_label.setText(self._running_text + ending)
 
     @Slot(object)
     def show_summary(self, summary: CycleSummary) -> None:
@@ -465,7 +481,8 @@ class DispatcherStatus(QWidget):
         state = self._state
         if state.mode == "running":
             if not self.progress_bar.format().strip("%p"):
-                self.state_label.setText("Dispatcher running…")
+                self._running_text = "Dispatcher running…"
+            self._show_running()
             return
         if state.mode == "paused":
             self.state_label.setText("Dispatcher paused")

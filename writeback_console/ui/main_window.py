@@ -31,6 +31,7 @@ from writeback_console.store import switches
 from writeback_console.store.engine import read_session
 from writeback_console.store.rows import WritebackRow
 from writeback_console.ui import export
+from writeback_console.ui.dialogs import shortcuts
 from writeback_console.ui.dialogs.schedule import MOVABLE
 from writeback_console.ui.pages.dashboard import DashboardPage
 from writeback_console.ui.pages.top_errors import TopErrorsPage
@@ -180,6 +181,8 @@ class MainWindow(QMainWindow):
         self._enabled_task: Task | None = None
         self._tasks = TaskGroup(self, runner)
         self.writeback_enabled: bool | None = None
+        #: The Keyboard shortcuts card while it is open (F1).
+        self.shortcuts_dialog: shortcuts.ShortcutsDialog | None = None
 
         self.writebacks = WritebackListPage(factory, runner, lease_seconds=settings.lease_seconds)
         self.dashboard = DashboardPage(factory, runner, settings.lease_seconds)
@@ -601,10 +604,12 @@ class MainWindow(QMainWindow):
     @Slot(list)
     def _selection_changed(self, ids: list[int]) -> None:
         on_list = self.current_page() in (PAGE_WRITEBACKS, "")
-        n = self.writebacks.selection_count()
+        # Only rows a person may retry now count (Error with its automatic retries used up, or Discarded).
+        n = self.writebacks.actionable_count("retry")
         what = "all matching" if self.writebacks.all_matching is not None else "selected"
+        counted = n > 1 or len(ids) > 1
         self.retry_action.setEnabled(on_list and n > 0)
-        self.retry_action.setText(f"Retry {what} ({n:,})…" if n > 1 else "Retry selected…")
+        self.retry_action.setText(f"Retry {what} ({n:,})…" if counted else "Retry selected…")
         activity = self._waiting_activity() if on_list else None
         self.reschedule_action.setEnabled(activity is not None and activity.status in MOVABLE)
         self.cancel_scheduled_action.setEnabled(activity is not None and activity.status is Status.SCHEDULED)
@@ -625,12 +630,22 @@ class MainWindow(QMainWindow):
 
     @Slot()
     def show_shortcuts(self) -> None:
-        lines = []
-        for action in self.actions():
-            if not action.shortcut().isEmpty():
-                key = action.shortcut().toString(QKeySequence.SequenceFormat.NativeText)
-                lines.append(f"{key}\t{action.text().replace('&', '')}")
-        QMessageBox.information(self, "Keyboard shortcuts", "\n".join(lines))
+        """The shortcuts as a reference card; it stays open beside the window until closed."""
+        old = self.shortcuts_dialog
+        if old is not None and old.isVisible():
+            old.raise_()
+            old.activateWindow()
+            return
+        if old is not None:
+            old.deleteLater()
+        self.shortcuts_dialog = shortcuts.ShortcutsDialog(
+            [
+                ("Anywhere in the window", shortcuts.window_keys(self.actions(), self.page_actions.values())),
+                ("In the lists", shortcuts.LIST_KEYS),
+            ],
+            self,
+        )
+        self.shortcuts_dialog.show()
 
     @Slot(str)
     def show_message(self, text: str, timeout: int = 8000) -> None:

@@ -24,7 +24,14 @@ from PySide6.QtWidgets import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
-from writeback_console.domain import DEFAULT_LEASE_SECONDS, Kind, Status, normalize_ref
+from writeback_console.domain import (
+    DEFAULT_LEASE_SECONDS,
+    Kind,
+    Status,
+    discard_decision,
+    manual_retry_decision,
+    normalize_ref,
+)
 from writeback_console.error_groups import NO_MESSAGE, error_reason
 from writeback_console.store import listing
 from writeback_console.store.engine import read_session
@@ -498,6 +505,17 @@ class WritebackListPage(QWidget):
             return self.matching_rows() or 0
         return len(self.selected_ids())
 
+    def actionable_count(self, action: str) -> int:
+        """How many writebacks of the selection a Retry (``"retry"``) or Discard (``"discard"``) would change.
+
+        While every matching row is chosen it is the filter's count (the action itself skips the rows it
+        does not apply to); otherwise the selected rows, as last read, that the rule lets a person act on.
+        """
+        if self.all_matching is not None:
+            return self.matching_rows() or 0
+        decide = manual_retry_decision if action == "retry" else discard_decision
+        return sum(1 for row in self.selected_rows() if decide(row.state).allowed)
+
     @Slot(list)
     def request_retry(self, ids: list[int]) -> None:
         """Retry: every matching row in batches, or the Retry dialog for these ids."""
@@ -609,11 +627,14 @@ class WritebackListPage(QWidget):
         look_up.setToolTip("Open the constituent viewer on this email: what reached Personify360")
         menu.addSeparator()
         ids = self.selected_ids() or [row.id]
-        count = self.selection_count() or len(ids)
         what = "all matching" if self.all_matching is not None else "selected"
+        count = self.actionable_count("retry")
         retry = menu.addAction(f"Retry {what} ({count:,})…", lambda: self.request_retry(ids))
         retry.setShortcut("Ctrl+R")
-        menu.addAction(f"Discard {what} ({count:,})…", lambda: self.request_discard(ids))
+        retry.setEnabled(count > 0)
+        count = self.actionable_count("discard")
+        discard_entry = menu.addAction(f"Discard {what} ({count:,})…", lambda: self.request_discard(ids))
+        discard_entry.setEnabled(count > 0)
         if row.kind is Kind.MAILING_ACTIVITY:
             self._add_schedule_entries(menu, row)
         menu.addSeparator()
