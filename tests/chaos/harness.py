@@ -9,7 +9,8 @@ and Personify360 to the promise:
 - **I1** every writeback, and every mailing–recipient pair, is in Personify360 at most once; a Sent one
   exactly once; no writeback the queue was given disappears.
 - **I2** nothing is left New, Processing or due Scheduled; every row is Sent, No Remote Recipients,
-  Cancelled, or Error with its automatic attempts used up and a message.
+  Cancelled, Discarded by a person (with its audit entry), or Error with its automatic attempts used up
+  and a message.
 - **I3** attempts never exceed what the rules allow, an outage or a lone interruption uses none, an
   automatic retry comes no sooner than one dispatcher interval after the failure (Send now included),
   and the history holds every Save that reached Personify360.
@@ -249,6 +250,11 @@ def generate(seed: int, backend: str, *, supports: frozenset[str] = frozenset())
     extra = random.Random(f"{seed}:{backend}:send-now")
     for _ in range(extra.randint(0, 3)):
         events.append(Event(round(extra.uniform(0.2, duration - 0.3), 2), "send_now"))
+    # Discard (and its undoing by a manual retry), drawn apart for the same reason.
+    discards = random.Random(f"{seed}:{backend}:discard")
+    for _ in range(discards.randint(0, 3)):
+        at = round(discards.uniform(0.2, duration - 0.3), 2)
+        events.append(Event(at, "discard", {"undo": discards.random() < 0.5}))
     events.sort(key=lambda e: (e.at, e.action))
     return Schedule(
         seed=seed,
@@ -709,6 +715,25 @@ class Run:
             f"send-now {mid}: exit {done.returncode} {(done.stdout + done.stderr).strip()[:200]}"
         )
 
+    def _op_discard(self, undo: bool) -> None:
+        # As an advisor does from the list: Error rows, some with retries left, discarded with a reason
+        # while dispatchers may be claiming them; then perhaps some discarded rows retried (undone).
+        with self.factory() as session:
+            flt = listing.WritebackFilter(statuses=frozenset({Status.ERROR}))
+            ids = [r.id for r in listing.iter_rows(session, flt, limit=10)]
+        if ids:
+            done = operations.discard(
+                self.factory, ids, actor="chaos-advisor", reason="chaos: stop retrying", skip_ineligible=True
+            )
+            self.seen.operator_log.append(f"discard: {done}")
+        if undo:
+            with self.factory() as session:
+                flt = listing.WritebackFilter(statuses=frozenset({Status.DISCARDED}))
+                back = [r.id for r in listing.iter_rows(session, flt, limit=5)]
+            if back:
+                result = operations.retry(self.factory, back, actor="chaos-advisor", skip_ineligible=True)
+                self.seen.operator_log.append(f"undiscard: {len(result.retried)} granted")
+
     def _op_import(self, count: int, nasty: bool) -> None:
         raws = [self._writeback_raw(self.rng, nasty=nasty and k == count // 2) for k in range(count)]
         path = self.workdir / f"import-{time.monotonic_ns()}.jsonl"
@@ -1074,6 +1099,7 @@ def check(factory: Factory, sim: Simulator, seen: Observed) -> list[Violation]:
 
     # I2: nothing left to do, everything in a state the rules allow to stay.
     now = datetime.now(UTC)
+    discarded = {wid for wid, _ref, action, _d in audit_rows if action == "discard"}
     for r in rows:
         bad = None
         if r.status in (Status.NEW, Status.PROCESSING):
@@ -1084,6 +1110,8 @@ def check(factory: Factory, sim: Simulator, seen: Observed) -> list[Violation]:
             bad = f"left Error with attempts left ({r.attempts}/{r.max_attempts})"
         elif r.status is Status.ERROR and not (r.last_error or "").strip():
             bad = "Error without a message"
+        elif r.status is Status.DISCARDED and r.id not in discarded:
+            bad = "Discarded without a person's discard in the audit log"
         if bad:
             out.append(
                 Violation("I2", f"{r.ref} ({r.kind.label}) {bad}; history: {_history(attempts[r.id])}")
