@@ -472,10 +472,13 @@ class _Cycle:
         with ThreadPoolExecutor(self.o.concurrency, thread_name_prefix="writeback-send") as pool:
             while True:
                 stopping = self.stop.is_set() or self.problem is not None or self.giving_up
+                # While the database refuses, recording the results tries it again; with nothing left to
+                # record, the next claim does, once the backoff has passed.
+                may_claim = self.db_trouble_since is None or (
+                    not self.results and time.monotonic() >= self.next_db_try
+                )
                 # Keep twice the pool's width queued, so senders never wait for the database.
-                while (
-                    not stopping and self.db_trouble_since is None and len(in_flight) < 2 * self.o.concurrency
-                ):
+                while not stopping and may_claim and len(in_flight) < 2 * self.o.concurrency:
                     if not self.work and phase == "normal":
                         claimed = self._claim_batch(suspects=False)
                         if claimed is None:

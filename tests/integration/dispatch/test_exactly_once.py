@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import delete, insert, select, text
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -793,6 +794,36 @@ def test_a_dropped_postgresql_connection_while_recording_is_retried(
     assert_each_ref_once(factory, sim)
     engine.dispose()
     killer.dispose()
+
+
+def test_a_claim_the_database_refused_with_nothing_left_to_record_is_tried_again_soon(
+    factory: Factory, make_simulator: MakeSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by the chaos simulation (seed 10, PostgreSQL): a dropped connection met by the claim of the
+    next batch, with every result already recorded, left the cycle waiting the database's whole
+    patience (120 s) before it gave up: only recording results tried the database again."""
+    sim = make_simulator(constituents=people(6))
+    ids = enqueue(factory, *(known(k) for k in range(6)))
+    real_claim = lifecycle.claim
+    calls = {"n": 0}
+
+    def claim(session: Session, **kw: Any) -> Any:
+        # The claim of interrupted rows comes once everything else is sent and recorded.
+        if kw.get("interrupted") is True:
+            calls["n"] += 1
+        if calls["n"] == 1 and kw.get("interrupted") is True:
+            raise sa_exc.OperationalError(
+                "claim", {}, Exception("terminating connection due to administrator command")
+            )
+        return real_claim(session, **kw)
+
+    monkeypatch.setattr(lifecycle, "claim", claim)
+    started = time.monotonic()
+    summary = cycle(factory, client_for(sim), batch_size=3, database_patience=120.0)
+
+    assert time.monotonic() - started < 20, "the refused claim was not tried again"
+    assert summary.problem is None and summary.sent == 6
+    assert {row(factory, wid).status for wid in ids} == {Status.SENT}
 
 
 # --- 10. a row that crashes every dispatcher runs out of attempts --------------------------------
