@@ -4,12 +4,12 @@ cancelling, and the automatic scheduling of mailing activity. Each records its a
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -17,6 +17,7 @@ from writeback_console.domain import (
     AuditAction,
     Kind,
     QueueState,
+    RetryDecision,
     Status,
     discard_decision,
     discard_reason_problem,
@@ -34,6 +35,7 @@ from writeback_console.store.rows import (
     QueueError,
     Refusal,
     RetryRefused,
+    RowsRefused,
     W,
     WritebackRow,
     chunks,
@@ -79,7 +81,49 @@ def manual_retry(
     Rows that may not be retried are refused with the reason; unless ``skip_ineligible``, one such row
     refuses the whole request and nothing changes. The attempt history stays as it was.
     """
-    now = now or utcnow()
+    changed, skipped, event = _act_on(
+        session,
+        ids,
+        decide=manual_retry_decision,
+        # The condition is repeated in SQL so that a row a dispatcher changed meanwhile is not touched.
+        still=or_(
+            and_(W.status == Status.ERROR.value, W.attempts >= W.max_attempts),
+            W.status == Status.DISCARDED.value,
+        ),
+        values={"status": Status.NEW.value, "max_attempts": W.attempts + 1, "next_attempt_at": None},
+        lost_reason="changed by someone else meanwhile",
+        refused=RetryRefused,
+        action=AuditAction.RETRY,
+        detail={"granted_attempts": 1},
+        actor=actor,
+        now=now or utcnow(),
+        filter=filter,
+        skip_ineligible=skip_ineligible,
+    )
+    return RetryResult(changed, skipped, event)
+
+
+def _act_on(
+    session: Session,
+    ids: Sequence[int],
+    *,
+    decide: Callable[[QueueState], RetryDecision],
+    still: ColumnElement[bool],
+    values: Mapping[str, Any],
+    lost_reason: str,
+    refused: type[RowsRefused],
+    action: AuditAction,
+    detail: Mapping[str, Any],
+    actor: str,
+    now: datetime,
+    filter: Mapping[str, Any] | None,
+    skip_ineligible: bool,
+) -> tuple[list[tuple[int, str]], list[Refusal], int | None]:
+    """A person's action on rows: each judged by ``decide``, changed where ``still`` holds, audited.
+
+    A row ``decide`` refuses, or one that changed meanwhile (``still`` no longer true), refuses the whole
+    action with ``refused`` unless ``skip_ineligible``: then it is skipped and named in the result.
+    """
     wanted = list(dict.fromkeys(ids))
     states = _states(session, wanted)
     refusals = [Refusal(i, f"#{i}", "no such writeback") for i in wanted if i not in states]
@@ -88,34 +132,21 @@ def manual_retry(
         if i not in states:
             continue
         ref, state = states[i]
-        decision = manual_retry_decision(state)
+        decision = decide(state)
         if decision.allowed:
             allowed.append((i, ref))
         else:
             refusals.append(Refusal(i, ref, decision.reason))
     if refusals and not skip_ineligible:
-        raise RetryRefused(refusals)
-    changed: list[tuple[int, str]] = []
+        raise refused(refusals)
     refs = dict(allowed)
+    changed: list[tuple[int, str]] = []
     for batch in chunks([i for i, _ in allowed]):
-        # The condition is repeated in SQL so that a row a dispatcher changed meanwhile is not touched.
         changed_ids = (
             session.execute(
                 update(Writeback)
-                .where(
-                    W.id.in_(batch),
-                    or_(
-                        and_(W.status == Status.ERROR.value, W.attempts >= W.max_attempts),
-                        W.status == Status.DISCARDED.value,
-                    ),
-                )
-                .values(
-                    status=Status.NEW.value,
-                    max_attempts=W.attempts + 1,
-                    next_attempt_at=None,
-                    updated_at=now,
-                    changed_by=actor,
-                )
+                .where(W.id.in_(batch), still)
+                .values(**values, updated_at=now, changed_by=actor)
                 .returning(W.id)
             )
             .scalars()
@@ -123,23 +154,15 @@ def manual_retry(
         )
         changed.extend((i, refs[i]) for i in sorted(changed_ids))
     changed_set = set(changed)
-    lost = [
-        Refusal(i, r, "changed by someone else meanwhile") for i, r in allowed if (i, r) not in changed_set
-    ]
+    lost = [Refusal(i, r, lost_reason) for i, r in allowed if (i, r) not in changed_set]
     if lost and not skip_ineligible:
-        raise RetryRefused(lost)
+        raise refused(lost)
     event = None
     if changed:
         event = record_audit(
-            session,
-            actor=actor,
-            action=AuditAction.RETRY,
-            rows=changed,
-            now=now,
-            filter=filter,
-            detail={"granted_attempts": 1},
+            session, actor=actor, action=action, rows=changed, now=now, filter=filter, detail=dict(detail)
         )
-    return RetryResult(changed, refusals + lost, event)
+    return changed, refusals + lost, event
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,55 +192,23 @@ def discard(
     if problem:
         raise QueueError(problem)
     reason = reason.strip()
-    now = now or utcnow()
-    wanted = list(dict.fromkeys(ids))
-    states = _states(session, wanted)
-    refusals = [Refusal(i, f"#{i}", "no such writeback") for i in wanted if i not in states]
-    allowed: list[tuple[int, str]] = []
-    for i in wanted:
-        if i not in states:
-            continue
-        ref, state = states[i]
-        decision = discard_decision(state)
-        if decision.allowed:
-            allowed.append((i, ref))
-        else:
-            refusals.append(Refusal(i, ref, decision.reason))
-    if refusals and not skip_ineligible:
-        raise DiscardRefused(refusals)
-    refs = dict(allowed)
-    changed: list[tuple[int, str]] = []
-    for batch in chunks([i for i, _ in allowed]):
+    changed, skipped, event = _act_on(
+        session,
+        ids,
+        decide=discard_decision,
         # Only rows still in Error: one a dispatcher claimed meanwhile is being sent and is left alone.
-        changed_ids = (
-            session.execute(
-                update(Writeback)
-                .where(W.id.in_(batch), W.status == Status.ERROR.value)
-                .values(status=Status.DISCARDED.value, updated_at=now, changed_by=actor)
-                .returning(W.id)
-            )
-            .scalars()
-            .all()
-        )
-        changed.extend((i, refs[i]) for i in sorted(changed_ids))
-    changed_set = set(changed)
-    lost = [
-        Refusal(i, r, "picked up by a dispatcher meanwhile") for i, r in allowed if (i, r) not in changed_set
-    ]
-    if lost and not skip_ineligible:
-        raise DiscardRefused(lost)
-    event = None
-    if changed:
-        event = record_audit(
-            session,
-            actor=actor,
-            action=AuditAction.DISCARD,
-            rows=changed,
-            now=now,
-            filter=filter,
-            detail={"reason": reason},
-        )
-    return DiscardResult(changed, refusals + lost, event)
+        still=W.status == Status.ERROR.value,
+        values={"status": Status.DISCARDED.value},
+        lost_reason="picked up by a dispatcher meanwhile",
+        refused=DiscardRefused,
+        action=AuditAction.DISCARD,
+        detail={"reason": reason},
+        actor=actor,
+        now=now or utcnow(),
+        filter=filter,
+        skip_ineligible=skip_ineligible,
+    )
+    return DiscardResult(changed, skipped, event)
 
 
 def schedule_mailing_activity(
