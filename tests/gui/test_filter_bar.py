@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from PySide6.QtCore import QRect
 from pytestqt.qtbot import QtBot
 from sqlalchemy.orm import Session, sessionmaker
@@ -9,6 +10,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.gui.conftest import wait_loaded
 from writeback_console.domain import Status
 from writeback_console.store import listing
+from writeback_console.store.listing import WritebackFilter
 from writeback_console.ui.filter_bar import FilterBar
 from writeback_console.ui.tasks import TaskRunner
 from writeback_console.ui.writeback_model import PILL_ROLE, Column
@@ -70,3 +72,32 @@ def test_status_toggles_wrap_onto_another_line_when_the_window_is_narrow(qtbot: 
     assert len({g.top() for g in shown}) == 2, "the toggles should take exactly two lines"
     assert not any(a.intersects(b) for n, a in enumerate(shown) for b in shown[n + 1 :])
     assert bar.heightForWidth(780) > bar.heightForWidth(one_line + 100)
+
+
+def test_counts_past_the_cap_say_so_and_count_exactly_on_request(
+    qtbot: QtBot, small_factory: Factory, runner: TaskRunner, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A text filter matching more rows than the cap shows "at least" counts, then exact ones on request."""
+    flt = WritebackFilter(text="a")
+    with small_factory() as session:
+        exact = listing.count_by_status(session, flt)
+    cap = sum(exact.values()) // 2
+    assert cap > 10, "the seed has too few rows starting with a"
+    monkeypatch.setattr(listing, "COUNT_CAP", cap)
+    page = WritebackListPage(small_factory, runner)
+    qtbot.addWidget(page)
+    page.start()
+    wait_loaded(qtbot, page.model)
+    bar = page.filter_bar
+    with qtbot.waitSignal(page.counts_changed, timeout=10_000):
+        bar.set_text("a")
+    shown = {s: b.text() for s, b in bar.status_buttons.items()}
+    assert all(text.endswith("+") for text in shown.values()), shown
+    assert bar.exact_count.isVisibleTo(bar)
+    assert page.matching_text() == f"{cap + 1:,}+"
+    with qtbot.waitSignal(page.counts_changed, timeout=10_000):
+        bar.exact_count.click()
+    for status, button in bar.status_buttons.items():
+        assert button.text() == f"{status.label}  {exact[status]:,}"
+    assert not bar.exact_count.isVisibleTo(bar)
+    assert page.matching_rows() == sum(exact.values())

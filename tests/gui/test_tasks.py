@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 
 from pytestqt.qtbot import QtBot
+from sqlalchemy import text
 
+from writeback_console.store.engine import QueryStop, make_engine, make_session_factory, read_session
 from writeback_console.ui.tasks import TaskRunner
 
 
@@ -57,3 +60,29 @@ def test_every_task_is_released_once_delivered_or_cancelled(qtbot: QtBot) -> Non
     runner.wait()
     qtbot.waitUntil(lambda: not runner.busy, timeout=10_000)
     assert sorted(results) == list(range(1, 2000, 2))
+
+
+def test_cancelling_a_task_stops_its_query_in_the_database(sqlite_url: str) -> None:
+    """A superseded count gives its worker thread back at once instead of running on unseen."""
+    factory = make_session_factory(make_engine(sqlite_url))
+    runner = TaskRunner(max_threads=1)
+    stop = QueryStop()
+    slow = (
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 1000000000) "
+        "SELECT count(*) FROM n"
+    )
+
+    def count_forever(stop: QueryStop) -> int:
+        with read_session(factory, stop) as session:
+            return int(session.execute(text(slow)).scalar_one())
+
+    delivered: list[object] = []
+    task = runner.submit(count_forever, stop, stop=stop, on_done=delivered.append, on_error=delivered.append)
+    time.sleep(0.3)
+    task.cancel()
+    try:
+        assert runner.wait(5_000), "the cancelled query kept its thread"
+        assert stop.stopped and delivered == []
+    finally:
+        runner.close()
+        factory.kw["bind"].dispose()

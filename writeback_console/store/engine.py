@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -101,8 +102,64 @@ def write_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
             raise
 
 
+class QueryStop:
+    """Stops, from another thread, the statement a reading session is running: a superseded page or
+    count query gives its connection back at once instead of running on to an answer nobody wants.
+
+    SQLite interrupts the statement (``sqlite3.Connection.interrupt``); PostgreSQL gets a cancel
+    request for the backend running it. The session's own thread then sees the statement fail, and
+    the connection goes back to the pool clean. A stop that comes after the session closed does
+    nothing: the connection may already serve someone else.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._dbapi: Any = None
+        self.stopped = False
+
+    def attach(self, session: Session) -> None:
+        with self._lock:
+            if self.stopped:
+                raise QueryStopped("the query was stopped before it began")
+            self._dbapi = session.connection().connection.dbapi_connection
+
+    def detach(self) -> None:
+        with self._lock:
+            self._dbapi = None
+
+    def stop(self) -> None:
+        """Stop the running statement (and any the session would run after it). Blocks only as long as
+        the database takes to hear it: call it off the GUI thread for PostgreSQL."""
+        with self._lock:
+            self.stopped = True
+            dbapi, self._dbapi = self._dbapi, None
+            if dbapi is None:
+                return
+            if isinstance(dbapi, sqlite3.Connection):
+                dbapi.interrupt()
+            else:
+                dbapi.cancel()
+
+
+class QueryStopped(Exception):
+    """The reading session's statement was stopped on purpose (a newer query replaced it)."""
+
+
 @contextmanager
-def read_session(factory: sessionmaker[Session]) -> Iterator[Session]:
+def read_session(factory: sessionmaker[Session], stop: QueryStop | None = None) -> Iterator[Session]:
+    """A session for reading; with ``stop``, another thread can stop the statement it runs."""
     with factory() as session:
-        yield session
-        session.rollback()
+        if stop is None:
+            yield session
+            session.rollback()
+            return
+        stop.attach(session)
+        try:
+            yield session
+        except Exception as exc:
+            if stop.stopped:
+                raise QueryStopped("the query was stopped: a newer one replaced it") from exc
+            raise
+        finally:
+            stop.detach()
+            session.rollback()

@@ -15,6 +15,7 @@ from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from writeback_console.domain import Status
+from writeback_console.store import counters
 from writeback_console.store.models import WritebackEvent
 
 
@@ -48,7 +49,8 @@ def events_of(session: Session, writeback_id: int) -> list[EventRow]:
 
 @contextmanager
 def suspended_event_triggers(conn: Connection) -> Iterator[None]:
-    """No events are written for changes inside (bulk loads that write the history themselves).
+    """No events are written, and the status totals not kept, for changes inside (bulk loads that write
+    the history themselves); at the end the totals are counted afresh.
 
     On SQLite the triggers are dropped and made again from their own stored definitions; on PostgreSQL
     they are disabled, which needs the table's owner. Only for a connection that is alone on the queue.
@@ -65,8 +67,10 @@ def suspended_event_triggers(conn: Connection) -> Iterator[None]:
             for _name, sql in saved:
                 conn.exec_driver_sql(sql)
     else:
-        conn.exec_driver_sql("ALTER TABLE writeback DISABLE TRIGGER tr_writeback_event")
+        # USER: the triggers this project made, not those that keep foreign keys.
+        conn.exec_driver_sql("ALTER TABLE writeback DISABLE TRIGGER USER")
         try:
             yield
         finally:
-            conn.exec_driver_sql("ALTER TABLE writeback ENABLE TRIGGER tr_writeback_event")
+            conn.exec_driver_sql("ALTER TABLE writeback ENABLE TRIGGER USER")
+    counters.recount(conn)

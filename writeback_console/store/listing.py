@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from writeback_console.domain import REF_PREFIX, AttemptOutcome, Kind, SortField, Status, normalize_ref
 from writeback_console.error_groups import WILDCARD
+from writeback_console.store import counters
 from writeback_console.store.models import Attempt, Delivery, Mailing, MailingRecipient
 from writeback_console.store.rows import (
     DELIVERY_TABLE,
@@ -374,12 +375,57 @@ def matching_ids_after(session: Session, flt: WritebackFilter, *, after: int, li
 
 
 def count_by_status(session: Session, flt: WritebackFilter | None = None) -> dict[Status, int]:
-    """Rows per status under a filter (its own status choice left out, so every status has a count)."""
+    """Rows per status under a filter (its own status choice left out, so every status has a count),
+    exactly. With no other condition it reads the kept totals (constant time); otherwise it counts the
+    matching rows, however many: ``bounded_counts`` is what a screen asks for."""
     where = flt.conditions(include_status=False) if flt else []
+    if not where:
+        return counters.totals(session)
     counts = dict.fromkeys(Status, 0)
     for status, n in session.execute(select(W.status, func.count()).where(*where).group_by(W.status)):
         counts[Status(status)] = n
     return counts
+
+
+#: A filtered count stops here: past it, a screen shows "10,000+" and counts exactly on request.
+COUNT_CAP = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class StatusCounts:
+    """Rows per status under a filter (without its status choice), exact or counted up to a cap."""
+
+    counts: dict[Status, int]
+    #: Counting stopped at the cap: each count is then a lower bound ("at least"), exact otherwise.
+    bounded: bool = False
+
+    def total(self, statuses: Iterable[Status] | None = None) -> int:
+        wanted = frozenset(statuses) if statuses else frozenset(Status)
+        return sum(n for s, n in self.counts.items() if s in wanted)
+
+    def text(self, n: int) -> str:
+        """``n`` as a screen shows it: "9,412" or, when bounded, "9,412+"."""
+        return f"{n:,}+" if self.bounded else f"{n:,}"
+
+
+def bounded_counts(
+    session: Session, flt: WritebackFilter | None = None, *, cap: int | None = None
+) -> StatusCounts:
+    """Rows per status under ``flt``, at a cost that does not grow with the queue.
+
+    With no condition but statuses: the kept totals, exact. Otherwise the first ``cap + 1`` matching
+    rows are counted by status: exact when there are no more than ``cap``, a lower bound for each
+    status (``bounded``) when there are. ``cap`` defaults to ``COUNT_CAP``.
+    """
+    cap = COUNT_CAP if cap is None else cap
+    where = flt.conditions(include_status=False) if flt else []
+    if not where:
+        return StatusCounts(counters.totals(session))
+    sample = select(W.status).where(*where).limit(cap + 1).subquery()
+    counts = dict.fromkeys(Status, 0)
+    for status, n in session.execute(select(sample.c.status, func.count()).group_by(sample.c.status)):
+        counts[Status(status)] = int(n)
+    return StatusCounts(counts, bounded=sum(counts.values()) > cap)
 
 
 @dataclass(frozen=True, slots=True)

@@ -364,6 +364,29 @@ class WritebackEvent(Base):
     )
 
 
+class StatusCount(Base):
+    """How many writebacks have each status, kept exact by triggers on ``writeback`` (migration 0007).
+
+    On PostgreSQL the changes since the last fold wait in ``status_count_delta``; ``counters`` reads
+    both and folds the one into the other.
+    """
+
+    __tablename__ = "status_count"
+
+    status: Mapped[str] = mapped_column(String(24), primary_key=True)
+    total: Mapped[int] = mapped_column(BigInteger)
+
+
+class StatusCountDelta(Base):
+    """A change to the per-status totals not yet folded into ``status_count`` (PostgreSQL only)."""
+
+    __tablename__ = "status_count_delta"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    status: Mapped[str] = mapped_column(String(24))
+    delta: Mapped[int] = mapped_column(BigInteger)
+
+
 class Setting(Base):
     """An account-wide setting (writeback enabled, automatic mailing-activity delay, …) as JSON."""
 

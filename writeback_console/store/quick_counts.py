@@ -2,8 +2,8 @@
 SQLAlchemy could even be loaded (`writeback-console summary` in a monitoring script, say).
 
 Only for a SQLite file already at this version's schema; anything else (PostgreSQL, a missing file, an
-older schema that wants upgrading) is None, and the caller asks the store as usual. The statement is
-``listing.count_by_status`` with no filter; a test holds the two to the same answer.
+older schema that wants upgrading) is None, and the caller asks the store as usual. It reads the totals
+the database keeps (``counters.totals``); a test holds the two to the same answer.
 """
 
 from __future__ import annotations
@@ -35,8 +35,12 @@ def sqlite_status_counts(url: str) -> dict[Status, int] | None:
         if version is None or version[0] != HEAD_REVISION:
             return None
         counts = dict.fromkeys(Status, 0)
-        for status, n in conn.execute("SELECT status, COUNT(*) FROM writeback GROUP BY status"):
-            counts[Status(status)] = n
+        kept = conn.execute(
+            "SELECT status, SUM(n) FROM (SELECT status, total AS n FROM status_count "
+            "UNION ALL SELECT status, delta FROM status_count_delta) GROUP BY status"
+        )
+        for status, n in kept:
+            counts[Status(status)] = int(n)
         return counts
     except sqlite3.Error:
         return None

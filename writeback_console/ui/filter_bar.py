@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from writeback_console.domain import DEFAULT_LEASE_SECONDS, Kind, Status, utcnow
-from writeback_console.store.listing import WritebackFilter
+from writeback_console.store.listing import COUNT_CAP, WritebackFilter
 from writeback_console.ui import keyboard
 from writeback_console.ui.flow_layout import FlowLayout
 from writeback_console.ui.resources import icon
@@ -49,9 +49,11 @@ class FilterBar(QFrame):
 
     Signals:
         filter_changed(): the user (or a setter) changed a filter; text changes arrive throttled.
+        exact_count_requested(): "Count exactly" was pressed (the counts had stopped at their cap).
     """
 
     filter_changed = Signal()
+    exact_count_requested = Signal()
 
     def __init__(self, lease_seconds: int = DEFAULT_LEASE_SECONDS, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -153,6 +155,16 @@ class FilterBar(QFrame):
         self.clear_button.setToolTip("Show every writeback")
         self.clear_button.clicked.connect(self.clear)
 
+        self.exact_count = QToolButton()
+        self.exact_count.setObjectName("exactCount")
+        self.exact_count.setText("Count exactly")
+        self.exact_count.setToolTip(
+            f"More than {COUNT_CAP:,} writebacks match: the counts stopped there (shown with +). "
+            "Count every matching row, however long it takes"
+        )
+        self.exact_count.setVisible(False)
+        self.exact_count.clicked.connect(self.exact_count_requested)
+
         self.summary = QLabel()
         self.summary.setObjectName("listSummary")
         # Its text grows with the counts; it must not widen the window's minimum (1,024 px screens).
@@ -184,6 +196,7 @@ class FilterBar(QFrame):
         flags.addWidget(self.retry_available)
         flags.addWidget(self.error_text)
         flags.addWidget(self.clear_button)
+        flags.addWidget(self.exact_count)
         flags.addWidget(self.summary, 1)
 
         layout = QVBoxLayout(self)
@@ -227,13 +240,19 @@ class FilterBar(QFrame):
 
     # --- counts ----------------------------------------------------------------------------------
 
-    def set_counts(self, counts: Mapping[Status, int] | None) -> None:
-        """Show how many rows each status has under the other filters (None: being counted)."""
+    def set_counts(self, counts: Mapping[Status, int] | None, *, bounded: bool = False) -> None:
+        """Show how many rows each status has under the other filters (None: being counted).
+
+        ``bounded``: counting stopped at its cap, so each is "at least" (9,412+), and "Count exactly"
+        is offered.
+        """
         for status, button in self.status_buttons.items():
             if counts is None:
                 button.setText(f"{status.label}  …")
             else:
-                button.setText(f"{status.label}  {counts.get(status, 0):,}")
+                n = counts.get(status, 0)
+                button.setText(f"{status.label}  {n:,}{'+' if bounded else ''}")
+        self.exact_count.setVisible(counts is not None and bounded)
 
     def set_summary(self, text: str) -> None:
         self.summary.setText(text)

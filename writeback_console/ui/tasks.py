@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import queue
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -18,20 +19,26 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Slot
 
+from writeback_console.store.engine import QueryStop
+
 log = logging.getLogger(__name__)
 
 
 class _Relay:
     """One submitted task's way home: its callbacks, and whether its result is still wanted."""
 
-    __slots__ = ("cancelled", "on_done", "on_error")
+    __slots__ = ("cancelled", "on_done", "on_error", "stop")
 
     def __init__(
-        self, on_done: Callable[[Any], None] | None, on_error: Callable[[BaseException], None] | None
+        self,
+        on_done: Callable[[Any], None] | None,
+        on_error: Callable[[BaseException], None] | None,
+        stop: QueryStop | None = None,
     ) -> None:
         self.on_done = on_done
         self.on_error = on_error
         self.cancelled = False
+        self.stop = stop
 
 
 def _run_job(
@@ -54,14 +61,21 @@ def _run_job(
 
 
 class Task:
-    """A handle on submitted work: cancel() drops its result (the function itself runs to its end)."""
+    """A handle on submitted work: cancel() drops its result, and stops its query when it was given a
+    ``QueryStop`` (otherwise the function runs to its end)."""
 
     def __init__(self, relay: _Relay, number: int) -> None:
         self._relay = relay
         self.number = number
 
     def cancel(self) -> None:
-        self._relay.cancelled = True
+        relay = self._relay
+        if relay.cancelled:
+            return
+        relay.cancelled = True
+        if relay.stop is not None:
+            # A PostgreSQL cancel request is a round trip to the server: never on the GUI thread.
+            threading.Thread(target=relay.stop.stop, name="query-stop", daemon=True).start()
 
 
 class TaskRunner(QObject):
@@ -94,8 +108,11 @@ class TaskRunner(QObject):
         *args: Any,
         on_done: Callable[[Any], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
+        stop: QueryStop | None = None,
     ) -> Task:
-        relay = _Relay(on_done, on_error)
+        """Run ``fn(*args)`` on a worker thread. ``stop``, when ``fn`` reads through it (``read_session``),
+        lets ``Task.cancel`` stop the query itself."""
+        relay = _Relay(on_done, on_error, stop)
         self._pending.add(relay)
         future = self._pool.submit(_run_job, self._done, relay, fn, args)
         self._futures.add(future)
@@ -168,6 +185,7 @@ class TaskGroup:
         *args: Any,
         on_done: Callable[[Any], None] | None = None,
         on_error: Callable[[BaseException], None] | None = None,
+        stop: QueryStop | None = None,
     ) -> Task:
         holder: list[Task] = []
 
@@ -181,7 +199,7 @@ class TaskGroup:
             if on_error is not None:
                 on_error(exc)
 
-        task = self.runner.submit(fn, *args, on_done=done, on_error=error)
+        task = self.runner.submit(fn, *args, on_done=done, on_error=error, stop=stop)
         holder.append(task)
         self._tasks.add(task)
         return task

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.domain import Kind, SortField, Status, attempts_left
 from writeback_console.store import listing
-from writeback_console.store.engine import read_session
+from writeback_console.store.engine import QueryStop, read_session
 from writeback_console.store.listing import Cursor, Page, WritebackFilter
 from writeback_console.store.rows import WritebackRow
 from writeback_console.ui.status_pill import PillSpec
@@ -132,9 +132,11 @@ class ListQuery:
     descending: bool = True
 
 
-def fetch_page(factory: Factory, query: ListQuery, after: Cursor | None, limit: int) -> Page:
-    """One page of ``query``; runs on a worker thread with its own session."""
-    with read_session(factory) as session:
+def fetch_page(
+    factory: Factory, query: ListQuery, after: Cursor | None, limit: int, stop: QueryStop | None = None
+) -> Page:
+    """One page of ``query``; runs on a worker thread with its own session, stopped by ``stop``."""
+    with read_session(factory, stop) as session:
         return listing.list_page(
             session, query.filter, sort=query.sort, descending=query.descending, after=after, limit=limit
         )
@@ -318,12 +320,15 @@ class WritebackTableModel(QAbstractTableModel):
             self._pending.cancel()
         generation = self._generation
         self._failed = False
+        stop = QueryStop()
         self._submit(
             fetch_page,
             self._factory,
             self._query,
             None,
             limit,
+            stop,
+            stop=stop,
             on_done=lambda page: self._replace(generation, page, keep_position),
             on_error=lambda error: self._failed_with(generation, error),
         )
@@ -393,12 +398,15 @@ class WritebackTableModel(QAbstractTableModel):
         if parent.isValid() or self._at_end or self._failed or self._pending is not None:
             return
         generation = self._generation
+        stop = QueryStop()
         self._submit(
             fetch_page,
             self._factory,
             self._query,
             self._cursor,
             self.page_size,
+            stop,
+            stop=stop,
             on_done=lambda page: self._append(generation, page),
             on_error=lambda error: self._failed_with(generation, error),
         )

@@ -34,8 +34,8 @@ from writeback_console.domain import (
 )
 from writeback_console.error_groups import NO_MESSAGE, error_reason
 from writeback_console.store import listing
-from writeback_console.store.engine import read_session
-from writeback_console.store.listing import WritebackFilter
+from writeback_console.store.engine import QueryStop, read_session
+from writeback_console.store.listing import StatusCounts, WritebackFilter
 from writeback_console.store.rows import WritebackRow
 from writeback_console.ui import keyboard
 from writeback_console.ui.detail_pane import DetailPane
@@ -60,10 +60,15 @@ Factory = sessionmaker[Session]
 HEADER_STATE_VERSION = b"columns-2:"
 
 
-def count_statuses(factory: Factory, flt: WritebackFilter) -> dict[Status, int]:
-    """Rows per status under ``flt`` without its status choice; runs on a worker thread."""
-    with read_session(factory) as session:
-        return listing.count_by_status(session, flt)
+def count_statuses(
+    factory: Factory, flt: WritebackFilter, stop: QueryStop | None = None, exact: bool = False
+) -> StatusCounts:
+    """Rows per status under ``flt`` without its status choice, up to the cap unless ``exact``; runs on
+    a worker thread, and ``stop`` stops it when a newer filter replaces it."""
+    with read_session(factory, stop) as session:
+        if exact:
+            return StatusCounts(listing.count_by_status(session, flt))
+        return listing.bounded_counts(session, flt)
 
 
 def arrow_for(order: Qt.SortOrder) -> QStyleOptionHeader.SortIndicator:
@@ -262,7 +267,7 @@ class WritebackListPage(QWidget):
         self._runner = TaskGroup(self, runner)
         self._count_task: Task | None = None
         self._count_generation = 0
-        self._counts: dict[Status, int] | None = None
+        self._counts: StatusCounts | None = None
         self._select_after_load: str | None = None
         self._runner_ref = runner
         #: The filter whose every matching row is selected ("Select all N matching"), or None.
@@ -314,6 +319,7 @@ class WritebackListPage(QWidget):
         layout.addWidget(self.splitter, 1)
 
         self.filter_bar.filter_changed.connect(self.apply_filters)
+        self.filter_bar.exact_count_requested.connect(self.count_exactly)
         self.table.selected_ids_changed.connect(self._selection_changed)
         self.table.customContextMenuRequested.connect(self._context_menu)
         self.table.doubleClicked.connect(self._open_detail)
@@ -352,28 +358,39 @@ class WritebackListPage(QWidget):
         self._update_summary()
 
     @Slot()
-    def refresh_counts(self) -> None:
+    def refresh_counts(self, exact: bool = False) -> None:
+        """Count the statuses under the current filter again (up to the cap, or ``exact``ly); a count
+        still running for an older filter is stopped in the database."""
         self._count_generation += 1
         generation = self._count_generation
         if self._count_task is not None:
             self._count_task.cancel()
         self.filter_bar.set_counts(None)
+        stop = QueryStop()
         self._count_task = self._runner.submit(
             count_statuses,
             self._factory,
             self.model.query.filter,
+            stop,
+            exact,
+            stop=stop,
             on_done=lambda counts: self._counted(generation, counts),
             on_error=lambda error: self._count_failed(generation, error),
         )
 
-    def _counted(self, generation: int, counts: dict[Status, int]) -> None:
+    @Slot()
+    def count_exactly(self) -> None:
+        """Count every matching row, however many (the filter bar's "Count exactly")."""
+        self.refresh_counts(exact=True)
+
+    def _counted(self, generation: int, counts: StatusCounts) -> None:
         if generation != self._count_generation:
             return
         self._count_task = None
         self._counts = counts
-        self.filter_bar.set_counts(counts)
+        self.filter_bar.set_counts(counts.counts, bounded=counts.bounded)
         self._update_summary()
-        self.counts_changed.emit(dict(counts))
+        self.counts_changed.emit(dict(counts.counts))
 
     def _count_failed(self, generation: int, error: BaseException) -> None:
         if generation == self._count_generation:
@@ -381,11 +398,16 @@ class WritebackListPage(QWidget):
             self.status_message.emit(f"Rows could not be counted: {error}")
 
     def matching_rows(self) -> int | None:
-        """How many rows the current filter matches, once counted."""
+        """How many rows the current filter matches, once counted (at least that many when the count
+        stopped at its cap: see ``matching_text``)."""
         if self._counts is None:
             return None
-        statuses = self.model.query.filter.statuses or frozenset(Status)
-        return sum(n for s, n in self._counts.items() if s in statuses)
+        return self._counts.total(self.model.query.filter.statuses)
+
+    def matching_text(self) -> str | None:
+        """The filter's count as shown: "1,204", or "10,000+" when counting stopped at the cap."""
+        total = self.matching_rows()
+        return None if total is None or self._counts is None else self._counts.text(total)
 
     @Slot()
     def reload(self) -> None:
@@ -464,7 +486,9 @@ class WritebackListPage(QWidget):
         loaded = self.model.rowCount()
         total = self.matching_rows()
         if self.all_matching is not None and total is not None:
-            self.select_all_label.setText(f"All {total:,} writebacks matching the filter are selected.")
+            self.select_all_label.setText(
+                f"All {self.matching_text()} writebacks matching the filter are selected."
+            )
             self.select_all_button.setText("Clear selection")
             self.select_all_bar.show()
         elif (
@@ -475,7 +499,7 @@ class WritebackListPage(QWidget):
             and total > loaded
         ):
             self.select_all_label.setText(f"All {loaded:,} loaded writebacks are selected.")
-            self.select_all_button.setText(f"Select all {total:,} matching the filter")
+            self.select_all_button.setText(f"Select all {self.matching_text()} matching the filter")
             self.select_all_bar.show()
         else:
             self.select_all_bar.hide()
@@ -496,7 +520,9 @@ class WritebackListPage(QWidget):
         self._update_select_all(self.selected_ids())
         total = self.matching_rows()
         if total is not None:
-            self.status_message.emit(f"All {total:,} writebacks matching the filter are selected")
+            self.status_message.emit(
+                f"All {self.matching_text()} writebacks matching the filter are selected"
+            )
         self.selection_changed.emit(self.selected_ids())
 
     def selection_count(self) -> int:
@@ -590,7 +616,7 @@ class WritebackListPage(QWidget):
             text = f"{shown:,} writeback{'s' if shown != 1 else ''}"
         else:
             # Short: at 1,024 px the line it sits on has little room; the tooltip says the rest.
-            text = f"{shown:,} of {total:,} shown"
+            text = f"{shown:,} of {self.matching_text()} shown"
         if self.model.loading and shown:
             text += "  · loading…"
         self.filter_bar.set_summary(text)

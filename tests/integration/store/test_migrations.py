@@ -9,9 +9,12 @@ import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine, inspect
+from sqlalchemy import Engine, inspect, text
+from sqlalchemy.orm import Session
 
 from tests.helpers.fixtures import create_pg_database, drop_pg_database
+from writeback_console.domain import Status
+from writeback_console.store import counters
 from writeback_console.store.engine import make_engine
 from writeback_console.store.migrate import alembic_config, current_revision, head_revision, upgrade
 from writeback_console.store.models import Base
@@ -114,7 +117,7 @@ def test_0006_keeps_the_rows_their_history_triggers_and_indexes_and_takes_discar
             "('WB-OLD0000001', 'unsubscribe', 'Main', 'a@b.org', '{}', '2026-11-01 10:00:00', 'error', 3, 3, "
             "'2026-11-01 10:00:00', '2026-11-01 10:00:00', 0, 0, false)"
         )
-    upgrade(empty_engine)
+    upgrade(empty_engine, "0006")
     with empty_engine.begin() as conn:
         conn.exec_driver_sql(
             "UPDATE writeback SET status = 'discarded', changed_by = 'advisor' WHERE ref = 'WB-OLD0000001'"
@@ -136,4 +139,27 @@ def test_0006_keeps_the_rows_their_history_triggers_and_indexes_and_takes_discar
     # The previous version cannot hold a discarded row: going back is refused, with nothing changed.
     with pytest.raises(Exception, match="discarded row"):
         command.downgrade(alembic_config(empty_engine), "0005")
-    assert current_revision(empty_engine) == head_revision()
+    assert current_revision(empty_engine) == "0006"
+
+
+def test_0007_counts_the_rows_already_in_the_queue_and_keeps_counting(empty_engine: Engine) -> None:
+    upgrade(empty_engine, "0006")
+    row = (
+        "INSERT INTO writeback (ref, kind, account, email, payload, occurred_at, status, attempts, "
+        "max_attempts, created_at, updated_at, lease_token, interruptions, delivery_uncertain) VALUES "
+        "('{ref}', 'unsubscribe', 'Main', 'a@b.org', '{{}}', '2026-11-01 10:00:00', '{status}', 1, 3, "
+        "'2026-11-01 10:00:00', '2026-11-01 10:00:00', 0, 0, false)"
+    )
+    with empty_engine.begin() as conn:
+        for n, status in enumerate(("error", "error", "cancelled", "cancelled")):
+            conn.exec_driver_sql(row.format(ref=f"WB-OLD000000{n}", status=status))
+    upgrade(empty_engine)
+    with Session(empty_engine) as session:
+        assert counters.totals(session)[Status.ERROR] == 2
+        assert counters.totals(session)[Status.CANCELLED] == 2
+        session.execute(text("UPDATE writeback SET status = 'new', attempts = 1 WHERE status = 'error'"))
+        session.execute(text("DELETE FROM writeback_event"))
+        session.execute(text("DELETE FROM writeback WHERE status = 'cancelled'"))
+        session.commit()
+        totals = counters.totals(session)
+    assert totals == {**dict.fromkeys(Status, 0), Status.NEW: 2}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, Signal, SignalInstance, Slot
 from PySide6.QtGui import QColor, QIcon, QMouseEvent
@@ -19,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.domain import Status, utcnow
 from writeback_console.store import listing
-from writeback_console.store.engine import read_session
+from writeback_console.store.engine import QueryStop, read_session
 from writeback_console.store.listing import WritebackFilter
 from writeback_console.ui.resources import IconLabel, icon
 from writeback_console.ui.status_style import status_color, status_icon
@@ -31,16 +32,29 @@ Factory = sessionmaker[Session]
 CARDS_PER_ROW = 4
 
 
-def dashboard_counts(factory: Factory, lease_seconds: int) -> dict[str, int]:
-    """Per-status counts and the two "needs a person" counts; runs on a worker thread."""
-    with read_session(factory) as session:
+@dataclass(frozen=True, slots=True)
+class DashboardCounts:
+    #: Per status (by value), and "retry_available" and "stuck".
+    counts: dict[str, int]
+    #: The keys whose count stopped at its cap ("10,000+").
+    bounded: frozenset[str] = frozenset()
+
+
+def dashboard_counts(factory: Factory, lease_seconds: int, stop: QueryStop | None = None) -> DashboardCounts:
+    """Per-status counts (the totals the database keeps: exact, constant time) and the two "needs a
+    person" counts (counted up to a cap); runs on a worker thread."""
+    with read_session(factory, stop) as session:
         counts: dict[str, int] = {s.value: n for s, n in listing.count_by_status(session).items()}
-        counts["retry_available"] = listing.count_by_status(session, WritebackFilter(retry_available=True))[
-            Status.ERROR
-        ]
-        stuck = WritebackFilter(stuck_before=utcnow())
-        counts["stuck"] = listing.count_by_status(session, stuck)[Status.PROCESSING]
-    return counts
+        bounded: set[str] = set()
+        for key, flt, status in (
+            ("retry_available", WritebackFilter(retry_available=True), Status.ERROR),
+            ("stuck", WritebackFilter(stuck_before=utcnow()), Status.PROCESSING),
+        ):
+            found = listing.bounded_counts(session, flt)
+            counts[key] = found.counts[status]
+            if found.bounded:
+                bounded.add(key)
+    return DashboardCounts(counts, frozenset(bounded))
 
 
 def error_color() -> QColor:
@@ -76,8 +90,9 @@ class StatusCard(QFrame):
     def _clicked(self) -> None:
         self._on_click()
 
-    def set_count(self, count: int | None) -> None:
-        self.count.setText("…" if count is None else f"{count:,}")
+    def set_count(self, count: int | None, *, bounded: bool = False) -> None:
+        """The count, "…" while it is read, with "+" when counting stopped at its cap."""
+        self.count.setText("…" if count is None else f"{count:,}{'+' if bounded else ''}")
 
     def mouseReleaseEvent(self, event: QMouseEvent) -> None:
         if event.button() == Qt.MouseButton.LeftButton:
@@ -147,18 +162,22 @@ class DashboardPage(QWidget):
     def refresh(self) -> None:
         if self._task is not None:
             self._task.cancel()
+        stop = QueryStop()
         self._task = self._runner.submit(
             dashboard_counts,
             self._factory,
             self._lease_seconds,
+            stop,
+            stop=stop,
             on_done=self._show_counts,
             on_error=self._show_error,
         )
 
-    def _show_counts(self, counts: dict[str, int]) -> None:
+    def _show_counts(self, found: DashboardCounts) -> None:
         self._task = None
+        counts = found.counts
         for key, card in self.cards.items():
-            card.set_count(counts.get(key, 0))
+            card.set_count(counts.get(key, 0), bounded=key in found.bounded)
         self.note.setText(
             f"{sum(counts.get(s.value, 0) for s in Status):,} writebacks in the queue by status."
         )
