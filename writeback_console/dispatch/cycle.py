@@ -60,6 +60,7 @@ from writeback_console.personify.client import PersonifyClient
 from writeback_console.personify.errors import ErrorKind, PersonifyError
 from writeback_console.personify.mapping import ActivityMapping
 from writeback_console.store import (
+    changes,
     counters,
     deliveries,
     lifecycle,
@@ -942,10 +943,12 @@ class _Cycle:
         log.error("dispatcher cycle ends without recording %d rows: %s", unrecorded, self.stopped_reason)
 
     def _fold_counts(self) -> None:
-        """Fold this run's changes into the kept status totals, so reading them stays constant time."""
+        """Fold this run's changes into the kept status totals, so reading them stays constant time, and
+        keep the change feed's table (SQLite) to its newest entries."""
         try:
             with write_transaction(self.factory) as session:
                 counters.fold(session)
+                changes.trim(session)
         except sa_exc.DBAPIError as exc:  # the next run folds them; the totals are exact meanwhile
             log.warning("the status totals were not folded: %s", exc)
 

@@ -325,6 +325,36 @@ def list_page(
     return Page(rows, _cursor_of(rows[-1], sort) if more and rows else None)
 
 
+def arrivals(
+    session: Session,
+    flt: WritebackFilter,
+    ids: Sequence[int],
+    *,
+    sort: SortField = "created_at",
+    descending: bool = True,
+    last: Cursor | None = None,
+) -> list[int]:
+    """Of ``ids`` (rows changed elsewhere that a list does not show), those that match ``flt`` and sort
+    no later than ``last``, the list's last loaded row (None: the list is read to its end) — the rows
+    that would now appear among those shown."""
+    columns = _sort_columns(sort)
+    found: list[int] = []
+    for batch in chunks(list(ids)):
+        query = select(W.id).where(*flt.conditions(), W.id.in_(batch))
+        if last is not None:
+            bound = tuple_(*columns) <= tuple_(*last) if not descending else tuple_(*columns) >= tuple_(*last)
+            if sort in NULLABLE_SORTS and last[0] is None:
+                # The list has reached the rows without a value: every row with one comes before.
+                after_id = W.id >= last[-1] if descending else W.id <= last[-1]
+                query = query.where(or_(columns[0].is_not(None), and_(columns[0].is_(None), after_id)))
+            elif sort in NULLABLE_SORTS:
+                query = query.where(columns[0].is_not(None), bound)
+            else:
+                query = query.where(bound)
+        found.extend(session.scalars(query))
+    return found
+
+
 def _ordered(query: Select[Any], columns: Sequence[ColumnElement[Any]], descending: bool) -> Select[Any]:
     return query.order_by(*(c.desc() if descending else c.asc() for c in columns))
 

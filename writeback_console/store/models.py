@@ -387,6 +387,21 @@ class StatusCountDelta(Base):
     delta: Mapped[int] = mapped_column(BigInteger)
 
 
+class WritebackChange(Base):
+    """A writeback inserted, changed or deleted, in commit order, for the live list (SQLite only).
+
+    Written by triggers (migration 0010); PostgreSQL sends the same news by NOTIFY and leaves this
+    empty. ``store.changes`` reads it; the dispatcher keeps only the newest entries.
+    """
+
+    __tablename__ = "writeback_change"
+
+    seq: Mapped[int] = mapped_column(BigId, primary_key=True)
+    writeback_id: Mapped[int] = mapped_column(BigId)
+
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+
 class Setting(Base):
     """An account-wide setting (writeback enabled, automatic mailing-activity delay, …) as JSON."""
 

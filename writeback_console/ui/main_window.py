@@ -22,12 +22,14 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.config import config_dir
 from writeback_console.domain import Kind, Status, utcnow
 from writeback_console.settings import AppSettings
 from writeback_console.store import switches
+from writeback_console.store.changes import ChangeFeed
 from writeback_console.store.engine import read_session
 from writeback_console.store.rows import WritebackRow
 from writeback_console.ui import export
@@ -170,6 +172,8 @@ class MainWindow(QMainWindow):
     ) -> None:
         super().__init__()
         self.factory = factory
+        #: The database's news of changed writebacks, once the window has started.
+        self.change_feed: ChangeFeed | None = None
         self.runner = runner
         self.settings = settings
         self.database_label = database_label
@@ -501,10 +505,17 @@ class MainWindow(QMainWindow):
     # --- actions ---------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """First queries: the list, and whether writebacks are switched on (both off the GUI thread)."""
+        """First queries: the list, and whether writebacks are switched on (both off the GUI thread);
+        then the list follows the database's news of changes."""
         self.show_page(PAGE_WRITEBACKS)
         self.writebacks.start()
         self.check_writeback_enabled()
+        bind = self.factory.kw.get("bind")
+        if isinstance(bind, Engine) and self.change_feed is None:
+            self.change_feed = ChangeFeed(bind)
+            self.change_feed.start()
+            self.writebacks.go_live(self.change_feed)
+            self.writebacks.live_changed.connect(self.dashboard.refresh)
 
     @Slot()
     def check_writeback_enabled(self) -> None:
@@ -728,6 +739,10 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:
         self.save_state()
+        self.writebacks.stop_live()
+        if self.change_feed is not None:
+            self.change_feed.stop()
+            self.change_feed = None
         self.exporter.cancel()
         self.writebacks.model.cancel_pending()
         # Let queries in flight finish so that no session is cut off mid-statement.

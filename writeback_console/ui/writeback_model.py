@@ -149,6 +149,14 @@ def fetch_rows(factory: Factory, ids: Sequence[int]) -> list[WritebackRow]:
     return [found[i] for i in ids if i in found]
 
 
+def fetch_arrivals(factory: Factory, query: ListQuery, ids: Sequence[int], last: Cursor | None) -> list[int]:
+    """Which of ``ids`` now belong among the rows shown (``listing.arrivals``); on a worker thread."""
+    with read_session(factory) as session:
+        return listing.arrivals(
+            session, query.filter, ids, sort=query.sort, descending=query.descending, last=last
+        )
+
+
 def local_time(value: datetime | None) -> str:
     """A stored (UTC) time as the user's local wall-clock time, to the minute."""
     # The list leaves an empty cell where a form shows NONE_TEXT.
@@ -248,6 +256,9 @@ class WritebackTableModel(QAbstractTableModel):
         page_appended(int): ``fetchMore`` added this many rows.
         load_failed(str): a query failed; the text says why, for the status bar.
         rows_refreshed(list): ``refresh_rows`` re-read these ids.
+        rows_removed(list): these ids are no longer in the queue (pruned) and left the list.
+        arrivals_changed(int): how many changed rows now match the filter among those shown without
+            being in the list (a reload shows them); 0 once it has.
     """
 
     loading_changed = Signal(bool)
@@ -255,6 +266,8 @@ class WritebackTableModel(QAbstractTableModel):
     page_appended = Signal(int)
     load_failed = Signal(str)
     rows_refreshed = Signal(list)
+    rows_removed = Signal(list)
+    arrivals_changed = Signal(int)
 
     def __init__(
         self,
@@ -279,6 +292,8 @@ class WritebackTableModel(QAbstractTableModel):
         self._failed = False
         self._generation = 0
         self._pending: Task | None = None
+        #: Rows changed elsewhere that now belong among those shown (a reload shows them).
+        self.arrivals: set[int] = set()
         #: Rows delivered by the database since the model was made (tests and the benchmark read it).
         self.fetched_rows = 0
         self.pages_fetched = 0
@@ -347,6 +362,9 @@ class WritebackTableModel(QAbstractTableModel):
         if generation != self._generation:
             return  # an older filter or sort; its rows must never show
         self.beginResetModel()
+        if self.arrivals:
+            self.arrivals = set()
+            self.arrivals_changed.emit(0)
         self._rows = list(page.rows)
         self._row_of = {row.id: n for n, row in enumerate(self._rows)}
         self._texts = {}
@@ -418,23 +436,71 @@ class WritebackTableModel(QAbstractTableModel):
 
     # --- refreshing --------------------------------------------------------------------------
 
-    def refresh_rows(self, ids: Iterable[int]) -> None:
-        """Re-read the given rows (those shown) in place; rows, selection and scroll stay where they are."""
+    def refresh_rows(self, ids: Iterable[int], *, drop_missing: bool = False) -> None:
+        """Re-read the given rows (those shown) in place; rows, selection and scroll stay where they are.
+        ``drop_missing``: a row no longer in the queue leaves the list."""
         wanted = [i for i in dict.fromkeys(ids) if i in self._row_of]
         if not wanted:
             return
         generation = self._generation
+        gone_check = wanted if drop_missing else []
         self._runner.submit(
             fetch_rows,
             self._factory,
             wanted,
-            on_done=lambda rows: self._refreshed(generation, rows),
+            on_done=lambda rows: self._refreshed(generation, rows, gone_check),
             on_error=lambda error: self._failed_refresh(generation, error),
         )
 
-    def _refreshed(self, generation: int, rows: list[WritebackRow]) -> None:
+    def _remove_missing(self, gone: set[int]) -> None:
+        rows = sorted((self._row_of[i] for i in gone if i in self._row_of), reverse=True)
+        if not rows:
+            return
+        for n in rows:
+            self.beginRemoveRows(QModelIndex(), n, n)
+            del self._rows[n]
+            self.endRemoveRows()
+        self._row_of = {row.id: n for n, row in enumerate(self._rows)}
+        self._texts = {}
+        self.rows_removed.emit(sorted(gone))
+
+    def apply_changes(self, ids: Iterable[int], *, everything: bool = False) -> None:
+        """Changes made anywhere (this console, another, a headless dispatcher): re-read the changed
+        rows that are shown, in place, and find which others now belong among them (``arrivals``).
+        ``everything``: the news was incomplete, so what is shown is read again."""
+        if everything:
+            self.reload()
+            return
+        changed = list(dict.fromkeys(ids))
+        shown = [i for i in changed if i in self._row_of]
+        others = [i for i in changed if i not in self._row_of and i not in self.arrivals]
+        if shown:
+            self.refresh_rows(shown, drop_missing=True)
+        if others and not self.loading:
+            generation = self._generation
+            last = None if self._at_end or not self._rows else self._cursor
+            self._runner.submit(
+                fetch_arrivals,
+                self._factory,
+                self._query,
+                others,
+                last,
+                on_done=lambda found: self._arrived(generation, found),
+                on_error=lambda error: self._failed_refresh(generation, error),
+            )
+
+    def _arrived(self, generation: int, found: list[int]) -> None:
+        if generation != self._generation:
+            return
+        fresh = {i for i in found if i not in self._row_of}
+        if fresh - self.arrivals:
+            self.arrivals |= fresh
+            self.arrivals_changed.emit(len(self.arrivals))
+
+    def _refreshed(self, generation: int, rows: list[WritebackRow], wanted: Sequence[int] = ()) -> None:
         if generation != self._generation:
             return  # the rows were replaced meanwhile, and read afresh with them
+        self._remove_missing(set(wanted) - {row.id for row in rows})
         changed: list[int] = []
         last = len(Column) - 1
         for row in rows:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 
-from PySide6.QtCore import QByteArray, QItemSelection, QItemSelectionModel, QPoint, Qt, Signal, Slot
+from PySide6.QtCore import QByteArray, QItemSelection, QItemSelectionModel, QPoint, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -34,6 +34,7 @@ from writeback_console.domain import (
 )
 from writeback_console.error_groups import NO_MESSAGE, error_reason
 from writeback_console.store import listing
+from writeback_console.store.changes import ChangeFeed
 from writeback_console.store.engine import QueryStop, read_session
 from writeback_console.store.listing import StatusCounts, WritebackFilter
 from writeback_console.store.rows import WritebackRow
@@ -58,6 +59,8 @@ from writeback_console.ui.writeback_model import (
 Factory = sessionmaker[Session]
 #: Marks the saved column layout of this column order; a layout saved for another order is not restored.
 HEADER_STATE_VERSION = b"columns-2:"
+#: How often the list takes the change feed's news (ms): changes show within about two seconds.
+LIVE_INTERVAL_MS = 1000
 
 
 def count_statuses(
@@ -242,12 +245,14 @@ class WritebackListPage(QWidget):
         reschedule_requested(WritebackRow): Reschedule… on a mailing activity (context menu, detail pane).
         cancel_requested(WritebackRow): Cancel scheduled… on a Scheduled mailing activity.
         queue_changed(list): this page changed these rows (a discard, an action on all matching rows).
+        live_changed(): the change feed brought news of changed rows (the list took it).
     """
 
     retry_requested = Signal(list)
     reschedule_requested = Signal(object)
     cancel_requested = Signal(object)
     selection_changed = Signal(list)
+    live_changed = Signal()
     status_message = Signal(str)
     counts_changed = Signal(dict)
     lookup_requested = Signal(str)
@@ -311,10 +316,39 @@ class WritebackListPage(QWidget):
         bar_layout.addStretch(1)
         self.select_all_bar.hide()
 
+        # Rows changed elsewhere that now match the filter among those shown: offered, not pushed in
+        # under the reader's eyes (the rows they are reading would jump).
+        self.arrivals_bar = QFrame()
+        self.arrivals_bar.setObjectName("selectAllBar")
+        self.arrivals_button = QPushButton()
+        self.arrivals_button.setObjectName("showArrivals")
+        self.arrivals_button.setFlat(True)
+        self.arrivals_button.setCursor(Qt.CursorShape.PointingHandCursor)
+        self.arrivals_button.setStyleSheet(
+            "QPushButton { color: palette(link); text-decoration: underline; border: none; padding: 2px; }"
+        )
+        self.arrivals_button.setToolTip("Read the list again with them; the selection stays")
+        self.arrivals_button.clicked.connect(self.model.reload)
+        arrivals_layout = QHBoxLayout(self.arrivals_bar)
+        arrivals_layout.setContentsMargins(8, 2, 8, 2)
+        arrivals_layout.addStretch(1)
+        arrivals_layout.addWidget(self.arrivals_button)
+        arrivals_layout.addStretch(1)
+        self.arrivals_bar.hide()
+
+        #: Takes the news of changed rows from the change feed (in memory: no I/O on this thread).
+        self._feed: ChangeFeed | None = None
+        self.live_timer = QTimer(self)
+        self.live_timer.setObjectName("liveListTimer")
+        self.live_timer.setInterval(LIVE_INTERVAL_MS)
+        self.live_timer.timeout.connect(self._take_changes)
+        self._recount_after = False
+
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(0)
         layout.addWidget(self.filter_bar)
+        layout.addWidget(self.arrivals_bar)
         layout.addWidget(self.select_all_bar)
         layout.addWidget(self.splitter, 1)
 
@@ -334,6 +368,8 @@ class WritebackListPage(QWidget):
         self.model.page_appended.connect(self._page_appended)
         self.model.loading_changed.connect(self._update_summary)
         self.model.load_failed.connect(self.status_message)
+        self.model.arrivals_changed.connect(self._show_arrivals)
+        self.model.rows_removed.connect(self._rows_removed)
 
     # --- queries ---------------------------------------------------------------------------------
 
@@ -341,6 +377,54 @@ class WritebackListPage(QWidget):
         """Run the first query (separate from construction so that state can be restored first)."""
         self.apply_filters()
         self._runner.submit(_accounts, self._factory, on_done=self.filter_bar.add_accounts)
+
+    # --- staying live ----------------------------------------------------------------------------
+
+    def go_live(self, feed: ChangeFeed) -> None:
+        """Follow ``feed``: changes made anywhere show within a couple of seconds, without F5."""
+        self._feed = feed
+        self.live_timer.start()
+
+    def stop_live(self) -> None:
+        self.live_timer.stop()
+        self._feed = None
+
+    @Slot()
+    def _take_changes(self) -> None:
+        if self._feed is None:
+            return
+        changes = self._feed.take()
+        if not changes:
+            if self._recount_after and self._count_task is None:
+                self._recount_after = False
+                self.refresh_counts(quiet=True)
+            return
+        self.model.apply_changes(changes.ids, everything=changes.everything)
+        if changes.everything or self.detail.writeback_id in changes.ids:
+            self.detail.refresh()
+        # One count at a time: while one runs, the next waits for it rather than replacing it.
+        if self._count_task is None:
+            self.refresh_counts(quiet=True)
+        else:
+            self._recount_after = True
+        self.live_changed.emit()
+
+    @Slot(int)
+    def _show_arrivals(self, n: int) -> None:
+        if n <= 0:
+            self.arrivals_bar.hide()
+            return
+        self.arrivals_button.setText(
+            f"{n:,} more writeback{'s' if n != 1 else ''} now match{'es' if n == 1 else ''} the filter: show"
+        )
+        self.arrivals_bar.show()
+
+    @Slot(list)
+    def _rows_removed(self, ids: list[int]) -> None:
+        self._update_summary()
+        self.status_message.emit(
+            f"{len(ids):,} writeback{'s' if len(ids) != 1 else ''} left the queue (pruned) and the list"
+        )
 
     def current_query(self) -> ListQuery:
         return self.model.query
@@ -358,14 +442,16 @@ class WritebackListPage(QWidget):
         self._update_summary()
 
     @Slot()
-    def refresh_counts(self, exact: bool = False) -> None:
+    def refresh_counts(self, exact: bool = False, *, quiet: bool = False) -> None:
         """Count the statuses under the current filter again (up to the cap, or ``exact``ly); a count
-        still running for an older filter is stopped in the database."""
+        still running for an older filter is stopped in the database. ``quiet``: the old counts stay
+        shown until the new ones arrive (a live update, not a new filter)."""
         self._count_generation += 1
         generation = self._count_generation
         if self._count_task is not None:
             self._count_task.cancel()
-        self.filter_bar.set_counts(None)
+        if not quiet:
+            self.filter_bar.set_counts(None)
         stop = QueryStop()
         self._count_task = self._runner.submit(
             count_statuses,
