@@ -1,4 +1,5 @@
-"""The exact number of writebacks in each status, read in constant time from what the database keeps.
+"""The exact number of writebacks in each status (of any kinds and accounts), read in constant time from
+what the database keeps.
 
 Triggers on ``writeback`` (migration 0007) change the totals in the transaction of every insert, delete
 and change of status, so no path can forget them and they are never out of date. On SQLite they update
@@ -9,22 +10,34 @@ dispatcher does at the end of each run. A read sums both in one statement, which
 
 from __future__ import annotations
 
-from sqlalchemy import Connection, func, insert, literal_column, select, text, union_all
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, func, literal_column, select, text, union_all
 from sqlalchemy.orm import Session
 
-from writeback_console.domain import Status
+from writeback_console.domain import Kind, Status
 from writeback_console.store.models import StatusCount, StatusCountDelta
 
 #: Only one session folds at a time (PostgreSQL advisory lock key: "wbcounts").
 FOLD_LOCK = 0x7762636F756E7473
 
 
-def totals(session: Session) -> dict[Status, int]:
-    """Writebacks per status, every status present: exact, whatever the size of the queue."""
-    both = union_all(
-        select(StatusCount.status, StatusCount.total.label("n")),
-        select(StatusCountDelta.status, StatusCountDelta.delta.label("n")),
-    ).subquery()
+def totals(
+    session: Session, *, kinds: Iterable[Kind] = (), accounts: Iterable[str] = ()
+) -> dict[Status, int]:
+    """Writebacks per status, every status present, of the given kinds and accounts (all when none are
+    given): exact, whatever the size of the queue."""
+    parts = []
+    for model, n in ((StatusCount, StatusCount.total), (StatusCountDelta, StatusCountDelta.delta)):
+        part = select(model.status, n.label("n"))
+        wanted_kinds = sorted(k.value for k in kinds)
+        wanted_accounts = sorted(accounts)
+        if wanted_kinds:
+            part = part.where(model.kind.in_(wanted_kinds))
+        if wanted_accounts:
+            part = part.where(model.account.in_(wanted_accounts))
+        parts.append(part)
+    both = union_all(*parts).subquery()
     counts = dict.fromkeys(Status, 0)
     query = select(both.c.status, func.sum(both.c.n)).group_by(both.c.status)
     for status, n in session.execute(query):
@@ -50,12 +63,16 @@ def fold(session: Session) -> int:
     folded = session.execute(
         text(
             """
-            WITH moved AS (DELETE FROM status_count_delta RETURNING status, delta),
-                 summed AS (SELECT status, sum(delta) AS delta, count(*) AS n FROM moved GROUP BY status),
+            WITH moved AS (DELETE FROM status_count_delta RETURNING status, kind, account, delta),
+                 summed AS (
+                     SELECT status, kind, account, sum(delta) AS delta, count(*) AS n
+                     FROM moved GROUP BY status, kind, account
+                 ),
                  applied AS (
-                     INSERT INTO status_count (status, total)
-                     SELECT status, delta FROM summed
-                     ON CONFLICT (status) DO UPDATE SET total = status_count.total + EXCLUDED.total
+                     INSERT INTO status_count (status, kind, account, total)
+                     SELECT status, kind, account, delta FROM summed
+                     ON CONFLICT (status, kind, account)
+                     DO UPDATE SET total = status_count.total + EXCLUDED.total
                  )
             SELECT coalesce(sum(n), 0) FROM summed
             """
@@ -73,12 +90,10 @@ def recount(conn: Connection) -> dict[Status, int]:
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("LOCK TABLE writeback IN SHARE MODE")
     conn.exec_driver_sql("DELETE FROM status_count_delta")
-    counts = dict.fromkeys(Status, 0)
-    for status, n in conn.exec_driver_sql("SELECT status, count(*) FROM writeback GROUP BY status"):
-        counts[Status(status)] = int(n)
     conn.exec_driver_sql("DELETE FROM status_count")
-    conn.execute(
-        insert(StatusCount),
-        [{"status": status.value, "total": n} for status, n in counts.items()],
+    conn.exec_driver_sql(
+        "INSERT INTO status_count (status, kind, account, total) "
+        "SELECT status, kind, account, count(*) FROM writeback GROUP BY status, kind, account"
     )
-    return counts
+    with Session(bind=conn) as session:
+        return totals(session)

@@ -5,12 +5,14 @@ sort-key table, counts, and the mailings list.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, and_, case, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Select, and_, bindparam, case, func, or_, select, tuple_
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
+from sqlalchemy.types import NullType
 
 from writeback_console.domain import REF_PREFIX, AttemptOutcome, Kind, SortField, Status, normalize_ref
 from writeback_console.error_groups import WILDCARD
@@ -238,6 +240,10 @@ class WritebackFilter:
         return where
 
 
+#: The filter that chooses nothing: every writeback.
+EVERYTHING = WritebackFilter()
+
+
 def error_like_pattern(text: str) -> str:
     """The LIKE pattern (escape ``\\``) for an error-text filter: a part of the message, any case, with
     ``…`` or ``*`` standing for anything (the placeholders of a Top errors group)."""
@@ -250,15 +256,50 @@ def _prefix(column: ColumnElement[Any], prefix: str) -> ColumnElement[bool]:
     return and_(column >= prefix, column < prefix + PREFIX_END)
 
 
-def _text_condition(text: str) -> ColumnElement[bool]:
-    mailings = select(Mailing.id).where(
-        func.lower(Mailing.name).like("%" + escape_like(text.lower()) + "%", escape="\\")
+class MailingNameMatch(ColumnElement[bool]):
+    """``writeback.mailing_id`` is a mailing whose name contains ``part`` (any case), answered by the
+    trigram index of each backend (migration 0011) rather than by reading every mailing."""
+
+    inherit_cache = False
+    # Not Boolean: on SQLite that renders it as "(…) = 1", which hides the condition from the index.
+    type = NullType()  # type: ignore[assignment]  # a condition, but not one SQLite must compare to 1
+
+    def __init__(self, part: str) -> None:
+        self.part = part.lower()
+
+
+@compiles(MailingNameMatch, "sqlite")
+def _sqlite_mailing_name(element: MailingNameMatch, compiler: Any, **kw: Any) -> str:
+    if "%" in element.part or "_" in element.part:
+        # FTS5 uses its index only for a LIKE without ESCAPE: a part with LIKE's own characters is
+        # looked for the slow way, reading every mailing's name.
+        pattern = compiler.process(bindparam(None, "%" + escape_like(element.part) + "%", unique=True), **kw)
+        return (
+            "writeback.mailing_id IN (SELECT mailing.id FROM mailing "
+            f"WHERE lower(mailing.name) LIKE {pattern} ESCAPE '\\')"
+        )
+    pattern = compiler.process(bindparam(None, "%" + element.part + "%", unique=True), **kw)
+    return f"writeback.mailing_id IN (SELECT rowid FROM mailing_name_search WHERE name LIKE {pattern})"
+
+
+@compiles(MailingNameMatch)
+def _mailing_name(element: MailingNameMatch, compiler: Any, **kw: Any) -> str:
+    # ANY(ARRAY(…)) rather than IN (SELECT …): an array computed once is a condition PostgreSQL can use
+    # an index for inside the filter's OR (a bitmap OR), where a sub-select makes it scan every row.
+    pattern = compiler.process(bindparam(None, "%" + escape_like(element.part) + "%", unique=True), **kw)
+    return (
+        "writeback.mailing_id = ANY (ARRAY(SELECT mailing.id FROM mailing "
+        f"WHERE lower(mailing.name) LIKE {pattern} ESCAPE '\\'))"
     )
-    conditions = [
+
+
+def _text_condition(text: str) -> ColumnElement[bool]:
+    conditions: list[ColumnElement[bool]] = [
         _prefix(func.lower(W.email), text.lower()),
         _prefix(W.ref, normalize_ref(text)),
         _prefix(W.master_customer_id, text),
-        W.mailing_id.in_(mailings.scalar_subquery()),
+        # Indexed for three characters or more; a shorter part reads every mailing's name.
+        MailingNameMatch(text),
     ]
     ref = normalize_ref(text)
     if ref.startswith(REF_PREFIX) and len(ref) > len(REF_PREFIX):
@@ -406,15 +447,29 @@ def matching_ids_after(session: Session, flt: WritebackFilter, *, after: int, li
 
 def count_by_status(session: Session, flt: WritebackFilter | None = None) -> dict[Status, int]:
     """Rows per status under a filter (its own status choice left out, so every status has a count),
-    exactly. With no other condition it reads the kept totals (constant time); otherwise it counts the
-    matching rows, however many: ``bounded_counts`` is what a screen asks for."""
+    exactly. A filter of kinds and accounts alone reads the kept totals (constant time); any other
+    condition counts the matching rows, however many: ``bounded_counts`` is what a screen asks for."""
+    if _kept(flt):
+        return _kept_totals(session, flt)
     where = flt.conditions(include_status=False) if flt else []
-    if not where:
-        return counters.totals(session)
     counts = dict.fromkeys(Status, 0)
     for status, n in session.execute(select(W.status, func.count()).where(*where).group_by(W.status)):
         counts[Status(status)] = n
     return counts
+
+
+def _kept(flt: WritebackFilter | None) -> bool:
+    """Whether the totals the database keeps answer ``flt``: it chooses only statuses, kinds, accounts."""
+    return (
+        flt is None
+        or replace(flt, statuses=frozenset(), kinds=frozenset(), accounts=frozenset()) == EVERYTHING
+    )
+
+
+def _kept_totals(session: Session, flt: WritebackFilter | None) -> dict[Status, int]:
+    if flt is None:
+        return counters.totals(session)
+    return counters.totals(session, kinds=flt.kinds, accounts=flt.accounts)
 
 
 #: A filtered count stops here: past it, a screen shows "10,000+" and counts exactly on request.
@@ -443,14 +498,14 @@ def bounded_counts(
 ) -> StatusCounts:
     """Rows per status under ``flt``, at a cost that does not grow with the queue.
 
-    With no condition but statuses: the kept totals, exact. Otherwise the first ``cap + 1`` matching
-    rows are counted by status: exact when there are no more than ``cap``, a lower bound for each
-    status (``bounded``) when there are. ``cap`` defaults to ``COUNT_CAP``.
+    With no condition but statuses, kinds and accounts: the kept totals, exact. Otherwise the first
+    ``cap + 1`` matching rows are counted by status: exact when there are no more than ``cap``, a lower
+    bound for each status (``bounded``) when there are. ``cap`` defaults to ``COUNT_CAP``.
     """
     cap = COUNT_CAP if cap is None else cap
+    if _kept(flt):
+        return StatusCounts(_kept_totals(session, flt))
     where = flt.conditions(include_status=False) if flt else []
-    if not where:
-        return StatusCounts(counters.totals(session))
     sample = select(W.status).where(*where).limit(cap + 1).subquery()
     counts = dict.fromkeys(Status, 0)
     for status, n in session.execute(select(sample.c.status, func.count()).group_by(sample.c.status)):

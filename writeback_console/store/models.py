@@ -365,7 +365,8 @@ class WritebackEvent(Base):
 
 
 class StatusCount(Base):
-    """How many writebacks have each status, kept exact by triggers on ``writeback`` (migration 0007).
+    """How many writebacks have each status, kind and account, kept exact by triggers on ``writeback``
+    (migration 0007).
 
     On PostgreSQL the changes since the last fold wait in ``status_count_delta``; ``counters`` reads
     both and folds the one into the other.
@@ -374,6 +375,8 @@ class StatusCount(Base):
     __tablename__ = "status_count"
 
     status: Mapped[str] = mapped_column(String(24), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    account: Mapped[str] = mapped_column(String(100), primary_key=True)
     total: Mapped[int] = mapped_column(BigInteger)
 
 
@@ -384,6 +387,8 @@ class StatusCountDelta(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     status: Mapped[str] = mapped_column(String(24))
+    kind: Mapped[str] = mapped_column(String(32))
+    account: Mapped[str] = mapped_column(String(100))
     delta: Mapped[int] = mapped_column(BigInteger)
 
 

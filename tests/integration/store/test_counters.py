@@ -197,3 +197,22 @@ def test_a_dispatcher_run_leaves_its_changes_folded_into_the_totals(
         totals = counters.totals(session)
     assert totals == real_counts(factory)
     assert (totals[Status.SENT], totals[Status.ERROR]) == (2, 1)
+
+
+def test_the_counts_of_a_kind_and_account_filter_are_kept_exact_too(factory: Factory) -> None:
+    enqueue(
+        factory,
+        item(),
+        item(email="bo@example.org"),
+        item(Kind.RESUBSCRIBE, "cy@example.org"),
+        item(email="di@example.org", account="Foundation"),
+    )
+    flt = WritebackFilter(kinds=frozenset({Kind.UNSUBSCRIBE}), accounts=frozenset({"Main"}))
+    with read_session(factory) as session:
+        kept_counts = listing.bounded_counts(session, flt)
+        scanned = session.execute(
+            text("SELECT count(*) FROM writeback WHERE kind = 'unsubscribe' AND account = 'Main'")
+        ).scalar_one()
+        by_kind = counters.totals(session, kinds=[Kind.RESUBSCRIBE])
+    assert not kept_counts.bounded and kept_counts.counts[Status.NEW] == scanned == 2
+    assert by_kind[Status.NEW] == 1

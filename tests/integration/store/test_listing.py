@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import insert
+from sqlalchemy import insert, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.helpers.builders import T0, enqueue, item
+from tests.helpers.builders import T0, add_mailing, enqueue, item
 from tests.helpers.fixtures import BACKENDS, create_pg_database, drop_pg_database
 from writeback_console.demo.seed import seed
 from writeback_console.domain import Kind, Status
@@ -233,3 +233,20 @@ def test_hostile_search_text_is_only_text(factory: Factory) -> None:
         for text in ("' OR 1=1 --", "x'); DROP TABLE writeback; --", "\\", "'", "%_%"):
             assert list(listing.iter_rows(session, listing.WritebackFilter(text=text))) == []
         assert len(list(listing.iter_rows(session, listing.WritebackFilter()))) == 1
+
+
+def test_a_mailing_is_found_by_any_part_of_its_name_as_it_is_now(factory: sessionmaker[Session]) -> None:
+    """The name search's index follows every new and renamed mailing (triggers, migration 0011)."""
+    mailing_id = add_mailing(factory, remote=1, name="Spring Gala Invitation")
+    (wid,) = enqueue(factory, item(Kind.MAILING_ACTIVITY, mailing_id=mailing_id))
+
+    def found(text: str) -> list[int]:
+        with factory() as session:
+            return [r.id for r in listing.iter_rows(session, listing.WritebackFilter(text=text))]
+
+    assert found("gala invi") == [wid]
+    assert found("GALA") == [wid]
+    with write_transaction(factory) as session:
+        session.execute(update(Mailing).where(Mailing.id == mailing_id).values(name="Autumn Dinner"))
+    assert found("gala") == []
+    assert found("tumn din") == [wid]

@@ -49,9 +49,19 @@ def test_upgrade_builds_an_empty_database_to_head(empty_engine: Engine) -> None:
 def test_models_and_migrations_agree(empty_engine: Engine) -> None:
     upgrade(empty_engine)
     with empty_engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "include_object": not_a_search_index}
+        )
         differences = compare_metadata(context, Base.metadata)
     assert differences == []
+
+
+def not_a_search_index(
+    obj: object, name: str | None, type_: str, reflected: bool, compare_to: object
+) -> bool:
+    """The mailing-name trigram indexes of migration 0011 are each backend's own (an FTS5 table and its
+    shadow tables on SQLite, a GIN index on PostgreSQL) and have no model."""
+    return not (name or "").startswith(("mailing_name_search", "ix_mailing_name_trgm"))
 
 
 def test_downgrade_to_nothing_and_back(empty_engine: Engine) -> None:

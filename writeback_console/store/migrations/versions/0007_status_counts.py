@@ -1,6 +1,7 @@
 """Exact per-status totals kept by the database in the transaction of every change, read in O(1).
 
-- status_count: one row per status with its number of writebacks, as of the last fold.
+- status_count: the number of writebacks per status, kind and Informz account, as of the last fold (a
+  few dozen rows: the list's status, kind and account filters are counted from it, exactly).
 - status_count_delta (written on PostgreSQL only): what each statement changed since, one row per
   status it touched. Every writer appends its own rows, so concurrent transactions never wait on one
   counter row (which would serialise every claim, record and retry, and could deadlock them).
@@ -28,10 +29,11 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
-def _sqlite_bump(status: str, by: str) -> str:
+def _sqlite_bump(row: str, by: str) -> str:
     return (
-        f"INSERT INTO status_count (status, total) VALUES ({status}, {by}) "
-        f"ON CONFLICT (status) DO UPDATE SET total = total + ({by});"
+        f"INSERT INTO status_count (status, kind, account, total) "
+        f"VALUES ({row}.status, {row}.kind, {row}.account, {by}) "
+        f"ON CONFLICT (status, kind, account) DO UPDATE SET total = total + ({by});"
     )
 
 
@@ -39,21 +41,21 @@ SQLITE_TRIGGERS = (
     f"""
     CREATE TRIGGER tr_status_count_insert AFTER INSERT ON writeback
     BEGIN
-        {_sqlite_bump("NEW.status", "1")}
+        {_sqlite_bump("NEW", "1")}
     END
     """,
     f"""
     CREATE TRIGGER tr_status_count_delete AFTER DELETE ON writeback
     BEGIN
-        {_sqlite_bump("OLD.status", "-1")}
+        {_sqlite_bump("OLD", "-1")}
     END
     """,
     f"""
-    CREATE TRIGGER tr_status_count_update AFTER UPDATE OF status ON writeback
-    WHEN OLD.status IS NOT NEW.status
+    CREATE TRIGGER tr_status_count_update AFTER UPDATE OF status, kind, account ON writeback
+    WHEN OLD.status IS NOT NEW.status OR OLD.kind IS NOT NEW.kind OR OLD.account IS NOT NEW.account
     BEGIN
-        {_sqlite_bump("OLD.status", "-1")}
-        {_sqlite_bump("NEW.status", "1")}
+        {_sqlite_bump("OLD", "-1")}
+        {_sqlite_bump("NEW", "1")}
     END
     """,
 )
@@ -65,8 +67,8 @@ POSTGRESQL_FUNCTIONS = (
     """
     CREATE FUNCTION status_count_inserted() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        INSERT INTO status_count_delta (status, delta)
-        SELECT status, count(*) FROM new_rows GROUP BY status;
+        INSERT INTO status_count_delta (status, kind, account, delta)
+        SELECT status, kind, account, count(*) FROM new_rows GROUP BY status, kind, account;
         RETURN NULL;
     END
     $$
@@ -74,8 +76,8 @@ POSTGRESQL_FUNCTIONS = (
     """
     CREATE FUNCTION status_count_deleted() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        INSERT INTO status_count_delta (status, delta)
-        SELECT status, -count(*) FROM old_rows GROUP BY status;
+        INSERT INTO status_count_delta (status, kind, account, delta)
+        SELECT status, kind, account, -count(*) FROM old_rows GROUP BY status, kind, account;
         RETURN NULL;
     END
     $$
@@ -83,13 +85,13 @@ POSTGRESQL_FUNCTIONS = (
     """
     CREATE FUNCTION status_count_updated() RETURNS trigger LANGUAGE plpgsql AS $$
     BEGIN
-        INSERT INTO status_count_delta (status, delta)
-        SELECT status, sum(n) FROM (
-            SELECT status, -1 AS n FROM old_rows
+        INSERT INTO status_count_delta (status, kind, account, delta)
+        SELECT status, kind, account, sum(n) FROM (
+            SELECT status, kind, account, -1 AS n FROM old_rows
             UNION ALL
-            SELECT status, 1 FROM new_rows
+            SELECT status, kind, account, 1 FROM new_rows
         ) AS changed
-        GROUP BY status
+        GROUP BY status, kind, account
         HAVING sum(n) <> 0;
         RETURN NULL;
     END
@@ -112,31 +114,24 @@ POSTGRESQL_TRIGGERS = (
     """,
 )
 
-STATUSES = (
-    "cancelled",
-    "discarded",
-    "error",
-    "new",
-    "no_remote_recipients",
-    "processing",
-    "scheduled",
-    "sent",
-)
-
 
 def upgrade() -> None:
     sqlite = op.get_bind().dialect.name == "sqlite"
     op.create_table(
         "status_count",
         sa.Column("status", sa.String(length=24), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("account", sa.String(length=100), nullable=False),
         sa.Column("total", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("status", name=op.f("pk_status_count")),
+        sa.PrimaryKeyConstraint("status", "kind", "account", name=op.f("pk_status_count")),
     )
     # Written only on PostgreSQL; on SQLite it stays empty, so that both read the totals alike.
     op.create_table(
         "status_count_delta",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True),
         sa.Column("status", sa.String(length=24), nullable=False),
+        sa.Column("kind", sa.String(length=32), nullable=False),
+        sa.Column("account", sa.String(length=100), nullable=False),
         sa.Column("delta", sa.BigInteger(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_status_count_delta")),
     )
@@ -149,10 +144,8 @@ def upgrade() -> None:
         for statement in SQLITE_TRIGGERS:
             op.execute(statement)
     op.execute(
-        "INSERT INTO status_count (status, total) "
-        "SELECT s.status, (SELECT count(*) FROM writeback w WHERE w.status = s.status) FROM ("
-        + " UNION ALL ".join(f"SELECT '{s}' AS status" for s in STATUSES)
-        + ") AS s"
+        "INSERT INTO status_count (status, kind, account, total) "
+        "SELECT status, kind, account, count(*) FROM writeback GROUP BY status, kind, account"
     )
 
 
