@@ -219,7 +219,8 @@ def test_like_metacharacters_in_search_text_are_taken_literally(factory: Factory
         underscore = [r.email for r in listing.iter_rows(session, listing.WritebackFilter(text="a_b"))]
         percent = [r.email for r in listing.iter_rows(session, listing.WritebackFilter(text="a%"))]
         sale_rows = [r.mailing_id for r in listing.iter_rows(session, listing.WritebackFilter(text="50%"))]
-        only_percent = [r.mailing_id for r in listing.iter_rows(session, listing.WritebackFilter(text="%"))]
+        # Three characters or more are looked for inside mailing names, the % taken as itself.
+        only_percent = [r.mailing_id for r in listing.iter_rows(session, listing.WritebackFilter(text="0% o"))]
     assert underscore == ["a_b@example.org"]
     assert percent == ["a%b@example.org"]
     assert sale_rows == [sale]
@@ -250,3 +251,18 @@ def test_a_mailing_is_found_by_any_part_of_its_name_as_it_is_now(factory: sessio
         session.execute(update(Mailing).where(Mailing.id == mailing_id).values(name="Autumn Dinner"))
     assert found("gala") == []
     assert found("tumn din") == [wid]
+
+
+def test_a_text_shorter_than_three_characters_is_not_looked_for_inside_mailing_names(
+    factory: sessionmaker[Session],
+) -> None:
+    """One or two letters match nearly every mailing's name: they match the starts of emails, references
+    and constituent ids only."""
+    mailing_id = add_mailing(factory, remote=1, name="Annual Appeal")
+    enqueue(factory, item(Kind.MAILING_ACTIVITY, mailing_id=mailing_id))
+    (person,) = enqueue(factory, item(email="an@example.org"))
+    with factory() as session:
+        short = [r.id for r in listing.iter_rows(session, listing.WritebackFilter(text="an"))]
+        longer = [r.kind for r in listing.iter_rows(session, listing.WritebackFilter(text="ann"))]
+    assert short == [person]
+    assert longer == [Kind.MAILING_ACTIVITY]
