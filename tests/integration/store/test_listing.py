@@ -220,7 +220,8 @@ def test_like_metacharacters_in_search_text_are_taken_literally(factory: Factory
         percent = [r.email for r in listing.iter_rows(session, listing.WritebackFilter(text="a%"))]
         sale_rows = [r.mailing_id for r in listing.iter_rows(session, listing.WritebackFilter(text="50%"))]
         # Three characters or more are looked for inside mailing names, the % taken as itself.
-        only_percent = [r.mailing_id for r in listing.iter_rows(session, listing.WritebackFilter(text="0% o"))]
+        percent_part = listing.WritebackFilter(text="0% o")
+        only_percent = [r.mailing_id for r in listing.iter_rows(session, percent_part)]
     assert underscore == ["a_b@example.org"]
     assert percent == ["a%b@example.org"]
     assert sale_rows == [sale]
