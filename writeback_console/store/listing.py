@@ -152,6 +152,16 @@ def _sort_columns(sort: SortField) -> tuple[ColumnElement[Any], ...]:
 NULLABLE_SORTS = frozenset(sort for sort, keys in SORT_KEYS.items() if W[keys[0]].nullable)
 
 
+def _has_value(column: ColumnElement[Any], sort: SortField) -> ColumnElement[bool]:
+    """``column`` is not NULL, written so that its index can seek past the NULLs.
+
+    SQLite takes ``IS NOT NULL`` as a range on a plain column's index but not on an expression index:
+    sorting a 5-million-row queue by email (lower(email), 1.25 million NULLs) read and sorted the whole
+    table, 10 s, where ``>= ''`` seeks, 0.2 ms.
+    """
+    return column >= "" if sort == "email" else column.is_not(None)
+
+
 PREFIX_END = "\U0010ffff"
 
 
@@ -355,7 +365,7 @@ def list_page(
     if not in_null_part:
         query = base
         if nullable:
-            query = query.where(columns[0].is_not(None))
+            query = query.where(_has_value(columns[0], sort))
         if after is not None:
             key, bound = tuple_(*columns), tuple_(*after)
             query = query.where(key < bound if descending else key > bound)
@@ -394,9 +404,9 @@ def arrivals(
             if sort in NULLABLE_SORTS and last[0] is None:
                 # The list has reached the rows without a value: every row with one comes before.
                 after_id = W.id >= last[-1] if descending else W.id <= last[-1]
-                query = query.where(or_(columns[0].is_not(None), and_(columns[0].is_(None), after_id)))
+                query = query.where(or_(_has_value(columns[0], sort), and_(columns[0].is_(None), after_id)))
             elif sort in NULLABLE_SORTS:
-                query = query.where(columns[0].is_not(None), bound)
+                query = query.where(_has_value(columns[0], sort), bound)
             else:
                 query = query.where(bound)
         found.extend(session.scalars(query))
