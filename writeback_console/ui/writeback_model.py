@@ -19,6 +19,7 @@ from PySide6.QtCore import (
     QObject,
     QPersistentModelIndex,
     Qt,
+    QTimer,
     Signal,
     Slot,
 )
@@ -41,6 +42,12 @@ PAGE_SIZE = 200
 #: A reload reads back as many rows as were shown (so the scroll position survives), up to this many.
 MAX_RELOAD_ROWS = 5000
 ERROR_PREVIEW = 300
+#: A query still running after this long (ms) is announced as loading.
+SLOW_QUERY_MS = 150
+
+#: Every cell's flags, made once: the view asks for them for every cell it paints, and combining Qt's
+#: enum flags in Python costs more than the rest of the call.
+ROW_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
 
 #: The whole row as a ``WritebackRow``.
 ROW_ROLE = Qt.ItemDataRole.UserRole + 1
@@ -250,7 +257,8 @@ class WritebackTableModel(QAbstractTableModel):
     """Rows of the Writeback List, read page by page from the database off the GUI thread.
 
     Signals:
-        loading_changed(bool): a query is (no longer) waiting for the database.
+        loading_changed(bool): a query has been waiting for the database for a while (True; a quick one
+            is not announced), or no longer is (False, after a True).
         first_page_loaded(bool): a new query's first page replaced the rows; True when it was a
             ``reload()`` (the view keeps its scroll position), False for a new filter or sort.
         page_appended(int): ``fetchMore`` added this many rows.
@@ -292,6 +300,12 @@ class WritebackTableModel(QAbstractTableModel):
         self._failed = False
         self._generation = 0
         self._pending: Task | None = None
+        self._loading_shown = False
+        self._loading_timer = QTimer(self)
+        self._loading_timer.setObjectName("slowQueryTimer")
+        self._loading_timer.setSingleShot(True)
+        self._loading_timer.setInterval(SLOW_QUERY_MS)
+        self._loading_timer.timeout.connect(self._loading_is_slow)
         #: Rows changed elsewhere that now belong among those shown (a reload shows them).
         self.arrivals: set[int] = set()
         #: Rows delivered by the database since the model was made (tests and the benchmark read it).
@@ -351,12 +365,23 @@ class WritebackTableModel(QAbstractTableModel):
     def _submit(self, fn: Callable[..., Any], *args: Any, **callbacks: Any) -> None:
         was_loading = self.loading
         self._pending = self._runner.submit(fn, *args, **callbacks)
-        if not was_loading:
+        if not was_loading and not self._loading_shown:
+            # Said only for a query that takes a while: a quick one would make the summary flicker,
+            # and lay the filter bar out twice, for nothing.
+            self._loading_timer.start()
+
+    @Slot()
+    def _loading_is_slow(self) -> None:
+        if self.loading and not self._loading_shown:
+            self._loading_shown = True
             self.loading_changed.emit(True)
 
     def _finish_loading(self) -> None:
         self._pending = None
-        self.loading_changed.emit(False)
+        self._loading_timer.stop()
+        if self._loading_shown:
+            self._loading_shown = False
+            self.loading_changed.emit(False)
 
     def _replace(self, generation: int, page: Page, keep_position: bool) -> None:
         if generation != self._generation:
@@ -538,9 +563,7 @@ class WritebackTableModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(Column)
 
     def flags(self, index: Index) -> Qt.ItemFlag:
-        if not index.isValid():
-            return Qt.ItemFlag.NoItemFlags
-        return Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+        return ROW_FLAGS if index.isValid() else Qt.ItemFlag.NoItemFlags
 
     def data(self, index: Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         # Called for every role of every visible cell on each paint: unknown roles leave at once, and
