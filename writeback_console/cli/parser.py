@@ -142,7 +142,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("key", metavar="ID|REF")
     p.add_argument("--format", choices=("text", "json"), default="text")
 
-    command("summary", "summary_command.cmd_summary", "writebacks per status")
+    p = command("summary", "summary_command.cmd_summary", "writebacks per status")
+    p.add_argument(
+        "--verify",
+        action="store_true",
+        help="count every row as well and compare with the totals the database keeps (exit 1 if they differ)",
+    )
+    p.add_argument(
+        "--repair",
+        action="store_true",
+        help="with --verify: set the kept totals to the real count if they differ",
+    )
 
     p = command(
         "export",

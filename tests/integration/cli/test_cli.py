@@ -472,3 +472,24 @@ def test_list_as_csv_defuses_formulas_and_has_the_console_export_header(
     assert exported.read_bytes().startswith(b"\xef\xbb\xbf")
     with exported.open(newline="", encoding="utf-8-sig") as f:
         assert sorted(csv.reader(f)) == sorted([header, *rows])
+
+
+def test_summary_verify_finds_kept_totals_that_disagree_and_repair_sets_them(
+    capsys: pytest.CaptureFixture[str], db_url: str
+) -> None:
+    main(["--db", db_url, "seed", "--rows", "40"])
+    capsys.readouterr()
+    code, out, _ = run_cli(capsys, db_url, "summary", "--verify")
+    assert code == 0 and "agree" in out
+    engine = make_engine(db_url)
+    with engine.begin() as conn:  # as if a bulk load had gone round the triggers
+        conn.exec_driver_sql("UPDATE status_count SET total = total + 5 WHERE status = 'sent'")
+    engine.dispose()
+    code, _, err = run_cli(capsys, db_url, "summary", "--verify")
+    assert code == 1 and "Sent: kept" in err and "--repair" in err
+    code, out, _ = run_cli(capsys, db_url, "summary", "--verify", "--repair")
+    assert code == 0 and "set to the count" in out
+    code, out, _ = run_cli(capsys, db_url, "summary", "--verify")
+    assert code == 0
+    code, _, err = run_cli(capsys, db_url, "summary", "--repair")
+    assert code == 2 and "--repair goes with --verify" in err
