@@ -307,3 +307,27 @@ def test_send_now_on_a_mailing_sends_only_its_writeback(
     assert states[failed] == (Status.ERROR, 1) and states[waiting] == (Status.NEW, 0)
     (activity,) = [r for r in rows if r.mailing_id == mailing_id]
     assert (activity.status, activity.attempts) == (Status.SENT, 1)
+
+
+def test_the_list_follows_a_long_run_of_the_console_s_own_dispatcher_as_rows_arrive(
+    qtbot: QtBot, console: Console
+) -> None:
+    """Rows show as Sent while the run is still going, not all at once at its end."""
+    console.sim.faults.latency_ms = 150  # type: ignore[attr-defined]
+    enqueue(console.services.factory, *(item(Kind.RESUBSCRIBE, "ann@example.org") for _ in range(40)))
+    page = console.window.writebacks
+    model = page.model
+    page.reload()
+    qtbot.waitUntil(lambda: model.rowCount() == 40, timeout=10_000)
+    finished: list[CycleSummary] = []
+    console.controller.worker.finished.connect(finished.append)
+    console.window.run_now_requested.emit()
+
+    def sent_shown() -> int:
+        return sum(1 for n in range(model.rowCount()) if model.row_at(n).status is Status.SENT)  # type: ignore[union-attr]
+
+    qtbot.waitUntil(lambda: sent_shown() > 0, timeout=15_000)
+    assert not finished, "the run ended before the list showed any of it"
+    assert sent_shown() < 40
+    qtbot.waitUntil(lambda: bool(finished), timeout=30_000)
+    qtbot.waitUntil(lambda: sent_shown() == 40, timeout=10_000)
