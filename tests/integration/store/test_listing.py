@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers.builders import T0, add_mailing, enqueue, item
@@ -17,7 +17,7 @@ from writeback_console.domain import Kind, Status
 from writeback_console.store import listing, operator_actions
 from writeback_console.store.engine import make_engine, make_session_factory, write_transaction
 from writeback_console.store.migrate import upgrade
-from writeback_console.store.models import Mailing
+from writeback_console.store.models import Mailing, Writeback
 from writeback_console.store.rows import WritebackRow
 
 Factory = sessionmaker[Session]
@@ -267,3 +267,24 @@ def test_a_text_shorter_than_three_characters_is_not_looked_for_inside_mailing_n
         longer = [r.kind for r in listing.iter_rows(session, listing.WritebackFilter(text="ann"))]
     assert short == [person]
     assert longer == [Kind.MAILING_ACTIVITY]
+
+
+def test_mailings_of_a_bulk_seed_are_found_by_part_of_their_name(
+    seeded_factory: Factory, seeded: list[WritebackRow]
+) -> None:
+    """A bulk load writes with the search index's triggers suspended; the index is made at its end."""
+    with seeded_factory() as session:
+        name = session.execute(
+            select(Mailing.name).join(Writeback, Writeback.mailing_id == Mailing.id).limit(1)
+        ).scalar_one()
+        part = name.split()[0][:6]
+        found = {r.id for r in listing.iter_rows(session, listing.WritebackFilter(text=part))}
+        expected = {
+            wid
+            for (wid,) in session.execute(
+                select(Writeback.id)
+                .join(Mailing, Writeback.mailing_id == Mailing.id)
+                .where(func.lower(Mailing.name).contains(part.lower()))
+            )
+        }
+    assert len(part) >= 3 and expected and expected <= found
