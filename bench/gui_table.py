@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import os
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -33,6 +35,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QEventLoop, QTimer
 from PySide6.QtWidgets import QApplication, QWidget
@@ -188,65 +191,113 @@ def queue_rows(factory: Factory) -> int:
         return sum(counters.totals(session).values())
 
 
-def measure(label: str, url: str, repeat: int) -> tuple[list[Result], float, int]:
-    """Every scenario on one queue; returns the results, the RSS growth (MB) and the rows paged."""
+@dataclass
+class Console:
+    """One console window over one queue, as the benchmark drives it."""
+
+    label: str
+    url: str
+    factory: Factory
+    runner: TaskRunner
+    window: Any
+    rows: int
+
+    @property
+    def page(self) -> WritebackListPage:
+        return self.window.writebacks  # type: ignore[no-any-return]
+
+
+def open_console(label: str, url: str) -> Console:
     engine = make_engine(url)
     upgrade(engine)
     factory = make_session_factory(engine)
-    rows = queue_rows(factory)
     runner = TaskRunner()
-    gc.collect()
-    base_rss = rss_mb()
-    sampler = RssSampler()
     state = Path(tempfile.mkdtemp()) / "window.ini"
     window = build_window(factory, AppSettings(), runner=runner, state_path=state, start=False)
     window.resize(1400, 900)
     window.show()
-    page = window.writebacks
-    model = page.model
-    viewport = page.table.viewport()
+    return Console(label, url, factory, runner, window, queue_rows(factory))
+
+
+def close_console(console: Console) -> None:
+    console.window.close()
+    console.runner.wait()
+    console.factory.kw["bind"].dispose()
+
+
+def measure(consoles: list[Console], repeat: int) -> list[Result]:
+    """Every scenario on every queue, the queues taking turns within each repeat, so that the machine's
+    load at any moment weighs on all of them alike (the sizes are compared with each other)."""
     results = []
     for scenario in SCENARIOS:
-        model_times, paint_times, bare_times, count_times, bare_count_times = [], [], [], [], []
-        bounded = False
-        # Warm every path once (plans, caches), then alternate so that none gets a warmer cache.
-        time_model(model, scenario.query)
-        time_counts(page)
-        time_bare(factory, scenario.query)
-        time_bare_counts(factory, scenario.query)
+        times: dict[str, dict[str, list[float]]] = {}
+        bounded: dict[str, bool] = {}
+        for c in consoles:
+            # Warm every path once (plans, caches).
+            time_model(c.page.model, scenario.query)
+            time_counts(c.page)
+            time_bare(c.factory, scenario.query)
+            time_bare_counts(c.factory, scenario.query)
+            times[c.url] = {"model": [], "paint": [], "bare": [], "counts": [], "bare_counts": []}
         for _ in range(repeat):
-            to_model, to_paint = time_model(model, replace(scenario.query), viewport)
-            model_times.append(to_model)
-            paint_times.append(to_paint)
-            count_times.append(time_counts(page))
-            bare_times.append(time_bare(factory, scenario.query))
-            bare_count, bounded = time_bare_counts(factory, scenario.query)
-            bare_count_times.append(bare_count)
-        results.append(
-            Result(
-                label,
-                rows,
-                scenario.name,
-                statistics.median(model_times) * 1000,
-                statistics.median(bare_times) * 1000,
-                statistics.median(paint_times) * 1000,
-                statistics.median(count_times) * 1000,
-                statistics.median(bare_count_times) * 1000,
-                bounded,
+            for c in consoles:
+                t = times[c.url]
+                to_model, to_paint = time_model(
+                    c.page.model, replace(scenario.query), c.page.table.viewport()
+                )
+                t["model"].append(to_model)
+                t["paint"].append(to_paint)
+                t["counts"].append(time_counts(c.page))
+                t["bare"].append(time_bare(c.factory, scenario.query))
+                bare_count, bounded[c.url] = time_bare_counts(c.factory, scenario.query)
+                t["bare_counts"].append(bare_count)
+        for c in consoles:
+            t = {k: statistics.median(v) * 1000 for k, v in times[c.url].items()}
+            results.append(
+                Result(
+                    c.label,
+                    c.rows,
+                    scenario.name,
+                    t["model"],
+                    t["bare"],
+                    t["paint"],
+                    t["counts"],
+                    t["bare_counts"],
+                    bounded[c.url],
+                )
             )
-        )
-    # Page through 50 pages the way scrolling does, with the window painting, then read the peak.
+    return results
+
+
+def measure_memory(label: str, url: str) -> tuple[str, int, float, int]:
+    """RSS growth of a console process that only opens this queue and pages through 50 pages."""
+    gc.collect()
+    base_rss = rss_mb()
+    sampler = RssSampler()
+    console = open_console(label, url)
+    model = console.page.model
     model.set_query(ListQuery())
     wait_for(lambda: not model.loading)
     for _ in range(50):
-        page.table.scrollToBottom()
+        console.page.table.scrollToBottom()
         wait_for(lambda: not model.loading)
     paged = model.rowCount()
     growth = sampler.stop() - base_rss
-    window.close()
-    runner.wait()
-    engine.dispose()
-    return results, growth, paged
+    close_console(console)
+    return label, console.rows, growth, paged
+
+
+def memory_in_own_process(label: str, url: str) -> tuple[str, int, float, int]:
+    """``measure_memory`` in a fresh process: the console's RSS alone, no other queue's window in it."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-only", label, url],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "QT_QPA_PLATFORM": os.environ.get("QT_QPA_PLATFORM", "offscreen")},
+    ).stdout
+    found = json.loads(out.strip().splitlines()[-1])
+    return found[0], int(found[1]), float(found[2]), int(found[3])
 
 
 def seeded_sqlite(path: Path, rows: int) -> str:
@@ -366,33 +417,38 @@ def main() -> None:
     parser.add_argument(
         "--skip-sqlite", action="store_true", help="with no --sqlite: measure PostgreSQL only"
     )
+    parser.add_argument("--memory-only", nargs=2, metavar=("LABEL", "URL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     make_application([])
+    if args.memory_only:
+        print(json.dumps(measure_memory(*args.memory_only)))
+        return
     results: list[Result] = []
     memory: list[tuple[str, int, float, int]] = []
-
-    def run(label: str, url: str) -> None:
-        found, growth, paged = measure(label, url, args.repeat)
-        results.extend(found)
-        memory.append((label, found[0].rows, growth, paged))
-
+    drop: Callable[[], None] | None = None
     with tempfile.TemporaryDirectory() as folder:
-        if args.sqlite or args.pg_url:
-            for path in args.sqlite:
-                if not path.is_file():
-                    sys.exit(f"--sqlite {path}: no such file (seed it first: bench/seed_big.py)")
-                run("SQLite", f"sqlite:///{path}")
-            for url in args.pg_url:
-                run("PostgreSQL", url)
-        else:
+        queues: list[tuple[str, str]] = []
+        for path in args.sqlite:
+            if not path.is_file():
+                sys.exit(f"--sqlite {path}: no such file (seed it first: bench/seed_big.py)")
+            queues.append(("SQLite", f"sqlite:///{path}"))
+        queues += [("PostgreSQL", url) for url in args.pg_url]
+        if not queues:
             if not args.skip_sqlite:
-                run("SQLite", seeded_sqlite(Path(folder) / "bench.sqlite3", args.rows))
+                queues.append(("SQLite", seeded_sqlite(Path(folder) / "bench.sqlite3", args.rows)))
             if os.environ.get(PG_ENV):
                 url, drop = seeded_pg(args.rows)
-                try:
-                    run("PostgreSQL", url)
-                finally:
-                    drop()
+                queues.append(("PostgreSQL", url))
+        try:
+            for backend in dict.fromkeys(label for label, _ in queues):
+                consoles = [open_console(label, url) for label, url in queues if label == backend]
+                results += measure(consoles, args.repeat)
+                for c in consoles:
+                    close_console(c)
+            memory = [memory_in_own_process(label, url) for label, url in queues]
+        finally:
+            if drop is not None:
+                drop()
     text = table(results, memory)
     print(text)
     if args.record:

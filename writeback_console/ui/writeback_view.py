@@ -49,6 +49,7 @@ from writeback_console.ui.writeback_model import (
     COLUMNS,
     PILL_ROLE,
     ROW_ROLE,
+    SLOW_QUERY_MS,
     Column,
     ListQuery,
     WritebackTableModel,
@@ -343,6 +344,11 @@ class WritebackListPage(QWidget):
         self.live_timer.setInterval(LIVE_INTERVAL_MS)
         self.live_timer.timeout.connect(self._take_changes)
         self._recount_after = False
+        self._blank_counts_timer = QTimer(self)
+        self._blank_counts_timer.setObjectName("slowCountTimer")
+        self._blank_counts_timer.setSingleShot(True)
+        self._blank_counts_timer.setInterval(SLOW_QUERY_MS)
+        self._blank_counts_timer.timeout.connect(self._counting_is_slow)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -451,7 +457,8 @@ class WritebackListPage(QWidget):
         if self._count_task is not None:
             self._count_task.cancel()
         if not quiet:
-            self.filter_bar.set_counts(None)
+            # "…" only for a count that takes a while: a quick one would lay the bar out twice for nothing.
+            self._blank_counts_timer.start()
         stop = QueryStop()
         self._count_task = self._runner.submit(
             count_statuses,
@@ -469,9 +476,15 @@ class WritebackListPage(QWidget):
         """Count every matching row, however many (the filter bar's "Count exactly")."""
         self.refresh_counts(exact=True)
 
+    @Slot()
+    def _counting_is_slow(self) -> None:
+        if self._count_task is not None:
+            self.filter_bar.set_counts(None)
+
     def _counted(self, generation: int, counts: StatusCounts) -> None:
         if generation != self._count_generation:
             return
+        self._blank_counts_timer.stop()
         self._count_task = None
         self._counts = counts
         self.filter_bar.set_counts(counts.counts, bounded=counts.bounded)
@@ -480,6 +493,7 @@ class WritebackListPage(QWidget):
 
     def _count_failed(self, generation: int, error: BaseException) -> None:
         if generation == self._count_generation:
+            self._blank_counts_timer.stop()
             self._count_task = None
             self.status_message.emit(f"Rows could not be counted: {error}")
 
