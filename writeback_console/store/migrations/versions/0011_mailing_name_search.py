@@ -7,7 +7,8 @@ and on PostgreSQL the OR around it made the whole filter a scan of every writeba
 - SQLite: an FTS5 table with the trigram tokenizer over mailing names (``mailing_name_search``, external
   content: it stores only the index), kept by triggers on mailing. It answers ``LIKE '%part%'`` for a
   part of three characters or more, in any case.
-- PostgreSQL: a GIN index over ``lower(name)`` with ``pg_trgm``'s operator class. The extension is made
+- PostgreSQL: a finer histogram of ``lower(email)`` (see ``_finer_email_statistics``), and a GIN
+  index over ``lower(name)`` with ``pg_trgm``'s operator class. The extension is made
   if the server has it and the migrating user may (it is a trusted extension: the database owner may);
   otherwise the filter works as before, reading every mailing, and the migration says so in the log.
 
@@ -71,6 +72,7 @@ def upgrade() -> None:
         for statement in SQLITE_STATEMENTS:
             op.execute(statement)
         return
+    _finer_email_statistics()
     available = bind.execute(sa.text("SELECT 1 FROM pg_available_extensions WHERE name = 'pg_trgm'")).scalar()
     if not available:
         log.warning("pg_trgm is not installed on this server: mailing names are searched by reading them all")
@@ -86,6 +88,17 @@ def upgrade() -> None:
     op.execute(f"CREATE INDEX {PG_INDEX} ON mailing USING gin (lower(name) gin_trgm_ops)")
 
 
+def _finer_email_statistics() -> None:
+    """A finer histogram of ``lower(email)``, so the planner knows how many rows a prefix matches.
+
+    With the default (100 buckets) a popular prefix falls inside one bucket: PostgreSQL estimated 287
+    rows for the 51,440 emails starting "ann." of a 5-million-row queue, fetched them all and sorted
+    them (0.5 s) instead of walking the list's order until the page was full (0.05 s).
+    """
+    op.execute("ALTER INDEX ix_writeback_email_lower ALTER COLUMN 1 SET STATISTICS 1000")
+    op.execute("ANALYZE writeback")
+
+
 def downgrade() -> None:
     if op.get_bind().dialect.name == "sqlite":
         for name in SQLITE_TRIGGERS:
@@ -94,3 +107,4 @@ def downgrade() -> None:
     else:
         # The extension stays: other databases' objects or other users may use it.
         op.execute(f"DROP INDEX IF EXISTS {PG_INDEX}")
+        op.execute("ALTER INDEX ix_writeback_email_lower ALTER COLUMN 1 SET STATISTICS -1")
