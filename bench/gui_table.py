@@ -353,16 +353,13 @@ def table(results: list[Result], memory: list[tuple[str, int, float, int]]) -> s
         for big in (r for r in rs if r.rows == sizes[-1]):
             base = small[big.action]
             growth_lines.append(
-                f"| {backend} | {big.action} | {base.model_ms:.1f} → {big.model_ms:.1f} | "
-                f"{big.model_ms / base.model_ms:.2f}x | {base.counts_ms:.1f} → {big.counts_ms:.1f} | "
-                f"{big.counts_ms / base.counts_ms:.2f}x |"
+                f"| {backend} | {sizes[0]:,} → {sizes[-1]:,} | {big.action} | "
+                f"{base.model_ms:.1f} → {big.model_ms:.1f} | {big.model_ms / base.model_ms:.2f}x | "
+                f"{base.counts_ms:.1f} → {big.counts_ms:.1f} | {big.counts_ms / base.counts_ms:.2f}x |"
             )
-        if growth_lines and not growth_lines[0].startswith("| backend"):
-            header = (
-                f"| backend | action ({sizes[0]:,} → {sizes[-1]:,} rows) | page ms | page growth (<= 1.3x) | "
-                "counts ms | counts growth (<= 1.3x) |"
-            )
-            growth_lines[:0] = ["", header, "|---|---|---:|---:|---:|---:|"]
+    if growth_lines:
+        header = "| backend | rows | action | page ms | page growth (<= 1.3x) | counts ms | counts growth (<= 1.3x) |"
+        growth_lines[:0] = ["", header, "|---|---|---|---:|---:|---:|---:|"]
     return "\n".join(lines + growth_lines)
 
 
