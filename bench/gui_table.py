@@ -358,7 +358,10 @@ def table(results: list[Result], memory: list[tuple[str, int, float, int]]) -> s
                 f"{base.counts_ms:.1f} → {big.counts_ms:.1f} | {big.counts_ms / base.counts_ms:.2f}x |"
             )
     if growth_lines:
-        header = "| backend | rows | action | page ms | page growth (<= 1.3x) | counts ms | counts growth (<= 1.3x) |"
+        header = (
+            "| backend | rows | action | page ms | page growth (<= 1.3x) | counts ms "
+            "| counts growth (<= 1.3x) |"
+        )
         growth_lines[:0] = ["", header, "|---|---|---|---:|---:|---:|---:|"]
     return "\n".join(lines + growth_lines)
 
