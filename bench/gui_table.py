@@ -337,7 +337,7 @@ def table(results: list[Result], memory: list[tuple[str, int, float, int]]) -> s
         lines.append(
             f"| {r.backend} | {r.rows:,} | {r.action} | {r.model_ms:.1f} | {r.bare_ms:.1f} | "
             f"{r.model_ms / r.bare_ms:.2f}x | {r.counts_ms:.1f} | {r.counts_ms / r.model_ms:.2f}x | "
-            f"{r.bare_counts_ms:.1f} | {'10,000+' if r.bounded else 'exact'} | {r.paint_ms:.1f} |"
+            f"{r.bare_counts_ms:.1f} | {'capped' if r.bounded else 'exact'} | {r.paint_ms:.1f} |"
         )
     lines += ["", "| backend | rows | peak RSS growth (<= 150 MB) | rows paged |", "|---|---:|---:|---:|"]
     for backend, rows, growth, paged in memory:
@@ -392,7 +392,7 @@ GUIDE = (
     "the same run; median of the repeats after one warm-up. Model time runs from `set_query` to the first "
     "page being in the model: worker thread, queued delivery to the GUI thread and model reset included; "
     "the last column adds the synchronous repaint of the visible rows. Counts: from asking the page to the "
-    "filter bar having them (bounded at 10,000 under a filter; the kept totals without one). "
+    "filter bar having them (bounded at 2,000 under a filter; the kept totals without one). "
     '"Jump to the end" is the first page of the opposite order (what Ctrl+End shows on a keyset-paged '
     "list). Targets: model <= 1.5x bare SQL; counts <= 2x the page; biggest queue within 1.3x of the "
     "smallest; peak RSS growth <= 150 MB.\n"

@@ -243,7 +243,7 @@ class FilterBar(QFrame):
     def set_counts(self, counts: Mapping[Status, int] | None, *, bounded: bool = False) -> None:
         """Show how many rows each status has under the other filters (None: being counted).
 
-        ``bounded``: counting stopped at its cap, so each is "at least" (9,412+), and "Count exactly"
+        ``bounded``: counting stopped at its cap, so each is "at least" (1,912+), and "Count exactly"
         is offered.
         """
         for status, button in self.status_buttons.items():

@@ -505,7 +505,7 @@ class WritebackListPage(QWidget):
         return self._counts.total(self.model.query.filter.statuses)
 
     def matching_text(self) -> str | None:
-        """The filter's count as shown: "1,204", or "10,000+" when counting stopped at the cap."""
+        """The filter's count as shown: "1,204", or "2,000+" when counting stopped at the cap."""
         total = self.matching_rows()
         return None if total is None or self._counts is None else self._counts.text(total)
 

@@ -36,7 +36,7 @@ CARDS_PER_ROW = 4
 class DashboardCounts:
     #: Per status (by value), and "retry_available" and "stuck".
     counts: dict[str, int]
-    #: The keys whose count stopped at its cap ("10,000+").
+    #: The keys whose count stopped at its cap ("2,000+").
     bounded: frozenset[str] = frozenset()
 
 
