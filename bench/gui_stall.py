@@ -58,6 +58,10 @@ class RunResult:
     windows: list[tuple[float, float]] = field(default_factory=list)
     #: Native thread id -> thread name, to read an outside profiler's samples by.
     threads: dict[str, str] = field(default_factory=dict)
+    #: Cores kept busy, on average through the measurement, by the busy-core process and by every
+    #: process outside the benchmark (other users' work); None where /proc cannot tell.
+    busy_cores: float | None = None
+    other_cores: float | None = None
 
     def percentile(self, q: float) -> float:
         if not self.stalls:
@@ -196,6 +200,50 @@ def _waiting(frame: str) -> bool:
     return frame.startswith(_WAITS)
 
 
+def _cpu_seconds(pid: int | None) -> float:
+    """The CPU time a process has used so far (0 where it cannot be read)."""
+    if pid is None:
+        return 0.0
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _machine_busy_seconds() -> float | None:
+    """CPU time every core of the machine has spent busy so far, or None without /proc."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except OSError:
+        return None
+    idle = values[3] + values[4]  # idle and iowait
+    return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+class LoadMeter:
+    """What else kept the machine busy during a measurement: the busy core, and everyone else."""
+
+    def __init__(self, own: list[int | None], busy_pid: int | None) -> None:
+        self._own = own
+        self._busy = busy_pid
+
+    def _read(self) -> tuple[float, float | None, float, float]:
+        mine = sum(os.times()[:2]) + sum(_cpu_seconds(pid) for pid in self._own)
+        return time.perf_counter(), _machine_busy_seconds(), mine, _cpu_seconds(self._busy)
+
+    def start(self) -> None:
+        self._start = self._read()
+
+    def stop(self) -> tuple[float | None, float | None]:
+        (w0, m0, o0, b0), (w1, m1, o1, b1) = self._start, self._read()
+        wall = w1 - w0
+        if m0 is None or m1 is None or wall <= 0:
+            return None, None
+        busy = (b1 - b0) / wall if self._busy is not None else 0.0
+        return busy, max(0.0, ((m1 - m0) - (o1 - o0) - (b1 - b0)) / wall)
+
+
 def one_run(args: argparse.Namespace, mode: str) -> RunResult:
     """The measurement itself, in this process: console, dispatcher cycle, heartbeat."""
     from PySide6.QtCore import QElapsedTimer, QEventLoop, QTimer
@@ -261,6 +309,8 @@ def one_run(args: argparse.Namespace, mode: str) -> RunResult:
             heartbeat.start()
             started = time.perf_counter()
             last_beat[0] = started
+            meter = LoadMeter([sim.pid], args.busy_pid)
+            meter.start()
             if sampler is not None:
                 sampler.start()
                 sys.setprofile(callbacks)
@@ -268,6 +318,7 @@ def one_run(args: argparse.Namespace, mode: str) -> RunResult:
             console.window.run_now_requested.emit()
             loop.exec()  # the real event loop, as the application runs it
             sys.setprofile(None)
+            busy_cores, other_cores = meter.stop()
             if callbacks.collected in gc.callbacks:
                 gc.callbacks.remove(callbacks.collected)
             heartbeat.stop()
@@ -297,6 +348,8 @@ def one_run(args: argparse.Namespace, mode: str) -> RunResult:
         profile,
         windows,
         threads,
+        busy_cores,
+        other_cores,
     )
 
 
@@ -310,6 +363,8 @@ def run_child(args: argparse.Namespace, mode: str) -> RunResult:
     command += ["--latency-ms", str(args.latency_ms)] + (["--profile"] if args.profile else [])
     busy = start_busy_core() if mode == "busy" else None
     try:
+        if busy is not None:
+            command += ["--busy-pid", str(busy.pid)]
         out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
     finally:
         if busy is not None:
@@ -320,15 +375,17 @@ def run_child(args: argparse.Namespace, mode: str) -> RunResult:
 
 def summary_lines(results: list[RunResult]) -> list[str]:
     lines = [
-        "| load | run | cycle wall | heartbeats | p50 | p99 | p99.9 | longest | at | > 50 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| load | run | busy core | others | cycle wall | heartbeats | p50 | p99 | p99.9 | longest | at "
+        "| > 50 ms |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     numbers: collections.Counter[str] = collections.Counter()
     for r in results:
         numbers[r.mode] += 1
         over = sum(1 for s in r.stalls if s > TARGET_MS)
         lines.append(
-            f"| {'one core busy' if r.mode == 'busy' else 'quiet'} | {numbers[r.mode]} | {r.wall_s:.1f} s "
+            f"| {'one core busy' if r.mode == 'busy' else 'quiet'} | {numbers[r.mode]} "
+            f"| {_cores(r.busy_cores)} | {_cores(r.other_cores)} | {r.wall_s:.1f} s "
             f"| {r.beats:,} | {r.percentile(0.5):.1f} | {r.percentile(0.99):.1f} | "
             f"{r.percentile(0.999):.1f} | **{r.longest:.1f}** | {r.longest_at_s:.1f} s | {over} |"
         )
@@ -344,6 +401,10 @@ def summary_lines(results: list[RunResult]) -> list[str]:
     return lines
 
 
+def _cores(value: float | None) -> str:
+    return "?" if value is None else f"{value:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -356,6 +417,7 @@ def main() -> None:
     load.add_argument("--compare", action="store_true", help="quiet and busy runs, alternately")
     parser.add_argument("--profile", action="store_true", help="sample the stacks during stalls")
     parser.add_argument("--child", choices=("quiet", "busy"), help=argparse.SUPPRESS)
+    parser.add_argument("--busy-pid", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.rows < 1 or args.latency_ms < 0 or args.runs < 1:
         parser.error("--rows and --runs must be at least 1, --latency-ms at least 0")
@@ -380,7 +442,8 @@ def main() -> None:
                 print(line)
     print()
     print("Stalls are how late each 10 ms heartbeat came, in ms; 'at' is when the longest began, from the")
-    print("start of the cycle.")
+    print("start of the cycle. 'busy core' and 'others' are the cores kept busy on average through the")
+    print("measurement by the busy-core process and by every process outside the benchmark.")
     for line in summary_lines(results):
         print(line)
 
