@@ -79,7 +79,7 @@ def test_what_start_up_built_is_kept_out_of_later_collections(
         frozen = gc.get_freeze_count()
         assert frozen > 10_000
         gc_guard.freeze_startup_heap()  # once per process
-        assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() <= frozen  # nothing more (frozen objects may still be freed)
     finally:
         # The test process goes on to build and close many windows: their garbage must stay collectable.
         gc.unfreeze()
