@@ -62,6 +62,9 @@ class RunResult:
     #: process outside the benchmark (other users' work); None where /proc cannot tell.
     busy_cores: float | None = None
     other_cores: float | None = None
+    #: Of how late the beats later than 25 ms came, in all (ms): the GUI thread on a CPU (its own
+    #: work), ready but waiting for a CPU (the machine busy), and asleep though due (the GIL).
+    split: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def percentile(self, q: float) -> float:
         if not self.stalls:
@@ -221,6 +224,46 @@ def _machine_busy_seconds() -> float | None:
     return (sum(values[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
+class ThreadClock:
+    """The calling thread's time as the kernel counts it: on a CPU, and ready but waiting for one."""
+
+    def __init__(self) -> None:
+        path = f"/proc/self/task/{threading.get_native_id()}/schedstat"
+        try:
+            self._fd: int | None = os.open(path, os.O_RDONLY)
+        except OSError:
+            self._fd = None
+
+    def read(self) -> tuple[float, float]:
+        """Milliseconds on a CPU and waiting for one, so far (zeros where the kernel does not say)."""
+        if self._fd is None:
+            return 0.0, 0.0
+        on_cpu, waiting = os.pread(self._fd, 128, 0).split()[:2]
+        return int(on_cpu) / 1e6, int(waiting) / 1e6
+
+
+#: Beats later than this are split into the GUI thread's work, waiting for a CPU and waiting for the GIL.
+SPLIT_AFTER_MS = 25.0
+
+
+def split_lateness(gaps: list[tuple[float, float, float, float]]) -> tuple[float, float, float]:
+    """How late the late beats came, in all: on a CPU, waiting for a CPU, and the rest (the GIL).
+
+    A gap between beats is the 10 ms tick, asleep, plus the lateness; a GUI thread that is neither on
+    a CPU nor waiting for one while its timer is overdue is waiting for the GIL.
+    """
+    work = no_cpu = gil = 0.0
+    for _at, gap, cpu, runq in gaps:
+        late = gap - TICK_MS
+        if late <= SPLIT_AFTER_MS:
+            continue
+        cpu, runq = min(cpu, late), min(runq, late)
+        work += cpu
+        no_cpu += min(runq, late - cpu)
+        gil += max(0.0, late - cpu - runq)
+    return work, no_cpu, gil
+
+
 class LoadMeter:
     """What else kept the machine busy during a measurement: the busy core, and everyone else."""
 
@@ -276,7 +319,10 @@ def one_run(args: argparse.Namespace, mode: str) -> RunResult:
             while console.window.writebacks.model.rowCount() == 0 and time.monotonic() < deadline:
                 app.processEvents()
 
-            gaps: list[tuple[float, float]] = []  # (beat before, gap in ms)
+            # (beat before, gap in ms, of which on a CPU, of which waiting for a CPU)
+            gaps: list[tuple[float, float, float, float]] = []
+            thread_clock = ThreadClock()
+            last_split = [thread_clock.read()]
             clock = QElapsedTimer()
             clock.start()
             last_ns = [clock.nsecsElapsed()]
@@ -285,8 +331,11 @@ def one_run(args: argparse.Namespace, mode: str) -> RunResult:
 
             def beat() -> None:
                 now = clock.nsecsElapsed()
-                gaps.append((last_beat[0], (now - last_ns[0]) / 1e6))
+                cpu, runq = thread_clock.read()
+                was_cpu, was_runq = last_split[0]
+                gaps.append((last_beat[0], (now - last_ns[0]) / 1e6, cpu - was_cpu, runq - was_runq))
                 last_ns[0] = now
+                last_split[0] = (cpu, runq)
                 last_beat[0] = time.perf_counter()
 
             heartbeat = QTimer()
@@ -334,7 +383,7 @@ def one_run(args: argparse.Namespace, mode: str) -> RunResult:
             sim.terminate()
             sim.wait()
     gaps = gaps[1:]  # the first beat measures from before the run was asked for
-    late = [(at, gap - TICK_MS) for at, gap in gaps]
+    late = [(at, gap - TICK_MS) for at, gap, _, _ in gaps]
     longest_at, _ = max(late, key=lambda item: item[1], default=(started, 0.0))
     windows = sorted(late, key=lambda item: -item[1])[:10]
     profile = sampler.report(windows[:5], callbacks, started) if sampler is not None else []
@@ -350,6 +399,7 @@ def one_run(args: argparse.Namespace, mode: str) -> RunResult:
         threads,
         busy_cores,
         other_cores,
+        split_lateness(gaps),
     )
 
 
@@ -376,8 +426,8 @@ def run_child(args: argparse.Namespace, mode: str) -> RunResult:
 def summary_lines(results: list[RunResult]) -> list[str]:
     lines = [
         "| load | run | busy core | others | cycle wall | heartbeats | p50 | p99 | p99.9 | longest | at "
-        "| > 50 ms |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| > 50 ms | late > 25 ms: GUI work / no CPU / GIL |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     numbers: collections.Counter[str] = collections.Counter()
     for r in results:
@@ -387,7 +437,8 @@ def summary_lines(results: list[RunResult]) -> list[str]:
             f"| {'one core busy' if r.mode == 'busy' else 'quiet'} | {numbers[r.mode]} "
             f"| {_cores(r.busy_cores)} | {_cores(r.other_cores)} | {r.wall_s:.1f} s "
             f"| {r.beats:,} | {r.percentile(0.5):.1f} | {r.percentile(0.99):.1f} | "
-            f"{r.percentile(0.999):.1f} | **{r.longest:.1f}** | {r.longest_at_s:.1f} s | {over} |"
+            f"{r.percentile(0.999):.1f} | **{r.longest:.1f}** | {r.longest_at_s:.1f} s | {over} "
+            f"| {' / '.join(f'{v:.0f}' for v in r.split)} ms |"
         )
     for mode in ("quiet", "busy"):
         of_mode = [r.longest for r in results if r.mode == mode]
@@ -443,7 +494,9 @@ def main() -> None:
     print()
     print("Stalls are how late each 10 ms heartbeat came, in ms; 'at' is when the longest began, from the")
     print("start of the cycle. 'busy core' and 'others' are the cores kept busy on average through the")
-    print("measurement by the busy-core process and by every process outside the benchmark.")
+    print("measurement by the busy-core process and by every process outside the benchmark. The last")
+    print("column splits how late the beats over 25 ms came, in all, by what the kernel saw of the GUI")
+    print("thread: on a CPU, ready but waiting for a CPU, or asleep though due (waiting for the GIL).")
     for line in summary_lines(results):
         print(line)
 
