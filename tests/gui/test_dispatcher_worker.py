@@ -7,15 +7,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from PySide6.QtCore import QEvent, QObject
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QToolBar, QToolButton
+from PySide6.QtWidgets import QApplication, QToolBar, QToolButton
 from pytestqt.qtbot import QtBot
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers.builders import enqueue, item
 from tests.helpers.dispatching import client_for
 from tests.helpers.simulator import MakeSimulator
-from writeback_console.dispatch.summary import CycleSummary
+from writeback_console.dispatch.summary import CycleProgress, CycleSummary
 from writeback_console.domain import Kind, Status, utcnow
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.settings import AppSettings
@@ -342,3 +343,59 @@ def test_pause_pressed_during_a_run_shows_resume_at_once_and_says_the_run_ends_f
     finally:
         console.shut_down()
         services.close()
+
+
+class _LayoutRequests(QObject):
+    """The layout requests a widget receives, by widget."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: The widgets asked, by class and object name.
+        self.asked: list[str] = []
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.LayoutRequest:
+            self.asked.append(f"{type(watched).__name__} {watched.objectName()}")
+        return False
+
+
+def test_progress_during_a_run_does_not_lay_the_window_out_again(qtbot: QtBot, console: Console) -> None:
+    # Every relayout of the window calls the filter bar's Python layout; while the dispatcher's threads
+    # hold the GIL, each of those calls waits for it, and the window stalled for 200 ms per progress.
+    window, status = console.window, console.status
+    window.resize(1024, 700)
+    window.show()
+    qtbot.waitExposed(window)
+    status.show_state(DispatcherState("running", None))
+    status.show_progress(CycleProgress(200, 0, 0, 0, 16, 4800))
+    qtbot.wait(50)
+    # A change of size in the status bar's words starts at the dispatcher's own widget, whose layout
+    # asks to be done again, and goes from there up to the window (whatever else the window does).
+    requests = _LayoutRequests()
+    status.installEventFilter(requests)
+    for done in (400, 1000, 1111, 2500, 4321, 4999):
+        status.show_progress(CycleProgress(200, done, done // 100, 0, 16, 5000 - done))
+        QApplication.processEvents()
+        assert status.state_label.text().startswith(f"Dispatcher running: {done:,} sent")
+    qtbot.wait(50)
+    assert requests.asked == []
+    label = status.state_label
+    assert label.width() >= label.fontMetrics().horizontalAdvance(label.text())  # never cut short
+
+
+def test_a_run_starting_and_ending_leaves_the_list_its_size(qtbot: QtBot, console: Console) -> None:
+    # The progress bar is taller than the status bar's words: a status bar that grew when it appeared
+    # resized the list, which was then painted again whole while the dispatcher's threads held the GIL.
+    window, status = console.window, console.status
+    window.resize(1024, 700)
+    window.show()
+    qtbot.waitExposed(window)
+    table = window.writebacks.table
+    before = table.geometry()
+    status.show_state(DispatcherState("running", None))
+    qtbot.wait(50)
+    assert status.progress_bar.isVisible()
+    assert table.geometry() == before
+    status.show_state(DispatcherState("idle", None))
+    qtbot.wait(50)
+    assert not status.progress_bar.isVisible() and table.geometry() == before

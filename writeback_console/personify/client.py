@@ -6,6 +6,7 @@ import email.utils
 import http.client
 import json
 import logging
+import os
 import re
 import socket
 import ssl
@@ -89,11 +90,30 @@ class PersonifyClient:
         # Given with each request: REQUESTS_CA_BUNDLE would otherwise win over a session's own setting.
         self._verify: bool | str = settings.ca_bundle or settings.verify_tls
         self._session.verify = self._verify
+        #: What each request is given as ``verify``: None lets requests take the environment's bundle.
+        self._request_verify: bool | str | None = self._verify if self._verify is not True else None
+        if self._tracked:
+            self._read_environment_once()
         self._session.headers.update({"Accept": "application/json", "User-Agent": "writeback-console"})
         self._timeout = (settings.connect_timeout, settings.read_timeout)
         self._template: Mapping[str, Any] | None = None
         self._template_lock = threading.Lock()
         self._guards = threading.local()
+
+    def _read_environment_once(self) -> None:
+        """Take the proxies and the CA bundle from the environment now, as requests would take them.
+
+        requests reads the whole environment twice for every request (0.3 ms of Python, a quarter of
+        what sending a writeback costs, while holding the GIL the console's window needs). Every
+        request of this client goes to its one service root, so once is enough.
+        """
+        session = self._session
+        session.proxies.update(requests.utils.get_environ_proxies(self.settings.root))
+        if self._verify is True:
+            self._request_verify = (
+                os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+            )
+        session.trust_env = False
 
     @contextmanager
     def guarded(self, guard: transport.RequestGuard | None) -> Iterator[None]:
@@ -469,7 +489,7 @@ class PersonifyClient:
                     timeout=timeout,
                     stream=True,
                     allow_redirects=False,
-                    verify=self._verify if self._verify is not True else None,
+                    verify=self._request_verify,
                 )
                 try:
                     success = 200 <= response.status_code < 300

@@ -200,6 +200,8 @@ def main(
     console = open_console(services)
     console.window.fit_to_screen()
     console.window.show()
+    # What start-up built lives as long as the window: no garbage collection need traverse it again.
+    gc_guard.freeze_startup_heap()
     watcher = InterruptWatch(app, console.window)
     try:
         return int(app.exec())

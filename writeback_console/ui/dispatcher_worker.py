@@ -371,12 +371,17 @@ class DispatcherStatus(QWidget):
         self._run_tip: str | None = None
         #: What the state label says of the run under way (a pause asked for meanwhile is added to it).
         self._running_text = "Dispatcher running…"
+        #: The widest text the run under way can show (its total as both counts).
+        self._running_room = ""
         layout = QHBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         self.state_label = QLabel("Dispatcher starting…")
+        #: The mode whose texts the state label's width is held for (see ``_say``).
+        self._held_for: str | None = None
         self.progress_bar = QProgressBar()
-        self.progress_bar.setMaximumWidth(160)
         self.progress_bar.setTextVisible(True)
+        # A fixed size: its value and text change with every progress without laying the window out.
+        self.progress_bar.setFixedSize(160, self.progress_bar.sizeHint().height())
         self.progress_bar.hide()
         self.last_label = ElidedLabel()
         self.run_button = QToolButton()
@@ -392,6 +397,10 @@ class DispatcherStatus(QWidget):
         layout.addWidget(self.last_label, 1)
         layout.addWidget(self.run_button)
         layout.addWidget(self.pause_button)
+        # As tall as while a run shows its progress bar: when a run starts, the status bar keeps its
+        # height, so the list above it is not resized and painted again whole (under a busy dispatcher
+        # that repaint stalled the window for 200 ms and more).
+        self.setMinimumHeight(max(self.sizeHint().height(), self.progress_bar.height()))
         worker = controller.worker
         worker.state_changed.connect(self.show_state)
         worker.progress.connect(self.show_progress)
@@ -407,6 +416,8 @@ class DispatcherStatus(QWidget):
 
     @Slot(object)
     def show_state(self, state: DispatcherState) -> None:
+        if state.mode == "running" and self._state.mode != "running":
+            self._running_room = ""
         self._state = state
         self._show_controls(state)
         if state.mode == "running":
@@ -461,11 +472,31 @@ class DispatcherStatus(QWidget):
         self.progress_bar.setValue(done)
         self.progress_bar.setFormat(f"{done:,} / {total:,}")
         self._running_text = f"Dispatcher running: {p.sent:,} sent, {p.failed:,} failed"
+        # All of it sent, or all of it failed: as wide as the counts of this run can make the text.
+        self._running_room = f"Dispatcher running: {total:,} sent, {total:,} failed"
         self._show_running()
 
     def _show_running(self) -> None:
         ending = " (pauses when this run ends)" if self._state.paused else ""
-        self.state_label.setText(self._running_text + ending)
+        self._say(self._running_text + ending, self._running_room + ending)
+
+    def _say(self, text: str, room_for: str = "") -> None:
+        """Show the state in words without laying the window out again at every change of them.
+
+        A label whose size hint changes makes the whole window lay itself out again, and with it the
+        filter bar's layout, which is Python: while the dispatcher's threads keep the GIL busy, each of
+        those calls waits for it (a run's progress stalled the window for 200 ms). So the label keeps a
+        fixed size, as wide as ``room_for`` (the widest text the run can come to), widened only when a
+        text does not fit, and sized afresh when the dispatcher's mode changes.
+        """
+        label = self.state_label
+        metrics = label.fontMetrics()
+        needed = max(metrics.horizontalAdvance(text), metrics.horizontalAdvance(room_for))
+        needed += 2 * label.margin() + 2
+        if self._held_for != self._state.mode or label.maximumWidth() < needed:
+            label.setFixedSize(needed, label.sizeHint().height())
+            self._held_for = self._state.mode
+        label.setText(text)
 
     @Slot(object)
     def show_summary(self, summary: CycleSummary) -> None:
@@ -485,9 +516,9 @@ class DispatcherStatus(QWidget):
             self._show_running()
             return
         if state.mode == "paused":
-            self.state_label.setText("Dispatcher paused")
+            self._say("Dispatcher paused")
         elif state.mode == "stopping":
-            self.state_label.setText("Dispatcher stopping…")
+            self._say("Dispatcher stopping…")
         elif state.next_run_at is not None:
             left = max(0, int(state.next_run_at - time.monotonic()))
-            self.state_label.setText(f"Next run in {left // 60}:{left % 60:02d}")
+            self._say(f"Next run in {left // 60}:{left % 60:02d}")
