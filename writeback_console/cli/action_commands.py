@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 
 from writeback_console import operations
 from writeback_console.cli.common import (
@@ -123,6 +124,60 @@ def cmd_discard(args: argparse.Namespace) -> int:
     for refusal in result.skipped:
         print(f"skipped {refusal.ref}: {refusal.reason}", file=sys.stderr)
     print(f"{_writebacks(len(result.discarded))} discarded; a manual retry sends one again")
+    return EXIT_OK
+
+
+def _pruned_words(counts: Mapping[Status, int], capped: bool = False) -> str:
+    plus = "+" if capped else ""
+    parts = [f"{n:,}{plus} {status.label}" for status, n in counts.items() if n or status is Status.SENT]
+    return " and ".join(parts) + (" writeback" if sum(counts.values()) == 1 else " writebacks")
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1_000_000:,.1f} MB"
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    factory = open_queue(args)
+    preview = operations.preview_prune(factory, args.older_than_days)
+    before = f"finished before {iso(preview.cutoff)}"
+    if preview.total == 0:
+        print(f"nothing to prune: no Sent or No Remote Recipients writeback {before}")
+    elif args.dry_run:
+        print(
+            f"{_pruned_words(preview.counts, preview.capped)} {before} would be deleted; nothing was changed"
+        )
+        print("  kept whatever their age: Error, New, Scheduled, Processing, Cancelled, Discarded, and")
+        print("  mailing activity whose deliveries record what each recipient got")
+        return EXIT_OK
+    else:
+        rows = _pruned_words(preview.counts, preview.capped)
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise CommandError(
+                    f"{rows} {before} would be deleted; this is not a terminal to ask on, so add --yes "
+                    "to go ahead (or --dry-run to count them first)",
+                    EXIT_BAD_INPUT,
+                )
+            answer = input(f"Delete {rows} {before}? Their audit entries are kept. [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing was changed")
+                return EXIT_OK
+
+        def progress(done: operations.PruneProgress) -> None:
+            print(f"  deleted {done.total:,} of about {preview.total:,}…", file=sys.stderr, flush=True)
+
+        result = operations.prune(factory, args.older_than_days, actor=current_actor(), on_batch=progress)
+        print(
+            f"deleted {_pruned_words(result.deleted)} {before} in {result.batches:,} batch(es), "
+            f"the longest {result.longest_batch_seconds:.2f} s; their audit entries are kept"
+        )
+    if args.vacuum:
+        sizes = operations.vacuum(factory)
+        if sizes is None:
+            print("vacuumed: PostgreSQL reuses the space for new rows")
+        else:
+            print(f"the database file went from {_megabytes(sizes[0])} to {_megabytes(sizes[1])}")
     return EXIT_OK
 
 
