@@ -363,10 +363,15 @@ def daily_prune(
     None when the setting is off or another dispatcher pruned within the day.
     """
     try:
-        with write_transaction(factory) as session:
+        # Read first: most runs find retention off or done for the day, and take no write lock for it.
+        with read_session(factory) as session:
             days = prune_after_days(session)
             if days is None:
                 return None
+            last = session.get(Setting, (ALL_ACCOUNTS, LAST_PRUNE))
+            if last is not None and last.updated_at > database_now(session) - DAILY:
+                return None
+        with write_transaction(factory) as session:
             now = database_now(session)
             if not claim_daily_prune(session, now, by=by):
                 return None
