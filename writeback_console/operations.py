@@ -370,26 +370,26 @@ def set_account_switches(
     factory: Factory, changes: Mapping[str, Any], *, actor: str, account: str = switches.ALL_ACCOUNTS
 ) -> None:
     """Change switches (``switches.WRITEBACK_ENABLED``, ``AUTO_MAILING_ACTIVITY_DAYS``) together, for
-    every account (the default) or for one Informz account; ``retention.PRUNE_AFTER_DAYS`` (days, or
+    every account (the default) or for one Informz account; ``switches.PRUNE_SENT_AFTER_DAYS`` (days, or
     None for never) only for every account, since retention is the queue's."""
     unknown = set(changes) - {
         switches.WRITEBACK_ENABLED,
         switches.AUTO_MAILING_ACTIVITY_DAYS,
-        retention.PRUNE_AFTER_DAYS,
+        switches.PRUNE_SENT_AFTER_DAYS,
     }
     if unknown:
         raise QueueError(f"no account switch called {', '.join(sorted(unknown))}")
-    if retention.PRUNE_AFTER_DAYS in changes:
-        prune_days = changes[retention.PRUNE_AFTER_DAYS]
+    if switches.PRUNE_SENT_AFTER_DAYS in changes:
+        prune_days = changes[switches.PRUNE_SENT_AFTER_DAYS]
         if account != switches.ALL_ACCOUNTS:
-            raise QueueError(f"{retention.PRUNE_AFTER_DAYS}: retention is set for every account at once")
+            raise QueueError(f"{switches.PRUNE_SENT_AFTER_DAYS}: retention is set for every account at once")
         if prune_days is not None and (
             isinstance(prune_days, bool)
             or not isinstance(prune_days, int)
             or retention_days_problem(prune_days)
         ):
             raise QueueError(
-                f"{retention.PRUNE_AFTER_DAYS}: "
+                f"{switches.PRUNE_SENT_AFTER_DAYS}: "
                 + (
                     retention_days_problem(prune_days) or ""
                     if isinstance(prune_days, int) and not isinstance(prune_days, bool)

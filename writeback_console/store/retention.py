@@ -35,7 +35,7 @@ from writeback_console.store.engine import read_session, write_transaction
 from writeback_console.store.lifecycle import database_now
 from writeback_console.store.models import Delivery, PrunedWriteback, Setting, Writeback
 from writeback_console.store.rows import CHUNK, W, chunks, rows_changed
-from writeback_console.store.switches import ALL_ACCOUNTS, get_setting
+from writeback_console.store.switches import ALL_ACCOUNTS, PRUNE_SENT_AFTER_DAYS, get_setting
 
 #: Rows deleted per transaction: a few hundred milliseconds of write lock at most (see bench/prune.py).
 BATCH = 2000
@@ -45,8 +45,6 @@ COUNT_CAP = 1_000_000
 #: when more are left, the next run goes on.
 DAILY_LIMIT = 50_000
 
-#: Days after which the dispatcher deletes Sent (and No Remote Recipients) writebacks; absent: never.
-PRUNE_AFTER_DAYS = "prune_sent_after_days"
 #: When the daily prune last began (bookkeeping, not a setting anyone changes; never audited).
 LAST_PRUNE = "retention_last_prune"
 #: How often the daily prune runs, across every dispatcher on the queue.
@@ -306,7 +304,7 @@ def pruned_mailing_ids() -> Any:
 
 def prune_after_days(session: Session) -> int | None:
     """The daily prune's age in days, or None when it is off."""
-    days = get_setting(session, PRUNE_AFTER_DAYS)
+    days = get_setting(session, PRUNE_SENT_AFTER_DAYS)
     if isinstance(days, bool) or not isinstance(days, int) or retention_days_problem(days):
         return None
     return days

@@ -65,7 +65,7 @@ def test_a_pruned_mailing_never_gets_its_recipients_written_twice(
 
 
 def _switch_on(factory: Factory, days: int = 180) -> None:
-    operations.set_account_switches(factory, {retention.PRUNE_AFTER_DAYS: days}, actor="advisor")
+    operations.set_account_switches(factory, {switches.PRUNE_SENT_AFTER_DAYS: days}, actor="advisor")
 
 
 def _last_prune_a_day_ago(factory: Factory) -> None:
@@ -142,13 +142,13 @@ def test_the_retention_setting_is_for_every_account_and_at_least_seven_days(fact
     with pytest.raises(QueueError, match="shorter than the 7 days"):
         _switch_on(factory, 3)
     with pytest.raises(QueueError, match="a number of days, or never"):
-        operations.set_account_switches(factory, {retention.PRUNE_AFTER_DAYS: "180"}, actor="advisor")
+        operations.set_account_switches(factory, {switches.PRUNE_SENT_AFTER_DAYS: "180"}, actor="advisor")
     with pytest.raises(QueueError, match="every account at once"):
         operations.set_account_switches(
-            factory, {retention.PRUNE_AFTER_DAYS: 180}, actor="advisor", account="Main"
+            factory, {switches.PRUNE_SENT_AFTER_DAYS: 180}, actor="advisor", account="Main"
         )
     _switch_on(factory, 30)
-    operations.set_account_switches(factory, {retention.PRUNE_AFTER_DAYS: None}, actor="advisor")
+    operations.set_account_switches(factory, {switches.PRUNE_SENT_AFTER_DAYS: None}, actor="advisor")
     assert operations.account_switches(factory).prune_sent_after_days is None
     with read_session(factory) as session:
-        assert switches.get_setting(session, retention.PRUNE_AFTER_DAYS) is None
+        assert switches.get_setting(session, switches.PRUNE_SENT_AFTER_DAYS) is None
