@@ -307,3 +307,12 @@ def test_automatic_scheduling_does_not_give_a_pruned_mailing_activity_back(facto
     with write_transaction(factory) as session:
         assert operator_actions.auto_schedule_mailings(session, now=TODAY, actor="dispatcher") == []
     assert not _exists(factory, wid)
+
+
+def test_a_pruned_rows_reference_is_never_queued_again(factory: Factory, queue: Queue) -> None:
+    # Importing an old file a second time must not write its writebacks to Personify360 again.
+    with read_session(factory) as session:
+        ref = listing.get_writeback(session, queue.ids[Status.SENT]).ref
+    _prune(factory)
+    with pytest.raises(QueueError, match=f"reference {ref} is already in use"):
+        enqueue(factory, item(email="sent@example.org", ref=ref))
