@@ -4,14 +4,15 @@ Reports the rows deleted, the time per 100,000, the longest single batch transac
 writer may wait), that the kept totals still equal a real count, and (SQLite) the file size before and
 after VACUUM.
 
-Run: .venv/bin/python bench/prune.py [--rows 1000000] [--days 400] [--older-than 180]
-     [--db-url postgresql+psycopg://…/an_empty_database (left filled)] [--db-dir DIR]
+Run: PYTHONPATH=. .venv/bin/python bench/prune.py [--rows 1000000] [--days 400] [--older-than 180]
+     [--template FILE] [--db-url postgresql+psycopg://…/an_empty_database (left filled)] [--db-dir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
 import platform
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -37,17 +38,29 @@ def main() -> None:
     parser.add_argument("--older-than", type=int, default=180, help="prune rows finished this many days ago")
     parser.add_argument("--db-url", help="an empty PostgreSQL database (default: a new SQLite file)")
     parser.add_argument("--db-dir", type=Path, default=None)
+    parser.add_argument(
+        "--template",
+        type=Path,
+        help="SQLite: a seeded copy kept here on the first run and copied on the next (seeding is slow)",
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.db_dir) as folder:
         path = Path(folder) / "bench.sqlite3"
-        engine = make_engine(args.db_url or f"sqlite:///{path}")
-        upgrade(engine)
-        started = time.perf_counter()
-        seed(engine, args.rows, days=args.days)
+        if args.template is not None and args.template.exists() and not args.db_url:
+            shutil.copyfile(args.template, path)
+            engine = make_engine(f"sqlite:///{path}")
+            print(f"copied the seeded queue {args.template}")
+        else:
+            engine = make_engine(args.db_url or f"sqlite:///{path}")
+            upgrade(engine)
+            started = time.perf_counter()
+            seed(engine, args.rows, days=args.days)
+            seeded = time.perf_counter() - started
+            print(f"seeded {args.rows:,} writebacks over {args.days} days in {seeded:.0f} s")
+            if args.template is not None and not args.db_url:
+                engine.dispose()  # the last connection to close folds the WAL into the file
+                shutil.copyfile(path, args.template)
         print(f"machine: {platform.machine()} python {platform.python_version()}; {engine.dialect.name}")
-        print(
-            f"seeded {args.rows:,} writebacks over {args.days} days in {time.perf_counter() - started:.0f} s"
-        )
         factory = make_session_factory(engine)
         preview = operations.preview_prune(factory, args.older_than)
         print(

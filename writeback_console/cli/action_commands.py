@@ -258,6 +258,8 @@ def cmd_account(args: argparse.Namespace) -> int:
         changes[switches.WRITEBACK_ENABLED] = args.writeback == "on"
     if args.auto_days is not None:
         changes[switches.AUTO_MAILING_ACTIVITY_DAYS] = args.auto_days[0]
+    if args.prune_after is not None:
+        changes[switches.PRUNE_SENT_AFTER_DAYS] = args.prune_after[0]
     account = args.informz_account or switches.ALL_ACCOUNTS
     if changes:
         operations.set_account_switches(factory, changes, actor=current_actor(), account=account)
@@ -270,4 +272,10 @@ def cmd_account(args: argparse.Namespace) -> int:
         "mailing activity by itself: "
         + ("never" if days is None else f"{days} day(s) after each mailing was sent")
     )
+    if not args.informz_account:
+        prune = now.prune_sent_after_days
+        print(
+            "delete sent writebacks: "
+            + ("never" if prune is None else f"older than {prune} days, once a day (every account)")
+        )
     return EXIT_OK

@@ -60,6 +60,12 @@ def age_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _age_or_never(text: str) -> int | None:
+    if text.strip().lower() in ("never", "off", "none"):
+        return None
+    return age_arg(text)
+
+
 def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("filters (all must match)")
     group.add_argument("--status", action="append", metavar="S", help="status; repeat or comma-separate")
@@ -253,6 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
         nargs=1,
         metavar="DAYS|never",
         help="send each mailing's activity by itself this many days after it was sent",
+    )
+    p.add_argument(
+        "--prune-sent-after",
+        dest="prune_after",
+        type=_age_or_never,
+        nargs=1,
+        metavar="AGE|never",
+        help="every account: a dispatcher deletes Sent writebacks older than this once a day (180d, 26w…)",
     )
 
     db = command("db", "run_commands.cmd_db_upgrade", "database maintenance")

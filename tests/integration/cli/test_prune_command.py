@@ -106,3 +106,16 @@ def test_prune_with_vacuum_gives_the_sqlite_file_space_back(
     assert code == 0 and "deleted 300 Sent writebacks" in out
     before, after = (float(x.split()[0]) for x in out.split("went from ")[1].split(" to "))
     assert after < before
+
+
+def test_the_daily_retention_is_set_with_account_for_every_account_only(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, _ = run_cli(capsys, sqlite_url, "account")
+    assert code == 0 and "delete sent writebacks: never" in out
+    code, out, _ = run_cli(capsys, sqlite_url, "account", "--prune-sent-after", "26w")
+    assert code == 0 and "delete sent writebacks: older than 182 days, once a day (every account)" in out
+    code, _, err = run_cli(capsys, sqlite_url, "account", "--account", "Main", "--prune-sent-after", "180d")
+    assert code == 1 and "retention is set for every account at once" in err
+    code, out, _ = run_cli(capsys, sqlite_url, "account", "--prune-sent-after", "never")
+    assert code == 0 and "delete sent writebacks: never" in out
