@@ -98,16 +98,19 @@ class Position:
     """Where the next batch starts: past the rows already looked at that stay (mailing activity kept
     for its deliveries), so that they are not read again and again."""
 
+    #: The (sent_at, id) and (created_at, id) of the last Sent and No Remote Recipients rows looked at.
     sent: tuple[datetime, int] | None = None
-    no_remote: int = 0
+    no_remote: tuple[datetime, int] | None = None
     sent_done: bool = False
 
 
 def _next_candidates(session: Session, cutoff: datetime, position: Position, size: int) -> list[Candidate]:
     found: list[Candidate] = []
     if not position.sent_done:
+        # Along ix_writeback_sent_at, stopping after ``size``: SQLite would rather take the status index
+        # and sort every Sent row for each batch, so the status is compared in a form no index serves.
         query = select(W.id, W.ref, W.kind, W.status, W.mailing_id, W.sent_at).where(
-            W.status == Status.SENT.value, W.sent_at < cutoff
+            W.status.concat("") == Status.SENT.value, W.sent_at < cutoff
         )
         if position.sent is not None:
             at, after = position.sent
@@ -119,19 +122,17 @@ def _next_candidates(session: Session, cutoff: datetime, position: Position, siz
             position.sent = (rows[-1].sent_at, rows[-1].id)
         found = [Candidate(r.id, r.ref, r.kind, r.status, r.mailing_id, r.sent_at) for r in rows]
     if len(found) < size:
-        rows = session.execute(
-            select(W.id, W.ref, W.kind, W.status, W.mailing_id, W.updated_at)
-            .where(
-                W.status == Status.NO_REMOTE_RECIPIENTS.value,
-                W.updated_at < cutoff,
-                W.id > position.no_remote,
-            )
-            .order_by(W.id)
-            .limit(size - len(found))
-        ).all()
-        if rows:
-            position.no_remote = rows[-1].id
-        found += [Candidate(r.id, r.ref, r.kind, r.status, r.mailing_id, r.updated_at) for r in rows]
+        # Along ix_writeback_status_created_at (few rows are No Remote Recipients: one per mailing).
+        nrr_query = select(W.id, W.ref, W.kind, W.status, W.mailing_id, W.created_at, W.updated_at).where(
+            W.status == Status.NO_REMOTE_RECIPIENTS.value, W.updated_at < cutoff
+        )
+        if position.no_remote is not None:
+            at, after = position.no_remote
+            nrr_query = nrr_query.where(or_(W.created_at > at, and_(W.created_at == at, W.id > after)))
+        nrr = session.execute(nrr_query.order_by(W.created_at, W.id).limit(size - len(found))).all()
+        if nrr:
+            position.no_remote = (nrr[-1].created_at, nrr[-1].id)
+        found += [Candidate(r.id, r.ref, r.kind, r.status, r.mailing_id, r.updated_at) for r in nrr]
     return found
 
 
