@@ -107,10 +107,13 @@ class Position:
 def _next_candidates(session: Session, cutoff: datetime, position: Position, size: int) -> list[Candidate]:
     found: list[Candidate] = []
     if not position.sent_done:
-        # Along ix_writeback_sent_at, stopping after ``size``: SQLite would rather take the status index
-        # and sort every Sent row for each batch, so the status is compared in a form no index serves.
+        # Along ix_writeback_sent_at, stopping after ``size``. SQLite's planner would rather take the status
+        # index and sort every Sent row for each batch, so there the status is compared in a form no index
+        # serves; PostgreSQL chooses the ordered range by itself (and would misjudge that form).
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        status = W.status.concat("") if sqlite else W.status
         query = select(W.id, W.ref, W.kind, W.status, W.mailing_id, W.sent_at).where(
-            W.status.concat("") == Status.SENT.value, W.sent_at < cutoff
+            status == Status.SENT.value, W.sent_at < cutoff
         )
         if position.sent is not None:
             at, after = position.sent
@@ -129,7 +132,7 @@ def _next_candidates(session: Session, cutoff: datetime, position: Position, siz
         if position.no_remote is not None:
             at, after = position.no_remote
             nrr_query = nrr_query.where(or_(W.created_at > at, and_(W.created_at == at, W.id > after)))
-        nrr = session.execute(nrr_query.order_by(W.created_at, W.id).limit(size - len(found))).all()
+        nrr = session.execute(nrr_query.order_by(W.status, W.created_at, W.id).limit(size - len(found))).all()
         if nrr:
             position.no_remote = (nrr[-1].created_at, nrr[-1].id)
         found += [Candidate(r.id, r.ref, r.kind, r.status, r.mailing_id, r.updated_at) for r in nrr]
