@@ -22,7 +22,7 @@ from sqlalchemy import text
 from writeback_console import operations
 from writeback_console.demo.seed import seed
 from writeback_console.domain import Status
-from writeback_console.store import counters
+from writeback_console.store import counters, retention
 from writeback_console.store.engine import make_engine, make_session_factory
 from writeback_console.store.migrate import upgrade
 
@@ -75,7 +75,7 @@ def main() -> None:
         per_100k = elapsed / max(result.total, 1) * 100_000
         print(
             f"deleted {result.total:,} in {elapsed:.1f} s ({per_100k:.1f} s per 100,000) in "
-            f"{result.batches:,} batches of up to 2,000; longest batch transaction "
+            f"{result.batches:,} batches of up to {retention.BATCH:,}; longest batch transaction "
             f"{result.longest_batch_seconds * 1000:.0f} ms"
         )
         with factory() as session:

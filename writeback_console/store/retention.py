@@ -37,13 +37,13 @@ from writeback_console.store.models import Delivery, PrunedWriteback, Setting, W
 from writeback_console.store.rows import CHUNK, W, chunks, rows_changed
 from writeback_console.store.switches import ALL_ACCOUNTS, PRUNE_SENT_AFTER_DAYS, get_setting
 
-#: Rows deleted per transaction: a few hundred milliseconds of write lock at most (see bench/prune.py).
-BATCH = 2000
+#: Rows deleted per transaction: a few hundred milliseconds of write lock (see bench/prune.py).
+BATCH = 1000
 #: At most this many rows are counted for a preview ("more than 1,000,000").
 COUNT_CAP = 1_000_000
 #: The daily prune deletes at most this many rows per dispatcher run, so no run is held up for long;
 #: when more are left, the next run goes on.
-DAILY_LIMIT = 50_000
+DAILY_LIMIT = 20_000
 
 #: When the daily prune last began (bookkeeping, not a setting anyone changes; never audited).
 LAST_PRUNE = "retention_last_prune"
