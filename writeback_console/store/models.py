@@ -245,7 +245,7 @@ class Writeback(Base):
 
 
 class Attempt(Base):
-    """One try at sending a writeback, kept for ever as its error history."""
+    """One try at sending a writeback, kept as its error history for as long as the writeback is."""
 
     __tablename__ = "attempt"
 
