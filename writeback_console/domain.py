@@ -120,6 +120,8 @@ class AuditAction(enum.StrEnum):
     DISCARD = "discard"
     AUTO_SCHEDULE = "auto_schedule"
     SETTING = "setting"
+    #: Old finished writebacks deleted by retention (a person's ``prune``, or the daily setting).
+    PRUNE = "prune"
 
 
 class HealthState(enum.StrEnum):
@@ -357,3 +359,53 @@ SortField = Literal[
     "id",
 ]
 SORT_FIELDS: tuple[SortField, ...] = get_args(SortField)
+
+
+# --- retention -------------------------------------------------------------------------------------
+
+#: What retention may delete once it is old enough. Error, New, Scheduled and Processing are work not
+#: done; Cancelled is staff's recorded decision (automatic scheduling relies on it) and Discarded an
+#: advisor's, which a manual retry can still undo: all of them stay.
+PRUNABLE_STATUSES = (Status.SENT, Status.NO_REMOTE_RECIPIENTS)
+#: The shortest age retention accepts: a typo such as ``1d`` for ``1y`` must not empty the queue.
+MIN_RETENTION_DAYS = 7
+#: The longest, ten years: anything beyond is a mistake.
+MAX_RETENTION_DAYS = 3650
+_AGE_UNITS = {"d": 1, "w": 7, "m": 30, "y": 365}
+
+
+def parse_retention_age(text: str) -> int:
+    """``180d``, ``26w``, ``6m`` (30-day months), ``1y`` (365 days) or a bare number of days → days.
+
+    Raises ``ValueError`` naming what is wrong: an unknown unit, a number out of range, an age shorter
+    than ``MIN_RETENTION_DAYS``.
+    """
+    value = text.strip().lower()
+    number, unit = (value[:-1], value[-1]) if value[-1:].isalpha() else (value, "d")
+    if not number.isdigit():
+        raise ValueError(
+            f"{text!r} is not an age: write a whole number and d (days), w (weeks), m (30-day months) "
+            "or y (365-day years), e.g. 180d"
+        )
+    if unit not in _AGE_UNITS:
+        raise ValueError(
+            f"{text!r}: unknown unit {unit!r}; retention counts d (days), w (weeks), m (30-day months) "
+            "or y (365-day years)"
+        )
+    days = int(number) * _AGE_UNITS[unit]
+    problem = retention_days_problem(days)
+    if problem:
+        raise ValueError(f"{text!r}: {problem}")
+    return days
+
+
+def retention_days_problem(days: int) -> str | None:
+    """Why a retention age in days is refused, or None."""
+    if days < MIN_RETENTION_DAYS:
+        return (
+            f"{days} day(s) is shorter than the {MIN_RETENTION_DAYS} days retention allows; "
+            "recent writebacks are what support looks up"
+        )
+    if days > MAX_RETENTION_DAYS:
+        return f"{days:,} days is more than the {MAX_RETENTION_DAYS:,} days (ten years) retention allows"
+    return None

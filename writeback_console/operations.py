@@ -15,7 +15,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +27,13 @@ from writeback_console.domain import (
     SortField,
     Status,
     discard_reason_problem,
+    retention_days_problem,
     utcnow,
 )
 from writeback_console.export import write_rows
 from writeback_console.intake import WritebackInput
 from writeback_console.settings import AppSettings, PasswordStore, save_settings
-from writeback_console.store import audit_trail, lifecycle, listing, operator_actions, switches
+from writeback_console.store import audit_trail, lifecycle, listing, operator_actions, retention, switches
 from writeback_console.store.engine import read_session, write_transaction
 from writeback_console.store.rows import QueueError, WritebackRow
 
@@ -349,6 +350,8 @@ class AccountSwitches:
     writeback_enabled: bool
     #: Days after a mailing was sent at which its mailing activity goes out by itself; None: never.
     auto_mailing_activity_days: int | None
+    #: Days after which the dispatcher deletes Sent writebacks, once a day (every account); None: never.
+    prune_sent_after_days: int | None = None
 
 
 def account_switches(factory: Factory, account: str = switches.ALL_ACCOUNTS) -> AccountSwitches:
@@ -359,17 +362,40 @@ def account_switches(factory: Factory, account: str = switches.ALL_ACCOUNTS) -> 
             is not False
         )
         days = switches.get_setting(session, switches.AUTO_MAILING_ACTIVITY_DAYS, account=account)
-    return AccountSwitches(enabled, int(days) if isinstance(days, int | float) else None)
+        prune_days = retention.prune_after_days(session) if account == switches.ALL_ACCOUNTS else None
+    return AccountSwitches(enabled, int(days) if isinstance(days, int | float) else None, prune_days)
 
 
 def set_account_switches(
     factory: Factory, changes: Mapping[str, Any], *, actor: str, account: str = switches.ALL_ACCOUNTS
 ) -> None:
     """Change switches (``switches.WRITEBACK_ENABLED``, ``AUTO_MAILING_ACTIVITY_DAYS``) together, for
-    every account (the default) or for one Informz account."""
-    unknown = set(changes) - {switches.WRITEBACK_ENABLED, switches.AUTO_MAILING_ACTIVITY_DAYS}
+    every account (the default) or for one Informz account; ``switches.PRUNE_SENT_AFTER_DAYS`` (days, or
+    None for never) only for every account, since retention is the queue's."""
+    unknown = set(changes) - {
+        switches.WRITEBACK_ENABLED,
+        switches.AUTO_MAILING_ACTIVITY_DAYS,
+        switches.PRUNE_SENT_AFTER_DAYS,
+    }
     if unknown:
         raise QueueError(f"no account switch called {', '.join(sorted(unknown))}")
+    if switches.PRUNE_SENT_AFTER_DAYS in changes:
+        prune_days = changes[switches.PRUNE_SENT_AFTER_DAYS]
+        if account != switches.ALL_ACCOUNTS:
+            raise QueueError(f"{switches.PRUNE_SENT_AFTER_DAYS}: retention is set for every account at once")
+        if prune_days is not None and (
+            isinstance(prune_days, bool)
+            or not isinstance(prune_days, int)
+            or retention_days_problem(prune_days)
+        ):
+            raise QueueError(
+                f"{switches.PRUNE_SENT_AFTER_DAYS}: "
+                + (
+                    retention_days_problem(prune_days) or ""
+                    if isinstance(prune_days, int) and not isinstance(prune_days, bool)
+                    else f"a number of days, or never; not {prune_days!r}"
+                )
+            )
     enabled = changes.get(switches.WRITEBACK_ENABLED, True)
     if not isinstance(enabled, bool):
         raise QueueError(f"{switches.WRITEBACK_ENABLED}: on or off, not {enabled!r}")
@@ -441,6 +467,80 @@ def save_all_settings(
         store.set(settings.service_root_url, settings.user, password)
     save_settings(settings, path)
     return settings
+
+
+# --- retention -----------------------------------------------------------------------------------
+
+PruneProgress = retention.PruneProgress
+PruneResult = retention.PruneResult
+
+
+@dataclass(frozen=True, slots=True)
+class PrunePreview:
+    """What a prune would delete now: per status, each counted up to ``retention.COUNT_CAP`` + 1."""
+
+    cutoff: datetime
+    counts: Mapping[Status, int]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def capped(self) -> bool:
+        return any(n > retention.COUNT_CAP for n in self.counts.values())
+
+
+def _cutoff(older_than_days: int, now: datetime | None) -> datetime:
+    problem = retention_days_problem(older_than_days)
+    if problem:
+        raise QueueError(problem)
+    return (now or utcnow()) - timedelta(days=older_than_days)
+
+
+def preview_prune(factory: Factory, older_than_days: int, *, now: datetime | None = None) -> PrunePreview:
+    """How many Sent and No Remote Recipients writebacks finished more than so many days ago would go."""
+    cutoff = _cutoff(older_than_days, now)
+    with read_session(factory) as session:
+        return PrunePreview(cutoff, retention.count_prunable(session, cutoff))
+
+
+def prune(
+    factory: Factory,
+    older_than_days: int,
+    *,
+    actor: str,
+    now: datetime | None = None,
+    on_batch: Callable[[PruneProgress], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    batch_size: int | None = None,
+) -> PruneResult:
+    """Delete Sent and No Remote Recipients writebacks finished more than ``older_than_days`` ago.
+
+    Never Error, New, Scheduled, Processing, Cancelled or Discarded rows, nor mailing activity whose
+    deliveries record what each recipient got. In batches, each its own short transaction audited as
+    ``prune``; the rows' audit entries stay, and ``pruned_row`` still says what each one was. Refused
+    for an age under ``MIN_RETENTION_DAYS``.
+    """
+    cutoff = _cutoff(older_than_days, now)
+    return retention.prune(
+        factory,
+        cutoff,
+        actor=actor,
+        now=now or utcnow(),
+        detail={"older_than_days": older_than_days},
+        batch_size=batch_size or retention.BATCH,
+        on_batch=on_batch,
+        should_stop=should_stop,
+    )
+
+
+def vacuum(factory: Factory) -> tuple[int, int] | None:
+    """Give the space pruned rows left back: SQLite rewrites its file (returns its size before and
+    after, in bytes); PostgreSQL vacuums the tables, making the space reusable (returns None)."""
+    with factory() as session:
+        engine = session.get_bind()
+    return retention.vacuum(engine)  # type: ignore[arg-type]
 
 
 # --- export --------------------------------------------------------------------------------------

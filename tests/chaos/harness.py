@@ -7,15 +7,17 @@ the faults stop, a clean dispatcher runs until nothing is left to do, and :func:
 and Personify360 to the promise:
 
 - **I1** every writeback, and every mailing–recipient pair, is in Personify360 at most once; a Sent one
-  exactly once; no writeback the queue was given disappears.
+  exactly once; no writeback the queue was given disappears (unless retention pruned it, which left its
+  line; pruned ones are held to the same counts).
 - **I2** nothing is left New, Processing or due Scheduled; every row is Sent, No Remote Recipients,
   Cancelled, Discarded by a person (with its audit entry), or Error with its automatic attempts used up
-  and a message.
+  and a message; retention pruned only Sent and No Remote Recipients rows.
 - **I3** attempts never exceed what the rules allow, an outage or a lone interruption uses none, an
   automatic retry comes no sooner than one dispatcher interval after the failure (Send now included),
   and the history holds every Save that reached Personify360.
-- **I4** no audit or timeline entry belongs to another row, and every row's event log runs without a gap
-  from its first status to its status now.
+- **I4** no audit or timeline entry belongs to another row (an entry whose row retention pruned names
+  that row's pruned line, with its reference), and every row's event log runs without a gap from its
+  first status to its status now.
 - **I5** no dispatcher or command ends in a traceback; a dispatcher stops within seconds when asked.
 
 Everything random comes from ``random.Random(seed)``, so a failing seed replays the same schedule
@@ -255,6 +257,11 @@ def generate(seed: int, backend: str, *, supports: frozenset[str] = frozenset())
     for _ in range(discards.randint(0, 3)):
         at = round(discards.uniform(0.2, duration - 0.3), 2)
         events.append(Event(at, "discard", {"undo": discards.random() < 0.5}))
+    # Prune (retention, in small batches while dispatchers work), drawn apart for the same reason.
+    prunes = random.Random(f"{seed}:{backend}:prune")
+    for _ in range(prunes.randint(0, 2)):
+        at = round(prunes.uniform(1.0, duration - 0.3), 2)
+        events.append(Event(at, "prune", {"batch": prunes.choice((1, 3, 20))}))
     events.sort(key=lambda e: (e.at, e.action))
     return Schedule(
         seed=seed,
@@ -740,6 +747,14 @@ class Run:
                 result = operations.retry(self.factory, back, actor="chaos-advisor", skip_ineligible=True)
                 self.seen.operator_log.append(f"undiscard: {len(result.retried)} granted")
 
+    def _op_prune(self, batch: int) -> None:
+        # An advisor pruning while dispatchers work: "older than 7 days" as seen a week from now, so
+        # what finished more than a second ago goes, in small batches.
+        soon = datetime.now(UTC) + timedelta(days=7) - timedelta(seconds=1)
+        done = operations.prune(self.factory, 7, actor="chaos-advisor", now=soon, batch_size=batch)
+        self.seen.operator_log.append(f"prune: {done.deleted} in {done.batches} batches")
+        self.seen.faults_injected["rows pruned"] += done.total
+
     def _op_import(self, count: int, nasty: bool) -> None:
         raws = [self._writeback_raw(self.rng, nasty=nasty and k == count // 2) for k in range(count)]
         path = self.workdir / f"import-{time.monotonic_ns()}.jsonl"
@@ -1021,7 +1036,9 @@ def check(factory: Factory, sim: Simulator, seen: Observed) -> list[Violation]:
             )
         ).all()
         delivery_refs = _delivery_refs(session)
+        pruned = _pruned_lines(session)
     by_id = {r.id: r for r in rows}
+    pruned_by_ref = {p.ref: p for p in pruned.values()}
     by_ref = {r.ref: r for r in rows}
     activities = sim.activities()
     per_ref: Counter[str] = Counter()
@@ -1038,7 +1055,9 @@ def check(factory: Factory, sim: Simulator, seen: Observed) -> list[Violation]:
         out.append(Violation("I1", f"{unmarked} activities in Personify360 carry no writeback reference"))
 
     # I1: never lose one.
-    missing = sorted(ref for ref in seen.created_refs if ref and ref not in by_ref)
+    missing = sorted(
+        ref for ref in seen.created_refs if ref and ref not in by_ref and ref not in pruned_by_ref
+    )
     if missing:
         out.append(Violation("I1", f"{len(missing)} writebacks the queue was given are gone: {missing[:5]}"))
 
@@ -1060,6 +1079,14 @@ def check(factory: Factory, sim: Simulator, seen: Observed) -> list[Violation]:
                 )
             )
 
+    # I1: a pruned plain writeback was written as its line says: once when Sent.
+    for p in pruned.values():
+        if p.kind == Kind.MAILING_ACTIVITY.value:
+            continue
+        n = per_ref.get(p.ref, 0)
+        if n > 1 or (p.status == Status.SENT.value and n == 0):
+            out.append(Violation("I1", f"{p.ref} (pruned, {p.status}) is in Personify360 {n} times"))
+
     # I1: mailing activity at most once per recipient, all of them once a row is Sent.
     mailing_refs: dict[int, set[str]] = defaultdict(set)
     for r in rows:
@@ -1071,6 +1098,9 @@ def check(factory: Factory, sim: Simulator, seen: Observed) -> list[Violation]:
             mailing_refs[mid].add(ref)
     for ref, mid in delivery_refs.items():
         mailing_refs[mid].add(ref)
+    for p in pruned.values():
+        if p.kind == Kind.MAILING_ACTIVITY.value and p.mailing_id is not None:
+            mailing_refs[p.mailing_id].add(p.ref)
     expected: dict[int, Counter[tuple[str, int]]] = defaultdict(Counter)
     for _rid, mid, master, sub in recipients:
         if master is not None:
@@ -1082,6 +1112,10 @@ def check(factory: Factory, sim: Simulator, seen: Observed) -> list[Violation]:
                 got[(str(a["MASTER_CUSTOMER_ID"]), int(a["SUB_CUSTOMER_ID"]))] += 1  # type: ignore[call-overload]
         sent = any(
             r.status is Status.SENT for r in rows if r.mailing_id == mid and r.kind is Kind.MAILING_ACTIVITY
+        ) or any(
+            p.status == Status.SENT.value
+            for p in pruned.values()
+            if p.mailing_id == mid and p.kind == Kind.MAILING_ACTIVITY.value
         )
         for who, n in sorted(got.items()):
             if n > wanted.get(who, 0):
@@ -1209,16 +1243,30 @@ def check(factory: Factory, sim: Simulator, seen: Observed) -> list[Violation]:
                     )
                 )
 
-    # I4: every audit entry belongs to its own row.
+    # I2: retention pruned only what it may, and nothing both pruned and still there.
+    for p in pruned.values():
+        if p.status not in (Status.SENT.value, Status.NO_REMOTE_RECIPIENTS.value):
+            out.append(Violation("I2", f"{p.ref} was pruned while {p.status}"))
+        if p.writeback_id in by_id or p.ref in by_ref:
+            out.append(Violation("I2", f"{p.ref} is pruned and still in the queue"))
+
+    # I4: every audit entry belongs to its own row, or to that row's pruned line.
     for wid, ref, action, _detail in audit_rows:
         row = by_id.get(wid)
-        if row is None:
+        gone = pruned.get(wid)
+        if row is None and gone is not None and gone.ref != ref:
+            out.append(
+                Violation(
+                    "I4", f"audit entry '{action}' for {ref} points at pruned writeback {wid}, {gone.ref}"
+                )
+            )
+        elif row is None and gone is None:
             out.append(
                 Violation(
                     "I4", f"audit entry '{action}' for {ref} points at writeback {wid}, which does not exist"
                 )
             )
-        elif row.ref != ref:
+        elif row is not None and row.ref != ref:
             out.append(
                 Violation(
                     "I4", f"audit entry '{action}' for {ref} points at writeback {wid}, which is {row.ref}"
@@ -1284,6 +1332,16 @@ def _unhandled_traceback(err: str) -> str | None:
                 continue
             return "\n".join(lines[n:])
     return None
+
+
+def _pruned_lines(session: Session) -> dict[int, Any]:
+    """What retention pruned, by writeback id (nothing where the code under test has no retention)."""
+    from writeback_console.store import models
+
+    model = getattr(models, "PrunedWriteback", None)
+    if model is None:
+        return {}
+    return {p.writeback_id: p for p in session.execute(select(model)).scalars()}
 
 
 def _delivery_refs(session: Session) -> dict[str, int]:

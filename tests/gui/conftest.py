@@ -24,7 +24,7 @@ Factory = sessionmaker[Session]
 SMALL_ROWS = 1500
 BIG_ROWS = 1_000_000
 #: Bump when the seed changes, so that a cached big database is made again.
-BIG_VERSION = 8
+BIG_VERSION = 9
 BIG_DB_ENV = "WRITEBACK_GUI_BIG_DB"
 
 

@@ -6,6 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from writeback_console import domain
 from writeback_console.domain import (
     FINAL_STATUSES,
     QueueState,
@@ -158,3 +159,35 @@ def test_manual_retry_of_discarded_row_gives_one_attempt() -> None:
 def test_a_discard_needs_a_reason_in_plain_words(reason: str, problem: str | None) -> None:
     found = discard_reason_problem(reason)
     assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+# --- retention ---
+
+
+@pytest.mark.parametrize(
+    ("text", "days"), [("180d", 180), ("180", 180), ("26w", 182), ("6m", 180), ("1y", 365), (" 7D ", 7)]
+)
+def test_a_retention_age_is_days_weeks_thirty_day_months_or_years(text: str, days: int) -> None:
+    assert domain.parse_retention_age(text) == days
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("6d", "shorter than the 7 days"),
+        ("0d", "shorter than the 7 days"),
+        ("3h", "unknown unit 'h'"),
+        ("-5d", "is not an age"),
+        ("", "is not an age"),
+        ("11y", "more than the 3,650 days"),
+    ],
+)
+def test_a_retention_age_under_seven_days_or_in_another_unit_is_refused_naming_why(
+    text: str, problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        domain.parse_retention_age(text)
+
+
+def test_retention_never_deletes_work_not_done_nor_peoples_decisions() -> None:
+    assert set(domain.PRUNABLE_STATUSES) == {Status.SENT, Status.NO_REMOTE_RECIPIENTS}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Mapping
 
 from writeback_console import operations
 from writeback_console.cli.common import (
@@ -126,6 +127,60 @@ def cmd_discard(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _pruned_words(counts: Mapping[Status, int], capped: bool = False) -> str:
+    plus = "+" if capped else ""
+    parts = [f"{n:,}{plus} {status.label}" for status, n in counts.items() if n or status is Status.SENT]
+    return " and ".join(parts) + (" writeback" if sum(counts.values()) == 1 else " writebacks")
+
+
+def _megabytes(n: int) -> str:
+    return f"{n / 1_000_000:,.1f} MB"
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    factory = open_queue(args)
+    preview = operations.preview_prune(factory, args.older_than_days)
+    before = f"finished before {iso(preview.cutoff)}"
+    if preview.total == 0:
+        print(f"nothing to prune: no Sent or No Remote Recipients writeback {before}")
+    elif args.dry_run:
+        print(
+            f"{_pruned_words(preview.counts, preview.capped)} {before} would be deleted; nothing was changed"
+        )
+        print("  kept whatever their age: Error, New, Scheduled, Processing, Cancelled, Discarded, and")
+        print("  mailing activity whose deliveries record what each recipient got")
+        return EXIT_OK
+    else:
+        rows = _pruned_words(preview.counts, preview.capped)
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise CommandError(
+                    f"{rows} {before} would be deleted; this is not a terminal to ask on, so add --yes "
+                    "to go ahead (or --dry-run to count them first)",
+                    EXIT_BAD_INPUT,
+                )
+            answer = input(f"Delete {rows} {before}? Their audit entries are kept. [y/N] ")
+            if answer.strip().lower() not in ("y", "yes"):
+                print("nothing was changed")
+                return EXIT_OK
+
+        def progress(done: operations.PruneProgress) -> None:
+            print(f"  deleted {done.total:,} of about {preview.total:,}…", file=sys.stderr, flush=True)
+
+        result = operations.prune(factory, args.older_than_days, actor=current_actor(), on_batch=progress)
+        print(
+            f"deleted {_pruned_words(result.deleted)} {before} in {result.batches:,} batch(es), "
+            f"the longest {result.longest_batch_seconds:.2f} s; their audit entries are kept"
+        )
+    if args.vacuum:
+        sizes = operations.vacuum(factory)
+        if sizes is None:
+            print("vacuumed: PostgreSQL reuses the space for new rows")
+        else:
+            print(f"the database file went from {_megabytes(sizes[0])} to {_megabytes(sizes[1])}")
+    return EXIT_OK
+
+
 def _when(row: WritebackRow) -> str:
     return f"at {iso(row.scheduled_for)}" if row.scheduled_for else "at the next dispatcher run"
 
@@ -203,6 +258,8 @@ def cmd_account(args: argparse.Namespace) -> int:
         changes[switches.WRITEBACK_ENABLED] = args.writeback == "on"
     if args.auto_days is not None:
         changes[switches.AUTO_MAILING_ACTIVITY_DAYS] = args.auto_days[0]
+    if args.prune_after is not None:
+        changes[switches.PRUNE_SENT_AFTER_DAYS] = args.prune_after[0]
     account = args.informz_account or switches.ALL_ACCOUNTS
     if changes:
         operations.set_account_switches(factory, changes, actor=current_actor(), account=account)
@@ -215,4 +272,10 @@ def cmd_account(args: argparse.Namespace) -> int:
         "mailing activity by itself: "
         + ("never" if days is None else f"{days} day(s) after each mailing was sent")
     )
+    if not args.informz_account:
+        prune = now.prune_sent_after_days
+        print(
+            "delete sent writebacks: "
+            + ("never" if prune is None else f"older than {prune} days, once a day (every account)")
+        )
     return EXIT_OK

@@ -19,6 +19,7 @@ from writeback_console.domain import (
     MAX_AUTO_MAILING_ACTIVITY_DAYS,
     SORT_FIELDS,
     Kind,
+    parse_retention_age,
 )
 from writeback_console.intake import InputError, parse_time
 
@@ -49,6 +50,20 @@ def _days(text: str) -> int | None:
     if not 0 <= days <= MAX_AUTO_MAILING_ACTIVITY_DAYS:
         raise argparse.ArgumentTypeError(f"between 0 and {MAX_AUTO_MAILING_ACTIVITY_DAYS} days, not {days}")
     return days
+
+
+def age_arg(text: str) -> int:
+    """A retention age such as 180d, 26w, 6m or 1y, in days."""
+    try:
+        return parse_retention_age(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _age_or_never(text: str) -> int | None:
+    if text.strip().lower() in ("never", "off", "none"):
+        return None
+    return age_arg(text)
 
 
 def add_filter_arguments(parser: argparse.ArgumentParser) -> None:
@@ -187,6 +202,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_filter_arguments(p)
 
     p = command(
+        "prune",
+        "action_commands.cmd_prune",
+        "delete old Sent and No Remote Recipients writebacks; their audit entries are kept",
+    )
+    p.add_argument(
+        "--sent-older-than",
+        dest="older_than_days",
+        type=age_arg,
+        required=True,
+        metavar="AGE",
+        help="finished longer ago than this: 180d, 26w, 6m (30-day months), 1y; at least 7 days",
+    )
+    p.add_argument("--dry-run", action="store_true", help="count what would be deleted; change nothing")
+    p.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    p.add_argument(
+        "--vacuum",
+        action="store_true",
+        help="then give the space back: SQLite rewrites its file (writers wait meanwhile), "
+        "PostgreSQL vacuums the tables",
+    )
+
+    p = command(
         "schedule-mailing", "action_commands.cmd_schedule_mailing", "queue the mailing activity of a mailing"
     )
     p.add_argument("mailing_id", type=int, metavar="MAILING_ID")
@@ -232,6 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
         nargs=1,
         metavar="DAYS|never",
         help="send each mailing's activity by itself this many days after it was sent",
+    )
+    p.add_argument(
+        "--prune-sent-after",
+        dest="prune_after",
+        type=_age_or_never,
+        nargs=1,
+        metavar="AGE|never",
+        help="every account: a dispatcher deletes Sent writebacks older than this once a day (180d, 26w…)",
     )
 
     db = command("db", "run_commands.cmd_db_upgrade", "database maintenance")

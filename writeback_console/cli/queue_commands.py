@@ -171,7 +171,11 @@ def cmd_show(args: argparse.Namespace) -> int:
         try:
             row = listing.get_writeback(session, args.key)
         except NotFound as exc:
-            raise CommandError(str(exc)) from None
+            key = args.key.strip()
+            pruned = audit_trail.pruned_row(session, int(key) if key.isdigit() else key)
+            if pruned is None:
+                raise CommandError(str(exc)) from None
+            return _show_pruned(args, pruned, audit_trail.audit_of(session, pruned.writeback_id))
         attempts = listing.attempts_of(session, row.id)
         audit = audit_trail.audit_of(session, row.id)
     data = row.to_json()
@@ -196,6 +200,39 @@ def cmd_show(args: argparse.Namespace) -> int:
         print(f"  #{a.number} {iso(a.started_at)} {a.outcome or 'running'} ({http}) {a.message or ''}")
         if a.response_excerpt:
             print(f"      response: {a.response_excerpt[:300]}")
+    if audit:
+        print("\naudit:")
+        for e in audit:
+            print(f"  {iso(e.at)} {e.actor} {audit_trail.entry_words(e)}")
+    return EXIT_OK
+
+
+def _show_pruned(
+    args: argparse.Namespace, pruned: audit_trail.PrunedRow, audit: list[audit_trail.AuditRow]
+) -> int:
+    """A writeback retention deleted: what it was, and its audit entries, which are kept."""
+    data = {
+        "id": pruned.writeback_id,
+        "ref": pruned.ref,
+        "kind": pruned.kind.value,
+        "status": pruned.status.value,
+        "mailing_id": pruned.mailing_id,
+        "finished_at": iso(pruned.finished_at),
+        "pruned_at": iso(pruned.pruned_at),
+        "pruned_by": pruned.pruned_by,
+    }
+    if args.format == "json":
+        data["pruned"] = True
+        data["audit"] = [
+            {"at": iso(e.at), "actor": e.actor, "action": e.action, "detail": e.detail, "filter": e.filter}
+            for e in audit
+        ]
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    print(
+        f"{pruned.ref} ({pruned.kind.label}, {pruned.status.label} at {iso(pruned.finished_at)}) was pruned "
+        f"at {iso(pruned.pruned_at)} by {pruned.pruned_by}; its details and attempts went with it"
+    )
     if audit:
         print("\naudit:")
         for e in audit:

@@ -67,6 +67,7 @@ from writeback_console.store import (
     listing,
     operator_actions,
     recording,
+    retention,
     service_health,
     switches,
 )
@@ -226,7 +227,7 @@ class _Cycle:
         self._db_start: datetime | None = None
         self._mono_start = time.monotonic()
         self.resolver = Resolver(client)
-        self.counts = {"claimed": 0, "sent": 0, "failed": 0, "nrr": 0, "released": 0}
+        self.counts = {"claimed": 0, "sent": 0, "failed": 0, "nrr": 0, "released": 0, "pruned": 0}
         self.held: dict[int, _Held] = {}
         self.changed: set[int] = set()
         self.jobs: dict[int, _MailingJob] = {}
@@ -303,6 +304,9 @@ class _Cycle:
             return self._summary(recovered, scheduled)
         if self._may_send():
             self._send_all()
+        if self.only is None and not self.stop.is_set():
+            pruned = retention.daily_prune(self.factory, by=self.o.dispatcher, should_stop=self.stop.is_set)
+            self.counts["pruned"] = pruned.total if pruned is not None else 0
         if self.stop.is_set() and self.stopped_reason is None:
             self.stopped_reason = "asked to stop"
         summary = self._summary(recovered, scheduled)
@@ -325,6 +329,7 @@ class _Cycle:
             released=self.counts["released"],
             recovered=len(recovered),
             auto_scheduled=len(scheduled),
+            pruned=self.counts["pruned"],
             stopped_reason=self.stopped_reason,
             problem=self.problem,
             problem_since=self.problem_since,

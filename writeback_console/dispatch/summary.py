@@ -81,6 +81,8 @@ class CycleSummary:
     released: int = 0
     recovered: int = 0
     auto_scheduled: int = 0
+    #: Old finished writebacks the daily retention deleted in this run.
+    pruned: int = 0
     disabled: bool = False
     #: Why the cycle stopped early, in words; None when it ran to the end.
     stopped_reason: str | None = None
@@ -112,6 +114,8 @@ class CycleSummary:
             parts.append(f"recovered from a stopped dispatcher {self.recovered:,}")
         if self.auto_scheduled:
             parts.append(f"mailing activity scheduled {self.auto_scheduled:,}")
+        if self.pruned:
+            parts.append(f"old writebacks pruned {self.pruned:,}")
         text = ", ".join(parts) + f" in {self.seconds:.1f} s"
         if self.stopped_reason:
             text = f"stopped early: {self.stopped_reason}; " + text

@@ -11,8 +11,8 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from writeback_console.domain import AuditAction
-from writeback_console.store.models import AuditEvent, AuditEventRow
+from writeback_console.domain import AuditAction, Kind, Status
+from writeback_console.store.models import AuditEvent, AuditEventRow, PrunedWriteback
 
 
 def record_audit(
@@ -120,3 +120,40 @@ def entry_words(entry: AuditRow) -> str:
     head = entry.action if entry.row_count == 1 else f"{entry.action} ({entry.row_count} rows)"
     said = [w for w in (filter_words(entry.filter), detail_words(entry.detail)) if w]
     return f"{head} {'; '.join(said)}" if said else head
+
+
+@dataclass(frozen=True, slots=True)
+class PrunedRow:
+    """A writeback retention deleted, as its ``pruned_writeback`` line and its prune's audit entry say."""
+
+    writeback_id: int
+    ref: str
+    kind: Kind
+    status: Status
+    mailing_id: int | None
+    finished_at: datetime
+    pruned_at: datetime
+    pruned_by: str
+    audit_event_id: int
+
+
+def pruned_row(session: Session, key: int | str) -> PrunedRow | None:
+    """The pruned writeback with this id or reference (any case), if one was pruned."""
+    P = PrunedWriteback
+    query = select(P, AuditEvent.at, AuditEvent.actor).join(AuditEvent, AuditEvent.id == P.audit_event_id)
+    query = query.where(P.writeback_id == key if isinstance(key, int) else P.ref == key.strip().upper())
+    found = session.execute(query).first()
+    if found is None:
+        return None
+    p, at, actor = found
+    return PrunedRow(
+        p.writeback_id,
+        p.ref,
+        Kind(p.kind),
+        Status(p.status),
+        p.mailing_id,
+        p.finished_at,
+        at,
+        actor,
+        p.audit_event_id,
+    )

@@ -40,7 +40,7 @@ from writeback_console.domain import (
 )
 from writeback_console.intake import WritebackInput
 from writeback_console.store.listing import get_writeback
-from writeback_console.store.models import Attempt, Mailing, Writeback
+from writeback_console.store.models import Attempt, Mailing, PrunedWriteback, Writeback
 from writeback_console.store.rows import (
     CHUNK,
     CUSTOMER_ID_LIMIT,
@@ -81,11 +81,14 @@ def _values(item: WritebackInput, ref: str, now: datetime, actor: str | None = N
 
 
 def existing_refs(session: Session, refs: Iterable[str]) -> set[str]:
+    """The references already taken: by a writeback, or by one retention pruned. A pruned row's
+    reference is never given again, so importing an old file a second time cannot write it twice."""
     found: set[str] = set()
     ordered = list(refs)
     for start in range(0, len(ordered), CHUNK):
         batch = ordered[start : start + CHUNK]
         found.update(session.scalars(select(W.ref).where(W.ref.in_(batch))))
+        found.update(session.scalars(select(PrunedWriteback.ref).where(PrunedWriteback.ref.in_(batch))))
     return found
 
 

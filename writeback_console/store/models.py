@@ -245,7 +245,7 @@ class Writeback(Base):
 
 
 class Attempt(Base):
-    """One try at sending a writeback, kept for ever as its error history."""
+    """One try at sending a writeback, kept as its error history for as long as the writeback is."""
 
     __tablename__ = "attempt"
 
@@ -325,15 +325,40 @@ class AuditEvent(Base):
 
 
 class AuditEventRow(Base):
-    """Which writebacks an audit event touched (rows are never deleted, so the link always holds)."""
+    """Which writebacks an audit event touched.
+
+    Audit entries are kept for good, also when retention deletes their writeback; ``writeback_id`` then
+    names a ``pruned_writeback`` line. There is no foreign key to ``writeback`` for that reason; ids are
+    never reused, so an entry can never come to point at another row.
+    """
 
     __tablename__ = "audit_event_row"
 
     event_id: Mapped[int] = mapped_column(ForeignKey("audit_event.id", ondelete="CASCADE"), primary_key=True)
-    writeback_id: Mapped[int] = mapped_column(ForeignKey("writeback.id"), primary_key=True)
+    writeback_id: Mapped[int] = mapped_column(BigId, primary_key=True)
     ref: Mapped[str] = mapped_column(Key(16))
 
     __table_args__ = (Index("ix_audit_event_row_writeback_id", "writeback_id"),)
+
+
+class PrunedWriteback(Base):
+    """What a writeback deleted by retention was: enough for its audit entries, a reference read off a
+    CRM360 activity, and automatic scheduling (a mailing whose activity was pruned is not given another).
+    """
+
+    __tablename__ = "pruned_writeback"
+
+    writeback_id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=False)
+    ref: Mapped[str] = mapped_column(Key(16), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(24))
+    mailing_id: Mapped[int | None] = mapped_column(BigId)
+    #: When it was Sent, or became No Remote Recipients.
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: The prune that deleted it: who, when, with which cutoff.
+    audit_event_id: Mapped[int] = mapped_column(ForeignKey("audit_event.id"))
+
+    __table_args__ = (Index("ix_pruned_writeback_mailing_id", "mailing_id"),)
 
 
 class WritebackEvent(Base):

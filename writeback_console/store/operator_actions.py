@@ -29,6 +29,7 @@ from writeback_console.store.audit_trail import record_audit
 from writeback_console.store.lifecycle import enqueue
 from writeback_console.store.listing import get_writeback
 from writeback_console.store.models import ACTIVE_MAILING_STATUSES, Mailing, Setting, Writeback
+from writeback_console.store.retention import pruned_mailing_ids
 from writeback_console.store.rows import (
     DiscardRefused,
     NotFound,
@@ -360,7 +361,7 @@ def auto_schedule_mailings(session: Session, *, now: datetime, actor: str) -> li
     The account setting says how many days after a mailing is sent its activity goes out; mailings
     created before the setting was turned on are left alone, so switching it on never floods the queue.
     A mailing that has mailing activity in any state — Cancelled included — is never given another:
-    what staff cancelled stays cancelled.
+    what staff cancelled stays cancelled; nor one whose activity retention pruned.
     """
     settings = session.scalars(select(Setting).where(Setting.key == AUTO_MAILING_ACTIVITY_DAYS)).all()
     by_account = {
@@ -373,7 +374,9 @@ def auto_schedule_mailings(session: Session, *, now: datetime, actor: str) -> li
     )
     candidates = session.execute(
         select(Mailing.id, Mailing.account, Mailing.name, Mailing.sent_at, Mailing.created_at).where(
-            Mailing.sent_at.is_not(None), Mailing.id.not_in(has_activity)
+            Mailing.sent_at.is_not(None),
+            Mailing.id.not_in(has_activity),
+            Mailing.id.not_in(pruned_mailing_ids()),
         )
     ).all()
     created: list[int] = []

@@ -22,6 +22,10 @@ WRITEBACK_ENABLED = "writeback_enabled"
 #: Days after a mailing is sent at which its mailing activity goes out by itself; absent: never.
 AUTO_MAILING_ACTIVITY_DAYS = "auto_mailing_activity_days"
 
+#: Days after which the dispatcher deletes Sent (and No Remote Recipients) writebacks, once a day, for
+#: every account at once; absent or None: never (``store.retention``).
+PRUNE_SENT_AFTER_DAYS = "prune_sent_after_days"
+
 
 def get_setting(session: Session, key: str, *, account: str = ALL_ACCOUNTS, default: Any = None) -> Any:
     value = session.execute(

@@ -280,3 +280,30 @@ def test_each_informz_account_has_its_own_writeback_switch(
             for e in session.scalars(select(AuditEvent).where(AuditEvent.action == "setting"))
         ]
     assert sorted(a for a in changed if a in ("Main", "Foundation")) == ["Foundation", "Foundation", "Main"]
+
+
+def test_the_daily_retention_is_off_until_ticked_and_saved_for_every_account(
+    qtbot: QtBot, db: sessionmaker[Session], runner: TaskRunner, store: PasswordStore, tmp_path: Path
+) -> None:
+    path = tmp_path / "config" / "settings.json"
+    dialog = open_dialog(qtbot, db, runner, store, path)
+    assert not dialog.prune_box.isChecked() and not dialog.prune_days_spin.isEnabled()
+    assert dialog.prune_days_spin.minimum() == 7
+    dialog.resize(1024, 700)
+    dialog.prune_box.setChecked(True)
+    assert dialog.prune_days_spin.isEnabled() and dialog.prune_days_spin.value() == 180
+    dialog.prune_days_spin.setValue(400)
+    with qtbot.waitSignal(dialog.saved, timeout=5000):
+        dialog.save_button.click()
+    with db() as session:
+        assert switches.get_setting(session, switches.PRUNE_SENT_AFTER_DAYS) == 400
+        audited = session.scalars(select(AuditEvent.detail).where(AuditEvent.action == "setting")).all()
+    assert {"account": "*", "key": "prune_sent_after_days", "from": None, "to": 400} in audited
+
+    again = open_dialog(qtbot, db, runner, store, path)
+    assert again.prune_box.isChecked() and again.prune_days_spin.value() == 400
+    again.prune_box.setChecked(False)
+    with qtbot.waitSignal(again.saved, timeout=5000):
+        again.save_button.click()
+    with db() as session:
+        assert switches.get_setting(session, switches.PRUNE_SENT_AFTER_DAYS) is None

@@ -13,9 +13,10 @@ from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import Session
 
 from tests.helpers.fixtures import create_pg_database, drop_pg_database
+from writeback_console import operations
 from writeback_console.domain import Status
 from writeback_console.store import counters
-from writeback_console.store.engine import make_engine
+from writeback_console.store.engine import make_engine, make_session_factory
 from writeback_console.store.migrate import alembic_config, current_revision, head_revision, upgrade
 from writeback_console.store.models import Base
 
@@ -173,3 +174,35 @@ def test_0007_counts_the_rows_already_in_the_queue_and_keeps_counting(empty_engi
         session.commit()
         totals = counters.totals(session)
     assert totals == {**dict.fromkeys(Status, 0), Status.NEW: 2}
+
+
+def test_0008_lets_an_audited_row_be_pruned_and_keeps_its_audit(empty_engine: Engine) -> None:
+    upgrade(empty_engine, "0007")
+    with empty_engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO writeback (ref, kind, account, email, payload, occurred_at, status, attempts, "
+            "max_attempts, sent_at, created_at, updated_at, lease_token, interruptions, delivery_uncertain) "
+            "VALUES ('WB-OLD0000001', 'unsubscribe', 'Main', 'a@b.org', '{}', '2026-01-01 10:00:00', 'sent', "
+            "1, 3, '2026-01-01 10:00:00', '2026-01-01 10:00:00', '2026-01-01 10:00:00', 0, 0, false)"
+        )
+        wid = conn.exec_driver_sql("SELECT id FROM writeback").scalar_one()
+        conn.exec_driver_sql(
+            "INSERT INTO audit_event (at, actor, action, row_count) "
+            "VALUES ('2026-01-01 10:00:00', 'a', 'enqueue', 1)"
+        )
+        event = conn.exec_driver_sql("SELECT id FROM audit_event").scalar_one()
+        conn.exec_driver_sql(
+            "INSERT INTO audit_event_row (event_id, writeback_id, ref) "
+            f"VALUES ({event}, {wid}, 'WB-OLD0000001')"
+        )
+    upgrade(empty_engine, "0008")
+    factory = make_session_factory(empty_engine)
+    assert operations.prune(factory, 180, actor="advisor").total == 1
+    with empty_engine.connect() as conn:
+        assert conn.exec_driver_sql("SELECT count(*) FROM writeback").scalar_one() == 0
+        assert conn.exec_driver_sql("SELECT writeback_id FROM audit_event_row").scalar_one() == wid
+        assert conn.exec_driver_sql("SELECT ref FROM pruned_writeback").scalar_one() == "WB-OLD0000001"
+    # The previous version requires every audit entry's row to exist: it refuses, changing nothing.
+    with pytest.raises(RuntimeError, match="1 writeback"):
+        command.downgrade(alembic_config(empty_engine), "0007")
+    assert current_revision(empty_engine) == "0008"

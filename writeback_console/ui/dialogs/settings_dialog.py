@@ -36,7 +36,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console import operations
 from writeback_console.connection import Check, check_connection
-from writeback_console.domain import MAX_AUTO_MAILING_ACTIVITY_DAYS, Kind
+from writeback_console.domain import (
+    MAX_AUTO_MAILING_ACTIVITY_DAYS,
+    MAX_RETENTION_DAYS,
+    MIN_RETENTION_DAYS,
+    Kind,
+)
 from writeback_console.personify.mapping import INTEREST_EVENTS, MAILING_EVENTS, ActivityMapping
 from writeback_console.settings import AppSettings, PasswordStore, SettingsError
 from writeback_console.store import listing, switches
@@ -346,9 +351,27 @@ class SettingsDialog(QDialog):
         self.auto_days_spin.setRange(0, MAX_AUTO_MAILING_ACTIVITY_DAYS)
         self.auto_days_spin.setSuffix(" days after the mailing was sent")
         self.auto_box.toggled.connect(self.auto_days_spin.setEnabled)
+        self.prune_box = QCheckBox("Delete sent writebacks older than")
+        self.prune_box.setToolTip(
+            "Once a day a dispatcher deletes Sent and No Remote Recipients writebacks finished longer ago "
+            "than this, with their attempts and history, for every account; their audit entries are kept. "
+            "Error, New, Scheduled, Processing, Cancelled and Discarded rows are never deleted, nor mailing "
+            "activity that records what each recipient got."
+        )
+        self.prune_days_spin = QSpinBox()
+        self.prune_days_spin.setRange(MIN_RETENTION_DAYS, MAX_RETENTION_DAYS)
+        self.prune_days_spin.setValue(180)
+        self.prune_days_spin.setSuffix(" days (every account)")
+        self.prune_box.toggled.connect(self.prune_days_spin.setEnabled)
         self.account_status = QLabel("Loading from the database…")
         self.account_status.setWordWrap(True)
-        for widget in (self.enabled_box, self.auto_box, self.auto_days_spin):
+        for widget in (
+            self.enabled_box,
+            self.auto_box,
+            self.auto_days_spin,
+            self.prune_box,
+            self.prune_days_spin,
+        ):
             widget.setEnabled(False)
         note = QLabel(
             "These settings are kept in the queue database and apply to every console and dispatcher "
@@ -364,6 +387,11 @@ class SettingsDialog(QDialog):
         auto_row.addWidget(self.auto_days_spin)
         auto_row.addStretch(1)
         layout.addLayout(auto_row)
+        prune_row = QHBoxLayout()
+        prune_row.addWidget(self.prune_box)
+        prune_row.addWidget(self.prune_days_spin)
+        prune_row.addStretch(1)
+        layout.addLayout(prune_row)
         layout.addWidget(self.account_status)
         self.account_list = QTreeWidget()
         self.account_list.setHeaderLabels(["Informz account", "Writebacks"])
@@ -393,6 +421,10 @@ class SettingsDialog(QDialog):
         self.auto_box.setChecked(account.auto_mailing_activity_days is not None)
         self.auto_days_spin.setValue(account.auto_mailing_activity_days or 0)
         self.auto_days_spin.setEnabled(account.auto_mailing_activity_days is not None)
+        self.prune_box.setEnabled(True)
+        self.prune_box.setChecked(account.prune_sent_after_days is not None)
+        self.prune_days_spin.setValue(account.prune_sent_after_days or 180)
+        self.prune_days_spin.setEnabled(account.prune_sent_after_days is not None)
         self.account_status.hide()
 
     def _account_failed(self, exc: BaseException) -> None:
@@ -563,6 +595,9 @@ class SettingsDialog(QDialog):
         days = self.auto_days_spin.value() if self.auto_box.isChecked() else None
         if days != self._account.auto_mailing_activity_days:
             changes[switches.AUTO_MAILING_ACTIVITY_DAYS] = days
+        prune_days = self.prune_days_spin.value() if self.prune_box.isChecked() else None
+        if prune_days != self._account.prune_sent_after_days:
+            changes[switches.PRUNE_SENT_AFTER_DAYS] = prune_days
         return changes
 
     def typed_password(self) -> str | None:
