@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from PySide6.QtCore import Qt
 from pytestqt.qtbot import QtBot
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -12,7 +13,7 @@ from writeback_console.store import deliveries, lifecycle
 from writeback_console.store.engine import write_transaction
 from writeback_console.ui.detail_pane import DetailPane
 from writeback_console.ui.tasks import TaskRunner
-from writeback_console.ui.writeback_model import Column, WritebackTableModel
+from writeback_console.ui.writeback_model import PILL_ROLE, Column, WritebackTableModel
 
 Factory = sessionmaker[Session]
 
@@ -50,10 +51,12 @@ def test_the_list_shows_how_many_recipients_of_a_mailing_being_sent_have_arrived
     mailing_row, plain_row = model.row_of_id(wid), model.row_of_id(plain)
     assert mailing_row is not None and plain_row is not None
     assert model.index(mailing_row, Column.SENT).data() == "350 of 1,200 recipients"
-    assert "350 of 1,200 recipients arrived" in model.index(mailing_row, Column.STATUS).data(
-        0x03  # Qt.ToolTipRole
-    )
+    tooltip = model.index(mailing_row, Column.STATUS).data(Qt.ItemDataRole.ToolTipRole)
+    assert "350 of 1,200 recipients arrived" in tooltip
+    # The status pill says how far it has come at any width of the window.
+    assert model.index(mailing_row, Column.STATUS).data(PILL_ROLE).text == "Processing · 29%"
     assert model.index(plain_row, Column.SENT).data() == ""
+    assert model.index(plain_row, Column.STATUS).data(PILL_ROLE).text == "New"
 
 
 def test_the_detail_pane_shows_how_far_a_mailing_activity_has_come(

@@ -204,7 +204,13 @@ def status_tooltip(row: WritebackRow) -> str:
 
 
 def pill_spec(row: WritebackRow) -> PillSpec:
-    return PillSpec(row.status, retries_remain=row.status is Status.ERROR and attempts_left(row.state) > 0)
+    detail = None
+    if row.status is Status.PROCESSING and row.progress is not None and row.progress[1]:
+        # Whole percents, rounded down: 100% only once every recipient arrived.
+        detail = f"{row.progress[0] * 100 // row.progress[1]}%"
+    return PillSpec(
+        row.status, retries_remain=row.status is Status.ERROR and attempts_left(row.state) > 0, detail=detail
+    )
 
 
 def display_text(row: WritebackRow, column: Column) -> str:
