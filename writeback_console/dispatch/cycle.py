@@ -9,6 +9,10 @@ What the cycle promises, whatever happens around it (see docs/architecture.md, "
   database's clock) and, just before each request, by the holder's own conservative view of it; every
   write to the row names the lease's fencing token, so a dispatcher that lost its lease writes nothing.
 - Whatever goes wrong with one writeback is that writeback's Error, never the cycle's.
+- A mailing activity's recipients are sent in chunks claimed under leases of their own, so several
+  dispatchers share one big mailing: one with nothing else to do joins a mailing being sent, whoever
+  finishes last settles the row (Sent when all arrived, Error naming how many failed), and while any
+  chunk of it is held the row is neither recovered nor put back.
 - When Personify360 as a whole is unavailable (most requests end in 502/503/504/429, a web page or a
   timeout; or it says so itself), the cycle stops, uses no attempt, honours Retry-After and remembers
   the outage for the next cycles, which each send one probe first. Rejected credentials likewise, so
@@ -18,8 +22,8 @@ What the cycle promises, whatever happens around it (see docs/architecture.md, "
   problem in words and the rows come back to the queue when their leases run out.
 
 The module is longer than the project's guide of about 700 lines on purpose: it is one state machine
-(``_Cycle``), and its sections (is Personify360 usable, sending, claiming, results, the end of a run,
-leases, a database that refuses) all read and change the same run state. What it is given and what it
+(``_Cycle``), and its sections (is Personify360 usable, sending, claiming rows and mailings' chunks,
+results, a mailing's verdict, the end of a run, leases, a database that refuses) all read and change the same run state. What it is given and what it
 reports live in ``dispatch/summary.py``.
 """
 

@@ -95,16 +95,17 @@ DELIVERY_REF_LENGTH = 12
 
 def new_delivery_refs(session: Session, count: int) -> list[str]:
     """``count`` fresh recipient references that no delivery uses yet."""
-    refs: list[str] = []
+    refs: dict[str, None] = {}  # in the order made; a dict, as a mailing may have 100,000 recipients
     while len(refs) < count:
         wanted = count - len(refs)
-        fresh = list(dict.fromkeys(new_ref(DELIVERY_REF_LENGTH) for _ in range(wanted)))
+        made = dict.fromkeys(new_ref(DELIVERY_REF_LENGTH) for _ in range(wanted))
+        fresh = [r for r in made if r not in refs]
         taken: set[str] = set()
         for start in range(0, len(fresh), CHUNK):
             batch = fresh[start : start + CHUNK]
             taken.update(session.scalars(select(Delivery.ref).where(Delivery.ref.in_(batch))))
-        refs.extend(r for r in fresh if r not in taken and r not in refs)
-    return refs[:count]
+        refs.update((r, None) for r in fresh if r not in taken)
+    return list(refs)[:count]
 
 
 def prepare_deliveries(session: Session, writeback_id: int, mailing_id: int, *, now: datetime) -> FanOut:
@@ -148,7 +149,12 @@ def prepare_deliveries(session: Session, writeback_id: int, mailing_id: int, *, 
     dead = D.locked_by.is_not(None)
     session.execute(
         update(Delivery)
-        .where(Delivery.recipient_id.in_(of_mailing.scalar_subquery()), D.status != DeliveryStatus.SENT.value)
+        .where(
+            Delivery.recipient_id.in_(of_mailing.scalar_subquery()),
+            D.status != DeliveryStatus.SENT.value,
+            # Those just made are as they should be already.
+            or_(D.writeback_id != writeback_id, D.status != DeliveryStatus.PENDING.value, dead),
+        )
         .values(
             writeback_id=writeback_id,
             status=DeliveryStatus.PENDING.value,
