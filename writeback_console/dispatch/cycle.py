@@ -23,8 +23,8 @@ What the cycle promises, whatever happens around it (see docs/architecture.md, "
 
 The module is longer than the project's guide of about 700 lines on purpose: it is one state machine
 (``_Cycle``), and its sections (is Personify360 usable, sending, claiming rows and mailings' chunks,
-results, a mailing's verdict, the end of a run, leases, a database that refuses) all read and change the same run state. What it is given and what it
-reports live in ``dispatch/summary.py``.
+results, a mailing's verdict, the end of a run, leases, a database that refuses) all read and change
+the same run state. What it is given and what it reports live in ``dispatch/summary.py``.
 """
 
 from __future__ import annotations
