@@ -276,13 +276,17 @@ def _live(now: datetime) -> ColumnElement[bool]:
     return and_(D.locked_by.is_not(None), D.lease_expires_at >= now)
 
 
-def _extend_row(session: Session, writeback_id: int, expires: datetime) -> None:
+def _extend_row(session: Session, writeback_id: int, expires: datetime, now: datetime) -> None:
     """Every holder of a chunk keeps the row's lease at least as long as its own: the row is recovered
-    only once nobody works on it any more."""
+    only once nobody works on it any more. The row counts as changed, so screens that follow changes
+    read its progress again at every chunk."""
     session.execute(
         update(Writeback)
         .where(W.id == writeback_id)
-        .values(lease_expires_at=case((W.lease_expires_at < expires, expires), else_=W.lease_expires_at))
+        .values(
+            lease_expires_at=case((W.lease_expires_at < expires, expires), else_=W.lease_expires_at),
+            updated_at=now,
+        )
         .execution_options(synchronize_session=False)
     )
 
@@ -351,7 +355,7 @@ def claim_chunk(
     ).all()
     if not claimed:
         return None
-    _extend_row(session, wid, expires)
+    _extend_row(session, wid, expires, now)
     r = session.execute(select(Writeback).where(W.id == wid)).scalar_one()
     mailing = session.get(Mailing, r.mailing_id) if r.mailing_id is not None else None
     row = Claimed(
@@ -432,7 +436,7 @@ def renew_chunks(
     for wid, (row_token, tokens) in sorted(chunks_held.items()):
         if _lock_row(session, select(W.id).where(fenced([(wid, row_token)]))) is None:
             continue
-        _extend_row(session, wid, expires)
+        _extend_row(session, wid, expires, now)
         for batch in pair_chunks(tokens):
             held.update(
                 session.execute(
