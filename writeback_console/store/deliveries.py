@@ -25,7 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from writeback_console.domain import DEFAULT_CHUNK_SIZE, DeliveryStatus, Kind, Status, new_ref
-from writeback_console.store.lifecycle import Claimed, database_now, fenced, held_leases, pair_chunks
+from writeback_console.store.lifecycle import Claimed, database_now, fenced, held_leases, one_of, pair_chunks
 from writeback_console.store.models import Delivery, Mailing, MailingRecipient, Writeback
 from writeback_console.store.progress import progress_of_mailings
 from writeback_console.store.rows import (
@@ -326,7 +326,7 @@ def claim_chunk(
         if skipped:
             rows = rows.where(W.account.not_in(skipped))
         if only is not None:
-            rows = rows.where(W.id.in_(sorted(set(only))))
+            rows = rows.where(one_of(session, only))
         rows = rows.order_by(W.id).limit(1)
     found = _lock_row(session, rows)
     if found is None:
@@ -417,7 +417,7 @@ def count_joinable(
     if skipped:
         query = query.where(W.account.not_in(skipped))
     if only is not None:
-        query = query.where(W.id.in_(sorted(set(only))))
+        query = query.where(one_of(session, only))
     return int(session.execute(query).scalar_one())
 
 
