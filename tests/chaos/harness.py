@@ -270,7 +270,7 @@ def generate(seed: int, backend: str, *, supports: frozenset[str] = frozenset())
     if big.random() < 0.6:
         mailings += (
             MailingSpec(
-                remote=big.randint(200, 1500),
+                remote=big.randint(200, 1000),
                 unknown=big.randint(0, 20),
                 shared=0,
                 account="Events",
@@ -281,7 +281,7 @@ def generate(seed: int, backend: str, *, supports: frozenset[str] = frozenset())
             slots.append(
                 DispatcherSpec(big.choice(SHORT_LEASES), big.randint(2, 8), big.choice((10, 25, 50)))
             )
-        slots = [dataclasses.replace(s, chunk=big.choice((5, 10, 25, 50))) for s in slots]
+        slots = [dataclasses.replace(s, chunk=big.choice((10, 25, 50, 100))) for s in slots]
     events.sort(key=lambda e: (e.at, e.action))
     return Schedule(
         seed=seed,
