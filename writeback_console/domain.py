@@ -194,6 +194,8 @@ def retries_exhausted(state: QueueState) -> bool:
 DEFAULT_INTERVAL_SECONDS = 600
 DEFAULT_CONCURRENCY = 8
 DEFAULT_BATCH_SIZE = 200
+#: Recipients of one mailing a dispatcher claims at a time.
+DEFAULT_CHUNK_SIZE = 500
 DEFAULT_LEASE_SECONDS = 900
 
 #: How long after a write that may have arrived the row waits before Personify360 is asked for it: a

@@ -23,6 +23,7 @@ from writeback_console.config import config_dir
 from writeback_console.dispatch.summary import DispatchOptions
 from writeback_console.domain import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_CHUNK_SIZE,
     DEFAULT_CONCURRENCY,
     DEFAULT_INTERVAL_SECONDS,
     DEFAULT_LEASE_SECONDS,
@@ -65,6 +66,8 @@ class AppSettings:
     lease_seconds: int = DEFAULT_LEASE_SECONDS
     #: Rows claimed per statement.
     batch_size: int = DEFAULT_BATCH_SIZE
+    #: Recipients of a mailing claimed at a time: dispatchers share a big mailing chunk by chunk.
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     #: The longest one request to Personify360 may take, however slowly the answer trickles in.
     request_deadline: float = 60.0
     #: How long a writeback whose write may have arrived waits before Personify360 is asked for it.
@@ -78,6 +81,7 @@ class AppSettings:
         _positive("concurrency", self.concurrency, 1, 64)
         _positive("lease_seconds", self.lease_seconds, 1, 86400)
         _positive("batch_size", self.batch_size, 1, 5000)
+        _positive("chunk_size", self.chunk_size, 1, 5000)
         _positive("request_deadline", self.request_deadline, 1, 3600)
         _positive("settle_seconds", self.settle_seconds, 0, 3600)
         try:
@@ -121,6 +125,7 @@ class AppSettings:
             concurrency=chosen.concurrency,
             lease_seconds=chosen.lease_seconds,
             batch_size=chosen.batch_size,
+            chunk_size=chosen.chunk_size,
             settle_seconds=chosen.settle_seconds,
             retry_interval_seconds=chosen.interval_seconds,
         )

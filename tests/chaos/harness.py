@@ -102,10 +102,14 @@ class DispatcherSpec:
     batch: int
     operator: str = "INFORMZ"
     clock_skew: float = 0.0
+    #: Recipients of a mailing claimed at a time (None: the setting's default).
+    chunk: int | None = None
 
     def describe(self) -> str:
         skew = f" skew {self.clock_skew:+.0f}s" if self.clock_skew else ""
         sizes = f"concurrency {self.concurrency}, batch {self.batch}"
+        if self.chunk is not None:
+            sizes += f", chunks of {self.chunk}"
         return f"lease {self.lease}s, {sizes}{skew}, op {self.operator!r}"
 
 
@@ -116,6 +120,9 @@ class MailingSpec:
     #: Pairs of remote recipients that are the same Personify360 constituent under two addresses.
     shared: int
     account: str
+    #: A big mailing (hundreds to a couple of thousand recipients), sent now, that the dispatchers
+    #: share chunk by chunk.
+    big: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,7 +153,10 @@ class Schedule:
         lines = [
             f"seed {self.seed} on {self.backend}: {self.duration:.1f}s, {self.writebacks} writebacks "
             f"(+{self.poison_rows} poison rows), mailings "
-            + ", ".join(f"{m.remote}+{m.unknown} ({m.shared} shared)" for m in self.mailings)
+            + ", ".join(
+                f"{m.remote}+{m.unknown} ({m.shared} shared{', big, sent now' if m.big else ''})"
+                for m in self.mailings
+            )
             + f", auto-schedule {'on' if self.auto_schedule else 'off'}, latency {self.latency_ms:.0f} ms",
         ]
         lines += [f"  slot {i}: {s.describe()}" for i, s in enumerate(self.slots)]
@@ -262,6 +272,23 @@ def generate(seed: int, backend: str, *, supports: frozenset[str] = frozenset())
     for _ in range(prunes.randint(0, 2)):
         at = round(prunes.uniform(1.0, duration - 0.3), 2)
         events.append(Event(at, "prune", {"batch": prunes.choice((1, 3, 20))}))
+    # A big mailing shared by several dispatchers in small chunks, drawn apart for the same reason.
+    big = random.Random(f"{seed}:{backend}:big-mailing")
+    if big.random() < 0.6:
+        mailings += (
+            MailingSpec(
+                remote=big.randint(200, 1000),
+                unknown=big.randint(0, 20),
+                shared=0,
+                account="Events",
+                big=True,
+            ),
+        )
+        while len(slots) < 2:
+            slots.append(
+                DispatcherSpec(big.choice(SHORT_LEASES), big.randint(2, 8), big.choice((10, 25, 50)))
+            )
+        slots = [dataclasses.replace(s, chunk=big.choice((10, 25, 50, 100))) for s in slots]
     events.sort(key=lambda e: (e.at, e.action))
     return Schedule(
         seed=seed,
@@ -362,13 +389,17 @@ class Run:
 
     # -- set-up -------------------------------------------------------------------------------
 
+    @staticmethod
+    def _recipient_master(m: int, k: int, spec: MailingSpec) -> str:
+        return f"{900000 + 10000 * m + k:012d}" if spec.big else f"{7000 + 100 * m + k:012d}"
+
     def _recipient_people(self) -> list[dict[str, Any]]:
         people = []
         for m, spec in enumerate(self.s.mailings):
             for k in range(spec.remote):
                 people.append(
                     {
-                        "master_customer_id": f"{7000 + 100 * m + k:012d}",
+                        "master_customer_id": self._recipient_master(m, k, spec),
                         "sub_customer_id": 0,
                         "email": f"r{m}-{k}@example.org",
                         "first_name": "R",
@@ -389,7 +420,9 @@ class Run:
         }
         # Runs a second apart: a write that may have arrived is looked for two seconds later, which is
         # longer than a late write here takes to land.
-        optional = {"request_deadline": 4.0, "settle_seconds": 2}
+        optional: dict[str, Any] = {"request_deadline": 4.0, "settle_seconds": 2}
+        if spec.chunk is not None:
+            optional["chunk_size"] = spec.chunk
         values.update({k: v for k, v in optional.items() if k in known})
         target = folder / "writeback-console"
         target.mkdir(parents=True, exist_ok=True)
@@ -446,7 +479,7 @@ class Run:
                 self.mailing_ids.append(int(mid))
                 rows = []
                 for k in range(spec.remote):
-                    master = f"{7000 + 100 * m + k:012d}"
+                    master = self._recipient_master(m, k, spec)
                     if k < 2 * spec.shared and k % 2 == 1:
                         master = f"{7000 + 100 * m + k - 1:012d}"  # the same person under a second address
                     rows.append(self._recipient(mid, f"r{m}-{k}@example.org", master, rng, now))
@@ -464,6 +497,10 @@ class Run:
                     session, self.mailing_ids[0], at=None, actor="chaos"
                 )
                 self.seen.created_refs.add(row.ref)
+            for mid, spec in zip(self.mailing_ids, self.s.mailings, strict=True):
+                if spec.big and mid != self.mailing_ids[0]:
+                    row = operator_actions.schedule_mailing_activity(session, mid, at=None, actor="chaos")
+                    self.seen.created_refs.add(row.ref)
         if self.s.poison_rows:
             self._insert_poison_rows(self.s.poison_rows)
         if any(e.args.get("profile") == "crash" for e in self.s.events):
@@ -1101,6 +1138,10 @@ def check(factory: Factory, sim: Simulator, seen: Observed) -> list[Violation]:
     for p in pruned.values():
         if p.kind == Kind.MAILING_ACTIVITY.value and p.mailing_id is not None:
             mailing_refs[p.mailing_id].add(p.ref)
+    # Each recipient's own reference: written at most once, whichever dispatchers shared the mailing.
+    twice = sorted(ref for ref in delivery_refs if per_ref.get(ref, 0) > 1)
+    if twice:
+        out.append(Violation("I1", f"{len(twice)} mailing recipients written more than once: {twice[:5]}"))
     expected: dict[int, Counter[tuple[str, int]]] = defaultdict(Counter)
     for _rid, mid, master, sub in recipients:
         if master is not None:

@@ -12,6 +12,7 @@ from writeback_console import __version__
 from writeback_console.dba_scripts import SCRIPT_SETS
 from writeback_console.domain import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_CHUNK_SIZE,
     DEFAULT_CONCURRENCY,
     DEFAULT_INTERVAL_SECONDS,
     DEFAULT_LEASE_SECONDS,
@@ -303,6 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
         ("--concurrency", "N", DEFAULT_CONCURRENCY, "writebacks sent at once"),
         ("--lease-seconds", "S", DEFAULT_LEASE_SECONDS, "lease on claimed rows"),
         ("--batch-size", "N", DEFAULT_BATCH_SIZE, "rows claimed per statement"),
+        ("--chunk-size", "N", DEFAULT_CHUNK_SIZE, "recipients of a mailing claimed at a time"),
         (
             "--settle-seconds",
             "S",

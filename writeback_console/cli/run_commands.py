@@ -161,6 +161,7 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
             concurrency=args.concurrency,
             lease_seconds=args.lease_seconds,
             batch_size=args.batch_size,
+            chunk_size=args.chunk_size,
             settle_seconds=args.settle_seconds,
             interval_seconds=args.interval,
         )

@@ -9,6 +9,10 @@ What the cycle promises, whatever happens around it (see docs/architecture.md, "
   database's clock) and, just before each request, by the holder's own conservative view of it; every
   write to the row names the lease's fencing token, so a dispatcher that lost its lease writes nothing.
 - Whatever goes wrong with one writeback is that writeback's Error, never the cycle's.
+- A mailing activity's recipients are sent in chunks claimed under leases of their own, so several
+  dispatchers share one big mailing: one with nothing else to do joins a mailing being sent, whoever
+  finishes last settles the row (Sent when all arrived, Error naming how many failed), and while any
+  chunk of it is held the row is neither recovered nor put back.
 - When Personify360 as a whole is unavailable (most requests end in 502/503/504/429, a web page or a
   timeout; or it says so itself), the cycle stops, uses no attempt, honours Retry-After and remembers
   the outage for the next cycles, which each send one probe first. Rejected credentials likewise, so
@@ -18,9 +22,9 @@ What the cycle promises, whatever happens around it (see docs/architecture.md, "
   problem in words and the rows come back to the queue when their leases run out.
 
 The module is longer than the project's guide of about 700 lines on purpose: it is one state machine
-(``_Cycle``), and its sections (is Personify360 usable, sending, claiming, results, the end of a run,
-leases, a database that refuses) all read and change the same run state. What it is given and what it
-reports live in ``dispatch/summary.py``.
+(``_Cycle``), and its sections (is Personify360 usable, sending, claiming rows and mailings' chunks,
+results, a mailing's verdict, the end of a run, leases, a database that refuses) all read and change
+the same run state. What it is given and what it reports live in ``dispatch/summary.py``.
 """
 
 from __future__ import annotations
@@ -98,44 +102,34 @@ class _Held:
 
 
 @dataclass
-class _MailingJob:
-    """A mailing-activity writeback being fanned out to its recipients."""
+class _Chunk:
+    """Recipients of a mailing this dispatcher holds a chunk lease on, and what became of them."""
+
+    writeback_id: int
+    lease: RowLease
+    #: delivery id → the chunk's fencing token, for those not yet recorded or let go.
+    tokens: dict[int, int]
+    #: Recipients queued or in flight, without an outcome taken yet.
+    outstanding: int
+    #: Failures that may only mean "Personify360 is unavailable": recorded by the run's verdict.
+    deferred: list[Outcome] = field(default_factory=list)
+
+
+@dataclass
+class _Mailing:
+    """A mailing-activity row this dispatcher works on: one it claimed, or one it joined by its chunks."""
 
     claimed: lifecycle.Claimed
-    remote: int
-    delivered: int
-    outstanding: int
-    failures: list[Outcome] = field(default_factory=list)
-    #: Recipients whose requests were refused before they left (the lease ran short).
-    unsent: int = 0
-    #: Recipients that made a request at all.
+    name: str
+    owner: bool
+    #: The mailing's recipients that had arrived when this dispatcher claimed the row.
+    delivered_at_claim: int = -1
+    chunks: list[_Chunk] = field(default_factory=list)
+    #: Recipients this dispatcher recorded an outcome for.
     tried: int = 0
-
-    def add(self, o: Outcome) -> None:
-        self.outstanding -= 1
-        if o.not_sent:
-            self.unsent += 1
-            return
-        self.tried += 1
-        if o.ok:
-            self.delivered += 1
-        else:
-            self.failures.append(o)
-
-    def copy(self) -> _MailingJob:
-        return _MailingJob(
-            self.claimed,
-            self.remote,
-            self.delivered,
-            self.outstanding,
-            list(self.failures),
-            self.unsent,
-            self.tried,
-        )
-
-    @property
-    def held_back(self) -> bool:
-        return any(f.held_back for f in self.failures)
+    first_failure: Outcome | None = None
+    #: No chunk to claim before this (monotonic): the rest are in flight here or held elsewhere.
+    next_claim: float = 0.0
 
 
 @dataclass
@@ -144,6 +138,7 @@ class _Work:
     lease: RowLease
     fn: Callable[..., Outcome]
     args: tuple[Any, ...]
+    chunk: _Chunk | None = None
 
 
 ProgressCallback = Callable[[CycleProgress], None]
@@ -230,13 +225,13 @@ class _Cycle:
         self.counts = {"claimed": 0, "sent": 0, "failed": 0, "nrr": 0, "released": 0, "pruned": 0}
         self.held: dict[int, _Held] = {}
         self.changed: set[int] = set()
-        self.jobs: dict[int, _MailingJob] = {}
+        #: Mailing rows worked here, claimed or joined, and which chunk each claimed delivery is in.
+        self.mailings: dict[int, _Mailing] = {}
+        self.chunk_of: dict[int, _Chunk] = {}
         self.work: deque[_Work] = deque()
         self.results: list[Outcome] = []
         #: Plain rows' failures that may only mean "Personify360 is unavailable": judged at the end.
         self.held_back: list[Outcome] = []
-        #: Mailing rows whose recipients failed that way, judged at the end too.
-        self.deferred_jobs: list[_MailingJob] = []
         self.finished = 0
         self.service_failures = 0
         self.service_run = 0
@@ -296,6 +291,14 @@ class _Cycle:
             with read_session(self.factory) as session:
                 self.remaining = lifecycle.count_eligible(
                     session, started, self.skip, self.o.settle_seconds, only=self.only
+                )
+                # Mailings other dispatchers are sending, with recipients this one can take a share of.
+                self.remaining += deliveries.count_joinable(
+                    session,
+                    now=started,
+                    settle_seconds=self.o.settle_seconds,
+                    skip_accounts=self.skip,
+                    only=self.only,
                 )
         except sa_exc.DBAPIError as exc:
             if not _database_trouble(exc):
@@ -486,22 +489,13 @@ class _Cycle:
                 )
                 # Keep twice the pool's width queued, so senders never wait for the database.
                 while not stopping and may_claim and len(in_flight) < 2 * self.o.concurrency:
-                    if not self.work and phase == "normal":
-                        claimed = self._claim_batch(suspects=False)
-                        if claimed is None:
-                            break
-                        if not claimed:
-                            phase = "suspects"
-                    if not self.work and phase == "suspects":
-                        if in_flight or self.results or self.jobs:
-                            break  # the last one is settled and recorded before the next goes
-                        claimed = self._claim_batch(suspects=True)
-                        if claimed is None:
-                            break
-                        if not claimed:
-                            phase = "done"
                     if not self.work:
-                        break
+                        busy = bool(in_flight or self.results or self._mailings_busy())
+                        phase, found = self._find_work(phase, busy=busy)
+                        if not found:
+                            break
+                        if not self.work:
+                            continue
                     item = self.work.popleft()
                     if (
                         item.lease.remaining() < 3 * item.lease.margin
@@ -510,8 +504,8 @@ class _Cycle:
                         # Renew before sending rather than send on a lease about to run out.
                         self._renew()
                         last_renew = time.monotonic()
-                    if item.lease.lost or item.writeback_id not in self.held:
-                        continue  # another dispatcher has the row now
+                    if item.lease.lost or (item.chunk is None and item.writeback_id not in self.held):
+                        continue  # another dispatcher has the row (or the recipients) now
                     in_flight.add(pool.submit(item.fn, *item.args))
                 if phase == "done" and self.reclaimable and self.reclaim_rounds < RECLAIM_ROUNDS:
                     # Rows put back unsent (their lease ran short) are due again in this very run.
@@ -557,6 +551,114 @@ class _Cycle:
 
     # -- claiming -----------------------------------------------------------------------------
 
+    def _find_work(self, phase: str, *, busy: bool) -> tuple[str, bool]:
+        """Claim what to send next: recipients of the mailings worked here, then rows, then recipients
+        of mailings other dispatchers are working on, then (one at a time) rows a dispatcher died
+        sending. Returns the phase after it and whether anything was claimed."""
+        got = self._next_chunk()
+        if got is None or got:
+            return phase, bool(got)
+        if phase == "normal":
+            claimed = self._claim_batch(suspects=False)
+            if claimed is None or claimed:
+                return phase, bool(claimed)
+            joined = self._join()
+            if joined is None or joined:
+                return phase, bool(joined)
+            phase = "suspects"
+        if phase == "suspects":
+            if busy:
+                return phase, False  # the last one is settled and recorded before the next goes
+            claimed = self._claim_batch(suspects=True)
+            if claimed is None or claimed:
+                return phase, bool(claimed)
+            phase = "done"
+        return phase, False
+
+    def _mailings_busy(self) -> bool:
+        """A mailing worked here still has recipients to send (not only failures waiting for the verdict)."""
+        return any(not m.chunks or any(ch.outstanding > 0 for ch in m.chunks) for m in self.mailings.values())
+
+    def _next_chunk(self) -> bool | None:
+        """Claim the next chunk of a mailing worked here; a mailing with none left and none of its chunks
+        here any more is finished. None if the database refused."""
+        now = time.monotonic()
+        for wid in sorted(self.mailings):
+            m = self.mailings[wid]
+            if m.next_claim > now:
+                continue
+            got = self._claim_chunk((wid, m.claimed.token))
+            if got is None or got:
+                return got
+            if m.chunks:
+                # The rest are in flight here: look again a little later, some may come back unsent.
+                m.next_claim = now + max(1.0, self.o.flush_interval)
+                continue
+            try:
+                with write_transaction(self.factory) as session:
+                    verdict = self._finish_mailing(session, m, final=False)
+            except sa_exc.DBAPIError as exc:
+                if not _database_trouble(exc):
+                    raise
+                self._database_failed(exc)
+                return None
+            self._database_ok()
+            if verdict == "more":
+                got = self._claim_chunk((wid, m.claimed.token))
+                if not got:
+                    m.next_claim = now + max(1.0, self.o.flush_interval)
+                return got
+            self._after_mailing(wid, verdict)
+        return False
+
+    def _join(self) -> bool | None:
+        """Join a mailing another dispatcher is working on, by a chunk of its recipients nobody holds."""
+        return self._claim_chunk(None)
+
+    def _claim_chunk(self, writeback: tuple[int, int] | None) -> bool | None:
+        taken = RowLease.now()
+        try:
+            with write_transaction(self.factory) as session:
+                chunk = deliveries.claim_chunk(
+                    session,
+                    dispatcher=self.o.dispatcher,
+                    limit=self.o.chunk_size,
+                    lease_seconds=self.o.lease_seconds,
+                    settle_seconds=self.o.settle_seconds,
+                    now=self._now_for_store(),
+                    writeback=writeback,
+                    skip_accounts=self.skip,
+                    only=self.only,
+                )
+        except sa_exc.DBAPIError as exc:
+            if not _database_trouble(exc):
+                raise
+            self._database_failed(exc)
+            return None
+        self._database_ok()
+        if chunk is None:
+            return False
+        c = chunk.writeback
+        m = self.mailings.get(c.id)
+        if m is None or m.claimed.token != c.token:
+            m = self.mailings[c.id] = _Mailing(c, chunk.mailing_name, owner=False)
+            self.changed.add(c.id)
+        lease = RowLease(c.id, c.token, self.o.lease_seconds, taken)
+        held = _Chunk(c.id, lease, dict(chunk.tokens), len(chunk.recipients))
+        m.chunks.append(held)
+        for recipient in chunk.recipients:
+            self.chunk_of[recipient.delivery_id] = held
+            self.work.append(
+                _Work(
+                    c.id,
+                    lease,
+                    send_recipient,
+                    (self.client, self.mapping, m.claimed, m.name, recipient, lease, self.clock),
+                    held,
+                )
+            )
+        return True
+
     def _claim_batch(self, *, suspects: bool) -> bool | None:
         """Claim the next batch (or one suspect row); False if none is left, None if the database refused."""
         taken = RowLease.now()
@@ -595,20 +697,12 @@ class _Cycle:
                 self.held[c.id] = _Held(c, lease)
                 self.results.append(detail)
             elif kind == "job":
+                # Its recipients are claimed in chunks, by this dispatcher and any other that joins.
                 assert isinstance(detail, deliveries.FanOut)
                 self.held[c.id] = _Held(c, lease)
-                self.jobs[c.id] = _MailingJob(
-                    c, detail.remote_recipients, detail.already_delivered, len(detail.pending)
+                self.mailings[c.id] = _Mailing(
+                    c, detail.mailing_name, owner=True, delivered_at_claim=detail.already_delivered
                 )
-                for recipient in detail.pending:
-                    self.work.append(
-                        _Work(
-                            c.id,
-                            lease,
-                            send_recipient,
-                            (self.client, self.mapping, c, detail.mailing_name, recipient, lease, self.clock),
-                        )
-                    )
             else:
                 self.held[c.id] = _Held(c, lease)
                 self.work.append(
@@ -726,48 +820,39 @@ class _Cycle:
         gone = {id(o) for o in outcomes}
         self.results = [o for o in self.results if id(o) not in gone]
         for o in outcomes:
-            self.held.pop(o.writeback_id, None)
-            self.jobs.pop(o.writeback_id, None)
+            chunk = self.chunk_of.get(o.delivery_id) if o.delivery_id is not None else None
+            if chunk is not None:
+                # The recipients of its chunk come back when its lease runs out, and are looked for.
+                chunk.lease.lost = True
+                self._drop_chunk(chunk)
+            elif o.delivery_id is None:
+                self.held.pop(o.writeback_id, None)
 
     def _flush_batch(self, batch: list[Outcome]) -> bool:
-        now = self.clock()
         recipients = [o for o in batch if o.delivery_id is not None]
         plain = [o for o in batch if o.delivery_id is None]
         record_now = [o for o in plain if not o.not_sent and not o.held_back and o.writeback_id in self.held]
-        # Mailing jobs: what this batch does to each, worked out before anything is committed.
-        jobs: dict[int, _MailingJob] = {}
+        # Recipients: recorded, let go unsent (their request was refused before leaving), or held back
+        # until the run's verdict on an outage; those of a chunk lost meanwhile are left alone.
+        to_record: list[tuple[Outcome, _Chunk]] = []
+        to_release: list[tuple[Outcome, _Chunk]] = []
+        to_defer: list[tuple[Outcome, _Chunk]] = []
         for o in recipients:
-            job = jobs.get(o.writeback_id) or (
-                self.jobs[o.writeback_id].copy() if o.writeback_id in self.jobs else None
-            )
-            if job is None:
-                continue  # the row was lost meanwhile
-            job.add(o)
-            jobs[o.writeback_id] = job
-        finished = [job for job in jobs.values() if job.outstanding == 0]
+            assert o.delivery_id is not None
+            chunk = self.chunk_of.get(o.delivery_id)
+            if chunk is None or chunk.lease.lost:
+                continue
+            if o.not_sent:
+                to_release.append((o, chunk))
+            elif o.held_back:
+                to_defer.append((o, chunk))
+            else:
+                to_record.append((o, chunk))
         try:
             with write_transaction(self.factory) as session:
-                deliveries.record_deliveries(
-                    session,
-                    [
-                        deliveries.DeliveryResult(
-                            o.delivery_id,
-                            o.writeback_id,
-                            self.held[o.writeback_id].claimed.token,
-                            o.ok,
-                            o.finished_at,
-                            o.activity_id,
-                            o.message,
-                            o.may_have_arrived,
-                        )
-                        for o in recipients
-                        if o.delivery_id is not None and o.writeback_id in self.held and not o.not_sent
-                    ],
-                )
+                recorded = self._record_recipients(session, to_record)
+                self._release_recipients(session, to_release)
                 held = self._record(session, record_now)
-                verdicts = {
-                    job.claimed.id: self._settle_job(session, job, now, final=False) for job in finished
-                }
                 # Rows whose requests were refused before leaving (lease short) go back at once.
                 unsent = {
                     o.writeback_id: self.held[o.writeback_id].claimed.token
@@ -792,14 +877,164 @@ class _Cycle:
         for o in plain:
             if o.held_back and o.writeback_id in self.held:
                 self.held_back.append(o)
-        for wid, job in jobs.items():
-            if wid in self.jobs:
-                self.jobs[wid] = job
-        for wid, verdict in verdicts.items():
-            self._after_job(wid, verdict)
-            self.reclaimable = self.reclaimable or verdict in ("put_back", "released")
+        for o, chunk in to_record:
+            m = self.mailings.get(chunk.writeback_id)
+            if m is not None and o.delivery_id in recorded:
+                m.tried += 1
+                if not o.ok and m.first_failure is None:
+                    m.first_failure = o
+            self._outcome_taken(o, chunk)
+        for o, chunk in to_release:
+            self._outcome_taken(o, chunk)
+        for o, chunk in to_defer:
+            chunk.deferred.append(o)
+            chunk.outstanding -= 1
         self._report()
         return True
+
+    def _record_recipients(self, session: Session, items: list[tuple[Outcome, _Chunk]]) -> set[int]:
+        return deliveries.record_deliveries(
+            session,
+            [
+                deliveries.DeliveryResult(
+                    o.delivery_id,
+                    o.writeback_id,
+                    chunk.lease.token,
+                    o.ok,
+                    o.finished_at,
+                    o.activity_id,
+                    o.message,
+                    o.may_have_arrived,
+                    chunk_token=chunk.tokens[o.delivery_id],
+                )
+                for o, chunk in items
+                if o.delivery_id is not None and o.delivery_id in chunk.tokens
+            ],
+        )
+
+    def _release_recipients(
+        self, session: Session, items: list[tuple[Outcome, _Chunk]], *, doubt: bool = False
+    ) -> None:
+        per_row: dict[tuple[int, int], list[deliveries.Unsent]] = {}
+        for o, chunk in items:
+            if o.delivery_id is not None and o.delivery_id in chunk.tokens:
+                per_row.setdefault((chunk.writeback_id, chunk.lease.token), []).append(
+                    deliveries.Unsent(
+                        o.delivery_id,
+                        chunk.tokens[o.delivery_id],
+                        o.finished_at,
+                        may_have_arrived=doubt and o.may_have_arrived,
+                    )
+                )
+        for (wid, token), unsent in sorted(per_row.items()):
+            deliveries.release_deliveries(session, wid, token, unsent)
+
+    def _outcome_taken(self, o: Outcome, chunk: _Chunk) -> None:
+        """A recipient of the chunk is recorded or let go: the chunk is done when none is left."""
+        if o.delivery_id is not None:
+            chunk.tokens.pop(o.delivery_id, None)
+            self.chunk_of.pop(o.delivery_id, None)
+        chunk.outstanding -= 1
+        if chunk.outstanding <= 0 and not chunk.deferred:
+            self._drop_chunk(chunk)
+
+    def _drop_chunk(self, chunk: _Chunk) -> None:
+        for did in chunk.tokens:
+            self.chunk_of.pop(did, None)
+        m = self.mailings.get(chunk.writeback_id)
+        if m is not None and chunk in m.chunks:
+            m.chunks.remove(chunk)
+            m.next_claim = 0.0  # some of its recipients may have come back unsent: look at once
+
+    def _finish_mailing(self, session: Session, m: _Mailing, *, final: bool) -> str:
+        """The verdict on a mailing row none of whose chunks are here any more, under the row's lock.
+
+        While another dispatcher holds a chunk of it, the row is theirs to finish ("others"). Recipients
+        still pending: claim them ("more"), or, at the end of this run, back to the queue without an
+        attempt, those that arrived staying sent. None pending: Sent when all arrived, Error naming how
+        many failed, whoever finishes it.
+        """
+        c = m.claimed
+        now = self.clock()
+        if c.mailing_id is None or not deliveries.lock_mailing_row(session, c.id, c.token):
+            return "lost"
+        state = deliveries.mailing_state(
+            session, c.id, c.mailing_id, now=now, settle_seconds=self.o.settle_seconds
+        )
+        if state.live:
+            return "others"
+        if state.pending:
+            if not final and state.claimable and self.problem is None and not self.stop.is_set():
+                return "more"
+            if m.owner and state.arrived == m.delivered_at_claim and not state.failed and not m.tried:
+                released = recording.release(session, {c.id: c.token}, now=self._now_for_store())
+                return "released" if released else "lost"
+            tried = state.total - state.pending
+            if self.problem is not None:
+                cause = next((f for ch in m.chunks for f in ch.deferred), None)
+                item = recording.PutBack(
+                    c.id,
+                    c.token,
+                    now,
+                    AttemptOutcome.OUTAGE,
+                    self.stopped_reason or (cause.message if cause else "Personify360 unavailable"),
+                    cause.http_status if cause else None,
+                    cause.excerpt if cause else None,
+                    may_have_arrived=any(f.may_have_arrived for ch in m.chunks for f in ch.deferred),
+                )
+            else:
+                # Not an interruption: the run stopped on purpose (asked to, or a lease running short,
+                # or the rest wait for a write that may still land); it says nothing about the row.
+                item = recording.PutBack(
+                    c.id,
+                    c.token,
+                    now,
+                    AttemptOutcome.STOPPED,
+                    f"stopped after {tried:,} of {state.total:,} recipients; the rest go in a later run",
+                )
+            return "put_back" if recording.put_back(session, [item]) else "lost"
+        if mailing_activity_outcome(state.total, state.arrived) is Status.SENT:
+            ok = recording.mark_sent(
+                session, c.id, token=c.token, dispatcher=self.o.dispatcher, sent_at=now, any_holder=True
+            )
+            return "sent" if ok else "lost"
+        first = m.first_failure
+        message = mailing_activity_error(state.total, state.arrived)
+        reason = first.message if first is not None else state.first_error
+        if reason:
+            message += f" (first: {reason})"
+        ok = recording.mark_error(
+            session,
+            c.id,
+            token=c.token,
+            dispatcher=self.o.dispatcher,
+            failed_at=now,
+            message=message,
+            http_status=first.http_status if first else None,
+            response_excerpt=first.excerpt if first else None,
+            may_have_arrived=state.uncertain_failure,
+            retry_after=self.retry_after,
+            any_holder=True,
+        )
+        return "failed" if ok else "lost"
+
+    def _after_mailing(self, wid: int, verdict: str) -> None:
+        m = self.mailings.pop(wid, None)
+        if m is not None:
+            for chunk in list(m.chunks):
+                chunk.lease.lost = True
+                self._drop_chunk(chunk)
+            if m.owner:
+                self.held.pop(wid, None)
+        if verdict in ("sent", "failed", "put_back", "released"):
+            self.changed.add(wid)
+        if verdict == "sent":
+            self.counts["sent"] += 1
+        elif verdict == "failed":
+            self.counts["failed"] += 1
+        elif verdict in ("put_back", "released"):
+            self.counts["released"] += 1
+            self.reclaimable = True
 
     def _record(self, session: Session, outcomes: list[Outcome]) -> set[int]:
         if not outcomes:
@@ -836,90 +1071,6 @@ class _Cycle:
                 self.counts["sent"] += 1
             else:
                 self.counts["failed"] += 1
-
-    def _settle_job(self, session: Session, job: _MailingJob, now: datetime, *, final: bool) -> str:
-        """The verdict on a mailing row whose recipients have all been tried (or given up on)."""
-        c = job.claimed
-        if job.outstanding > 0 or job.unsent:
-            # Not all of its recipients were tried: back to the queue, no attempt used; those that
-            # arrived stay sent, the rest go in a later run.
-            if job.tried:
-                recording.put_back(
-                    session,
-                    [
-                        recording.PutBack(
-                            c.id,
-                            c.token,
-                            now,
-                            # Not an interruption: the run stopped on purpose (asked to, or an outage,
-                            # or a lease running short); it says nothing about the row.
-                            AttemptOutcome.STOPPED,
-                            f"stopped after {job.tried:,} of {job.tried + job.outstanding + job.unsent:,} "
-                            "recipients; the rest go in a later run",
-                        )
-                    ],
-                )
-                return "put_back"
-            return (
-                "released"
-                if recording.release(session, {c.id: c.token}, now=self._now_for_store())
-                else "lost"
-            )
-        if job.held_back:
-            if self.problem is None and not final:
-                return "deferred"
-            if self.problem is not None:
-                cause = next(f for f in job.failures if f.held_back)
-                recording.put_back(
-                    session,
-                    [
-                        recording.PutBack(
-                            c.id,
-                            c.token,
-                            now,
-                            AttemptOutcome.OUTAGE,
-                            self.stopped_reason or cause.message,
-                            cause.http_status,
-                            cause.excerpt,
-                            may_have_arrived=any(f.may_have_arrived for f in job.failures),
-                        )
-                    ],
-                )
-                return "put_back"
-        if mailing_activity_outcome(job.remote, job.delivered) is Status.SENT:
-            ok = recording.mark_sent(session, c.id, token=c.token, dispatcher=self.o.dispatcher, sent_at=now)
-            return "sent" if ok else "lost"
-        first = job.failures[0] if job.failures else None
-        message = mailing_activity_error(job.remote, job.delivered)
-        if first is not None:
-            message += f" (first: {first.message})"
-        ok = recording.mark_error(
-            session,
-            c.id,
-            token=c.token,
-            dispatcher=self.o.dispatcher,
-            failed_at=now,
-            message=message,
-            http_status=first.http_status if first else None,
-            response_excerpt=first.excerpt if first else None,
-            may_have_arrived=any(f.may_have_arrived for f in job.failures),
-            retry_after=self.retry_after,
-        )
-        return "failed" if ok else "lost"
-
-    def _after_job(self, wid: int, verdict: str) -> None:
-        job = self.jobs.pop(wid, None)
-        if verdict == "deferred":
-            if job is not None:
-                self.deferred_jobs.append(job)
-            return
-        self.held.pop(wid, None)
-        if verdict == "sent":
-            self.counts["sent"] += 1
-        elif verdict == "failed":
-            self.counts["failed"] += 1
-        elif verdict in ("put_back", "released"):
-            self.counts["released"] += 1
 
     # -- the end of a run ---------------------------------------------------------------------
 
@@ -992,20 +1143,29 @@ class _Cycle:
                 if o.writeback_id in held:
                     counts["sent" if o.ok else "failed"] += 1
         settled = {o.writeback_id for o in back}
-        for job in self.deferred_jobs:
-            verdict = self._settle_job(session, job, now, final=True)
+        for wid, m in sorted(self.mailings.items()):
+            # Whatever of its chunks is still here: recipients held back for the verdict are recorded
+            # (not an outage) or let go with their doubt (an outage), the others were never sent.
+            deferred = [(o, ch) for ch in m.chunks for o in ch.deferred]
+            if outage:
+                self._release_recipients(session, deferred, doubt=True)
+            else:
+                self._record_recipients(session, deferred)
+            answered = {o.delivery_id for o, _ch in deferred}
+            never = [
+                (Outcome(wid, False, "not sent", delivery_id=did, finished_at=now), ch)
+                for ch in m.chunks
+                for did in ch.tokens
+                if did not in answered
+            ]
+            self._release_recipients(session, never)
+            # Finished here, or back to the queue with what was tried kept, or left to the dispatchers
+            # still holding chunks of it.
+            verdict = self._finish_mailing(session, m, final=True)
             if verdict in ("sent", "failed"):
                 counts[verdict] += 1
             elif verdict in ("put_back", "released"):
                 counts["released"] += 1
-            settled.add(job.claimed.id)
-        for wid, job in list(self.jobs.items()):
-            # Stopped part-way through a mailing: back to the queue, with what was tried kept.
-            verdict = self._settle_job(session, job, now, final=True)
-            if verdict in ("put_back", "released"):
-                counts["released"] += 1
-            elif verdict in ("sent", "failed"):
-                counts[verdict] += 1
             settled.add(wid)
         unsent = {wid: h.claimed.token for wid, h in self.held.items() if wid not in settled}
         counts["released"] += recording.release(session, unsent, now=self._now_for_store())
@@ -1015,8 +1175,12 @@ class _Cycle:
         for key, n in counts.items():
             self.counts[key] += n
         self.held_back.clear()
-        self.deferred_jobs.clear()
-        self.jobs.clear()
+        self.changed.update(self.mailings)
+        for m in self.mailings.values():
+            for chunk in m.chunks:
+                chunk.lease.lost = True
+        self.mailings.clear()
+        self.chunk_of.clear()
         self.held.clear()
         self.work.clear()
         self._report()
@@ -1024,16 +1188,24 @@ class _Cycle:
     # -- leases -------------------------------------------------------------------------------
 
     def _renew(self) -> None:
-        if not self.held:
+        chunks = [ch for m in self.mailings.values() for ch in m.chunks if not ch.lease.lost]
+        if not self.held and not chunks:
             return
+        held_chunks: dict[int, tuple[int, dict[int, int]]] = {}
+        for ch in chunks:
+            held_chunks.setdefault(ch.writeback_id, (ch.lease.token, {}))[1].update(ch.tokens)
         taken = RowLease.now()
         try:
             with write_transaction(self.factory) as session:
+                # Rows first, then their deliveries, as every transaction on a shared mailing does.
                 still = lifecycle.renew_leases(
                     session,
                     {wid: h.claimed.token for wid, h in self.held.items()},
                     lease_seconds=self.o.lease_seconds,
                     now=self._now_for_store(),
+                )
+                recipients = deliveries.renew_chunks(
+                    session, held_chunks, lease_seconds=self.o.lease_seconds, now=self._now_for_store()
                 )
         except sa_exc.DBAPIError as exc:
             if not _database_trouble(exc):
@@ -1048,8 +1220,19 @@ class _Cycle:
             else:
                 h.lease.lost = True
                 del self.held[wid]
-                self.jobs.pop(wid, None)
+                m = self.mailings.pop(wid, None)
+                for ch in m.chunks if m is not None else []:
+                    ch.lease.lost = True
                 log.warning("lost the lease on writeback %s: another dispatcher has it now", wid)
+        for ch in chunks:
+            if ch.lease.lost:
+                continue
+            if all(did in recipients for did in ch.tokens):
+                ch.lease.extend(self.o.lease_seconds, taken)
+            else:
+                ch.lease.lost = True
+                self._drop_chunk(ch)
+                log.warning("lost a chunk of the recipients of writeback %s", ch.writeback_id)
 
     # -- a database that refuses --------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from writeback_console.domain import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_CHUNK_SIZE,
     DEFAULT_CONCURRENCY,
     DEFAULT_INTERVAL_SECONDS,
     DEFAULT_LEASE_SECONDS,
@@ -39,6 +40,8 @@ class DispatchOptions:
     concurrency: int = DEFAULT_CONCURRENCY
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     batch_size: int = DEFAULT_BATCH_SIZE
+    #: Recipients of a mailing claimed at a time; several dispatchers share a big mailing chunk by chunk.
+    chunk_size: int = DEFAULT_CHUNK_SIZE
     #: Consecutive "cannot be reached" answers that stop the cycle.
     breaker_threshold: int = 3
     #: Results are written in batches at most this far apart (seconds).

@@ -276,7 +276,7 @@ def claim(
     if interrupted is not None:
         chosen = chosen.where(W.interruptions > 0 if interrupted else W.interruptions == 0)
     if only is not None:
-        chosen = chosen.where(_one_of(session, only))
+        chosen = chosen.where(one_of(session, only))
     if session.get_bind().dialect.name == "postgresql":
         chosen = chosen.with_for_update(skip_locked=True)
     result = session.execute(
@@ -400,7 +400,7 @@ def held_leases(session: Session, leases: Leases) -> set[int]:
 _IDS_AS_PARAMETERS = 1000
 
 
-def _one_of(session: Session, ids: Iterable[int]) -> ColumnElement[bool]:
+def one_of(session: Session, ids: Iterable[int]) -> ColumnElement[bool]:
     """The row is one of ``ids`` (a cycle for some writebacks only), however many they are.
 
     An ``IN`` list takes a parameter per id, and databases cap them (PostgreSQL at 65,535 a statement,
@@ -432,7 +432,7 @@ def count_eligible(
     if skipped:
         query = query.where(W.account.not_in(skipped))
     if only is not None:
-        query = query.where(_one_of(session, only))
+        query = query.where(one_of(session, only))
     return int(session.execute(query).scalar_one())
 
 

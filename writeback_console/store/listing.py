@@ -18,6 +18,7 @@ from writeback_console.domain import REF_PREFIX, AttemptOutcome, Kind, SortField
 from writeback_console.error_groups import WILDCARD
 from writeback_console.store import counters
 from writeback_console.store.models import Attempt, Delivery, Mailing, MailingRecipient
+from writeback_console.store.progress import with_progress
 from writeback_console.store.rows import (
     DELIVERY_TABLE,
     ROW_COLUMNS,
@@ -46,7 +47,7 @@ def get_writeback(session: Session, key: int | str) -> WritebackRow:
         row = session.execute(select(*ROW_COLUMNS).where(W.id == int(key))).first()
     if row is None:
         raise NotFound(f"no writeback {key}")
-    return row_from(row)
+    return with_progress(session, [row_from(row)], statuses=None)[0]
 
 
 def get_writebacks(session: Session, ids: Sequence[int]) -> dict[int, WritebackRow]:
@@ -56,7 +57,7 @@ def get_writebacks(session: Session, ids: Sequence[int]) -> dict[int, WritebackR
         for r in session.execute(select(*ROW_COLUMNS).where(W.id.in_(batch))):
             row = row_from(r)
             rows[row.id] = row
-    return rows
+    return {row.id: row for row in with_progress(session, list(rows.values()))}
 
 
 def resolve_ids(session: Session, keys: Iterable[str]) -> list[int]:
@@ -379,7 +380,7 @@ def list_page(
         query = query.order_by(W.id.desc() if descending else W.id).limit(limit + 1 - len(rows))
         rows.extend(row_from(r) for r in session.execute(query))
     more = len(rows) > limit
-    rows = rows[:limit]
+    rows = with_progress(session, rows[:limit])
     return Page(rows, _cursor_of(rows[-1], sort) if more and rows else None)
 
 

@@ -294,12 +294,21 @@ class Delivery(Base):
     activity_id: Mapped[str | None] = mapped_column(String(64))
     last_error: Mapped[str | None] = mapped_column(Text)
     uncertain: Mapped[bool] = mapped_column(Boolean, default=False)
+    # When the doubt arose: it is looked for only once a slow write could have landed.
+    uncertain_since: Mapped[datetime | None] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    # A chunk lease, as on a writeback row: several dispatchers share one mailing by claiming chunks of
+    # its recipients. The expiry is from the database's clock; every claim increments the fencing token,
+    # and a holder's writes name it, so one that lost its chunk changes nothing.
+    locked_by: Mapped[str | None] = mapped_column(String(200))
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    lease_token: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (
         UniqueConstraint("recipient_id"),
         CheckConstraint(_in_list("status", DeliveryStatus), name="status"),
-        Index("ix_delivery_writeback_id_status", "writeback_id", "status"),
+        # A chunk is the next pending recipients of a row in id order, read from here.
+        Index("ix_delivery_writeback_id_status_id", "writeback_id", "status", "id"),
         Index("ix_delivery_ref", "ref"),
     )
 

@@ -141,12 +141,18 @@ def _close_attempts(
 
 
 def record_results(
-    session: Session, results: Sequence[AttemptResult], *, dispatcher: str, retry_after: timedelta
+    session: Session,
+    results: Sequence[AttemptResult],
+    *,
+    dispatcher: str,
+    retry_after: timedelta,
+    any_holder: bool = False,
 ) -> set[int]:
     """Record many attempts in a few statements; returns the ids whose lease the caller still held.
 
     A failed row's automatic retry is due ``retry_after`` (the dispatcher's interval) after its failure,
-    as ``domain.after_failure`` says.
+    as ``domain.after_failure`` says. The attempt closed is the dispatcher's own, or with ``any_holder``
+    the row's open one whoever claimed it (a mailing settled by whichever of its dispatchers finished last).
 
     A row whose lease was lost meanwhile (recovered by another run, or the holder slept past it) is
     left alone: its fencing token no longer matches, its attempt was closed as interrupted, and it is
@@ -229,7 +235,7 @@ def record_results(
                 for r in mine
             ],
             counted=True,
-            dispatcher=dispatcher,
+            dispatcher=None if any_holder else dispatcher,
         )
     return held
 
@@ -243,10 +249,13 @@ def mark_sent(
     sent_at: datetime,
     http_status: int | None = None,
     message: str | None = None,
+    any_holder: bool = False,
 ) -> bool:
     """Record that Personify360 accepted the row. False if this lease is no longer held."""
     result = AttemptResult(writeback_id, token, True, sent_at, http_status, message)
-    return writeback_id in record_results(session, [result], dispatcher=dispatcher, retry_after=_ANY)
+    return writeback_id in record_results(
+        session, [result], dispatcher=dispatcher, retry_after=_ANY, any_holder=any_holder
+    )
 
 
 def mark_error(
@@ -261,13 +270,16 @@ def mark_error(
     response_excerpt: str | None = None,
     may_have_arrived: bool = False,
     retry_after: timedelta,
+    any_holder: bool = False,
 ) -> bool:
     """Record a failed attempt; the row is retried automatically, ``retry_after`` later, while attempts
     remain."""
     result = AttemptResult(
         writeback_id, token, False, failed_at, http_status, message, response_excerpt, may_have_arrived
     )
-    return writeback_id in record_results(session, [result], dispatcher=dispatcher, retry_after=retry_after)
+    return writeback_id in record_results(
+        session, [result], dispatcher=dispatcher, retry_after=retry_after, any_holder=any_holder
+    )
 
 
 def mark_no_remote_recipients(session: Session, writeback_id: int, *, token: int, now: datetime) -> bool:
@@ -410,7 +422,22 @@ def recover_expired_leases(
     """
     now = now or database_now(session)
     again = W.interruptions >= FREE_INTERRUPTIONS
-    expired = select(W.id).where(W.status == Status.PROCESSING.value, W.lease_expires_at < now).order_by(W.id)
+    # A mailing's row is not its dispatchers' to lose while any of them still holds a chunk of it.
+    live_chunk = (
+        select(Delivery.id)
+        .where(
+            Delivery.writeback_id == W.id,
+            Delivery.status == DeliveryStatus.PENDING.value,
+            Delivery.locked_by.is_not(None),
+            Delivery.lease_expires_at >= now,
+        )
+        .exists()
+    )
+    expired = (
+        select(W.id)
+        .where(W.status == Status.PROCESSING.value, W.lease_expires_at < now, ~live_chunk)
+        .order_by(W.id)
+    )
     if session.get_bind().dialect.name == "postgresql":
         # A row some holder is writing right now is not a dead holder's: leave it to the next run.
         expired = expired.with_for_update(skip_locked=True)
@@ -451,11 +478,16 @@ def recover_expired_leases(
                 )
                 .execution_options(synchronize_session=False)
             )
-            # Every unfinished recipient of a mailing may have arrived too.
+            # A mailing's recipients that were in a chunk when it stopped may have arrived too; the
+            # others were never sent, or their outcome says whether they may have.
             session.execute(
                 update(Delivery)
-                .where(Delivery.writeback_id.in_(batch), Delivery.status != DeliveryStatus.SENT.value)
-                .values(uncertain=True)
+                .where(
+                    Delivery.writeback_id.in_(batch),
+                    Delivery.status != DeliveryStatus.SENT.value,
+                    Delivery.locked_by.is_not(None),
+                )
+                .values(uncertain=True, uncertain_since=now, locked_by=None, lease_expires_at=None)
                 .execution_options(synchronize_session=False)
             )
     return sorted(wid for wid, _n in recovered)

@@ -120,6 +120,9 @@ class WritebackRow:
     lease_expires_at: datetime | None = None
     #: Since when an earlier write may have arrived (see ``delivery_uncertain``).
     uncertain_since: datetime | None = None
+    #: Mailing activity: (recipients whose activity arrived, recipients known in Personify360), where read
+    #: (``store.progress``: the list reads it for rows being sent, the detail for any). Not a column.
+    progress: tuple[int, int] | None = None
 
     @property
     def state(self) -> QueueState:
@@ -142,7 +145,7 @@ class WritebackRow:
 
 
 #: The columns a WritebackRow is read from: its fields, in order.
-ROW_COLUMNS = tuple(W[f.name] for f in fields(WritebackRow))
+ROW_COLUMNS = tuple(W[f.name] for f in fields(WritebackRow) if f.name in W)
 
 
 def row_from(r: Any) -> WritebackRow:

@@ -54,6 +54,7 @@ from writeback_console.ui.writeback_model import (
     constituent_label,
     local_time,
     pill_spec,
+    recipients_text,
     status_tooltip,
 )
 
@@ -98,6 +99,19 @@ def next_retry_text(row: WritebackRow, now: datetime) -> str:
     if row.next_attempt_at is None or row.next_attempt_at <= now:
         return "at the next dispatcher run"
     return f"{local_time(row.next_attempt_at)} or the first run after it"
+
+
+def _recipients_text(row: WritebackRow) -> str:
+    """How far a mailing activity has come; empty for other kinds and mailings never fanned out."""
+    if row.progress is None:
+        return ""
+    arrived, total = row.progress
+    text = f"{recipients_text(row.progress)} arrived"
+    if row.status is Status.PROCESSING:
+        return text + " — being sent"
+    if arrived < total and row.status is not Status.SENT:
+        return text + f"; {total - arrived:,} still to send"
+    return text
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +312,7 @@ class DetailPane(QWidget):
         ("email", "Email"),
         ("constituent", "Constituent"),
         ("mailing", "Mailing"),
+        ("recipients", "Recipients"),
         ("occurred_at", "Occurred in Informz"),
         ("created_at", "Queued"),
         ("updated_at", "Last changed"),
@@ -550,6 +565,7 @@ class DetailPane(QWidget):
             "email": row.email or "",
             "constituent": constituent_label(row),
             "mailing": mailing,
+            "recipients": _recipients_text(row),
             "attempts": f"{row.attempts} of {row.max_attempts}{attempts_note}",
             "occurred_at": local_time(row.occurred_at),
             "created_at": local_time(row.created_at),

@@ -52,6 +52,8 @@ class PillSpec:
 
     status: Status
     retries_remain: bool = False
+    #: Said after the status, e.g. how far a mailing activity being sent has come ("31%").
+    detail: str | None = None
 
     @property
     def background(self) -> QColor:
@@ -63,7 +65,7 @@ class PillSpec:
 
     @property
     def text(self) -> str:
-        return self.status.label
+        return self.status.label if not self.detail else f"{self.status.label} · {self.detail}"
 
     @property
     def struck(self) -> bool:

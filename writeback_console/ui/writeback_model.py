@@ -192,6 +192,12 @@ def first_line(text: str | None, limit: int = ERROR_PREVIEW) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+def recipients_text(progress: tuple[int, int]) -> str:
+    """A mailing activity's progress: "31,204 of 100,000 recipients"."""
+    arrived, total = progress
+    return f"{arrived:,} of {total:,} recipients"
+
+
 def status_tooltip(row: WritebackRow) -> str:
     if row.status is Status.ERROR:
         left = attempts_left(row.state)
@@ -199,7 +205,8 @@ def status_tooltip(row: WritebackRow) -> str:
             return f"Error — {left} automatic {'retry' if left == 1 else 'retries'} still to come"
         return "Error — automatic retries used up; a person can retry it"
     if row.status is Status.PROCESSING and row.locked_by:
-        return f"Processing — claimed by {row.locked_by} at {local_time(row.locked_at)}"
+        sent = f"; {recipients_text(row.progress)} arrived" if row.progress is not None else ""
+        return f"Processing — claimed by {row.locked_by} at {local_time(row.locked_at)}{sent}"
     if row.status is Status.SCHEDULED and row.scheduled_for:
         return f"Scheduled for {local_time(row.scheduled_for)}"
     if row.status is Status.DISCARDED:
@@ -214,7 +221,13 @@ def status_tooltip(row: WritebackRow) -> str:
 
 
 def pill_spec(row: WritebackRow) -> PillSpec:
-    return PillSpec(row.status, retries_remain=row.status is Status.ERROR and attempts_left(row.state) > 0)
+    detail = None
+    if row.status is Status.PROCESSING and row.progress is not None and row.progress[1]:
+        # Whole percents, rounded down: 100% only once every recipient arrived.
+        detail = f"{row.progress[0] * 100 // row.progress[1]}%"
+    return PillSpec(
+        row.status, retries_remain=row.status is Status.ERROR and attempts_left(row.state) > 0, detail=detail
+    )
 
 
 def display_text(row: WritebackRow, column: Column) -> str:
@@ -238,6 +251,8 @@ def display_text(row: WritebackRow, column: Column) -> str:
     if column is Column.SENT:
         if row.sent_at is not None:
             return local_time(row.sent_at)
+        if row.status is Status.PROCESSING and row.progress is not None:
+            return recipients_text(row.progress)
         if row.scheduled_for is not None and row.status is Status.SCHEDULED:
             return f"due {local_time(row.scheduled_for)}"
         return ""

@@ -8,7 +8,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QApplication, QTreeWidget, QTreeWidgetItem
 from pytestqt.qtbot import QtBot
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers.builders import T0, add_mailing, enqueue, item, row
@@ -20,7 +20,7 @@ from writeback_console.personify.values import PersonifySettings
 from writeback_console.sim.simulator import Simulator
 from writeback_console.store import deliveries
 from writeback_console.store.engine import write_transaction
-from writeback_console.store.models import MailingRecipient, Writeback
+from writeback_console.store.models import Delivery, MailingRecipient, Writeback
 from writeback_console.ui.dialogs.constituent import ActivityTextBox, ClientFactory, ConstituentViewer
 from writeback_console.ui.status_style import local_text
 from writeback_console.ui.tasks import TaskRunner
@@ -243,8 +243,13 @@ def test_a_recipients_activity_opens_its_mailings_row_listed_under_queue(
         )
     (carrier,) = enqueue(db, item(Kind.MAILING_ACTIVITY, mailing_id=mailing_id))
     with write_transaction(db) as session:
-        fan_out = deliveries.prepare_deliveries(session, carrier, mailing_id, now=T0)
-    (annes,) = [d for d in fan_out.pending if d.email == "ann@example.org"]
+        deliveries.prepare_deliveries(session, carrier, mailing_id, now=T0)
+    with db() as session:
+        annes = session.execute(
+            select(Delivery.ref)
+            .join(MailingRecipient, MailingRecipient.id == Delivery.recipient_id)
+            .where(MailingRecipient.email == "ann@example.org")
+        ).one()
     add_activity(simulator, "000000000101", 0, Kind.UNSUBSCRIBE, annes.ref, days=0)
     viewer = _open_viewer_on_ann(qtbot, db, runner, simulator, 1)
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from tests.helpers.builders import T0, add_mailing, enqueue, item, row
 from tests.helpers.simulator import MakeSimulator
@@ -19,7 +19,7 @@ from writeback_console.personify.values import PersonifySettings
 from writeback_console.sim.simulator import Simulator
 from writeback_console.store import deliveries, switches
 from writeback_console.store.engine import make_engine, make_session_factory, write_transaction
-from writeback_console.store.models import MailingRecipient
+from writeback_console.store.models import Delivery, MailingRecipient
 
 
 @pytest.fixture
@@ -70,8 +70,13 @@ def _anns_queue(sqlite_url: str, sim: Simulator) -> dict[str, str]:
         )
     (carrier,) = enqueue(factory, item(Kind.MAILING_ACTIVITY, mailing_id=mailing_id))
     with write_transaction(factory) as session:
-        fan_out = deliveries.prepare_deliveries(session, carrier, mailing_id, now=T0)
-    (annes,) = [d for d in fan_out.pending if d.email == "ann@example.org"]
+        deliveries.prepare_deliveries(session, carrier, mailing_id, now=T0)
+    with factory() as session:
+        annes = session.execute(
+            select(Delivery.ref)
+            .join(MailingRecipient, MailingRecipient.id == Delivery.recipient_id)
+            .where(MailingRecipient.email == "ann@example.org")
+        ).one()
     refs = {
         "unsubscribe": row(factory, own[0]).ref,
         "resubscribe": row(factory, own[1]).ref,

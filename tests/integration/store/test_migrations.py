@@ -148,6 +148,7 @@ def test_0006_keeps_the_rows_their_history_triggers_and_indexes_and_takes_discar
     assert [tuple(e) for e in events] == [(None, "error", None), ("error", "discarded", "advisor")]
     assert {"ix_writeback_email_lower", "ix_writeback_open", "uq_writeback_active_mailing"} <= names
     # The previous version cannot hold a discarded row: going back is refused, with nothing changed.
+    command.downgrade(alembic_config(empty_engine), "0006")
     with pytest.raises(Exception, match="discarded row"):
         command.downgrade(alembic_config(empty_engine), "0005")
     assert current_revision(empty_engine) == "0006"
@@ -206,3 +207,41 @@ def test_0008_lets_an_audited_row_be_pruned_and_keeps_its_audit(empty_engine: En
     with pytest.raises(RuntimeError, match="1 writeback"):
         command.downgrade(alembic_config(empty_engine), "0007")
     assert current_revision(empty_engine) == "0008"
+
+
+def test_0009_puts_in_doubt_the_recipients_of_a_mailing_being_sent_without_chunk_leases(
+    empty_engine: Engine,
+) -> None:
+    upgrade(empty_engine, "0006")
+    at = "'2026-11-01 10:00:00'"
+    with empty_engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO mailing (id, account, name, sent_at, created_at) "
+            f"VALUES (1, 'Main', 'M', {at}, {at})"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO mailing_recipient (id, mailing_id, email, master_customer_id, sub_customer_id, "
+            "clicks, blocked) VALUES (1, 1, 'a@b.org', '000000000001', 0, '[]', false), "
+            "(2, 1, 'c@d.org', '000000000002', 0, '[]', false), "
+            "(3, 1, 'e@f.org', '000000000003', 0, '[]', false)"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO writeback (id, ref, kind, account, mailing_id, payload, occurred_at, status, "
+            "attempts, max_attempts, created_at, updated_at, lease_token, interruptions, "
+            "delivery_uncertain, locked_by, locked_at, lease_expires_at) VALUES (1, 'WB-OLD0000001', "
+            f"'mailing_activity', 'Main', 1, '{{}}', {at}, 'processing', 1, 3, {at}, {at}, 1, 0, false, "
+            f"'old:1', {at}, {at})"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO delivery (writeback_id, recipient_id, ref, status, attempts, uncertain, updated_at) "
+            f"VALUES (1, 1, 'WB-D00000000001', 'sent', 1, false, {at}), "
+            f"(1, 2, 'WB-D00000000002', 'pending', 0, false, {at}), "
+            f"(1, 3, 'WB-D00000000003', 'error', 1, false, {at})"
+        )
+    upgrade(empty_engine)
+    with empty_engine.begin() as conn:
+        doubt = conn.exec_driver_sql(
+            "SELECT recipient_id, uncertain, lease_token, locked_by FROM delivery ORDER BY recipient_id"
+        ).all()
+    # The previous version sent them without chunk leases: whatever was not recorded as sent is looked for.
+    assert [tuple(d) for d in doubt] == [(1, False, 0, None), (2, True, 0, None), (3, True, 0, None)]
