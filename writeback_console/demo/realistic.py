@@ -267,7 +267,7 @@ class _Demo:
         self.code_off = (self.last_run - 3 * 86400, self.last_run - 3 * 86400 + 5 * 3600)
         self.office: list[bool] = []  # per hour since the start: office hours (the console runs some runs)
         columns = "writeback_id recipient_id ref status attempts sent_at activity_id last_error updated_at"
-        self.deliveries = part_of(m.Delivery, columns, {"uncertain": False})
+        self.deliveries = part_of(m.Delivery, columns, {"uncertain": False, "lease_token": 0})
 
     def _sqlite_t(self, moment: float) -> str:
         """A moment in SQLAlchemy's SQLite form (as ``seed._sqlite_time`` writes it), without a datetime."""
