@@ -25,7 +25,15 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from writeback_console.domain import DEFAULT_CHUNK_SIZE, DeliveryStatus, Kind, Status, new_ref
-from writeback_console.store.lifecycle import Claimed, database_now, fenced, held_leases, one_of, pair_chunks
+from writeback_console.store.lifecycle import (
+    Claimed,
+    claimed_row,
+    database_now,
+    fenced,
+    held_leases,
+    one_of,
+    pair_chunks,
+)
 from writeback_console.store.models import Delivery, Mailing, MailingRecipient, Writeback
 from writeback_console.store.progress import progress_of_mailings
 from writeback_console.store.rows import (
@@ -358,25 +366,7 @@ def claim_chunk(
     _extend_row(session, wid, expires, now)
     r = session.execute(select(Writeback).where(W.id == wid)).scalar_one()
     mailing = session.get(Mailing, r.mailing_id) if r.mailing_id is not None else None
-    row = Claimed(
-        id=r.id,
-        ref=r.ref,
-        kind=Kind(r.kind),
-        account=r.account,
-        email=r.email,
-        master_customer_id=r.master_customer_id,
-        sub_customer_id=r.sub_customer_id,
-        mailing_id=r.mailing_id,
-        payload=r.payload or {},
-        occurred_at=r.occurred_at,
-        attempt=r.attempts,
-        max_attempts=r.max_attempts,
-        delivery_uncertain=bool(r.delivery_uncertain),
-        claimed_from=Status(r.claimed_from or Status.NEW.value),
-        token=token,
-        locked_at=r.locked_at,
-        lease_expires_at=r.lease_expires_at,
-    )
+    row = claimed_row(r, token=token, locked_at=r.locked_at, lease_expires_at=r.lease_expires_at)
     name = mailing.name if mailing is not None else f"mailing {r.mailing_id}"
     recipients = _recipients(session, claimed)
     gone = sorted({int(c.id) for c in claimed} - {d.delivery_id for d in recipients})

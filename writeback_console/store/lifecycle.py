@@ -218,6 +218,31 @@ class Claimed:
     lease_expires_at: datetime | None = None
 
 
+def claimed_row(
+    r: Any, *, token: int, locked_at: datetime | None, lease_expires_at: datetime | None
+) -> Claimed:
+    """A ``Claimed`` from a writeback row (ORM object or result row) and the lease its holder has."""
+    return Claimed(
+        id=r.id,
+        ref=r.ref,
+        kind=Kind(r.kind),
+        account=r.account,
+        email=r.email,
+        master_customer_id=r.master_customer_id,
+        sub_customer_id=r.sub_customer_id,
+        mailing_id=r.mailing_id,
+        payload=r.payload or {},
+        occurred_at=r.occurred_at,
+        attempt=r.attempts,
+        max_attempts=r.max_attempts,
+        delivery_uncertain=bool(r.delivery_uncertain),
+        claimed_from=Status(r.claimed_from or Status.NEW.value),
+        token=token,
+        locked_at=locked_at,
+        lease_expires_at=lease_expires_at,
+    )
+
+
 #: Which lease a holder names in its writes: writeback id → fencing token.
 Leases = Mapping[int, int]
 
@@ -312,28 +337,7 @@ def claim(
         )
     ).all()
     claimed = sorted(
-        (
-            Claimed(
-                id=r.id,
-                ref=r.ref,
-                kind=Kind(r.kind),
-                account=r.account,
-                email=r.email,
-                master_customer_id=r.master_customer_id,
-                sub_customer_id=r.sub_customer_id,
-                mailing_id=r.mailing_id,
-                payload=r.payload or {},
-                occurred_at=r.occurred_at,
-                attempt=r.attempts,
-                max_attempts=r.max_attempts,
-                delivery_uncertain=bool(r.delivery_uncertain),
-                claimed_from=Status(r.claimed_from),
-                token=int(r.lease_token),
-                locked_at=now,
-                lease_expires_at=expires,
-            )
-            for r in result
-        ),
+        (claimed_row(r, token=int(r.lease_token), locked_at=now, lease_expires_at=expires) for r in result),
         key=lambda c: c.id,
     )
     if claimed:
