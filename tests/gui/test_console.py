@@ -313,7 +313,8 @@ def test_the_list_follows_a_long_run_of_the_console_s_own_dispatcher_as_rows_arr
     qtbot: QtBot, console: Console
 ) -> None:
     """Rows show as Sent while the run is still going, not all at once at its end."""
-    console.sim.faults.latency_ms = 150  # type: ignore[attr-defined]
+    # Long enough (40 rows, 8 at a time, 0.7 s each) that the run outlasts a few of the list's ticks.
+    console.sim.faults.latency_ms = 700  # type: ignore[attr-defined]
     enqueue(console.services.factory, *(item(Kind.RESUBSCRIBE, "ann@example.org") for _ in range(40)))
     page = console.window.writebacks
     model = page.model
