@@ -122,6 +122,23 @@ class AuditAction(enum.StrEnum):
     SETTING = "setting"
     #: Old finished writebacks deleted by retention (a person's ``prune``, or the daily setting).
     PRUNE = "prune"
+    #: Rows written to a file (CSV) from the list: what left the queue, and with which filter.
+    EXPORT = "export"
+    #: A setting of one console (its config file), such as whether it runs the dispatcher.
+    CONSOLE_SETTING = "console_setting"
+
+
+class RunResult(enum.StrEnum):
+    """How a dispatcher's run ended, as ``dispatcher_run`` records it."""
+
+    #: It ran to the end (it may have had nothing to do).
+    OK = "ok"
+    #: Writebacks are switched off: it sent nothing.
+    DISABLED = "disabled"
+    #: Personify360 was unavailable or refused the credentials.
+    PROBLEM = "problem"
+    #: It stopped early: asked to, or the database gave out.
+    STOPPED = "stopped"
 
 
 class HealthState(enum.StrEnum):

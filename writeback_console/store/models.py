@@ -13,6 +13,7 @@ from sqlalchemy import (
     CheckConstraint,
     DateTime,
     Dialect,
+    FetchedValue,
     ForeignKey,
     Index,
     Integer,
@@ -33,6 +34,7 @@ from writeback_console.domain import (
     DeliveryStatus,
     HealthState,
     Kind,
+    RunResult,
     Status,
 )
 
@@ -269,6 +271,8 @@ class Attempt(Base):
     __table_args__ = (
         UniqueConstraint("writeback_id", "number"),
         CheckConstraint(f"outcome IS NULL OR {_in_list('outcome', AttemptOutcome)}", name="outcome"),
+        # Failures by reason per hour, for the charts' rollup.
+        Index("ix_attempt_outcome_finished_at", "outcome", "finished_at"),
     )
 
 
@@ -325,6 +329,9 @@ class AuditEvent(Base):
     row_count: Mapped[int] = mapped_column(Integer, default=0)
     filter: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: The database user who wrote the entry (PostgreSQL: ``session_user``, set by the server and not
+    #: grantable, so a role cannot write an entry in another's name); None on SQLite (one user).
+    db_user: Mapped[str | None] = mapped_column(String(200), server_default=FetchedValue())
 
     __table_args__ = (
         Index("ix_audit_event_at", "at"),
@@ -439,6 +446,72 @@ class WritebackChange(Base):
     writeback_id: Mapped[int] = mapped_column(BigId)
 
     __table_args__ = ({"sqlite_autoincrement": True},)
+
+
+class DispatcherRun(Base):
+    """One run of a dispatcher, headless or in a console, as the database saw it: who, when, what it did,
+    and how the queue stood when it began.
+
+    A console that does not dispatch shows the newest one (and warns when none has finished for two
+    intervals); the dashboard draws the queue's depth and the age of its oldest waiting writeback over
+    time from the samples, since a count of the moment cannot be read back from status transitions.
+    """
+
+    __tablename__ = "dispatcher_run"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    dispatcher: Mapped[str] = mapped_column(String(200))
+    #: The database user it ran as (PostgreSQL: set by the server); None on SQLite.
+    db_user: Mapped[str | None] = mapped_column(String(200), server_default=FetchedValue())
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    finished_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: How often it runs (``dispatch --forever``, a console's interval); None for a single run.
+    interval_seconds: Mapped[int | None] = mapped_column(Integer)
+    #: One of RunResult.
+    result: Mapped[str] = mapped_column(String(16))
+    summary: Mapped[str] = mapped_column(Text)
+    claimed: Mapped[int] = mapped_column(Integer, default=0)
+    sent: Mapped[int] = mapped_column(Integer, default=0)
+    failed: Mapped[int] = mapped_column(Integer, default=0)
+    #: The queue when the run began: New, Scheduled that was due, Error with attempts left.
+    waiting_new: Mapped[int | None] = mapped_column(BigInteger)
+    waiting_scheduled: Mapped[int | None] = mapped_column(BigInteger)
+    waiting_error: Mapped[int | None] = mapped_column(BigInteger)
+    #: When the oldest of those was created; None when nothing was waiting.
+    oldest_waiting_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (
+        CheckConstraint(_in_list("result", RunResult), name="result"),
+        Index("ix_dispatcher_run_finished_at", "finished_at", "id"),
+        {"sqlite_autoincrement": True},
+    )
+
+
+class ChartHour(Base):
+    """How many writebacks reached a status, or failed for a reason, in one hour of UTC: the charts'
+    rollup of ``writeback_event`` and ``attempt``, for every hour before ``chart_rollup.rolled_until``.
+
+    ``series`` is ``status`` (``label`` a status reached) or ``reason`` (``label`` an error reason, as
+    ``error_groups`` words it). Rows outlive the events they count, which retention may delete.
+    """
+
+    __tablename__ = "chart_hour"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime(), primary_key=True)
+    series: Mapped[str] = mapped_column(String(16), primary_key=True)
+    label: Mapped[str] = mapped_column(String(200), primary_key=True)
+    total: Mapped[int] = mapped_column(BigInteger)
+
+
+class ChartRollup(Base):
+    """Up to when ``chart_hour`` holds every hour (one row); later hours are counted when drawn."""
+
+    __tablename__ = "chart_rollup"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    rolled_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    __table_args__ = (CheckConstraint("id = 1", name="one_row"),)
 
 
 class Setting(Base):
