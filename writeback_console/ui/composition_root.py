@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from writeback_console.config import APP_AUTHOR, redact_url, resolve_db_url
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.settings import AppSettings, PasswordStore, load_settings
-from writeback_console.store.engine import make_engine, make_session_factory
+from writeback_console.store.engine import make_engine, make_session_factory, read_session
 from writeback_console.store.migrate import ensure_schema
+from writeback_console.store.permissions import EVERYTHING, Capabilities, read_capabilities
 from writeback_console.ui import gc_guard, keyboard
 from writeback_console.ui.console import Console
 from writeback_console.ui.main_window import MainWindow, page_for
@@ -65,6 +66,8 @@ class Services:
     runner: TaskRunner
     password_store: PasswordStore
     settings_path: Path | None = None
+    #: What the connected database user may do, read once at start (SQLite: everything).
+    capabilities: Capabilities = EVERYTHING
 
     def client(self) -> PersonifyClient:
         """A Personify360 client from the current settings; called on worker threads, never the GUI's."""
@@ -90,8 +93,12 @@ def start_services(
     # The embedded SQLite file follows the program; a shared PostgreSQL database is upgraded on purpose.
     ensure_schema(engine, upgrade_if_needed=engine.dialect.name == "sqlite")
     factory = make_session_factory(engine)
+    with read_session(factory) as session:
+        capabilities = read_capabilities(session)
     runner = TaskRunner()
-    return Services(url, engine, factory, settings, runner, password_store or PasswordStore(), settings_path)
+    return Services(
+        url, engine, factory, settings, runner, password_store or PasswordStore(), settings_path, capabilities
+    )
 
 
 def build_window(
@@ -103,6 +110,7 @@ def build_window(
     title: str | None = None,
     page_factory: Callable[[str], QWidget] = page_for,
     start: bool = True,
+    capabilities: Capabilities = EVERYTHING,
 ) -> MainWindow:
     """The main window over ``factory``, queries started (unless ``start=False``); no event loop."""
     window = MainWindow(
@@ -112,6 +120,7 @@ def build_window(
         database_label=title or factory_label(factory),
         state_path=state_path,
         page_factory=page_factory,
+        capabilities=capabilities,
     )
     keyboard.show_shortcuts_in_tips(window)
     if start:
@@ -140,7 +149,12 @@ def make_application(argv: list[str] | None = None) -> QApplication:
 def open_console(services: Services, *, state_path: Path | None = None, dispatcher: bool = True) -> Console:
     """The window with every page, dialog and the dispatcher wired in; shown by the caller."""
     window = build_window(
-        services.factory, services.settings, runner=services.runner, state_path=state_path, start=False
+        services.factory,
+        services.settings,
+        runner=services.runner,
+        state_path=state_path,
+        start=False,
+        capabilities=services.capabilities,
     )
     console = Console(services, window, dispatcher=dispatcher)
     # The pages are in now: their actions too name their keys. The status bar's Run now and Pause

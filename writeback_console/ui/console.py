@@ -88,6 +88,7 @@ class Console(QObject):
         self._tasks = TaskGroup(self, runner)
 
         self.mailings = MailingsPage(factory, runner)
+        self.mailings.set_gate(window.gate)
         self.constituents = ConstituentViewer(factory, runner, services.client)
         self.settings_page = SettingsPage(services)
         window.set_page(PAGE_MAILINGS, self.mailings)
@@ -237,6 +238,7 @@ class Console(QObject):
             self.services.runner,
             self.window,
             self.services.settings_path,
+            self.window.gate,
         )
         if saved is None:
             return

@@ -46,8 +46,10 @@ from writeback_console.store.audit_trail import AuditRow
 from writeback_console.store.engine import read_session
 from writeback_console.store.history import EventRow
 from writeback_console.store.listing import AttemptRow
+from writeback_console.store.permissions import Action
 from writeback_console.store.rows import NotFound, WritebackRow
 from writeback_console.ui.dialogs.schedule import MOVABLE
+from writeback_console.ui.permissions import PermissionGate
 from writeback_console.ui.status_pill import StatusPill
 from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
 from writeback_console.ui.writeback_model import (
@@ -364,6 +366,7 @@ class DetailPane(QWidget):
         self.discard_button.clicked.connect(self._discard_clicked)
         self.copy_button = QPushButton("Copy details")
         self.copy_button.setToolTip("Copy every field, attempt and event as JSON, e.g. for a support ticket")
+        self.gate: PermissionGate | None = None
         self.copy_button.clicked.connect(self.copy_details)
 
         header = QHBoxLayout()
@@ -486,6 +489,17 @@ class DetailPane(QWidget):
         )
 
     @Slot()
+    def set_gate(self, gate: PermissionGate) -> None:
+        """Keep the buttons of what the connected role may not do disabled, saying which role they need."""
+        self.gate = gate
+        for button, what in (
+            (self.retry_button, Action.RETRY),
+            (self.discard_button, Action.DISCARD),
+            (self.reschedule_button, Action.RESCHEDULE),
+            (self.cancel_button, Action.CANCEL),
+        ):
+            gate.guard(button, what)
+
     def refresh(self) -> None:
         """Read the shown writeback again (after a dispatcher cycle or a retry)."""
         if self._wanted is not None:

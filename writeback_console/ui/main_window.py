@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QMainWindow,
+    QMenu,
     QMessageBox,
     QSplitter,
     QStackedWidget,
@@ -31,12 +32,14 @@ from writeback_console.settings import AppSettings
 from writeback_console.store import switches
 from writeback_console.store.changes import ChangeFeed
 from writeback_console.store.engine import read_session
+from writeback_console.store.permissions import EVERYTHING, Action, Capabilities, Role
 from writeback_console.store.rows import WritebackRow
 from writeback_console.ui import export
 from writeback_console.ui.dialogs import shortcuts
 from writeback_console.ui.dialogs.schedule import MOVABLE
 from writeback_console.ui.pages.dashboard import DashboardPage
 from writeback_console.ui.pages.top_errors import TopErrorsPage
+from writeback_console.ui.permissions import PermissionGate
 from writeback_console.ui.resources import IconLabel, icon
 from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
 from writeback_console.ui.theme import banner_icon_color
@@ -169,9 +172,12 @@ class MainWindow(QMainWindow):
         database_label: str,
         state_path: Path | None = None,
         page_factory: Callable[[str], QWidget] = page_for,
+        capabilities: Capabilities = EVERYTHING,
     ) -> None:
         super().__init__()
         self.factory = factory
+        #: What the connected role may not do is disabled, with a tooltip naming the role it needs.
+        self.gate = PermissionGate(capabilities, self)
         #: The database's news of changed writebacks, once the window has started.
         self.change_feed: ChangeFeed | None = None
         self.runner = runner
@@ -189,6 +195,7 @@ class MainWindow(QMainWindow):
         self.shortcuts_dialog: shortcuts.ShortcutsDialog | None = None
 
         self.writebacks = WritebackListPage(factory, runner, lease_seconds=settings.lease_seconds)
+        self.writebacks.set_gate(self.gate)
         self.dashboard = DashboardPage(factory, runner, settings.lease_seconds)
         self.top_errors = TopErrorsPage(factory, runner)
         self.pages: dict[str, QWidget] = {
@@ -230,6 +237,7 @@ class MainWindow(QMainWindow):
         self._build_menus()
         self._build_toolbar()
         self._build_status_bar()
+        self._guard_actions()
 
         self.writebacks.retry_requested.connect(self.retry_requested)
         self.writebacks.selection_changed.connect(self._selection_changed)
@@ -366,6 +374,21 @@ class MainWindow(QMainWindow):
         self.about_action = self._action("About Writeback Console", self.about)
         self.shortcuts_action = self._action("Keyboard shortcuts", self.show_shortcuts, shortcut="F1")
 
+    def _guard_actions(self) -> None:
+        """Disable, in the menus and the toolbar alike, what the connected role may not do."""
+        for action, what in (
+            (self.export_action, Action.EXPORT),
+            (self.retry_action, Action.RETRY),
+            (self.schedule_action, Action.SCHEDULE),
+            (self.reschedule_action, Action.RESCHEDULE),
+            (self.cancel_scheduled_action, Action.CANCEL),
+            (self.run_now_action, Action.DISPATCH),
+            (self.pause_action, Action.DISPATCH),
+        ):
+            self.gate.guard(action, what)
+        for menu in self.menuBar().findChildren(QMenu):
+            self.gate.guard_menu(menu)
+
     def _opener(self, name: str) -> Callable[[], None]:
         # A closure without parameters: Qt would pass the "checked" flag into a lambda's default.
         def open_page() -> None:
@@ -420,8 +443,12 @@ class MainWindow(QMainWindow):
 
     def _build_status_bar(self) -> None:
         status = self.statusBar()
-        self.database_status = QLabel(self.database_label)
-        self.database_status.setToolTip("The queue database this window works on")
+        caps = self.gate.capabilities
+        roles = ", ".join(r.label for r in Role if r in caps.roles)
+        shown = self.database_label if caps.everything or not roles else f"{self.database_label} · {roles}"
+        self.database_status = QLabel(shown)
+        self.database_status.setObjectName("databaseStatus")
+        self.database_status.setToolTip(f"The queue database this window works on. {caps.describe()}")
         #: The dispatcher's widget goes into this slot's layout (state, countdown, progress, last result).
         self.dispatcher_slot = QWidget()
         self.dispatcher_slot.setObjectName("dispatcherSlot")

@@ -37,12 +37,14 @@ from writeback_console.store import listing
 from writeback_console.store.changes import ChangeFeed
 from writeback_console.store.engine import QueryStop, read_session
 from writeback_console.store.listing import StatusCounts, WritebackFilter
+from writeback_console.store.permissions import Action
 from writeback_console.store.rows import WritebackRow
 from writeback_console.ui import keyboard
 from writeback_console.ui.detail_pane import DetailPane
 from writeback_console.ui.dialogs import count_text, discard, matching
 from writeback_console.ui.dialogs.schedule import MOVABLE
 from writeback_console.ui.filter_bar import FilterBar
+from writeback_console.ui.permissions import PermissionGate
 from writeback_console.ui.status_pill import StatusPillDelegate
 from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
 from writeback_console.ui.writeback_model import (
@@ -286,6 +288,7 @@ class WritebackListPage(QWidget):
         self.table = WritebackTable(self.model)
         self.detail = DetailPane(factory, runner)
         self.detail.setMinimumHeight(180)
+        self.gate = PermissionGate(parent=self)
 
         # Below the table rather than beside it: ten columns need the window's whole width.
         self.splitter = QSplitter(Qt.Orientation.Vertical)
@@ -739,6 +742,11 @@ class WritebackListPage(QWidget):
         menu = self.context_menu_for(row)
         menu.exec(self.table.viewport().mapToGlobal(pos))
 
+    def set_gate(self, gate: PermissionGate) -> None:
+        """What the connected role may not do is disabled here too: the context menu and the detail pane."""
+        self.gate = gate
+        self.detail.set_gate(gate)
+
     def context_menu_for(self, row: WritebackRow) -> QMenu:
         """The table's context menu for ``row`` (built separately so that tests can inspect it)."""
         menu = QMenu(self)
@@ -758,11 +766,14 @@ class WritebackListPage(QWidget):
         retry = menu.addAction(f"Retry {what} ({count:,})…", lambda: self.request_retry(ids))
         retry.setShortcut("Ctrl+R")
         retry.setEnabled(count > 0)
+        self.gate.guard(retry, Action.RETRY)
         count = self.actionable_count("discard")
         discard_entry = menu.addAction(f"Discard {what} ({count:,})…", lambda: self.request_discard(ids))
         discard_entry.setEnabled(count > 0)
+        self.gate.guard(discard_entry, Action.DISCARD)
         if row.kind is Kind.MAILING_ACTIVITY:
             self._add_schedule_entries(menu, row)
+        self.gate.guard_menu(menu)
         menu.addSeparator()
         menu.addAction(f"Filter by status “{row.status.label}”", lambda: self.filter_by_status(row.status))
         menu.addAction(f"Filter by kind “{row.kind.label}”", lambda: self.filter_by_kind(row.kind))
@@ -782,8 +793,10 @@ class WritebackListPage(QWidget):
     def _add_schedule_entries(self, menu: QMenu, row: WritebackRow) -> None:
         reschedule = menu.addAction("Reschedule…", lambda: self.reschedule_requested.emit(row))
         reschedule.setEnabled(row.status in MOVABLE)
+        self.gate.guard(reschedule, Action.RESCHEDULE)
         cancel = menu.addAction("Cancel scheduled…", lambda: self.cancel_requested.emit(row))
         cancel.setEnabled(row.status is Status.SCHEDULED)
+        self.gate.guard(cancel, Action.CANCEL)
 
     def copy_text(self, text: str) -> None:
         QGuiApplication.clipboard().setText(text)

@@ -46,8 +46,10 @@ from writeback_console.personify.mapping import INTEREST_EVENTS, MAILING_EVENTS,
 from writeback_console.settings import AppSettings, PasswordStore, SettingsError
 from writeback_console.store import listing, switches
 from writeback_console.store.engine import read_session
+from writeback_console.store.permissions import Action
 from writeback_console.store.rows import current_actor
 from writeback_console.ui.dialogs import TaskGroup, errors
+from writeback_console.ui.permissions import PermissionGate
 from writeback_console.ui.status_style import NONE_TEXT
 from writeback_console.ui.tasks import Task, TaskRunner
 from writeback_console.ui.theme import set_tone
@@ -117,9 +119,11 @@ class SettingsDialog(QDialog):
         runner: TaskRunner,
         parent: QWidget | None = None,
         settings_path: Path | None = None,
+        gate: PermissionGate | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
+        self.gate = gate or PermissionGate(parent=self)
         self.resize(860, 600)
         self._settings = settings
         self._store = password_store
@@ -140,6 +144,7 @@ class SettingsDialog(QDialog):
         self.tabs.addTab(self._mapping_tab(), "Activity codes")
         self.tabs.addTab(self._dispatcher_tab(), "Dispatcher")
         self.tabs.addTab(self._account_tab(), "Account")
+        self._guard()
 
         self.error_label = QLabel()
         self.error_label.setWordWrap(True)
@@ -379,8 +384,13 @@ class SettingsDialog(QDialog):
         )
         note.setWordWrap(True)
         note.setEnabled(False)
+        #: Who this console is connected as, and what that allows (SQLite: one user, everything).
+        self.role_label = QLabel(self.gate.capabilities.describe())
+        self.role_label.setObjectName("roleLabel")
+        self.role_label.setWordWrap(True)
         tab = QWidget()
         layout = QVBoxLayout(tab)
+        layout.addWidget(self.role_label)
         layout.addWidget(self.enabled_box)
         auto_row = QHBoxLayout()
         auto_row.addWidget(self.auto_box)
@@ -410,6 +420,18 @@ class SettingsDialog(QDialog):
         layout.addWidget(self.account_list_status)
         layout.addWidget(note)
         return tab
+
+    def _guard(self) -> None:
+        """The queue's switches and account settings only for a role that may change them."""
+        for widget, what in (
+            (self.enabled_box, Action.SWITCHES),
+            (self.account_list, Action.SWITCHES),
+            (self.auto_box, Action.ACCOUNT_SETTINGS),
+            (self.auto_days_spin, Action.ACCOUNT_SETTINGS),
+            (self.prune_box, Action.ACCOUNT_SETTINGS),
+            (self.prune_days_spin, Action.ACCOUNT_SETTINGS),
+        ):
+            self.gate.guard(widget, what)
 
     # -- loading --------------------------------------------------------------------------------
 
@@ -731,9 +753,10 @@ def ask_settings(
     runner: TaskRunner,
     parent: QWidget | None = None,
     settings_path: Path | None = None,
+    gate: PermissionGate | None = None,
 ) -> AppSettings | None:
     """Run the Settings dialog modally; the saved settings, or None if it was cancelled."""
-    dialog = SettingsDialog(settings, password_store, factory, runner, parent, settings_path)
+    dialog = SettingsDialog(settings, password_store, factory, runner, parent, settings_path, gate)
     outcome: list[AppSettings] = []
     dialog.saved.connect(outcome.append)
     dialog.exec()

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from writeback_console import operations
 from writeback_console.domain import Status
 from writeback_console.store.listing import MailingRow
+from writeback_console.store.permissions import Action
 from writeback_console.store.rows import QueueError, WritebackRow, current_actor
 from writeback_console.ui.dialogs import TaskGroup, count_text, errors, schedule
 from writeback_console.ui.dialogs.schedule import (
@@ -32,6 +33,7 @@ from writeback_console.ui.dialogs.schedule import (
     activity_id,
     can_schedule,
 )
+from writeback_console.ui.permissions import PermissionGate
 from writeback_console.ui.tasks import Task, TaskRunner
 
 #: The recipients-known figure is our own table's, set when the mailing was recorded; it is not asked of
@@ -217,11 +219,23 @@ class MailingsPage(QWidget):
         self._sync_buttons()
 
     def _sync_buttons(self) -> None:
-        """The buttons follow their actions, text included ("Schedule again…" after a cancel)."""
+        """The buttons follow their actions, text and tooltip included ("Schedule again…" after a cancel)."""
         actions = (self.schedule_action, self.send_now_action, self.reschedule_action, self.cancel_action)
         for action, button in zip(actions, self.action_buttons, strict=True):
             button.setText(action.text())
             button.setEnabled(action.isEnabled())
+            button.setToolTip(action.toolTip())
+
+    def set_gate(self, gate: PermissionGate) -> None:
+        """Disable what the connected role may not do, here and in the context menu, saying why."""
+        for action, what in (
+            (self.schedule_action, Action.SCHEDULE),
+            (self.send_now_action, Action.SEND_NOW),
+            (self.reschedule_action, Action.RESCHEDULE),
+            (self.cancel_action, Action.CANCEL),
+        ):
+            gate.guard(action, what)
+        self._update_actions()
 
     @Slot()
     def schedule_chosen(self) -> None:
@@ -333,4 +347,5 @@ class MailingsPage(QWidget):
                 menu.addSeparator()
             else:
                 menu.addAction(action)
+        menu.setToolTipsVisible(True)  # a disabled entry says which role it needs
         menu.exec(self.table.viewport().mapToGlobal(pos))
