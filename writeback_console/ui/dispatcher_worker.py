@@ -217,7 +217,8 @@ class DispatcherWorker(QObject):
         self.state_changed.emit(DispatcherState("idle", time.monotonic() + interval_ms / 1000))
 
     def _cycle(self, only: list[int] | None = None) -> CycleSummary:
-        options = self._settings.dispatch_options()
+        # The console's interval is kept with its runs (a Send now's run records none).
+        options = replace(self._settings.dispatch_options(), interval_seconds=self._settings.interval_seconds)
         with self._client_factory() as client:
             return run_cycle(
                 self._factory,
