@@ -177,3 +177,75 @@ def _record(run: DispatcherRun) -> RunRecord:
         failed=run.failed,
         sample=sample,
     )
+
+
+# -- in words, for the console's status bar and banner and the summary command -----------------------
+
+#: What a console that does not dispatch tells its user to start.
+START_ONE = "writeback-console dispatch --forever"
+RESULT_WORDS = {
+    RunResult.OK: "ok",
+    RunResult.DISABLED: "writebacks switched off",
+    RunResult.PROBLEM: "Personify360 problem",
+    RunResult.STOPPED: "stopped early",
+}
+
+
+def ago(delta: timedelta) -> str:
+    """A time span as people say it: "just now", "4 min ago", "3 h ago", "2 days ago"."""
+    seconds = max(0, int(delta.total_seconds()))
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 2 * 86400:
+        return f"{seconds // 3600} h ago"
+    return f"{seconds // 86400} days ago"
+
+
+def local_time(moment: datetime, now: datetime) -> str:
+    """The local clock time, with the date when it was not today."""
+    local = moment.astimezone()
+    return (
+        local.strftime("%H:%M")
+        if local.date() == now.astimezone().date()
+        else local.strftime("%Y-%m-%d %H:%M")
+    )
+
+
+def last_run_line(latest: RunRecord | None, now: datetime) -> str:
+    """One line: who ran last, when, and how it went ("Last dispatcher run: host:12 (writeback), 4 min
+    ago, ok")."""
+    if latest is None:
+        return "Last dispatcher run: none recorded on this queue"
+    return (
+        f"Last dispatcher run: {latest.who}, {ago(now - latest.finished_at)}, {RESULT_WORDS[latest.result]}"
+    )
+
+
+def describe_latest(latest: RunRecord | None, now: datetime) -> tuple[str, str]:
+    """The status bar's words on the newest run, and its tooltip (local time and the whole summary)."""
+    if latest is None:
+        return "No dispatcher run recorded on this queue", "No dispatcher has ever recorded a run here."
+    line = f"{last_run_line(latest, now)}: {latest.summary}"
+    finished = latest.finished_at.astimezone()
+    every = f", runs every {latest.interval_seconds // 60} min" if latest.interval_seconds else ""
+    tooltip = (
+        f"Last run by {latest.who}{every}\nFinished {finished:%Y-%m-%d %H:%M:%S} local time "
+        f"({ago(now - latest.finished_at)}): {RESULT_WORDS[latest.result]}\n{latest.summary}"
+    )
+    return line, tooltip
+
+
+def overdue_text(latest: RunRecord | None, now: datetime, interval_seconds: int) -> str | None:
+    """The banner when no dispatcher has finished a run for two intervals (the newest run's own interval
+    when it recorded one, else ``interval_seconds``), or has never run; None while they keep running."""
+    if latest is None:
+        return (
+            f"No dispatcher has ever run on this queue; writebacks are not being sent. Start one: {START_ONE}"
+        )
+    every = latest.interval_seconds or interval_seconds
+    if now - latest.finished_at <= timedelta(seconds=2 * every):
+        return None
+    since = f"{local_time(latest.finished_at, now)} ({ago(now - latest.finished_at)})"
+    return f"No dispatcher has run since {since}; writebacks are not being sent. Start one: {START_ONE}"
