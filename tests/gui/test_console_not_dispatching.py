@@ -158,9 +158,8 @@ def test_a_postgresql_console_does_not_dispatch_unless_its_settings_say_so(
         qtbot.addWidget(console.window)
         try:
             assert (console.run_watch is None) is dispatching
-            qtbot.waitUntil(
-                lambda c=console, d=dispatching: c.controller.worker_thread.isRunning() is d, timeout=5000
-            )
+            thread = console.controller.worker_thread
+            qtbot.waitUntil(lambda: thread.isRunning() is dispatching, timeout=5000)  # noqa: B023
         finally:
             console.shut_down()
             services.close()

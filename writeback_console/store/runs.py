@@ -14,7 +14,7 @@ from sqlalchemy import and_, case, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from writeback_console.domain import RunResult, Status
-from writeback_console.store import counters
+from writeback_console.store import counters, lifecycle
 from writeback_console.store.models import DispatcherRun
 from writeback_console.store.models import Writeback as W
 
@@ -142,6 +142,12 @@ def latest_run(session: Session) -> RunRecord | None:
     """The run that finished last, or None when no dispatcher ever recorded one."""
     runs = latest_runs(session, 1)
     return runs[0] if runs else None
+
+
+def latest_and_now(session: Session) -> tuple[RunRecord | None, datetime]:
+    """The newest run and the database's clock, by which its age is judged (a console's own clock may
+    differ from the server's that dispatchers record by)."""
+    return latest_run(session), lifecycle.database_now(session)
 
 
 def trim(session: Session, now: datetime, keep_days: int = KEEP_DAYS) -> int:

@@ -24,7 +24,7 @@ from writeback_console.dispatch.cycle import not_sent_reason, run_cycle
 from writeback_console.dispatch.summary import CycleProgress, CycleSummary
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.settings import AppSettings, SettingsError
-from writeback_console.store import lifecycle, runs
+from writeback_console.store import runs
 from writeback_console.store.engine import read_session
 from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
 
@@ -300,7 +300,7 @@ class RunsSeen:
 def read_runs(factory: sessionmaker[Session]) -> RunsSeen:
     """Read on a task thread: the newest run and the clock it is judged by (the database's)."""
     with read_session(factory) as session:
-        return RunsSeen(runs.latest_run(session), lifecycle.database_now(session))
+        return RunsSeen(*runs.latest_and_now(session))
 
 
 class RunWatch(QObject):

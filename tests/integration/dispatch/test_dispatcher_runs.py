@@ -71,3 +71,22 @@ def test_dispatch_forever_records_each_run_with_its_interval(
     assert len(recorded) >= 2
     assert {r.interval_seconds for r in recorded} == {1}
     assert recorded[0].finished_at > recorded[-1].finished_at
+
+
+def test_summary_names_the_last_dispatcher_run_of_a_shared_queue(
+    tmp_path: Path, pg_url: str, make_simulator: MakeSimulator
+) -> None:
+    sim = make_simulator()
+    env = env_for(tmp_path, pg_url, sim)
+    before = subprocess.run([EXE, "summary"], env=env, capture_output=True, text=True, timeout=60)
+    assert before.returncode == 0, before.stderr
+    assert "Last dispatcher run: none recorded on this queue" in before.stdout
+
+    subprocess.run(
+        [EXE, "dispatch", "--once"], env=env, capture_output=True, text=True, timeout=60, check=True
+    )
+    after = subprocess.run([EXE, "summary"], env=env, capture_output=True, text=True, timeout=60)
+    assert after.returncode == 0, after.stderr
+    line = after.stdout.strip().splitlines()[-1]
+    assert line.startswith(f"Last dispatcher run: {socket.gethostname()}")
+    assert line.endswith("(writeback), just now, ok")
