@@ -73,8 +73,13 @@ class AppSettings:
     #: How long a writeback whose write may have arrived waits before Personify360 is asked for it.
     settle_seconds: int = DEFAULT_SETTLE_SECONDS
     mapping: Mapping[str, Any] = field(default_factory=lambda: ActivityMapping().to_dict())
+    #: Whether this console runs the dispatcher; None: the default for its database (see
+    #: ``runs_dispatcher``). A support console on a shared queue leaves that to the headless dispatchers.
+    runs_dispatcher: bool | None = None
 
     def __post_init__(self) -> None:
+        if self.runs_dispatcher is not None and not isinstance(self.runs_dispatcher, bool):
+            raise SettingsError(f"runs_dispatcher: must be true, false or null, not {self.runs_dispatcher!r}")
         _positive("connect_timeout", self.connect_timeout, 0.1, 600)
         _positive("read_timeout", self.read_timeout, 0.1, 3600)
         _positive("interval_seconds", self.interval_seconds, 1, 7 * 86400)
@@ -160,6 +165,19 @@ class AppSettings:
         return data
 
 
+def runs_dispatcher_by_default(db_url: str) -> bool:
+    """Whether a console runs the dispatcher when its settings do not say: yes on its own SQLite file,
+    no on a shared PostgreSQL queue, which headless dispatchers serve."""
+    return not db_url.startswith("postgresql")
+
+
+def runs_dispatcher(settings: AppSettings, db_url: str) -> bool:
+    """Whether the console on ``db_url`` runs the dispatcher: the setting, else its database's default."""
+    if settings.runs_dispatcher is not None:
+        return settings.runs_dispatcher
+    return runs_dispatcher_by_default(db_url)
+
+
 def _positive(name: str, value: object, low: float, high: float) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SettingsError(f"{name}: must be a number, not {value!r}")
@@ -196,6 +214,9 @@ def settings_from_json(data: object) -> AppSettings:
         elif isinstance(default, str):
             if not isinstance(value, str):
                 raise SettingsError(f"{name}: must be text, not {value!r}")
+        elif name == "runs_dispatcher":
+            if value is not None and not isinstance(value, bool):
+                raise SettingsError(f"runs_dispatcher: must be true, false or null, not {value!r}")
         elif name == "mapping" and not isinstance(value, dict):
             raise SettingsError("mapping: must be an object")
         values[name] = value

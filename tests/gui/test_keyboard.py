@@ -138,7 +138,7 @@ def console(
     qtbot: QtBot, tmp_path: Path, sqlite_url: str, make_simulator: MakeSimulator
 ) -> Iterator[Console]:
     services = services_for(tmp_path, sqlite_url, make_simulator())
-    made = open_console(services, state_path=tmp_path / "window.ini", dispatcher=False)
+    made = open_console(services, state_path=tmp_path / "window.ini", dispatcher=True)
     qtbot.addWidget(made.window)
     yield made
     made.shut_down()

@@ -11,7 +11,14 @@ import keyring
 import keyring.backend
 import pytest
 
-from writeback_console.settings import AppSettings, PasswordStore, SettingsError, load_settings, save_settings
+from writeback_console.settings import (
+    AppSettings,
+    PasswordStore,
+    SettingsError,
+    load_settings,
+    runs_dispatcher,
+    save_settings,
+)
 
 URL = "https://crm.example.org/PersonifyDataServices/PersonifyData.svc"
 
@@ -35,6 +42,8 @@ def test_settings_round_trip_and_defaults(tmp_path: Path) -> None:
         ('{"password": "x"}', "password: does not belong in the settings file"),
         ('{"verify_tls": "yes"}', "verify_tls: must be true or false"),
         ('{"allow_insecure_http": 1}', "allow_insecure_http: must be true or false"),
+        ('{"runs_dispatcher": "no"}', "runs_dispatcher: must be true, false or null, not 'no'"),
+        ('{"runs_dispatcher": 0}', "runs_dispatcher: must be true, false or null, not 0"),
         (
             '{"operator": "Informz \u2013 sync"}',
             "operator: '–' (U+2013) cannot be sent in the AddModOper header",
@@ -190,3 +199,37 @@ def test_defaults_are_the_declared_ones() -> None:
 def test_an_override_is_held_to_the_setting_s_limits(override: dict[str, int], message: str) -> None:
     with pytest.raises(SettingsError, match=f"^{re.escape(message)}$"):
         AppSettings().dispatch_options(**override)
+
+
+@pytest.mark.parametrize(
+    ("url", "runs"),
+    [
+        ("sqlite:////home/ann/queue.sqlite3", True),
+        ("postgresql+psycopg://support@db.example.org/writeback", False),
+        ("postgresql://db.example.org/writeback", False),
+    ],
+)
+def test_a_console_runs_the_dispatcher_by_default_on_sqlite_and_not_on_postgresql(
+    url: str, runs: bool
+) -> None:
+    assert runs_dispatcher(AppSettings(), url) is runs
+
+
+@pytest.mark.parametrize("chosen", [True, False])
+def test_the_runs_dispatcher_setting_wins_over_the_database_s_default(chosen: bool) -> None:
+    settings = AppSettings(runs_dispatcher=chosen)
+    assert runs_dispatcher(settings, "sqlite:///q.sqlite3") is chosen
+    assert runs_dispatcher(settings, "postgresql+psycopg://db/writeback") is chosen
+
+
+@pytest.mark.parametrize("value", [True, False, None])
+def test_the_runs_dispatcher_setting_is_saved_and_read_back(tmp_path: Path, value: bool | None) -> None:
+    path = tmp_path / "settings.json"
+    save_settings(AppSettings(runs_dispatcher=value), path)
+    assert json.loads(path.read_text())["runs_dispatcher"] is value
+    assert load_settings(path, environ={}).runs_dispatcher is value
+
+
+def test_a_runs_dispatcher_that_is_not_true_or_false_is_refused_by_name() -> None:
+    with pytest.raises(SettingsError, match="runs_dispatcher: must be true, false or null"):
+        AppSettings(runs_dispatcher="yes")  # type: ignore[arg-type]

@@ -10,6 +10,7 @@ import shlex
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -168,6 +169,8 @@ def cmd_dispatch(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         raise CommandError(f"dispatch: {exc}") from None
     interval = args.interval or settings.interval_seconds
+    # Kept with each run, so a console that does not dispatch knows when this one is overdue.
+    options = replace(options, interval_seconds=None if args.once else interval)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: object) -> None:

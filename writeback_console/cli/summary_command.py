@@ -28,10 +28,16 @@ def cmd_summary(args: argparse.Namespace) -> int:
     counts = sqlite_status_counts(resolve_db_url(args.db))
     if counts is None:
         from writeback_console.cli.common import open_queue
-        from writeback_console.store import listing
+        from writeback_console.store import listing, runs
 
         with open_queue(args)() as session:
             counts = listing.count_by_status(session)
+            # A shared queue is served by headless dispatchers: say who ran last. (The SQLite fast path
+            # above stays on the standard library alone.)
+            last_run = runs.last_run_line(*runs.latest_and_now(session))
+        print_counts(counts)
+        print(last_run)
+        return EXIT_OK
     print_counts(counts)
     return EXIT_OK
 

@@ -72,6 +72,7 @@ from writeback_console.store import (
     operator_actions,
     recording,
     retention,
+    runs,
     service_health,
     switches,
 )
@@ -252,6 +253,8 @@ class _Cycle:
         #: Rows were put back unsent during the run; they may be claimed again in it.
         self.reclaimable = False
         self.reclaim_rounds = 0
+        #: The queue's waiting work when the run began, kept with the run's record.
+        self.sample: runs.QueueSample | None = None
 
     @property
     def service(self) -> str:
@@ -267,6 +270,11 @@ class _Cycle:
     # -- the cycle ----------------------------------------------------------------------------
 
     def run(self) -> CycleSummary:
+        summary = self._run()
+        self._record_run(summary)
+        return summary
+
+    def _run(self) -> CycleSummary:
         recovered: list[int] = []
         scheduled: list[int] = []
         try:
@@ -275,10 +283,13 @@ class _Cycle:
                 self._db_start = lifecycle.database_now(session)
                 started = self.clock()
                 self.started = started
-                if not switches.writeback_enabled(session):
-                    return CycleSummary(started, self.clock(), disabled=True)
-                self.skip = sorted(switches.disabled_accounts(session))
-                self.health = service_health.get_health(session, self.service)
+                enabled = switches.writeback_enabled(session)
+                if enabled:
+                    self.skip = sorted(switches.disabled_accounts(session))
+                    self.health = service_health.get_health(session, self.service)
+            self.sample = self._queue_sample(started)
+            if not enabled:
+                return CycleSummary(started, self.clock(), disabled=True)
             with write_transaction(self.factory) as session:
                 recovered = recording.recover_expired_leases(
                     session, now=self._now_for_store(), by=self.o.dispatcher
@@ -315,6 +326,38 @@ class _Cycle:
         summary = self._summary(recovered, scheduled)
         log.info("dispatcher cycle: %s", summary.describe())
         return summary
+
+    def _queue_sample(self, now: datetime) -> runs.QueueSample | None:
+        """The queue's waiting work as the run begins, for the run's record; None if it cannot be read."""
+        try:
+            with read_session(self.factory) as session:
+                return runs.queue_sample(session, now)
+        except sa_exc.DBAPIError as exc:
+            log.warning("the queue was not sampled for this run's record: %s", exc)
+            return None
+
+    def _record_run(self, summary: CycleSummary) -> None:
+        """Keep this run in ``dispatcher_run``, for consoles that do not dispatch and for the charts.
+
+        Never at the run's expense: with the database gone the row is simply not written.
+        """
+        try:
+            with write_transaction(self.factory) as session:
+                runs.record_run(
+                    session,
+                    dispatcher=self.o.dispatcher,
+                    started_at=summary.started_at,
+                    finished_at=summary.finished_at,
+                    result=summary.result,
+                    summary=summary.describe(),
+                    claimed=summary.claimed,
+                    sent=summary.sent,
+                    failed=summary.failed,
+                    interval_seconds=None if self.only is not None else self.o.interval_seconds,
+                    sample=self.sample,
+                )
+        except Exception as exc:  # the run is over and reported; only its record is lost
+            log.warning("this dispatcher run was not recorded: %s", exc)
 
     def _now_for_store(self) -> datetime | None:
         # With the database's own clock the store reads it itself; a test's clock is passed on.
@@ -1105,6 +1148,7 @@ class _Cycle:
             with write_transaction(self.factory) as session:
                 counters.fold(session)
                 changes.trim(session)
+                runs.trim(session, self.clock())
         except sa_exc.DBAPIError as exc:  # the next run folds them; the totals are exact meanwhile
             log.warning("the status totals were not folded: %s", exc)
 

@@ -16,6 +16,7 @@ from writeback_console.domain import (
     DEFAULT_INTERVAL_SECONDS,
     DEFAULT_LEASE_SECONDS,
     DEFAULT_SETTLE_SECONDS,
+    RunResult,
 )
 from writeback_console.store.rows import dispatcher_identity
 
@@ -54,6 +55,9 @@ class DispatchOptions:
     #: interval, so automatic retries keep its rhythm whatever starts a run.
     retry_interval_seconds: float = DEFAULT_INTERVAL_SECONDS
     dispatcher: str = field(default_factory=dispatcher_identity)
+    #: How often this dispatcher runs (``dispatch --forever``, a console's timer), kept with each run so
+    #: a console that does not dispatch knows when one is overdue; None for a single run or a Send now.
+    interval_seconds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,17 @@ class CycleSummary:
     retry_at: datetime | None = None
     #: Every writeback whose row this cycle changed, for screens to refresh just those.
     changed_ids: tuple[int, ...] = ()
+
+    @property
+    def result(self) -> RunResult:
+        """How the run ended, as ``dispatcher_run`` records it."""
+        if self.disabled:
+            return RunResult.DISABLED
+        if self.problem in (ProblemKind.AUTH, ProblemKind.UNREACHABLE, ProblemKind.OUTAGE):
+            return RunResult.PROBLEM
+        if self.problem is ProblemKind.DATABASE or self.stopped_reason:
+            return RunResult.STOPPED
+        return RunResult.OK
 
     @property
     def seconds(self) -> float:

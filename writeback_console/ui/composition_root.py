@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console.config import APP_AUTHOR, redact_url, resolve_db_url
 from writeback_console.personify.client import PersonifyClient
-from writeback_console.settings import AppSettings, PasswordStore, load_settings
+from writeback_console.settings import AppSettings, PasswordStore, load_settings, runs_dispatcher
 from writeback_console.store.engine import make_engine, make_session_factory, read_session
 from writeback_console.store.migrate import ensure_schema
-from writeback_console.store.permissions import EVERYTHING, Capabilities, read_capabilities
+from writeback_console.store.permissions import EVERYTHING, Action, Capabilities, read_capabilities
 from writeback_console.ui import gc_guard, keyboard
 from writeback_console.ui.console import Console
 from writeback_console.ui.main_window import MainWindow, page_for
@@ -146,8 +146,18 @@ def make_application(argv: list[str] | None = None) -> QApplication:
     return app
 
 
-def open_console(services: Services, *, state_path: Path | None = None, dispatcher: bool = True) -> Console:
-    """The window with every page, dialog and the dispatcher wired in; shown by the caller."""
+def open_console(
+    services: Services, *, state_path: Path | None = None, dispatcher: bool | None = None
+) -> Console:
+    """The window with every page, dialog and the dispatcher wired in; shown by the caller.
+
+    ``dispatcher`` None: as the settings say (``runs_dispatcher``: on for a SQLite file, off for
+    PostgreSQL). A console that does not dispatch shows the newest run of the dispatchers that do.
+    """
+    if dispatcher is None:
+        dispatcher = runs_dispatcher(services.settings, services.db_url)
+        # A role that may not claim and record writebacks would only be refused at every run.
+        dispatcher = dispatcher and services.capabilities.may(Action.DISPATCH)
     window = build_window(
         services.factory,
         services.settings,

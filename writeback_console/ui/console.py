@@ -17,6 +17,7 @@ from writeback_console import operations
 from writeback_console.dispatch.summary import CycleSummary, ProblemKind
 from writeback_console.domain import Kind
 from writeback_console.settings import AppSettings
+from writeback_console.store import runs
 from writeback_console.store.rows import WritebackRow, current_actor
 from writeback_console.ui.dialogs import errors, retry, schedule, settings_dialog
 from writeback_console.ui.dialogs.constituent import ConstituentViewer
@@ -26,11 +27,14 @@ from writeback_console.ui.dispatcher_worker import (
     DispatcherController,
     DispatcherStatus,
     FailureKind,
+    RunsSeen,
+    RunWatch,
 )
 from writeback_console.ui.main_window import (
     BANNER_CREDENTIALS,
     BANNER_DATABASE,
     BANNER_DISABLED,
+    BANNER_NO_DISPATCHER,
     BANNER_UNREACHABLE,
     PAGE_CONSTITUENTS,
     PAGE_MAILINGS,
@@ -112,7 +116,7 @@ class Console(QObject):
         window.run_now_requested.connect(self.controller.run_requested)
         window.pause_requested.connect(self.controller.pause_requested)
         self.settings_page.open_button.clicked.connect(self.open_settings)
-        self.mailings.send_requested.connect(self.controller.send_requested)
+        self.mailings.send_requested.connect(self.send_now)
         self.controller.worker.send_deferred.connect(self._send_deferred)
         self.controller.worker.send_refused.connect(self._send_refused)
         self.mailings.scheduled.connect(self._queue_changed)
@@ -124,10 +128,39 @@ class Console(QObject):
         self.controller.worker.finished.connect(self.cycle_finished)
         self.controller.worker.failed.connect(self.cycle_failed)
         self._dispatching = dispatcher
+        #: In a console that does not dispatch: the newest run of whoever does, read from the database.
+        self.run_watch: RunWatch | None = None
         if dispatcher:
             self.controller.start()
         else:
-            self.status.state_label.setText("Dispatcher not started")
+            self.status.show_not_dispatching()
+            self.run_watch = RunWatch(factory, runner, self)
+            self.run_watch.seen.connect(self.status.show_runs_seen)
+            self.run_watch.seen.connect(self._runs_seen)
+            self.run_watch.failed.connect(self.status.last_label.set_full_text)
+            # A run that changed rows is news at once; one with nothing to do is seen at the next read.
+            window.writebacks.live_changed.connect(self.run_watch.refresh)
+            self.run_watch.start()
+
+    @Slot(object)
+    def _runs_seen(self, seen: RunsSeen) -> None:
+        text = runs.overdue_text(seen.latest, seen.now, self.services.settings.interval_seconds)
+        if text is None:
+            self.window.hide_banner(BANNER_NO_DISPATCHER)
+        else:
+            self.window.show_banner(BANNER_NO_DISPATCHER, text)
+
+    @Slot(list)
+    def send_now(self, ids: list[int]) -> None:
+        """Send now: a cycle for these writebacks alone, or, in a console that does not dispatch, word
+        that they are due (Send now made them so) and go at the dispatchers' next run."""
+        if self._dispatching:
+            self.controller.send_requested.emit(ids)
+            return
+        what = "It is" if len(ids) == 1 else f"{len(ids):,} writebacks are"
+        text = f"{what} due now: a dispatcher sends it on its next run (this console does not dispatch)."
+        self.mailings.status_label.setText(text)
+        self.window.show_message(text, 20_000)
 
     @Slot(str)
     def _page_shown(self, name: str) -> None:
@@ -158,7 +191,7 @@ class Console(QObject):
         when = "now, on their own" if send_now else "at the next dispatcher run"
         self.window.show_message(f"{what} will be retried {when}")
         if send_now:
-            self.controller.send_requested.emit(list(retried))
+            self.send_now(list(retried))
 
     @Slot()
     def schedule(self) -> None:
@@ -189,7 +222,7 @@ class Console(QObject):
         else:
             self.show_row(outcome.writeback_id, outcome.ref)
         if outcome.send_now:
-            self.controller.send_requested.emit([outcome.writeback_id])
+            self.send_now([outcome.writeback_id])
 
     @Slot(int)
     def _send_deferred(self, count: int) -> None:
@@ -291,6 +324,8 @@ class Console(QObject):
 
     def shut_down(self, wait_ms: int = 70_000) -> None:
         """Finish or release an in-flight dispatcher cycle, then end its thread."""
+        if self.run_watch is not None:
+            self.run_watch.stop()
         if self._dispatching and not self.controller.stop(wait_ms):
             log.warning("the dispatcher did not stop within %d s", wait_ms // 1000)
 

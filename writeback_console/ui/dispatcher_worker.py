@@ -13,6 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 from PySide6.QtCore import QMetaObject, QObject, QSize, Qt, QThread, QTimer, Signal, Slot
 from PySide6.QtGui import QAction, QKeySequence, QResizeEvent
@@ -23,6 +24,9 @@ from writeback_console.dispatch.cycle import not_sent_reason, run_cycle
 from writeback_console.dispatch.summary import CycleProgress, CycleSummary
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.settings import AppSettings, SettingsError
+from writeback_console.store import runs
+from writeback_console.store.engine import read_session
+from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +49,10 @@ class DispatcherState:
 #: What Run now says, disabled, while the dispatcher is paused (and while a run is under way).
 RUN_NOW_PAUSED_TIP = "The dispatcher is paused: Resume to run it"
 RUN_NOW_BUSY_TIP = "A dispatcher run is under way"
+#: What Run now and Pause say, disabled, in a console that leaves the dispatching to others.
+NOT_DISPATCHING_TIP = "This console does not run the dispatcher: see Settings"
+#: How often a console that does not dispatch reads the newest recorded run (besides the change feed).
+RUN_WATCH_MS = 30_000
 
 
 class FailureKind(enum.StrEnum):
@@ -217,7 +225,8 @@ class DispatcherWorker(QObject):
         self.state_changed.emit(DispatcherState("idle", time.monotonic() + interval_ms / 1000))
 
     def _cycle(self, only: list[int] | None = None) -> CycleSummary:
-        options = self._settings.dispatch_options()
+        # The console's interval is kept with its runs (a Send now's run records none).
+        options = replace(self._settings.dispatch_options(), interval_seconds=self._settings.interval_seconds)
         with self._client_factory() as client:
             return run_cycle(
                 self._factory,
@@ -278,6 +287,74 @@ class DispatcherController(QObject):
             QMetaObject.invokeMethod(self.worker, "shutdown", Qt.ConnectionType.BlockingQueuedConnection)
         self.worker_thread.quit()
         return bool(self.worker_thread.wait(wait_ms))
+
+
+@dataclass(frozen=True)
+class RunsSeen:
+    """The newest dispatcher run the database holds (None: never one), and the database's time then."""
+
+    latest: runs.RunRecord | None
+    now: datetime
+
+
+def read_runs(factory: sessionmaker[Session]) -> RunsSeen:
+    """Read on a task thread: the newest run and the clock it is judged by (the database's)."""
+    with read_session(factory) as session:
+        return RunsSeen(*runs.latest_and_now(session))
+
+
+class RunWatch(QObject):
+    """In a console that does not dispatch: the newest recorded run of whoever dispatches, read every
+    ``RUN_WATCH_MS`` and whenever ``refresh`` is called (the change feed's news), always in the task pool.
+
+    Signals:
+        seen(RunsSeen): after each read.
+        failed(str): a read failed, in words.
+    """
+
+    seen = Signal(object)
+    failed = Signal(str)
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        runner: TaskRunner,
+        parent: QObject | None = None,
+        *,
+        interval_ms: int = RUN_WATCH_MS,
+    ) -> None:
+        super().__init__(parent)
+        self._factory = factory
+        self._tasks = TaskGroup(self, runner)
+        self._task: Task | None = None
+        self.timer = QTimer(self)
+        self.timer.setObjectName("dispatcher-run-watch")
+        self.timer.setInterval(interval_ms)
+        self.timer.timeout.connect(self.refresh)
+
+    def start(self) -> None:
+        self.timer.start()
+        self.refresh()
+
+    def stop(self) -> None:
+        self.timer.stop()
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    @Slot()
+    def refresh(self) -> None:
+        if self._task is not None:
+            return  # one read at a time; the one under way answers soon enough
+        self._task = self._tasks.submit(read_runs, self._factory, on_done=self._read, on_error=self._failed)
+
+    def _read(self, seen: RunsSeen) -> None:
+        self._task = None
+        self.seen.emit(seen)
+
+    def _failed(self, exc: BaseException) -> None:
+        self._task = None
+        self.failed.emit(f"Could not read the dispatchers' last run: {exc}")
 
 
 class ElidedLabel(QLabel):
@@ -369,6 +446,8 @@ class DispatcherStatus(QWidget):
         self.pause_action.setCheckable(True)
         #: Run now's own tooltip, kept while a disabled Run now says why it is disabled.
         self._run_tip: str | None = None
+        #: This console leaves the dispatching to others: the controls stay disabled and saying so.
+        self._elsewhere = False
         #: What the state label says of the run under way (a pause asked for meanwhile is added to it).
         self._running_text = "Dispatcher running…"
         #: The widest text the run under way can show (its total as both counts).
@@ -435,8 +514,26 @@ class DispatcherStatus(QWidget):
         self._show_controls(self._state)
         self._tick()
 
+    def show_not_dispatching(self) -> None:
+        """This console does not run the dispatcher: Run now and Pause disabled, saying why; the last run
+        shown is the newest one the database holds (``show_runs_seen``)."""
+        self._elsewhere = True
+        self._countdown.stop()
+        for action in (self.run_action, self.pause_action):
+            action.setEnabled(False)
+            action.setToolTip(NOT_DISPATCHING_TIP)
+        self._say("Dispatcher: not in this console")
+        self.last_label.set_full_text("Reading the dispatchers' last run…")
+
+    @Slot(object)
+    def show_runs_seen(self, seen: RunsSeen) -> None:
+        line, tooltip = runs.describe_latest(seen.latest, seen.now)
+        self.last_label.set_full_text(line, tooltip)
+
     def _show_controls(self, state: DispatcherState) -> None:
         """Every Run now and Pause control from the state: checked, label, tooltip, enabled."""
+        if self._elsewhere:
+            return
         pause = self.pause_action
         # Quietly: showing the state must not ask for it again (the toggle is the user's request).
         pause.blockSignals(True)
@@ -509,6 +606,8 @@ class DispatcherStatus(QWidget):
 
     @Slot()
     def _tick(self) -> None:
+        if self._elsewhere:
+            return
         state = self._state
         if state.mode == "running":
             if not self.progress_bar.format().strip("%p"):

@@ -69,6 +69,8 @@ BANNER_DISABLED = "writeback_disabled"
 BANNER_UNREACHABLE = "personify_unreachable"
 BANNER_CREDENTIALS = "credentials_rejected"
 BANNER_DATABASE = "database_refused"
+#: In a console that does not dispatch: no dispatcher has finished a run for two intervals.
+BANNER_NO_DISPATCHER = "no_dispatcher"
 #: Errors are red, the rest amber.
 BANNER_SEVERITY = {BANNER_CREDENTIALS: "error", BANNER_UNREACHABLE: "error", BANNER_DATABASE: "error"}
 DISABLED_TEXT = (

@@ -202,6 +202,9 @@ def main(argv: list[str] | None = None) -> int:
                 folder.db_url, settings_path=folder.settings, password_store=folder.password_store()
             )
             console = open_console(services, state_path=Path(tmp) / "window.ini", dispatcher=False)
+            if console.run_watch is not None:
+                # The demo queue has no dispatcher runs: its screens are not about their absence.
+                console.run_watch.stop()
             window = console.window
             window.resize(width, height)
             window.show()

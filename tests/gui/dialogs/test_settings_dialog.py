@@ -307,3 +307,38 @@ def test_the_daily_retention_is_off_until_ticked_and_saved_for_every_account(
         again.save_button.click()
     with db() as session:
         assert switches.get_setting(session, switches.PRUNE_SENT_AFTER_DAYS) is None
+
+
+def test_this_console_runs_the_dispatcher_by_its_database_s_default_until_the_box_is_changed(
+    qtbot: QtBot, db_url: str, runner: TaskRunner, store: PasswordStore, tmp_path: Path
+) -> None:
+    from writeback_console.store.engine import make_engine, make_session_factory
+
+    engine = make_engine(db_url)
+    factory = make_session_factory(engine)
+    sqlite = db_url.startswith("sqlite")
+    path = tmp_path / "settings.json"
+    dialog = open_dialog(qtbot, factory, runner, store, path)
+    box = dialog.runs_dispatcher_box
+    assert box.text() == "This console runs the dispatcher"
+    assert box.isChecked() is sqlite
+    note = dialog.runs_dispatcher_note.text()
+    assert "Off: this console sends nothing itself" in note
+    default = "The default for this SQLite file is on" if sqlite else "a shared PostgreSQL queue is off"
+    assert default in note
+    assert "Takes effect when the console starts again" in note
+    # Saved untouched, the setting keeps following the database.
+    with qtbot.waitSignal(dialog.saved, timeout=5000):
+        dialog.save_button.click()
+    assert load_settings(path, environ={}).runs_dispatcher is None
+
+    again = open_dialog(qtbot, factory, runner, store, path, load_settings(path, environ={}))
+    again.runs_dispatcher_box.setChecked(not sqlite)
+    with qtbot.waitSignal(again.saved, timeout=5000):
+        again.save_button.click()
+    loaded = load_settings(path, environ={})
+    assert loaded.runs_dispatcher is (not sqlite)
+    third = open_dialog(qtbot, factory, runner, store, path, loaded)
+    assert third.runs_dispatcher_box.isChecked() is (not sqlite)
+    assert third.collect() == loaded
+    engine.dispose()

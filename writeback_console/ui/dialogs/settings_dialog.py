@@ -43,7 +43,13 @@ from writeback_console.domain import (
     Kind,
 )
 from writeback_console.personify.mapping import INTEREST_EVENTS, MAILING_EVENTS, ActivityMapping
-from writeback_console.settings import AppSettings, PasswordStore, SettingsError
+from writeback_console.settings import (
+    AppSettings,
+    PasswordStore,
+    SettingsError,
+    runs_dispatcher,
+    runs_dispatcher_by_default,
+)
 from writeback_console.store import listing, switches
 from writeback_console.store.engine import read_session
 from writeback_console.store.permissions import Action
@@ -63,6 +69,20 @@ CODE_COLUMN, SUBCODE_COLUMN, TEMPLATE_COLUMN = 1, 2, 3
 
 
 # --- work done off the GUI thread ----------------------------------------------------------------
+
+
+def runs_dispatcher_note(db_url: str) -> str:
+    """What the "runs the dispatcher" box means, with the default for this console's database."""
+    kind, default = (
+        ("this SQLite file", "on")
+        if runs_dispatcher_by_default(db_url)
+        else ("a shared PostgreSQL queue", "off")
+    )
+    return (
+        "Off: this console sends nothing itself; the status bar shows the last run of the dispatchers that "
+        "serve this queue (writeback-console dispatch --forever), and a banner when none has run for two "
+        f"intervals. The default for {kind} is {default}. Takes effect when the console starts again."
+    )
 
 
 def writeback_by_account(factory: sessionmaker[Session]) -> dict[str, bool]:
@@ -131,6 +151,9 @@ class SettingsDialog(QDialog):
         # Every result comes back through the group, which drops it once this widget is gone.
         self._runner = TaskGroup(self, runner)
         self._path = settings_path
+        bind = factory.kw.get("bind")
+        #: The database this console works on, whose kind sets whether it dispatches by default.
+        self._db_url = bind.url.render_as_string(hide_password=True) if bind is not None else "sqlite://"
         self._account: operations.AccountSwitches | None = None
         #: Each Informz account's switch as read from the database; None until read.
         self._per_account: dict[str, bool] | None = None
@@ -346,6 +369,13 @@ class SettingsDialog(QDialog):
         form.addRow("Send concurrently:", self.concurrency_spin)
         form.addRow("Lease:", self.lease_spin)
         form.addRow("Claim per step:", self.batch_spin)
+        self.runs_dispatcher_box = QCheckBox("This console runs the dispatcher")
+        self.runs_dispatcher_box.setObjectName("runsDispatcherBox")
+        self.runs_dispatcher_box.setChecked(runs_dispatcher(s, self._db_url))
+        self.runs_dispatcher_note = QLabel(runs_dispatcher_note(self._db_url))
+        self.runs_dispatcher_note.setWordWrap(True)
+        form.addRow("", self.runs_dispatcher_box)
+        form.addRow("", self.runs_dispatcher_note)
         return tab
 
     def _account_tab(self) -> QWidget:
@@ -424,6 +454,7 @@ class SettingsDialog(QDialog):
     def _guard(self) -> None:
         """The queue's switches and account settings only for a role that may change them."""
         for widget, what in (
+            (self.runs_dispatcher_box, Action.DISPATCH),
             (self.enabled_box, Action.SWITCHES),
             (self.account_list, Action.SWITCHES),
             (self.auto_box, Action.ACCOUNT_SETTINGS),
@@ -591,11 +622,19 @@ class SettingsDialog(QDialog):
                 lease_seconds=self.lease_spin.value(),
                 batch_size=self.batch_spin.value(),
                 mapping=mapping,
+                runs_dispatcher=self._runs_dispatcher_choice(),
             )
             settings.check_before_saving()
             return settings
         except SettingsError as exc:
             raise SettingsError(self._labelled(str(exc))) from None
+
+    def _runs_dispatcher_choice(self) -> bool | None:
+        # Left as it was, the setting keeps following the database's default (None); changed, it is kept.
+        ticked = self.runs_dispatcher_box.isChecked()
+        if ticked == runs_dispatcher(self._settings, self._db_url):
+            return self._settings.runs_dispatcher
+        return ticked
 
     def _labelled(self, message: str) -> str:
         key, sep, problem = message.partition(": ")
