@@ -112,7 +112,8 @@ GRANT INSERT (event_id, writeback_id, ref) ON audit_event_row TO writeback_suppo
 
 GRANT INSERT (
     ref, kind, account, email, master_customer_id, sub_customer_id, mailing_id, payload, occurred_at,
-    status, attempts, max_attempts, scheduled_for, delivery_uncertain, created_at, updated_at, changed_by
+    status, attempts, max_attempts, scheduled_for, lease_token, interruptions, delivery_uncertain,
+    created_at, updated_at, changed_by
 ) ON writeback TO writeback_staff, writeback_dispatcher;
 
 GRANT UPDATE (status, scheduled_for, updated_at, changed_by) ON writeback TO writeback_staff;
