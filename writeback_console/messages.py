@@ -89,7 +89,7 @@ INSUFFICIENT_PRIVILEGE = "42501"
 
 _REFUSED_TABLE = re.compile(
     r'(?:permission denied for (?:table|relation|sequence|schema) "?|row-level security policy for table ")'
-    r'(?P<name>[A-Za-z_][A-Za-z0-9_]*)'
+    r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
 )
 #: What a person was doing to a table, by the table the database named.
 _THINGS = {

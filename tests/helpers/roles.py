@@ -69,7 +69,9 @@ def queue_with_roles(url: str) -> Iterator[RoleQueue]:
                 conn.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}'".encode())
                 conn.execute(f"GRANT writeback_{role} TO {user}".encode())
         for role, user in users.items():
-            role_url = make_url(url).set(username=user, password=password).render_as_string(hide_password=False)
+            role_url = (
+                make_url(url).set(username=user, password=password).render_as_string(hide_password=False)
+            )
             queue.urls[role] = role_url
             engine = make_engine(role_url)
             queue._engines.append(engine)

@@ -203,7 +203,8 @@ def test_nobody_but_the_owner_changes_audit_entries_status_history_or_pruned_lin
         "DELETE FROM audit_event_row",
         "UPDATE writeback_event SET actor = 'x'",
         "DELETE FROM writeback_event",
-        f"INSERT INTO writeback_event (writeback_id, to_status, at, attempt) VALUES ({wid}, 'sent', now(), 1)",
+        "INSERT INTO writeback_event (writeback_id, to_status, at, attempt) "
+        f"VALUES ({wid}, 'sent', now(), 1)",
         "UPDATE pruned_writeback SET ref = 'x'",
         "DELETE FROM pruned_writeback",
     ]
@@ -248,7 +249,9 @@ def test_staff_may_not_retry_nor_touch_other_kinds(queue: RoleQueue) -> None:
     (waiting,) = enqueue(queue.owner, item(email="bob@example.org"))
     # An unsubscribe row staff can see waiting: refused outright.
     refused(sql, staff, "UPDATE writeback SET status = 'cancelled' WHERE id = :id", id=waiting)
-    refused(sql, staff, "UPDATE writeback SET scheduled_for = now() + interval '1 day' WHERE id = :id", id=waiting)
+    refused(
+        sql, staff, "UPDATE writeback SET scheduled_for = now() + interval '1 day' WHERE id = :id", id=waiting
+    )
     # A row out of staff's reach (Error): the update finds nothing to change.
     assert sql(staff, "UPDATE writeback SET status = 'new' WHERE id = :id", id=wid) == 0
     refused(operations.enqueue, staff, item(email="cy@example.org"), actor="sue")
@@ -265,7 +268,9 @@ def test_advisor_retries_discards_enqueues_prunes_and_sets_the_switches(queue: R
     retried = exhausted_error(queue, "ann@example.org")
     discarded = exhausted_error(queue, "bob@example.org")
     sent = old_sent(queue, "cy@example.org")
-    assert operations.retry(advisor, [retried], actor="al").retried == [(retried, listing_ref(queue, retried))]
+    assert operations.retry(advisor, [retried], actor="al").retried == [
+        (retried, listing_ref(queue, retried))
+    ]
     assert operations.discard(advisor, [discarded], actor="al", reason="bounced for good").discarded
     added = operations.enqueue(advisor, item(email="dee@example.org"), actor="al")
     operations.set_account_switches(
@@ -321,7 +326,9 @@ def test_the_dispatcher_sends_schedules_and_prunes_with_its_own_grants(
     activity = operations.send_mailing_activity_now(owner, mailing, actor="owner").id
     old = old_sent(queue, "bob@example.org")
     with write_transaction(owner) as session:
-        switches.set_setting(session, switches.AUTO_MAILING_ACTIVITY_DAYS, 2, actor="owner", now=T0 - minutes(60))
+        switches.set_setting(
+            session, switches.AUTO_MAILING_ACTIVITY_DAYS, 2, actor="owner", now=T0 - minutes(60)
+        )
         switches.set_setting(session, switches.PRUNE_SENT_AFTER_DAYS, 30, actor="owner")
     automatic = add_mailing(owner, remote=1, name="Scheduled by itself")
 
@@ -351,7 +358,8 @@ def test_the_dispatcher_may_not_change_settings_retry_or_delete_unfinished_rows(
     refused(
         sql,
         dispatcher,
-        "INSERT INTO setting (account, key, value, updated_at) VALUES ('Main', 'writeback_enabled', 'false', now())",
+        "INSERT INTO setting (account, key, value, updated_at) "
+        "VALUES ('Main', 'writeback_enabled', 'false', now())",
     )
     assert operations.account_switches(queue.owner).writeback_enabled is True
     # Only Sent and No Remote Recipients rows may be deleted: an Error row stays.
@@ -363,14 +371,16 @@ def test_the_dispatcher_may_not_change_settings_retry_or_delete_unfinished_rows(
     assert status_of(queue, wid) is Status.ERROR
 
 
-def test_a_kind_other_than_mailing_activity_is_never_added_by_staff_or_the_dispatcher(queue: RoleQueue) -> None:
+def test_a_kind_other_than_mailing_activity_is_never_added_by_staff_or_the_dispatcher(
+    queue: RoleQueue,
+) -> None:
     for role in ("staff", "dispatcher"):
         exc = refused(
             sql,
             queue.as_(role),
-            "INSERT INTO writeback (ref, kind, account, payload, occurred_at, status, attempts, max_attempts, "
-            "delivery_uncertain, created_at, updated_at) VALUES ('WB-R-' || :role, 'unsubscribe', 'Main', "
-            "'{}', now(), 'new', 0, 3, false, now(), now())",
+            "INSERT INTO writeback (ref, kind, account, payload, occurred_at, status, attempts, "
+            "max_attempts, delivery_uncertain, created_at, updated_at) VALUES ('WB-R-' || :role, "
+            "'unsubscribe', 'Main', '{}', now(), 'new', 0, 3, false, now(), now())",
             role=role,
         )
         assert "row-level security" in str(exc.orig)
