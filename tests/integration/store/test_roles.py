@@ -13,12 +13,14 @@ from typing import Any
 
 import psycopg
 import pytest
+from alembic import command
 from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers.builders import T0, add_mailing, enqueue, fail_runs, item, minutes, run, send
 from tests.helpers.dispatching import client_for, cycle, recipients_as_constituents
+from tests.helpers.fixtures import create_pg_database, drop_pg_database
 from tests.helpers.roles import RoleQueue, libpq_url, queue_with_roles, run_script
 from tests.helpers.simulator import SAMPLE_CONSTITUENTS, MakeSimulator
 from writeback_console import operations
@@ -26,12 +28,22 @@ from writeback_console.domain import AuditAction, Kind, Status
 from writeback_console.messages import database_refusal, describe_exception, is_database_refusal
 from writeback_console.store import counters, listing, switches
 from writeback_console.store.audit_trail import record_audit
-from writeback_console.store.engine import read_session, write_transaction
+from writeback_console.store.engine import make_engine, read_session, write_transaction
+from writeback_console.store.migrate import alembic_config, upgrade
 from writeback_console.store.models import AuditEvent, Setting, WritebackEvent
 from writeback_console.store.permissions import Action, Role, read_capabilities
 from writeback_console.store.rows import W
 
 LONG_AGO = datetime(2020, 1, 6, 9, 0, tzinfo=UTC)
+#: The functions of the triggers on writeback (migrations 0004, 0007, 0010).
+TRIGGER_FUNCTIONS = (
+    "writeback_event_record",
+    "status_count_inserted",
+    "status_count_deleted",
+    "status_count_updated",
+    "writeback_change_notify",
+    "writeback_change_notify_update",
+)
 
 
 @pytest.fixture
@@ -321,10 +333,13 @@ def test_the_dispatcher_sends_schedules_and_prunes_with_its_own_grants(
 ) -> None:
     sim = make_simulator(constituents=[*SAMPLE_CONSTITUENTS, *recipients_as_constituents(3)])
     owner = queue.owner
+    old = old_sent(queue, "bob@example.org")
+    (abandoned,) = enqueue(owner, item(email="o'brien@example.org"), now=LONG_AGO)
+    run(owner, LONG_AGO, dispatcher="gone:1")  # its holder died long ago: the lease ran out
     (plain,) = enqueue(owner, item(email="ann@example.org"), now=datetime.now(UTC))
+    (nobody,) = enqueue(owner, item(email="nobody@example.org"), now=datetime.now(UTC))
     mailing = add_mailing(owner, remote=3, name="Sent now")
     activity = operations.send_mailing_activity_now(owner, mailing, actor="owner").id
-    old = old_sent(queue, "bob@example.org")
     with write_transaction(owner) as session:
         switches.set_setting(
             session, switches.AUTO_MAILING_ACTIVITY_DAYS, 2, actor="owner", now=T0 - minutes(60)
@@ -335,8 +350,14 @@ def test_the_dispatcher_sends_schedules_and_prunes_with_its_own_grants(
     summary = cycle(queue.as_("dispatcher"), client_for(sim), dispatcher="headless:1")
 
     assert summary.problem is None and summary.stopped_reason is None, summary.describe()
-    assert (summary.sent, summary.auto_scheduled, summary.pruned) == (2, 1, 1), summary.describe()
-    assert (status_of(queue, plain), status_of(queue, activity)) == (Status.SENT, Status.SENT)
+    assert (summary.recovered, summary.auto_scheduled, summary.pruned) == (1, 1, 1), summary.describe()
+    assert (summary.sent, summary.failed) == (3, 1), summary.describe()
+    assert [status_of(queue, w) for w in (plain, activity, abandoned, nobody)] == [
+        Status.SENT,
+        Status.SENT,
+        Status.SENT,
+        Status.ERROR,
+    ]
     with queue.owner() as session:
         assert session.scalar(select(W.id).where(W.id == old)) is None
         scheduled = session.scalar(select(W.status).where(W.mailing_id == automatic))
@@ -386,3 +407,34 @@ def test_a_kind_other_than_mailing_activity_is_never_added_by_staff_or_the_dispa
         assert "row-level security" in str(exc.orig)
     with queue.owner() as session:
         assert session.scalar(select(W.id).where(W.kind == Kind.UNSUBSCRIBE.value)) is None
+
+
+# --- migration 0013 --------------------------------------------------------------------------------
+
+
+def _trigger_functions(url: str) -> dict[str, tuple[bool, list[str] | None]]:
+    with psycopg.connect(libpq_url(url), autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT proname, prosecdef, proconfig FROM pg_proc WHERE proname = ANY(%s)",
+            (list(TRIGGER_FUNCTIONS),),
+        ).fetchall()
+    return {name: (definer, config) for name, definer, config in rows}
+
+
+def test_the_trigger_functions_run_as_the_owner_and_the_downgrade_undoes_it(pg_url: str) -> None:
+    assert _trigger_functions(pg_url) == dict.fromkeys(
+        TRIGGER_FUNCTIONS, (True, ["search_path=public, pg_temp"])
+    )
+    url = create_pg_database("wbroles")
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        command.downgrade(alembic_config(engine), "0012")
+        assert _trigger_functions(url) == dict.fromkeys(TRIGGER_FUNCTIONS, (False, None))
+        upgrade(engine)
+        assert {f: d for f, (d, _) in _trigger_functions(url).items()} == dict.fromkeys(
+            TRIGGER_FUNCTIONS, True
+        )
+    finally:
+        engine.dispose()
+        drop_pg_database(url)
