@@ -27,6 +27,13 @@ SCRIPT_SETS: dict[str, ScriptSet] = {
         "informz_activity_codes_rollback.sql",
         "SQL Server: the Informz activity codes in the Personify360 database (idempotent, one transaction)",
     ),
+    "postgresql-roles": ScriptSet(
+        "writeback_console.sql.postgresql",
+        "roles.sql",
+        "roles_rollback.sql",
+        "PostgreSQL: the roles support, staff, advisor and dispatcher in the queue's database, run by the "
+        "owner of its tables (idempotent, one transaction)",
+    ),
 }
 
 

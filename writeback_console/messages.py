@@ -12,6 +12,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from writeback_console.personify.errors import ErrorKind, PersonifyError
 from writeback_console.settings import SettingsError
+from writeback_console.store.permissions import NEEDS, Action
 from writeback_console.store.rows import QueueError
 
 # Whatever reaches the details box must not carry a secret, even one a lower layer forgot to scrub:
@@ -82,9 +83,93 @@ def _personify_message(exc: PersonifyError) -> str:
     return _sentence(f"Personify360 answered with something unexpected: {detail}")
 
 
-def describe_exception(exc: BaseException) -> tuple[str, str]:
-    """(message in words for the user, technical details to copy) for an exception from any layer."""
-    if isinstance(exc, PersonifyError):
+#: SQLSTATE insufficient_privilege: a grant of the role script is missing, or one of its row-level
+#: security policies refused the row ("new row violates row-level security policy").
+INSUFFICIENT_PRIVILEGE = "42501"
+
+_REFUSED_TABLE = re.compile(
+    r'(?:permission denied for (?:table|relation|sequence|schema) "?|row-level security policy for table ")'
+    r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)"
+)
+#: What a person was doing to a table, by the table the database named.
+_THINGS = {
+    "writeback": "this writeback",
+    "attempt": "this writeback",
+    "delivery": "this writeback",
+    "mailing": "mailings",
+    "mailing_recipient": "mailings",
+    "setting": "the account settings",
+    "remote_health": "Personify360's health",
+    "pruned_writeback": "the record of pruned writebacks",
+    "status_count": "the status counts",
+    "status_count_delta": "the status counts",
+    "writeback_event": "the status history",
+    "dispatcher_run": "the dispatcher runs",
+    "chart_hour": "the charts",
+    "chart_rollup": "the charts",
+}
+_AUDIT_TABLES = ("audit_event", "audit_event_row")
+
+
+def is_database_refusal(exc: BaseException) -> bool:
+    """Whether the database refused this for want of a privilege (a grant or a row-level policy)."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    return getattr(orig, "sqlstate", None) == INSUFFICIENT_PRIVILEGE
+
+
+def database_refusal(
+    exc: BaseException, *, user: str | None = None, action: Action | str | None = None
+) -> str | None:
+    """What the database refused and why, in words, when it refused for want of a privilege; else None.
+
+    ``user`` is the database user the console or command connected as; ``action`` what the person was
+    doing, when the caller knows, so the words can name the role it needs.
+    """
+    if not is_database_refusal(exc):
+        return None
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    found = _REFUSED_TABLE.search(str(orig))
+    table = found["name"] if found else ""
+    if table.endswith("_id_seq"):
+        table = table.removesuffix("_id_seq")
+    statement = (getattr(exc, "statement", None) or "").lstrip().upper()
+    verb = {"INSERT": "add", "DELETE": "delete", "SELECT": "read"}.get(statement.split(" ", 1)[0], "change")
+    if "FOR UPDATE" in statement:
+        verb = "change"
+    if table in _AUDIT_TABLES:
+        what = "write this entry in the audit log"
+    elif table == "writeback" and verb == "add":
+        what = "add this writeback"
+    elif table in _THINGS:
+        what = f"{verb} {_THINGS[table]}"
+    elif table:
+        what = f"{verb} the {table} table"
+    else:
+        what = "do this"
+    who = f"the user {user}" if user else "this database user"
+    why = ""
+    if action is not None:
+        try:
+            needed = NEEDS[Action(action)]
+        except ValueError:
+            pass
+        else:
+            why = f" ({Action(action).value.replace('_', ' ')} needs the {needed.label} role)"
+    return f"The database refused: {who} may not {what}{why}. Nothing was changed."
+
+
+def describe_exception(
+    exc: BaseException, *, user: str | None = None, action: Action | str | None = None
+) -> tuple[str, str]:
+    """(message in words for the user, technical details to copy) for an exception from any layer.
+
+    ``user`` and ``action`` (see :func:`database_refusal`) make a refusal by the database name who was
+    refused and the role the action needs.
+    """
+    refusal = database_refusal(exc, user=user, action=action)
+    if refusal is not None:
+        message = refusal
+    elif isinstance(exc, PersonifyError):
         message = _personify_message(exc)
     elif isinstance(exc, OperationalError):
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else ""

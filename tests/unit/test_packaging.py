@@ -34,6 +34,7 @@ def test_the_icons_and_the_dba_scripts_are_packages_of_the_wheel_with_their_file
     for package, folder in (
         ("writeback_console.resources", REPO / "resources"),
         ("writeback_console.sql.personify360", REPO / "sql" / "personify360"),
+        ("writeback_console.sql.postgresql", REPO / "sql" / "postgresql"),
     ):
         assert package in CONFIG["packages"]
         assert _folder_of(package) == folder

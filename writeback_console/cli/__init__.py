@@ -41,6 +41,37 @@ def _refused(exc: BaseException) -> bool:
     return rows is not None and isinstance(exc, rows.QueueError)
 
 
+#: What each command does, in the words of ``store.permissions``, so a refusal by the database names the
+#: role the command needs.
+_ACTION_OF = {
+    "queue_commands.cmd_enqueue": "enqueue",
+    "queue_commands.cmd_import": "enqueue",
+    "queue_commands.cmd_export": "export",
+    "action_commands.cmd_retry": "retry",
+    "action_commands.cmd_discard": "discard",
+    "action_commands.cmd_prune": "prune",
+    "action_commands.cmd_schedule_mailing": "schedule",
+    "action_commands.cmd_reschedule": "reschedule",
+    "action_commands.cmd_send_now": "send_now",
+    "action_commands.cmd_cancel": "cancel",
+    "action_commands.cmd_account": "switches",
+    "support_commands.cmd_switch": "switches",
+    "run_commands.cmd_dispatch": "dispatch",
+}
+
+
+def _database_refusal(exc: BaseException, args: object, handler: str) -> str | None:
+    """The database's refusal (a missing grant, a row-level policy) in words, naming the database user
+    and the role the command needs; None for anything else."""
+    if "sqlalchemy.exc" not in sys.modules:
+        return None
+    from writeback_console.messages import database_refusal
+
+    engine = getattr(args, "engine", None)
+    user = getattr(getattr(engine, "url", None), "username", None)
+    return database_refusal(exc, user=user, action=_ACTION_OF.get(handler))
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(getattr(exc, "orig", None) or exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
@@ -49,7 +80,8 @@ def _first_line(exc: BaseException) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    handler = _handler(getattr(args, "handler", None) or "run_commands.cmd_gui")
+    name = getattr(args, "handler", None) or "run_commands.cmd_gui"
+    handler = _handler(name)
     try:
         code: int = handler(args)
     except CommandError as exc:
@@ -73,6 +105,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"writeback-console: the database could not be used ({trouble}); nothing was changed",
                 file=sys.stderr,
             )
+            return EXIT_REFUSED
+        refusal = _database_refusal(exc, args, name)
+        if refusal is not None:
+            print(f"writeback-console: {refusal}", file=sys.stderr)
             return EXIT_REFUSED
         raise
     return code
