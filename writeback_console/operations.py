@@ -505,8 +505,8 @@ def _saved_settings(path: Path | None) -> AppSettings:
         return AppSettings()
 
 
-def _shown_url(url: str | None) -> str:
-    return redact_url(url) if url else ""
+def _shown_url(url: str | None) -> str | None:
+    return redact_url(url) if url else None
 
 
 def console_setting_changes(before: AppSettings, after: AppSettings) -> list[dict[str, Any]]:

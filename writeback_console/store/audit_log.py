@@ -290,7 +290,7 @@ def action_label(action: AuditAction) -> str:
 
 def value_words(value: Any) -> str:
     """A recorded setting value as a person reads it: on/off, "not set", text as is, the rest as JSON."""
-    if value is None:
+    if value is None or value == "":
         return "not set"
     if isinstance(value, bool):
         return "on" if value else "off"
