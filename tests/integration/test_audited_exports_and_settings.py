@@ -117,7 +117,10 @@ def test_a_password_in_an_older_service_url_is_never_recorded(factory: Factory, 
     change = operations.SettingsChange(AppSettings(service_root_url=URL, user="svc"))
     operations.save_all_settings(change, store=store, path=path, actor="ann", factory=factory)
     words = sorted(audit_log.entry_words(e) for e in entries(factory, AuditAction.CONSOLE_SETTING))
-    assert words == [f"service_root_url: https://svc:***@p360.example.org/odata → {URL}", "user: not set → svc"]
+    assert words == [
+        f"service_root_url: https://svc:***@p360.example.org/odata → {URL}",
+        "user: not set → svc",
+    ]
     with read_session(factory) as session:
         assert "hunter2" not in json.dumps([e.detail for e in session.scalars(select(AuditEvent))])
 
