@@ -332,9 +332,16 @@ def _pairs(detail: Mapping[str, Any]) -> str:
     )
 
 
+def filter_text(entry: AuditEntry) -> str:
+    """The filter an entry was taken under, in words; empty when none was recorded."""
+    if entry.filter is not None and not entry.filter:
+        return "filter: none (every row)"
+    return filter_words(entry.filter)
+
+
 def entry_words(entry: AuditEntry) -> str:
     """The filter an entry was taken under and its detail, on one line ("Filter / detail")."""
-    return "; ".join(w for w in (filter_words(entry.filter), detail_text(entry)) if w)
+    return "; ".join(w for w in (filter_text(entry), detail_text(entry)) if w)
 
 
 def rows_words(entry: AuditEntry) -> str:

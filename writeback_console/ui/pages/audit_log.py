@@ -42,7 +42,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from writeback_console.domain import AuditAction
 from writeback_console.store import audit_log
 from writeback_console.store.audit_log import AuditEntry, AuditFilter, AuditPage, Cursor, EventRowsPage
-from writeback_console.store.audit_trail import filter_words
 from writeback_console.store.engine import QueryStop, read_session
 from writeback_console.ui.filter_bar import TEXT_THROTTLE_MS, local_midnight_utc, to_date
 from writeback_console.ui.resources import icon
@@ -188,6 +187,13 @@ class AuditTableModel(QAbstractTableModel):
         if role == Qt.ItemDataRole.ToolTipRole:
             if column == 0:
                 return entry.at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+            if column == 3 and entry.first_refs:
+                more = (
+                    f"\n… and {entry.row_count - len(entry.first_refs):,} more"
+                    if entry.row_count > len(entry.first_refs)
+                    else ""
+                )
+                return "\n".join(entry.first_refs) + more
             if column == 4:
                 return cell_text(entry, column) or None
         if role == Qt.ItemDataRole.TextAlignmentRole and column == 3:
@@ -266,6 +272,7 @@ class EntryPane(QWidget):
         form.addRow("Detail:", self.detail_text)
 
         self.rows_title = QLabel("Rows")
+        self.rows_title.setWordWrap(True)
         self.rows = QListWidget()
         self.rows.setObjectName("auditRows")
         self.rows.setUniformItemSizes(True)
@@ -307,6 +314,8 @@ class EntryPane(QWidget):
             for label in (self.when, self.who, self.action, self.filter_text, self.detail_text):
                 label.setText("")
             self.when.setText("Choose an entry to see its filter, detail and rows.")
+            self.rows.setVisible(False)
+            self.open_button.setVisible(False)
             self.rows_title.setText("Rows")
             return
         self.when.setText(
@@ -314,10 +323,14 @@ class EntryPane(QWidget):
         )
         self.who.setText(entry.actor + (f" (database user {entry.db_user})" if entry.db_user else ""))
         self.action.setText(audit_log.action_label(entry.action))
-        self.filter_text.setText(filter_words(entry.filter) or "none recorded")
+        self.filter_text.setText(audit_log.filter_text(entry) or "—")
         self.detail_text.setText(audit_log.detail_text(entry) or "—")
+        self.rows.setVisible(entry.rows_listed)
+        self.open_button.setVisible(entry.rows_listed)
         if entry.rows_listed:
-            self.rows_title.setText(f"Rows ({entry.row_count:,})")
+            self.rows_title.setText(
+                f"Rows ({entry.row_count:,}); Enter or a double click opens one in the list"
+            )
             self._fetch()
         elif entry.row_count:
             self.rows_title.setText(
@@ -439,7 +452,7 @@ class AuditLogPage(QWidget):
         self.to_check.setToolTip("Only entries on or before this day (local time)")
         self.ref = QLineEdit()
         self.ref.setObjectName("auditRef")
-        self.ref.setPlaceholderText("Reference WB-…")
+        self.ref.setPlaceholderText("Reference")
         self.ref.setToolTip("Only entries that touched this writeback (also one pruned since)")
         self.ref.setClearButtonEnabled(True)
         self.clear_button = QPushButton("Clear")
@@ -471,7 +484,7 @@ class AuditLogPage(QWidget):
         self.table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
         header = self.table.horizontalHeader()
         header.setStretchLastSection(True)
-        for column, width in enumerate((130, 170, 130, 60)):
+        for column, width in enumerate((125, 130, 120, 60)):
             header.resizeSection(column, width)
         self.table.selectionModel().currentRowChanged.connect(self._current_changed)
         self.table.activated.connect(self._entry_activated)
