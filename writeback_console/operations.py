@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from writeback_console.config import redact_url
 from writeback_console.domain import (
     MAX_AUTO_MAILING_ACTIVITY_DAYS,
     AuditAction,
@@ -32,10 +33,16 @@ from writeback_console.domain import (
 )
 from writeback_console.export import write_rows
 from writeback_console.intake import WritebackInput
-from writeback_console.settings import AppSettings, PasswordStore, save_settings
+from writeback_console.settings import (
+    AppSettings,
+    PasswordStore,
+    SettingsError,
+    load_settings,
+    save_settings,
+)
 from writeback_console.store import audit_trail, lifecycle, listing, operator_actions, retention, switches
 from writeback_console.store.engine import read_session, write_transaction
-from writeback_console.store.rows import QueueError, WritebackRow
+from writeback_console.store.rows import QueueError, WritebackRow, current_actor
 
 Factory = sessionmaker[Session]
 RetryResult = operator_actions.RetryResult
@@ -460,13 +467,63 @@ def save_all_settings(
             set_writeback_by_account(factory, change.account_writeback, actor=actor)
     settings, password = change.settings, change.password
     current = (settings.service_root_url, settings.user)
+    audited = console_setting_changes(_saved_settings(path), settings)
+    if change.password is not None and all(current) and change.password != store.get(*current, environ={}):
+        audited.append({"key": "password", "changed": True})
     if password is None and current != change.previous and all(change.previous):
         # The password is stored per URL and user: keep it when only those changed.
         password = store.get(*change.previous, environ={})
-    if password and all(current):
-        store.set(settings.service_root_url, settings.user, password)
-    save_settings(settings, path)
+
+    def keep() -> None:
+        if password and all(current):
+            store.set(settings.service_root_url, settings.user, password)
+        save_settings(settings, path)
+
+    if factory is None or not audited:
+        keep()
+        return settings
+    # The entries commit once the file is written: a save that fails leaves no entry of it.
+    with write_transaction(factory) as session:
+        now = utcnow()
+        for detail in audited:
+            audit_trail.record_audit(
+                session, actor=actor, action=AuditAction.CONSOLE_SETTING, rows=[], now=now, detail=detail
+            )
+        keep()
     return settings
+
+
+#: Console settings whose values the audit log never holds: their change is recorded as "changed".
+SECRET_SETTINGS = frozenset({"password"})
+
+
+def _saved_settings(path: Path | None) -> AppSettings:
+    """The settings file as it is before a save (the defaults when it is missing or unreadable)."""
+    try:
+        return load_settings(path, environ={})
+    except SettingsError:
+        return AppSettings()
+
+
+def _shown_url(url: str | None) -> str | None:
+    return redact_url(url) if url else None
+
+
+def console_setting_changes(before: AppSettings, after: AppSettings) -> list[dict[str, Any]]:
+    """Each setting of the console's file that a save changes, as its audit entry's detail: the key,
+    the value before and after (a URL without any password in it; a secret only as "changed")."""
+    old, new = before.to_json(), after.to_json()
+    changes: list[dict[str, Any]] = []
+    for key, value in new.items():
+        if old.get(key) == value:
+            continue
+        if key in SECRET_SETTINGS:
+            changes.append({"key": key, "changed": True})
+        elif key == "service_root_url":
+            changes.append({"key": key, "from": _shown_url(old.get(key)), "to": _shown_url(value)})
+        else:
+            changes.append({"key": key, "from": old.get(key), "to": value})
+    return changes
 
 
 # --- retention -----------------------------------------------------------------------------------
@@ -578,11 +635,14 @@ def export_csv(
     sort: SortField = "created_at",
     descending: bool = True,
     progress: ExportProgress | None = None,
+    actor: str | None = None,
 ) -> int:
     """Write every row matching ``flt`` to ``path`` as CSV in the list's order; returns the rows written.
 
     The rows are streamed into a temporary file beside ``path``, which replaces ``path`` only when
     complete: a cancelled or failed export leaves no half file and keeps an older file of that name.
+    What left the queue is audited as ``export`` (the filter, the rows written, the file's name; who is
+    ``actor``, by default this computer's user), in a transaction that commits once the file is there.
     """
     progress = progress or ExportProgress()
     partial = path.with_name(path.name + ".part")
@@ -599,7 +659,18 @@ def export_csv(
                 write_rows(_counted(rows, progress), out)
         if progress.cancel_requested.is_set():
             raise ExportCancelled
-        os.replace(partial, path)
+        with write_transaction(factory) as session:
+            audit_trail.record_audit(
+                session,
+                actor=actor or current_actor(),
+                action=AuditAction.EXPORT,
+                rows=[],
+                row_count=progress.written,
+                now=utcnow(),
+                filter=flt.to_json(),
+                detail={"file": path.name, "sort": sort, "descending": descending},
+            )
+            os.replace(partial, path)
         return progress.written
     except BaseException:
         partial.unlink(missing_ok=True)

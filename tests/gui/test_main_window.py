@@ -57,7 +57,15 @@ def test_title_names_the_database_and_navigation_mirrors_informz(
         "Writeback List",
     ]
     top = [tree.topLevelItem(n).text(0) for n in range(tree.topLevelItemCount())]
-    assert top == ["Admin", "Mailings", "Constituent lookup (CRM360)", "Dashboard", "Top errors", "Settings"]
+    assert top == [
+        "Admin",
+        "Mailings",
+        "Constituent lookup (CRM360)",
+        "Dashboard",
+        "Top errors",
+        "Audit log",
+        "Settings",
+    ]
     assert window.current_page() == PAGE_WRITEBACKS
     tree.setCurrentItem(tree.topLevelItem(2))
     assert window.current_page() == PAGE_CONSTITUENTS

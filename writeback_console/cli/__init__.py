@@ -3,8 +3,9 @@
 Exit codes: 0 done; 1 refused or failed (the message says why); 2 bad input (usage, a bad file);
 3 Personify360 could not be used. The arguments of every command are in ``parser.py``, which loads
 nothing heavy; the commands themselves live by what they do: ``queue_commands`` (enqueue, import,
-list, show, export), ``summary_command``, ``action_commands`` (retry, scheduling, the account switches) and
-``run_commands`` (schema, seed, connection check, dispatcher, settings, SQL scripts, console, demo).
+list, show, export), ``summary_command``, ``audit_command`` (the audit log), ``action_commands``
+(retry, scheduling, the account switches) and ``run_commands`` (schema, seed, connection check,
+dispatcher, settings, SQL scripts, console, demo).
 """
 
 from __future__ import annotations

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from writeback_console import __version__
 from writeback_console.dba_scripts import SCRIPT_SETS
@@ -39,6 +39,24 @@ def time_arg(text: str) -> datetime:
         return parse_time(value, "time")
     except InputError as exc:
         raise argparse.ArgumentTypeError(exc.problem) from None
+
+
+#: A relative age for --since/--until: hours, days or weeks before now.
+_AGE_HOURS = {"h": 1, "d": 24, "w": 24 * 7}
+
+
+def since_arg(text: str) -> datetime:
+    """A date (midnight UTC), an ISO-8601 time, or an age before now such as 24h, 7d or 2w."""
+    value = text.strip().lower()
+    if value[-1:] in _AGE_HOURS and value[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(hours=int(value[:-1]) * _AGE_HOURS[value[-1]])
+    try:
+        return time_arg(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a date (2026-11-30), a time with its zone (2026-11-30T14:00:00Z) "
+            "or an age before now (24h, 7d, 2w)"
+        ) from None
 
 
 def _days(text: str) -> int | None:
@@ -367,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     _add_support_commands(command)
+    _add_audit_command(command)
     _add_simulator(sub)
     return parser
 
@@ -398,6 +417,27 @@ def _add_support_commands(command: AddCommand) -> None:
         "check",
         "run_commands.cmd_check_connection",
         "test the connection to Personify360, as Settings does (same as check-connection)",
+    )
+
+
+def _add_audit_command(command: AddCommand) -> None:
+    """``audit``: the audit log (``audit_command``)."""
+    p = command(
+        "audit",
+        "audit_command.cmd_audit",
+        "every recorded action, newest first: who, when, what, the filter used and which rows",
+    )
+    p.add_argument("--since", type=since_arg, metavar="WHEN", help="at or after: 2026-11-30, a time, 24h, 7d")
+    p.add_argument("--until", type=since_arg, metavar="WHEN", help="before: 2026-11-30, a time, 24h, 7d")
+    p.add_argument("--actor", metavar="NAME", help="who: the start of the name, any case")
+    p.add_argument("--action", action="append", metavar="A", help="action; repeat or comma-separate")
+    p.add_argument("--ref", metavar="REF", help="only entries that touched this writeback (also pruned)")
+    p.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    p.add_argument("--limit", type=int, default=50, metavar="N", help="at most N entries (default 50)")
+    p.add_argument("--all", action="store_true", help="every matching entry")
+    p.epilog = (
+        "A retry or discard of all matching rows is recorded once per batch of rows, each with the filter; "
+        "imports and prunes count their rows without listing them."
     )
 
 

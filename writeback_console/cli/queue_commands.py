@@ -249,7 +249,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from writeback_console import operations
 
     written = operations.export_csv(
-        open_queue(args), filter_from(args), path, sort=args.sort, descending=not args.ascending
+        open_queue(args),
+        filter_from(args),
+        path,
+        sort=args.sort,
+        descending=not args.ascending,
+        actor=current_actor(),
     )
     print(f"exported {written:,} writebacks to {path}")
     return EXIT_OK

@@ -13,6 +13,7 @@ from PySide6.QtWidgets import QFileDialog, QProgressDialog, QWidget
 from sqlalchemy.orm import Session, sessionmaker
 
 from writeback_console import operations
+from writeback_console.store.rows import current_actor
 from writeback_console.ui.tasks import TaskGroup, TaskRunner
 from writeback_console.ui.writeback_model import ListQuery
 
@@ -92,6 +93,7 @@ class Exporter(QObject):
             sort=query.sort,
             descending=query.descending,
             progress=job,
+            actor=current_actor(),
         )
         self._runner.submit(export, on_done=done, on_error=self._error)
         return True

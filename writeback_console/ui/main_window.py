@@ -37,6 +37,7 @@ from writeback_console.store.rows import WritebackRow
 from writeback_console.ui import export
 from writeback_console.ui.dialogs import shortcuts
 from writeback_console.ui.dialogs.schedule import MOVABLE
+from writeback_console.ui.pages.audit_log import AuditLogPage
 from writeback_console.ui.pages.dashboard import DashboardPage
 from writeback_console.ui.pages.top_errors import TopErrorsPage
 from writeback_console.ui.permissions import PermissionGate
@@ -53,6 +54,7 @@ PAGE_CONSTITUENTS = "constituents"
 PAGE_DASHBOARD = "dashboard"
 PAGE_TOP_ERRORS = "top_errors"
 PAGE_SETTINGS = "settings"
+PAGE_AUDIT = "audit_log"
 
 PAGE_TITLES = {
     PAGE_WRITEBACKS: "Writeback List",
@@ -61,6 +63,8 @@ PAGE_TITLES = {
     PAGE_DASHBOARD: "Dashboard",
     PAGE_TOP_ERRORS: "Top errors",
     PAGE_SETTINGS: "Settings",
+    # Last, so that the pages before it keep their Ctrl+number.
+    PAGE_AUDIT: "Audit log",
 }
 #: Pages another part of the application supplies; until then ``page_for`` gives a placeholder.
 PLUGGED_PAGES = (PAGE_MAILINGS, PAGE_CONSTITUENTS, PAGE_SETTINGS)
@@ -200,10 +204,12 @@ class MainWindow(QMainWindow):
         self.writebacks.set_gate(self.gate)
         self.dashboard = DashboardPage(factory, runner, settings.lease_seconds)
         self.top_errors = TopErrorsPage(factory, runner)
+        self.audit_log = AuditLogPage(factory, runner)
         self.pages: dict[str, QWidget] = {
             PAGE_WRITEBACKS: self.writebacks,
             PAGE_DASHBOARD: self.dashboard,
             PAGE_TOP_ERRORS: self.top_errors,
+            PAGE_AUDIT: self.audit_log,
         }
         for name in PLUGGED_PAGES:
             self.pages[name] = page_factory(name)
@@ -250,6 +256,7 @@ class MainWindow(QMainWindow):
         self.dashboard.status_clicked.connect(self._show_status)
         self.dashboard.attention_clicked.connect(self._show_attention)
         self.top_errors.reason_chosen.connect(self._show_reason)
+        self.audit_log.open_ref.connect(self.open_ref)
         self.exporter = export.Exporter(factory, runner, self)
         self.exporter.finished.connect(self._export_finished)
         self.exporter.failed.connect(self._export_failed)
@@ -288,6 +295,7 @@ class MainWindow(QMainWindow):
         page(tree, PAGE_CONSTITUENTS, "constituent")
         page(tree, PAGE_DASHBOARD, "dashboard")
         page(tree, PAGE_TOP_ERRORS, "warning")
+        page(tree, PAGE_AUDIT, "audit")
         page(tree, PAGE_SETTINGS, "settings")
         tree.expandAll()
         tree.currentItemChanged.connect(self._navigate)
@@ -496,6 +504,8 @@ class MainWindow(QMainWindow):
             self.dashboard.refresh()
         elif name == PAGE_TOP_ERRORS:
             self.top_errors.refresh()
+        elif name == PAGE_AUDIT:
+            self.audit_log.start()
         self._selection_changed(self.writebacks.selected_ids())
         self.page_changed.emit(name)
 

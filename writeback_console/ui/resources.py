@@ -34,6 +34,7 @@ ACTION_ICONS = (
     "mailing",
     "constituent",
     "folder",
+    "audit",
 )
 
 

@@ -9,6 +9,7 @@ dark palette (each file named ``…-dark.png``); ``--size 1024x700`` sets the wi
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import tempfile
@@ -26,7 +27,13 @@ from writeback_console.domain import Status
 from writeback_console.ui import theme
 from writeback_console.ui.composition_root import make_application
 from writeback_console.ui.console import Console
-from writeback_console.ui.main_window import PAGE_DASHBOARD, PAGE_TOP_ERRORS, PAGE_WRITEBACKS, MainWindow
+from writeback_console.ui.main_window import (
+    PAGE_AUDIT,
+    PAGE_DASHBOARD,
+    PAGE_TOP_ERRORS,
+    PAGE_WRITEBACKS,
+    MainWindow,
+)
 
 WINDOW_SIZE = (1440, 900)
 #: What ``save`` adds to every file name: "-dark" on the dark palette, "-1024x700" at another size.
@@ -96,8 +103,30 @@ def take(window: MainWindow, out: Path) -> list[Path]:
     window.show_page(PAGE_DASHBOARD)
     wait_until(lambda: window.dashboard.cards[Status.SENT.value].count.text() != "…")
     shots.append(save(window, out / "dashboard.png"))
+
+    shots.extend(take_audit_log(window, out))
     window.show_page(PAGE_WRITEBACKS)
     return shots
+
+
+def take_audit_log(window: MainWindow, out: Path) -> list[Path]:
+    """The Audit log after a retry of every retryable Error row (in batches, as an advisor's would be)."""
+    from writeback_console import operations
+    from writeback_console.store import listing
+    from writeback_console.store.rows import QueueError
+
+    flt = listing.WritebackFilter(statuses=frozenset({Status.ERROR}))
+    # With nothing to retry, the log shows what there is.
+    with contextlib.suppress(QueueError):
+        operations.act_on_matching(window.factory, flt, "retry", actor="advisor@desk", batch_size=25)
+    window.show_page(PAGE_AUDIT)
+    page = window.audit_log
+    page.refresh()
+    wait_until(lambda: not page.model.loading and bool(page.model.entries))
+    row = next((n for n, e in enumerate(page.model.entries) if e.rows_listed), 0)
+    page.table.selectRow(row)
+    wait_until(lambda: page.entry_pane.rows.count() > 0 or not page.model.entries[row].rows_listed)
+    return [save(window, out / "audit-log.png")]
 
 
 def take_dialogs(console: Console, out: Path) -> list[Path]:
