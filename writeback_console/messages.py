@@ -117,6 +117,16 @@ def is_database_refusal(exc: BaseException) -> bool:
     return getattr(orig, "sqlstate", None) == INSUFFICIENT_PRIVILEGE
 
 
+#: The database user this process connected as, once known (the console sets it at start): a refusal
+#: names it when the caller does not.
+_connected_user: str | None = None
+
+
+def set_connected_user(user: str | None) -> None:
+    global _connected_user
+    _connected_user = user or None
+
+
 def database_refusal(
     exc: BaseException, *, user: str | None = None, action: Action | str | None = None
 ) -> str | None:
@@ -146,6 +156,7 @@ def database_refusal(
         what = f"{verb} the {table} table"
     else:
         what = "do this"
+    user = user or _connected_user
     who = f"the user {user}" if user else "this database user"
     why = ""
     if action is not None:

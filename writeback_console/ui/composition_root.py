@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
+from writeback_console import messages
 from writeback_console.config import APP_AUTHOR, redact_url, resolve_db_url
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.settings import AppSettings, PasswordStore, load_settings, runs_dispatcher
@@ -95,6 +96,7 @@ def start_services(
     factory = make_session_factory(engine)
     with read_session(factory) as session:
         capabilities = read_capabilities(session)
+    messages.set_connected_user(capabilities.user)
     runner = TaskRunner()
     return Services(
         url, engine, factory, settings, runner, password_store or PasswordStore(), settings_path, capabilities
