@@ -51,9 +51,11 @@ from typing import Any
 from sqlalchemy import Engine, insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.helpers.roles import RoleQueue, queue_with_roles
 from writeback_console import operations
 from writeback_console.domain import DEFAULT_MAX_ATTEMPTS, Kind, Status, new_ref
 from writeback_console.intake import InputError, validate_writeback
+from writeback_console.messages import is_database_refusal
 from writeback_console.sim.server import Faults, SaveEvent, TlsFiles
 from writeback_console.sim.simulator import Simulator
 from writeback_console.store import lifecycle, listing, operator_actions, switches
@@ -366,15 +368,27 @@ def _python_env(base: dict[str, str]) -> dict[str, str]:
 class Run:
     """One schedule being played against a database and a simulator."""
 
-    def __init__(self, schedule: Schedule, db_url: str, tls: TlsFiles, workdir: Path) -> None:
+    def __init__(
+        self, schedule: Schedule, db_url: str, tls: TlsFiles, workdir: Path, roles: RoleQueue | None = None
+    ) -> None:
         self.s = schedule
         self.db_url = db_url
         self.tls = tls
         self.workdir = workdir
         self.rng = random.Random(f"run:{schedule.seed}:{schedule.backend}")
         self.seen = Observed()
+        # The owner seeds the queue and checks it; on PostgreSQL everyone else works under their role
+        # (sql/postgresql/roles.sql), so a grant an action needs and lacks is a violation here.
         self.engine: Engine = make_engine(db_url)
         self.factory: Factory = make_session_factory(self.engine)
+        self.staff: Factory = roles.as_("staff") if roles else self.factory
+        self.advisor: Factory = roles.as_("advisor") if roles else self.factory
+        #: Who runs dispatchers, who runs a command an advisor would, who sends a mailing now.
+        self.urls = {
+            "dispatcher": roles.urls["dispatcher"] if roles else db_url,
+            "advisor": roles.urls["advisor"] if roles else db_url,
+            "send-now": roles.urls["sender"] if roles else db_url,
+        }
         self.sim = Simulator(
             users={USER: PASSWORD},
             constituents=[person(n) for n in range(PEOPLE)] + self._recipient_people(),
@@ -436,18 +450,18 @@ class Run:
             json.dumps({k: v for k, v in values.items() if k in known}), encoding="utf-8"
         )
 
-    def _dispatcher_db_url(self) -> str:
+    def _dispatcher_db_url(self, as_: str = "dispatcher") -> str:
         """On SQLite a writer waits under a second for a lock, so a long lock fault is a refusal."""
         if self.s.backend == "sqlite" and "busy_timeout" in supported_features():
             return f"{self.db_url}?busy_timeout_ms=800"
-        return self.db_url
+        return self.urls[as_]
 
-    def env(self, name: str, spec: DispatcherSpec) -> dict[str, str]:
+    def env(self, name: str, spec: DispatcherSpec, *, as_: str = "dispatcher") -> dict[str, str]:
         config = self.workdir / f"config-{name}"
         self._write_settings(config, spec)
         env = {
             **os.environ,
-            "WRITEBACK_DB_URL": self._dispatcher_db_url(),
+            "WRITEBACK_DB_URL": self._dispatcher_db_url(as_),
             "WRITEBACK_PERSONIFY_URL": self.sim.url,
             "WRITEBACK_PERSONIFY_USER": USER,
             "WRITEBACK_PERSONIFY_PASSWORD": PASSWORD,
@@ -730,7 +744,14 @@ class Run:
             self.seen.operator_log.append(f"{action}: refused: {exc}")
         except Exception as exc:
             name = type(exc).__name__
-            if name in ("OperationalError", "DBAPIError", "InterfaceError", "PendingRollbackError"):
+            if is_database_refusal(exc):
+                # The role's grants lack something the action needs: a person could not do it either.
+                self.seen.violations.append(
+                    Violation(
+                        "I5", f"operator action {action} refused by its role: {str(exc).splitlines()[0]}"
+                    )
+                )
+            elif name in ("OperationalError", "DBAPIError", "InterfaceError", "PendingRollbackError"):
                 self.seen.operator_log.append(f"{action}: database unavailable: {str(exc).splitlines()[0]}")
             else:
                 self.seen.violations.append(Violation("I5", f"operator action {action} crashed: {exc!r}"))
@@ -743,7 +764,7 @@ class Run:
             except InputError as exc:
                 self.seen.operator_log.append(f"enqueue refused: {exc}")
                 continue
-            self.seen.created_refs.add(operations.enqueue(self.factory, wb, actor="chaos-staff").ref)
+            self.seen.created_refs.add(operations.enqueue(self.advisor, wb, actor="chaos-advisor").ref)
 
     def _op_send_now(self) -> None:
         # The Mailings page's Send now from another machine: the CLI's one-off cycle for that row alone,
@@ -751,7 +772,7 @@ class Run:
         if not self.mailing_ids:
             return
         mid = self.rng.choice(self.mailing_ids)
-        env = self.env("send-now", DispatcherSpec(30, 2, 10))
+        env = self.env("send-now", DispatcherSpec(30, 2, 10), as_="send-now")
         started = time.monotonic()
         done = subprocess.run(
             [sys.executable, "-m", "writeback_console.cli", "send-now", str(mid), "--now"],
@@ -779,7 +800,7 @@ class Run:
             ids = [r.id for r in listing.iter_rows(session, flt, limit=10)]
         if ids:
             done = operations.discard(
-                self.factory, ids, actor="chaos-advisor", reason="chaos: stop retrying", skip_ineligible=True
+                self.advisor, ids, actor="chaos-advisor", reason="chaos: stop retrying", skip_ineligible=True
             )
             self.seen.operator_log.append(f"discard: {done}")
         if undo:
@@ -787,14 +808,14 @@ class Run:
                 flt = listing.WritebackFilter(statuses=frozenset({Status.DISCARDED}))
                 back = [r.id for r in listing.iter_rows(session, flt, limit=5)]
             if back:
-                result = operations.retry(self.factory, back, actor="chaos-advisor", skip_ineligible=True)
+                result = operations.retry(self.advisor, back, actor="chaos-advisor", skip_ineligible=True)
                 self.seen.operator_log.append(f"undiscard: {len(result.retried)} granted")
 
     def _op_prune(self, batch: int) -> None:
         # An advisor pruning while dispatchers work: "older than 7 days" as seen a week from now, so
         # what finished more than a second ago goes, in small batches.
         soon = datetime.now(UTC) + timedelta(days=7) - timedelta(seconds=1)
-        done = operations.prune(self.factory, 7, actor="chaos-advisor", now=soon, batch_size=batch)
+        done = operations.prune(self.advisor, 7, actor="chaos-advisor", now=soon, batch_size=batch)
         self.seen.operator_log.append(f"prune: {done.deleted} in {done.batches} batches")
         self.seen.faults_injected["rows pruned"] += done.total
 
@@ -804,7 +825,7 @@ class Run:
         with path.open("w", encoding="utf-8", errors="surrogatepass") as f:
             for raw in raws:
                 f.write(json.dumps(raw) + "\n")
-        env = self.env("operator", DispatcherSpec(30, 1, 1))
+        env = self.env("operator", DispatcherSpec(30, 1, 1), as_="advisor")
         done = subprocess.run(
             [sys.executable, "-m", "writeback_console.cli", "import", str(path)],
             env=env,
@@ -827,7 +848,7 @@ class Run:
             flt = listing.WritebackFilter(retry_available=True)
             ids = [r.id for r in listing.iter_rows(session, flt, limit=20)]
         if ids:
-            result = operations.retry(self.factory, ids, actor="chaos-advisor", skip_ineligible=True)
+            result = operations.retry(self.advisor, ids, actor="chaos-advisor", skip_ineligible=True)
             self.seen.operator_log.append(f"retry: {len(result.retried)} granted")
 
     def _op_schedule(self) -> None:
@@ -837,7 +858,7 @@ class Run:
             if self.rng.random() < 0.5
             else datetime.now(UTC) + timedelta(seconds=self.rng.uniform(0.5, 3))
         )
-        done = operations.schedule_mailing_activity(self.factory, mid, at=at, actor="chaos-staff")
+        done = operations.schedule_mailing_activity(self.staff, mid, at=at, actor="chaos-staff")
         self.seen.created_refs.add(done.row.ref)
 
     def _mailing_rows(self, statuses: tuple[Status, ...]) -> list[WritebackRow]:
@@ -855,18 +876,18 @@ class Run:
                 if self.rng.random() < 0.3
                 else datetime.now(UTC) + timedelta(seconds=self.rng.uniform(0.3, 3))
             )
-            operations.reschedule(self.factory, self.rng.choice(rows).id, at=at, actor="chaos-staff")
+            operations.reschedule(self.staff, self.rng.choice(rows).id, at=at, actor="chaos-staff")
 
     def _op_cancel(self) -> None:
         rows = self._mailing_rows((Status.SCHEDULED,))
         if rows:
-            operations.cancel(self.factory, self.rng.choice(rows).id, actor="chaos-staff")
+            operations.cancel(self.staff, self.rng.choice(rows).id, actor="chaos-staff")
 
     def _op_switch(self, account: str | None, length: float) -> None:
         where = account or switches.ALL_ACCOUNTS
         for enabled, pause in ((False, length), (True, 0.0)):
             operations.set_account_switches(
-                self.factory, {switches.WRITEBACK_ENABLED: enabled}, actor="chaos-advisor", account=where
+                self.advisor, {switches.WRITEBACK_ENABLED: enabled}, actor="chaos-advisor", account=where
             )
             time.sleep(pause)
 
@@ -1366,6 +1387,14 @@ def check(factory: Factory, sim: Simulator, seen: Observed) -> list[Violation]:
                 )
             )
         log = proc.stdout.read_text(encoding="utf-8", errors="replace") if proc.stdout.exists() else ""
+        for refusal in ("permission denied", "row-level security", "InsufficientPrivilege"):
+            if refusal in log or refusal in err:
+                out.append(
+                    Violation(
+                        "I5", f"dispatcher {proc.popen.pid} was refused by its role's grants ({refusal})"
+                    )
+                )
+                break
         if "database error, will try again" in log:
             # A cycle aborted by the database: whatever it had learnt was thrown away.
             out.append(Violation("I5", f"dispatcher {proc.popen.pid} lost a cycle to a database error"))
@@ -1487,7 +1516,12 @@ def run_seed(
     with tempfile.TemporaryDirectory(prefix=f"chaos-{seed}-") as tmp:
         workdir = keep or Path(tmp)
         workdir.mkdir(parents=True, exist_ok=True)
-        seen = Run(schedule, db_url, tls, workdir).play()
+        if backend == "postgresql":
+            # Dispatchers, staff and advisors as the role script makes them; the owner only checks.
+            with queue_with_roles(db_url, combined={"sender": ("staff", "dispatcher")}) as roles:
+                seen = Run(schedule, db_url, tls, workdir, roles).play()
+        else:
+            seen = Run(schedule, db_url, tls, workdir).play()
     return schedule, seen
 
 

@@ -54,12 +54,16 @@ class RoleQueue:
 
 
 @contextmanager
-def queue_with_roles(url: str) -> Iterator[RoleQueue]:
-    """``url``'s queue with the roles applied and one login user per role, all dropped afterwards."""
+def queue_with_roles(url: str, *, combined: dict[str, tuple[str, ...]] | None = None) -> Iterator[RoleQueue]:
+    """``url``'s queue with the roles applied and one login user per role, all dropped afterwards.
+
+    ``combined`` names more users, each given several roles: ``{"operator": ("staff", "dispatcher")}``.
+    """
     run_script(url)
     suffix = uuid.uuid4().hex[:8]
     password = f"pw-{suffix}"
-    users = {role: f"wbt_{role}_{suffix}" for role in ROLES}
+    grants = {role: (role,) for role in ROLES} | dict(combined or {})
+    users = {name: f"wbt_{name}_{suffix}" for name in grants}
     owner_engine = make_engine(url)
     queue = RoleQueue(url, make_session_factory(owner_engine), users, {})
     queue._engines.append(owner_engine)
@@ -67,7 +71,8 @@ def queue_with_roles(url: str) -> Iterator[RoleQueue]:
         with psycopg.connect(libpq_url(url), autocommit=True) as conn:
             for role, user in users.items():
                 conn.execute(f"CREATE ROLE {user} LOGIN PASSWORD '{password}'".encode())
-                conn.execute(f"GRANT writeback_{role} TO {user}".encode())
+                for granted in grants[role]:
+                    conn.execute(f"GRANT writeback_{granted} TO {user}".encode())
         for role, user in users.items():
             role_url = (
                 make_url(url).set(username=user, password=password).render_as_string(hide_password=False)
