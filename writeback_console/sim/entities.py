@@ -250,19 +250,22 @@ def rows_to_json(
 
 
 def template(entity: EntitySet, service_root: str, *, int64_as_numbers: bool = False) -> dict[str, object]:
-    """What ``Create`` returns: a blank record with Personify's defaults, ready to be filled and saved."""
+    """What ``Create`` returns: a blank record with Personify's defaults, ready to be filled and saved.
+
+    A property that $metadata declares not nullable is never null, not even here: empty text, zero, false.
+    """
     stored: dict[str, object] = {}
     for p in entity.properties:
         if p.type in (I32, I64):
             stored[p.name] = 0
         elif p.type is B:
             stored[p.name] = "N"
+        elif p.type is S and not p.nullable:
+            stored[p.name] = ""
         else:
             stored[p.name] = None
     if "Subsystem" in stored:
         stored["Subsystem"] = "CUS"
-    if "MasterCustomerId" in stored:
-        stored["MasterCustomerId"] = ""
     uri = f"{service_root}/{entity.set_name}" + entity.key_predicate({k: stored[k] for k in entity.keys})
     record: dict[str, object] = {"__metadata": {"uri": uri, "type": entity.qualified_type}}
     for p in entity.properties:

@@ -590,7 +590,9 @@ class TestCreateAndSave:
         template = get(http, simulator, "/Create", EntityName="'CusActivity'").json()["d"]
         assert template["__metadata"]["type"].endswith(".CusActivity")
         assert template["Subsystem"] == "CUS"
-        assert template["ActivityDate"] is None and template["ActivityCode"] is None
+        assert template["ActivityDate"] is None and template["ActivitySubcode"] is None
+        # Declared not nullable in $metadata, so never null: empty until filled.
+        assert template["ActivityCode"] == "" and template["MasterCustomerId"] == ""
         assert {"MasterCustomerId", "SubCustomerId", "ActivitySubcode", "ActivityText"} <= set(template)
 
     def test_filled_template_saves(self, simulator: Simulator, http: requests.Session) -> None:
