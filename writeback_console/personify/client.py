@@ -158,11 +158,13 @@ class PersonifyClient:
         # One person may hold the address in several communication rows; they count once, and as
         # primary if any of those rows is primary.
         found: dict[tuple[str, int], bool] = {}
-        for row in rows:
-            key = (_text(row.get("MasterCustomerId")), _int(row.get("SubCustomerId")))
-            if not key[0]:
-                continue
-            found[key] = found.get(key, False) or _flag(row.get("PrimaryFlag"))
+        with self._reading("CusCommunications"):
+            for row in rows:
+                master = _text(row.get("MasterCustomerId"))
+                if not master:
+                    continue
+                key = (master, odata.read_int32(row.get("SubCustomerId"), "SubCustomerId"))
+                found[key] = found.get(key, False) or _flag(row.get("PrimaryFlag"))
         names = self._customer_infos(list(found))
         constituents = []
         for (master, sub), primary in found.items():
@@ -185,7 +187,8 @@ class PersonifyClient:
     def list_activities(self, master_customer_id: str, sub_customer_id: int) -> list[Activity]:
         """The constituent's activities, newest first (sorted here: the service has no $orderby)."""
         rows = self._get_entities("CusActivities", _constituent_filter(master_customer_id, sub_customer_id))
-        return _newest_first(_activity(row) for row in rows)
+        with self._reading("CusActivities"):
+            return _newest_first([_activity(row) for row in rows])
 
     def find_activity_by_ref(
         self, master_customer_id: str, sub_customer_id: int, ref: str
@@ -209,7 +212,9 @@ class PersonifyClient:
         # Checked again here so that a server with a looser substringof cannot produce a false "arrived".
         # Case-insensitive like the SQL Server collation behind the service; the brackets still keep
         # WB-ABC from matching WB-ABCD.
-        matches = [a for a in (_activity(row) for row in rows) if marker.lower() in a.text.lower()]
+        with self._reading("CusActivities"):
+            activities = [_activity(row) for row in rows]
+        matches = [a for a in activities if marker.lower() in a.text.lower()]
         return _newest_first(matches)
 
     def create_activity(self, fields: Mapping[str, Any]) -> Activity:
@@ -232,7 +237,8 @@ class PersonifyClient:
             raise PersonifyError(
                 ErrorKind.MALFORMED, "Save answered without the saved activity", status=200, write=True
             )
-        return _activity(entities[0])
+        with self._reading("Save", write=True):
+            return _activity(entities[0])
 
     def probe(self) -> None:
         """One small authenticated read, to learn whether Personify360 can be used at all right now.
@@ -320,8 +326,10 @@ class PersonifyClient:
                     "RecordType",
                 ),
             )
-            for row in rows:
-                infos[(_text(row.get("MasterCustomerId")), _int(row.get("SubCustomerId")))] = row
+            with self._reading("CustomerInfos"):
+                for row in rows:
+                    sub = odata.read_int32(row.get("SubCustomerId"), "SubCustomerId")
+                    infos[(_text(row.get("MasterCustomerId")), sub)] = row
         return infos
 
     def _activity_template(self) -> Mapping[str, Any]:
@@ -422,6 +430,19 @@ class PersonifyClient:
                 status=200,
             )
         return link
+
+    @contextmanager
+    def _reading(self, what: str, *, write: bool = False) -> Iterator[None]:
+        """Values of an answer that are not of their type become one failure naming the property."""
+        try:
+            yield
+        except odata.BadValue as exc:
+            raise PersonifyError(
+                ErrorKind.MALFORMED,
+                self._scrub(f"Personify360 answered {what} with a value the console cannot read: {exc}"),
+                status=200,
+                write=write,
+            ) from None
 
     def _unwrap_page(self, answer: Any, what: str) -> tuple[list[dict[str, Any]], str | None]:
         try:
@@ -753,16 +774,16 @@ def _constituent_filter(master_customer_id: str, sub_customer_id: int) -> str:
 
 
 def _activity(row: Mapping[str, Any]) -> Activity:
-    activity_id: int | str | None = None
-    for name in _ACTIVITY_ID_FIELDS:
-        value = row.get(name)
-        if isinstance(value, int | str) and not isinstance(value, bool):
-            activity_id = value
-            break
+    """One CusActivity row; odata.BadValue when its key or constituent is not of its type."""
+    activity_id: int | None = None
+    name = next((n for n in _ACTIVITY_ID_FIELDS if row.get(n) is not None), None)
+    if name is not None:
+        # Edm.Int64: a string in OData v2's JSON format (WCF), a number at some sites.
+        activity_id = odata.read_int64(row[name], name)
     return Activity(
         activity_id=activity_id,
         master_customer_id=_text(row.get("MasterCustomerId")),
-        sub_customer_id=_int(row.get("SubCustomerId")),
+        sub_customer_id=odata.read_int32(row.get("SubCustomerId"), "SubCustomerId"),
         code=_optional_text(row.get("ActivityCode")),
         subcode=_optional_text(row.get("ActivitySubcode")),
         date=odata.parse_optional_date(row.get("ActivityDate")),
@@ -775,16 +796,10 @@ def _activity(row: Mapping[str, Any]) -> Activity:
 
 
 def _newest_first(activities: Iterable[Activity]) -> list[Activity]:
-    def key(activity: Activity) -> tuple[datetime, int, int, str]:
-        # Numeric ids sort numerically and after textual ones; rows without a date go last.
+    def key(activity: Activity) -> tuple[datetime, bool, int]:
+        # Ids sort numerically, whichever JSON form they came in; rows without a date or id go last.
         ident = activity.activity_id
-        numeric = isinstance(ident, int)
-        return (
-            activity.date or _EARLIEST,
-            1 if numeric else 0,
-            ident if isinstance(ident, int) else 0,
-            ident if isinstance(ident, str) else "",
-        )
+        return (activity.date or _EARLIEST, ident is not None, ident or 0)
 
     return sorted(activities, key=key, reverse=True)
 
@@ -795,13 +810,6 @@ def _text(value: Any) -> str:
 
 def _optional_text(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
-
-
-def _int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
 
 
 def _flag(value: Any) -> bool:

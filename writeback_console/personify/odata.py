@@ -1,11 +1,14 @@
 """OData v2 plumbing for Personify Data Services: literal escaping, filter building, query strings,
-result unwrapping and the WCF ``/Date(ms)/`` format."""
+result unwrapping, and reading the primitive values of an answer (the WCF ``/Date(ms)/`` format, Int64
+and Decimal as strings or numbers)."""
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import quote
 
@@ -15,6 +18,11 @@ _FIELD_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _DATE = re.compile(r"/Date\((-?\d{1,16})(?:([+-])(\d{2})(\d{2}))?\)/")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# ASCII digits only: "²" is a digit to str.isdigit and "１２" an int to int(), neither a number in JSON.
+_INTEGER_TEXT = re.compile(r"-?[0-9]{1,20}")
+_DECIMAL_TEXT = re.compile(r"-?[0-9]{1,40}(?:\.[0-9]{1,40})?")
+_INT32_RANGE = (-(2**31), 2**31 - 1)
+_INT64_RANGE = (-(2**63), 2**63 - 1)
 
 #: A value that can stand in a filter: strings are quoted, integers and booleans written bare.
 FilterValue = str | int | bool | None
@@ -154,6 +162,64 @@ def unwrap_page(body: Any) -> tuple[list[dict[str, Any]], str | None]:
             raise UnexpectedShape(f"an entity is {type(row).__name__}, not an object")
         entities.append({key: value for key, value in row.items() if key != "__metadata"})
     return entities, next_link
+
+
+class BadValue(UnexpectedShape):
+    """A property whose value is not of its type in either JSON form a site may write."""
+
+
+def _shown(value: Any) -> str:
+    """A JSON value as the answer had it, cut short, for a message."""
+    if isinstance(value, str):
+        return repr(value[:40])
+    if value is None or isinstance(value, bool | int | float):
+        return json.dumps(value)[:40]
+    return f"a JSON {'array' if isinstance(value, list) else 'object'}"
+
+
+def _integer(value: Any, name: str, edm_type: str, bounds: tuple[int, int]) -> int:
+    number: int | None = None
+    # bool before int: True is an int in Python but a JSON boolean is no number.
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and _INTEGER_TEXT.fullmatch(value):
+        number = int(value)
+    if number is None:
+        raise BadValue(f"{name} is {_shown(value)}, not an {edm_type} (a whole number)")
+    if not bounds[0] <= number <= bounds[1]:
+        raise BadValue(f"{name} is {_shown(value)}, out of the range of an {edm_type}")
+    return number
+
+
+def read_int64(value: Any, name: str) -> int:
+    """An Edm.Int64 property: OData v2's JSON format writes it as a string (``"12345"``), as WCF does;
+    some sites write a JSON number. Either is read; anything else is :class:`BadValue` naming ``name``."""
+    return _integer(value, name, "Edm.Int64", _INT64_RANGE)
+
+
+def read_int32(value: Any, name: str) -> int:
+    """An Edm.Int32 property: a JSON number, or the string of one (as a site that writes every number as
+    text sends it); anything else is :class:`BadValue` naming ``name``."""
+    return _integer(value, name, "Edm.Int32", _INT32_RANGE)
+
+
+def read_decimal(value: Any, name: str) -> Decimal:
+    """An Edm.Decimal property: a string (``"12.50"``) in OData v2's JSON format, or a JSON number; read
+    exactly from the string. Anything else is :class:`BadValue` naming ``name``."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        # A JSON number came through float already; str() gives its shortest exact spelling.
+        text = str(value)
+    elif isinstance(value, str) and _DECIMAL_TEXT.fullmatch(value):
+        text = value
+    else:
+        raise BadValue(f"{name} is {_shown(value)}, not an Edm.Decimal (a number)")
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        number = Decimal("NaN")
+    if not number.is_finite():
+        raise BadValue(f"{name} is {_shown(value)}, not an Edm.Decimal (a number)")
+    return number
 
 
 def parse_date(value: str) -> datetime:

@@ -131,7 +131,8 @@ class Constituent:
 class Activity:
     """One CusActivity row, as CRM360 shows it under System Activities."""
 
-    activity_id: int | str | None
+    #: The Edm.Int64 key, read from either JSON form (a string, as OData v2 writes it, or a number).
+    activity_id: int | None
     master_customer_id: str
     sub_customer_id: int
     code: str | None

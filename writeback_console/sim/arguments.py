@@ -134,6 +134,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="answer collections N rows at a time with a __next link, as WCF sites with server paging "
         "do (default: off)",
     )
+    parser.add_argument(
+        "--int64-as-numbers",
+        action="store_true",
+        help="write Edm.Int64 values (ActivityId, CusCommunicationId) as JSON numbers, as some sites do, "
+        "rather than as the strings of OData v2's JSON format",
+    )
     parser.add_argument("--unauthorized", action="store_true", help="answer 401 to every request")
     parser.add_argument("--seed", type=int, default=None, help="seed for the fault dice, for repeatable runs")
     parser.add_argument("--parent-pid", type=int, default=None, help="exit when this process is gone")

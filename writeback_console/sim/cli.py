@@ -115,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
             port=args.port,
             tls=tls,
             page_size=args.page_size,
+            int64_as_numbers=args.int64_as_numbers,
         )
     except ValueError as error:  # a certificate or key that cannot be loaded
         print(f"error: {error}", file=sys.stderr)

@@ -1,9 +1,10 @@
-"""The entity sets the simulator serves: OData property names, their Personify columns, keys and $metadata."""
+"""The entity sets the simulator serves: OData property names, their Personify columns, keys and $metadata,
+and their values in OData v2's JSON form."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from xml.sax.saxutils import quoteattr
@@ -57,19 +58,26 @@ class EntitySet:
     def qualified_type(self) -> str:
         return f"{NAMESPACE}.{self.type_name}"
 
-    def key_predicate(self, row: dict[str, object]) -> str:
-        """The key segment of an entity's URI, e.g. ``(MasterCustomerId='0001',SubCustomerId=0)``."""
+    def key_predicate(self, row: Mapping[str, object]) -> str:
+        """The key segment of an entity's URI, e.g. ``(MasterCustomerId='0001',SubCustomerId=0)`` or
+        ``(12345L)``."""
         if len(self.keys) == 1:
-            return f"({format_literal(row[self.keys[0]])})"
-        return "(" + ",".join(f"{k}={format_literal(row[k])}" for k in self.keys) + ")"
+            return f"({self.key_literal(self.keys[0], row[self.keys[0]])})"
+        return "(" + ",".join(f"{k}={self.key_literal(k, row[k])}" for k in self.keys) + ")"
+
+    def key_literal(self, name: str, value: object) -> str:
+        """One key value as the URI literal of its property's type."""
+        return format_literal(value, self.by_name[name].type)
 
 
-def format_literal(value: object) -> str:
-    """A value as an OData URI literal."""
+def format_literal(value: object, edm_type: EdmType | None = None) -> str:
+    """A value as an OData v2 URI literal; an Edm.Int64 carries its ``L`` suffix."""
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
     if isinstance(value, bool):
         return "true" if value else "false"
+    if edm_type is EdmType.INT64:
+        return f"{value}L"
     return str(value)
 
 
@@ -170,8 +178,25 @@ def _flag(stored: object) -> bool:
     return stored == "Y"
 
 
-def _date(stored: object) -> str | None:
-    return None if stored is None else storage_to_json_date(str(stored))
+def _date(stored: object) -> str:
+    return storage_to_json_date(str(stored))
+
+
+def json_converter(edm_type: EdmType, *, int64_as_numbers: bool = False) -> Callable[[object], object] | None:
+    """How a stored value of ``edm_type`` becomes its OData v2 JSON form (None: as it is).
+
+    OData v2's JSON format ("Representing Primitive Types") writes Edm.Int64 and Edm.Decimal as strings,
+    since a JSON number loses digits past 2**53 in JavaScript; WCF Data Services does so. Edm.DateTime is
+    ``/Date(ms)/``, Edm.Boolean a JSON boolean (Personify stores 'Y'/'N'). ``int64_as_numbers`` writes
+    Int64 as a JSON number instead, as some sites' front ends do, for clients that must read both.
+    """
+    if edm_type is B:
+        return _flag
+    if edm_type is DT:
+        return _date
+    if edm_type is I64 and not int64_as_numbers:
+        return str
+    return None
 
 
 @dataclass(frozen=True)
@@ -190,13 +215,13 @@ class Projection:
         return ", ".join([p.column for p in self.properties] + list(self.key_columns))
 
 
-def projection(entity: EntitySet, selected: Sequence[str] | None) -> Projection:
+def projection(
+    entity: EntitySet, selected: Sequence[str] | None, *, int64_as_numbers: bool = False
+) -> Projection:
     """The projection for a ``$select`` list (None: every property); names must already be valid."""
     props = entity.properties if selected is None else tuple(entity.by_name[n] for n in selected)
-    converters: list[Callable[[object], object] | None] = []
-    for p in props:
-        converters.append(_flag if p.type is B else _date if p.type is DT else None)
-    return Projection(entity, props, tuple(converters), tuple(entity.by_name[k].column for k in entity.keys))
+    converters = tuple(json_converter(p.type, int64_as_numbers=int64_as_numbers) for p in props)
+    return Projection(entity, props, converters, tuple(entity.by_name[k].column for k in entity.keys))
 
 
 def rows_to_json(
@@ -224,22 +249,30 @@ def rows_to_json(
     return out
 
 
-def template(entity: EntitySet, service_root: str) -> dict[str, object]:
-    """What ``Create`` returns: a blank record with Personify's defaults, ready to be filled and saved."""
-    defaults: dict[str, object] = {}
+def template(entity: EntitySet, service_root: str, *, int64_as_numbers: bool = False) -> dict[str, object]:
+    """What ``Create`` returns: a blank record with Personify's defaults, ready to be filled and saved.
+
+    A property that $metadata declares not nullable is never null, not even here: empty text, zero, false.
+    """
+    stored: dict[str, object] = {}
     for p in entity.properties:
         if p.type in (I32, I64):
-            defaults[p.name] = 0
+            stored[p.name] = 0
         elif p.type is B:
-            defaults[p.name] = False
+            stored[p.name] = "N"
+        elif p.type is S and not p.nullable:
+            stored[p.name] = ""
         else:
-            defaults[p.name] = None
-    if "Subsystem" in defaults:
-        defaults["Subsystem"] = "CUS"
-    if "MasterCustomerId" in defaults:
-        defaults["MasterCustomerId"] = ""
-    uri = f"{service_root}/{entity.set_name}" + entity.key_predicate({k: defaults[k] for k in entity.keys})
-    return {"__metadata": {"uri": uri, "type": entity.qualified_type}, **defaults}
+            stored[p.name] = None
+    if "Subsystem" in stored:
+        stored["Subsystem"] = "CUS"
+    uri = f"{service_root}/{entity.set_name}" + entity.key_predicate({k: stored[k] for k in entity.keys})
+    record: dict[str, object] = {"__metadata": {"uri": uri, "type": entity.qualified_type}}
+    for p in entity.properties:
+        value = stored[p.name]
+        convert = json_converter(p.type, int64_as_numbers=int64_as_numbers)
+        record[p.name] = convert(value) if convert is not None and value is not None else value
+    return record
 
 
 def metadata_document() -> str:

@@ -4,7 +4,7 @@ paged answer (the key of the last row sent), refused with WCF's 400s."""
 
 from __future__ import annotations
 
-from writeback_console.sim.entities import EntitySet, format_literal
+from writeback_console.sim.entities import EntitySet
 from writeback_console.sim.odata_filter import EdmType, FilterError, TokenKind, tokenize
 from writeback_console.sim.wcf import ODataError
 
@@ -83,8 +83,9 @@ def _split_outside_quotes(text: str, separator: str) -> list[str]:
 
 
 def skiptoken(entity: EntitySet, row: dict[str, object]) -> str:
-    """The ``$skiptoken`` WCF writes for the page that ends with ``row``: its key values, in key order."""
-    return ",".join(format_literal(row[name]) for name in entity.keys)
+    """The ``$skiptoken`` WCF writes for the page that ends with ``row``: its key values, in key order, as
+    URI literals (``'000000000101',0``, ``12345L``)."""
+    return ",".join(entity.key_literal(name, row[name]) for name in entity.keys)
 
 
 def parse_skiptoken(entity: EntitySet, text: str) -> list[object]:

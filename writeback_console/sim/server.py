@@ -7,6 +7,10 @@ bug shows up here rather than at a customer's site:
 
 - Collections answer ``{"d": [...]}`` or ``{"d": {"results": [...]}}`` (``json_shape``); a single entity
   (key access, Create, Save) is always ``{"d": {...}}``. Save answers 200 with the stored entity.
+- Values take OData v2's JSON form, as WCF writes them: Edm.Int64 as a string (``"ActivityId": "12345"``),
+  Edm.DateTime as ``/Date(ms)/``, Edm.Boolean as a JSON boolean, null as null; an Int64 key in a URI
+  (``__metadata.uri``, ``$skiptoken``) carries its ``L``. ``int64_as_numbers`` writes Int64 as JSON
+  numbers instead, the form some sites send, so the client is tried against both.
 - JSON must be asked for (``Accept: …json…`` or ``$format=json``); otherwise 415, where the real
   service would answer in Atom. ``$metadata`` is XML regardless.
 - ``$top``, ``$skip``, ``$orderby``, ``$expand`` and ``$inlinecount`` are refused with 400 (the service
@@ -488,7 +492,8 @@ class Handler(BaseHTTPRequestHandler):
             if method != "GET":
                 raise _method_not_allowed()
             entity = self._writable_entity(params)
-            return 200, json.dumps({"d": entities.template(entity, self.sim.url)}).encode(), _JSON
+            record = entities.template(entity, self.sim.url, int64_as_numbers=self.sim.int64_as_numbers)
+            return 200, json.dumps({"d": record}).encode(), _JSON
         if segment == "/Save":
             if method != "POST":
                 raise _method_not_allowed()
@@ -553,7 +558,7 @@ class Handler(BaseHTTPRequestHandler):
                     f"The query parameter '{option}' begins with a system-reserved '$' character but is not "
                     "recognized."
                 )
-        proj = entities.projection(entity, selected)
+        proj = entities.projection(entity, selected, int64_as_numbers=self.sim.int64_as_numbers)
         sql = f"SELECT {proj.columns_sql} FROM {entity.table}"
         sql_params: list[object] = []
         if key is not None:
@@ -649,7 +654,7 @@ class Handler(BaseHTTPRequestHandler):
         if row is None:
             raise wcf.validation_issue(" ".join(reasons))
         self._stored = True
-        proj = entities.projection(entity, None)
+        proj = entities.projection(entity, None, int64_as_numbers=self.sim.int64_as_numbers)
         stored = tuple(row[p.column] for p in proj.properties) + tuple(row[c] for c in proj.key_columns)
         return json.dumps({"d": entities.rows_to_json(proj, [stored], self.sim.url)[0]}).encode()
 

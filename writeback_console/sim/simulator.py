@@ -32,13 +32,14 @@ from writeback_console.sim.wcf import ERROR_FORMATS, JSON_SHAPES, ErrorFormat, J
 class Simulator:
     """A running (or ready to run) Personify360 simulator; see docs/architecture.md and the module docstring.
 
-    ``faults``, ``json_shape``, ``error_format``, ``users``, ``page_size``, ``next_link_root`` and
-    ``on_save`` may be changed while it serves. ``page_size`` (None: off) pages every collection as
-    WCF's ``SetEntitySetPageSize`` does; ``next_link_root`` is the service root its ``__next`` links
-    name (None: its own URL). ``on_save`` is called in the handler thread with a ``SaveEvent`` for every
-    Save request whose body was read, once its outcome is decided (and the activity stored, if it is)
-    and before the answer or the fault goes out; what it raises is printed on stderr and otherwise
-    ignored.
+    ``faults``, ``json_shape``, ``error_format``, ``users``, ``page_size``, ``next_link_root``,
+    ``int64_as_numbers`` and ``on_save`` may be changed while it serves. ``page_size`` (None: off)
+    pages every collection as WCF's ``SetEntitySetPageSize`` does; ``next_link_root`` is the service
+    root its ``__next`` links name (None: its own URL). ``int64_as_numbers`` writes Edm.Int64 values as
+    JSON numbers rather than the strings of OData v2's JSON format. ``on_save`` is called in the handler
+    thread with a ``SaveEvent`` for every Save request whose body was read, once its outcome is decided
+    (and the activity stored, if it is) and before the answer or the fault goes out; what it raises is
+    printed on stderr and otherwise ignored.
     """
 
     on_save: Callable[[SaveEvent], None] | None = None
@@ -56,9 +57,11 @@ class Simulator:
         port: int = 0,
         tls: TlsFiles | None = None,
         page_size: int | None = None,
+        int64_as_numbers: bool = False,
     ) -> None:
         self._tls_context = server_context(tls) if tls is not None else None
         self.page_size = page_size
+        self.int64_as_numbers = int64_as_numbers
         self.json_shape = json_shape
         self.error_format = error_format
         self.users = {"u": "p"} if users is None else users

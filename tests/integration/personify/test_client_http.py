@@ -86,24 +86,31 @@ CONSTITUENTS: list[dict[str, Any]] = [
 
 @pytest.fixture(
     params=[
-        ("d", "xml", None),
-        ("results", "json", None),
-        ("d", "json", None),
-        ("results", "xml", None),
-        ("d", "xml", 2),
+        ("d", "xml", None, False),
+        ("results", "json", None, True),
+        ("d", "json", None, False),
+        ("results", "xml", None, True),
+        ("d", "xml", 2, False),
+        ("d", "json", 2, True),
     ],
-    ids=lambda p: f"{p[0]}-{p[1]}" + (f"-paged-{p[2]}" if p[2] else ""),
+    ids=lambda p: (
+        f"{p[0]}-{p[1]}"
+        + (f"-paged-{p[2]}" if p[2] else "")
+        + ("-int64-numbers" if p[3] else "-int64-strings")
+    ),
 )
 def sim(request: pytest.FixtureRequest, make_simulator: MakeSimulator) -> Simulator:
-    """The simulator in each JSON shape and error format, and paging its answers two rows at a time as
-    some sites do, so every test runs against all five."""
-    json_shape, error_format, page_size = request.param
+    """The simulator in each JSON shape and error format, paging its answers two rows at a time as some
+    sites do, and writing Edm.Int64 as OData v2's strings (as WCF does) or as the numbers some sites
+    send, so every test runs against each of them and each Int64 form."""
+    json_shape, error_format, page_size, int64_as_numbers = request.param
     return make_simulator(
         users={USER: PASSWORD},
         constituents=CONSTITUENTS,
         json_shape=json_shape,
         error_format=error_format,
         page_size=page_size,
+        int64_as_numbers=int64_as_numbers,
     )
 
 
@@ -190,6 +197,19 @@ class TestActivities:
         (row,) = [r for r in sim.activities() if ref in str(r["ACTIVITY_TEXT"])]
         assert row["MASTER_CUSTOMER_ID"] == "000000000101"
         assert row["ACTIVITY_CODE"] == "INFORMZ_UNSUB"
+
+    def test_activity_ids_are_whole_numbers_in_either_json_form(
+        self, sim: Simulator, client: PersonifyClient
+    ) -> None:
+        refs = [new_ref() for _ in range(2)]
+        saved = [client.create_activity(fields(ref=ref)) for ref in refs]
+        ids = [a.activity_id for a in saved]
+        assert all(isinstance(i, int) for i in ids)
+        assert set(ids) == {r["ACTIVITY_ID"] for r in sim.activities()} and len(set(ids)) == 2
+        listed = {a.activity_id for a in client.list_activities("000000000101", 0)}
+        assert listed == {a.activity_id for a in saved}
+        found = client.find_activity_by_ref("000000000101", 0, refs[1])
+        assert found is not None and found.activity_id == saved[1].activity_id
 
     def test_operator_is_recorded(self, sim: Simulator) -> None:
         with connect(sim, operator="WB_CONSOLE") as client:

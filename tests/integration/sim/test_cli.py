@@ -54,6 +54,8 @@ def test_options_are_parsed() -> None:
     assert args.fail_emails == ["x@y.z", "q@r.s"]
     assert args.page_size is None
     assert parse("--page-size", "100").page_size == 100
+    assert args.int64_as_numbers is False
+    assert parse("--int64-as-numbers").int64_as_numbers is True
 
 
 def test_missing_constituents_file_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -99,6 +101,7 @@ def test_serves_until_sigterm(tmp_path: Path) -> None:
             "json",
             "--db",
             str(tmp_path / "sim.sqlite3"),
+            "--int64-as-numbers",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -116,6 +119,10 @@ def test_serves_until_sigterm(tmp_path: Path) -> None:
         )
         codes = {r["Code"] for r in response.json()["d"]["results"]}
         assert "INFORMZ_MAILING" in codes
+        emails = requests.get(
+            url + "/CusCommunications", auth=("u", "p"), headers={"Accept": "application/json"}, timeout=5
+        )
+        assert {type(r["CusCommunicationId"]) for r in emails.json()["d"]["results"]} == {int}
         bad = requests.get(
             url + "/CustomerInfos?$filter=LastName eq",
             auth=("u", "p"),

@@ -173,6 +173,71 @@ class TestServiceDocuments:
         assert simulator.request_count == before + 4
 
 
+class TestPrimitiveForms:
+    """Values in OData v2's JSON form ("Representing Primitive Types"), as WCF writes them, or with
+    ``int64_as_numbers`` Int64 as the JSON numbers some sites send."""
+
+    @pytest.fixture
+    def saved(self, simulator: Simulator, http: requests.Session) -> dict[str, Any]:
+        response = save(http, simulator, activity(ActivitySubcode=None))
+        assert response.status_code == 200, response.text
+        return response.json()["d"]  # type: ignore[no-any-return]
+
+    def test_int64_is_a_string_of_digits(
+        self, simulator: Simulator, http: requests.Session, saved: dict[str, Any]
+    ) -> None:
+        emails = results(get(http, simulator, "/CusCommunications"))
+        assert [r["CusCommunicationId"] for r in emails] == ["1", "2", "3", "4"]
+        (listed,) = results(get(http, simulator, "/CusActivities"))
+        (row,) = simulator.activities()
+        assert listed["ActivityId"] == saved["ActivityId"] == str(row["ACTIVITY_ID"])
+        keyed = get(http, simulator, f"/CusActivities({saved['ActivityId']}L)").json()["d"]
+        assert keyed["ActivityId"] == saved["ActivityId"]
+
+    def test_other_primitives(
+        self, simulator: Simulator, http: requests.Session, saved: dict[str, Any]
+    ) -> None:
+        assert saved["SubCustomerId"] == 0 and saved["ActivitySubcode"] is None
+        assert saved["ActivityDate"] == "/Date(1795000000000)/"
+        assert saved["AddDate"].startswith("/Date(") and saved["AddDate"].endswith(")/")
+        emails = results(get(http, simulator, "/CusCommunications"))
+        assert {type(r["PrimaryFlag"]) for r in emails} == {bool}
+        assert [r["PrimaryFlag"] for r in emails] == [True, True, False, True]
+        codes = results(get(http, simulator, "/ApplicationCodes"))
+        assert {type(r["ActiveFlag"]) for r in codes} == {bool}
+
+    def test_the_template_writes_its_defaults_in_the_same_form(
+        self, simulator: Simulator, http: requests.Session
+    ) -> None:
+        template = get(http, simulator, "/Create", EntityName="'CusActivity'").json()["d"]
+        assert template["ActivityId"] == "0" and template["SubCustomerId"] == 0
+        assert template["__metadata"]["uri"] == simulator.url + "/CusActivities(0L)"
+
+    def test_an_int64_key_in_a_uri_carries_its_l(self, simulator: Simulator, http: requests.Session) -> None:
+        (first, *_) = results(get(http, simulator, "/CusCommunications"))
+        assert first["__metadata"]["uri"] == simulator.url + "/CusCommunications(1L)"
+        # A composite key of a string and an Int32 has no suffix.
+        (ann, *_) = results(get(http, simulator, "/CustomerInfos"))
+        assert ann["__metadata"]["uri"].endswith(
+            "/CustomerInfos(MasterCustomerId='000000000101',SubCustomerId=0)"
+        )
+
+    def test_int64_as_numbers_writes_json_numbers(
+        self, simulator: Simulator, http: requests.Session, saved: dict[str, Any]
+    ) -> None:
+        simulator.int64_as_numbers = True
+        emails = results(get(http, simulator, "/CusCommunications"))
+        assert [r["CusCommunicationId"] for r in emails] == [1, 2, 3, 4]
+        (listed,) = results(get(http, simulator, "/CusActivities"))
+        assert listed["ActivityId"] == int(saved["ActivityId"])
+        template = get(http, simulator, "/Create", EntityName="'CusActivity'").json()["d"]
+        assert template["ActivityId"] == 0
+        again = save(http, simulator, activity()).json()["d"]
+        assert isinstance(again["ActivityId"], int) and again["ActivityId"] == listed["ActivityId"] + 1
+        # The rest is the same in either form.
+        assert emails[0]["PrimaryFlag"] is True and again["ActivityDate"] == "/Date(1795000000000)/"
+
+
 class TestEntitySets:
     def test_email_lookup_finds_every_match(self, simulator: Simulator, http: requests.Session) -> None:
         found = results(
@@ -360,7 +425,7 @@ class TestKeysAndSelect:
         )
         assert [set(r) for r in rows] == [{"__metadata", "MasterCustomerId", "SubCustomerId", "PrimaryFlag"}]
         # The key is not selected, yet the URI still names the entity.
-        assert rows[0]["__metadata"]["uri"].endswith("/CusCommunications(1)")
+        assert rows[0]["__metadata"]["uri"].endswith("/CusCommunications(1L)")
         every = results(get(http, simulator, "/CustomerInfos", **{"$select": "*"}))
         assert "LabelName" in every[0]
 
@@ -435,6 +500,15 @@ class TestServerPaging:
         first = get(http, sim, "/CustomerInfos", **{"$select": "LastName"}).json()["d"]
         second = http.get(first["__next"], timeout=5).json()["d"]
         assert [set(r) for r in second["results"]] == [{"__metadata", "LastName"}]
+
+    def test_an_int64_key_pages_with_its_l(
+        self, make_simulator: MakeSimulator, http: requests.Session
+    ) -> None:
+        sim = make_simulator(page_size=3)
+        first = get(http, sim, "/CusCommunications").json()["d"]
+        assert first["__next"].endswith("$skiptoken=3L")
+        rest = results(http.get(first["__next"], timeout=5))
+        assert [r["CusCommunicationId"] for r in rest] == ["4"]
 
     @pytest.mark.parametrize("token", ["0", "'000000000101'", "'a',0,1", "0,'a'", "'a'0", "x"])
     def test_a_skiptoken_that_is_not_a_key_is_400(
@@ -516,7 +590,9 @@ class TestCreateAndSave:
         template = get(http, simulator, "/Create", EntityName="'CusActivity'").json()["d"]
         assert template["__metadata"]["type"].endswith(".CusActivity")
         assert template["Subsystem"] == "CUS"
-        assert template["ActivityDate"] is None and template["ActivityCode"] is None
+        assert template["ActivityDate"] is None and template["ActivitySubcode"] is None
+        # Declared not nullable in $metadata, so never null: empty until filled.
+        assert template["ActivityCode"] == "" and template["MasterCustomerId"] == ""
         assert {"MasterCustomerId", "SubCustomerId", "ActivitySubcode", "ActivityText"} <= set(template)
 
     def test_filled_template_saves(self, simulator: Simulator, http: requests.Session) -> None:
@@ -525,12 +601,12 @@ class TestCreateAndSave:
         response = save(http, simulator, template, headers={"AddModOper": "WB_CONSOLE"})
         assert response.status_code == 200, response.text
         saved = response.json()["d"]
-        assert isinstance(saved["ActivityId"], int) and saved["ActivityId"] > 0
+        assert isinstance(saved["ActivityId"], str) and int(saved["ActivityId"]) > 0
         assert (saved["ActivityCode"], saved["ActivitySubcode"]) == ("INFORMZ_MAILING", "CLICK")
         assert saved["ActivityDate"] == "/Date(1795000000000)/"
         assert saved["AddOper"] == "WB_CONSOLE"
         (row,) = simulator.activities("000000000101")
-        assert row["ACTIVITY_ID"] == saved["ActivityId"]
+        assert str(row["ACTIVITY_ID"]) == saved["ActivityId"]
         assert (row["ADDOPER"], row["MODOPER"]) == ("WB_CONSOLE", "WB_CONSOLE")
         assert row["ACTIVITY_DATE"] == "2026-11-18T11:06:40.000"
         assert row["ACTIVITY_TEXT"] == "Unsubscribed in Informz [ref WB-TEST000001]"

@@ -306,17 +306,24 @@ def activity_row(activity_id: Any, date: str | None, text: str = "t") -> dict[st
     }
 
 
-def test_activities_newest_first_by_date_then_id() -> None:
+#: Edm.Int64 as OData v2's JSON format writes it (a string, as WCF does) and as some sites do (a number).
+INT64_FORMS = {"string": str, "number": int}
+
+
+@pytest.mark.parametrize("int64", INT64_FORMS.values(), ids=INT64_FORMS.keys())
+def test_activities_newest_first_by_date_then_id(int64: Callable[[int], Any]) -> None:
     rows = [
-        activity_row(1, "/Date(1700000000000)/"),
-        activity_row(3, "/Date(1700000000000)/"),
-        activity_row(2, "/Date(1800000000000+0100)/"),
-        activity_row(4, None),
-        activity_row(5, "garbage"),
+        activity_row(int64(1), "/Date(1700000000000)/"),
+        activity_row(int64(3), "/Date(1700000000000)/"),
+        activity_row(int64(2), "/Date(1800000000000+0100)/"),
+        activity_row(int64(4), None),
+        activity_row(int64(5), "garbage"),
+        activity_row(int64(10), "/Date(1700000000000)/"),
     ]
     client, transport = make_client(lambda r: answer(body={"d": {"results": rows}}))
     activities = client.list_activities("000000000101", 0)
-    assert [a.activity_id for a in activities] == [2, 3, 1, 5, 4]
+    # 10 after 3: the ids compare as numbers, whichever form they came in.
+    assert [a.activity_id for a in activities] == [2, 10, 3, 1, 5, 4]
     first = activities[0]
     assert first.date == datetime.fromtimestamp(1_800_000_000, UTC)
     assert first.code == "INFORMZ_UNSUB" and first.subcode is None and first.add_operator == "INFORMZ"
@@ -324,6 +331,48 @@ def test_activities_newest_first_by_date_then_id() -> None:
     assert options(transport.requests[0]) == {
         "$filter": "(MasterCustomerId eq '000000000101') and (SubCustomerId eq 0)"
     }
+
+
+@pytest.mark.parametrize("value", ["12a", "", 1.5, True, {"x": 1}])
+def test_an_activity_id_that_is_no_int64_is_a_protocol_error_naming_it(value: Any) -> None:
+    rows = [activity_row(1, None), activity_row(value, None)]
+    client, _ = make_client(lambda r: answer(body={"d": rows}))
+    with pytest.raises(PersonifyError, match="answered CusActivities with a value") as info:
+        client.list_activities("000000000101", 0)
+    assert info.value.kind is ErrorKind.MALFORMED and info.value.status == 200
+    assert "ActivityId is " in info.value.message and "Edm.Int64" in info.value.message
+    with pytest.raises(PersonifyError, match="ActivityId is "):
+        client.find_activity_by_ref("000000000101", 0, "WB-1")
+
+
+def test_an_activity_without_an_id_has_none() -> None:
+    row = activity_row(None, "/Date(1)/")
+    client, _ = make_client(lambda r: answer(body={"d": [row]}))
+    (activity,) = client.list_activities("000000000101", 0)
+    assert activity.activity_id is None
+
+
+@pytest.mark.parametrize("int64", INT64_FORMS.values(), ids=INT64_FORMS.keys())
+def test_an_activity_id_under_another_name_is_read_in_either_form(int64: Callable[[int], Any]) -> None:
+    row = activity_row(None, None)
+    del row["ActivityId"]
+    row["CusActivityId"] = int64(9007199254740993)  # past 2**53, where a float would lose it
+    client, _ = make_client(lambda r: answer(body={"d": [row]}))
+    (activity,) = client.list_activities("000000000101", 0)
+    assert activity.activity_id == 9007199254740993
+
+
+def test_a_constituent_key_that_is_no_number_is_a_protocol_error_not_sub_customer_0() -> None:
+    # Read as 0, it would send the writeback to the constituent's main record instead.
+    def handler(request: requests.PreparedRequest) -> requests.Response:
+        row = {"MasterCustomerId": "000000000101", "SubCustomerId": "1x", "PrimaryFlag": True}
+        return answer(body={"d": [row]})
+
+    client, transport = make_client(handler)
+    with pytest.raises(PersonifyError, match="answered CusCommunications with a value") as info:
+        client.find_constituents_by_email("ann@example.org")
+    assert "SubCustomerId is '1x', not an Edm.Int32" in info.value.message
+    assert len(transport.requests) == 1
 
 
 def test_find_by_ref_uses_the_bracketed_marker_and_rechecks() -> None:
@@ -475,6 +524,33 @@ def test_create_fills_the_template_and_saves() -> None:
     assert body["ActivityDate"] == "/Date(1700000000000)/"
     assert body["CallTopicCode"] is None and body["Subsystem"] == "CUS"
     assert "__metadata" not in body
+
+
+def test_the_template_goes_back_in_the_form_it_came_in() -> None:
+    template = {**TEMPLATE, "ActivityId": "0"}
+    client, transport = make_client(
+        lambda r: answer(
+            body={"d": template if entity_set(r) == "Create" else {**template, "ActivityId": "77"}}
+        )
+    )
+    saved = client.create_activity({"ActivityText": "x"})
+    assert saved.activity_id == 77
+    assert json.loads(transport.requests[1].body or b"")["ActivityId"] == "0"
+
+
+@pytest.mark.parametrize("value", ["7x", None])
+def test_a_save_answer_with_an_unreadable_id_is_a_protocol_error_that_may_have_arrived(value: Any) -> None:
+    def handler(request: requests.PreparedRequest) -> requests.Response:
+        if entity_set(request) == "Create":
+            return answer(body={"d": TEMPLATE})
+        return answer(body={"d": {**TEMPLATE, "ActivityId": "7", "SubCustomerId": value}})
+
+    client, _ = make_client(handler)
+    with pytest.raises(PersonifyError, match="answered Save with a value") as info:
+        client.create_activity({"ActivityText": "x"})
+    assert info.value.kind is ErrorKind.MALFORMED and "SubCustomerId is " in info.value.message
+    # The Save was answered 200: the activity is there, so it is looked for before any new write.
+    assert info.value.write and info.value.may_have_arrived
 
 
 def test_template_is_fetched_once_by_many_threads() -> None:

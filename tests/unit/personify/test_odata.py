@@ -1,9 +1,11 @@
-"""Unit tests for OData escaping, filter building, result unwrapping and the /Date()/ format."""
+"""Unit tests for OData escaping, filter building, result unwrapping, the /Date()/ format and the JSON
+forms of Int64, Int32 and Decimal values."""
 
 from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -247,3 +249,71 @@ class TestDates:
     def test_round_trip_to_the_millisecond(self, moment: datetime) -> None:
         expected = moment.replace(microsecond=moment.microsecond // 1000 * 1000)
         assert odata.parse_date(odata.format_date(moment)) == expected
+
+
+class TestPrimitiveValues:
+    """Int64 and Decimal come as strings in OData v2's JSON format (WCF) and as numbers at some sites."""
+
+    @given(st.integers(min_value=-(2**63), max_value=2**63 - 1))
+    def test_an_int64_reads_the_same_in_either_form(self, number: int) -> None:
+        assert odata.read_int64(str(number), "ActivityId") == odata.read_int64(number, "ActivityId") == number
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "12a",
+            "",
+            " 12",
+            "12 ",
+            "1.5",
+            "1e3",
+            "0x1f",
+            "12L",
+            "²",
+            "１２",
+            1.5,
+            True,
+            None,
+            [],
+            {},
+            "9" * 21,
+        ],
+    )
+    def test_anything_else_is_refused_naming_the_property(self, value: object) -> None:
+        with pytest.raises(odata.BadValue, match=r"^ActivityId is .*not an Edm\.Int64"):
+            odata.read_int64(value, "ActivityId")
+
+    def test_the_message_quotes_the_value(self) -> None:
+        with pytest.raises(
+            odata.BadValue, match=r"ActivityId is '12a', not an Edm\.Int64 \(a whole number\)"
+        ):
+            odata.read_int64("12a", "ActivityId")
+        with pytest.raises(odata.BadValue, match=r"ActivityId is true, not"):
+            odata.read_int64(True, "ActivityId")
+
+    @pytest.mark.parametrize("value", [2**63, "-9223372036854775809"])
+    def test_past_the_range_of_an_int64_is_refused(self, value: object) -> None:
+        with pytest.raises(odata.BadValue, match=r"out of the range of an Edm\.Int64"):
+            odata.read_int64(value, "CusCommunicationId")
+
+    def test_an_int32_is_a_number_or_its_string(self) -> None:
+        assert odata.read_int32(0, "SubCustomerId") == odata.read_int32("0", "SubCustomerId") == 0
+        assert odata.read_int32(-(2**31), "SubCustomerId") == -(2**31)
+        for bad in (2**31, "x", None, False, 0.5):
+            with pytest.raises(odata.BadValue, match=r"^SubCustomerId is"):
+                odata.read_int32(bad, "SubCustomerId")
+
+    @pytest.mark.parametrize(
+        ("value", "expected"),
+        [("12.50", "12.50"), ("-0.01", "-0.01"), ("7", "7"), (12.5, "12.5"), (3, "3"), ("0.1", "0.1")],
+    )
+    def test_a_decimal_is_read_exactly_from_either_form(self, value: object, expected: str) -> None:
+        assert odata.read_decimal(value, "Amount") == Decimal(expected)
+        assert str(odata.read_decimal(value, "Amount")) == expected
+
+    @pytest.mark.parametrize(
+        "value", ["12,50", "1.", ".5", "NaN", "Infinity", "1e5", float("inf"), None, True, ""]
+    )
+    def test_a_decimal_that_is_no_number_is_refused(self, value: object) -> None:
+        with pytest.raises(odata.BadValue, match=r"^Amount is .*not an Edm\.Decimal"):
+            odata.read_decimal(value, "Amount")
