@@ -75,6 +75,10 @@ def rolled_until(session: Session) -> datetime | None:
     return session.execute(select(ChartRollup.rolled_until).where(ChartRollup.id == 1)).scalar_one_or_none()
 
 
+def _has_rollup_row(session: Session) -> bool:
+    return session.execute(select(ChartRollup.id).where(ChartRollup.id == 1)).first() is not None
+
+
 def _oldest_hour(session: Session) -> datetime | None:
     """The hour of the oldest event or failed attempt (two index ends)."""
     first_event = session.execute(select(func.min(WritebackEvent.at))).scalar()
@@ -163,18 +167,22 @@ def roll_up(session: Session, now: datetime, *, max_hours: int = ROLL_UP_HOURS) 
         {"hour": h, "series": REASON_SERIES, "label": r, "total": n}
         for (h, r), n in _reason_hours(session, start, end).items()
     ]
-    # Only from where this session found it: an hour is never rolled up twice.
-    moved = session.execute(
-        update(ChartRollup)
-        .where(
-            ChartRollup.id == 1,
-            ChartRollup.rolled_until.is_(None) if before is None else ChartRollup.rolled_until == before,
+    # Only from where this session found it: an hour is never rolled up twice. (The row is the
+    # migration's; a database emptied by hand may lack it, and the key keeps it to one.)
+    if not _has_rollup_row(session):
+        session.execute(insert(ChartRollup).values(id=1, rolled_until=end))
+    else:
+        moved = session.execute(
+            update(ChartRollup)
+            .where(
+                ChartRollup.id == 1,
+                ChartRollup.rolled_until.is_(None) if before is None else ChartRollup.rolled_until == before,
+            )
+            .values(rolled_until=end)
+            .execution_options(synchronize_session=False)
         )
-        .values(rolled_until=end)
-        .execution_options(synchronize_session=False)
-    )
-    if moved.rowcount != 1:  # type: ignore[attr-defined]
-        return 0
+        if moved.rowcount != 1:  # type: ignore[attr-defined]
+            return 0
     if rows:
         session.execute(insert(ChartHour), rows)
     return int((end - start) / HOUR)

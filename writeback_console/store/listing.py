@@ -270,7 +270,7 @@ class WritebackFilter:
         return where
 
 
-def _reached_ids(status: Status, start: datetime | None, end: datetime | None) -> Select[tuple[int]]:
+def _reached_ids(status: Status, start: datetime | None, end: datetime | None) -> Select[Any]:
     """The writebacks with an event reaching ``status`` in [start, end) (index on ``to_status, at``)."""
     query = select(WritebackEvent.writeback_id).where(WritebackEvent.to_status == status.value)
     if start is not None:
@@ -280,7 +280,7 @@ def _reached_ids(status: Status, start: datetime | None, end: datetime | None) -
     return query
 
 
-def _failed_ids(start: datetime | None, end: datetime | None) -> Select[tuple[int]]:
+def _failed_ids(start: datetime | None, end: datetime | None) -> Select[Any]:
     """The writebacks with an attempt that failed in [start, end) (index on ``outcome, finished_at``)."""
     query = select(Attempt.writeback_id).where(Attempt.outcome == AttemptOutcome.ERROR.value)
     if start is not None:
