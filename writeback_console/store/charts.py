@@ -19,12 +19,15 @@ them, so a day of a daylight saving change has 23 or 25 hours.
 
 from __future__ import annotations
 
+import os
+import time as time_module
 from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import ColumnElement, and_, func, insert, literal_column, select, update
 from sqlalchemy.orm import InstrumentedAttribute, Session
@@ -50,6 +53,42 @@ OTHER = "other"
 #: ``chart_hour.label`` holds at most this much of a reason.
 LABEL_LIMIT = 200
 HOUR = timedelta(hours=1)
+
+
+class SystemZone(tzinfo):
+    """The computer's own time zone with its daylight saving rules (``time.localtime``), for a console
+    whose zone has no name Python can look up."""
+
+    @staticmethod
+    def _local(dt: datetime | None) -> time_module.struct_time:
+        if dt is None:
+            return time_module.localtime()
+        fields = (dt.year, dt.month, dt.day, dt.hour, dt.minute, dt.second, 0, 0, -1)
+        return time_module.localtime(time_module.mktime(fields))
+
+    def utcoffset(self, dt: datetime | None) -> timedelta:
+        return timedelta(seconds=self._local(dt).tm_gmtoff)
+
+    def dst(self, dt: datetime | None) -> timedelta:
+        return timedelta(0)
+
+    def tzname(self, dt: datetime | None) -> str:
+        return self._local(dt).tm_zone
+
+    def fromutc(self, dt: datetime) -> datetime:
+        seconds = (dt.replace(tzinfo=None) - datetime(1970, 1, 1)).total_seconds()
+        return dt + timedelta(seconds=time_module.localtime(seconds).tm_gmtoff)
+
+
+def local_zone() -> tzinfo:
+    """The console's time zone: ``TZ`` when it names a zone, else the computer's own."""
+    name = os.environ.get("TZ", "").lstrip(":")
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ValueError, ZoneInfoNotFoundError):
+            pass
+    return SystemZone()
 
 
 def hour_floor(moment: datetime) -> datetime:
