@@ -95,8 +95,10 @@ def take(window: MainWindow, out: Path) -> list[Path]:
 
     window.show_page(PAGE_DASHBOARD)
     wait_until(
-        lambda: window.dashboard.cards[Status.SENT.value].count.text() != "…"
-        and window.dashboard.charts.shown is not None
+        lambda: (
+            window.dashboard.cards[Status.SENT.value].count.text() != "…"
+            and window.dashboard.charts.shown is not None
+        )
     )
     shots.append(save(window, out / "dashboard.png"))
     # The four charts whole (the page scrolls to them), a day of the demo's sends and failures first.

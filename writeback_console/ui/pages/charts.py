@@ -23,7 +23,7 @@ from PySide6.QtCharts import (
     QValueAxis,
 )
 from PySide6.QtCore import QEvent, QMargins, Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QColor, QCursor, QFont, QPainter, QPalette, QPen
+from PySide6.QtGui import QColor, QFont, QPainter, QPalette, QPen
 from PySide6.QtWidgets import (
     QButtonGroup,
     QGridLayout,
@@ -31,7 +31,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QSizePolicy,
     QToolButton,
-    QToolTip,
     QVBoxLayout,
     QWidget,
 )
@@ -106,7 +105,7 @@ def _span_text(bars: list[Period], bucket: Bucket) -> str:
 
 def _every_nth(labels: list[str], n: int) -> list[str]:
     """Category labels with only every n-th shown (each category needs a distinct name)."""
-    return [label if i % n == 0 or i == len(labels) - 1 else " " * (i + 1) for i, label in enumerate(labels)]
+    return [label if i % n == 0 else "\u200b" * (i + 1) for i, label in enumerate(labels)]
 
 
 class ChartBox(QChartView):
@@ -148,6 +147,7 @@ class ChartBox(QChartView):
             axis.setLinePenColor(grid)
             axis.setGridLineColor(grid)
             axis.setLabelsFont(self.font())
+            axis.setTitleFont(self.font())
 
 
 class ChartsPanel(QWidget):
@@ -327,6 +327,7 @@ class ChartsPanel(QWidget):
         when = "in the last 24 hours" if found.bucket == "hour" else "in the last 30 days"
         self.empty.setText(f"No sends or failures {when}")
         self.empty.setVisible(data.empty)
+        box.setToolTip("Click a bar to open the list of those writebacks")
         sent, failed = QBarSet(SENT_LABEL), QBarSet(f"{FAILED_LABEL} (Error)")
         sent.append([float(n) for n in data.sent])
         failed.append([float(n) for n in data.failed])
@@ -335,7 +336,7 @@ class ChartsPanel(QWidget):
         for bar_set, status in ((sent, Status.SENT), (failed, Status.ERROR)):
             bar_set.setBorderColor(Qt.GlobalColor.transparent)
             bar_set.clicked.connect(self._clicker(status))
-            bar_set.hovered.connect(self._hover(bar_set, data.bars, found.bucket))
+            bar_set.hovered.connect(self._hover(box, bar_set.label(), bar_set, data.bars, found.bucket))
         series = QBarSeries()
         series.setBarWidth(0.8)
         series.append([sent, failed])
@@ -344,7 +345,6 @@ class ChartsPanel(QWidget):
         top = max([*data.sent, *data.failed, 1])
         series.attachAxis(self._value_axis(box, f"writebacks {per}", top))
         box.setCursor(Qt.CursorShape.PointingHandCursor)
-        box.setToolTip("Click a bar to open the list of those writebacks")
 
     def _clicker(self, status: Status) -> Callable[[int], None]:
         def clicked(index: int) -> None:
@@ -357,15 +357,18 @@ class ChartsPanel(QWidget):
         return clicked
 
     @staticmethod
-    def _hover(bar_set: QBarSet, bars: list[Period], bucket: Bucket) -> Callable[[bool, int], None]:
-        label = bar_set.label()
+    def _hover(
+        box: ChartBox, name: str, bar_set: QBarSet, bars: list[Period], bucket: Bucket
+    ) -> Callable[[bool, int], None]:
+        """The bar under the pointer becomes the chart's tooltip: what it counts, how many, when."""
+        resting = box.toolTip()
 
         def hovered(state: bool, index: int) -> None:
             if state and 0 <= index < len(bars):
                 n = int(bar_set.at(index))
-                QToolTip.showText(QCursor.pos(), f"{label}: {n:,}\n{_period_text(bars[index], bucket)}")
+                box.setToolTip(f"{name}: {n:,}\n{_period_text(bars[index], bucket)}")
             else:
-                QToolTip.hideText()
+                box.setToolTip(resting)
 
         return hovered
 
@@ -375,6 +378,7 @@ class ChartsPanel(QWidget):
         series = QStackedBarSeries()
         series.setBarWidth(0.8)
         colors = REASON_COLORS[theme.current().scheme]
+        box.setToolTip("\n".join(data.reasons) if data.reasons else "No failed attempts")
         for n, reason in enumerate(data.reasons):
             short = reason if len(reason) <= LEGEND_CHARS else reason[: LEGEND_CHARS - 1] + "…"
             bar_set = QBarSet(short)
@@ -382,26 +386,12 @@ class ChartsPanel(QWidget):
             color = colors[-1] if reason == charts.OTHER else colors[n % (len(colors) - 1)]
             bar_set.setColor(QColor(color))
             bar_set.setBorderColor(Qt.GlobalColor.transparent)
-            bar_set.hovered.connect(self._reason_hover(reason, bar_set, data.bars, found.bucket))
+            bar_set.hovered.connect(self._hover(box, reason, bar_set, data.bars, found.bucket))
             series.append(bar_set)
         box.plot.addSeries(series)
         series.attachAxis(self._category_axis(box, labels, self._time_title(found)))
         totals = [sum(c[i] for c in data.counts.values()) for i in range(len(data.bars))]
-        series.attachAxis(self._value_axis(box, f"failed attempts {per}", max([*totals, 1])))
-        box.setToolTip("\n".join(data.reasons) if data.reasons else "No failed attempts")
-
-    @staticmethod
-    def _reason_hover(
-        reason: str, bar_set: QBarSet, bars: list[Period], bucket: Bucket
-    ) -> Callable[[bool, int], None]:
-        def hovered(state: bool, index: int) -> None:
-            if state and 0 <= index < len(bars):
-                n = int(bar_set.at(index))
-                QToolTip.showText(QCursor.pos(), f"{reason}: {n:,}\n{_period_text(bars[index], bucket)}")
-            else:
-                QToolTip.hideText()
-
-        return hovered
+        series.attachAxis(self._value_axis(box, f"failures {per}", max([*totals, 1])))
 
     def _draw_depth(self, found: Charts, labels: list[str]) -> None:
         box, data = self.depth_chart, found.depth
@@ -469,7 +459,7 @@ class ChartsPanel(QWidget):
 
     def changeEvent(self, event: QEvent) -> None:
         super().changeEvent(event)
-        if event.type() == QEvent.Type.PaletteChange:
+        if event.type() in (QEvent.Type.PaletteChange, QEvent.Type.StyleChange):
             # The status and reason colours are the palette's own: draw again with them.
             if self.shown is not None:
                 self._draw(self.shown)
