@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from PySide6.QtCharts import (
-    QBarCategoryAxis,
     QBarSeries,
     QBarSet,
+    QCategoryAxis,
     QChart,
     QChartView,
     QLineSeries,
@@ -101,11 +101,6 @@ def _span_text(bars: list[Period], bucket: Bucket) -> str:
     if bucket == "hour":
         return f"{first:%d %b %H:00} – {last:%d %b %H:59}, local time"
     return f"{first:%d %b %Y} – {last:%d %b %Y}, local days"
-
-
-def _every_nth(labels: list[str], n: int) -> list[str]:
-    """Category labels with only every n-th shown (each category needs a distinct name)."""
-    return [label if i % n == 0 else "\u200b" * (i + 1) for i, label in enumerate(labels)]
 
 
 class ChartBox(QChartView):
@@ -292,17 +287,26 @@ class ChartsPanel(QWidget):
 
     def _draw(self, found: Charts) -> None:
         labels = [bar_label(p, found.bucket) for p in found.sent_and_failed.bars]
-        shown = _every_nth(labels, 2 if found.bucket == "hour" else 3)
         per = "/ hour" if found.bucket == "hour" else "/ day"
-        self._draw_sent_failed(found, shown, per)
-        self._draw_reasons(found, shown, per)
-        self._draw_depth(found, shown)
-        self._draw_age(found, shown)
+        self._draw_sent_failed(found, labels, per)
+        self._draw_reasons(found, labels, per)
+        self._draw_depth(found, labels)
+        self._draw_age(found, labels)
         self._restyle()
 
-    def _category_axis(self, box: ChartBox, labels: list[str], title: str) -> QBarCategoryAxis:
-        axis = QBarCategoryAxis()
-        axis.append(labels)
+    def _category_axis(self, box: ChartBox, labels: list[str], title: str, wide: bool) -> QCategoryAxis:
+        """The bars' axis: bar i stands at i; every few bars named (as many as fit the chart's width)."""
+        axis = QCategoryAxis()
+        axis.setRange(-0.5, len(labels) - 0.5)
+        axis.setLabelsPosition(QCategoryAxis.AxisLabelsPosition.AxisLabelsPositionOnValue)
+        step = (2 if len(labels) <= 24 else 3) if wide else (4 if len(labels) <= 24 else 6)
+        seen: set[str] = set()
+        for i in range(0, len(labels), step):
+            label = labels[i]
+            while label in seen:  # each label names one place: a day number may come twice in 30 days
+                label += "\u200b"
+            seen.add(label)
+            axis.append(label, i)
         axis.setTitleText(title)
         axis.setGridLineVisible(False)
         box.plot.addAxis(axis, Qt.AlignmentFlag.AlignBottom)
@@ -341,7 +345,7 @@ class ChartsPanel(QWidget):
         series.setBarWidth(0.8)
         series.append([sent, failed])
         box.plot.addSeries(series)
-        series.attachAxis(self._category_axis(box, labels, self._time_title(found)))
+        series.attachAxis(self._category_axis(box, labels, self._time_title(found), wide=True))
         top = max([*data.sent, *data.failed, 1])
         series.attachAxis(self._value_axis(box, f"writebacks {per}", top))
         box.setCursor(Qt.CursorShape.PointingHandCursor)
@@ -389,7 +393,7 @@ class ChartsPanel(QWidget):
             bar_set.hovered.connect(self._hover(box, reason, bar_set, data.bars, found.bucket))
             series.append(bar_set)
         box.plot.addSeries(series)
-        series.attachAxis(self._category_axis(box, labels, self._time_title(found)))
+        series.attachAxis(self._category_axis(box, labels, self._time_title(found), wide=False))
         totals = [sum(c[i] for c in data.counts.values()) for i in range(len(data.bars))]
         series.attachAxis(self._value_axis(box, f"failures {per}", max([*totals, 1])))
 
@@ -402,7 +406,7 @@ class ChartsPanel(QWidget):
             ("Error, retries left", Status.ERROR, True, "error"),
         )
         top = max([s.waiting for s in data.samples if s is not None] + [1])
-        axis_x = self._category_axis(box, labels, self._time_title(found))
+        axis_x = self._category_axis(box, labels, self._time_title(found), wide=False)
         axis_y = self._value_axis(box, "writebacks waiting", top)
         for name, status, retrying, value in lines:
             series = QLineSeries()
@@ -448,7 +452,7 @@ class ChartsPanel(QWidget):
         series.setPointsVisible(len(data.samples) <= 30)
         box.plot.addSeries(series)
         top = max([h for _i, h in ages if h is not None] + [1.0])
-        series.attachAxis(self._category_axis(box, labels, self._time_title(found)))
+        series.attachAxis(self._category_axis(box, labels, self._time_title(found), wide=False))
         series.attachAxis(self._value_axis(box, "age in hours", top, decimals=1))
 
     # --- palette ---------------------------------------------------------------------------------
