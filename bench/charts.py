@@ -16,7 +16,8 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Engine, func, select, text
@@ -78,22 +79,32 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - started
 
 
+def _with_bars(
+    fn: Callable[[Session, list[charts.Period]], Any], bars: list[charts.Period], s: Session
+) -> Any:
+    return fn(s, bars)
+
+
+def _oldest(now: datetime, s: Session) -> Any:
+    return charts.oldest_waiting(s, now)
+
+
 def measure(factory: Any, label: str, repeat: int) -> None:
     now = utcnow()
     zone = charts.local_zone()
     for bucket in ("hour", "day"):
-        bars = charts.periods(now, bucket, zone)  # type: ignore[arg-type]
+        bars = charts.periods(now, bucket, zone)
         queries: dict[str, Callable[[Session], Any]] = {
-            "sent_and_failed": lambda s, b=bars: charts.sent_and_failed(s, b),
-            "failures_by_reason": lambda s, b=bars: charts.failures_by_reason(s, b),
-            "queue_depth": lambda s, b=bars: charts.queue_depth(s, b),
-            "oldest_waiting": lambda s: charts.oldest_waiting(s, now),
+            "sent_and_failed": partial(_with_bars, charts.sent_and_failed, bars),
+            "failures_by_reason": partial(_with_bars, charts.failures_by_reason, bars),
+            "queue_depth": partial(_with_bars, charts.queue_depth, bars),
+            "oldest_waiting": partial(_oldest, now),
         }
         for name, query in queries.items():
             runs = []
             for _ in range(repeat + 1):
                 with factory() as session:
-                    runs.append(timed(lambda q=query, s=session: q(s)))
+                    runs.append(timed(partial(query, session)))
             warm = statistics.median(runs[1:]) if repeat else runs[0]
             print(
                 f"{label:<12} {bucket:<5} {name:<20} "

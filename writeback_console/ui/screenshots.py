@@ -1,9 +1,9 @@
 """Screenshots for the README: ``python -m writeback_console.ui.screenshots OUTDIR`` (works offscreen).
 
 It builds a small demo (queue and Personify360 simulator) in a temporary folder, opens the console and
-saves PNGs of the Writeback List, the detail pane of a failed writeback, the dashboard and its charts, the Retry,
-Schedule Mailing Activity, constituent viewer and Settings dialogs. ``--palette dark`` takes them on the
-dark palette (each file named ``…-dark.png``); ``--size 1024x700`` sets the window's size.
+saves PNGs of the Writeback List, the detail pane of a failed writeback, the dashboard and its charts,
+the Retry, Schedule Mailing Activity, constituent viewer and Settings dialogs. ``--palette dark`` takes
+them on the dark palette (each file named ``…-dark.png``); ``--size 1024x700`` sets the window's size.
 """
 
 from __future__ import annotations
