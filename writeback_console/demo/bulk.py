@@ -119,7 +119,9 @@ def write_queue(engine: Engine, parts: list[Part], staged: Callable[[], Path] | 
                     if set(found) != {"ok"}:
                         raise RuntimeError(f"the demo's rows break a constraint: {found[:3]}")
                 if not sqlite:
-                    seed.advance_sequences(conn, (m.Mailing, m.MailingRecipient, m.Writeback, m.AuditEvent))
+                    seed.advance_sequences(
+                        conn, (m.Mailing, m.MailingRecipient, m.Writeback, m.AuditEvent, m.DispatcherRun)
+                    )
             if sqlite:
                 seed.analyze_sample(conn)
                 conn.commit()

@@ -570,7 +570,58 @@ class _Demo:
             self.attempts(a.id, a.runs, "error", a.failure)
             row = (*head, master, master and 0, pay(a.payload), t(a.occurred), a.at, ended)
             error.rows.append((*row, ended, a.failure[0], a.failure[1], by))
-        return [new, sent, error, self.mailing, tried, self.tries, self.deliveries, self.audit, self.notes]
+        parts = [new, sent, error, self.mailing, tried, self.tries, self.deliveries, self.audit, self.notes]
+        return [*parts, self.dispatcher_runs(items)]
+
+    def dispatcher_runs(self, items: list[Item]) -> Part:
+        """The dispatcher's runs of the last 30 days as ``dispatcher_run`` records them, with the queue as
+        each began: New, Scheduled and due, Error with attempts left, and the oldest of them (for the
+        dashboard's queue-depth chart; the runs before are not kept)."""
+        first = self.last_run - HISTORY_DAYS * 86400
+        grid = [first + k * INTERVAL for k in range(int((self.last_run - first) // INTERVAL) + 1)]
+        # What waits, and from when until which run claims it: (from, until, which count, queued at).
+        waits: list[tuple[float, float, int, float]] = []
+        done: dict[int, list[int]] = {}  # per run: claimed, sent, failed
+        for item in items:
+            queued = item.created
+            if isinstance(item, Send):
+                if item.cancelled:
+                    continue
+                waits.append((item.scheduled, item.runs[0][0] if item.runs else math.inf, 1, queued))
+            else:
+                waits.append((queued, item.runs[0][0] if item.runs else math.inf, 0, queued))
+            for n, (started, ended, *_rest) in enumerate(item.runs):
+                k = bisect(grid, started) - 1
+                if k >= 0:
+                    counts = done.setdefault(k, [0, 0, 0])
+                    counts[0] += 1
+                    counts[1 if item.failure is None else 2] += 1  # a failing row fails every attempt
+                if item.failure is not None and n + 1 < len(item.runs):
+                    waits.append((ended, item.runs[n + 1][0], 2, queued))
+        waits.sort()
+        columns = "id dispatcher started_at finished_at summary claimed sent failed"
+        columns += " waiting_new waiting_scheduled waiting_error oldest_waiting_at"
+        runs = part_of(m.DispatcherRun, columns, {"db_user": None, "result": "ok"}, interval_seconds=INTERVAL)
+        waiting: list[tuple[float, float, int]] = []  # (queued at, until, which) of what waits now
+        i = 0
+        for k, start in enumerate(grid):
+            while i < len(waits) and waits[i][0] <= start:
+                _since, until, which, queued = waits[i]
+                waiting.append((queued, until, which))
+                i += 1
+            waiting = [w for w in waiting if w[1] > start]
+            counts = [0, 0, 0]
+            for _queued, _until, which in waiting:
+                counts[which] += 1
+            oldest = min((w[0] for w in waiting), default=None)
+            claimed, sent, failed = done.get(k, [0, 0, 0])
+            office = self.office[int((start - self.start) // 3600)] if self.office else False
+            by = CONSOLE if office and int(start // INTERVAL) % 3 == 0 else HEADLESS
+            said = f"{claimed} claimed: {sent} sent, {failed} failed" if claimed else "nothing to send"
+            ended = self.t(start + 0.4 + 0.06 * claimed)
+            row = (k + 1, by, self.t(start), ended, said, claimed, sent, failed, *counts)
+            runs.rows.append((*row, None if oldest is None else self.t(oldest)))
+        return runs
 
     def attempts(self, wid: int, runs: list[Run], outcome: str, answer: tuple[Any, Any, Any]) -> None:
         for n, (_, _, by, started, ended) in enumerate(runs, start=1):

@@ -65,6 +65,7 @@ from writeback_console.personify.errors import ErrorKind, PersonifyError
 from writeback_console.personify.mapping import ActivityMapping
 from writeback_console.store import (
     changes,
+    charts,
     counters,
     deliveries,
     lifecycle,
@@ -1151,6 +1152,11 @@ class _Cycle:
                 runs.trim(session, self.clock())
         except sa_exc.DBAPIError as exc:  # the next run folds them; the totals are exact meanwhile
             log.warning("the status totals were not folded: %s", exc)
+        try:
+            with write_transaction(self.factory) as session:
+                charts.roll_up(session, self.clock())
+        except sa_exc.DBAPIError as exc:  # the next run rolls them up; the charts count them meanwhile
+            log.warning("the charts' hours were not rolled up: %s", exc)
 
     def _settle(self, session: Session) -> dict[str, int]:
         now = self.clock()

@@ -87,6 +87,11 @@ def _condition(name: str, value: Any) -> str:
         "mailing_id": "mailing {}",
         "retried": "retried before",
         "retry_available": "retry available",
+        "reached": "reached {}",
+        "reached_from": "reached from {}",
+        "reached_to": "reached before {}",
+        "failed_from": "an attempt failed from {}",
+        "failed_to": "an attempt failed before {}",
     }
     if name in phrases:
         return phrases[name].format(value)

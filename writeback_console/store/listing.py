@@ -17,7 +17,7 @@ from sqlalchemy.types import NullType
 from writeback_console.domain import REF_PREFIX, AttemptOutcome, Kind, SortField, Status, normalize_ref
 from writeback_console.error_groups import WILDCARD
 from writeback_console.store import counters
-from writeback_console.store.models import Attempt, Delivery, Mailing, MailingRecipient
+from writeback_console.store.models import Attempt, Delivery, Mailing, MailingRecipient, WritebackEvent
 from writeback_console.store.progress import with_progress
 from writeback_console.store.rows import (
     DELIVERY_TABLE,
@@ -193,6 +193,14 @@ class WritebackFilter:
     mailing_id: int | None = None
     #: Part of the last error, any case; ``…`` (or ``*``) stands for anything, as in a Top errors group.
     error_text: str | None = None
+    #: Rows that reached this status (an event of their history) from ``reached_from`` up to
+    #: ``reached_to``: the writebacks a bar of the dashboard's charts counted.
+    reached: Status | None = None
+    reached_from: datetime | None = None
+    reached_to: datetime | None = None
+    #: Rows with an attempt that failed from ``failed_from`` up to ``failed_to`` (the charts' failures).
+    failed_from: datetime | None = None
+    failed_to: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         data: dict[str, Any] = {}
@@ -216,6 +224,12 @@ class WritebackFilter:
             data["mailing_id"] = self.mailing_id
         if self.error_text:
             data["error_text"] = self.error_text
+        if self.reached is not None:
+            data["reached"] = self.reached.value
+        for name in ("reached_from", "reached_to", "failed_from", "failed_to"):
+            value = getattr(self, name)
+            if value is not None:
+                data[name] = value.isoformat()
         return data
 
     def conditions(self, *, include_status: bool = True) -> list[ColumnElement[bool]]:
@@ -249,7 +263,31 @@ class WritebackFilter:
         error_text = (self.error_text or "").strip()
         if error_text:
             where.append(func.lower(W.last_error).like(error_like_pattern(error_text), escape="\\"))
+        if self.reached is not None:
+            where.append(W.id.in_(_reached_ids(self.reached, self.reached_from, self.reached_to)))
+        if self.failed_from is not None or self.failed_to is not None:
+            where.append(W.id.in_(_failed_ids(self.failed_from, self.failed_to)))
         return where
+
+
+def _reached_ids(status: Status, start: datetime | None, end: datetime | None) -> Select[Any]:
+    """The writebacks with an event reaching ``status`` in [start, end) (index on ``to_status, at``)."""
+    query = select(WritebackEvent.writeback_id).where(WritebackEvent.to_status == status.value)
+    if start is not None:
+        query = query.where(WritebackEvent.at >= start)
+    if end is not None:
+        query = query.where(WritebackEvent.at < end)
+    return query
+
+
+def _failed_ids(start: datetime | None, end: datetime | None) -> Select[Any]:
+    """The writebacks with an attempt that failed in [start, end) (index on ``outcome, finished_at``)."""
+    query = select(Attempt.writeback_id).where(Attempt.outcome == AttemptOutcome.ERROR.value)
+    if start is not None:
+        query = query.where(Attempt.finished_at >= start)
+    if end is not None:
+        query = query.where(Attempt.finished_at < end)
+    return query
 
 
 #: The filter that chooses nothing: every writeback.

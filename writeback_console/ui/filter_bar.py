@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from PySide6.QtCore import QDate, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QAction
@@ -38,6 +39,16 @@ ALL_ACCOUNTS_LABEL = "All accounts"
 def local_midnight_utc(day: date) -> datetime:
     """The start of ``day`` in the user's time zone, as the UTC instant the database compares with."""
     return datetime.combine(day, time()).astimezone().astimezone(UTC)
+
+
+def period_words(start: datetime, end: datetime) -> str:
+    """An hour or a day of a chart in local time: "30 Nov 14:00–15:00", "30 Nov"."""
+    local_start, local_end = start.astimezone(), end.astimezone()
+    if end - start <= timedelta(hours=1):
+        return f"{local_start:%d %b %H:%M}–{local_end:%H:%M}"
+    if local_start.time() == time() and local_end.time() == time() and end - start <= timedelta(hours=25):
+        return f"{local_start:%d %b}"
+    return f"{local_start:%d %b %H:%M} – {local_end:%d %b %H:%M}"
 
 
 def to_date(day: QDate) -> date:
@@ -150,6 +161,16 @@ class FilterBar(QFrame):
         for box in (self.retried, self.stuck, self.retry_available):
             box.toggled.connect(self._changed)
 
+        # A chart's bar: rows that reached a status (or failed an attempt) in an hour or day; shown while
+        # it filters, and removed by clicking it.
+        self.period: tuple[Status, datetime, datetime] | None = None
+        self.period_chip = QToolButton()
+        self.period_chip.setObjectName("periodFilter")
+        self.period_chip.setIcon(icon("close"))
+        self.period_chip.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
+        self.period_chip.setVisible(False)
+        self.period_chip.clicked.connect(self.clear_period)
+
         self.clear_button = QToolButton()
         self.clear_button.setText("Clear filters")
         self.clear_button.setToolTip("Show every writeback")
@@ -195,6 +216,7 @@ class FilterBar(QFrame):
         flags.addWidget(self.stuck)
         flags.addWidget(self.retry_available)
         flags.addWidget(self.error_text)
+        flags.addWidget(self.period_chip)
         flags.addWidget(self.clear_button)
         flags.addWidget(self.exact_count)
         flags.addWidget(self.summary, 1)
@@ -233,7 +255,16 @@ class FilterBar(QFrame):
             stuck_before=now if self.stuck.isChecked() else None,
             retry_available=self.retry_available.isChecked(),
             error_text=self.error_text.text().strip() or None,
+            **self._period_filter(),
         )
+
+    def _period_filter(self) -> dict[str, Any]:
+        if self.period is None:
+            return {}
+        status, start, end = self.period
+        if status is Status.ERROR:  # the charts count failed attempts, not rows reaching Error
+            return {"failed_from": start, "failed_to": end}
+        return {"reached": status, "reached_from": start, "reached_to": end}
 
     def selected_statuses(self) -> frozenset[Status]:
         return frozenset(s for s, b in self.status_buttons.items() if b.isChecked())
@@ -285,6 +316,26 @@ class FilterBar(QFrame):
             self.error_text.setText(text or "")
             self.error_text.blockSignals(False)
             self.text_throttle.stop()
+
+    def set_period(self, status: Status, start: datetime, end: datetime) -> None:
+        """Show only rows sent (``status`` Sent) or with a failed attempt (Error) from ``start`` up to
+        ``end``: a bar of the dashboard's charts."""
+        with self._one_change():
+            self.period = (status, start, end)
+            what = "Failed an attempt" if status is Status.ERROR else f"Became {status.label}"
+            self.period_chip.setText(f"{what} {period_words(start, end)}")
+            did = "had an attempt fail" if status is Status.ERROR else f"became {status.label}"
+            span = f"{start.astimezone():%Y-%m-%d %H:%M} up to {end.astimezone():%Y-%m-%d %H:%M}"
+            self.period_chip.setToolTip(
+                f"Only writebacks that {did} from {span} (local time). Click to remove this filter"
+            )
+            self.period_chip.setVisible(True)
+
+    @Slot()
+    def clear_period(self) -> None:
+        with self._one_change():
+            self.period = None
+            self.period_chip.setVisible(False)
 
     def set_statuses(self, statuses: Iterable[Status]) -> None:
         wanted = set(statuses)
@@ -361,6 +412,7 @@ class FilterBar(QFrame):
             self.to_check.setChecked(False)
             for box in (self.retried, self.stuck, self.retry_available):
                 box.setChecked(False)
+            self.clear_period()
 
     @Slot()
     def focus_search(self) -> None:

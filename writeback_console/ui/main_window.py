@@ -38,6 +38,7 @@ from writeback_console.ui import export
 from writeback_console.ui.dialogs import shortcuts
 from writeback_console.ui.dialogs.schedule import MOVABLE
 from writeback_console.ui.pages.audit_log import AuditLogPage
+from writeback_console.ui.pages.charts import BarPick
 from writeback_console.ui.pages.dashboard import DashboardPage
 from writeback_console.ui.pages.top_errors import TopErrorsPage
 from writeback_console.ui.permissions import PermissionGate
@@ -255,6 +256,7 @@ class MainWindow(QMainWindow):
         self.writebacks.status_message.connect(self.show_message)
         self.dashboard.status_clicked.connect(self._show_status)
         self.dashboard.attention_clicked.connect(self._show_attention)
+        self.dashboard.bar_clicked.connect(self._show_bar)
         self.top_errors.reason_chosen.connect(self._show_reason)
         self.audit_log.open_ref.connect(self.open_ref)
         self.exporter = export.Exporter(factory, runner, self)
@@ -529,6 +531,14 @@ class MainWindow(QMainWindow):
             bar.set_flags(stuck=True)
         else:
             bar.set_flags(retry_available=True)
+        self.show_page(PAGE_WRITEBACKS)
+
+    @Slot(object)
+    def _show_bar(self, pick: BarPick) -> None:
+        """A chart's bar: the writebacks sent, or with an attempt failed, in its hour or day."""
+        bar = self.writebacks.filter_bar
+        bar.clear()
+        bar.set_period(pick.status, pick.period.start, pick.period.end)
         self.show_page(PAGE_WRITEBACKS)
 
     @Slot(str)

@@ -1,4 +1,5 @@
-"""The Dashboard page: a card per status with its count, each opening the list filtered to it."""
+"""The Dashboard page: a card per status with its count, each opening the list filtered to it, and the
+charts of how it is going below them (``ui/pages/charts.py``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QVBoxLayout,
     QWidget,
 )
@@ -22,6 +24,7 @@ from writeback_console.domain import Status, utcnow
 from writeback_console.store import listing
 from writeback_console.store.engine import QueryStop, read_session
 from writeback_console.store.listing import WritebackFilter
+from writeback_console.ui.pages.charts import ChartsPanel
 from writeback_console.ui.resources import IconLabel, icon
 from writeback_console.ui.status_style import status_color, status_icon
 from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
@@ -105,10 +108,12 @@ class DashboardPage(QWidget):
     Signals:
         status_clicked(object): a status card was clicked (a ``Status``).
         attention_clicked(str): "retry_available" or "stuck" was clicked.
+        bar_clicked(object): a bar of the sent and failed chart was clicked (a ``charts.BarPick``).
     """
 
     status_clicked = Signal(object)
     attention_clicked = Signal(str)
+    bar_clicked = Signal(object)
 
     def __init__(self, factory: Factory, runner: TaskRunner, lease_seconds: int) -> None:
         super().__init__()
@@ -144,12 +149,26 @@ class DashboardPage(QWidget):
             grid.addWidget(card, below + 1, 2 * n, 1, 2)
         for column in range(CARDS_PER_ROW):
             grid.setColumnStretch(column, 1)
-        layout = QVBoxLayout(self)
+        self.charts = ChartsPanel(factory, runner)
+        self.charts.bar_clicked.connect(self.bar_clicked)
+        content = QWidget()
+        content.setObjectName("dashboardContent")
+        layout = QVBoxLayout(content)
         layout.setContentsMargins(16, 16, 16, 16)
         layout.addWidget(title)
         layout.addWidget(self.note)
         layout.addLayout(grid)
-        layout.addStretch(1)
+        layout.addSpacing(12)
+        layout.addWidget(self.charts, 1)
+        # The cards and four charts are taller than a small screen: the page scrolls.
+        self.scroller = QScrollArea()
+        self.scroller.setObjectName("dashboardScroll")
+        self.scroller.setWidgetResizable(True)
+        self.scroller.setFrameShape(QFrame.Shape.NoFrame)
+        self.scroller.setWidget(content)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.scroller)
 
     @staticmethod
     def _emitter(signal: SignalInstance, value: object) -> Callable[[], None]:
@@ -172,6 +191,7 @@ class DashboardPage(QWidget):
             on_done=self._show_counts,
             on_error=self._show_error,
         )
+        self.charts.refresh()
 
     def _show_counts(self, found: DashboardCounts) -> None:
         self._task = None
