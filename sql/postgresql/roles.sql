@@ -137,6 +137,8 @@ GRANT INSERT (
     dispatcher, started_at, finished_at, interval_seconds, result, summary, claimed, sent, failed,
     waiting_new, waiting_scheduled, waiting_error, oldest_waiting_at
 ) ON dispatcher_run TO writeback_dispatcher;
+-- Keeping the table of runs small: only runs older than the policy's 30 days (store.runs keeps 35).
+GRANT DELETE ON dispatcher_run TO writeback_dispatcher;
 GRANT INSERT, UPDATE ON chart_hour, chart_rollup TO writeback_dispatcher;
 
 -- Folding the status counts (the dispatcher after each run, a prune at its end). The triggers write the
@@ -183,6 +185,18 @@ ALTER TABLE writeback ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audit_event ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audit_event_row ENABLE ROW LEVEL SECURITY;
 ALTER TABLE setting ENABLE ROW LEVEL SECURITY;
+ALTER TABLE dispatcher_run ENABLE ROW LEVEL SECURITY;
+
+-- dispatcher_run: every run is read; a dispatcher adds its own and deletes only month-old ones ----------
+
+DROP POLICY IF EXISTS dispatcher_run_read ON dispatcher_run;
+CREATE POLICY dispatcher_run_read ON dispatcher_run FOR SELECT
+    TO writeback_support, writeback_dispatcher USING (true);
+DROP POLICY IF EXISTS dispatcher_run_add ON dispatcher_run;
+CREATE POLICY dispatcher_run_add ON dispatcher_run FOR INSERT TO writeback_dispatcher WITH CHECK (true);
+DROP POLICY IF EXISTS dispatcher_run_trim ON dispatcher_run;
+CREATE POLICY dispatcher_run_trim ON dispatcher_run FOR DELETE TO writeback_dispatcher
+    USING (finished_at < now() - interval '30 days');
 
 -- writeback --------------------------------------------------------------------------------------
 

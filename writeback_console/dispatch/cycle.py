@@ -1143,20 +1143,24 @@ class _Cycle:
         log.error("dispatcher cycle ends without recording %d rows: %s", unrecorded, self.stopped_reason)
 
     def _fold_counts(self) -> None:
-        """Fold this run's changes into the kept status totals, so reading them stays constant time, and
-        keep the change feed's table (SQLite) to its newest entries."""
-        try:
-            with write_transaction(self.factory) as session:
-                counters.fold(session)
-                changes.trim(session)
-                runs.trim(session, self.clock())
-        except sa_exc.DBAPIError as exc:  # the next run folds them; the totals are exact meanwhile
-            log.warning("the status totals were not folded: %s", exc)
-        try:
-            with write_transaction(self.factory) as session:
-                charts.roll_up(session, self.clock())
-        except sa_exc.DBAPIError as exc:  # the next run rolls them up; the charts count them meanwhile
-            log.warning("the charts' hours were not rolled up: %s", exc)
+        """Fold this run's changes into the kept status totals, so reading them stays constant time, keep
+        the change feed's and the runs' tables to their newest entries, and roll up the charts' hours.
+
+        Each in a transaction of its own: one that fails (the database drops, a role lacks a grant) costs
+        the others nothing, and the next run does it.
+        """
+        now = self.clock()
+        for what, step in (
+            ("the status totals were not folded", counters.fold),
+            ("the change feed was not trimmed", changes.trim),
+            ("old dispatcher runs were not deleted", lambda session: runs.trim(session, now)),
+            ("the charts' hours were not rolled up", lambda session: charts.roll_up(session, now)),
+        ):
+            try:
+                with write_transaction(self.factory) as session:
+                    step(session)
+            except sa_exc.DBAPIError as exc:  # the totals and charts are exact meanwhile
+                log.warning("%s: %s", what, exc)
 
     def _settle(self, session: Session) -> dict[str, int]:
         now = self.clock()

@@ -24,9 +24,9 @@ from tests.helpers.fixtures import create_pg_database, drop_pg_database
 from tests.helpers.roles import RoleQueue, libpq_url, queue_with_roles, run_script
 from tests.helpers.simulator import SAMPLE_CONSTITUENTS, MakeSimulator
 from writeback_console import operations
-from writeback_console.domain import AuditAction, Kind, Status
+from writeback_console.domain import AuditAction, Kind, RunResult, Status
 from writeback_console.messages import database_refusal, describe_exception, is_database_refusal
-from writeback_console.store import counters, listing, switches
+from writeback_console.store import counters, listing, runs, switches
 from writeback_console.store.audit_trail import record_audit
 from writeback_console.store.engine import make_engine, read_session, write_transaction
 from writeback_console.store.migrate import alembic_config, upgrade
@@ -390,6 +390,37 @@ def test_the_dispatcher_may_not_change_settings_retry_or_delete_unfinished_rows(
     refused(operations.enqueue, dispatcher, item(email="bob@example.org"), actor="headless:1")
     refused(sql, dispatcher, "SELECT detail FROM audit_event")
     assert status_of(queue, wid) is Status.ERROR
+
+
+def test_the_dispatcher_records_its_runs_and_deletes_only_month_old_ones(queue: RoleQueue) -> None:
+    dispatcher = queue.as_("dispatcher")
+    now = datetime.now(UTC)
+    with write_transaction(dispatcher) as session:
+        for age in (40, 31, 1):
+            at = now - timedelta(days=age)
+            runs.record_run(
+                session,
+                dispatcher="headless:1",
+                started_at=at,
+                finished_at=at,
+                result=RunResult.OK,
+                summary="claimed 0, sent 0, failed 0 in 0.1 s",
+                interval_seconds=60,
+            )
+    with write_transaction(dispatcher) as session:
+        assert runs.trim(session, now) == 1  # the 40-day-old one: store.runs keeps 35 days
+    assert sql(dispatcher, "DELETE FROM dispatcher_run WHERE finished_at > now() - interval '2 days'") == 0
+    with read_session(queue.owner) as session:
+        kept = runs.latest_runs(session, 10)
+    assert len(kept) == 2
+    assert {r.db_user for r in kept} == {queue.users["dispatcher"]}
+    refused(sql, queue.as_("support"), "DELETE FROM dispatcher_run")
+    refused(
+        sql,
+        queue.as_("advisor"),
+        "INSERT INTO dispatcher_run (dispatcher, started_at, finished_at, result, summary, claimed, sent, "
+        "failed) VALUES ('forged', now(), now(), 'ok', '', 0, 0, 0)",
+    )
 
 
 def test_a_kind_other_than_mailing_activity_is_never_added_by_staff_or_the_dispatcher(
