@@ -53,6 +53,10 @@ OTHER = "other"
 #: ``chart_hour.label`` holds at most this much of a reason.
 LABEL_LIMIT = 200
 HOUR = timedelta(hours=1)
+#: Hours not rolled up yet are counted from the events when drawn, but at most this many (the newest):
+#: a queue upgraded with months of history, or whose dispatchers stopped for days, must not make one
+#: redraw count every event since. Older hours not rolled up are reported as not counted yet.
+LIVE_HOURS = 48
 
 
 class SystemZone(tzinfo):
@@ -255,10 +259,16 @@ def local_midnight(day: date, tz: tzinfo) -> datetime:
     return datetime.combine(day, time(), tzinfo=tz).astimezone(UTC)
 
 
-def _split(session: Session, since: datetime, until: datetime) -> datetime:
-    """Where, within [since, until), the rolled-up hours end and the events' live tail begins."""
+def _split(session: Session, since: datetime, until: datetime) -> tuple[datetime, datetime]:
+    """Where, within [since, until), the rolled-up hours end and where the events' live tail begins:
+    the two differ when more than ``LIVE_HOURS`` are not rolled up yet (those between are not counted)."""
     rolled = rolled_until(session)
-    return since if rolled is None else max(since, min(until, rolled))
+    end = since if rolled is None else max(since, min(until, rolled))
+    return end, max(end, until - LIVE_HOURS * HOUR)
+
+
+def _uncounted(rolled_end: datetime, live_start: datetime) -> tuple[datetime, datetime] | None:
+    return (rolled_end, live_start) if live_start > rolled_end else None
 
 
 def _index(bars: Sequence[Period], moment: datetime) -> int | None:
@@ -287,6 +297,8 @@ class SentAndFailed:
     bars: list[Period]
     sent: list[int]
     failed: list[int]
+    #: Hours not counted yet (not rolled up, and older than the live tail's ``LIVE_HOURS``).
+    uncounted: tuple[datetime, datetime] | None = None
 
     @property
     def empty(self) -> bool:
@@ -300,7 +312,7 @@ def sent_and_failed(session: Session, bars: Sequence[Period]) -> SentAndFailed:
     if not bars:
         return SentAndFailed(bars, sent, failed)
     since, until = bars[0].start, bars[-1].end
-    split = _split(session, since, until)
+    split, live = _split(session, since, until)
 
     def add(into: list[int], hour: datetime, n: int) -> None:
         i = _index(bars, hour)
@@ -311,12 +323,12 @@ def sent_and_failed(session: Session, bars: Sequence[Period]) -> SentAndFailed:
         add(sent, hour, n)
     for hour, _label, n in _rolled(session, REASON_SERIES, since, split):
         add(failed, hour, n)
-    if split < until:
-        for hour, n in _sent_hours(session, split, until).items():
+    if live < until:
+        for hour, n in _sent_hours(session, live, until).items():
             add(sent, hour, n)
-        for (hour, _reason), n in _reason_hours(session, split, until).items():
+        for (hour, _reason), n in _reason_hours(session, live, until).items():
             add(failed, hour, n)
-    return SentAndFailed(bars, sent, failed)
+    return SentAndFailed(bars, sent, failed, _uncounted(split, live))
 
 
 @dataclass(frozen=True, slots=True)
@@ -326,6 +338,7 @@ class FailuresByReason:
     bars: list[Period]
     reasons: list[str]
     counts: dict[str, list[int]]
+    uncounted: tuple[datetime, datetime] | None = None
 
     @property
     def empty(self) -> bool:
@@ -339,10 +352,10 @@ def failures_by_reason(session: Session, bars: Sequence[Period], top: int = TOP_
     if not bars:
         return FailuresByReason(bars, [], {})
     since, until = bars[0].start, bars[-1].end
-    split = _split(session, since, until)
+    split, live = _split(session, since, until)
     found: list[tuple[datetime, str, int]] = _rolled(session, REASON_SERIES, since, split)
-    if split < until:
-        found += [(h, r, n) for (h, r), n in _reason_hours(session, split, until).items()]
+    if live < until:
+        found += [(h, r, n) for (h, r), n in _reason_hours(session, live, until).items()]
     totals: dict[str, int] = defaultdict(int)
     for _h, reason, n in found:
         totals[reason] += n
@@ -354,7 +367,7 @@ def failures_by_reason(session: Session, bars: Sequence[Period], top: int = TOP_
         i = _index(bars, hour)
         if i is not None:
             counts[reason if reason in counts and reason != OTHER else OTHER][i] += n
-    return FailuresByReason(bars, reasons, counts)
+    return FailuresByReason(bars, reasons, counts, _uncounted(split, live))
 
 
 @dataclass(frozen=True, slots=True)

@@ -189,8 +189,9 @@ def test_days_are_local_days_across_a_daylight_saving_change(factory: Factory) -
     bars = charts.periods(now, "day", amsterdam, count=3)
     assert [b.end - b.start for b in bars] == [timedelta(hours=24), timedelta(hours=25), timedelta(hours=24)]
     assert bars[1].start == datetime(2026, 10, 24, 22, tzinfo=UTC)
-    assert _read(factory, bars).sent == [1, 2, 1]
-    _roll(factory, now)  # the same from rolled-up hours
+    # Three days: more than the live count reaches (LIVE_HOURS); from rolled-up hours they are exact.
+    assert _read(factory, bars).uncounted is not None
+    _roll(factory, now)
     assert _read(factory, bars).sent == [1, 2, 1]
 
 
@@ -266,3 +267,21 @@ def test_queue_depth_is_the_last_sample_of_each_bar_and_the_oldest_waiting_is_re
     send(factory, wid, T0 + minutes(31))
     with factory() as session:
         assert charts.oldest_waiting(session, T0 + 3 * HOUR) is None
+
+
+def test_hours_not_rolled_up_are_counted_live_only_for_the_newest_two_days_and_said_to_be_uncounted(
+    factory: Factory,
+) -> None:
+    # A queue whose history was never rolled up (just upgraded, or its dispatchers stopped for days): a
+    # redraw counts the events of the newest LIVE_HOURS only, never every event since, and says so.
+    _activity(factory)
+    bars = _hours(72)
+    found = _read(factory, bars)
+    assert found.uncounted == (T0, T0 + 24 * HOUR)
+    assert sum(found.sent) == 0 and sum(found.failed) == 0
+    with factory() as session:
+        assert charts.failures_by_reason(session, bars).uncounted == (T0, T0 + 24 * HOUR)
+    _roll(factory, T0 + 72 * HOUR)
+    found = _read(factory, bars)
+    assert found.uncounted is None
+    assert (sum(found.sent), sum(found.failed)) == (6, 3)

@@ -279,10 +279,19 @@ class ChartsPanel(QWidget):
         self.shown = found
         theme.set_tone(self.note, None)
         data = found.sent_and_failed
-        self.note.setText(
+        text = (
             f"{_span_text(data.bars, found.bucket)}: {sum(data.sent):,} sent, "
             f"{sum(data.failed):,} failed attempts. Click a bar to list those writebacks."
         )
+        if data.uncounted is not None:
+            zone = charts.local_zone()
+            start, end = (moment.astimezone(zone) for moment in data.uncounted)
+            text += (
+                f" Not counted yet: {start:%d %b %H:%M} to {end:%d %b %H:%M} (a dispatcher counts a week of "
+                "past hours at the end of each run)."
+            )
+            theme.set_tone(self.note, "notice")
+        self.note.setText(text)
         self._draw(found)
 
     def _draw(self, found: Charts) -> None:
