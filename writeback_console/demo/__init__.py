@@ -24,13 +24,13 @@ from sqlalchemy import Engine, select
 from writeback_console.demo import realistic
 from writeback_console.demo.people import person
 from writeback_console.demo.seed import seed
-from writeback_console.domain import Kind, Status
+from writeback_console.domain import Kind, Status, utcnow
 from writeback_console.personify.mapping import ActivityMapping, ActivitySource, build_activity
 from writeback_console.settings import AppSettings, PasswordStore, save_settings
 from writeback_console.sim.server import ROOT_PATH
 from writeback_console.sim.store import Constituent, Database
-from writeback_console.store import listing
-from writeback_console.store.engine import make_engine, make_session_factory
+from writeback_console.store import charts, listing
+from writeback_console.store.engine import make_engine, make_session_factory, write_transaction
 from writeback_console.store.migrate import upgrade
 from writeback_console.store.models import MailingRecipient, Writeback
 
@@ -134,9 +134,20 @@ def prepare(
         else:
             upgrade(engine)
             _prepare_stress(folder, engine, rows, say)
+        _roll_up_charts(engine)
     finally:
         engine.dispose()
     return folder
+
+
+def _roll_up_charts(engine: Engine) -> None:
+    """Count the history's past hours for the charts, as the dispatchers' runs would have, a week a call."""
+    factory = make_session_factory(engine)
+    now = utcnow()
+    while True:
+        with write_transaction(factory) as session:
+            if charts.roll_up(session, now) == 0:
+                return
 
 
 def _prepare_realistic(folder: DemoFolder, engine: Engine, rows: int, say: Callable[[str], None]) -> None:

@@ -389,3 +389,21 @@ def test_an_unknown_profile_changes_nothing(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown demo profile"):
         demo.prepare(tmp_path / "kept", profile="huge")
     assert (tmp_path / "kept").is_dir()
+
+
+def test_the_demo_s_charts_show_thirty_counted_days_of_sends_and_failures(built: Built) -> None:
+    # Its history's past hours are rolled up as the dispatchers' runs would have done: the dashboard's
+    # 30-day view counts every day, and the last 24 hours show sends and failures.
+    from writeback_console.store import charts
+    from writeback_console.store.engine import make_engine, make_session_factory
+
+    engine = make_engine(built.folder.db_url)
+    try:
+        with make_session_factory(engine)() as session:
+            month = charts.read_charts(session, built.after, "day", charts.local_zone())
+            day = charts.read_charts(session, built.after, "hour", charts.local_zone())
+    finally:
+        engine.dispose()
+    assert month.sent_and_failed.uncounted is None
+    assert sum(1 for n in month.sent_and_failed.sent if n) >= 25
+    assert sum(day.sent_and_failed.sent) > 0 and sum(day.sent_and_failed.failed) > 0
