@@ -237,10 +237,10 @@ def main(argv: list[str] | None = None) -> int:
             services = start_services(
                 folder.db_url, settings_path=folder.settings, password_store=folder.password_store()
             )
-            console = open_console(services, state_path=Path(tmp) / "window.ini", dispatcher=False)
-            if console.run_watch is not None:
-                # The demo queue has no dispatcher runs: its screens are not about their absence.
-                console.run_watch.stop()
+            # As the demo's own console: it runs the dispatcher (a SQLite file), paused here so that no run
+            # changes the queue between one shot and the next.
+            console = open_console(services, state_path=Path(tmp) / "window.ini", dispatcher=True)
+            console.window.pause_action.setChecked(True)
             window = console.window
             window.resize(width, height)
             window.show()
@@ -249,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
                 take_dialogs(console, args.outdir)
             finally:
                 window.close()
+                console.shut_down()
                 services.close()
         finally:
             simulator.terminate()
