@@ -67,9 +67,22 @@ def add_history(engine: Engine, days: int, per_day: int) -> int:
             ),
             {"last": total - 1, "start": start, "step": step, "top": top},
         )
+        # A dispatcher run a minute, each with the queue as it began: what the depth chart reads.
+        runs = days * 1440
+        run_at = at.replace(":start + i * :step", ":start + i * 60")
+        conn.execute(
+            text(
+                f"{numbers} INSERT INTO dispatcher_run (dispatcher, started_at, finished_at,"
+                " interval_seconds, result, summary, claimed, sent, failed, waiting_new, waiting_scheduled,"
+                f" waiting_error, oldest_waiting_at) SELECT 'bench:1', {run_at}, {run_at}, 60, 'ok', 'bench',"
+                f" 0, 0, 0, i % 500, i % 7, i % 40, {run_at} FROM {source}"
+            ),
+            {"last": runs - 1, "start": start},
+        )
         if not sqlite:
             conn.exec_driver_sql("ANALYZE writeback_event")
             conn.exec_driver_sql("ANALYZE attempt")
+            conn.exec_driver_sql("ANALYZE dispatcher_run")
     return total
 
 
