@@ -273,9 +273,11 @@ class _Demo:
         self.gone: dict[int, float] = {}  # who unsubscribed or bounced, and when
         self.left: list[tuple[float, Person]] = []  # unsubscribes, some of whom resubscribe
         self.failures: dict[tuple[int, bool], Failure | None] = {}
-        # Three days before the last run someone at the association set the Interests activity code
-        # inactive in Personify360 for five hours; it is active again, so those rows go once retried.
-        self.code_off = (self.last_run - 3 * 86400, self.last_run - 3 * 86400 + 5 * 3600)
+        # On the morning three days before the last run someone at the association set the Interests
+        # activity code inactive in Personify360 for five hours (8:00 to 13:00, office hours, so that
+        # every account has rows that failed); it is active again, so those rows go once retried.
+        off = at_eastern(eastern(self.last_run) - timedelta(days=3), 8)
+        self.code_off = (off, off + 5 * 3600)
         self.retries: list[tuple[float, list[Arrival]]] = []  # yesterday's bulk retry: each batch, when
         self.retry_filter: dict[str, Any] = {}  # the filter it recorded
         self.office: list[bool] = []  # per hour since the start: office hours (the console runs some runs)
