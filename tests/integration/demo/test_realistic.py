@@ -584,3 +584,7 @@ def test_the_demo_a_user_opens_shows_yesterdays_bulk_retry_with_its_rows(built: 
         engine.dispose()
     assert entry.actor == realistic.ADVISOR and entry.row_count == len(linked) > 0
     assert statuses == {Status.SENT.value}
+
+
+def test_the_demo_batches_a_retry_of_all_matching_rows_as_the_console_does() -> None:
+    assert realistic.RETRY_BATCH == operations.MATCHING_BATCH
