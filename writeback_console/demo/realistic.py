@@ -20,12 +20,16 @@ What each part models (plain data made into rows; times are seconds since the ep
   hours), so what arrived since is New. A row that fails used its three attempts ten minutes apart,
   with the message this project's dispatcher records for it against this simulator (:class:`_Answers`).
   Staff schedule each mailing's activity for 6:00 three days after it was sent.
+- **Yesterday's bulk retry** (:meth:`_Demo.bulk_retry`): at about 10:20 an advisor retried all the
+  Interests rows of one account that failed while the activity code was inactive (Retry all matching, as
+  ``operations.act_on_matching`` does it: one audit entry a batch, with the list's filter); the next run
+  sent them. The other accounts' rows of that morning are still Error, for the user to retry.
 - **Personify360** (:func:`write_simulator`): every member but the merged-away records, and the
   activities of the Sent writebacks of the last 30 days and of the mailing activity of the last 7.
 
 Times of day are US Eastern (the association's office), with daylight saving time.
 
-Longer than most modules (about 800 lines) on purpose: it is one model whose parts draw from the same
+Longer than most modules (about 900 lines) on purpose: it is one model whose parts draw from the same
 people, mailings and runs; the fast writing of its rows is in ``bulk.py``.
 """
 
@@ -38,6 +42,7 @@ import multiprocessing as mp
 import random
 import threading
 from bisect import bisect
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -51,6 +56,7 @@ from writeback_console.demo import seed
 from writeback_console.demo.bulk import Fork, Part, columns_of, literal, part_of, stage, write_queue
 from writeback_console.dispatch.send import choose_constituent
 from writeback_console.domain import DEFAULT_MAX_ATTEMPTS, Kind, Status, mailing_activity_error, utcnow
+from writeback_console.error_groups import error_reason
 from writeback_console.personify import client, errors
 from writeback_console.personify.mapping import ActivityMapping, ActivitySource, MailingFacts, build_activity
 from writeback_console.personify.values import Constituent as Found
@@ -58,6 +64,7 @@ from writeback_console.settings import AppSettings
 from writeback_console.sim import store, wcf
 from writeback_console.sim.odata_filter import datetime_to_storage
 from writeback_console.store import models as m
+from writeback_console.store.listing import WritebackFilter
 
 #: 20,000 writebacks in 90 days, some 220 a day: the preference centre of 40,000 members and the answers
 #: to about 40 mailings. Two hours of them (and an alert's bounces) are a few hundred: one run's work.
@@ -66,6 +73,10 @@ MEMBERS, PROSPECTS, HOUSEHOLDS, MERGED = 40_000, 2_000, 60, 240
 DAYS, INTERVAL, STOPPED, HISTORY_DAYS, MAILING_HISTORY_DAYS = 90, 600, 2 * 3600, 30, 7
 HEADLESS, CONSOLE = "p360-dispatch-01:4242", "ANNS-LAPTOP:8123"
 STAFF, IMPORTER = "ann.miller@ANNS-LAPTOP", "svc-informz@p360-dispatch-01"
+ADVISOR = "dana.reyes@DANAS-PC"
+#: Rows per transaction, and so per audit entry, of a retry of all matching rows (``MATCHING_BATCH`` of
+#: ``operations``, which the demo does not import).
+RETRY_BATCH = 1_000
 #: Per recipient: a hard bounce, an open (a fifth of which click), an unsubscribe, an interest change.
 BOUNCE, OPEN, UNSUBSCRIBE, INTEREST = 0.01, 0.38, 0.0025, 0.004
 BACKGROUND = ((Kind.INTERESTS, 74), (Kind.UNSUBSCRIBE, 16), (Kind.RESUBSCRIBE, 6), (Kind.INVALID_EMAIL, 4))
@@ -167,6 +178,8 @@ class Arrival:
     at: Any = None  # ``created`` as stored
     failure: Failure | None = None
     runs: list[Run] = field(default_factory=list)
+    retried: float = 0.0  # when a person retried it once its attempts were used up (0: never)
+    resent: Run | None = None  # the attempt that retry granted
 
 
 @dataclass(slots=True)
@@ -217,11 +230,9 @@ class _Answers:
         reasons, _ = store.save_activity(self.probe, new)
         return self.refused(reasons) if reasons else None
 
-    def inactive(self, source: ActivitySource) -> Failure:
-        """What a Save of this activity is answered with while its activity code is set inactive."""
-        return self.refused(
-            [f"Activity Code '{build_activity(source, self.mapping)['ActivityCode']}' is inactive."]
-        )
+    def inactive(self, kind: Kind) -> Failure:
+        """What a Save of an activity of this kind is answered with while its activity code is inactive."""
+        return self.refused([f"Activity Code '{self.mapping.codes[kind]}' is inactive."])
 
     def refused(self, reasons: list[str]) -> Failure:
         """The validation issue Personify360 answers with for these reasons, as the dispatcher records it."""
@@ -262,9 +273,13 @@ class _Demo:
         self.gone: dict[int, float] = {}  # who unsubscribed or bounced, and when
         self.left: list[tuple[float, Person]] = []  # unsubscribes, some of whom resubscribe
         self.failures: dict[tuple[int, bool], Failure | None] = {}
-        # Three days before the last run someone at the association set the Interests activity code
-        # inactive in Personify360 for five hours; it is active again, so those rows go once retried.
-        self.code_off = (self.last_run - 3 * 86400, self.last_run - 3 * 86400 + 5 * 3600)
+        # On the morning three days before the last run someone at the association set the Interests
+        # activity code inactive in Personify360 for five hours (8:00 to 13:00, office hours, so that
+        # every account has rows that failed); it is active again, so those rows go once retried.
+        off = at_eastern(eastern(self.last_run) - timedelta(days=3), 8)
+        self.code_off = (off, off + 5 * 3600)
+        self.retries: list[tuple[float, list[Arrival]]] = []  # yesterday's bulk retry: each batch, when
+        self.retry_filter: dict[str, Any] = {}  # the filter it recorded
         self.office: list[bool] = []  # per hour since the start: office hours (the console runs some runs)
         columns = "writeback_id recipient_id ref status attempts sent_at activity_id last_error updated_at"
         self.deliveries = part_of(m.Delivery, columns, {"uncertain": False, "lease_token": 0})
@@ -453,9 +468,7 @@ class _Demo:
         found = self.failures[key]
         if found is None and a.kind is Kind.INTERESTS and self.code_off[0] <= a.created < self.code_off[1]:
             # The Save itself was refused while the code was inactive, whoever the writeback was for.
-            when = datetime.fromtimestamp(a.occurred, UTC)
-            who = (a.kind, "WB-0000000000", a.account, a.person.email, when, a.person.master or "", 0)
-            return self.answers.inactive(ActivitySource(*who, **a.payload))
+            return self.answers.inactive(a.kind)
         return found
 
     def decide(self, members: list[Person], prospects: list[Person], sends: list[Send]) -> list[Item]:
@@ -477,6 +490,7 @@ class _Demo:
             self.runs(wid, item)
             item.at, item.ref = self.t(item.created), self.refs()
             self.history(item)
+        self.bulk_retry(items)
         if self.answers.probe:
             self.answers.probe.close()
         return items
@@ -491,6 +505,50 @@ class _Demo:
             if end > self.now - HISTORY_DAYS * 86400:
                 what = (a.kind.value, a.ref, a.account, a.person.email, a.occurred, a.person.master)
                 self.activities.append((len(self.activities) + 1, *what, a.payload, end))
+
+    def bulk_retry(self, items: list[Item]) -> None:
+        """Yesterday at about 10:20 an advisor opened the inactive code's reason from Top errors, narrowed
+        the list to the Interests rows of the account with the most of them, and chose Retry all matching;
+        the dispatcher's next run sent them. What the retry wrote is ``operations.act_on_matching``'s: one
+        audit entry per batch, with the list's filter; each row New, granted one more attempt."""
+        reason = error_reason(self.answers.inactive(Kind.INTERESTS)[0])
+        at = at_eastern(eastern(self.last_run) - timedelta(days=1), 10, 20) + self.rng.random() * 60
+        retryable = [
+            a
+            for a in items
+            if isinstance(a, Arrival) and a.kind is Kind.INTERESTS and a.failure
+            and len(a.runs) == DEFAULT_MAX_ATTEMPTS and a.runs[-1][1] < at
+            and error_reason(a.failure[0]) == reason
+        ]  # fmt: skip
+        if not retryable:
+            return
+        by_account = Counter(a.account for a in retryable)
+        account = max(sorted(by_account), key=by_account.__getitem__)
+        flt = WritebackFilter(
+            statuses=frozenset({Status.ERROR}),
+            kinds=frozenset({Kind.INTERESTS}),
+            accounts=frozenset({account}),
+            error_text=reason,
+        )
+        self.retry_filter = {**json.loads(json.dumps(flt.to_json())), "matching": True}
+        rows = [a for a in retryable if a.account == account]  # in id order, as each batch is chosen
+        for first in range(0, len(rows), RETRY_BATCH):
+            self.retries.append((at, rows[first : first + RETRY_BATCH]))
+            for a in self.retries[-1][1]:
+                a.retried = at
+            at += 0.05  # a batch is one transaction
+        for a in rows:
+            start = self.run_after(a.retried) + self.rng.random() * 20
+            end = start + 0.05 + self.rng.random() * 0.4
+            a.resent = (start, end, self.dispatcher_at(start), self.t(start), self.t(end))
+            what = (a.kind.value, a.ref, a.account, a.person.email, a.occurred, a.person.master)
+            self.activities.append((len(self.activities) + 1, *what, a.payload, end))
+
+    def dispatcher_at(self, start: float) -> str:
+        """Who ran the run that started at ``start``: in office hours the console on Ann's laptop ran a
+        third of them."""
+        office = self.office[int((start - self.start) // 3600)] if self.office else False
+        return CONSOLE if office and int(start // INTERVAL) % 3 == 0 else HEADLESS
 
     def run_after(self, moment: float) -> float:
         """When the run that claims a row that arrived at ``moment`` starts."""
@@ -523,10 +581,8 @@ class _Demo:
             if start > self.last_run:
                 return
         for _ in range(DEFAULT_MAX_ATTEMPTS if item.failure else 1):
-            office = self.office[int((start - self.start) // 3600)] if self.office else False
-            by = CONSOLE if office and int(start // INTERVAL) % 3 == 0 else HEADLESS
             end = start + took + rand() * 0.4
-            item.runs.append((start, end, by, self.t(start), self.t(end)))
+            item.runs.append((start, end, self.dispatcher_at(start), self.t(start), self.t(end)))
             start, took = start + INTERVAL, 0.05
 
     # --------------------------------------------------------------------------------------- the rows
@@ -540,6 +596,9 @@ class _Demo:
             m.Writeback, f"{WHO} sent_at changed_by", rest, status="sent", attempts=1, lease_token=1
         )
         sent.constants["last_http_status"] = 200
+        again = {"attempts": DEFAULT_MAX_ATTEMPTS + 1, "max_attempts": DEFAULT_MAX_ATTEMPTS + 1}
+        resent = part_of(m.Writeback, " ".join(sent.columns), sent.constants, **again)
+        resent.constants["lease_token"] = DEFAULT_MAX_ATTEMPTS + 1
         failed = f"{WHO} next_attempt_at last_error last_http_status changed_by"
         error = part_of(m.Writeback, failed, rest, status="error", attempts=3, lease_token=3)
         columns = " ".join(c for c in columns_of(m.Writeback) if c not in AT_REST)
@@ -549,6 +608,9 @@ class _Demo:
         tried.constants["response_excerpt"] = None
         columns = "writeback_id number started_at finished_at outcome http_status message response_excerpt"
         self.tries = part_of(m.Attempt, f"{columns} dispatcher", {"counted": True, "manual": False})
+        # The attempt a person's retry granted: manual, as the claim marks one beyond the automatic ones.
+        granted = part_of(m.Attempt, " ".join(tried.columns), tried.constants, manual=True)
+        granted.constants["number"] = DEFAULT_MAX_ATTEMPTS + 1
         self.audit = part_of(
             m.AuditEvent, "id at action detail", {"actor": STAFF, "row_count": 1}, filter=None
         )
@@ -563,6 +625,14 @@ class _Demo:
                 new.rows.append((*head, master, master and 0, pay(a.payload), t(a.occurred), a.at, a.at))
                 continue
             by, ended = a.runs[-1][2], a.runs[-1][4]
+            if a.resent is not None and a.failure:  # failed three times, a person retried it, then sent
+                self.attempts(a.id, a.runs, "error", a.failure)
+                _, _, by, started, ended = a.resent
+                granted.rows.append((a.id, started, ended, by))
+                resent.rows.append(
+                    (*head, p.master, 0, pay(a.payload), t(a.occurred), a.at, ended, ended, by)
+                )
+                continue
             if a.failure is None:  # the constituent an email led to is kept with the row
                 tried.rows.append((a.id, a.runs[0][3], ended, by))
                 sent.rows.append((*head, p.master, 0, pay(a.payload), t(a.occurred), a.at, ended, ended, by))
@@ -570,7 +640,15 @@ class _Demo:
             self.attempts(a.id, a.runs, "error", a.failure)
             row = (*head, master, master and 0, pay(a.payload), t(a.occurred), a.at, ended)
             error.rows.append((*row, ended, a.failure[0], a.failure[1], by))
-        parts = [new, sent, error, self.mailing, tried, self.tries, self.deliveries, self.audit, self.notes]
+        retry = {"actor": ADVISOR, "action": "retry", "filter": self.j(self.retry_filter)}
+        retried = part_of(m.AuditEvent, "id at row_count", retry, detail=self.j({"granted_attempts": 1}))
+        for at, batch in self.retries:
+            retried.rows.append((len(self.audit.rows) + len(retried.rows) + 1, t(at), len(batch)))
+            self.notes.rows.extend((retried.rows[-1][0], a.id, a.ref) for a in batch)
+        parts = [
+            *(new, sent, resent, error, self.mailing, tried, self.tries, granted, self.deliveries),
+            *(self.audit, retried, self.notes),
+        ]
         return [*parts, self.dispatcher_runs(items)]
 
     def dispatcher_runs(self, items: list[Item]) -> Part:
@@ -703,6 +781,13 @@ class _Demo:
         cancelled = part_of(e, "writeback_id at", cancel)
         claims = [part_of(e, claim, {"to_status": "processing", "attempt": n}) for n in (1, 2, 3)]
         ends = [part_of(e, end, {"from_status": "processing", "attempt": n}) for n in (1, 2, 3)]
+        # A person's retry and the attempt it granted come after the three automatic ones.
+        used = DEFAULT_MAX_ATTEMPTS
+        retry = {"from_status": "error", "to_status": "new", "actor": ADVISOR, "attempt": used}
+        retried = part_of(e, "writeback_id at", retry)
+        reclaimed = part_of(e, "writeback_id at actor", {"from_status": "new", "to_status": "processing"})
+        resent = part_of(e, "writeback_id at actor", {"from_status": "processing", "to_status": "sent"})
+        reclaimed.constants["attempt"] = resent.constants["attempt"] = used + 1
         for item in items:
             if isinstance(item, Send):
                 wid, first, after = item.id_in_queue, "scheduled", item.status.value
@@ -715,7 +800,13 @@ class _Demo:
             for n, (_, _, by, started, ended) in enumerate(item.runs):
                 claims[n].rows.append((wid, "error" if n else first, started, by))
                 ends[n].rows.append((wid, after, ended, by))
-        return [queued, cancelled, *(part for pair in zip(claims, ends, strict=True) for part in pair)]
+            if isinstance(item, Arrival) and item.resent is not None:
+                _, _, by, started, ended = item.resent
+                retried.rows.append((wid, self.t(item.retried)))
+                reclaimed.rows.append((wid, started, by))
+                resent.rows.append((wid, ended, by))
+        pairs = (part for pair in zip(claims, ends, strict=True) for part in pair)
+        return [queued, cancelled, *pairs, retried, reclaimed, resent]
 
 
 def _recipient(

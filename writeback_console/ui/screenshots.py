@@ -9,7 +9,6 @@ them on the dark palette (each file named ``…-dark.png``); ``--size 1024x700``
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import sys
 import tempfile
@@ -23,7 +22,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 from PySide6.QtCore import QEventLoop
 from PySide6.QtWidgets import QApplication, QWidget
 
-from writeback_console.domain import Status
+from writeback_console.domain import AuditAction, Status
 from writeback_console.ui import theme
 from writeback_console.ui.composition_root import make_application
 from writeback_console.ui.console import Console
@@ -117,22 +116,17 @@ def take(window: MainWindow, out: Path) -> list[Path]:
 
 
 def take_audit_log(window: MainWindow, out: Path) -> list[Path]:
-    """The Audit log after a retry of every retryable Error row (in batches, as an advisor's would be)."""
-    from writeback_console import operations
-    from writeback_console.store import listing
-    from writeback_console.store.rows import QueueError
-
-    flt = listing.WritebackFilter(statuses=frozenset({Status.ERROR}))
-    # With nothing to retry, the log shows what there is.
-    with contextlib.suppress(QueueError):
-        operations.act_on_matching(window.factory, flt, "retry", actor="advisor@desk", batch_size=25)
+    """The Audit log with the demo's bulk retry of yesterday selected: who retried, the filter of the
+    list they retried all matching rows of, and those rows (else the newest entry with rows)."""
     window.show_page(PAGE_AUDIT)
     page = window.audit_log
     page.refresh()
     wait_until(lambda: not page.model.loading and bool(page.model.entries))
-    row = next((n for n, e in enumerate(page.model.entries) if e.rows_listed), 0)
+    entries = page.model.entries
+    listed = [n for n, e in enumerate(entries) if e.rows_listed]
+    row = next((n for n in listed if entries[n].action is AuditAction.RETRY), listed[0] if listed else 0)
     page.table.selectRow(row)
-    wait_until(lambda: page.entry_pane.rows.count() > 0 or not page.model.entries[row].rows_listed)
+    wait_until(lambda: page.entry_pane.rows.count() > 0 or not entries[row].rows_listed)
     return [save(window, out / "audit-log.png")]
 
 

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
@@ -19,14 +19,16 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
 
+from tests.helpers.fixtures import BACKENDS, create_pg_database, drop_pg_database
 from writeback_console import demo, operations
 from writeback_console.demo import realistic
 from writeback_console.dispatch.cycle import run_cycle
-from writeback_console.domain import Kind, Status
+from writeback_console.domain import AuditAction, Kind, Status
 from writeback_console.personify.client import PersonifyClient
 from writeback_console.sim import store as sim_store
-from writeback_console.store import listing
+from writeback_console.store import audit_log, audit_trail, history, listing
 from writeback_console.store.engine import make_engine, make_session_factory
 from writeback_console.store.migrate import upgrade
 from writeback_console.store.models import Attempt, MailingRecipient, Writeback
@@ -407,3 +409,200 @@ def test_the_demo_s_charts_show_thirty_counted_days_of_sends_and_failures(built:
     assert month.sent_and_failed.uncounted is None
     assert sum(1 for n in month.sent_and_failed.sent if n) >= 25
     assert sum(day.sent_and_failed.sent) > 0 and sum(day.sent_and_failed.failed) > 0
+
+
+# --- yesterday's bulk retry --------------------------------------------------------------------------
+
+#: The message of an Interests writeback sent while the code was inactive, and its reason on Top errors.
+INACTIVE, INACTIVE_REASON = "Activity Code 'INFORMZ_IPM' is inactive.", "Activity Code … is inactive."
+#: A Thursday afternoon: the last run was at 12:00 Eastern, the retry on Wednesday morning, and the code
+#: was inactive on Monday morning.
+RETRY_DEMO_NOW = datetime(2026, 12, 10, 19, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class RetryDemo:
+    factory: sessionmaker[Session]
+    simulator: Path
+    now: datetime
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def retry_demo(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RetryDemo]:
+    """A demo of 6,000 writebacks at a fixed time, on SQLite and on PostgreSQL (read only by the tests)."""
+    folder = tmp_path_factory.mktemp("retry-demo")
+    sqlite = request.param == "sqlite"
+    url = f"sqlite:///{folder / 'queue.sqlite3'}" if sqlite else create_pg_database("wbdemo")
+    engine = make_engine(url)
+    try:
+        simulator = folder / "simulator.sqlite3"
+        realistic.seed_realistic(engine, simulator, 6_000, now=RETRY_DEMO_NOW, schema=lambda: upgrade(engine))
+        yield RetryDemo(make_session_factory(engine), simulator, RETRY_DEMO_NOW)
+    finally:
+        engine.dispose()
+        if not sqlite:
+            drop_pg_database(url)
+
+
+def retry_entries(session: Session, now: datetime) -> list[audit_log.AuditEntry]:
+    """The retries of the last two days, as the Audit log page and `audit --since 2d --action retry` ask."""
+    flt = audit_log.AuditFilter(actions=frozenset({AuditAction.RETRY}), since=now - timedelta(days=2))
+    return audit_log.audit_page(session, flt).entries
+
+
+def code_inactive_rows(session: Session) -> Mapping[int, Writeback]:
+    """Every Interests writeback whose first attempt was refused because the code was inactive."""
+    query = (
+        select(Writeback)
+        .join(Attempt, Attempt.writeback_id == Writeback.id)
+        .where(Writeback.kind == Kind.INTERESTS.value, Attempt.number == 1, Attempt.message == INACTIVE)
+    )
+    return {row.id: row for row in session.scalars(query)}
+
+
+def test_yesterday_an_advisor_retried_all_matching_code_inactive_interests_of_the_busiest_account(
+    retry_demo: RetryDemo,
+) -> None:
+    with retry_demo.factory() as session:
+        [entry] = retry_entries(session, retry_demo.now)
+        linked = audit_log.event_rows(session, entry.id, limit=1_000)
+        failed = {wid: row.account for wid, row in code_inactive_rows(session).items()}
+        last_run = session.execute(select(func.max(Attempt.started_at))).scalar_one()
+    per_account = Counter(failed.values())
+    busiest = per_account.most_common(1)[0][0]
+    assert len(per_account) >= 2 and per_account[busiest] > max(
+        n for a, n in per_account.items() if a != busiest
+    )
+    assert entry.actor == realistic.ADVISOR
+    assert entry.filter == {
+        "statuses": ["error"],
+        "kinds": ["interests"],
+        "accounts": [busiest],
+        "error_text": INACTIVE_REASON,
+        "matching": True,
+    }
+    assert audit_trail.filter_words(entry.filter) == (
+        f'all matching: status=error, kind=interests, account={busiest}, error contains "{INACTIVE_REASON}"'
+    )
+    assert entry.detail == {"granted_attempts": 1}
+    # Every row it retried is linked, and only those: one account's code-inactive Interests rows.
+    assert linked.next_after is None and all(r.in_queue for r in linked.rows)
+    assert [r.writeback_id for r in linked.rows] == sorted(w for w, a in failed.items() if a == busiest)
+    assert entry.row_count == len(linked.rows) == per_account[busiest]
+    # At about 10:20 Eastern on the day before the dispatcher's last run.
+    retried, last = realistic.eastern(entry.at.timestamp()), realistic.eastern(last_run.timestamp())
+    assert retried.date() == last.date() - timedelta(days=1) and (retried.hour, retried.minute) == (10, 20)
+
+
+def test_the_rows_retried_yesterday_were_sent_by_the_next_run_in_a_fourth_attempt(
+    retry_demo: RetryDemo,
+) -> None:
+    with retry_demo.factory() as session:
+        [entry] = retry_entries(session, retry_demo.now)
+        ids = [r.writeback_id for r in audit_log.event_rows(session, entry.id, limit=1_000).rows]
+        rows = {wid: session.get(Writeback, wid) for wid in ids}
+        tries = {
+            wid: session.scalars(
+                select(Attempt).where(Attempt.writeback_id == wid).order_by(Attempt.number)
+            ).all()
+            for wid in ids
+        }
+        events = {wid: history.events_of(session, wid) for wid in ids}
+        trails = {wid: audit_trail.audit_of(session, wid) for wid in ids}
+    with sqlite3.connect(retry_demo.simulator) as sim:
+        activities = {
+            wid: sim.execute(
+                "SELECT MASTER_CUSTOMER_ID, ACTIVITY_CODE FROM CUS_ACTIVITY WHERE ACTIVITY_TEXT LIKE ?",
+                (f"%[ref {row.ref}]" if row else "",),
+            ).fetchall()
+            for wid, row in rows.items()
+        }
+    assert ids
+    for wid in ids:
+        row, fourth = rows[wid], tries[wid][-1]
+        assert row is not None
+        assert (row.status, row.attempts, row.max_attempts) == (Status.SENT.value, 4, 4), wid
+        assert (row.last_error, row.last_http_status, row.next_attempt_at, row.locked_by) == (
+            None,
+            200,
+            None,
+            None,
+        )
+        assert row.sent_at == row.updated_at == fourth.finished_at and row.changed_by == fourth.dispatcher
+        assert [(a.number, a.outcome, a.message, a.manual) for a in tries[wid]] == [
+            *((n, "error", INACTIVE, False) for n in (1, 2, 3)),
+            (4, "sent", "saved", True),
+        ]
+        # The fourth attempt came after the retry, in the dispatcher's next run.
+        assert entry.at < fourth.started_at < entry.at + timedelta(seconds=realistic.INTERVAL + 30)
+        chain = [(e.from_status, e.to_status, e.attempt) for e in events[wid]]
+        new, processing, error, sent = Status.NEW, Status.PROCESSING, Status.ERROR, Status.SENT
+        assert chain == [
+            (None, new, 0),
+            (new, processing, 1),
+            (processing, error, 1),
+            (error, processing, 2),
+            (processing, error, 2),
+            (error, processing, 3),
+            (processing, error, 3),
+            (error, new, 3),
+            (new, processing, 4),
+            (processing, sent, 4),
+        ]
+        assert [e.at for e in events[wid]] == sorted(e.at for e in events[wid])
+        by_person, claim, outcome = events[wid][-3:]
+        assert (by_person.at, by_person.actor) == (entry.at, realistic.ADVISOR)
+        assert (claim.at, outcome.at) == (fourth.started_at, fourth.finished_at)
+        assert claim.actor == outcome.actor == fourth.dispatcher
+        # Its timeline shows the retry in the words of any bulk retry.
+        assert [audit_trail.entry_words(t) for t in trails[wid]] == [
+            f"retry ({len(ids)} rows) {audit_trail.filter_words(entry.filter)}; granted_attempts=1"
+        ]
+        # Personify360 has its activity, on the constituent the row names.
+        assert activities[wid] == [(row.master_customer_id, "INFORMZ_IPM")], row.ref
+
+
+def test_the_other_accounts_code_inactive_rows_are_still_error_and_may_be_retried(
+    retry_demo: RetryDemo,
+) -> None:
+    with retry_demo.factory() as session:
+        [entry] = retry_entries(session, retry_demo.now)
+        assert entry.filter is not None
+        left = {
+            wid: row
+            for wid, row in code_inactive_rows(session).items()
+            if row.account not in entry.filter["accounts"]
+        }
+    assert left
+    assert {(r.status, r.attempts, r.max_attempts, r.last_error) for r in left.values()} == {
+        (Status.ERROR.value, 3, 3, INACTIVE)
+    }
+    # The user's own retry of the reason finds exactly them.
+    flt = listing.WritebackFilter(
+        statuses=frozenset({Status.ERROR}), kinds=frozenset({Kind.INTERESTS}), error_text=INACTIVE_REASON
+    )
+    preview = operations.preview_matching(retry_demo.factory, flt, "retry", sample=1_000)
+    assert preview.count == len(left) and {r.id for r in preview.sample} == set(left)
+
+
+def test_the_demo_a_user_opens_shows_yesterdays_bulk_retry_with_its_rows(built: Built) -> None:
+    engine = make_engine(built.folder.db_url)
+    try:
+        with make_session_factory(engine)() as session:
+            [entry] = retry_entries(session, built.after)
+            linked = audit_log.event_rows(session, entry.id, limit=1_000).rows
+            statuses = set(
+                session.scalars(
+                    select(Writeback.status).where(Writeback.id.in_([r.writeback_id for r in linked]))
+                )
+            )
+    finally:
+        engine.dispose()
+    assert entry.actor == realistic.ADVISOR and entry.row_count == len(linked) > 0
+    assert statuses == {Status.SENT.value}
+
+
+def test_the_demo_batches_a_retry_of_all_matching_rows_as_the_console_does() -> None:
+    assert realistic.RETRY_BATCH == operations.MATCHING_BATCH
