@@ -47,7 +47,7 @@ def add_history(engine: Engine, days: int, per_day: int) -> int:
         else:
             numbers = ""
             at = "to_timestamp(:start + i * :step)"
-            source = "generate_series(0, :last) AS n(i)"
+            source = "generate_series(0::bigint, :last) AS n(i)"
         status = "CASE WHEN i % 20 = 0 THEN 'error' WHEN i % 2 = 1 THEN 'sent' ELSE 'processing' END"
         conn.execute(
             text(
