@@ -139,7 +139,9 @@ GRANT INSERT (
 ) ON dispatcher_run TO writeback_dispatcher;
 -- Keeping the table of runs small: only runs older than the policy's 30 days (store.runs keeps 35).
 GRANT DELETE ON dispatcher_run TO writeback_dispatcher;
-GRANT INSERT, UPDATE ON chart_hour, chart_rollup TO writeback_dispatcher;
+-- The charts' rollup only adds hours (and moves its mark): an hour counted stays as counted.
+GRANT INSERT ON chart_hour TO writeback_dispatcher;
+GRANT INSERT, UPDATE ON chart_rollup TO writeback_dispatcher;
 
 -- Folding the status counts (the dispatcher after each run, a prune at its end). The triggers write the
 -- deltas themselves.
@@ -186,6 +188,20 @@ ALTER TABLE audit_event ENABLE ROW LEVEL SECURITY;
 ALTER TABLE audit_event_row ENABLE ROW LEVEL SECURITY;
 ALTER TABLE setting ENABLE ROW LEVEL SECURITY;
 ALTER TABLE dispatcher_run ENABLE ROW LEVEL SECURITY;
+ALTER TABLE attempt ENABLE ROW LEVEL SECURITY;
+
+-- attempt: the history of failures is kept; a dispatcher closes (or, never sent, drops) an open attempt
+-- only ----------------------------------------------------------------------------------------------
+
+DROP POLICY IF EXISTS attempt_read ON attempt;
+CREATE POLICY attempt_read ON attempt FOR SELECT TO writeback_support, writeback_dispatcher USING (true);
+DROP POLICY IF EXISTS attempt_add ON attempt;
+CREATE POLICY attempt_add ON attempt FOR INSERT TO writeback_dispatcher WITH CHECK (outcome IS NULL);
+DROP POLICY IF EXISTS attempt_close ON attempt;
+CREATE POLICY attempt_close ON attempt FOR UPDATE TO writeback_dispatcher
+    USING (outcome IS NULL) WITH CHECK (true);
+DROP POLICY IF EXISTS attempt_drop_unsent ON attempt;
+CREATE POLICY attempt_drop_unsent ON attempt FOR DELETE TO writeback_dispatcher USING (outcome IS NULL);
 
 -- dispatcher_run: every run is read; a dispatcher adds its own and deletes only month-old ones ----------
 
@@ -290,5 +306,72 @@ DROP POLICY IF EXISTS setting_daily_prune_claim ON setting;
 CREATE POLICY setting_daily_prune_claim ON setting FOR UPDATE TO writeback_dispatcher
     USING (account = '*' AND key = 'retention_last_prune')
     WITH CHECK (account = '*' AND key = 'retention_last_prune');
+
+
+-- ---------------------------------------------------------------------------------------------------
+-- Transitions. A policy sees a row before or after a change, never both, and a user's policies add up
+-- (an advisor has staff's too), so what each role may turn a writeback into is checked here, on the
+-- change itself. The owner (migrations, a console run as the owner) is not checked.
+--   dispatcher: claim (New, Scheduled or Error to Processing, using one attempt); from Processing its
+--     record, put-back or recovery (not Cancelled or Discarded; the claim's attempt kept or given back);
+--   staff: mailing activity between New and Scheduled, or cancelled;
+--   advisor: a retry (Discarded, or Error with its attempts used up, to New with exactly one more) and a
+--     discard (Error to Discarded);
+--   anyone: a change that leaves the status, attempts and sent time as they were (a lease renewal).
+
+CREATE OR REPLACE FUNCTION writeback_role_guard() RETURNS trigger
+LANGUAGE plpgsql
+SET search_path = pg_catalog, public
+AS $$
+DECLARE
+    same_count boolean := NEW.attempts = OLD.attempts AND NEW.max_attempts = OLD.max_attempts;
+BEGIN
+    IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+        OR pg_has_role(current_user, (SELECT relowner FROM pg_class WHERE oid = TG_RELID), 'USAGE') THEN
+        RETURN NEW;
+    END IF;
+    IF NEW.status = OLD.status AND same_count AND NEW.sent_at IS NOT DISTINCT FROM OLD.sent_at THEN
+        RETURN NEW;
+    END IF;
+    IF pg_has_role(current_user, 'writeback_dispatcher', 'USAGE') AND NEW.max_attempts = OLD.max_attempts
+    THEN
+        IF NEW.status = 'processing' AND OLD.status IN ('new', 'scheduled', 'error')
+            AND NEW.attempts = OLD.attempts + 1 THEN
+            RETURN NEW;
+        END IF;
+        IF OLD.status = 'processing'
+            AND NEW.status IN ('new', 'scheduled', 'error', 'sent', 'no_remote_recipients', 'processing')
+            AND NEW.attempts IN (OLD.attempts, OLD.attempts - 1) THEN
+            RETURN NEW;
+        END IF;
+    END IF;
+    IF pg_has_role(current_user, 'writeback_staff', 'USAGE') AND same_count
+        AND NEW.kind = 'mailing_activity' AND OLD.status IN ('new', 'scheduled')
+        AND NEW.status IN ('new', 'scheduled', 'cancelled') AND NEW.sent_at IS NULL THEN
+        RETURN NEW;
+    END IF;
+    IF pg_has_role(current_user, 'writeback_advisor', 'USAGE') AND NEW.attempts = OLD.attempts
+        AND NEW.sent_at IS NULL THEN
+        IF NEW.status = 'new' AND NEW.max_attempts = OLD.attempts + 1
+            AND (OLD.status = 'discarded' OR (OLD.status = 'error' AND OLD.attempts >= OLD.max_attempts)) THEN
+            RETURN NEW;
+        END IF;
+        IF NEW.status = 'discarded' AND OLD.status = 'error' AND same_count THEN
+            RETURN NEW;
+        END IF;
+    END IF;
+    RAISE EXCEPTION USING
+        ERRCODE = 'insufficient_privilege',
+        MESSAGE = format(
+            'permission denied for table writeback: %s may not change %s from %s to %s (attempts %s of %s to %s of %s)',
+            current_user, OLD.ref, OLD.status, NEW.status,
+            OLD.attempts, OLD.max_attempts, NEW.attempts, NEW.max_attempts
+        );
+END
+$$;
+
+DROP TRIGGER IF EXISTS tr_writeback_role_guard ON writeback;
+CREATE TRIGGER tr_writeback_role_guard BEFORE UPDATE ON writeback
+    FOR EACH ROW EXECUTE FUNCTION writeback_role_guard();
 
 COMMIT;

@@ -5,11 +5,11 @@
 --     psql -v ON_ERROR_STOP=1 -d <queue database> -U <owner> -f roles_rollback.sql
 --
 -- Idempotent, one transaction. It takes every privilege in this schema away from the four roles, drops
--- the policies roles.sql made and switches row-level security off again on their tables. Then it drops
--- each role that nobody else uses: a role kept is named in a NOTICE, because a person still has it
--- (REVOKE it, or DROP ROLE the person) or a role script of another database still grants to it (run
--- this there too). A role kept here has no access to this database any more. The tables, the data and
--- the triggers' functions stay as they are.
+-- the policies and the transition guard (trigger) roles.sql made and switches row-level security off
+-- again on their tables. Then it drops each role that nobody else uses: a role kept is named in a
+-- NOTICE, because a person still has it (REVOKE it, or DROP ROLE the person) or a role script of another
+-- database still grants to it (run this there too). A role kept here has no access to this database any
+-- more. The tables, the data and the triggers' functions of the migrations stay as they are.
 
 BEGIN;
 
@@ -46,7 +46,7 @@ BEGIN
     FOR p IN
         SELECT policyname, tablename FROM pg_policies
         WHERE schemaname = current_schema()
-          AND tablename IN ('writeback', 'audit_event', 'audit_event_row', 'setting')
+          AND tablename IN ('writeback', 'audit_event', 'audit_event_row', 'setting', 'dispatcher_run', 'attempt')
           AND policyname IN (
               'writeback_read', 'writeback_staff_add', 'writeback_staff_change', 'writeback_advisor_add',
               'writeback_advisor_change', 'writeback_advisor_prune', 'writeback_dispatcher_add',
@@ -54,7 +54,9 @@ BEGIN
               'audit_event_read_own', 'audit_event_support_add', 'audit_event_staff_add',
               'audit_event_advisor_add', 'audit_event_dispatcher_add', 'audit_event_row_read',
               'audit_event_row_add', 'setting_read', 'setting_advisor_add', 'setting_advisor_change',
-              'setting_daily_prune_add', 'setting_daily_prune_claim'
+              'setting_daily_prune_add', 'setting_daily_prune_claim', 'dispatcher_run_read',
+              'dispatcher_run_add', 'dispatcher_run_trim', 'attempt_read', 'attempt_add', 'attempt_close',
+              'attempt_drop_unsent'
           )
     LOOP
         EXECUTE format('DROP POLICY %I ON %I', p.policyname, p.tablename);
@@ -67,6 +69,9 @@ ALTER TABLE audit_event DISABLE ROW LEVEL SECURITY;
 ALTER TABLE audit_event_row DISABLE ROW LEVEL SECURITY;
 ALTER TABLE setting DISABLE ROW LEVEL SECURITY;
 ALTER TABLE dispatcher_run DISABLE ROW LEVEL SECURITY;
+ALTER TABLE attempt DISABLE ROW LEVEL SECURITY;
+DROP TRIGGER IF EXISTS tr_writeback_role_guard ON writeback;
+DROP FUNCTION IF EXISTS writeback_role_guard();
 
 -- The roles, the ones that include others first.
 DO $$

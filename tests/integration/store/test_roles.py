@@ -469,3 +469,73 @@ def test_the_trigger_functions_run_as_the_owner_and_the_downgrade_undoes_it(pg_u
     finally:
         engine.dispose()
         drop_pg_database(url)
+
+
+# --- what no role's grants may be bent into --------------------------------------------------------
+
+
+def sent_activity(queue: RoleQueue) -> int:
+    """A mailing's activity the dispatcher sent (staff scheduled it for now): Sent, with its time."""
+    mailing = add_mailing(queue.owner, remote=1)
+    made = operations.schedule_mailing_activity(queue.owner, mailing, at=None, actor="owner")
+    run(queue.owner, datetime.now(UTC))
+    send(queue.owner, made.row.id, datetime.now(UTC))
+    assert status_of(queue, made.row.id) is Status.SENT
+    return made.row.id
+
+
+def test_the_dispatcher_may_not_retry_cancel_or_send_a_row_by_hand(queue: RoleQueue) -> None:
+    # A dispatcher claims, records and puts back; a person's transitions are not its to make, whatever
+    # its column grants allow: no attempts given back, nothing cancelled, nothing Sent without a claim.
+    dispatcher = queue.as_("dispatcher")
+    used_up = exhausted_error(queue)
+    refused(
+        sql,
+        dispatcher,
+        "UPDATE writeback SET attempts = 0, status = 'new', changed_by = 'dana' WHERE id = :id",
+        id=used_up,
+    )
+    (waiting,) = enqueue(queue.owner, item(email="bob@example.org"))
+    refused(sql, dispatcher, "UPDATE writeback SET status = 'cancelled' WHERE id = :id", id=waiting)
+    refused(
+        sql, dispatcher, "UPDATE writeback SET status = 'sent', sent_at = now() WHERE id = :id", id=waiting
+    )
+    # A claim uses an attempt: one that uses none would let a put-back give an attempt back.
+    refused(sql, dispatcher, "UPDATE writeback SET status = 'processing' WHERE id = :id", id=used_up)
+    assert (status_of(queue, used_up), status_of(queue, waiting)) == (Status.ERROR, Status.NEW)
+
+
+def test_the_advisor_may_not_send_a_sent_mailing_activity_again_nor_revive_a_finished_row(
+    queue: RoleQueue,
+) -> None:
+    advisor = queue.as_("advisor")
+    sent = sent_activity(queue)
+    refused(
+        sql,
+        advisor,
+        "UPDATE writeback SET status = 'new', max_attempts = attempts + 1 WHERE id = :id",
+        id=sent,
+    )
+    assert status_of(queue, sent) is Status.SENT
+    used_up = exhausted_error(queue)
+    refused(sql, advisor, "UPDATE writeback SET status = 'cancelled' WHERE id = :id", id=used_up)
+    assert status_of(queue, used_up) is Status.ERROR
+
+
+def test_the_dispatcher_keeps_the_failure_history_and_the_charts_counts(queue: RoleQueue) -> None:
+    dispatcher = queue.as_("dispatcher")
+    used_up = exhausted_error(queue)
+    with queue.owner() as session:
+        before = session.execute(
+            text("SELECT count(*) FROM attempt WHERE writeback_id = :id"), {"id": used_up}
+        )
+        attempts = before.scalar_one()
+    assert sql(dispatcher, "DELETE FROM attempt WHERE writeback_id = :id", id=used_up) == 0
+    assert sql(dispatcher, "UPDATE attempt SET message = 'x' WHERE writeback_id = :id", id=used_up) == 0
+    with queue.owner() as session:
+        after = session.execute(
+            text("SELECT count(*) FROM attempt WHERE writeback_id = :id"), {"id": used_up}
+        )
+        assert after.scalar_one() == attempts
+    refused(sql, dispatcher, "UPDATE chart_hour SET total = 0")
+    refused(sql, dispatcher, "DELETE FROM chart_hour")
