@@ -37,8 +37,14 @@ def part_of(model: type[Any], columns: str, constants: dict[str, Any], **more: A
     return Part(model, named, {k: v for k, v in {**constants, **more}.items() if k not in named})
 
 
+#: The models by table name, for copying a staged table.
+_MODELS: dict[str, type[Any]] = {
+    mapper.class_.__tablename__: mapper.class_ for mapper in m.Base.registry.mappers
+}
+
+
 def columns_of(model: type[Any]) -> list[str]:
-    return [c.name for c in seed._table(model).columns]
+    return seed.stored_columns(model)
 
 
 def literal(value: Any) -> str:
@@ -107,7 +113,7 @@ def write_queue(engine: Engine, parts: list[Part], staged: Callable[[], Path] | 
                 if staged is not None:
                     raw.execute("ATTACH DATABASE ? AS staged", (str(staged()),))
                     for (name,) in raw.execute("SELECT name FROM staged.sqlite_master WHERE type = 'table'"):
-                        columns = ", ".join(m.Base.metadata.tables[name].columns.keys())
+                        columns = ", ".join(seed.stored_columns(_MODELS[name]))
                         copy = f"INSERT INTO {name} ({columns}) SELECT {columns} FROM staged.{name}"
                         conn.exec_driver_sql(copy)
                 for index in dropped:

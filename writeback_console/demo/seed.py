@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Engine, Index, Table, func, insert, select
+from sqlalchemy import Connection, Engine, FetchedValue, Index, Table, func, insert, select
 
 from writeback_console.demo.people import (
     ACCOUNTS,
@@ -517,6 +517,12 @@ def _table(model: type[Any]) -> Table:
     return cast(Table, model.__table__)
 
 
+def stored_columns(model: type[Any]) -> list[str]:
+    """The columns a bulk writer gives values, in table order: all but those the server fills itself
+    (the database user of an audit entry or an event, on PostgreSQL)."""
+    return [c.name for c in _table(model).columns if type(c.server_default) is not FetchedValue]
+
+
 Writer = Callable[[type[Any], list[tuple[Any, ...]]], None]
 
 
@@ -531,7 +537,7 @@ def _aware(value: datetime) -> datetime:
 def _core_writer(conn: Connection) -> Writer:
     def write(model: type[Any], rows: list[tuple[Any, ...]]) -> None:
         if rows:
-            names = [c.name for c in _table(model).columns]
+            names = stored_columns(model)
             conn.execute(
                 insert(model),
                 # Rows without an id of their own get one from the sequence.
@@ -548,7 +554,7 @@ def _sqlite_writer(conn: Connection) -> Writer:
     def write(model: type[Any], rows: list[tuple[Any, ...]]) -> None:
         if rows:
             table = _table(model)
-            names = [c.name for c in table.columns]
+            names = stored_columns(model)
             sql = f"INSERT INTO {table.name} ({', '.join(names)}) VALUES ({', '.join('?' * len(names))})"
             conn.exec_driver_sql(sql, rows)
 

@@ -28,6 +28,8 @@ class EventRow:
     actor: str | None
     #: The row's attempt count after the change.
     attempt: int
+    #: The database user whose change it was (PostgreSQL); None on SQLite and for older events.
+    db_user: str | None = None
 
 
 def events_of(session: Session, writeback_id: int) -> list[EventRow]:
@@ -42,6 +44,7 @@ def events_of(session: Session, writeback_id: int) -> list[EventRow]:
             Status(e.to_status),
             e.actor,
             e.attempt,
+            e.db_user,
         )
         for e in session.scalars(query)
     ]

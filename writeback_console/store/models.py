@@ -394,6 +394,9 @@ class WritebackEvent(Base):
     at: Mapped[datetime] = mapped_column(UTCDateTime())
     actor: Mapped[str | None] = mapped_column(String(200))
     attempt: Mapped[int] = mapped_column(Integer)
+    #: The database user whose change it was (PostgreSQL: ``session_user``, filled by the server, so
+    #: ``actor``, which a writer names itself, can be checked); None on SQLite and before migration 0014.
+    db_user: Mapped[str | None] = mapped_column(String(200), server_default=FetchedValue())
 
     __table_args__ = (
         # The timeline of one row, in order.

@@ -4,5 +4,5 @@ SQLAlchemy; a test holds it to Alembic's own answer."""
 
 from __future__ import annotations
 
-HEAD_REVISION = "0013"
+HEAD_REVISION = "0014"
 VERSION_TABLE = "alembic_version"

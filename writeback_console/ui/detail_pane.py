@@ -193,6 +193,9 @@ def timeline(detail: WritebackDetail) -> list[TimelineEvent]:
     current: AttemptRow | None = None
     for e in detail.events:
         who = e.actor or ""
+        if e.db_user and e.db_user not in who:
+            # What the writer called itself, and the login the database saw make the change.
+            who = f"{who} (database user {e.db_user})" if who else f"database user {e.db_user}"
         if e.from_status is None and who == UPGRADE_ACTOR:
             what = f"{e.to_status.label} when the history began (earlier attempts: Attempts tab)"
             events.append(TimelineEvent(e.at, what, "", ""))

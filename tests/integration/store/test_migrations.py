@@ -245,3 +245,30 @@ def test_0009_puts_in_doubt_the_recipients_of_a_mailing_being_sent_without_chunk
         ).all()
     # The previous version sent them without chunk leases: whatever was not recorded as sent is looked for.
     assert [tuple(d) for d in doubt] == [(1, False, 0, None), (2, True, 0, None), (3, True, 0, None)]
+
+
+def test_0014_leaves_earlier_events_without_a_database_user_and_names_it_for_later_ones(
+    empty_engine: Engine,
+) -> None:
+    upgrade(empty_engine, "0013")
+    at = "'2026-11-01 10:00:00'"
+    with empty_engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO writeback (id, ref, kind, account, email, payload, occurred_at, status, attempts, "
+            "max_attempts, created_at, updated_at, lease_token, interruptions, delivery_uncertain) VALUES "
+            f"(1, 'WB-OLD0000001', 'unsubscribe', 'Main', 'a@b.org', '{{}}', {at}, 'new', 0, 3, {at}, {at}, "
+            "0, 0, false)"
+        )
+    upgrade(empty_engine)
+    with empty_engine.begin() as conn:
+        conn.exec_driver_sql(
+            "UPDATE writeback SET status = 'scheduled', scheduled_for = updated_at WHERE id = 1"
+        )
+        users = conn.exec_driver_sql("SELECT db_user FROM writeback_event ORDER BY id").scalars().all()
+        me = (
+            None
+            if empty_engine.dialect.name == "sqlite"
+            else conn.exec_driver_sql("SELECT session_user").scalar()
+        )
+    # The event of before the upgrade is not put on the migrating user; the one after names the login.
+    assert users == [None, me]

@@ -539,3 +539,21 @@ def test_the_dispatcher_keeps_the_failure_history_and_the_charts_counts(queue: R
         assert after.scalar_one() == attempts
     refused(sql, dispatcher, "UPDATE chart_hour SET total = 0")
     refused(sql, dispatcher, "DELETE FROM chart_hour")
+
+
+def test_the_status_history_names_the_login_that_made_each_change_whatever_the_writer_calls_itself(
+    queue: RoleQueue,
+) -> None:
+    staff = queue.as_("staff")
+    _mailing, wid = scheduled_activity(queue)
+    sql(
+        staff, "UPDATE writeback SET status = 'cancelled', changed_by = 'someone-else' WHERE id = :id", id=wid
+    )
+    with queue.owner() as session:
+        last = session.scalars(
+            select(WritebackEvent)
+            .where(WritebackEvent.writeback_id == wid)
+            .order_by(WritebackEvent.id.desc())
+        ).first()
+    assert last is not None
+    assert (last.to_status, last.actor, last.db_user) == ("cancelled", "someone-else", queue.users["staff"])
