@@ -1,4 +1,5 @@
-"""Import of JSONL files: the whole file is checked first, then written in one transaction or not at all."""
+"""Import of JSONL files: the whole file is checked first, then written in one transaction or not at all,
+with one audit entry linked to every row it added."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ from writeback_console.store.engine import write_transaction
 
 #: How many problems are listed before the rest are only counted.
 MAX_REPORTED = 200
+#: Rows written (and linked to the import's audit entry) per statement.
+IMPORT_BATCH = 2000
 
 
 class ImportRefused(Exception):
@@ -112,7 +115,12 @@ def check_file(path: Path, session: Session, *, now: datetime | None = None) -> 
 
 
 def import_file(
-    path: Path, factory: sessionmaker[Session], *, actor: str, now: datetime | None = None
+    path: Path,
+    factory: sessionmaker[Session],
+    *,
+    actor: str,
+    now: datetime | None = None,
+    batch: int = IMPORT_BATCH,
 ) -> ImportReport:
     """Check ``path``, then queue every writeback in it in one transaction; all or nothing."""
     now = now or utcnow()
@@ -120,23 +128,32 @@ def import_file(
         report = check_file(path, session, now=now)
     digest = hashlib.sha256()
     with write_transaction(factory) as session, path.open("rb") as stream:
-        items = (i for i in _parsed(stream, now, digest) if isinstance(i, WritebackInput))
-        added = lifecycle.enqueue_many(session, items, now=now, actor=actor)
-        if digest.hexdigest() != report.sha256 or added != report.added:
-            # Raising inside the transaction rolls back everything written so far.
-            raise FileChanged(f"{path} changed while it was being imported; nothing was written")
-        audit_trail.record_audit(
+        # The entry first, so each batch links its rows to it as it is added: `audit --ref` of any
+        # imported row finds the import that created it.
+        event_id = audit_trail.record_audit(
             session,
             actor=actor,
             action=AuditAction.IMPORT,
             rows=[],
-            row_count=added,
+            row_count=report.added,
             now=now,
             detail={
                 "file": path.name,
                 "sha256": report.sha256,
-                "added": added,
+                "added": report.added,
                 "by_kind": {k.value: n for k, n in sorted(report.by_kind.items())},
             },
         )
+        items = (i for i in _parsed(stream, now, digest) if isinstance(i, WritebackInput))
+        added = lifecycle.enqueue_many(
+            session,
+            items,
+            now=now,
+            actor=actor,
+            batch=batch,
+            on_batch=lambda rows: audit_trail.link_rows(session, event_id, rows),
+        )
+        if digest.hexdigest() != report.sha256 or added != report.added:
+            # Raising inside the transaction rolls back everything written so far, the entry too.
+            raise FileChanged(f"{path} changed while it was being imported; nothing was written")
     return report

@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from writeback_console.personify.errors import ErrorKind, PersonifyError
 from writeback_console.settings import SettingsError
-from writeback_console.store.permissions import NEEDS, Action
+from writeback_console.store.permissions import NEEDS, Action, Capabilities
 from writeback_console.store.rows import QueueError
 
 # Whatever reaches the details box must not carry a secret, even one a lower layer forgot to scrub:
@@ -156,6 +156,11 @@ def database_refusal(
         what = f"{verb} the {table} table"
     else:
         what = "do this"
+    return _refusal_words(user=user, what=what, action=action)
+
+
+def _refusal_words(*, user: str | None, what: str, action: Action | str | None) -> str:
+    """The one wording of a refusal by the roles, whether the database said it or was known to."""
     user = user or _connected_user
     who = f"the user {user}" if user else "this database user"
     why = ""
@@ -167,6 +172,35 @@ def database_refusal(
         else:
             why = f" ({Action(action).value.replace('_', ' ')} needs the {needed.label} role)"
     return f"The database refused: {who} may not {what}{why}. Nothing was changed."
+
+
+#: What each action changes, in the words of a refusal, for one said before the database is asked.
+_ACTION_THINGS = {
+    Action.EXPORT: "read writebacks",
+    Action.SCHEDULE: "change writebacks",
+    Action.RESCHEDULE: "change writebacks",
+    Action.CANCEL: "change writebacks",
+    Action.SEND_NOW: "change writebacks",
+    Action.RETRY: "change writebacks",
+    Action.DISCARD: "change writebacks",
+    Action.SWITCHES: "change the account settings",
+    Action.ACCOUNT_SETTINGS: "change the account settings",
+    Action.ENQUEUE: "add writebacks",
+    Action.PRUNE: "delete writebacks",
+    Action.DISPATCH: "claim writebacks",
+}
+
+
+def permission_refusal(capabilities: Capabilities, action: Action | str) -> str | None:
+    """The refusal the database would give (in the same words), when the user may not do ``action``.
+
+    Row-level security hides rows from an UPDATE or DELETE instead of refusing it, so a change the
+    roles forbid can succeed on no rows; asking first is how a command says so instead of "0 changed".
+    """
+    action = Action(action)
+    if capabilities.may(action):
+        return None
+    return _refusal_words(user=capabilities.user or None, what=_ACTION_THINGS[action], action=action)
 
 
 def describe_exception(

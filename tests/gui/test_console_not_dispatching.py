@@ -1,6 +1,6 @@
 """A console that does not dispatch: no dispatcher runs in it, Run now and Pause say why they are
 disabled, the status bar shows the newest run recorded by whoever dispatches, and a banner says when
-nobody has run for two intervals."""
+nobody has run for two intervals (unless a dispatcher holds a live lease: it is sending now)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from tests.helpers.builders import enqueue, item
 from tests.helpers.simulator import MakeSimulator
 from writeback_console.domain import Kind, RunResult, Status, utcnow
 from writeback_console.settings import AppSettings, PasswordStore, save_settings
-from writeback_console.store import listing, runs
+from writeback_console.store import lifecycle, listing, runs
 from writeback_console.store.engine import make_engine, make_session_factory, write_transaction
 from writeback_console.ui.composition_root import open_console, start_services
 from writeback_console.ui.console import Console
@@ -167,3 +167,22 @@ def test_a_postgresql_console_does_not_dispatch_unless_its_settings_say_so(
         finally:
             console.shut_down()
             services.close()
+
+
+def test_a_run_longer_than_two_intervals_shows_no_banner_while_its_dispatcher_sends(
+    qtbot: QtBot, console: Console, other: Factory
+) -> None:
+    window = console.window
+    label = console.status.last_label
+    _record(other, finished=utcnow() - timedelta(minutes=26))
+    qtbot.waitUntil(lambda: "26 min ago" in (window.banner_text(BANNER_NO_DISPATCHER) or ""), timeout=10_000)
+    # A big mailing: a dispatcher has held its rows' lease since long before and is sending still.
+    enqueue(other, *(item(Kind.RESUBSCRIBE, f"p{n}@example.org") for n in range(3)))
+    with write_transaction(other) as session:
+        assert lifecycle.claim(session, dispatcher="srv-2:88", run_started_at=utcnow(), limit=10)
+    assert console.run_watch is not None
+    console.run_watch.refresh()
+    qtbot.waitUntil(lambda: window.banner_text(BANNER_NO_DISPATCHER) is None, timeout=10_000)
+    qtbot.waitUntil(lambda: "sending now" in label.full_text(), timeout=10_000)
+    assert label.full_text().startswith("A dispatcher is sending now (holder srv-2:88). Last dispatcher run")
+    assert "srv-2:88" in label.toolTip()

@@ -61,6 +61,20 @@ _ACTION_OF = {
 }
 
 
+def _changes_as(handler: str, args: object) -> str | None:
+    """The action a command is about to do to the queue, to be refused up front if the user's roles
+    forbid it (row-level security would hide the rows instead, and the command report 0 changed); None
+    for a command, or a run of one, that only reads."""
+    action = _ACTION_OF.get(handler)
+    if action is None or getattr(args, "dry_run", False):
+        return None
+    if handler == "action_commands.cmd_account" and all(
+        getattr(args, name, None) is None for name in ("writeback", "auto_days", "prune_after")
+    ):
+        return None
+    return action
+
+
 def _database_refusal(exc: BaseException, args: object, handler: str) -> str | None:
     """The database's refusal (a missing grant, a row-level policy) in words, naming the database user
     and the role the command needs; None for anything else."""
@@ -83,6 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     name = getattr(args, "handler", None) or "run_commands.cmd_gui"
     handler = _handler(name)
+    args.changes_as = _changes_as(name, args)
     try:
         code: int = handler(args)
     except CommandError as exc:

@@ -128,6 +128,8 @@ def cmd_discard(args: argparse.Namespace) -> int:
 
 
 def _pruned_words(counts: Mapping[Status, int], capped: bool = False) -> str:
+    # A prune that deleted nothing has no counts at all; it still says how many: "0 Sent writebacks".
+    counts = counts or {Status.SENT: 0}
     plus = "+" if capped else ""
     parts = [f"{n:,}{plus} {status.label}" for status, n in counts.items() if n or status is Status.SENT]
     return " and ".join(parts) + (" writeback" if sum(counts.values()) == 1 else " writebacks")

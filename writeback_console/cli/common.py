@@ -10,7 +10,7 @@ from typing import TypeVar
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from writeback_console.cli.exits import EXIT_BAD_INPUT, CommandError
+from writeback_console.cli.exits import EXIT_BAD_INPUT, EXIT_REFUSED, CommandError
 from writeback_console.config import redact_url, resolve_db_url
 from writeback_console.domain import Kind, Status, utcnow
 from writeback_console.store import listing
@@ -33,7 +33,22 @@ def open_queue(args: argparse.Namespace, *, upgrade_schema: bool | None = None) 
     except (OperationalError, ValueError) as exc:
         raise CommandError(f"cannot open the database {redact_url(url)}: {first_line(exc)}") from None
     args.engine = engine
-    return make_session_factory(engine)
+    factory = make_session_factory(engine)
+    action = getattr(args, "changes_as", None)
+    if action is not None:
+        _refuse_unless_allowed(factory, action)
+    return factory
+
+
+def _refuse_unless_allowed(factory: sessionmaker[Session], action: str) -> None:
+    """Refuse a change the connected user's roles forbid, before the command touches the queue."""
+    from writeback_console.messages import permission_refusal
+    from writeback_console.store.permissions import read_capabilities
+
+    with factory() as session:
+        refusal = permission_refusal(read_capabilities(session), action)
+    if refusal is not None:
+        raise CommandError(refusal, EXIT_REFUSED)
 
 
 def first_line(exc: BaseException) -> str:

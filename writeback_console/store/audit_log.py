@@ -55,7 +55,7 @@ class AuditEntry:
     at: datetime
     actor: str
     action: AuditAction
-    #: How many rows it touched (an import or a prune counts rows it does not link one by one).
+    #: How many rows it touched (a prune counts rows it does not link one by one).
     row_count: int
     filter: Mapping[str, Any] | None
     detail: Mapping[str, Any] | None
@@ -66,7 +66,7 @@ class AuditEntry:
 
     @property
     def rows_listed(self) -> bool:
-        """Whether its rows are linked one by one (an import's or a prune's are not)."""
+        """Whether its rows are linked one by one (a prune's are not)."""
         return bool(self.first_refs)
 
     def to_json(self) -> dict[str, Any]:

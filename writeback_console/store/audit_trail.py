@@ -39,12 +39,17 @@ def record_audit(
         )
         .returning(AuditEvent.id)
     ).scalar_one()
+    link_rows(session, int(event_id), rows)
+    return int(event_id)
+
+
+def link_rows(session: Session, event_id: int, rows: Sequence[tuple[int, str]]) -> None:
+    """Link more rows to an entry already written (an import links each batch as it is added)."""
     if rows:
         session.execute(
             insert(AuditEventRow),
             [{"event_id": event_id, "writeback_id": i, "ref": r} for i, r in rows],
         )
-    return int(event_id)
 
 
 @dataclass(frozen=True, slots=True)

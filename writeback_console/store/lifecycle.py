@@ -7,7 +7,7 @@ A lease is its holder's: its expiry is stored on the row from the database's clo
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -141,17 +141,25 @@ def enqueue_many(
     now: datetime | None = None,
     batch: int = 2000,
     actor: str | None = None,
+    on_batch: Callable[[Sequence[tuple[int, str]]], None] | None = None,
 ) -> int:
-    """Queue validated writebacks in bulk (no ORM objects); the caller's transaction holds them all."""
+    """Queue validated writebacks in bulk (no ORM objects); the caller's transaction holds them all.
+
+    ``on_batch`` is given each batch's new rows as (id, reference), for an audit entry to link them.
+    """
     now = now or utcnow()
     count = 0
     pending: list[WritebackInput] = []
 
     def flush() -> None:
         refs = assign_refs(session, pending)
-        session.execute(
-            insert(Writeback), [_values(i, r, now, actor) for i, r in zip(pending, refs, strict=True)]
-        )
+        values = [_values(i, r, now, actor) for i, r in zip(pending, refs, strict=True)]
+        if on_batch is None:
+            session.execute(insert(Writeback), values)
+        else:
+            # Both dialects send one multi-row INSERT … RETURNING per few hundred rows ("insertmanyvalues").
+            added = session.execute(insert(Writeback).returning(W.id, W.ref), values)
+            on_batch([(int(i), str(r)) for i, r in added])
         pending.clear()
 
     for item in items:

@@ -7,6 +7,7 @@ can say who last ran, when, and how it went, and warn when nobody has run for a 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -150,6 +151,30 @@ def latest_and_now(session: Session) -> tuple[RunRecord | None, datetime]:
     return latest_run(session), lifecycle.database_now(session)
 
 
+def sending_now(session: Session, now: datetime) -> tuple[str, ...]:
+    """The dispatchers holding a live lease at ``now`` (the database's clock), the latest-held first.
+
+    A run is recorded only when it ends, so a long one (a big mailing) leaves the newest record older
+    than two intervals while its dispatcher is busy. A Processing row whose lease has not run out says
+    one is at work: the Processing rows are few and in ``ix_writeback_open``, and a mailing's chunk
+    holders keep its row's lease at least as long as their own, so the row alone answers for them too.
+    """
+    newest = func.max(W.lease_expires_at)
+    query = (
+        select(W.locked_by, newest)
+        .where(W.status == Status.PROCESSING.value, W.lease_expires_at > now, W.locked_by.is_not(None))
+        .group_by(W.locked_by)
+        .order_by(newest.desc(), W.locked_by)
+    )
+    return tuple(str(holder) for holder, _ in session.execute(query))
+
+
+def latest_now_and_sending(session: Session) -> tuple[RunRecord | None, datetime, tuple[str, ...]]:
+    """:func:`latest_and_now`, and who holds a live lease now (:func:`sending_now`)."""
+    latest, now = latest_and_now(session)
+    return latest, now, sending_now(session, now)
+
+
 def trim(session: Session, now: datetime, keep_days: int = KEEP_DAYS) -> int:
     """Delete runs that finished more than ``keep_days`` before ``now``; returns how many."""
     cutoff = now - timedelta(days=keep_days)
@@ -229,23 +254,43 @@ def last_run_line(latest: RunRecord | None, now: datetime) -> str:
     )
 
 
-def describe_latest(latest: RunRecord | None, now: datetime) -> tuple[str, str]:
-    """The status bar's words on the newest run, and its tooltip (local time and the whole summary)."""
+def sending_line(sending: Sequence[str]) -> str:
+    """Who is sending now, in one sentence ("A dispatcher is sending now (holder srv-2:88).")."""
+    if len(sending) == 1:
+        return f"A dispatcher is sending now (holder {sending[0]})."
+    return f"{len(sending)} dispatchers are sending now (holders {', '.join(sending)})."
+
+
+def describe_latest(
+    latest: RunRecord | None, now: datetime, *, sending: Sequence[str] = ()
+) -> tuple[str, str]:
+    """The status bar's words on the newest run, and its tooltip (local time and the whole summary);
+    first who is sending now, if a dispatcher holds a live lease (``sending``, :func:`sending_now`)."""
     if latest is None:
-        return "No dispatcher run recorded on this queue", "No dispatcher has ever recorded a run here."
-    line = f"{last_run_line(latest, now)}: {latest.summary}"
-    finished = latest.finished_at.astimezone()
-    every = f", runs every {latest.interval_seconds // 60} min" if latest.interval_seconds else ""
-    tooltip = (
-        f"Last run by {latest.who}{every}\nFinished {finished:%Y-%m-%d %H:%M:%S} local time "
-        f"({ago(now - latest.finished_at)}): {RESULT_WORDS[latest.result]}\n{latest.summary}"
-    )
+        line = "No dispatcher run recorded on this queue"
+        tooltip = "No dispatcher has ever recorded a run here."
+    else:
+        line = f"{last_run_line(latest, now)}: {latest.summary}"
+        finished = latest.finished_at.astimezone()
+        every = f", runs every {latest.interval_seconds // 60} min" if latest.interval_seconds else ""
+        tooltip = (
+            f"Last run by {latest.who}{every}\nFinished {finished:%Y-%m-%d %H:%M:%S} local time "
+            f"({ago(now - latest.finished_at)}): {RESULT_WORDS[latest.result]}\n{latest.summary}"
+        )
+    if sending:
+        busy = sending_line(sending)
+        return f"{busy} {line}", f"{busy} Its run is recorded when it ends.\n{tooltip}"
     return line, tooltip
 
 
-def overdue_text(latest: RunRecord | None, now: datetime, interval_seconds: int) -> str | None:
+def overdue_text(
+    latest: RunRecord | None, now: datetime, interval_seconds: int, *, sending: Sequence[str] = ()
+) -> str | None:
     """The banner when no dispatcher has finished a run for two intervals (the newest run's own interval
-    when it recorded one, else ``interval_seconds``), or has never run; None while they keep running."""
+    when it recorded one, else ``interval_seconds``), or has never run; None while they keep running,
+    and while one is sending now (``sending``: it holds a live lease, its run not over yet)."""
+    if sending:
+        return None
     if latest is None:
         return (
             f"No dispatcher has ever run on this queue; writebacks are not being sent. Start one: {START_ONE}"

@@ -144,7 +144,9 @@ class Console(QObject):
 
     @Slot(object)
     def _runs_seen(self, seen: RunsSeen) -> None:
-        text = runs.overdue_text(seen.latest, seen.now, self.services.settings.interval_seconds)
+        text = runs.overdue_text(
+            seen.latest, seen.now, self.services.settings.interval_seconds, sending=seen.sending
+        )
         if text is None:
             self.window.hide_banner(BANNER_NO_DISPATCHER)
         else:

@@ -291,16 +291,19 @@ class DispatcherController(QObject):
 
 @dataclass(frozen=True)
 class RunsSeen:
-    """The newest dispatcher run the database holds (None: never one), and the database's time then."""
+    """The newest dispatcher run the database holds (None: never one), the database's time then, and
+    the dispatchers holding a live lease then (sending now, their run not recorded yet)."""
 
     latest: runs.RunRecord | None
     now: datetime
+    sending: tuple[str, ...] = ()
 
 
 def read_runs(factory: sessionmaker[Session]) -> RunsSeen:
-    """Read on a task thread: the newest run and the clock it is judged by (the database's)."""
+    """Read on a task thread: the newest run, the clock it is judged by (the database's) and who is
+    sending now."""
     with read_session(factory) as session:
-        return RunsSeen(*runs.latest_and_now(session))
+        return RunsSeen(*runs.latest_now_and_sending(session))
 
 
 class RunWatch(QObject):
@@ -527,7 +530,7 @@ class DispatcherStatus(QWidget):
 
     @Slot(object)
     def show_runs_seen(self, seen: RunsSeen) -> None:
-        line, tooltip = runs.describe_latest(seen.latest, seen.now)
+        line, tooltip = runs.describe_latest(seen.latest, seen.now, sending=seen.sending)
         self.last_label.set_full_text(line, tooltip)
 
     def _show_controls(self, state: DispatcherState) -> None:

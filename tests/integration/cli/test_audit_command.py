@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,10 +20,24 @@ from writeback_console.store.engine import make_engine, make_session_factory, wr
 
 Factory = sessionmaker[Session]
 INACTIVE = "Activity Code NEWS is inactive."
+IMPORT_LINE = {
+    "kind": "unsubscribe",
+    "account": "Main",
+    "reason": "Too many emails",
+    "master_customer_id": "000000001475",
+    "sub_customer_id": 0,
+    "occurred_at": "2026-11-20T10:00:00Z",
+}
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], db: str, *argv: str) -> tuple[int, str, str]:
     code = main(["--db", db, "audit", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_cli_any(capsys: pytest.CaptureFixture[str], db: str, *argv: str) -> tuple[int, str, str]:
+    code = main(["--db", db, *argv])
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -182,3 +197,25 @@ def test_a_refused_filter_says_why_and_prints_nothing(
     assert got == code
     assert out == ""
     assert words in err
+
+
+def test_audit_ref_of_an_imported_writeback_prints_its_import(
+    db_url: str, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    lines = [json.dumps(IMPORT_LINE | {"email": f"p{k}@example.org"}) for k in range(3)]
+    path = tmp_path / "members.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    code, out, _ = run_cli_any(capsys, db_url, "import", str(path))
+    assert code == 0 and "imported 3 writebacks" in out
+    code, out, _ = run_cli_any(capsys, db_url, "list", "--format", "json")
+    refs = sorted(r["ref"] for r in json.loads(out))
+
+    code, out, _err = run_cli(capsys, db_url, "--ref", refs[1], "--format", "json")
+
+    assert code == 0
+    (entry,) = json.loads(out)
+    assert entry["action"] == "import" and entry["row_count"] == 3
+    assert entry["detail"]["file"] == "members.jsonl"
+    assert sorted(entry["first_refs"]) == refs
+    code, out, _err = run_cli(capsys, db_url, "--ref", refs[1])
+    assert code == 0 and "Import" in out and refs[1] in out

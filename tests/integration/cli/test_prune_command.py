@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers.builders import enqueue, item, run, send
 from tests.integration.cli.test_cli import run_cli
+from writeback_console import operations
 from writeback_console.domain import utcnow
 from writeback_console.store import listing
 from writeback_console.store.engine import make_engine, make_session_factory
@@ -119,3 +120,21 @@ def test_the_daily_retention_is_set_with_account_for_every_account_only(
     assert code == 1 and "retention is set for every account at once" in err
     code, out, _ = run_cli(capsys, sqlite_url, "account", "--prune-sent-after", "never")
     assert code == 0 and "delete sent writebacks: never" in out
+
+
+def test_a_prune_that_finds_its_rows_gone_after_asking_says_it_deleted_0(
+    sqlite_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    factory = make_session_factory(make_engine(sqlite_url))
+    _old_sent(factory, 2)
+
+    def someone_else_prunes_meanwhile(prompt: str) -> str:
+        print(prompt, end="")
+        operations.prune(factory, 180, actor="someone else")
+        return "y"
+
+    monkeypatch.setattr("sys.stdin", _Terminal(""))
+    monkeypatch.setattr("builtins.input", someone_else_prunes_meanwhile)
+    code, out, _ = run_cli(capsys, sqlite_url, "prune", "--sent-older-than", "180d")
+    assert code == 0 and "Delete 2 Sent writebacks" in out
+    assert "deleted 0 Sent writebacks finished before" in out and "deleted  " not in out

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.helpers.builders import T0, enqueue, fail, item, minutes, run, send
-from writeback_console import operations
+from writeback_console import importer, operations
 from writeback_console.domain import AuditAction, Status
 from writeback_console.store import audit_log, audit_trail, listing, switches
 from writeback_console.store.audit_log import AuditFilter
@@ -15,6 +17,14 @@ from writeback_console.store.engine import read_session, write_transaction
 
 Factory = sessionmaker[Session]
 EVERY = AuditFilter()
+GOOD_LINE = {
+    "kind": "unsubscribe",
+    "account": "Main",
+    "reason": "Too many emails",
+    "master_customer_id": "000000001475",
+    "sub_customer_id": 0,
+    "occurred_at": "2026-11-20T10:00:00Z",
+}
 
 
 def record(factory: Factory, *, actor: str, action: AuditAction, at_minute: float, rows: int = 0) -> int:
@@ -184,3 +194,26 @@ def test_a_page_reads_only_its_own_entries_and_their_first_references(factory: F
     assert entry.id == big
     assert entry.first_refs == ("WB-FAKE0000", "WB-FAKE0001", "WB-FAKE0002")
     assert audit_log.rows_words(entry) == "250: WB-FAKE0000, WB-FAKE0001, WB-FAKE0002, …"
+
+
+def test_a_reference_finds_the_import_that_created_its_writeback_with_every_imported_row(
+    factory: Factory, tmp_path: Path
+) -> None:
+    lines = [json.dumps(GOOD_LINE | {"email": f"p{k}@example.org"}) for k in range(5)]
+    path = tmp_path / "batch.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # Batches of two, so the rows are linked over several of them.
+    report = importer.import_file(path, factory, actor="importer@desk", now=T0, batch=2)
+    assert report.added == 5
+
+    with read_session(factory) as session:
+        refs = [r.ref for r in listing.iter_rows(session, listing.WritebackFilter())]
+        assert len(refs) == 5
+        page = audit_log.audit_page(session, AuditFilter(ref=refs[2]))
+        (entry,) = page.entries
+        assert entry.action is AuditAction.IMPORT and entry.actor == "importer@desk"
+        assert entry.row_count == 5 and entry.rows_listed
+        assert entry.detail is not None and entry.detail["file"] == "batch.jsonl"
+        linked = audit_log.event_rows(session, entry.id, limit=100)
+        assert sorted(r.ref for r in linked.rows) == sorted(refs)
+        assert all(r.in_queue for r in linked.rows)

@@ -17,7 +17,7 @@ from tests.helpers.dispatching import client_for, cycle
 from tests.helpers.simulator import SAMPLE_CONSTITUENTS, MakeSimulator
 from writeback_console.domain import Kind, RunResult, utcnow
 from writeback_console.sim.server import SaveEvent
-from writeback_console.store import runs
+from writeback_console.store import lifecycle, runs
 from writeback_console.store.engine import make_engine, make_session_factory, read_session, write_transaction
 from writeback_console.store.models import DispatcherRun
 from writeback_console.store.models import Writeback as W
@@ -248,3 +248,42 @@ def test_a_database_that_gives_out_while_the_run_is_recorded_costs_the_record_no
     assert _count(factory) == 1
     engine.dispose()
     other.dispose()
+
+
+def test_a_live_lease_names_the_dispatcher_sending_now_and_keeps_the_banner_away(factory: Factory) -> None:
+    # The last run finished 40 min ago with a 10 min interval: overdue, unless someone is busy sending
+    # (a run longer than two intervals, a big mailing).
+    now = utcnow()
+    with write_transaction(factory) as session:
+        runs.record_run(
+            session,
+            dispatcher="srv-1:77",
+            started_at=now - minutes(41),
+            finished_at=now - minutes(40),
+            result=RunResult.OK,
+            summary="",
+            interval_seconds=600,
+        )
+    ids = enqueue(factory, *(item(email=f"p{k}@example.org") for k in range(3)))
+    with read_session(factory) as session:
+        latest, db_now, sending = runs.latest_now_and_sending(session)
+    assert sending == ()
+    assert runs.overdue_text(latest, db_now, 600, sending=sending) is not None
+
+    with write_transaction(factory) as session:
+        claimed = lifecycle.claim(session, dispatcher="srv-2:88", run_started_at=now, limit=2)
+    assert len(claimed) == 2
+    with read_session(factory) as session:
+        latest, db_now, sending = runs.latest_now_and_sending(session)
+    assert sending == ("srv-2:88",)
+    assert runs.overdue_text(latest, db_now, 600, sending=sending) is None
+    line, _tip = runs.describe_latest(latest, db_now, sending=sending)
+    assert line.startswith("A dispatcher is sending now (holder srv-2:88). Last dispatcher run: srv-1:77")
+
+    # A lease that ran out is a dispatcher that died, not one sending: the banner is back.
+    for wid in ids:
+        _set(factory, wid, lease_expires_at=now - minutes(1))
+    with read_session(factory) as session:
+        latest, db_now, sending = runs.latest_now_and_sending(session)
+    assert sending == ()
+    assert runs.overdue_text(latest, db_now, 600, sending=sending) is not None
