@@ -13,6 +13,7 @@ from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMenu, QWidget
 
 from writeback_console.store.permissions import EVERYTHING, Action, Capabilities
+from writeback_console.ui import keyboard
 
 #: The property that tells a test (and the gate itself) which action a guarded object stands for.
 GUARD_PROPERTY = "guardedAction"
@@ -66,7 +67,9 @@ class PermissionGate(QObject):
     def _hold_action(self, action: QAction, why: str) -> None:
         if action.isEnabled():
             action.setEnabled(False)  # emits changed again, which finds it disabled
-        tip = forbidden_tip(action.toolTip() or action.text().replace("&", "").rstrip("…"), why)
+        # The shortcut goes after the reason: the window's tooltips end with it (ui/keyboard.py).
+        base = keyboard.tip_without_key(action.toolTip() or action.text().replace("&", "").rstrip("…"))
+        tip = keyboard.tip_with_key(forbidden_tip(base, why), action)
         if action.toolTip() != tip and _SEPARATOR + why not in action.toolTip():
             action.setToolTip(tip)
         action.setStatusTip(tip)
