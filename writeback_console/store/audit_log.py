@@ -4,7 +4,7 @@ with the rows each action touched, and each entry in words for the Audit log pag
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from writeback_console.domain import AuditAction, normalize_ref
 from writeback_console.store.audit_trail import filter_words
-from writeback_console.store.listing import escape_like
+from writeback_console.store.listing import escape_like, keyset_items
 from writeback_console.store.models import AuditEvent, AuditEventRow, PrunedWriteback, Writeback
 
 #: How many references each entry of a page carries ("which ones", at a glance).
@@ -193,18 +193,12 @@ def iter_entries(
     session: Session, flt: AuditFilter, *, limit: int | None = None, page_size: int = 500
 ) -> Iterator[AuditEntry]:
     """Every matching entry, newest first, read a page at a time (``limit``: at most so many)."""
-    after: Cursor | None = None
-    given = 0
-    while True:
-        size = page_size if limit is None else min(page_size, limit - given)
-        if size <= 0:
-            return
+
+    def fetch(after: Cursor | None, size: int) -> tuple[Sequence[AuditEntry], Cursor | None]:
         page = audit_page(session, flt, after=after, limit=size)
-        yield from page.entries
-        given += len(page.entries)
-        if page.next_cursor is None:
-            return
-        after = page.next_cursor
+        return page.entries, page.next_cursor
+
+    return keyset_items(fetch, page_size=page_size, limit=limit)
 
 
 def get_entry(session: Session, event_id: int) -> AuditEntry | None:

@@ -4,10 +4,10 @@ sort-key table, counts, and the mailings list.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, Select, and_, bindparam, case, func, or_, select, tuple_
 from sqlalchemy.ext.compiler import compiles
@@ -466,18 +466,37 @@ def iter_rows(
     limit: int | None = None,
 ) -> Iterator[WritebackRow]:
     """Every row of the filter in order, a page at a time, so an export never holds them all."""
-    after: Cursor | None = None
+
+    def fetch(after: Cursor | None, size: int) -> tuple[Sequence[WritebackRow], Cursor | None]:
+        page = list_page(session, flt, sort=sort, descending=descending, after=after, limit=size)
+        return page.rows, page.next_cursor
+
+    return keyset_items(fetch, page_size=page_size, limit=limit)
+
+
+_T = TypeVar("_T")
+_C = TypeVar("_C")
+
+
+def keyset_items(
+    fetch: Callable[[_C | None, int], tuple[Sequence[_T], _C | None]],
+    *,
+    page_size: int,
+    limit: int | None = None,
+) -> Iterator[_T]:
+    """Every item of a keyset-paged query, a page at a time: ``fetch(after, size)`` gives a page and the
+    cursor of the next one (None at the end); ``limit``: at most so many items."""
+    after: _C | None = None
     given = 0
     while True:
         size = page_size if limit is None else min(page_size, limit - given)
         if size <= 0:
             return
-        page = list_page(session, flt, sort=sort, descending=descending, after=after, limit=size)
-        yield from page.rows
-        given += len(page.rows)
-        if page.next_cursor is None:
+        items, after = fetch(after, size)
+        yield from items
+        given += len(items)
+        if after is None:
             return
-        after = page.next_cursor
 
 
 def list_accounts(session: Session) -> list[str]:

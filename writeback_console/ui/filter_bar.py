@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -53,6 +53,24 @@ def period_words(start: datetime, end: datetime) -> str:
 
 def to_date(day: QDate) -> date:
     return date(day.year(), day.month(), day.day())
+
+
+def day_range_edits(
+    from_text: str, toggled: Callable[..., object], date_changed: Callable[..., object]
+) -> tuple[QCheckBox, QDateEdit, QCheckBox, QDateEdit]:
+    """A day range as (from box, from day, to box, to day): each end off until ticked, the last week at
+    first; ``toggled`` is told of a tick, ``date_changed`` of a day picked."""
+    today = QDate.currentDate()
+    from_check, from_date = QCheckBox(from_text), QDateEdit(today.addDays(-7))
+    to_check, to_date_edit = QCheckBox("to"), QDateEdit(today)
+    for check, edit in ((from_check, from_date), (to_check, to_date_edit)):
+        edit.setCalendarPopup(True)
+        edit.setDisplayFormat("yyyy-MM-dd")
+        edit.setEnabled(False)
+        check.toggled.connect(edit.setEnabled)
+        check.toggled.connect(toggled)
+        edit.dateChanged.connect(date_changed)
+    return from_check, from_date, to_check, to_date_edit
 
 
 class FilterBar(QFrame):
@@ -123,18 +141,9 @@ class FilterBar(QFrame):
         self.account.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.account.currentIndexChanged.connect(self._changed)
 
-        today = QDate.currentDate()
-        self.from_check = QCheckBox("Created from")
-        self.from_date = QDateEdit(today.addDays(-7))
-        self.to_check = QCheckBox("to")
-        self.to_date = QDateEdit(today)
-        for check, edit in ((self.from_check, self.from_date), (self.to_check, self.to_date)):
-            edit.setCalendarPopup(True)
-            edit.setDisplayFormat("yyyy-MM-dd")
-            edit.setEnabled(False)
-            check.toggled.connect(edit.setEnabled)
-            check.toggled.connect(self._changed)
-            edit.dateChanged.connect(self._date_changed)
+        self.from_check, self.from_date, self.to_check, self.to_date = day_range_edits(
+            "Created from", self._changed, self._date_changed
+        )
         self.from_check.setToolTip("Only writebacks queued on or after this day (local time)")
         self.to_check.setToolTip("Only writebacks queued on or before this day (local time)")
 

@@ -9,7 +9,6 @@ from typing import Any
 
 from PySide6.QtCore import (
     QAbstractTableModel,
-    QDate,
     QModelIndex,
     QPersistentModelIndex,
     QSize,
@@ -20,9 +19,7 @@ from PySide6.QtCore import (
 )
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QCheckBox,
     QComboBox,
-    QDateEdit,
     QFormLayout,
     QHBoxLayout,
     QHeaderView,
@@ -43,7 +40,7 @@ from writeback_console.domain import AuditAction
 from writeback_console.store import audit_log
 from writeback_console.store.audit_log import AuditEntry, AuditFilter, AuditPage, Cursor, EventRowsPage
 from writeback_console.store.engine import QueryStop, read_session
-from writeback_console.ui.filter_bar import TEXT_THROTTLE_MS, local_midnight_utc, to_date
+from writeback_console.ui.filter_bar import TEXT_THROTTLE_MS, day_range_edits, local_midnight_utc, to_date
 from writeback_console.ui.resources import icon
 from writeback_console.ui.status_style import local_text
 from writeback_console.ui.tasks import Task, TaskGroup, TaskRunner
@@ -436,18 +433,9 @@ class AuditLogPage(QWidget):
         for action in sorted(AuditAction, key=audit_log.action_label):
             self.action.addItem(audit_log.action_label(action), action.value)
         self.action.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
-        today = QDate.currentDate()
-        self.from_check = QCheckBox("From")
-        self.from_date = QDateEdit(today.addDays(-7))
-        self.to_check = QCheckBox("to")
-        self.to_date = QDateEdit(today)
-        for check, edit in ((self.from_check, self.from_date), (self.to_check, self.to_date)):
-            edit.setCalendarPopup(True)
-            edit.setDisplayFormat("yyyy-MM-dd")
-            edit.setEnabled(False)
-            check.toggled.connect(edit.setEnabled)
-            check.toggled.connect(self._filter_changed)
-            edit.dateChanged.connect(self._filter_changed)
+        self.from_check, self.from_date, self.to_check, self.to_date = day_range_edits(
+            "From", self._filter_changed, self._filter_changed
+        )
         self.from_check.setToolTip("Only entries on or after this day (local time)")
         self.to_check.setToolTip("Only entries on or before this day (local time)")
         self.ref = QLineEdit()
